@@ -1,0 +1,43 @@
+// glint: one binary, subcommands (DESIGN.md §6).
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"generate", cmd_generate, "generate -m DIR (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temperature T] ..."},
+    {"logits", cmd_logits, "logits -m DIR --ids \"1 2 3\" -o FILE   float32 logits of every position"},
+    {"info", cmd_info, "info -m DIR                 architecture, layer kinds, dtypes, sizes"},
+    {"bench", cmd_bench, "bench (-m DIR | --synthetic NAME [--layers N]) [--ctx 256,...] [--backend cpu]"},
+    {"tokenize", cmd_tokenize, "tokenize (-m DIR | --tokenizer FILE) [--add-special-tokens]   stdin text -> ids"},
+    {"detokenize", cmd_detokenize, "detokenize (-m DIR | --tokenizer FILE) [--skip-special-tokens] stdin ids -> text"},
+    {"render-chat", cmd_render_chat, "render-chat (-m DIR | --template FILE)  stdin chat JSON -> prompt text"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: glint <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(out, "  %s\n", subcommands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (!strcmp(argv[1], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "glint: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
