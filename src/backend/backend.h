@@ -1,0 +1,91 @@
+// The backend contract: the ops the GLM-MoE-DSA forward pass needs, on activations in the backend's
+// memory (float32 on the CPU) and weights kept in their checkpoint format. The model (model/glm.c) is
+// written once against this table; cpu/ is the reference implementation, CUDA implements the same
+// table in its own issue. Every op is tested against the CPU reference on both backends.
+#ifndef GLINT_BACKEND_H
+#define GLINT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+
+// A weight as stored in the checkpoint: 2-D [rows, cols] (out, in) or 1-D [rows].
+typedef struct {
+    glint_dtype dtype;
+    int64_t rows, cols;
+    const void *data;
+    const char *name;
+} glint_weight;
+
+// Routing parameters of one MoE layer (spec/GLM5.md §2.8).
+typedef struct {
+    int n_experts, top_k, n_group, topk_group, norm_topk_prob;
+    float routed_scaling_factor;
+} glint_moe_routing;
+
+// One MoE layer's routed experts: E x {gate [I, D], up [I, D], down [D, I]}.
+typedef struct {
+    const glint_weight *gate, *up, *down;  // arrays of n_experts
+    int n_experts;
+} glint_experts;
+
+typedef struct glint_backend glint_backend;
+struct glint_backend {
+    const char *name;
+    int n_threads;
+    // Memory for activations and caches (zeroed). NULL + error when out of memory.
+    void *(*alloc)(glint_backend *be, size_t bytes, const char *what);
+    void (*free)(glint_backend *be, void *ptr);
+    // Copies n floats from backend memory to the host.
+    void (*download)(glint_backend *be, float *host, const float *src, size_t n);
+
+    // x[T, D] <- rows of the embedding table [V, D]
+    void (*embed)(glint_backend *be, float *x, const glint_weight *table, const int32_t *ids, int T);
+    // y[T, N] = x[T, K] · W^T for W [N, K]; x rows are x_stride floats apart, y rows y_stride apart.
+    void (*matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                   const glint_weight *W);
+    // y[T, D] = w ⊙ x / sqrt(mean(x²) + eps); rows stride floats apart (in place allowed).
+    void (*rmsnorm)(glint_backend *be, float *y, const float *x, int stride, int T, int D, const glint_weight *w,
+                    float eps);
+    // y[T, D] = (x - mean) / sqrt(var + eps) ⊙ w + b (in place allowed)
+    void (*layernorm)(glint_backend *be, float *y, const float *x, int stride, int T, int D, const glint_weight *w,
+                      const glint_weight *b, float eps);
+    // Interleaved (pair) RoPE on x[T, n_heads, head_stride] at offset `offset` of each head, dims rope_dim:
+    // pair (2i, 2i+1) rotated by angle pos[t] * inv_freq[i]; cos and sin are multiplied by attn_factor.
+    void (*rope)(glint_backend *be, float *x, int T, int n_heads, int head_stride, int row_stride, int offset,
+                 int rope_dim, const int32_t *pos, const float *inv_freq, float attn_factor);
+    // y[T, I] = silu(g) ⊙ u, g and u rows stride floats apart
+    void (*silu_mul)(glint_backend *be, float *y, const float *g, const float *u, int stride, int T, int I);
+    // y[n] += x[n]
+    void (*add)(glint_backend *be, float *y, const float *x, size_t n);
+
+    // DSA lightning indexer (spec §2.5-2.6): for each query row s (absolute position pos[s]) scores
+    // every cached key t <= pos[s]: I = Σ_h w[s,h]·weight_scale · relu(q[s,h]·k[t] · scale), writes the
+    // top-min(topk, pos[s]+1) positions to sel[s, 0..n_sel[s]) (ties: lower position first).
+    void (*indexer_select)(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
+                           const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
+                           float scale, float weight_scale);
+    // Absorbed MLA (spec §2.4). q_lat[T, H, C] = W_UK[h]^T · q_nope, with q_nope the first Dn of each
+    // head of q [T, H, q_head_stride] and W_UK[h] rows [h·(Dn+Dv), h·(Dn+Dv)+Dn) of kv_b [H·(Dn+Dv), C].
+    void (*mla_absorb_q)(glint_backend *be, float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn,
+                         int Dv, const glint_weight *kv_b);
+    // o_lat[T, H, C] = Σ_{t∈sel[s]} softmax(scale·(q_lat·c_t + q_pe·kpe_t)) · c_t, with q_pe at offset
+    // pe_offset of each q head and the caches latent [ctx, C], kpe [ctx, Dr].
+    void (*mla_attend)(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
+                       int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
+                       const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale);
+    // o[T, H, Dv] = W_UV[h] · o_lat[t, h] with W_UV[h] rows [h·(Dn+Dv)+Dn, (h+1)·(Dn+Dv)) of kv_b.
+    void (*mla_up_v)(glint_backend *be, float *o, const float *o_lat, int T, int H, int C, int Dn, int Dv,
+                     const glint_weight *kv_b);
+    // Routed experts of one MoE layer: router (sigmoid + bias, groups, top-k, renormalize, scale) and
+    // y[T, D] = Σ_k w_k · down_e(silu(gate_e x) ⊙ up_e x). Shared experts are not included.
+    void (*moe)(glint_backend *be, float *y, const float *x, int T, int D, int I, const glint_weight *router,
+                const glint_weight *bias, const glint_moe_routing *routing, const glint_experts *experts);
+};
+
+glint_backend *glint_backend_cpu(int n_threads);
+// Reads a float from a weight of any float dtype (host-visible weights only).
+float glint_weight_get(const glint_weight *w, int64_t index);
+
+#endif

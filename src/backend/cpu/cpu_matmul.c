@@ -1,0 +1,165 @@
+// CPU matrix multiply y = x · W^T with weights in checkpoint format (F32, BF16, F16, FP8 E4M3
+// without scales), FP32 accumulation. AVX-512 / AVX2 paths are chosen at run time.
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "backend/cpu/cpu.h"
+#include "common/util.h"
+
+// Reference dot products (any x86-64).
+static float dot_f32_generic(const float *w, const float *x, int64_t K) {
+    float acc = 0;
+    for (int64_t k = 0; k < K; k++) acc += w[k] * x[k];
+    return acc;
+}
+static float dot_bf16_generic(const uint16_t *w, const float *x, int64_t K) {
+    float acc = 0;
+    for (int64_t k = 0; k < K; k++) acc += glint_bf16_to_f32(w[k]) * x[k];
+    return acc;
+}
+static float dot_f16_generic(const uint16_t *w, const float *x, int64_t K) {
+    float acc = 0;
+    for (int64_t k = 0; k < K; k++) acc += glint_f16_to_f32(w[k]) * x[k];
+    return acc;
+}
+static float dot_fp8_generic(const uint8_t *w, const float *x, int64_t K) {
+    float acc = 0;
+    for (int64_t k = 0; k < K; k++) acc += glint_fp8e4m3_to_f32(w[k]) * x[k];
+    return acc;
+}
+
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *w, const float *x, int64_t K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+    }
+    float acc = hsum256(_mm256_add_ps(a0, a1));
+    for (; k < K; k++) acc += w[k] * x[k];
+    return acc;
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 bf16x8_to_f32(const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma"))) static float dot_bf16_avx2(const uint16_t *w, const float *x, int64_t K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        a0 = _mm256_fmadd_ps(bf16x8_to_f32(w + k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(bf16x8_to_f32(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+    }
+    float acc = hsum256(_mm256_add_ps(a0, a1));
+    for (; k < K; k++) acc += glint_bf16_to_f32(w[k]) * x[k];
+    return acc;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const uint16_t *w, const float *x, int64_t K) {
+    __m256 a0 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), _mm256_loadu_ps(x + k), a0);
+    float acc = hsum256(a0);
+    for (; k < K; k++) acc += glint_f16_to_f32(w[k]) * x[k];
+    return acc;
+}
+
+__attribute__((target("avx512f,avx512bw"))) static float dot_bf16_avx512(const uint16_t *w, const float *x,
+                                                                         int64_t K) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512 w0 = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16));
+        __m512 w1 = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k + 16))), 16));
+        a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + k), a0);
+        a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + k + 16), a1);
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    for (; k < K; k++) acc += glint_bf16_to_f32(w[k]) * x[k];
+    return acc;
+}
+
+__attribute__((target("avx512f"))) static float dot_f32_avx512(const float *w, const float *x, int64_t K) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), a1);
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    for (; k < K; k++) acc += w[k] * x[k];
+    return acc;
+}
+
+typedef float (*dot_fn)(const void *w, const float *x, int64_t K);
+
+static struct {
+    int ready;
+    dot_fn f32, bf16, f16, fp8;
+    const char *isa;
+} kernels;
+
+void glint_cpu_select_kernels(const char *force_isa) {
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (force_isa && !strcmp(force_isa, "generic")) avx512 = avx2 = 0;
+    if (force_isa && !strcmp(force_isa, "avx2")) avx512 = 0;
+    kernels.fp8 = (dot_fn)dot_fp8_generic;
+    if (avx512) {
+        kernels.f32 = (dot_fn)dot_f32_avx512, kernels.bf16 = (dot_fn)dot_bf16_avx512;
+        kernels.f16 = (dot_fn)dot_f16_avx2, kernels.isa = "avx512";
+    } else if (avx2) {
+        kernels.f32 = (dot_fn)dot_f32_avx2, kernels.bf16 = (dot_fn)dot_bf16_avx2;
+        kernels.f16 = (dot_fn)dot_f16_avx2, kernels.isa = "avx2";
+    } else {
+        kernels.f32 = (dot_fn)dot_f32_generic, kernels.bf16 = (dot_fn)dot_bf16_generic;
+        kernels.f16 = (dot_fn)dot_f16_generic, kernels.isa = "generic";
+    }
+    kernels.ready = 1;
+}
+
+const char *glint_cpu_isa(void) {
+    if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
+    return kernels.isa;
+}
+
+static dot_fn dot_for(glint_dtype dtype) {
+    if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
+    switch (dtype) {
+    case GLINT_DTYPE_F32: return kernels.f32;
+    case GLINT_DTYPE_BF16: return kernels.bf16;
+    case GLINT_DTYPE_F16: return kernels.f16;
+    case GLINT_DTYPE_F8_E4M3: return kernels.fp8;
+    default: return NULL;
+    }
+}
+
+// Rows of W are split across threads; each row is read once for all T tokens (decode: T = 1).
+void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                      const glint_weight *W) {
+    dot_fn dot = dot_for(W->dtype);
+    const int64_t N = W->rows, K = W->cols;
+    const size_t row_bytes = (size_t)K * glint_dtype_size(W->dtype);
+    const char *base = W->data;
+    int threads = N * K < 65536 ? 1 : be->n_threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t n = 0; n < N; n++) {
+        const void *row = base + (size_t)n * row_bytes;
+        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = dot(row, x + (size_t)t * x_stride, K);
+    }
+}

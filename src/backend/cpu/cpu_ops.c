@@ -1,0 +1,356 @@
+// CPU reference backend: FP32 activations and accumulation, OpenMP across cores.
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "common/util.h"
+
+float glint_weight_get(const glint_weight *w, int64_t i) {
+    switch (w->dtype) {
+    case GLINT_DTYPE_F32: return ((const float *)w->data)[i];
+    case GLINT_DTYPE_BF16: return glint_bf16_to_f32(((const uint16_t *)w->data)[i]);
+    case GLINT_DTYPE_F16: return glint_f16_to_f32(((const uint16_t *)w->data)[i]);
+    case GLINT_DTYPE_F8_E4M3: return glint_fp8e4m3_to_f32(((const uint8_t *)w->data)[i]);
+    default: return NAN;
+    }
+}
+
+static void *cpu_alloc(glint_backend *be, size_t bytes, const char *what) {
+    (void)be;
+    // calloc: large blocks come zeroed from mmap and are only backed by memory once touched,
+    // so a KV cache sized for the full context costs what is used.
+    return glint_calloc(1, bytes, what);
+}
+
+static void cpu_free(glint_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static void cpu_download(glint_backend *be, float *host, const float *src, size_t n) {
+    (void)be;
+    if (host != src) memcpy(host, src, n * sizeof *host);
+}
+
+static void cpu_embed(glint_backend *be, float *x, const glint_weight *table, const int32_t *ids, int T) {
+    (void)be;
+    const int64_t D = table->cols;
+    for (int t = 0; t < T; t++)
+        for (int64_t d = 0; d < D; d++) x[(size_t)t * D + d] = glint_weight_get(table, (int64_t)ids[t] * D + d);
+}
+
+static void cpu_rmsnorm(glint_backend *be, float *y, const float *x, int stride, int T, int D, const glint_weight *w,
+                        float eps) {
+    (void)be;
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * stride;
+        float *yr = y + (size_t)t * stride;
+        float ss = 0;
+        for (int d = 0; d < D; d++) ss += xr[d] * xr[d];
+        float inv = 1.0f / sqrtf(ss / (float)D + eps);
+        for (int d = 0; d < D; d++) yr[d] = glint_weight_get(w, d) * (xr[d] * inv);
+    }
+}
+
+static void cpu_layernorm(glint_backend *be, float *y, const float *x, int stride, int T, int D,
+                          const glint_weight *w, const glint_weight *b, float eps) {
+    (void)be;
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * stride;
+        float *yr = y + (size_t)t * stride;
+        float mean = 0, var = 0;
+        for (int d = 0; d < D; d++) mean += xr[d];
+        mean /= (float)D;
+        for (int d = 0; d < D; d++) var += (xr[d] - mean) * (xr[d] - mean);
+        float inv = 1.0f / sqrtf(var / (float)D + eps);
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] - mean) * inv * glint_weight_get(w, d) + glint_weight_get(b, d);
+    }
+}
+
+static void cpu_rope(glint_backend *be, float *x, int T, int n_heads, int head_stride, int row_stride, int offset,
+                     int rope_dim, const int32_t *pos, const float *inv_freq, float attn_factor) {
+    (void)be;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < rope_dim / 2; i++) {
+            // fp32 angle as transformers forms it (inv_freq · position in float32)
+            float angle = inv_freq[i] * (float)pos[t];
+            float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
+            for (int h = 0; h < n_heads; h++) {
+                float *p = x + (size_t)t * row_stride + (size_t)h * head_stride + offset + 2 * i;
+                float a = p[0], b = p[1];
+                p[0] = a * c - b * s;
+                p[1] = b * c + a * s;
+            }
+        }
+}
+
+static void cpu_silu_mul(glint_backend *be, float *y, const float *g, const float *u, int stride, int T, int I) {
+    (void)be;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < I; i++) {
+            float gv = g[(size_t)t * stride + i];
+            y[(size_t)t * I + i] = gv / (1.0f + expf(-gv)) * u[(size_t)t * stride + i];
+        }
+}
+
+static void cpu_add(glint_backend *be, float *y, const float *x, size_t n) {
+    (void)be;
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+typedef struct {
+    float score;
+    int32_t index;
+} scored;
+
+// Total order: higher score first, then lower index — deterministic top-k under ties.
+static int ranks_before(const scored *a, const scored *b) {
+    return a->score > b->score || (a->score == b->score && a->index < b->index);
+}
+
+// Moves the k best entries of v[0..n) to the front (any order), quickselect.
+static void select_top(scored *v, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        scored pivot = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (ranks_before(&v[i], &pivot)) i++;
+            while (ranks_before(&pivot, &v[j])) j--;
+            if (i <= j) {
+                scored tmp = v[i];
+                v[i] = v[j];
+                v[j] = tmp;
+                i++, j--;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+static void cpu_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
+                                   const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
+                               float scale, float weight_scale) {
+    int max_visible = 0;
+    for (int s = 0; s < T; s++) max_visible = pos[s] + 1 > max_visible ? pos[s] + 1 : max_visible;
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        scored *buf = malloc((size_t)max_visible * sizeof *buf);
+#pragma omp for schedule(dynamic, 1)
+        for (int s = 0; s < T; s++) {
+            int visible = pos[s] + 1;
+            int32_t *out = sel + (size_t)s * topk;
+            if (visible <= topk || !buf) {  // every visible key is selected; scores cannot matter
+                int n = visible < topk ? visible : topk;
+                for (int t = 0; t < n; t++) out[t] = t;
+                n_sel[s] = n;
+                continue;
+            }
+            const float *qs = q + (size_t)s * n_heads * head_dim;
+            for (int t = 0; t < visible; t++) {
+                const float *kt = k_cache + (size_t)t * head_dim;
+                float total = 0;
+                for (int h = 0; h < n_heads; h++) {
+                    float dot = 0;
+                    for (int d = 0; d < head_dim; d++) dot += qs[h * head_dim + d] * kt[d];
+                    dot *= scale;
+                    total += w[(size_t)s * n_heads + h] * weight_scale * (dot > 0 ? dot : 0);
+                }
+                buf[t].score = total;
+                buf[t].index = t;
+            }
+            select_top(buf, visible, topk);
+            for (int i = 0; i < topk; i++) out[i] = buf[i].index;
+            n_sel[s] = topk;
+        }
+        free(buf);
+    }
+}
+
+// Weight row -> float32 (any float dtype), for kernels that use a row many times.
+static void weight_row_f32(const glint_weight *w, int64_t row, float *out) {
+    for (int64_t c = 0; c < w->cols; c++) out[c] = glint_weight_get(w, row * w->cols + c);
+}
+
+static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, int T, int H, int q_head_stride,
+                             int Dn, int Dv, const glint_weight *kv_b) {
+    const int C = (int)kv_b->cols;
+    for (size_t i = 0; i < (size_t)T * H * C; i++) q_lat[i] = 0;
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        float *row = malloc((size_t)C * sizeof *row);
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++) {
+            if (!row) continue;
+            for (int j = 0; j < Dn; j++) {  // q_lat[t,h] += q_nope[t,h,j] * W_UK[h][j, :]
+                weight_row_f32(kv_b, (int64_t)h * (Dn + Dv) + j, row);
+                for (int t = 0; t < T; t++) {
+                    float qj = q[((size_t)t * H + h) * q_head_stride + j];
+                    float *out = q_lat + ((size_t)t * H + h) * C;
+                    for (int c = 0; c < C; c++) out[c] += qj * row[c];
+                }
+            }
+        }
+        free(row);
+    }
+}
+
+static void cpu_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
+                           int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
+                           const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        float *scores = malloc((size_t)sel_stride * sizeof *scores);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int s = 0; s < T; s++)
+            for (int h = 0; h < H; h++) {
+                const float *ql = q_lat + ((size_t)s * H + h) * C;
+                const float *qp = q + ((size_t)s * H + h) * q_head_stride + pe_offset;
+                const int32_t *idx = sel + (size_t)s * sel_stride;
+                float *out = o_lat + ((size_t)s * H + h) * C;
+                int n = n_sel[s];
+                if (!scores) continue;
+                float max_score = -INFINITY;
+                for (int i = 0; i < n; i++) {
+                    const float *c_t = latent_cache + (size_t)idx[i] * C, *p_t = kpe_cache + (size_t)idx[i] * Dr;
+                    float dot = 0;
+                    for (int c = 0; c < C; c++) dot += ql[c] * c_t[c];
+                    for (int r = 0; r < Dr; r++) dot += qp[r] * p_t[r];
+                    scores[i] = dot * scale;
+                    if (scores[i] > max_score) max_score = scores[i];
+                }
+                float denom = 0;
+                for (int i = 0; i < n; i++) denom += scores[i] = expf(scores[i] - max_score);
+                for (int c = 0; c < C; c++) out[c] = 0;
+                for (int i = 0; i < n; i++) {
+                    const float *c_t = latent_cache + (size_t)idx[i] * C;
+                    float p = scores[i] / denom;
+                    for (int c = 0; c < C; c++) out[c] += p * c_t[c];
+                }
+            }
+        free(scores);
+    }
+}
+
+static void cpu_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T, int H, int C, int Dn, int Dv,
+                         const glint_weight *kv_b) {
+    const size_t row_bytes = (size_t)C * glint_dtype_size(kv_b->dtype);
+    for (int h = 0; h < H; h++) {
+        // W_UV[h] is a contiguous [Dv, C] block of kv_b: a matmul on a row slice.
+        glint_weight wuv = {kv_b->dtype, Dv, C, (const char *)kv_b->data + ((size_t)h * (Dn + Dv) + Dn) * row_bytes,
+                            kv_b->name};
+        glint_cpu_matmul(be, o + (size_t)h * Dv, H * Dv, o_lat + (size_t)h * C, H * C, T, &wuv);
+    }
+}
+
+// Router for one token (spec §2.8); writes top_k expert ids and weights.
+static void route_token(const float *logits, const glint_weight *bias, const glint_moe_routing *r, int32_t *ids,
+                        float *weights, scored *work) {
+    const int E = r->n_experts, per_group = E / r->n_group;
+    float sig[1024], choice[1024];
+    for (int e = 0; e < E; e++) {
+        sig[e] = 1.0f / (1.0f + expf(-logits[e]));
+        choice[e] = sig[e] + (bias ? glint_weight_get(bias, e) : 0.0f);
+    }
+    if (r->n_group > 1) {  // keep the topk_group groups with the largest sum of their top-2 scores
+        for (int g = 0; g < r->n_group; g++) {
+            float a = -INFINITY, b = -INFINITY;
+            for (int e = g * per_group; e < (g + 1) * per_group; e++) {
+                if (choice[e] > a) b = a, a = choice[e];
+                else if (choice[e] > b) b = choice[e];
+            }
+            work[g].score = a + b;
+            work[g].index = g;
+        }
+        select_top(work, r->n_group, r->topk_group);
+        uint8_t keep[1024] = {0};
+        for (int i = 0; i < r->topk_group; i++) keep[work[i].index] = 1;
+        for (int e = 0; e < E; e++)
+            if (!keep[e / per_group]) choice[e] = -INFINITY;
+    }
+    for (int e = 0; e < E; e++) work[e].score = choice[e], work[e].index = e;
+    select_top(work, E, r->top_k);
+    float sum = 0;
+    for (int k = 0; k < r->top_k; k++) {
+        ids[k] = work[k].index;
+        weights[k] = sig[ids[k]];
+        sum += weights[k];
+    }
+    for (int k = 0; k < r->top_k; k++) {
+        if (r->norm_topk_prob) weights[k] /= sum + 1e-20f;
+        weights[k] *= r->routed_scaling_factor;
+    }
+}
+
+static void cpu_moe(glint_backend *be, float *y, const float *x, int T, int D, int I, const glint_weight *router,
+                    const glint_weight *bias, const glint_moe_routing *r, const glint_experts *ex) {
+    const int E = r->n_experts, K = r->top_k;
+    float *logits = malloc((size_t)T * E * sizeof *logits);
+    int32_t *ids = malloc((size_t)T * K * sizeof *ids);
+    float *wts = malloc((size_t)T * K * sizeof *wts);
+    scored *work = malloc((size_t)E * sizeof *work);
+    // Per expert: the (token, slot) pairs routed to it, gathered rows, and per-slot outputs.
+    int32_t *pairs = malloc((size_t)T * K * sizeof *pairs);
+    float *xg = malloc((size_t)T * D * sizeof *xg), *gu = malloc((size_t)T * 2 * I * sizeof *gu);
+    float *h = malloc((size_t)T * I * sizeof *h), *outg = malloc((size_t)T * D * sizeof *outg);
+    float *slot_out = malloc((size_t)T * K * D * sizeof *slot_out);
+    if (!logits || !ids || !wts || !work || !pairs || !xg || !gu || !h || !outg || !slot_out) {
+        // Out of memory mid-forward: leave a NaN result the caller will see rather than crash.
+        for (size_t i = 0; i < (size_t)T * D; i++) y[i] = NAN;
+        goto done;
+    }
+    glint_cpu_matmul(be, logits, E, x, D, T, router);
+    for (int t = 0; t < T; t++) route_token(logits + (size_t)t * E, bias, r, ids + (size_t)t * K, wts + (size_t)t * K, work);
+    for (int e = 0; e < E; e++) {
+        int n = 0;
+        for (int i = 0; i < T * K; i++)
+            if (ids[i] == e) pairs[n++] = i;
+        if (!n) continue;
+        for (int j = 0; j < n; j++) memcpy(xg + (size_t)j * D, x + (size_t)(pairs[j] / K) * D, (size_t)D * sizeof *xg);
+        glint_cpu_matmul(be, gu, 2 * I, xg, D, n, &ex->gate[e]);
+        glint_cpu_matmul(be, gu + I, 2 * I, xg, D, n, &ex->up[e]);
+        cpu_silu_mul(be, h, gu, gu + I, 2 * I, n, I);
+        glint_cpu_matmul(be, outg, D, h, I, n, &ex->down[e]);
+        for (int j = 0; j < n; j++) {
+            float wgt = wts[pairs[j]];
+            for (int d = 0; d < D; d++) slot_out[(size_t)pairs[j] * D + d] = wgt * outg[(size_t)j * D + d];
+        }
+    }
+    for (int t = 0; t < T; t++)  // fixed summation order: slot 0..K-1
+        for (int d = 0; d < D; d++) {
+            float acc = 0;
+            for (int k = 0; k < K; k++) acc += slot_out[((size_t)t * K + k) * D + d];
+            y[(size_t)t * D + d] = acc;
+        }
+done:
+    free(logits), free(ids), free(wts), free(work), free(pairs);
+    free(xg), free(gu), free(h), free(outg), free(slot_out);
+}
+
+glint_backend *glint_backend_cpu(int n_threads) {
+    static glint_backend be;
+    be = (glint_backend){
+        .name = "cpu",
+        .n_threads = n_threads > 0 ? n_threads : omp_get_num_procs(),
+        .alloc = cpu_alloc,
+        .free = cpu_free,
+        .download = cpu_download,
+        .embed = cpu_embed,
+        .matmul = glint_cpu_matmul,
+        .rmsnorm = cpu_rmsnorm,
+        .layernorm = cpu_layernorm,
+        .rope = cpu_rope,
+        .silu_mul = cpu_silu_mul,
+        .add = cpu_add,
+        .indexer_select = cpu_indexer_select,
+        .mla_absorb_q = cpu_mla_absorb_q,
+        .mla_attend = cpu_mla_attend,
+        .mla_up_v = cpu_mla_up_v,
+        .moe = cpu_moe,
+    };
+    return &be;
+}

@@ -1,0 +1,412 @@
+#include "model/glm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+// ---------------------------------------------------------------------------------------------
+// Tensor table
+
+typedef struct {
+    const glint_checkpoint *ckpt;
+    const char *dir;
+    glint_model *m;
+    int failed;
+} binder;
+
+static int is_float_dtype(glint_dtype d) {
+    return d == GLINT_DTYPE_F32 || d == GLINT_DTYPE_BF16 || d == GLINT_DTYPE_F16;
+}
+
+// Looks up NAME, checks it is a float tensor of shape [rows] (cols == 0) or [rows, cols].
+static glint_weight bind(binder *b, const char *name, int64_t rows, int64_t cols) {
+    glint_weight w = {0};
+    if (b->failed) return w;
+    const glint_st_tensor *t = glint_checkpoint_find(b->ckpt, name);
+    if (!t) {
+        if (cols)
+            glint_set_error("%s: tensor '%s' is missing (expected shape [%lld, %lld])", b->dir, name, (long long)rows,
+                            (long long)cols);
+        else
+            glint_set_error("%s: tensor '%s' is missing (expected shape [%lld])", b->dir, name, (long long)rows);
+        b->failed = 1;
+        return w;
+    }
+    int want_ndim = cols ? 2 : 1;
+    if (t->ndim != want_ndim || t->shape[0] != rows || (cols && t->shape[1] != cols)) {
+        char got[96] = "[";
+        for (int d = 0; d < t->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        strcat(got, "]");
+        if (cols)
+            glint_set_error("%s: tensor '%s' has shape %s, expected [%lld, %lld] from config.json", t->file, name, got,
+                            (long long)rows, (long long)cols);
+        else
+            glint_set_error("%s: tensor '%s' has shape %s, expected [%lld] from config.json", t->file, name, got,
+                            (long long)rows);
+        b->failed = 1;
+        return w;
+    }
+    if (!is_float_dtype(t->dtype)) {
+        glint_set_error("%s: tensor '%s' has dtype %s, expected F32, BF16 or F16 (quantized formats arrive with "
+                        "their own loader)",
+                        t->file, name, glint_dtype_name(t->dtype));
+        b->failed = 1;
+        return w;
+    }
+    w.dtype = t->dtype;
+    w.rows = rows;
+    w.cols = cols ? cols : 1;
+    w.data = t->data;
+    w.name = t->name;
+    b->m->n_params += (uint64_t)rows * (cols ? cols : 1);
+    b->m->weight_bytes += t->nbytes;
+    return w;
+}
+
+static glint_weight bind_layer(binder *b, int layer, const char *suffix, int64_t rows, int64_t cols) {
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.%s", layer, suffix);
+    return bind(b, name, rows, cols);
+}
+
+static uint64_t weight_bytes(const glint_weight *w) {
+    return (uint64_t)w->rows * (uint64_t)w->cols * glint_dtype_size(w->dtype);
+}
+
+static int bind_all(binder *b) {
+    glint_model *m = b->m;
+    const glint_config *c = &m->cfg;
+    const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
+    const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
+    m->embed = bind(b, "model.embed_tokens.weight", c->vocab_size, D);
+    m->final_norm = bind(b, "model.norm.weight", D, 0);
+    if (c->tie_word_embeddings && b->ckpt && !glint_checkpoint_find(b->ckpt, "lm_head.weight")) m->lm_head = m->embed;
+    else m->lm_head = bind(b, "lm_head.weight", c->vocab_size, D);
+    m->layers = glint_calloc((size_t)c->num_layers, sizeof *m->layers, "layer table");
+    if (!m->layers) return -1;
+    uint64_t per_token = weight_bytes(&m->lm_head) + weight_bytes(&m->final_norm);
+    for (int l = 0; l < c->num_layers && !b->failed; l++) {
+        glm_layer *L = &m->layers[l];
+        uint64_t before = m->weight_bytes;
+        L->is_moe = c->layer_is_moe[l];
+        L->has_indexer = c->layer_has_indexer[l];
+        L->input_norm = bind_layer(b, l, "input_layernorm.weight", D, 0);
+        L->post_attn_norm = bind_layer(b, l, "post_attention_layernorm.weight", D, 0);
+        L->q_a = bind_layer(b, l, "self_attn.q_a_proj.weight", Qr, D);
+        L->q_a_norm = bind_layer(b, l, "self_attn.q_a_layernorm.weight", Qr, 0);
+        L->q_b = bind_layer(b, l, "self_attn.q_b_proj.weight", (int64_t)H * (Dn + Dr), Qr);
+        L->kv_a = bind_layer(b, l, "self_attn.kv_a_proj_with_mqa.weight", C + Dr, D);
+        L->kv_a_norm = bind_layer(b, l, "self_attn.kv_a_layernorm.weight", C, 0);
+        L->kv_b = bind_layer(b, l, "self_attn.kv_b_proj.weight", (int64_t)H * (Dn + Dv), C);
+        L->o_proj = bind_layer(b, l, "self_attn.o_proj.weight", D, (int64_t)H * Dv);
+        if (L->has_indexer) {  // S layers ignore indexer weights even when the checkpoint has them
+            const int Hi = c->index_n_heads, Di = c->index_head_dim;
+            L->idx_wq_b = bind_layer(b, l, "self_attn.indexer.wq_b.weight", (int64_t)Hi * Di, Qr);
+            L->idx_wk = bind_layer(b, l, "self_attn.indexer.wk.weight", Di, D);
+            L->idx_k_norm_w = bind_layer(b, l, "self_attn.indexer.k_norm.weight", Di, 0);
+            L->idx_k_norm_b = bind_layer(b, l, "self_attn.indexer.k_norm.bias", Di, 0);
+            L->idx_weights_proj = bind_layer(b, l, "self_attn.indexer.weights_proj.weight", Hi, D);
+        }
+        if (!L->is_moe) {
+            L->gate = bind_layer(b, l, "mlp.gate_proj.weight", c->intermediate_size, D);
+            L->up = bind_layer(b, l, "mlp.up_proj.weight", c->intermediate_size, D);
+            L->down = bind_layer(b, l, "mlp.down_proj.weight", D, c->intermediate_size);
+            per_token += m->weight_bytes - before;
+            continue;
+        }
+        const int E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+        L->router = bind_layer(b, l, "mlp.gate.weight", E, D);
+        L->router_bias = bind_layer(b, l, "mlp.gate.e_score_correction_bias", E, 0);
+        if (c->n_shared_experts > 0) {
+            L->gate = bind_layer(b, l, "mlp.shared_experts.gate_proj.weight", Is, D);
+            L->up = bind_layer(b, l, "mlp.shared_experts.up_proj.weight", Is, D);
+            L->down = bind_layer(b, l, "mlp.shared_experts.down_proj.weight", D, Is);
+        }
+        uint64_t dense_part = m->weight_bytes - before;
+        L->expert_gate = glint_calloc((size_t)E * 3, sizeof(glint_weight), "expert table");
+        if (!L->expert_gate) return -1;
+        L->expert_up = L->expert_gate + E;
+        L->expert_down = L->expert_gate + 2 * E;
+        for (int e = 0; e < E && !b->failed; e++) {
+            char name[128];
+            snprintf(name, sizeof name, "mlp.experts.%d.gate_proj.weight", e);
+            L->expert_gate[e] = bind_layer(b, l, name, Im, D);
+            snprintf(name, sizeof name, "mlp.experts.%d.up_proj.weight", e);
+            L->expert_up[e] = bind_layer(b, l, name, Im, D);
+            snprintf(name, sizeof name, "mlp.experts.%d.down_proj.weight", e);
+            L->expert_down[e] = bind_layer(b, l, name, D, Im);
+        }
+        if (b->failed) break;
+        uint64_t one_expert = weight_bytes(&L->expert_gate[0]) + weight_bytes(&L->expert_up[0]) +
+                              weight_bytes(&L->expert_down[0]);
+        per_token += dense_part + (uint64_t)c->num_experts_per_tok * one_expert;
+    }
+    m->bytes_per_token = per_token;
+    return b->failed ? -1 : 0;
+}
+
+static void free_layers(glint_model *m) {
+    if (!m->layers) return;
+    for (int l = 0; l < m->cfg.num_layers; l++) free(m->layers[l].expert_gate);
+    free(m->layers);
+    m->layers = NULL;
+}
+
+glint_model *glint_model_load(const char *dir, const glint_load_options *opts, glint_backend *be) {
+    glint_model *m = glint_calloc(1, sizeof *m, "model");
+    if (!m) return NULL;
+    m->be = be;
+    if (glint_config_load(dir, opts ? opts->override_json : NULL, opts ? opts->index_topk_pattern : NULL, &m->cfg))
+        goto fail;
+    m->ckpt = glint_checkpoint_open(dir);
+    if (!m->ckpt) goto fail;
+    binder b = {m->ckpt, dir, m, 0};
+    if (bind_all(&b)) goto fail;
+    return m;
+fail:
+    glint_model_free(m);
+    return NULL;
+}
+
+glint_model *glint_model_from_tensors(const glint_config *cfg, const glint_checkpoint *table, void *memory,
+                                      glint_backend *be) {
+    glint_model *m = glint_calloc(1, sizeof *m, "model");
+    if (!m) {
+        free(memory);
+        return NULL;
+    }
+    m->be = be;
+    m->cfg = *cfg;
+    m->owned_memory = memory;
+    binder b = {table, "synthetic model", m, 0};
+    if (bind_all(&b)) {
+        glint_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void glint_model_free(glint_model *m) {
+    if (!m) return;
+    free_layers(m);
+    glint_checkpoint_close(m->ckpt);
+    free(m->owned_memory);
+    free(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caches
+
+uint64_t glint_state_bytes_per_token(const glint_config *c) {
+    uint64_t per = 0;
+    for (int l = 0; l < c->num_layers; l++)
+        per += (uint64_t)(c->kv_lora_rank + c->qk_rope_head_dim + (c->layer_has_indexer[l] ? c->index_head_dim : 0)) *
+               sizeof(float);
+    return per;
+}
+
+glint_state *glint_state_new(const glint_model *m, int capacity) {
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    glint_state *st = glint_calloc(1, sizeof *st, "sequence state");
+    if (!st) return NULL;
+    st->capacity = capacity;
+    st->n_layers = c->num_layers;
+    st->latent = glint_calloc((size_t)c->num_layers * 3, sizeof(float *), "cache table");
+    if (!st->latent) goto fail;
+    st->kpe = st->latent + c->num_layers;
+    st->index_k = st->latent + 2 * c->num_layers;
+    for (int l = 0; l < c->num_layers; l++) {
+        st->latent[l] = be->alloc(be, (size_t)capacity * c->kv_lora_rank * sizeof(float), "MLA latent cache");
+        st->kpe[l] = be->alloc(be, (size_t)capacity * c->qk_rope_head_dim * sizeof(float), "MLA rope-key cache");
+        if (!st->latent[l] || !st->kpe[l]) goto fail;
+        if (c->layer_has_indexer[l]) {
+            st->index_k[l] = be->alloc(be, (size_t)capacity * c->index_head_dim * sizeof(float), "indexer key cache");
+            if (!st->index_k[l]) goto fail;
+        }
+    }
+    return st;
+fail:
+    glint_state_free(m, st);
+    return NULL;
+}
+
+void glint_state_free(const glint_model *m, glint_state *st) {
+    if (!st) return;
+    if (st->latent)
+        for (int l = 0; l < st->n_layers; l++) {
+            m->be->free(m->be, st->latent[l]);
+            m->be->free(m->be, st->kpe[l]);
+            m->be->free(m->be, st->index_k[l]);
+        }
+    free(st->latent);
+    free(st);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward pass
+
+// Activation buffers for a chunk of T tokens (backend memory).
+typedef struct {
+    float *x;       // [T, D] residual stream
+    float *xn;      // [T, D] normalized
+    float *qa;      // [T, Qr]
+    float *q;       // [T, H, Dn+Dr]
+    float *kv;      // [T, C+Dr]
+    float *q_lat;   // [T, H, C]
+    float *o_lat;   // [T, H, C]
+    float *o;       // [T, H·Dv]
+    float *qi;      // [T, Hi, Di]
+    float *ki;      // [T, Di]
+    float *iw;      // [T, Hi]
+    int32_t *sel;   // [T, K] positions each query attends to
+    int32_t *n_sel; // [T]
+    int32_t *pos;   // [T]
+    float *mlp_gu;  // [T, 2·I] gate and up, side by side
+    float *mlp_h;   // [T, I]
+    float *y;       // [T, D]
+    float *y2;      // [T, D]
+} scratch;
+
+static void scratch_free(glint_backend *be, scratch *s) {
+    void **p = (void **)s;
+    for (size_t i = 0; i < sizeof *s / sizeof(void *); i++) be->free(be, p[i]);
+}
+
+static int scratch_alloc(glint_backend *be, const glint_config *c, int T, scratch *s) {
+    memset(s, 0, sizeof *s);
+    const size_t D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
+    const size_t Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
+    const size_t Hi = c->index_n_heads, Di = c->index_head_dim, K = c->index_topk;
+    size_t I = c->intermediate_size > c->moe_intermediate_size * c->n_shared_experts
+                   ? (size_t)c->intermediate_size
+                   : (size_t)c->moe_intermediate_size * c->n_shared_experts;
+    const size_t sizes[] = {T * D * 4,  T * D * 4,      T * Qr * 4, T * H * (Dn + Dr) * 4, T * (C + Dr) * 4,
+                            T * H * C * 4, T * H * C * 4, T * H * Dv * 4, T * Hi * Di * 4,  T * Di * 4,
+                            T * Hi * 4, T * K * 4,      T * 4,      T * 4,                 T * 2 * I * 4,
+                            T * I * 4,  T * D * 4,      T * D * 4};
+    _Static_assert(sizeof(sizes) / sizeof(sizes[0]) == sizeof(scratch) / sizeof(void *), "scratch table");
+    void **p = (void **)s;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        p[i] = be->alloc(be, sizes[i], "activations");
+        if (!p[i]) {
+            scratch_free(be, s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// down(silu(gate x) ⊙ up x) for a dense MLP or the shared expert; y[T, D].
+static void mlp(glint_backend *be, const glm_layer *L, const float *xn, int T, int D, scratch *s, float *y) {
+    const int I = (int)L->gate.rows;
+    be->matmul(be, s->mlp_gu, 2 * I, xn, D, T, &L->gate);
+    be->matmul(be, s->mlp_gu + I, 2 * I, xn, D, T, &L->up);
+    be->silu_mul(be, s->mlp_h, s->mlp_gu, s->mlp_gu + I, 2 * I, T, I);
+    be->matmul(be, y, D, s->mlp_h, I, T, &L->down);
+}
+
+// MLA with DSA selection (spec §2.3-2.6); adds the attention output to s->x.
+static void attention(glint_model *m, glint_state *st, int l, int T, scratch *s) {
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    const glm_layer *L = &m->layers[l];
+    const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
+    const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
+    const int start = st->n_past;
+
+    be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
+    be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
+    be->matmul(be, s->q, H * Dq, s->qa, Qr, T, &L->q_b);
+    be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+
+    // New latents and rotated keys go straight into the cache rows of their positions.
+    be->matmul(be, s->kv, C + Dr, s->xn, D, T, &L->kv_a);
+    float *latent = st->latent[l] + (size_t)start * C, *kpe = st->kpe[l] + (size_t)start * Dr;
+    be->rmsnorm(be, s->kv, s->kv, C + Dr, T, C, &L->kv_a_norm, c->rms_norm_eps);
+    be->rope(be, s->kv, T, 1, C + Dr, C + Dr, C, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+    for (int t = 0; t < T; t++) {
+        memcpy(latent + (size_t)t * C, s->kv + (size_t)t * (C + Dr), (size_t)C * sizeof(float));
+        memcpy(kpe + (size_t)t * Dr, s->kv + (size_t)t * (C + Dr) + C, (size_t)Dr * sizeof(float));
+    }
+
+    if (L->has_indexer) {
+        const int Hi = c->index_n_heads, Di = c->index_head_dim;
+        be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
+        be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+        float *keys = st->index_k[l] + (size_t)start * Di;
+        be->matmul(be, keys, Di, s->xn, D, T, &L->idx_wk);
+        be->layernorm(be, keys, keys, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f);
+        be->rope(be, keys, T, 1, Di, Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+        be->matmul(be, s->iw, Hi, s->xn, D, T, &L->idx_weights_proj);
+        be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, st->index_k[l], T, s->pos, Hi, Di, c->index_topk,
+                           1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
+    }
+    // S layers reuse the selection left in s->sel by the last F layer (layer 0 is always F).
+
+    be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
+    be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, st->latent[l], st->kpe[l], s->sel, s->n_sel,
+                   c->index_topk, T, H, C, Dr, c->softmax_scale);
+    be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
+    be->matmul(be, s->y, D, s->o, H * Dv, T, &L->o_proj);
+    be->add(be, s->x, s->y, (size_t)T * D);
+}
+
+int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits) {
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    const int D = c->hidden_size;
+    if (T <= 0) return 0;
+    if (st->n_past + T > st->capacity) {
+        glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", st->n_past, T,
+                        st->capacity);
+        return -1;
+    }
+    for (int t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= c->vocab_size) {
+            glint_set_error("token id %d at position %d is outside the vocabulary (0..%d)", ids[t], t,
+                            c->vocab_size - 1);
+            return -1;
+        }
+    scratch s;
+    if (scratch_alloc(be, c, T, &s)) return -1;
+    for (int t = 0; t < T; t++) s.pos[t] = st->n_past + t;  // host-visible on the CPU backend
+
+    be->embed(be, s.x, &m->embed, ids, T);
+    for (int l = 0; l < c->num_layers; l++) {
+        const glm_layer *L = &m->layers[l];
+        be->rmsnorm(be, s.xn, s.x, D, T, D, &L->input_norm, c->rms_norm_eps);
+        attention(m, st, l, T, &s);
+        be->rmsnorm(be, s.xn, s.x, D, T, D, &L->post_attn_norm, c->rms_norm_eps);
+        if (L->is_moe) {
+            glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
+                                         c->norm_topk_prob, c->routed_scaling_factor};
+            glint_experts experts = {L->expert_gate, L->expert_up, L->expert_down, c->n_routed_experts};
+            be->moe(be, s.y, s.xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
+            if (c->n_shared_experts > 0) {
+                mlp(be, L, s.xn, T, D, &s, s.y2);
+                be->add(be, s.y, s.y2, (size_t)T * D);
+            }
+        } else {
+            mlp(be, L, s.xn, T, D, &s, s.y);
+        }
+        be->add(be, s.x, s.y, (size_t)T * D);
+    }
+    const int first = all_logits ? 0 : T - 1, n_out = all_logits ? T : 1;
+    be->rmsnorm(be, s.xn, s.x + (size_t)first * D, D, n_out, D, &m->final_norm, c->rms_norm_eps);
+    float *dev_logits = be->alloc(be, (size_t)n_out * c->vocab_size * sizeof(float), "logits");
+    if (!dev_logits) {
+        scratch_free(be, &s);
+        return -1;
+    }
+    be->matmul(be, dev_logits, c->vocab_size, s.xn, D, n_out, &m->lm_head);
+    be->download(be, logits, dev_logits, (size_t)n_out * c->vocab_size);
+    be->free(be, dev_logits);
+    scratch_free(be, &s);
+    st->n_past += T;
+    return 0;
+}

@@ -1,0 +1,5 @@
+# Model tests: forward pass vs the transformers fixtures, loader errors, CLI.
+set(GLINT_MODELS ${GLINT_FIXTURES}/models)
+glint_c_test(model_forward ${CMAKE_CURRENT_LIST_DIR}/test_forward.c
+  ${GLINT_MODELS}/tiny-fsf-f32 ${GLINT_MODELS}/tiny-group-bf16
+  ${GLINT_MODELS}/tiny-nonorm-yarn-sharded ${GLINT_MODELS}/tiny-allf-override)
