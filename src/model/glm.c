@@ -4,27 +4,65 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
 
 // ---------------------------------------------------------------------------------------------
 // Tensor table
 
-typedef struct {
-    const glint_checkpoint *ckpt;
+typedef struct binder binder;
+struct binder {
+    const glint_checkpoint *ckpt;  // NULL: synthetic weights are made instead of looked up
     const char *dir;
     glint_model *m;
     int failed;
-} binder;
+    uint64_t rng;
+};
 
 static int is_float_dtype(glint_dtype d) {
     return d == GLINT_DTYPE_F32 || d == GLINT_DTYPE_BF16 || d == GLINT_DTYPE_F16;
+}
+
+// Synthetic weights (benchmarks): BF16 uniform in ±1/sqrt(cols), norms 1, router bias F32 0.
+static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, int64_t cols) {
+    glint_weight w = {GLINT_DTYPE_BF16, rows, cols ? cols : 1, NULL, NULL};
+    int is_bias = strstr(name, "e_score_correction_bias") != NULL;
+    if (is_bias) w.dtype = GLINT_DTYPE_F32;
+    size_t n = (size_t)w.rows * (size_t)w.cols, bytes = n * glint_dtype_size(w.dtype);
+    glint_synthetic_block *blk = glint_malloc(sizeof *blk + bytes, name);
+    if (!blk) {
+        b->failed = 1;
+        return w;
+    }
+    blk->next = b->m->synthetic_blocks;
+    b->m->synthetic_blocks = blk;
+    if (is_bias) memset(blk->data, 0, bytes);
+    else if (!cols) {
+        for (size_t i = 0; i < n; i++) ((uint16_t *)blk->data)[i] = glint_f32_to_bf16(1.0f);
+    } else {
+        const float amplitude = 1.0f / sqrtf((float)cols);
+        const uint64_t seed = b->rng += 0x9E3779B97F4A7C15ull;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            uint64_t z = seed + i * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
+            float u = (float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+            ((uint16_t *)blk->data)[i] = glint_f32_to_bf16(u * amplitude);
+        }
+    }
+    w.data = blk->data;
+    w.name = "synthetic";
+    b->m->n_params += n;
+    b->m->weight_bytes += bytes;
+    return w;
 }
 
 // Looks up NAME, checks it is a float tensor of shape [rows] (cols == 0) or [rows, cols].
 static glint_weight bind(binder *b, const char *name, int64_t rows, int64_t cols) {
     glint_weight w = {0};
     if (b->failed) return w;
+    if (!b->ckpt) return make_synthetic(b, name, rows, cols);
     const glint_st_tensor *t = glint_checkpoint_find(b->ckpt, name);
     if (!t) {
         if (cols)
@@ -84,7 +122,8 @@ static int bind_all(binder *b) {
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
     m->embed = bind(b, "model.embed_tokens.weight", c->vocab_size, D);
     m->final_norm = bind(b, "model.norm.weight", D, 0);
-    if (c->tie_word_embeddings && b->ckpt && !glint_checkpoint_find(b->ckpt, "lm_head.weight")) m->lm_head = m->embed;
+    if (c->tie_word_embeddings && (!b->ckpt || !glint_checkpoint_find(b->ckpt, "lm_head.weight")))
+        m->lm_head = m->embed;
     else m->lm_head = bind(b, "lm_head.weight", c->vocab_size, D);
     m->layers = glint_calloc((size_t)c->num_layers, sizeof *m->layers, "layer table");
     if (!m->layers) return -1;
@@ -160,11 +199,16 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
     glint_model *m = glint_calloc(1, sizeof *m, "model");
     if (!m) return NULL;
     m->be = be;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        glint_set_error("%s: model directory does not exist", dir);
+        goto fail;
+    }
     if (glint_config_load(dir, opts ? opts->override_json : NULL, opts ? opts->index_topk_pattern : NULL, &m->cfg))
         goto fail;
     m->ckpt = glint_checkpoint_open(dir);
     if (!m->ckpt) goto fail;
-    binder b = {m->ckpt, dir, m, 0};
+    binder b = {m->ckpt, dir, m, 0, 0};
     if (bind_all(&b)) goto fail;
     return m;
 fail:
@@ -172,17 +216,12 @@ fail:
     return NULL;
 }
 
-glint_model *glint_model_from_tensors(const glint_config *cfg, const glint_checkpoint *table, void *memory,
-                                      glint_backend *be) {
+glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be) {
     glint_model *m = glint_calloc(1, sizeof *m, "model");
-    if (!m) {
-        free(memory);
-        return NULL;
-    }
+    if (!m) return NULL;
     m->be = be;
     m->cfg = *cfg;
-    m->owned_memory = memory;
-    binder b = {table, "synthetic model", m, 0};
+    binder b = {NULL, "synthetic model", m, 0, 12345};
     if (bind_all(&b)) {
         glint_model_free(m);
         return NULL;
@@ -194,7 +233,11 @@ void glint_model_free(glint_model *m) {
     if (!m) return;
     free_layers(m);
     glint_checkpoint_close(m->ckpt);
-    free(m->owned_memory);
+    while (m->synthetic_blocks) {
+        glint_synthetic_block *next = m->synthetic_blocks->next;
+        free(m->synthetic_blocks);
+        m->synthetic_blocks = next;
+    }
     free(m);
 }
 

@@ -34,6 +34,11 @@ typedef struct {
     glint_weight *expert_gate, *expert_up, *expert_down;  // E each: [Im, D], [Im, D], [D, Im]
 } glm_layer;
 
+typedef struct glint_synthetic_block {
+    struct glint_synthetic_block *next;
+    _Alignas(64) unsigned char data[];
+} glint_synthetic_block;
+
 typedef struct {
     glint_config cfg;
     glint_checkpoint *ckpt;  // NULL for synthetic models
@@ -45,7 +50,7 @@ typedef struct {
     uint64_t n_params;        // parameters of the main model (layers 0..L-1, embeddings, head)
     uint64_t weight_bytes;    // bytes of those weights as stored
     uint64_t bytes_per_token; // bytes a decode step reads: active experts only, lm_head, no embedding table
-    void *owned_memory;       // synthetic models: the buffer behind all weights
+    glint_synthetic_block *synthetic_blocks;  // synthetic models: the memory behind the weights
 } glint_model;
 
 typedef struct {
@@ -57,9 +62,8 @@ typedef struct {
 // Returns NULL with the error set (naming file and tensor) on failure.
 glint_model *glint_model_load(const char *dir, const glint_load_options *opts, glint_backend *be);
 void glint_model_free(glint_model *m);
-// Binds weights from an in-memory table (synthetic benchmark models). Takes ownership of memory.
-glint_model *glint_model_from_tensors(const glint_config *cfg, const glint_checkpoint *table, void *memory,
-                                      glint_backend *be);
+// A model of the config's shapes with random BF16 weights made in memory (benchmarks; no files).
+glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be);
 
 // One sequence's caches: per layer the MLA latent c_t [ctx, C] and rotated key kpe_t [ctx, Dr]
 // (spec §2.4), and for F layers the indexer keys [ctx, Di].

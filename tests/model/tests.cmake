@@ -3,3 +3,6 @@ set(GLINT_MODELS ${GLINT_FIXTURES}/models)
 glint_c_test(model_forward ${CMAKE_CURRENT_LIST_DIR}/test_forward.c
   ${GLINT_MODELS}/tiny-fsf-f32 ${GLINT_MODELS}/tiny-group-bf16
   ${GLINT_MODELS}/tiny-nonorm-yarn-sharded ${GLINT_MODELS}/tiny-allf-override)
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+add_test(NAME model_cli COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_cli.py
+  $<TARGET_FILE:glint> ${GLINT_MODELS})

@@ -137,7 +137,9 @@ static void cpu_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, 
                                float scale, float weight_scale) {
     int max_visible = 0;
     for (int s = 0; s < T; s++) max_visible = pos[s] + 1 > max_visible ? pos[s] + 1 : max_visible;
-#pragma omp parallel num_threads(be->n_threads)
+    // Threads only pay off once there is real work (waking them costs microseconds).
+    int threads = (double)T * max_visible * n_heads * head_dim > 1e6 ? be->n_threads : 1;
+#pragma omp parallel num_threads(threads)
     {
         scored *buf = malloc((size_t)max_visible * sizeof *buf);
 #pragma omp for schedule(dynamic, 1)
@@ -180,7 +182,8 @@ static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, in
                              int Dn, int Dv, const glint_weight *kv_b) {
     const int C = (int)kv_b->cols;
     for (size_t i = 0; i < (size_t)T * H * C; i++) q_lat[i] = 0;
-#pragma omp parallel num_threads(be->n_threads)
+    int threads = (double)T * H * Dn * C > 1e6 ? be->n_threads : 1;
+#pragma omp parallel num_threads(threads)
     {
         float *row = malloc((size_t)C * sizeof *row);
 #pragma omp for schedule(static)
@@ -202,7 +205,10 @@ static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, in
 static void cpu_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
                            int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
                            const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
-#pragma omp parallel num_threads(be->n_threads)
+    double work = 0;
+    for (int s = 0; s < T; s++) work += (double)n_sel[s] * H * (C + Dr);
+    int threads = work > 1e6 ? be->n_threads : 1;
+#pragma omp parallel num_threads(threads)
     {
         float *scores = malloc((size_t)sel_stride * sizeof *scores);
 #pragma omp for collapse(2) schedule(dynamic, 1)

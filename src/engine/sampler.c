@@ -1,0 +1,128 @@
+#include "engine/sampler.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+void glint_sampling_defaults(glint_sampling_params *p) {
+    *p = (glint_sampling_params){.temperature = 1.0f, .top_k = -1, .top_p = 1.0f, .min_p = 0.0f,
+                                 .repetition_penalty = 1.0f, .seed = 0};
+}
+
+int glint_sampling_from_generation_config(const char *dir, glint_sampling_params *p) {
+    char *path = glint_path_join(dir, "generation_config.json");
+    if (!path) return -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) {  // optional file
+        free(path);
+        return 0;
+    }
+    fclose(f);
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) {
+        glint_set_error("%s: not valid JSON at line %d column %d: %s", path, err.line, err.column, err.text);
+        free(path);
+        return -1;
+    }
+    json_t *v;
+    if (json_is_number(v = json_object_get(root, "temperature"))) p->temperature = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(root, "top_p"))) p->top_p = (float)json_number_value(v);
+    if (json_is_integer(v = json_object_get(root, "top_k"))) p->top_k = (int)json_integer_value(v);
+    if (json_is_false(json_object_get(root, "do_sample"))) p->temperature = 0.0f;
+    json_decref(root);
+    free(path);
+    return 0;
+}
+
+glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab) {
+    glint_sampler *s = glint_calloc(1, sizeof *s, "sampler");
+    if (!s) return NULL;
+    s->params = *p;
+    s->vocab = vocab;
+    s->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    s->counts = glint_calloc((size_t)vocab, sizeof *s->counts, "sampler counts");
+    s->work = glint_calloc((size_t)vocab, sizeof *s->work, "sampler probabilities");
+    s->order = glint_calloc((size_t)vocab, sizeof *s->order, "sampler order");
+    if (!s->counts || !s->work || !s->order) {
+        glint_sampler_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void glint_sampler_free(glint_sampler *s) {
+    if (!s) return;
+    free(s->counts), free(s->work), free(s->order);
+    free(s);
+}
+
+static double next_uniform(uint64_t *state) {  // splitmix64 -> [0, 1)
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int by_prob_desc(const void *a, const void *b, void *keys) {
+    const float *probs = keys;
+    float x = probs[*(const int32_t *)a], y = probs[*(const int32_t *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+static int32_t argmax(const float *v, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
+    const glint_sampling_params *p = &s->params;
+    const int V = s->vocab;
+    for (int t = 0; t < V; t++) {
+        if (!s->counts[t]) continue;
+        logits[t] -= p->frequency_penalty * (float)s->counts[t] + p->presence_penalty;
+        if (p->repetition_penalty != 1.0f)
+            logits[t] = logits[t] < 0 ? logits[t] * p->repetition_penalty : logits[t] / p->repetition_penalty;
+    }
+    int32_t chosen;
+    if (p->temperature < 1e-6f || p->top_k == 1) {
+        chosen = argmax(logits, V);
+    } else {
+        float maxv = -INFINITY;
+        for (int t = 0; t < V; t++) maxv = logits[t] / p->temperature > maxv ? logits[t] / p->temperature : maxv;
+        double sum = 0;
+        for (int t = 0; t < V; t++) sum += s->work[t] = expf(logits[t] / p->temperature - maxv);
+        for (int t = 0; t < V; t++) s->work[t] = (float)(s->work[t] / sum), s->order[t] = t;
+        qsort_r(s->order, (size_t)V, sizeof *s->order, by_prob_desc, s->work);  // descending, ties by id
+        int keep = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+        double cumulative = 0, kept_mass = 0;
+        float pmax = s->work[s->order[0]];
+        int n = 0;
+        for (; n < keep; n++) {
+            float pr = s->work[s->order[n]];
+            if (cumulative > p->top_p) break;  // exclusive cumsum: the token that crosses top_p stays
+            if (pr < p->min_p * pmax) break;
+            cumulative += pr;
+            kept_mass += pr;
+        }
+        if (n == 0) n = 1, kept_mass = pmax;
+        double u = next_uniform(&s->rng) * kept_mass, acc = 0;
+        chosen = s->order[n - 1];
+        for (int i = 0; i < n; i++) {
+            acc += s->work[s->order[i]];
+            if (u < acc) {
+                chosen = s->order[i];
+                break;
+            }
+        }
+    }
+    s->counts[chosen]++;
+    return chosen;
+}

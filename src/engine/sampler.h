@@ -1,0 +1,37 @@
+// Token sampling with sglang's semantics (spec/SERVING.md §5): penalties from generated tokens,
+// greedy below temperature 1e-6, else temperature -> softmax -> top-k -> top-p -> min-p -> draw.
+#ifndef GLINT_SAMPLER_H
+#define GLINT_SAMPLER_H
+
+#include <stdint.h>
+
+typedef struct {
+    float temperature;         // < 1e-6: greedy
+    int top_k;                 // <= 0: whole vocabulary
+    float top_p;               // 1: off
+    float min_p;               // 0: off
+    float frequency_penalty;   // additive, per occurrence in the output
+    float presence_penalty;    // additive, once per token seen in the output
+    float repetition_penalty;  // multiplicative (1: off)
+    uint64_t seed;
+} glint_sampling_params;
+
+void glint_sampling_defaults(glint_sampling_params *p);
+// Reads temperature/top_p/top_k from DIR/generation_config.json when present (missing file: no change).
+int glint_sampling_from_generation_config(const char *dir, glint_sampling_params *p);
+
+typedef struct {
+    glint_sampling_params params;
+    uint64_t rng;
+    int vocab;
+    int32_t *counts;  // [vocab] occurrences in the generated output
+    float *work;      // [vocab]
+    int32_t *order;   // [vocab]
+} glint_sampler;
+
+glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab);
+void glint_sampler_free(glint_sampler *s);
+// Picks the next token from logits [vocab] (modified in place) and records it as generated.
+int32_t glint_sampler_sample(glint_sampler *s, float *logits);
+
+#endif
