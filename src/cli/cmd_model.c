@@ -386,31 +386,6 @@ static const struct {
      "\"rope_parameters\":{\"rope_theta\":1000000,\"rope_type\":\"default\"},\"eos_token_id\":[154820,154827,154829]}"},
 };
 
-// Streaming copy bandwidth (bytes read + written per second) over a buffer far larger than the LLC.
-static double measure_copy_bandwidth(int threads) {
-    const size_t n = (size_t)256 << 20;  // 1 GiB of floats per buffer
-    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-    if (!a || !b) {
-        free(a), free(b);
-        return 0;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < n; i++) a[i] = (float)i, b[i] = 0;
-    double best = 0;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = glint_now_seconds();
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (size_t i = 0; i < n; i++) b[i] = a[i];
-        double dt = glint_now_seconds() - t0;
-        double bw = 2.0 * n * sizeof(float) / dt;
-        if (bw > best) best = bw;
-    }
-    volatile float sink = b[n / 2];
-    (void)sink;
-    free(a), free(b);
-    return best;
-}
-
 // KV bytes one decode step reads at context ctx: the selected latents of every layer, and every
 // cached indexer key of F layers.
 static double kv_bytes_per_token(const glint_config *c, int ctx) {
@@ -467,16 +442,23 @@ int cmd_bench(int argc, char **argv) {
         if (!m) return 1;
     }
     const glint_config *c = &m->cfg;
-    double copy_bw = measure_copy_bandwidth(be->n_threads);
-    printf("machine: %s, %d threads, kernels %s; streaming copy bandwidth %.2f GB/s (read + write)\n",
-           be->name, be->n_threads, glint_cpu_isa(), copy_bw / 1e9);
+    double copy_bw = 0, read_bw = 0;
+    if (glint_cpu_measure_bandwidth(be->n_threads, &copy_bw, &read_bw)) {
+        fprintf(stderr, "glint bench: %s\n", glint_last_error());
+        glint_model_free(m);
+        return 1;
+    }
+    printf("machine: %s, %d threads, kernels %s; measured now: streaming copy %.2f GB/s (read + write), "
+           "streaming read %.2f GB/s\n",
+           be->name, be->n_threads, glint_cpu_isa(), copy_bw / 1e9, read_bw / 1e9);
     printf("model: %s, %d layers, %.3f B parameters, %.2f GB weights, %.2f GB read per token\n",
            o.synthetic ? o.synthetic : o.model_dir, c->num_layers, m->n_params / 1e9, m->weight_bytes / 1e9,
            m->bytes_per_token / 1e9);
     const char *list = o.ctx_list ? o.ctx_list : "256";
     float *logits = malloc(sizeof(float) * (size_t)c->vocab_size);
     rc = logits ? 0 : 1;
-    printf("%8s %10s %12s %12s %10s %10s\n", "context", "tok/s", "ms/token", "GB/token", "GB/s", "% of copy");
+    printf("%8s %10s %12s %12s %10s %10s %10s\n", "context", "tok/s", "ms/token", "GB/token", "GB/s", "% of copy",
+           "% of read");
     for (const char *p = list; *p && !rc;) {
         char *end;
         long ctx = strtol(p, &end, 10);
@@ -505,8 +487,8 @@ int cmd_bench(int argc, char **argv) {
             }
         double dt = (glint_now_seconds() - t0) / (double)o.n_decode;
         double bytes = (double)m->bytes_per_token + kv_bytes_per_token(c, (int)ctx);
-        printf("%8ld %10.2f %12.2f %12.3f %10.2f %9.1f%%\n", ctx, 1.0 / dt, dt * 1e3, bytes / 1e9, bytes / dt / 1e9,
-               100.0 * bytes / dt / copy_bw);
+        printf("%8ld %10.2f %12.2f %12.3f %10.2f %9.1f%% %9.1f%%\n", ctx, 1.0 / dt, dt * 1e3, bytes / 1e9,
+               bytes / dt / 1e9, 100.0 * bytes / dt / copy_bw, 100.0 * bytes / dt / read_bw);
         glint_state_free(m, st);
     }
     free(logits);

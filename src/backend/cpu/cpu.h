@@ -6,8 +6,13 @@
 
 void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                       const glint_weight *W);
+// Vector kernels on the selected ISA: a·b over n floats; y += a · row (row BF16/F16/F32/FP8).
+float glint_cpu_dot_f32(const float *a, const float *b, int64_t n);
+void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64_t n);
 // Picks the dot-product kernels: "generic", "avx2", or NULL/anything else for the best available.
 void glint_cpu_select_kernels(const char *force_isa);
 const char *glint_cpu_isa(void);
+// Streaming copy (read + write bytes per second) and streaming read bandwidth with `threads` threads.
+int glint_cpu_measure_bandwidth(int threads, double *copy_bytes_per_s, double *read_bytes_per_s);
 
 #endif

@@ -105,11 +105,60 @@ __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *w, c
     return acc;
 }
 
+// y[0..n) += a · row[0..n), row in BF16 or F32.
+static void axpy_generic(float *y, const void *row, glint_dtype dtype, float a, int64_t n) {
+    if (dtype == GLINT_DTYPE_BF16)
+        for (int64_t i = 0; i < n; i++) y[i] += a * glint_bf16_to_f32(((const uint16_t *)row)[i]);
+    else if (dtype == GLINT_DTYPE_F32)
+        for (int64_t i = 0; i < n; i++) y[i] += a * ((const float *)row)[i];
+    else if (dtype == GLINT_DTYPE_F16)
+        for (int64_t i = 0; i < n; i++) y[i] += a * glint_f16_to_f32(((const uint16_t *)row)[i]);
+    else
+        for (int64_t i = 0; i < n; i++) y[i] += a * glint_fp8e4m3_to_f32(((const uint8_t *)row)[i]);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void axpy_avx512(float *y, const void *row, glint_dtype dtype,
+                                                                     float a, int64_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    if (dtype == GLINT_DTYPE_BF16) {
+        const uint16_t *r = row;
+        for (; i + 16 <= n; i += 16) {
+            __m512 w = _mm512_castsi512_ps(
+                _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(r + i))), 16));
+            _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, w, _mm512_loadu_ps(y + i)));
+        }
+    } else if (dtype == GLINT_DTYPE_F32) {
+        const float *r = row;
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(r + i), _mm512_loadu_ps(y + i)));
+    }
+    if (i < n) axpy_generic(y + i, (const char *)row + i * glint_dtype_size(dtype), dtype, a, n - i);
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, const void *row, glint_dtype dtype, float a,
+                                                           int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    if (dtype == GLINT_DTYPE_BF16) {
+        const uint16_t *r = row;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, bf16x8_to_f32(r + i), _mm256_loadu_ps(y + i)));
+    } else if (dtype == GLINT_DTYPE_F32) {
+        const float *r = row;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(r + i), _mm256_loadu_ps(y + i)));
+    }
+    if (i < n) axpy_generic(y + i, (const char *)row + i * glint_dtype_size(dtype), dtype, a, n - i);
+}
+
 typedef float (*dot_fn)(const void *w, const float *x, int64_t K);
+typedef void (*axpy_fn)(float *y, const void *row, glint_dtype dtype, float a, int64_t n);
 
 static struct {
     int ready;
     dot_fn f32, bf16, f16, fp8;
+    axpy_fn axpy;
     const char *isa;
 } kernels;
 
@@ -122,13 +171,13 @@ void glint_cpu_select_kernels(const char *force_isa) {
     kernels.fp8 = (dot_fn)dot_fp8_generic;
     if (avx512) {
         kernels.f32 = (dot_fn)dot_f32_avx512, kernels.bf16 = (dot_fn)dot_bf16_avx512;
-        kernels.f16 = (dot_fn)dot_f16_avx2, kernels.isa = "avx512";
+        kernels.f16 = (dot_fn)dot_f16_avx2, kernels.isa = "avx512", kernels.axpy = axpy_avx512;
     } else if (avx2) {
         kernels.f32 = (dot_fn)dot_f32_avx2, kernels.bf16 = (dot_fn)dot_bf16_avx2;
-        kernels.f16 = (dot_fn)dot_f16_avx2, kernels.isa = "avx2";
+        kernels.f16 = (dot_fn)dot_f16_avx2, kernels.isa = "avx2", kernels.axpy = axpy_avx2;
     } else {
         kernels.f32 = (dot_fn)dot_f32_generic, kernels.bf16 = (dot_fn)dot_bf16_generic;
-        kernels.f16 = (dot_fn)dot_f16_generic, kernels.isa = "generic";
+        kernels.f16 = (dot_fn)dot_f16_generic, kernels.isa = "generic", kernels.axpy = axpy_generic;
     }
     kernels.ready = 1;
 }
@@ -149,6 +198,13 @@ static dot_fn dot_for(glint_dtype dtype) {
     }
 }
 
+float glint_cpu_dot_f32(const float *a, const float *b, int64_t n) { return dot_for(GLINT_DTYPE_F32)(a, b, n); }
+
+void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64_t n) {
+    if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
+    kernels.axpy(y, row, dtype, a, n);
+}
+
 // Rows of W are split across threads; each row is read once for all T tokens (decode: T = 1).
 void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                       const glint_weight *W) {
@@ -157,7 +213,10 @@ void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x,
     const size_t row_bytes = (size_t)K * glint_dtype_size(W->dtype);
     const char *base = W->data;
     int threads = N * K < 65536 ? 1 : be->n_threads;
-#pragma omp parallel for schedule(static) num_threads(threads)
+    // Dynamic chunks of ~64 KiB of weights: a core slowed by other work gets fewer rows.
+    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
+    chunk = chunk < 1 ? 1 : chunk;
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
     for (int64_t n = 0; n < N; n++) {
         const void *row = base + (size_t)n * row_bytes;
         for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = dot(row, x + (size_t)t * x_stride, K);

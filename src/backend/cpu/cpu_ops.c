@@ -133,73 +133,58 @@ static void select_top(scored *v, int n, int k) {
 }
 
 static void cpu_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
-                                   const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
+                               const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
                                float scale, float weight_scale) {
     int max_visible = 0;
     for (int s = 0; s < T; s++) max_visible = pos[s] + 1 > max_visible ? pos[s] + 1 : max_visible;
-    // Threads only pay off once there is real work (waking them costs microseconds).
-    int threads = (double)T * max_visible * n_heads * head_dim > 1e6 ? be->n_threads : 1;
-#pragma omp parallel num_threads(threads)
-    {
-        scored *buf = malloc((size_t)max_visible * sizeof *buf);
-#pragma omp for schedule(dynamic, 1)
-        for (int s = 0; s < T; s++) {
-            int visible = pos[s] + 1;
-            int32_t *out = sel + (size_t)s * topk;
-            if (visible <= topk || !buf) {  // every visible key is selected; scores cannot matter
-                int n = visible < topk ? visible : topk;
-                for (int t = 0; t < n; t++) out[t] = t;
-                n_sel[s] = n;
-                continue;
-            }
-            const float *qs = q + (size_t)s * n_heads * head_dim;
-            for (int t = 0; t < visible; t++) {
-                const float *kt = k_cache + (size_t)t * head_dim;
-                float total = 0;
-                for (int h = 0; h < n_heads; h++) {
-                    float dot = 0;
-                    for (int d = 0; d < head_dim; d++) dot += qs[h * head_dim + d] * kt[d];
-                    dot *= scale;
-                    total += w[(size_t)s * n_heads + h] * weight_scale * (dot > 0 ? dot : 0);
-                }
-                buf[t].score = total;
-                buf[t].index = t;
-            }
-            select_top(buf, visible, topk);
-            for (int i = 0; i < topk; i++) out[i] = buf[i].index;
-            n_sel[s] = topk;
+    scored *buf = NULL;
+    for (int s = 0; s < T; s++) {
+        const int visible = pos[s] + 1;
+        int32_t *out = sel + (size_t)s * topk;
+        if (visible <= topk) {  // every visible key is selected; scores cannot matter
+            for (int t = 0; t < visible; t++) out[t] = t;
+            n_sel[s] = visible;
+            continue;
         }
-        free(buf);
+        if (!buf && !(buf = malloc((size_t)max_visible * sizeof *buf))) {
+            n_sel[s] = 0;  // out of memory: attend to nothing rather than crash
+            continue;
+        }
+        const float *qs = q + (size_t)s * n_heads * head_dim, *ws = w + (size_t)s * n_heads;
+        // Threads only pay off once there is real work (waking them costs microseconds).
+        int threads = (double)visible * n_heads * head_dim > 2e5 ? be->n_threads : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int t = 0; t < visible; t++) {
+            const float *kt = k_cache + (size_t)t * head_dim;
+            float total = 0;
+            for (int h = 0; h < n_heads; h++) {
+                float dot = glint_cpu_dot_f32(qs + (size_t)h * head_dim, kt, head_dim) * scale;
+                total += ws[h] * weight_scale * (dot > 0 ? dot : 0);
+            }
+            buf[t].score = total;
+            buf[t].index = t;
+        }
+        select_top(buf, visible, topk);
+        for (int i = 0; i < topk; i++) out[i] = buf[i].index;
+        n_sel[s] = topk;
     }
-}
-
-// Weight row -> float32 (any float dtype), for kernels that use a row many times.
-static void weight_row_f32(const glint_weight *w, int64_t row, float *out) {
-    for (int64_t c = 0; c < w->cols; c++) out[c] = glint_weight_get(w, row * w->cols + c);
+    free(buf);
 }
 
 static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, int T, int H, int q_head_stride,
                              int Dn, int Dv, const glint_weight *kv_b) {
     const int C = (int)kv_b->cols;
-    for (size_t i = 0; i < (size_t)T * H * C; i++) q_lat[i] = 0;
+    const size_t row_bytes = (size_t)C * glint_dtype_size(kv_b->dtype);
+    memset(q_lat, 0, (size_t)T * H * C * sizeof *q_lat);
     int threads = (double)T * H * Dn * C > 1e6 ? be->n_threads : 1;
-#pragma omp parallel num_threads(threads)
-    {
-        float *row = malloc((size_t)C * sizeof *row);
-#pragma omp for schedule(static)
-        for (int h = 0; h < H; h++) {
-            if (!row) continue;
-            for (int j = 0; j < Dn; j++) {  // q_lat[t,h] += q_nope[t,h,j] * W_UK[h][j, :]
-                weight_row_f32(kv_b, (int64_t)h * (Dn + Dv) + j, row);
-                for (int t = 0; t < T; t++) {
-                    float qj = q[((size_t)t * H + h) * q_head_stride + j];
-                    float *out = q_lat + ((size_t)t * H + h) * C;
-                    for (int c = 0; c < C; c++) out[c] += qj * row[c];
-                }
-            }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int h = 0; h < H; h++)
+        for (int j = 0; j < Dn; j++) {  // q_lat[t,h] += q_nope[t,h,j] · W_UK[h][j, :]
+            const void *row = (const char *)kv_b->data + ((size_t)h * (Dn + Dv) + j) * row_bytes;
+            for (int t = 0; t < T; t++)
+                glint_cpu_axpy(q_lat + ((size_t)t * H + h) * C, row, kv_b->dtype,
+                               q[((size_t)t * H + h) * q_head_stride + j], C);
         }
-        free(row);
-    }
 }
 
 static void cpu_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
@@ -218,25 +203,20 @@ static void cpu_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, 
                 const float *qp = q + ((size_t)s * H + h) * q_head_stride + pe_offset;
                 const int32_t *idx = sel + (size_t)s * sel_stride;
                 float *out = o_lat + ((size_t)s * H + h) * C;
-                int n = n_sel[s];
-                if (!scores) continue;
+                const int n = n_sel[s];
+                memset(out, 0, (size_t)C * sizeof *out);
+                if (!scores || n == 0) continue;
                 float max_score = -INFINITY;
                 for (int i = 0; i < n; i++) {
-                    const float *c_t = latent_cache + (size_t)idx[i] * C, *p_t = kpe_cache + (size_t)idx[i] * Dr;
-                    float dot = 0;
-                    for (int c = 0; c < C; c++) dot += ql[c] * c_t[c];
-                    for (int r = 0; r < Dr; r++) dot += qp[r] * p_t[r];
+                    float dot = glint_cpu_dot_f32(ql, latent_cache + (size_t)idx[i] * C, C) +
+                                glint_cpu_dot_f32(qp, kpe_cache + (size_t)idx[i] * Dr, Dr);
                     scores[i] = dot * scale;
                     if (scores[i] > max_score) max_score = scores[i];
                 }
                 float denom = 0;
                 for (int i = 0; i < n; i++) denom += scores[i] = expf(scores[i] - max_score);
-                for (int c = 0; c < C; c++) out[c] = 0;
-                for (int i = 0; i < n; i++) {
-                    const float *c_t = latent_cache + (size_t)idx[i] * C;
-                    float p = scores[i] / denom;
-                    for (int c = 0; c < C; c++) out[c] += p * c_t[c];
-                }
+                for (int i = 0; i < n; i++)
+                    glint_cpu_axpy(out, latent_cache + (size_t)idx[i] * C, GLINT_DTYPE_F32, scores[i] / denom, C);
             }
         free(scores);
     }
