@@ -187,39 +187,63 @@ static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, in
         }
 }
 
+enum { ATTEND_HEAD_BLOCK = 16, ATTEND_KEY_TILE = 64 };
+
+// Flash-decoding style: a block of heads walks the selected keys in tiles (a tile stays in L2 while
+// every head of the block uses it) with an online softmax, so the cache is read once per block.
 static void cpu_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
                            int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
                            const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
     double work = 0;
     for (int s = 0; s < T; s++) work += (double)n_sel[s] * H * (C + Dr);
-    int threads = work > 1e6 ? be->n_threads : 1;
-#pragma omp parallel num_threads(threads)
-    {
-        float *scores = malloc((size_t)sel_stride * sizeof *scores);
-#pragma omp for collapse(2) schedule(dynamic, 1)
-        for (int s = 0; s < T; s++)
-            for (int h = 0; h < H; h++) {
-                const float *ql = q_lat + ((size_t)s * H + h) * C;
-                const float *qp = q + ((size_t)s * H + h) * q_head_stride + pe_offset;
-                const int32_t *idx = sel + (size_t)s * sel_stride;
-                float *out = o_lat + ((size_t)s * H + h) * C;
-                const int n = n_sel[s];
-                memset(out, 0, (size_t)C * sizeof *out);
-                if (!scores || n == 0) continue;
-                float max_score = -INFINITY;
-                for (int i = 0; i < n; i++) {
-                    float dot = glint_cpu_dot_f32(ql, latent_cache + (size_t)idx[i] * C, C) +
-                                glint_cpu_dot_f32(qp, kpe_cache + (size_t)idx[i] * Dr, Dr);
-                    scores[i] = dot * scale;
-                    if (scores[i] > max_score) max_score = scores[i];
-                }
-                float denom = 0;
-                for (int i = 0; i < n; i++) denom += scores[i] = expf(scores[i] - max_score);
-                for (int i = 0; i < n; i++)
-                    glint_cpu_axpy(out, latent_cache + (size_t)idx[i] * C, GLINT_DTYPE_F32, scores[i] / denom, C);
+    const int threads = work > 1e6 ? be->n_threads : 1;
+    const int blocks = (H + ATTEND_HEAD_BLOCK - 1) / ATTEND_HEAD_BLOCK;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
+    for (int s = 0; s < T; s++)
+        for (int blk = 0; blk < blocks; blk++) {
+            const int h0 = blk * ATTEND_HEAD_BLOCK, nh = H - h0 < ATTEND_HEAD_BLOCK ? H - h0 : ATTEND_HEAD_BLOCK;
+            const int32_t *idx = sel + (size_t)s * sel_stride;
+            const int n = n_sel[s];
+            float running_max[ATTEND_HEAD_BLOCK], running_sum[ATTEND_HEAD_BLOCK];
+            float scores[ATTEND_HEAD_BLOCK][ATTEND_KEY_TILE];
+            for (int hh = 0; hh < nh; hh++) {
+                running_max[hh] = -INFINITY, running_sum[hh] = 0;
+                memset(o_lat + ((size_t)s * H + h0 + hh) * C, 0, (size_t)C * sizeof(float));
             }
-        free(scores);
-    }
+            for (int i0 = 0; i0 < n; i0 += ATTEND_KEY_TILE) {
+                const int ni = n - i0 < ATTEND_KEY_TILE ? n - i0 : ATTEND_KEY_TILE;
+                for (int hh = 0; hh < nh; hh++) {
+                    const size_t qh = (size_t)s * H + h0 + hh;
+                    const float *ql = q_lat + qh * C, *qp = q + qh * q_head_stride + pe_offset;
+                    float *out = o_lat + qh * C;
+                    float tile_max = -INFINITY;
+                    for (int i = 0; i < ni; i++) {
+                        const size_t t = (size_t)idx[i0 + i];
+                        float dot = glint_cpu_dot_f32(ql, latent_cache + t * C, C) +
+                                    glint_cpu_dot_f32(qp, kpe_cache + t * Dr, Dr);
+                        scores[hh][i] = dot * scale;
+                        if (scores[hh][i] > tile_max) tile_max = scores[hh][i];
+                    }
+                    float new_max = tile_max > running_max[hh] ? tile_max : running_max[hh];
+                    float rescale = expf(running_max[hh] - new_max);  // exp(-inf) = 0 on the first tile
+                    if (rescale != 1.0f) {
+                        running_sum[hh] *= rescale;
+                        for (int c = 0; c < C; c++) out[c] *= rescale;
+                    }
+                    running_max[hh] = new_max;
+                    for (int i = 0; i < ni; i++) {
+                        float p = expf(scores[hh][i] - new_max);
+                        running_sum[hh] += p;
+                        glint_cpu_axpy(out, latent_cache + (size_t)idx[i0 + i] * C, GLINT_DTYPE_F32, p, C);
+                    }
+                }
+            }
+            for (int hh = 0; hh < nh; hh++) {
+                float *out = o_lat + ((size_t)s * H + h0 + hh) * C;
+                float inv = running_sum[hh] > 0 ? 1.0f / running_sum[hh] : 0.0f;
+                for (int c = 0; c < C; c++) out[c] *= inv;
+            }
+        }
 }
 
 static void cpu_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T, int H, int C, int Dn, int Dv,
