@@ -364,3 +364,33 @@ int glint_config_load(const char *dir, const char *override_json, const char *in
     free(path);
     return rc;
 }
+
+int glint_config_merge_generation_eos(const char *dir, glint_config *cfg) {
+    char *path = glint_path_join(dir, "generation_config.json");
+    if (!path) return -1;
+    json_error_t err;
+    json_t *root = NULL;
+    FILE *f = fopen(path, "rb");
+    int rc = 0;
+    if (f) {  // optional file
+        fclose(f);
+        root = json_load_file(path, 0, &err);
+        if (!root) {
+            glint_set_error("%s: not valid JSON at line %d column %d: %s", path, err.line, err.column, err.text);
+            rc = -1;
+        }
+    }
+    json_t *eos = root ? json_object_get(root, "eos_token_id") : NULL;
+    json_t *one = json_is_integer(eos) ? eos : NULL;
+    size_t n = json_is_array(eos) ? json_array_size(eos) : one ? 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = one ? one : json_array_get(eos, i);
+        if (!json_is_integer(v)) continue;
+        int id = (int)json_integer_value(v), seen = 0;
+        for (int k = 0; k < cfg->n_eos; k++) seen |= cfg->eos_ids[k] == id;
+        if (!seen && cfg->n_eos < GLINT_MAX_EOS) cfg->eos_ids[cfg->n_eos++] = id;
+    }
+    json_decref(root);
+    free(path);
+    return rc;
+}

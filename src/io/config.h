@@ -55,4 +55,7 @@ int glint_config_load(const char *dir, const char *override_json, const char *in
 int glint_config_parse(const char *json_text, const char *name, const char *override_json,
                        const char *index_topk_pattern, glint_config *cfg);
 
+// Adds the eos_token_id(s) of DIR/generation_config.json (if the file exists) to cfg's stop ids.
+int glint_config_merge_generation_eos(const char *dir, glint_config *cfg);
+
 #endif

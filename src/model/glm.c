@@ -204,7 +204,8 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
         glint_set_error("%s: model directory does not exist", dir);
         goto fail;
     }
-    if (glint_config_load(dir, opts ? opts->override_json : NULL, opts ? opts->index_topk_pattern : NULL, &m->cfg))
+    if (glint_config_load(dir, opts ? opts->override_json : NULL, opts ? opts->index_topk_pattern : NULL, &m->cfg) ||
+        glint_config_merge_generation_eos(dir, &m->cfg))
         goto fail;
     m->ckpt = glint_checkpoint_open(dir);
     if (!m->ckpt) goto fail;

@@ -6,3 +6,4 @@ glint_c_test(model_forward ${CMAKE_CURRENT_LIST_DIR}/test_forward.c
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_test(NAME model_cli COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_cli.py
   $<TARGET_FILE:glint> ${GLINT_MODELS})
+glint_c_test(cpu_kernels ${CMAKE_CURRENT_LIST_DIR}/test_ops.c)

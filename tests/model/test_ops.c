@@ -1,0 +1,100 @@
+// CPU kernels: every ISA path (generic, AVX2, AVX-512 where the machine has it) against the generic
+// reference, for every weight dtype, on shapes that exercise the vector tails; and F16/BF16 weights
+// against F32 weights holding the same (exactly representable) values.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "common/util.h"
+
+static uint64_t rng = 88172645463325252ull;
+static float uniform(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)(rng >> 40) / 16777216.0f * 2.0f - 1.0f;
+}
+
+// f32 -> f16 bits for values that are exact in f16 (we only feed such values).
+static uint16_t f32_to_f16_exact(float f) {
+    if (f == 0) return 0;
+    uint16_t sign = f < 0 ? 0x8000 : 0;
+    f = fabsf(f);
+    int e;
+    float m = frexpf(f, &e);  // f = m · 2^e, m in [0.5, 1)
+    int exp16 = e - 1 + 15;
+    uint16_t mant = (uint16_t)((m * 2.0f - 1.0f) * 1024.0f + 0.5f);
+    return sign | (uint16_t)(exp16 << 10) | mant;
+}
+
+static int failures;
+
+static void expect_close(const char *what, const float *a, const float *b, size_t n) {
+    double worst = 0, scale = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= worst)) worst = d;
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    }
+    int ok = worst / scale <= 1e-5;
+    printf("%-52s rel %.2e %s\n", what, worst / scale, ok ? "ok" : "FAIL");
+    failures += !ok;
+}
+
+int main(void) {
+    glint_backend *be = glint_backend_cpu(2);
+    const int N = 37, K = 203, T = 3;  // odd sizes: vector tails everywhere
+    float *w32 = malloc(sizeof(float) * N * K), *x = malloc(sizeof(float) * T * K);
+    uint16_t *w16 = malloc(2 * (size_t)N * K), *wb16 = malloc(2 * (size_t)N * K);
+    uint8_t *w8 = malloc((size_t)N * K);
+    float *w8_as_f32 = malloc(sizeof(float) * N * K);
+    for (int i = 0; i < N * K; i++) {
+        // a multiple of 2^-8 in [-1, 1): exact in BF16 (8 bits of mantissa) and F16
+        w32[i] = roundf(uniform() * 128.0f) / 256.0f;
+        wb16[i] = glint_f32_to_bf16(w32[i]);
+        w16[i] = f32_to_f16_exact(w32[i]);
+        w8[i] = (uint8_t)(rng >> 32);
+        if ((w8[i] & 0x7f) == 0x7f) w8[i] = 0x38;  // avoid the NaN encoding
+        w8_as_f32[i] = glint_fp8e4m3_to_f32(w8[i]);
+    }
+    for (int i = 0; i < T * K; i++) x[i] = uniform();
+    glint_weight W32 = {GLINT_DTYPE_F32, N, K, w32, "w32"}, WB = {GLINT_DTYPE_BF16, N, K, wb16, "wbf16"};
+    glint_weight WH = {GLINT_DTYPE_F16, N, K, w16, "wf16"}, W8 = {GLINT_DTYPE_F8_E4M3, N, K, w8, "wf8"};
+    glint_weight W8F = {GLINT_DTYPE_F32, N, K, w8_as_f32, "w8f32"};
+    float ref[T * N], got[T * N], ref8[T * N];
+    glint_cpu_select_kernels("generic");
+    glint_cpu_matmul(be, ref, N, x, K, T, &W32);
+    glint_cpu_matmul(be, ref8, N, x, K, T, &W8F);
+    const char *isas[] = {"generic", "avx2", "best"};
+    for (int i = 0; i < 3; i++) {
+        glint_cpu_select_kernels(isas[i]);
+        char what[96];
+        const glint_weight *ws[] = {&W32, &WB, &WH};
+        for (int d = 0; d < 3; d++) {
+            glint_cpu_matmul(be, got, N, x, K, T, ws[d]);
+            snprintf(what, sizeof what, "matmul %s weights, %s kernels (%s)", glint_dtype_name(ws[d]->dtype), isas[i],
+                     glint_cpu_isa());
+            expect_close(what, got, ref, (size_t)T * N);
+        }
+        glint_cpu_matmul(be, got, N, x, K, T, &W8);
+        snprintf(what, sizeof what, "matmul F8_E4M3 weights, %s kernels", isas[i]);
+        expect_close(what, got, ref8, (size_t)T * N);
+        // axpy: y += a · row for each dtype
+        float y_ref[K], y[K];
+        for (int d = 0; d < 3; d++) {
+            for (int k = 0; k < K; k++) y_ref[k] = y[k] = x[k];
+            for (int k = 0; k < K; k++) y_ref[k] += 0.75f * w32[k];
+            glint_cpu_axpy(y, ws[d]->data, ws[d]->dtype, 0.75f, K);
+            snprintf(what, sizeof what, "axpy %s row, %s kernels", glint_dtype_name(ws[d]->dtype), isas[i]);
+            expect_close(what, y, y_ref, K);
+        }
+        float dot_ref = 0;
+        for (int k = 0; k < K; k++) dot_ref += x[k] * x[K + k];
+        float dot = glint_cpu_dot_f32(x, x + K, K);
+        snprintf(what, sizeof what, "dot f32, %s kernels", isas[i]);
+        expect_close(what, &dot, &dot_ref, 1);
+    }
+    free(w32), free(x), free(w16), free(wb16), free(w8), free(w8_as_f32);
+    printf("%s\n", failures ? "FAILED" : "all ok");
+    return failures ? 1 : 0;
+}
