@@ -10,12 +10,32 @@
 
 #include "io/safetensors.h"
 
+// How a weight is stored (spec/FORMATS.md). Every format is used as stored and dequantized
+// inside the kernels.
+typedef enum {
+    GLINT_WFMT_DENSE,      // data: dtype [rows, cols] (F32, BF16, F16; F8_E4M3 without scales)
+    GLINT_WFMT_NVFP4,      // data: U8 [rows, cols/2], E2M1 codes, even column in the low nibble;
+                           // scales: F8_E4M3 [rows, cols/16]; w = e2m1 · scale · global_scale
+    GLINT_WFMT_FP8_BLOCK,  // data: F8_E4M3 [rows, cols]; scales: F32 [ceil(rows/block), ceil(cols/block)]
+                           // (weight_scale_inv); w = fp8 · scale of its block
+    GLINT_WFMT_GPTQ_INT4,  // data: I32 qweight [cols/8, rows], packed along cols (K), low nibble first;
+                           // zeros: I32 qzeros [groups, rows/8]; scales: F16/BF16 [groups, rows];
+                           // column k is in group k / block (desc_act false); w = scale · (q - (zero + 1))
+} glint_weight_format;
+
 // A weight as stored in the checkpoint: 2-D [rows, cols] (out, in) or 1-D [rows].
 typedef struct {
-    glint_dtype dtype;
+    glint_dtype dtype;  // DENSE: the element type
     int64_t rows, cols;
     const void *data;
     const char *name;
+    // Quantized formats (zero for DENSE):
+    glint_weight_format format;
+    const void *scales;
+    glint_dtype scales_dtype;
+    float global_scale;     // NVFP4: weight_scale_2 (compressed-tensors' 1/global_scale)
+    int block;              // FP8_BLOCK: block edge (128); GPTQ: group size
+    const void *zeros;      // GPTQ qzeros
 } glint_weight;
 
 // Routing parameters of one MoE layer (spec/GLM5.md §2.8).

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "common/util.h"
 #include "engine/sampler.h"
+#include "io/quant.h"
 #include "model/glm.h"
 
 // Options shared by every command that loads a model.
@@ -254,6 +255,7 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     printf("\n");
+    fflush(stdout);
     double t2 = glint_now_seconds();
     fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated > 1 ? (generated - 1) / (t2 - t1) : 0);
@@ -348,6 +350,22 @@ int cmd_info(int argc, char **argv) {
     for (int d = 0; d < GLINT_DTYPE_COUNT; d++)
         if (count_dtype[d]) printf(" %s: %llu tensors;", glint_dtype_name(d), (unsigned long long)count_dtype[d]);
     printf(" %zu files\n", m->ckpt->n_files);
+    printf("%-28s %-22s %14s %16s\n", "module kind", "formats", "stored", "read per token");
+    for (int k = 0; k < GLINT_KIND_COUNT; k++) {
+        const glint_module_stats *s = &m->kinds[k];
+        if (!s->stored_bytes) continue;
+        char formats[64] = "";
+        for (unsigned bit = 0; bit < 32; bit++) {
+            if (!(s->formats & (1u << bit))) continue;
+            glint_weight probe = {0};
+            if (bit < GLINT_DTYPE_COUNT) probe.dtype = (glint_dtype)bit;
+            else probe.format = (glint_weight_format)(bit - GLINT_DTYPE_COUNT);
+            snprintf(formats + strlen(formats), sizeof formats - strlen(formats), "%s%s", formats[0] ? "+" : "",
+                     glint_weight_format_name(&probe));
+        }
+        printf("  %-26s %-22s %11.3f MB %13.3f MB\n", glint_module_kind_name((glint_module_kind)k), formats,
+               s->stored_bytes / 1e6, s->bytes_per_token / 1e6);
+    }
     printf("%-28s %llu (%.3f B)\n", "parameters used", (unsigned long long)m->n_params, m->n_params / 1e9);
     print_bytes("weight bytes used", (double)m->weight_bytes);
     print_bytes("checkpoint bytes", (double)glint_checkpoint_total_bytes(m->ckpt));

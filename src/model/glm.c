@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "common/util.h"
+#include "io/quant.h"
 
 // ---------------------------------------------------------------------------------------------
 // Tensor table
@@ -18,6 +19,7 @@ struct binder {
     glint_model *m;
     int failed;
     uint64_t rng;
+    glint_quant_config qc;
 };
 
 static int is_float_dtype(glint_dtype d) {
@@ -26,7 +28,7 @@ static int is_float_dtype(glint_dtype d) {
 
 // Synthetic weights (benchmarks): BF16 uniform in ±1/sqrt(cols), norms 1, router bias F32 0.
 static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, int64_t cols) {
-    glint_weight w = {GLINT_DTYPE_BF16, rows, cols ? cols : 1, NULL, NULL};
+    glint_weight w = {.dtype = GLINT_DTYPE_BF16, .rows = rows, .cols = cols ? cols : 1};
     int is_bias = strstr(name, "e_score_correction_bias") != NULL;
     if (is_bias) w.dtype = GLINT_DTYPE_F32;
     size_t n = (size_t)w.rows * (size_t)w.cols, bytes = n * glint_dtype_size(w.dtype);
@@ -89,9 +91,8 @@ static glint_weight bind(binder *b, const char *name, int64_t rows, int64_t cols
         return w;
     }
     if (!is_float_dtype(t->dtype)) {
-        glint_set_error("%s: tensor '%s' has dtype %s, expected F32, BF16 or F16 (quantized formats arrive with "
-                        "their own loader)",
-                        t->file, name, glint_dtype_name(t->dtype));
+        glint_set_error("%s: tensor '%s' has dtype %s, expected F32, BF16 or F16", t->file, name,
+                        glint_dtype_name(t->dtype));
         b->failed = 1;
         return w;
     }
@@ -111,8 +112,48 @@ static glint_weight bind_layer(binder *b, int layer, const char *suffix, int64_t
     return bind(b, name, rows, cols);
 }
 
-static uint64_t weight_bytes(const glint_weight *w) {
-    return (uint64_t)w->rows * (uint64_t)w->cols * glint_dtype_size(w->dtype);
+static void count(binder *b, glint_module_kind kind, const glint_weight *w) {
+    glint_module_stats *k = &b->m->kinds[kind];
+    k->stored_bytes += glint_weight_stored_bytes(w);
+    k->formats |= 1u << (w->format == GLINT_WFMT_DENSE ? (unsigned)w->dtype : GLINT_DTYPE_COUNT + (unsigned)w->format);
+}
+
+// A projection MODULE (e.g. "self_attn.q_a_proj") [rows, cols] of layer L (or of the model when
+// layer < 0): quantized formats are recognised from the header, else a float tensor.
+static glint_weight bind_linear(binder *b, int layer, const char *module, int64_t rows, int64_t cols,
+                                glint_module_kind kind) {
+    char name[256];
+    if (layer >= 0) snprintf(name, sizeof name, "model.layers.%d.%s", layer, module);
+    else snprintf(name, sizeof name, "%s", module);
+    glint_weight w = {0};
+    if (b->failed) return w;
+    uint64_t bytes = 0;
+    int rc = b->ckpt ? glint_bind_quantized_linear(b->ckpt, &b->qc, name, rows, cols, &w, &bytes) : 0;
+    if (rc < 0) {
+        b->failed = 1;
+        return w;
+    }
+    if (rc == 1) {
+        b->m->n_params += (uint64_t)rows * (uint64_t)cols;
+        b->m->weight_bytes += bytes;
+    } else {
+        snprintf(name + strlen(name), sizeof name - strlen(name), ".weight");
+        w = bind(b, name, rows, cols);
+    }
+    if (!b->failed) count(b, kind, &w);
+    return w;
+}
+
+static glint_weight bind_vector(binder *b, int layer, const char *suffix, int64_t rows, glint_module_kind kind) {
+    glint_weight w = layer >= 0 ? bind_layer(b, layer, suffix, rows, 0) : bind(b, suffix, rows, 0);
+    if (!b->failed) count(b, kind, &w);
+    return w;
+}
+
+static glint_weight bind_vector_2d(binder *b, const char *name, int64_t rows, int64_t cols, glint_module_kind kind) {
+    glint_weight w = bind(b, name, rows, cols);
+    if (!b->failed) count(b, kind, &w);
+    return w;
 }
 
 static int bind_all(binder *b) {
@@ -120,72 +161,88 @@ static int bind_all(binder *b) {
     const glint_config *c = &m->cfg;
     const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
-    m->embed = bind(b, "model.embed_tokens.weight", c->vocab_size, D);
-    m->final_norm = bind(b, "model.norm.weight", D, 0);
+    // The embedding is not a linear layer: quantization configs do not list it, so only an NVFP4
+    // table (U8 codes, "nvfp4_embed") goes through the quantized path.
+    const glint_st_tensor *embed = b->ckpt ? glint_checkpoint_find(b->ckpt, "model.embed_tokens.weight") : NULL;
+    if (embed && embed->dtype == GLINT_DTYPE_U8)
+        m->embed = bind_linear(b, -1, "model.embed_tokens", c->vocab_size, D, GLINT_KIND_EMBEDDING);
+    else m->embed = bind_vector_2d(b, "model.embed_tokens.weight", c->vocab_size, D, GLINT_KIND_EMBEDDING);
+    m->final_norm = bind_vector(b, -1, "model.norm.weight", D, GLINT_KIND_NORMS);
     if (c->tie_word_embeddings && (!b->ckpt || !glint_checkpoint_find(b->ckpt, "lm_head.weight")))
         m->lm_head = m->embed;
-    else m->lm_head = bind(b, "lm_head.weight", c->vocab_size, D);
+    else m->lm_head = bind_linear(b, -1, "lm_head", c->vocab_size, D, GLINT_KIND_LM_HEAD);
     m->layers = glint_calloc((size_t)c->num_layers, sizeof *m->layers, "layer table");
     if (!m->layers) return -1;
-    uint64_t per_token = weight_bytes(&m->lm_head) + weight_bytes(&m->final_norm);
     for (int l = 0; l < c->num_layers && !b->failed; l++) {
         glm_layer *L = &m->layers[l];
-        uint64_t before = m->weight_bytes;
         L->is_moe = c->layer_is_moe[l];
         L->has_indexer = c->layer_has_indexer[l];
-        L->input_norm = bind_layer(b, l, "input_layernorm.weight", D, 0);
-        L->post_attn_norm = bind_layer(b, l, "post_attention_layernorm.weight", D, 0);
-        L->q_a = bind_layer(b, l, "self_attn.q_a_proj.weight", Qr, D);
-        L->q_a_norm = bind_layer(b, l, "self_attn.q_a_layernorm.weight", Qr, 0);
-        L->q_b = bind_layer(b, l, "self_attn.q_b_proj.weight", (int64_t)H * (Dn + Dr), Qr);
-        L->kv_a = bind_layer(b, l, "self_attn.kv_a_proj_with_mqa.weight", C + Dr, D);
-        L->kv_a_norm = bind_layer(b, l, "self_attn.kv_a_layernorm.weight", C, 0);
-        L->kv_b = bind_layer(b, l, "self_attn.kv_b_proj.weight", (int64_t)H * (Dn + Dv), C);
-        L->o_proj = bind_layer(b, l, "self_attn.o_proj.weight", D, (int64_t)H * Dv);
+        L->input_norm = bind_vector(b, l, "input_layernorm.weight", D, GLINT_KIND_NORMS);
+        L->post_attn_norm = bind_vector(b, l, "post_attention_layernorm.weight", D, GLINT_KIND_NORMS);
+        L->q_a = bind_linear(b, l, "self_attn.q_a_proj", Qr, D, GLINT_KIND_ATTENTION);
+        L->q_a_norm = bind_vector(b, l, "self_attn.q_a_layernorm.weight", Qr, GLINT_KIND_NORMS);
+        L->q_b = bind_linear(b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION);
+        L->kv_a = bind_linear(b, l, "self_attn.kv_a_proj_with_mqa", C + Dr, D, GLINT_KIND_ATTENTION);
+        L->kv_a_norm = bind_vector(b, l, "self_attn.kv_a_layernorm.weight", C, GLINT_KIND_NORMS);
+        L->kv_b = bind_linear(b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION);
+        L->o_proj = bind_linear(b, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION);
         if (L->has_indexer) {  // S layers ignore indexer weights even when the checkpoint has them
             const int Hi = c->index_n_heads, Di = c->index_head_dim;
-            L->idx_wq_b = bind_layer(b, l, "self_attn.indexer.wq_b.weight", (int64_t)Hi * Di, Qr);
-            L->idx_wk = bind_layer(b, l, "self_attn.indexer.wk.weight", Di, D);
-            L->idx_k_norm_w = bind_layer(b, l, "self_attn.indexer.k_norm.weight", Di, 0);
-            L->idx_k_norm_b = bind_layer(b, l, "self_attn.indexer.k_norm.bias", Di, 0);
-            L->idx_weights_proj = bind_layer(b, l, "self_attn.indexer.weights_proj.weight", Hi, D);
+            L->idx_wq_b = bind_linear(b, l, "self_attn.indexer.wq_b", (int64_t)Hi * Di, Qr, GLINT_KIND_INDEXER);
+            L->idx_wk = bind_linear(b, l, "self_attn.indexer.wk", Di, D, GLINT_KIND_INDEXER);
+            L->idx_k_norm_w = bind_vector(b, l, "self_attn.indexer.k_norm.weight", Di, GLINT_KIND_INDEXER);
+            L->idx_k_norm_b = bind_vector(b, l, "self_attn.indexer.k_norm.bias", Di, GLINT_KIND_INDEXER);
+            L->idx_weights_proj = bind_linear(b, l, "self_attn.indexer.weights_proj", Hi, D, GLINT_KIND_INDEXER);
         }
         if (!L->is_moe) {
-            L->gate = bind_layer(b, l, "mlp.gate_proj.weight", c->intermediate_size, D);
-            L->up = bind_layer(b, l, "mlp.up_proj.weight", c->intermediate_size, D);
-            L->down = bind_layer(b, l, "mlp.down_proj.weight", D, c->intermediate_size);
-            per_token += m->weight_bytes - before;
+            L->gate = bind_linear(b, l, "mlp.gate_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
+            L->up = bind_linear(b, l, "mlp.up_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
+            L->down = bind_linear(b, l, "mlp.down_proj", D, c->intermediate_size, GLINT_KIND_DENSE_MLP);
             continue;
         }
         const int E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
-        L->router = bind_layer(b, l, "mlp.gate.weight", E, D);
-        L->router_bias = bind_layer(b, l, "mlp.gate.e_score_correction_bias", E, 0);
+        char router[64];
+        snprintf(router, sizeof router, "model.layers.%d.mlp.gate.weight", l);
+        L->router = bind_vector_2d(b, router, E, D, GLINT_KIND_ROUTER);
+        L->router_bias = bind_vector(b, l, "mlp.gate.e_score_correction_bias", E, GLINT_KIND_ROUTER);
         if (c->n_shared_experts > 0) {
-            L->gate = bind_layer(b, l, "mlp.shared_experts.gate_proj.weight", Is, D);
-            L->up = bind_layer(b, l, "mlp.shared_experts.up_proj.weight", Is, D);
-            L->down = bind_layer(b, l, "mlp.shared_experts.down_proj.weight", D, Is);
+            L->gate = bind_linear(b, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
+            L->up = bind_linear(b, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
+            L->down = bind_linear(b, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT);
         }
-        uint64_t dense_part = m->weight_bytes - before;
         L->expert_gate = glint_calloc((size_t)E * 3, sizeof(glint_weight), "expert table");
         if (!L->expert_gate) return -1;
         L->expert_up = L->expert_gate + E;
         L->expert_down = L->expert_gate + 2 * E;
         for (int e = 0; e < E && !b->failed; e++) {
             char name[128];
-            snprintf(name, sizeof name, "mlp.experts.%d.gate_proj.weight", e);
-            L->expert_gate[e] = bind_layer(b, l, name, Im, D);
-            snprintf(name, sizeof name, "mlp.experts.%d.up_proj.weight", e);
-            L->expert_up[e] = bind_layer(b, l, name, Im, D);
-            snprintf(name, sizeof name, "mlp.experts.%d.down_proj.weight", e);
-            L->expert_down[e] = bind_layer(b, l, name, D, Im);
+            snprintf(name, sizeof name, "mlp.experts.%d.gate_proj", e);
+            L->expert_gate[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
+            snprintf(name, sizeof name, "mlp.experts.%d.up_proj", e);
+            L->expert_up[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
+            snprintf(name, sizeof name, "mlp.experts.%d.down_proj", e);
+            L->expert_down[e] = bind_linear(b, l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS);
         }
-        if (b->failed) break;
-        uint64_t one_expert = weight_bytes(&L->expert_gate[0]) + weight_bytes(&L->expert_up[0]) +
-                              weight_bytes(&L->expert_down[0]);
-        per_token += dense_part + (uint64_t)c->num_experts_per_tok * one_expert;
     }
-    m->bytes_per_token = per_token;
-    return b->failed ? -1 : 0;
+    if (b->failed) return -1;
+    // Bytes one decode step reads: everything used once per token, one embedding row, and the
+    // routed experts' share top_k / E.
+    for (int k = 0; k < GLINT_KIND_COUNT; k++) {
+        glint_module_stats *s = &m->kinds[k];
+        s->bytes_per_token = s->stored_bytes;
+        if (k == GLINT_KIND_ROUTED_EXPERTS) s->bytes_per_token = s->stored_bytes * (uint64_t)c->num_experts_per_tok /
+                                                                 (uint64_t)(c->n_routed_experts ? c->n_routed_experts : 1);
+        if (k == GLINT_KIND_EMBEDDING) s->bytes_per_token = s->stored_bytes / (uint64_t)c->vocab_size;
+        m->bytes_per_token += s->bytes_per_token;
+    }
+    return 0;
+}
+
+const char *glint_module_kind_name(glint_module_kind kind) {
+    static const char *names[GLINT_KIND_COUNT] = {"embedding", "attention (MLA)", "DSA indexer", "dense MLP",
+                                                  "router",    "shared expert",   "routed experts", "norms",
+                                                  "lm_head"};
+    return kind < GLINT_KIND_COUNT ? names[kind] : "?";
 }
 
 static void free_layers(glint_model *m) {
@@ -209,8 +266,14 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
         goto fail;
     m->ckpt = glint_checkpoint_open(dir);
     if (!m->ckpt) goto fail;
-    binder b = {m->ckpt, dir, m, 0, 0};
-    if (bind_all(&b)) goto fail;
+    binder b = {m->ckpt, dir, m, 0, 0, {0}};
+    if (glint_quant_config_load(dir, &b.qc)) goto fail;
+    int rc = bind_all(&b);
+    glint_quant_config_free(&b.qc);
+    if (rc) {
+        glint_prefix_error("%s: ", dir);
+        goto fail;
+    }
     return m;
 fail:
     glint_model_free(m);
@@ -222,7 +285,7 @@ glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be) {
     if (!m) return NULL;
     m->be = be;
     m->cfg = *cfg;
-    binder b = {NULL, "synthetic model", m, 0, 12345};
+    binder b = {NULL, "synthetic model", m, 0, 12345, {0}};
     if (bind_all(&b)) {
         glint_model_free(m);
         return NULL;

@@ -39,6 +39,28 @@ typedef struct glint_synthetic_block {
     _Alignas(64) unsigned char data[];
 } glint_synthetic_block;
 
+// Module kinds, for reporting formats and bytes (glint info, bench).
+typedef enum {
+    GLINT_KIND_EMBEDDING,
+    GLINT_KIND_ATTENTION,
+    GLINT_KIND_INDEXER,
+    GLINT_KIND_DENSE_MLP,
+    GLINT_KIND_ROUTER,
+    GLINT_KIND_SHARED_EXPERT,
+    GLINT_KIND_ROUTED_EXPERTS,
+    GLINT_KIND_NORMS,
+    GLINT_KIND_LM_HEAD,
+    GLINT_KIND_COUNT
+} glint_module_kind;
+
+typedef struct {
+    uint64_t stored_bytes;     // all weights of this kind
+    uint64_t bytes_per_token;  // what one decode step reads of them
+    uint32_t formats;          // bit d: dense dtype d; bit GLINT_DTYPE_COUNT + f: quantized format f
+} glint_module_stats;
+
+const char *glint_module_kind_name(glint_module_kind kind);
+
 typedef struct {
     glint_config cfg;
     glint_checkpoint *ckpt;  // NULL for synthetic models
@@ -49,7 +71,8 @@ typedef struct {
     glm_layer *layers;
     uint64_t n_params;        // parameters of the main model (layers 0..L-1, embeddings, head)
     uint64_t weight_bytes;    // bytes of those weights as stored
-    uint64_t bytes_per_token; // bytes a decode step reads: active experts only, lm_head, no embedding table
+    uint64_t bytes_per_token; // bytes a decode step reads: active experts only, lm_head, one embedding row
+    glint_module_stats kinds[GLINT_KIND_COUNT];
     glint_synthetic_block *synthetic_blocks;  // synthetic models: the memory behind the weights
 } glint_model;
 

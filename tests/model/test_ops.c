@@ -58,9 +58,11 @@ int main(void) {
         w8_as_f32[i] = glint_fp8e4m3_to_f32(w8[i]);
     }
     for (int i = 0; i < T * K; i++) x[i] = uniform();
-    glint_weight W32 = {GLINT_DTYPE_F32, N, K, w32, "w32"}, WB = {GLINT_DTYPE_BF16, N, K, wb16, "wbf16"};
-    glint_weight WH = {GLINT_DTYPE_F16, N, K, w16, "wf16"}, W8 = {GLINT_DTYPE_F8_E4M3, N, K, w8, "wf8"};
-    glint_weight W8F = {GLINT_DTYPE_F32, N, K, w8_as_f32, "w8f32"};
+    glint_weight W32 = {.dtype = GLINT_DTYPE_F32, .rows = N, .cols = K, .data = w32, .name = "w32"};
+    glint_weight WB = {.dtype = GLINT_DTYPE_BF16, .rows = N, .cols = K, .data = wb16, .name = "wbf16"};
+    glint_weight WH = {.dtype = GLINT_DTYPE_F16, .rows = N, .cols = K, .data = w16, .name = "wf16"};
+    glint_weight W8 = {.dtype = GLINT_DTYPE_F8_E4M3, .rows = N, .cols = K, .data = w8, .name = "wf8"};
+    glint_weight W8F = {.dtype = GLINT_DTYPE_F32, .rows = N, .cols = K, .data = w8_as_f32, .name = "w8f32"};
     float ref[T * N], got[T * N], ref8[T * N];
     glint_cpu_select_kernels("generic");
     glint_cpu_matmul(be, ref, N, x, K, T, &W32);

@@ -6,6 +6,12 @@
 
 void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                       const glint_weight *W);
+// y = x · W^T for NVFP4, FP8-block and GPTQ weights (cpu_quant.c).
+void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                const glint_weight *W);
+// One element / one row of any weight format, dequantized to FP32.
+float glint_cpu_weight_element(const glint_weight *W, int64_t row, int64_t col);
+void glint_cpu_weight_row_f32(const glint_weight *W, int64_t row, float *out);
 // Vector kernels on the selected ISA: a·b over n floats; y += a · row (row BF16/F16/F32/FP8).
 float glint_cpu_dot_f32(const float *a, const float *b, int64_t n);
 void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64_t n);

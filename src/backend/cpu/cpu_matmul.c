@@ -208,6 +208,10 @@ void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64
 // Rows of W are split across threads; each row is read once for all T tokens (decode: T = 1).
 void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                       const glint_weight *W) {
+    if (W->format != GLINT_WFMT_DENSE) {
+        glint_cpu_matmul_quantized(be, y, y_stride, x, x_stride, T, W);
+        return;
+    }
     dot_fn dot = dot_for(W->dtype);
     const int64_t N = W->rows, K = W->cols;
     const size_t row_bytes = (size_t)K * glint_dtype_size(W->dtype);

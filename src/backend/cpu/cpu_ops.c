@@ -37,8 +37,7 @@ static void cpu_download(glint_backend *be, float *host, const float *src, size_
 static void cpu_embed(glint_backend *be, float *x, const glint_weight *table, const int32_t *ids, int T) {
     (void)be;
     const int64_t D = table->cols;
-    for (int t = 0; t < T; t++)
-        for (int64_t d = 0; d < D; d++) x[(size_t)t * D + d] = glint_weight_get(table, (int64_t)ids[t] * D + d);
+    for (int t = 0; t < T; t++) glint_cpu_weight_row_f32(table, ids[t], x + (size_t)t * D);
 }
 
 static void cpu_rmsnorm(glint_backend *be, float *y, const float *x, int stride, int T, int D, const glint_weight *w,
@@ -177,14 +176,27 @@ static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, in
     const size_t row_bytes = (size_t)C * glint_dtype_size(kv_b->dtype);
     memset(q_lat, 0, (size_t)T * H * C * sizeof *q_lat);
     int threads = (double)T * H * Dn * C > 1e6 ? be->n_threads : 1;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int h = 0; h < H; h++)
-        for (int j = 0; j < Dn; j++) {  // q_lat[t,h] += q_nope[t,h,j] · W_UK[h][j, :]
-            const void *row = (const char *)kv_b->data + ((size_t)h * (Dn + Dv) + j) * row_bytes;
-            for (int t = 0; t < T; t++)
-                glint_cpu_axpy(q_lat + ((size_t)t * H + h) * C, row, kv_b->dtype,
-                               q[((size_t)t * H + h) * q_head_stride + j], C);
-        }
+    const int dense = kv_b->format == GLINT_WFMT_DENSE;
+#pragma omp parallel num_threads(threads)
+    {
+        float *dequantized = dense ? NULL : malloc((size_t)C * sizeof(float));
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++)
+            for (int j = 0; j < Dn; j++) {  // q_lat[t,h] += q_nope[t,h,j] · W_UK[h][j, :]
+                const int64_t r = (int64_t)h * (Dn + Dv) + j;
+                const void *row = (const char *)kv_b->data + (size_t)r * row_bytes;
+                glint_dtype dtype = kv_b->dtype;
+                if (!dense) {
+                    if (!dequantized) continue;
+                    glint_cpu_weight_row_f32(kv_b, r, dequantized);
+                    row = dequantized, dtype = GLINT_DTYPE_F32;
+                }
+                for (int t = 0; t < T; t++)
+                    glint_cpu_axpy(q_lat + ((size_t)t * H + h) * C, row, dtype, q[((size_t)t * H + h) * q_head_stride + j],
+                                   C);
+            }
+        free(dequantized);
+    }
 }
 
 enum { ATTEND_HEAD_BLOCK = 16, ATTEND_KEY_TILE = 64 };
@@ -248,12 +260,28 @@ static void cpu_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, 
 
 static void cpu_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T, int H, int C, int Dn, int Dv,
                          const glint_weight *kv_b) {
-    const size_t row_bytes = (size_t)C * glint_dtype_size(kv_b->dtype);
-    for (int h = 0; h < H; h++) {
-        // W_UV[h] is a contiguous [Dv, C] block of kv_b: a matmul on a row slice.
-        glint_weight wuv = {kv_b->dtype, Dv, C, (const char *)kv_b->data + ((size_t)h * (Dn + Dv) + Dn) * row_bytes,
-                            kv_b->name};
-        glint_cpu_matmul(be, o + (size_t)h * Dv, H * Dv, o_lat + (size_t)h * C, H * C, T, &wuv);
+    if (kv_b->format == GLINT_WFMT_DENSE) {
+        const size_t row_bytes = (size_t)C * glint_dtype_size(kv_b->dtype);
+        for (int h = 0; h < H; h++) {
+            // W_UV[h] is a contiguous [Dv, C] block of kv_b: a matmul on a row slice.
+            glint_weight wuv = {.dtype = kv_b->dtype, .rows = Dv, .cols = C, .name = kv_b->name,
+                                .data = (const char *)kv_b->data + ((size_t)h * (Dn + Dv) + Dn) * row_bytes};
+            glint_cpu_matmul(be, o + (size_t)h * Dv, H * Dv, o_lat + (size_t)h * C, H * C, T, &wuv);
+        }
+        return;
+    }
+    // Quantized kv_b: dequantize each W_UV row once and use it for every token.
+#pragma omp parallel num_threads(be->n_threads)
+    {
+        float *row = malloc((size_t)C * sizeof *row);
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++)
+            for (int v = 0; v < Dv && row; v++) {
+                glint_cpu_weight_row_f32(kv_b, (int64_t)h * (Dn + Dv) + Dn + v, row);
+                for (int t = 0; t < T; t++)
+                    o[((size_t)t * H + h) * Dv + v] = glint_cpu_dot_f32(row, o_lat + ((size_t)t * H + h) * C, C);
+            }
+        free(row);
     }
 }
 

@@ -1,0 +1,257 @@
+// CPU kernels for quantized weights (spec/FORMATS.md): NVFP4 (ModelOpt / compressed-tensors),
+// FP8 E4M3 with 128x128 block scales, GPTQ int4. Weights are dequantized in registers; activations
+// stay FP32 and accumulation is FP32, so results match a dequantized FP32 model closely.
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "common/util.h"
+
+static const float e2m1_values[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+static float fp8_table[256];
+static int fp8_table_ready;
+
+static void init_tables(void) {
+    if (fp8_table_ready) return;
+    for (int i = 0; i < 256; i++) fp8_table[i] = glint_fp8e4m3_to_f32((uint8_t)i);
+    fp8_table_ready = 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// NVFP4: one row of [K] against x[K]
+
+static float nvfp4_dot_generic(const uint8_t *codes, const uint8_t *scales, const float *x, int64_t K) {
+    float acc = 0;
+    for (int64_t b = 0; b < K / 16; b++) {
+        float block = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t byte = codes[b * 8 + j];
+            block += e2m1_values[byte & 15] * x[b * 16 + 2 * j] + e2m1_values[byte >> 4] * x[b * 16 + 2 * j + 1];
+        }
+        acc += block * fp8_table[scales[b]];
+    }
+    return acc;
+}
+
+__attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512(const uint8_t *codes,
+                                                                          const uint8_t *scales, const float *x,
+                                                                          int64_t K) {
+    const __m512 lut = _mm512_loadu_ps(e2m1_values);
+    const __m128i low_mask = _mm_set1_epi8(0x0f);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= K / 16; b += 2) {  // 32 weights: 16 bytes of codes
+        __m128i raw = _mm_loadu_si128((const __m128i *)(codes + b * 8));
+        __m128i lo = _mm_and_si128(raw, low_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low_mask);
+        // element order: byte j holds elements 2j (low) and 2j+1 (high)
+        __m512 w0 = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), lut);
+        __m512 w1 = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)), lut);
+        acc0 = _mm512_fmadd_ps(_mm512_mul_ps(w0, _mm512_loadu_ps(x + b * 16)), _mm512_set1_ps(fp8_table[scales[b]]),
+                               acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_mul_ps(w1, _mm512_loadu_ps(x + b * 16 + 16)),
+                               _mm512_set1_ps(fp8_table[scales[b + 1]]), acc1);
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (b < K / 16) acc += nvfp4_dot_generic(codes + b * 8, scales + b, x + b * 16, 16);
+    return acc;
+}
+
+__attribute__((target("avx2,fma"))) static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales,
+                                                                const float *x, int64_t K) {
+    const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
+    const __m128i low_mask = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < K / 16; b++) {
+        __m128i raw = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
+        __m128i lo = _mm_and_si128(raw, low_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low_mask);
+        __m128i idx = _mm_unpacklo_epi8(lo, hi);  // 16 codes in element order
+        __m256 s = _mm256_set1_ps(fp8_table[scales[b]]);
+        for (int half = 0; half < 2; half++) {
+            __m256i i8 = _mm256_cvtepu8_epi32(half ? _mm_srli_si128(idx, 8) : idx);
+            // codes 0-7 from lut_lo, 8-15 from lut_hi (bit 3 selects)
+            __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lut_lo, i8), _mm256_permutevar8x32_ps(lut_hi, i8),
+                                        _mm256_castsi256_ps(_mm256_slli_epi32(i8, 28)));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(v, _mm256_loadu_ps(x + b * 16 + half * 8)), s, acc);
+        }
+    }
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    return _mm_cvtss_f32(r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// FP8 E4M3 with block scales: one row against x, the scale changing every `block` columns
+
+static float fp8_span_generic(const uint8_t *w, const float *x, int64_t n) {
+    float acc = 0;
+    for (int64_t k = 0; k < n; k++) acc += fp8_table[w[k]] * x[k];
+    return acc;
+}
+
+// E4M3 -> F16 is a shift (the exponent bias differs by 8): f16 = sign<<15 | (e4m3 & 0x7f) << 7, times 2^8.
+__attribute__((target("avx512f,avx512bw"))) static float fp8_span_avx512(const uint8_t *w, const float *x,
+                                                                         int64_t n) {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m256i b16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + k)));
+        __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b16, _mm256_set1_epi16(0x80)), 8),
+                                    _mm256_slli_epi16(_mm256_and_si256(b16, _mm256_set1_epi16(0x7f)), 7));
+        acc = _mm512_fmadd_ps(_mm512_cvtph_ps(h), _mm512_loadu_ps(x + k), acc);
+    }
+    return _mm512_reduce_add_ps(acc) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m128i b16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(w + k)));
+        __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b16, _mm_set1_epi16(0x80)), 8),
+                                 _mm_slli_epi16(_mm_and_si128(b16, _mm_set1_epi16(0x7f)), 7));
+        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(x + k), acc);
+    }
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    return _mm_cvtss_f32(r) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+typedef float (*nvfp4_dot_fn)(const uint8_t *codes, const uint8_t *scales, const float *x, int64_t K);
+typedef float (*fp8_span_fn)(const uint8_t *w, const float *x, int64_t n);
+
+static nvfp4_dot_fn pick_nvfp4(void) {
+    const char *isa = glint_cpu_isa();
+    return !strcmp(isa, "avx512") ? nvfp4_dot_avx512 : !strcmp(isa, "avx2") ? nvfp4_dot_avx2 : nvfp4_dot_generic;
+}
+
+static fp8_span_fn pick_fp8(void) {
+    const char *isa = glint_cpu_isa();
+    return !strcmp(isa, "avx512") ? fp8_span_avx512 : !strcmp(isa, "avx2") ? fp8_span_avx2 : fp8_span_generic;
+}
+
+static float fp8_block_scale(const glint_weight *W, int64_t row, int64_t col) {
+    int64_t blocks_per_row = (W->cols + W->block - 1) / W->block;
+    return ((const float *)W->scales)[(row / W->block) * blocks_per_row + col / W->block];
+}
+
+// y[t, n] for one row n of an NVFP4 or FP8-block weight.
+static void quant_row_dots(const glint_weight *W, int64_t n, const float *x, int x_stride, int T, float *y,
+                           int y_stride, nvfp4_dot_fn nv, fp8_span_fn f8) {
+    const int64_t K = W->cols;
+    if (W->format == GLINT_WFMT_NVFP4) {
+        const uint8_t *codes = (const uint8_t *)W->data + n * (K / 2), *sc = (const uint8_t *)W->scales + n * (K / 16);
+        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = nv(codes, sc, x + (size_t)t * x_stride, K) * W->global_scale;
+        return;
+    }
+    const uint8_t *row = (const uint8_t *)W->data + n * K;
+    for (int t = 0; t < T; t++) {
+        float acc = 0;
+        for (int64_t k0 = 0; k0 < K; k0 += W->block) {
+            int64_t len = K - k0 < W->block ? K - k0 : W->block;
+            acc += f8(row + k0, x + (size_t)t * x_stride + k0, len) * fp8_block_scale(W, n, k0);
+        }
+        y[(size_t)t * y_stride + n] = acc;
+    }
+}
+
+static float scale_value(const glint_weight *W, size_t index) {
+    const uint16_t *s = W->scales;
+    return W->scales_dtype == GLINT_DTYPE_BF16 ? glint_bf16_to_f32(s[index]) : glint_f16_to_f32(s[index]);
+}
+
+// GPTQ (desc_act false, checked at load: group of column k is k / G): qweight is [K/8, N], so
+// outputs are contiguous. Per group the integer codes are accumulated against x, and the zero point
+// enters once through the group's sum of x: Σ s·(q - z - 1)·x = s·(Σ q·x - (z + 1)·Σ x).
+static void gptq_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                        const glint_weight *W) {
+    enum { COLS = 64 };
+    const int64_t N = W->rows, K = W->cols, G = W->block;
+    const int32_t *qw = W->data, *qz = W->zeros;
+    int threads = N * K < 65536 ? 1 : be->n_threads;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t n0 = 0; n0 < N; n0 += COLS) {
+        const int nn = (int)(N - n0 < COLS ? N - n0 : COLS);
+        for (int t = 0; t < T; t++) {
+            const float *xt = x + (size_t)t * x_stride;
+            float acc[COLS] = {0}, group_acc[COLS];
+            for (int64_t g0 = 0; g0 < K; g0 += G) {
+                const int64_t g1 = g0 + G < K ? g0 + G : K, g = g0 / G;
+                float x_sum = 0;
+                for (int c = 0; c < nn; c++) group_acc[c] = 0;
+                for (int64_t k = g0; k < g1; k++) x_sum += xt[k];
+                for (int64_t k8 = g0; k8 < g1; k8 += 8) {
+                    const int32_t *packed_row = qw + (k8 / 8) * N + n0;
+                    const int jn = (int)(g1 - k8 < 8 ? g1 - k8 : 8);
+                    for (int j = 0; j < jn; j++) {
+                        const float xk = xt[k8 + j];
+                        for (int c = 0; c < nn; c++)
+                            group_acc[c] += (float)(((uint32_t)packed_row[c] >> (4 * j)) & 15u) * xk;
+                    }
+                }
+                for (int c = 0; c < nn; c++) {
+                    const int64_t n = n0 + c;
+                    uint32_t zero = ((uint32_t)qz[g * (N / 8) + n / 8] >> (4 * (n % 8))) & 15u;
+                    acc[c] += scale_value(W, (size_t)g * N + n) * (group_acc[c] - (float)(zero + 1) * x_sum);
+                }
+            }
+            for (int c = 0; c < nn; c++) y[(size_t)t * y_stride + n0 + c] = acc[c];
+        }
+    }
+}
+
+void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                const glint_weight *W) {
+    init_tables();
+    if (W->format == GLINT_WFMT_GPTQ_INT4) {
+        gptq_matmul(be, y, y_stride, x, x_stride, T, W);
+        return;
+    }
+    nvfp4_dot_fn nv = pick_nvfp4();
+    fp8_span_fn f8 = pick_fp8();
+    const int64_t N = W->rows, K = W->cols;
+    const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 : (size_t)K;
+    int threads = N * K < 65536 ? 1 : be->n_threads;
+    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
+    chunk = chunk < 1 ? 1 : chunk;
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+    for (int64_t n = 0; n < N; n++) quant_row_dots(W, n, x, x_stride, T, y, y_stride, nv, f8);
+}
+
+float glint_cpu_weight_element(const glint_weight *W, int64_t row, int64_t col) {
+    init_tables();
+    switch (W->format) {
+    case GLINT_WFMT_NVFP4: {
+        uint8_t byte = ((const uint8_t *)W->data)[row * (W->cols / 2) + col / 2];
+        float scale = fp8_table[((const uint8_t *)W->scales)[row * (W->cols / 16) + col / 16]];
+        return e2m1_values[col & 1 ? byte >> 4 : byte & 15] * scale * W->global_scale;
+    }
+    case GLINT_WFMT_FP8_BLOCK:
+        return fp8_table[((const uint8_t *)W->data)[row * W->cols + col]] * fp8_block_scale(W, row, col);
+    case GLINT_WFMT_GPTQ_INT4: {
+        const int64_t N = W->rows;
+        int64_t g = col / W->block;
+        uint32_t packed = (uint32_t)((const int32_t *)W->data)[(col / 8) * N + row];
+        uint32_t zero = ((uint32_t)((const int32_t *)W->zeros)[g * (N / 8) + row / 8] >> (4 * (row % 8))) & 15u;
+        float q = (float)((packed >> (4 * (col % 8))) & 15u) - (float)(zero + 1);
+        return scale_value(W, (size_t)g * N + row) * q;
+    }
+    default: return glint_weight_get(W, row * W->cols + col);
+    }
+}
+
+void glint_cpu_weight_row_f32(const glint_weight *W, int64_t row, float *out) {
+    if (W->format == GLINT_WFMT_DENSE) {
+        for (int64_t c = 0; c < W->cols; c++) out[c] = glint_weight_get(W, row * W->cols + c);
+        return;
+    }
+    for (int64_t c = 0; c < W->cols; c++) out[c] = glint_cpu_weight_element(W, row, c);
+}

@@ -1,0 +1,409 @@
+#include "io/quant.h"
+
+#include <fnmatch.h>
+#include <jansson.h>
+#include <math.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+// ---------------------------------------------------------------------------------------------
+// Quantization config
+
+static void add_excludes(glint_quant_config *qc, json_t *list) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        if (json_is_string(v) && qc->n_excludes < GLINT_MAX_EXCLUDES)
+            qc->excludes[qc->n_excludes++] = glint_strdup(json_string_value(v));
+    }
+}
+
+static int int_field(json_t *obj, const char *key, int fallback) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (int)json_integer_value(v) : fallback;
+}
+
+static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
+    const char *method = json_string_value(json_object_get(q, "quant_method"));
+    if (!method) {
+        glint_set_error("%s: quantization_config has no quant_method", qc->source);
+        return -1;
+    }
+    const char *algo = json_string_value(json_object_get(q, "quant_algo"));
+    snprintf(qc->algo, sizeof qc->algo, "%s", algo ? algo : "");
+    if (!strncmp(method, "modelopt", 8)) {
+        qc->method = GLINT_QUANT_MODELOPT;
+        qc->group_size = int_field(q, "group_size", 16);
+        add_excludes(qc, json_object_get(q, "ignore"));
+        add_excludes(qc, json_object_get(q, "exclude_modules"));
+    } else if (!strcmp(method, "compressed-tensors")) {
+        qc->method = GLINT_QUANT_COMPRESSED_TENSORS;
+        const char *format = json_string_value(json_object_get(q, "format"));
+        snprintf(qc->algo, sizeof qc->algo, "%s", format ? format : "");
+        qc->group_size = 16;
+        add_excludes(qc, json_object_get(q, "ignore"));
+    } else if (!strcmp(method, "fp8")) {
+        qc->method = GLINT_QUANT_FP8;
+        json_t *bs = json_object_get(q, "weight_block_size");
+        qc->block_size = json_is_array(bs) && json_is_integer(json_array_get(bs, 0))
+                             ? (int)json_integer_value(json_array_get(bs, 0))
+                             : 128;
+        if (json_is_array(bs) && json_integer_value(json_array_get(bs, 1)) != qc->block_size) {
+            glint_set_error("%s: only square FP8 weight_block_size is supported", qc->source);
+            return -1;
+        }
+        add_excludes(qc, json_object_get(q, "modules_to_not_convert"));
+    } else if (!strcmp(method, "gptq")) {
+        qc->method = GLINT_QUANT_GPTQ;
+        qc->bits = int_field(q, "bits", 4);
+        qc->group_size = int_field(q, "group_size", 128);
+        const char *fmt = json_string_value(json_object_get(q, "checkpoint_format"));
+        if (qc->bits != 4 || json_is_true(json_object_get(q, "desc_act")) || json_is_false(json_object_get(q, "sym")) ||
+            (fmt && strcmp(fmt, "gptq")) || qc->group_size <= 0) {
+            glint_set_error("%s: GPTQ supported as 4-bit, sym, desc_act false, group_size > 0, checkpoint_format "
+                            "gptq (found bits %d, group_size %d%s%s)",
+                            qc->source, qc->bits, qc->group_size, fmt ? ", format " : "", fmt ? fmt : "");
+            return -1;
+        }
+        json_t *mods = json_object_get(q, "modules_to_not_convert");
+        if (json_is_array(mods)) add_excludes(qc, mods);
+    } else {
+        glint_set_error("%s: quant_method \"%s\" is not supported (modelopt, compressed-tensors, fp8, gptq are)",
+                        qc->source, method);
+        return -1;
+    }
+    return 0;
+}
+
+int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
+    memset(qc, 0, sizeof *qc);
+    char *cfg_path = glint_path_join(dir, "config.json"), *hf_path = glint_path_join(dir, "hf_quant_config.json");
+    json_t *cfg = NULL, *hf = NULL;
+    int rc = -1;
+    json_error_t err;
+    if (!cfg_path || !hf_path) goto done;
+    cfg = json_load_file(cfg_path, 0, &err);
+    if (!cfg) {
+        glint_set_error("%s: not valid JSON at line %d column %d: %s", cfg_path, err.line, err.column, err.text);
+        goto done;
+    }
+    json_t *q = json_object_get(cfg, "quantization_config");
+    if (json_is_object(q)) {
+        snprintf(qc->source, sizeof qc->source, "config.json");
+        rc = parse_quantization_config(q, qc);
+        goto done;
+    }
+    FILE *f = fopen(hf_path, "rb");
+    if (!f) {
+        rc = 0;  // not quantized
+        goto done;
+    }
+    fclose(f);
+    hf = json_load_file(hf_path, 0, &err);
+    snprintf(qc->source, sizeof qc->source, "hf_quant_config.json");
+    if (!hf) {
+        glint_set_error("%s: not valid JSON at line %d column %d: %s", hf_path, err.line, err.column, err.text);
+        goto done;
+    }
+    json_t *quant = json_object_get(hf, "quantization");
+    if (!json_is_object(quant)) {
+        glint_set_error("%s: no \"quantization\" object", hf_path);
+        goto done;
+    }
+    json_t *copy = json_deep_copy(quant);
+    json_object_set_new(copy, "quant_method", json_string("modelopt"));
+    rc = parse_quantization_config(copy, qc);
+    json_decref(copy);
+done:
+    json_decref(cfg);
+    json_decref(hf);
+    free(cfg_path);
+    free(hf_path);
+    return rc;
+}
+
+void glint_quant_config_free(glint_quant_config *qc) {
+    for (int i = 0; i < qc->n_excludes; i++) free(qc->excludes[i]);
+    qc->n_excludes = 0;
+}
+
+static int regex_full_match(const char *pattern, const char *subject) {
+    int errcode;
+    PCRE2_SIZE erroffset;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                                   &errcode, &erroffset, NULL);
+    if (!re) return 0;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    int hit = md && pcre2_match(re, (PCRE2_SPTR)subject, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return hit;
+}
+
+int glint_quant_is_excluded(const glint_quant_config *qc, const char *module) {
+    for (int i = 0; i < qc->n_excludes; i++) {
+        const char *p = qc->excludes[i];
+        switch (qc->method) {
+        case GLINT_QUANT_COMPRESSED_TENSORS:  // "re:<regex>" or a module name
+            if (!strncmp(p, "re:", 3) ? regex_full_match(p + 3, module) : !strcmp(p, module)) return 1;
+            break;
+        case GLINT_QUANT_FP8:  // transformers matches modules_to_not_convert as substrings
+        case GLINT_QUANT_GPTQ:
+            if (strstr(module, p)) return 1;
+            break;
+        default:  // ModelOpt: fnmatch wildcards on module names ("foo*" covers foo and foo.*)
+            if (!fnmatch(p, module, 0)) return 1;
+            break;
+        }
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binding one linear
+
+static const glint_st_tensor *find_suffix(const glint_checkpoint *ck, const char *module, const char *suffix) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", module, suffix);
+    return glint_checkpoint_find(ck, name);
+}
+
+static int is_scalar(const glint_st_tensor *t) {
+    return t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1);
+}
+
+static int shape_is(const glint_st_tensor *t, int64_t a, int64_t b) {
+    return t->ndim == 2 && t->shape[0] == a && t->shape[1] == b;
+}
+
+static const char *shape_text(const glint_st_tensor *t, char *buf, size_t len) {
+    snprintf(buf, len, "[");
+    for (int d = 0; d < t->ndim; d++)
+        snprintf(buf + strlen(buf), len - strlen(buf), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    snprintf(buf + strlen(buf), len - strlen(buf), "]");
+    return buf;
+}
+
+// Checks a companion tensor exists with the given dtype and 2-D shape (rows2 < 0: scalar).
+static const glint_st_tensor *need(const glint_checkpoint *ck, const char *module, const char *suffix,
+                                   glint_dtype dtype, int64_t rows2, int64_t cols2, const char *why) {
+    const glint_st_tensor *t = find_suffix(ck, module, suffix);
+    char got[96];
+    if (!t) {
+        if (rows2 < 0) glint_set_error("%s: %s.%s is missing (%s needs a %s scalar)", ck->files[0].path, module,
+                                       suffix, why, glint_dtype_name(dtype));
+        else glint_set_error("%s: %s.%s is missing (%s needs %s [%lld, %lld])", ck->files[0].path, module, suffix,
+                             why, glint_dtype_name(dtype), (long long)rows2, (long long)cols2);
+        return NULL;
+    }
+    if (t->dtype != dtype) {
+        glint_set_error("%s: %s.%s has dtype %s, expected %s (%s)", t->file, module, suffix, glint_dtype_name(t->dtype),
+                        glint_dtype_name(dtype), why);
+        return NULL;
+    }
+    if (rows2 < 0 ? !is_scalar(t) : !shape_is(t, rows2, cols2)) {
+        if (rows2 < 0) glint_set_error("%s: %s.%s has shape %s, expected a scalar (%s)", t->file, module, suffix,
+                                       shape_text(t, got, sizeof got), why);
+        else glint_set_error("%s: %s.%s has shape %s, expected [%lld, %lld] (%s)", t->file, module, suffix,
+                             shape_text(t, got, sizeof got), (long long)rows2, (long long)cols2, why);
+        return NULL;
+    }
+    return t;
+}
+
+static int scales_have_nan_fp8(const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] & 0x7f) == 0x7f) return 1;
+    return 0;
+}
+
+static int scales_have_nan_f32(const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(s[i])) return 1;
+    return 0;
+}
+
+static float scalar_f32(const glint_st_tensor *t) {
+    float v;
+    memcpy(&v, t->data, sizeof v);
+    return v;
+}
+
+static int bind_nvfp4(const glint_checkpoint *ck, const char *module, const glint_st_tensor *codes,
+                      const char *scale2_name, int inverse_scale2, int64_t N, int64_t K, glint_weight *w) {
+    const char *why = inverse_scale2 ? "compressed-tensors NVFP4" : "ModelOpt NVFP4";
+    char got[96];
+    if (K % 16) {
+        glint_set_error("%s: %s is NVFP4 but its input size %lld is not a multiple of 16", codes->file, module,
+                        (long long)K);
+        return -1;
+    }
+    if (!shape_is(codes, N, K / 2)) {
+        glint_set_error("%s: %s has shape %s, expected [%lld, %lld] (NVFP4 codes for [%lld, %lld])", codes->file,
+                        codes->name, shape_text(codes, got, sizeof got), (long long)N, (long long)K / 2, (long long)N,
+                        (long long)K);
+        return -1;
+    }
+    const glint_st_tensor *scale = need(ck, module, "weight_scale", GLINT_DTYPE_F8_E4M3, N, K / 16, why);
+    const glint_st_tensor *scale2 = scale ? need(ck, module, scale2_name, GLINT_DTYPE_F32, -1, -1, why) : NULL;
+    if (!scale2) return -1;
+    float global = scalar_f32(scale2);
+    if (inverse_scale2) global = 1.0f / global;
+    if (!isfinite(global) || scales_have_nan_fp8(scale->data, scale->nbytes)) {
+        glint_set_error("%s: %s has NaN or infinite scales (%s)", scale->file, module,
+                        isfinite(global) ? "weight_scale" : scale2_name);
+        return -1;
+    }
+    *w = (glint_weight){.format = GLINT_WFMT_NVFP4, .dtype = GLINT_DTYPE_U8, .rows = N, .cols = K,
+                        .data = codes->data, .name = codes->name, .scales = scale->data,
+                        .scales_dtype = GLINT_DTYPE_F8_E4M3, .global_scale = global, .block = 16};
+    return 1;
+}
+
+static int bind_fp8(const glint_checkpoint *ck, const glint_quant_config *qc, const char *module,
+                    const glint_st_tensor *weight, int64_t N, int64_t K, glint_weight *w) {
+    char got[96];
+    if (!shape_is(weight, N, K)) {
+        glint_set_error("%s: %s has shape %s, expected [%lld, %lld] from config.json", weight->file, weight->name,
+                        shape_text(weight, got, sizeof got), (long long)N, (long long)K);
+        return -1;
+    }
+    const glint_st_tensor *inv = find_suffix(ck, module, "weight_scale_inv");
+    const glint_st_tensor *per_tensor = find_suffix(ck, module, "weight_scale");
+    int block;
+    const glint_st_tensor *scale;
+    if (inv) {  // DeepSeek / zai-org: F32 [ceil(N/B), ceil(K/B)]
+        block = qc->block_size ? qc->block_size : 128;
+        scale = need(ck, module, "weight_scale_inv", GLINT_DTYPE_F32, (N + block - 1) / block, (K + block - 1) / block,
+                     "FP8 block-scaled weight");
+    } else if (per_tensor) {  // ModelOpt FP8: one F32 scale; one block covering the matrix
+        block = (int)(N > K ? N : K);
+        scale = need(ck, module, "weight_scale", GLINT_DTYPE_F32, -1, -1, "FP8 per-tensor weight");
+    } else {
+        glint_set_error("%s: %s.weight is F8_E4M3 but %s.weight_scale_inv (block scales) is missing", weight->file,
+                        module, module);
+        return -1;
+    }
+    if (!scale) return -1;
+    if (scales_have_nan_f32(scale->data, scale->nbytes / 4)) {
+        glint_set_error("%s: %s has NaN or infinite scales", scale->file, scale->name);
+        return -1;
+    }
+    *w = (glint_weight){.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .rows = N, .cols = K,
+                        .data = weight->data, .name = weight->name, .scales = scale->data,
+                        .scales_dtype = GLINT_DTYPE_F32, .block = block};
+    return 1;
+}
+
+static int bind_gptq(const glint_checkpoint *ck, const glint_quant_config *qc, const char *module,
+                     const glint_st_tensor *qweight, int64_t N, int64_t K, glint_weight *w) {
+    char got[96];
+    const int G = qc->group_size > 0 ? qc->group_size : 128;
+    const int64_t groups = (K + G - 1) / G;
+    if (K % 8 || N % 8) {
+        glint_set_error("%s: %s is GPTQ but its shape [%lld, %lld] is not a multiple of 8", qweight->file, module,
+                        (long long)N, (long long)K);
+        return -1;
+    }
+    if (qweight->dtype != GLINT_DTYPE_I32 || !shape_is(qweight, K / 8, N)) {
+        glint_set_error("%s: %s is %s %s, expected I32 [%lld, %lld] (GPTQ, packed along the input)", qweight->file,
+                        qweight->name, glint_dtype_name(qweight->dtype), shape_text(qweight, got, sizeof got),
+                        (long long)K / 8, (long long)N);
+        return -1;
+    }
+    const glint_st_tensor *zeros = need(ck, module, "qzeros", GLINT_DTYPE_I32, groups, N / 8, "GPTQ");
+    if (!zeros) return -1;
+    const glint_st_tensor *scales = find_suffix(ck, module, "scales");
+    glint_dtype sd = scales && scales->dtype == GLINT_DTYPE_BF16 ? GLINT_DTYPE_BF16 : GLINT_DTYPE_F16;
+    if (!(scales = need(ck, module, "scales", sd, groups, N, "GPTQ"))) return -1;
+    for (size_t i = 0; i < scales->nbytes / 2; i++) {
+        uint16_t h = ((const uint16_t *)scales->data)[i];
+        float v = sd == GLINT_DTYPE_BF16 ? glint_bf16_to_f32(h) : glint_f16_to_f32(h);
+        if (!isfinite(v)) {
+            glint_set_error("%s: %s has NaN or infinite scales", scales->file, scales->name);
+            return -1;
+        }
+    }
+    const glint_st_tensor *g_idx = find_suffix(ck, module, "g_idx");
+    if (g_idx) {  // desc_act false: the group of column k must be k / G
+        if (g_idx->dtype != GLINT_DTYPE_I32 || g_idx->ndim != 1 || g_idx->shape[0] != K) {
+            glint_set_error("%s: %s must be I32 [%lld]", g_idx->file, g_idx->name, (long long)K);
+            return -1;
+        }
+        for (int64_t k = 0; k < K; k++)
+            if (((const int32_t *)g_idx->data)[k] != k / G) {
+                glint_set_error("%s: %s[%lld] = %d is not k / group_size: act-order (desc_act) GPTQ is not supported",
+                                g_idx->file, g_idx->name, (long long)k, ((const int32_t *)g_idx->data)[k]);
+                return -1;
+            }
+    }
+    *w = (glint_weight){.format = GLINT_WFMT_GPTQ_INT4, .dtype = GLINT_DTYPE_I32, .rows = N, .cols = K,
+                        .data = qweight->data, .name = qweight->name, .scales = scales->data, .scales_dtype = sd,
+                        .block = G, .zeros = zeros->data};
+    return 1;
+}
+
+int glint_bind_quantized_linear(const glint_checkpoint *ck, const glint_quant_config *qc, const char *module,
+                                int64_t rows, int64_t cols, glint_weight *w, uint64_t *bytes) {
+    const glint_st_tensor *weight = find_suffix(ck, module, "weight");
+    const glint_st_tensor *packed = find_suffix(ck, module, "weight_packed");
+    const glint_st_tensor *qweight = find_suffix(ck, module, "qweight");
+    int rc = 0;
+    if (weight && weight->dtype == GLINT_DTYPE_U8) rc = bind_nvfp4(ck, module, weight, "weight_scale_2", 0, rows, cols, w);
+    else if (!weight && packed) rc = bind_nvfp4(ck, module, packed, "weight_global_scale", 1, rows, cols, w);
+    else if (weight && weight->dtype == GLINT_DTYPE_F8_E4M3) rc = bind_fp8(ck, qc, module, weight, rows, cols, w);
+    else if (!weight && qweight) rc = bind_gptq(ck, qc, module, qweight, rows, cols, w);
+    if (rc < 0) return -1;
+    // Cross-check with the config: a disagreement is an error, not a guess.
+    int excluded = glint_quant_is_excluded(qc, module);
+    if (rc == 1 && qc->method != GLINT_QUANT_NONE && excluded) {
+        glint_set_error("%s is stored as %s but %s lists it as not quantized", module, glint_weight_format_name(w),
+                        qc->source);
+        return -1;
+    }
+    if (rc == 1 && qc->method == GLINT_QUANT_NONE) {
+        glint_set_error("%s is stored as %s but the checkpoint has no quantization config (hf_quant_config.json or "
+                        "config.json quantization_config)",
+                        module, glint_weight_format_name(w));
+        return -1;
+    }
+    int config_says_quantized =
+        (qc->method == GLINT_QUANT_MODELOPT && !strcmp(qc->algo, "NVFP4")) ||
+        (qc->method == GLINT_QUANT_COMPRESSED_TENSORS && !strcmp(qc->algo, "nvfp4-pack-quantized"));
+    if (rc == 0 && config_says_quantized && !excluded) {
+        glint_set_error("%s is stored unquantized but %s (%s) does not exclude it", module, qc->source, qc->algo);
+        return -1;
+    }
+    if (rc == 1) *bytes = glint_weight_stored_bytes(w);
+    return rc;
+}
+
+const char *glint_weight_format_name(const glint_weight *w) {
+    switch (w->format) {
+    case GLINT_WFMT_NVFP4: return "NVFP4";
+    case GLINT_WFMT_FP8_BLOCK: return "FP8-block";
+    case GLINT_WFMT_GPTQ_INT4: return "GPTQ-int4";
+    default: return glint_dtype_name(w->dtype);
+    }
+}
+
+uint64_t glint_weight_stored_bytes(const glint_weight *w) {
+    const uint64_t N = (uint64_t)w->rows, K = (uint64_t)w->cols;
+    switch (w->format) {
+    case GLINT_WFMT_NVFP4: return N * K / 2 + N * K / 16 + 4;
+    case GLINT_WFMT_FP8_BLOCK: {
+        uint64_t b = (uint64_t)w->block;
+        return N * K + ((N + b - 1) / b) * ((K + b - 1) / b) * 4;
+    }
+    case GLINT_WFMT_GPTQ_INT4: {
+        uint64_t groups = (K + (uint64_t)w->block - 1) / (uint64_t)w->block;
+        return N * K / 2 + groups * N / 2 + groups * N * 2;
+    }
+    default: return N * K * glint_dtype_size(w->dtype);
+    }
+}
