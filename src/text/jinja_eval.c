@@ -1,5 +1,6 @@
 // Jinja evaluator: renders an AST with Python/jinja2 semantics (default Undefined, sandboxed
 // immutable objects, per-iteration loop scopes, transformers' globals).
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,8 @@ typedef struct {
     int depth;
     int macro_depth;
     bool failed;
+    jv *namespaces;  // every namespace() made, emptied at the end so self-references cannot leak
+    size_t n_namespaces, cap_namespaces;
 } rctx;
 
 enum { EXEC_OK = 0, EXEC_ERR, EXEC_BREAK, EXEC_CONTINUE };
@@ -134,6 +137,7 @@ static void args_free(callargs *a) {
 
 static bool eval(rctx *rc, jscope *sc, const jnode *n, jv *out);
 static int exec_node(rctx *rc, jscope *sc, const jnode *n);
+static int exec_for_items(rctx *rc, jscope *sc, const jnode *n, jv iterable, int depth);
 
 // Evaluates node's kids (positional) and kwnames/kwvals; skip_first prepends nothing.
 static bool eval_args(rctx *rc, jscope *sc, const jnode *n, callargs *a) {
@@ -152,6 +156,9 @@ static bool eval_args(rctx *rc, jscope *sc, const jnode *n, callargs *a) {
     }
     return true;
 }
+
+static int64_t as_int(jv v) { return v.kind == JV_BOOL ? v.u.b : v.u.i; }
+static bool is_intlike(jv v) { return v.kind == JV_INT || v.kind == JV_BOOL; }
 
 // ---------------------------------------------------------------- string helpers
 static jv make_str(rctx *rc, const jnode *at, const char *s, size_t n) {
@@ -255,10 +262,7 @@ static jv str_split(rctx *rc, const jnode *at, const jv_string *s, const jv_stri
                 while (i < n) { uint32_t cp; size_t k = utf8_decode(d, n, i, &cp); if (!py_isspace(cp)) break; i += k; }
                 if (i >= n) break;
                 if (maxsplit >= 0 && splits >= maxsplit) {
-                    // rest of the string, minus trailing whitespace
-                    size_t e = n;
-                    while (e > i) { size_t st = e - 1; while (st > i && ((unsigned char)d[st] & 0xc0) == 0x80) st--; uint32_t cp; utf8_decode(d, e, st, &cp); if (!py_isspace(cp)) break; e = st; }
-                    ADD_PIECE(i, e);
+                    ADD_PIECE(i, n);  // Python keeps the remainder's trailing whitespace
                     break;
                 }
                 size_t b = i;
@@ -272,9 +276,7 @@ static jv str_split(rctx *rc, const jnode *at, const jv_string *s, const jv_stri
                 while (e > 0) { size_t st = e - 1; while (st > 0 && ((unsigned char)d[st] & 0xc0) == 0x80) st--; uint32_t cp; utf8_decode(d, e, st, &cp); if (!py_isspace(cp)) break; e = st; }
                 if (e == 0) break;
                 if (maxsplit >= 0 && splits >= maxsplit) {
-                    size_t b = 0;
-                    while (b < e) { uint32_t cp; size_t k = utf8_decode(d, n, b, &cp); if (!py_isspace(cp)) break; b += k; }
-                    ADD_PIECE(b, e);
+                    ADD_PIECE(0, e);  // and rsplit keeps its leading whitespace
                     break;
                 }
                 size_t b = e;
@@ -357,7 +359,13 @@ static jv str_replace(rctx *rc, const jnode *at, const jv_string *s, const jv_st
     return v;
 }
 
-typedef enum { CASE_UPPER, CASE_LOWER, CASE_CAPITALIZE, CASE_TITLE } case_mode;
+typedef enum { CASE_UPPER, CASE_LOWER, CASE_CAPITALIZE, CASE_TITLE, CASE_TITLE_FILTER } case_mode;
+
+// Full-case mappings Python applies that a single code point cannot express.
+static bool special_upper(uint32_t cp, bool title, strbuf *sb) {
+    if (cp == 0xdf) { sb_puts(sb, title ? "Ss" : "SS"); return true; }
+    return false;
+}
 
 static jv str_case(rctx *rc, const jnode *at, const jv_string *s, case_mode mode) {
     strbuf sb;
@@ -367,26 +375,145 @@ static jv str_case(rctx *rc, const jnode *at, const jv_string *s, case_mode mode
         uint32_t cp;
         i += utf8_decode(s->data, s->len, i, &cp);
         uint32_t r = cp;
+        bool to_title = false, to_upper = false;
         switch (mode) {
-        case CASE_UPPER: r = (uint32_t)utf8proc_toupper((utf8proc_int32_t)cp); break;
+        case CASE_UPPER: to_upper = true; break;
         case CASE_LOWER: r = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp); break;
         case CASE_CAPITALIZE:
-            r = first ? (uint32_t)utf8proc_toupper((utf8proc_int32_t)cp) : (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+            if (first) to_title = true;
+            else r = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
             break;
         case CASE_TITLE: {
-            r = prev_cased ? (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp) : (uint32_t)utf8proc_toupper((utf8proc_int32_t)cp);
+            if (prev_cased) r = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+            else to_title = true;
             utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
             prev_cased = c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT;
             break;
         }
+        case CASE_TITLE_FILTER: {
+            // jinja2 do_title: pieces split on [-\s({\[<]+, each piece's first char upper, rest lower
+            bool sep = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || py_isspace(cp);
+            if (sep) r = cp;
+            else if (!prev_cased) to_upper = true;
+            else r = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+            prev_cased = !sep;
+            break;
+        }
         }
         first = false;
+        if ((to_upper || to_title) && special_upper(cp, to_title, &sb)) continue;
+        if (to_upper) r = (uint32_t)utf8proc_toupper((utf8proc_int32_t)cp);
+        if (to_title) r = (uint32_t)utf8proc_totitle((utf8proc_int32_t)cp);
         char buf[4];
         sb_append(&sb, buf, utf8_encode(r, buf));
     }
     jv v = jv_string_take(&sb);
     if (v.kind == JV_UNDEFINED) rt_fail(rc, at, "out of memory or string too large");
     return v;
+}
+
+// Python int(str) / float(str): surrounding whitespace allowed, '_' between digits, no hex.
+static bool py_parse_number(const char *s, bool want_int, double *f, int64_t *i) {
+    while (*s && py_isspace((unsigned char)*s)) s++;
+    char buf[128];
+    size_t n = 0;
+    const char *p = s;
+    if (*p == '+' || *p == '-') buf[n++] = *p++;
+    bool digits = false, dot = false, exp = false;
+    for (; *p && !py_isspace((unsigned char)*p); p++) {
+        char c = *p;
+        if (n >= sizeof buf - 1) return false;
+        if (c >= '0' && c <= '9') { digits = true; buf[n++] = c; }
+        else if (c == '_' && digits && p[1] >= '0' && p[1] <= '9') continue;
+        else if (!want_int && c == '.' && !dot && !exp) { dot = true; buf[n++] = c; }
+        else if (!want_int && (c == 'e' || c == 'E') && digits && !exp) {
+            exp = true;
+            buf[n++] = c;
+            if (p[1] == '+' || p[1] == '-') buf[n++] = *++p;
+            digits = false;
+        } else break;
+    }
+    buf[n] = 0;
+    const char *rest = p;
+    while (*rest && py_isspace((unsigned char)*rest)) rest++;
+    if (*rest) {
+        if (want_int) return false;
+        // inf / nan spellings
+        char word[16];
+        size_t k = 0;
+        const char *q = s;
+        if (*q == '+' || *q == '-') q++;
+        while (*q && !py_isspace((unsigned char)*q) && k < sizeof word - 1) word[k++] = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q), q++;
+        word[k] = 0;
+        while (*q && py_isspace((unsigned char)*q)) q++;
+        if (*q || (strcmp(word, "inf") && strcmp(word, "infinity") && strcmp(word, "nan"))) return false;
+        *f = word[0] == 'n' ? NAN : (*s == '-' ? -INFINITY : INFINITY);
+        return true;
+    }
+    if (!digits) return false;
+    if (want_int) {
+        errno = 0;
+        long long v = strtoll(buf, NULL, 10);
+        if (errno) return false;
+        *i = v;
+    } else *f = strtod(buf, NULL);
+    return true;
+}
+
+// printf-style "fmt % args" as Python's str.__mod__ for the common conversions.
+static bool percent_format(rctx *rc, const jnode *at, const jv_string *fmt, jv args, jv *out) {
+    const jv *items = &args;
+    size_t nitems = 1, next = 0;
+    if (args.kind == JV_LIST && jv_lst(args)->is_tuple) { items = jv_lst(args)->items; nitems = jv_lst(args)->len; }
+    strbuf sb;
+    sb_init(&sb);
+    for (size_t i = 0; i < fmt->len; i++) {
+        char c = fmt->data[i];
+        if (c != '%') { sb_putc(&sb, c); continue; }
+        size_t j = i + 1;
+        char spec[32];
+        size_t sn = 0;
+        spec[sn++] = '%';
+        while (j < fmt->len && strchr("-+ 0#", fmt->data[j]) && sn < 8) spec[sn++] = fmt->data[j++];
+        while (j < fmt->len && fmt->data[j] >= '0' && fmt->data[j] <= '9' && sn < 16) spec[sn++] = fmt->data[j++];
+        if (j < fmt->len && fmt->data[j] == '.') {
+            spec[sn++] = fmt->data[j++];
+            while (j < fmt->len && fmt->data[j] >= '0' && fmt->data[j] <= '9' && sn < 24) spec[sn++] = fmt->data[j++];
+        }
+        if (j >= fmt->len) { sb_free(&sb); rt_fail(rc, at, "ValueError: incomplete format"); return false; }
+        char conv = fmt->data[j];
+        i = j;
+        if (conv == '%') { sb_putc(&sb, '%'); continue; }
+        if (next >= nitems) { sb_free(&sb); rt_fail(rc, at, "TypeError: not enough arguments for format string"); return false; }
+        jv v = items[next++];
+        spec[sn] = 0;
+        char buf[512];
+        if (conv == 's' || conv == 'r') {
+            strbuf tmp;
+            sb_init(&tmp);
+            if (conv == 's') jv_to_str(&tmp, v); else jv_repr(&tmp, v);
+            spec[sn++] = 's';
+            spec[sn] = 0;
+            if (sn == 2) sb_append(&sb, tmp.data ? tmp.data : "", tmp.len);
+            else { snprintf(buf, sizeof buf, spec, tmp.data ? tmp.data : ""); sb_puts(&sb, buf); }
+            sb_free(&tmp);
+        } else if (strchr("dixXo", conv)) {
+            if (!jv_is_number(v)) { sb_free(&sb); rt_fail(rc, at, "TypeError: %%%c format: a real number is required, not %s", conv, jv_type_name(v)); return false; }
+            long long x = v.kind == JV_FLOAT ? (long long)v.u.f : (long long)as_int(v);
+            spec[sn++] = 'l'; spec[sn++] = 'l'; spec[sn++] = conv == 'i' ? 'd' : conv; spec[sn] = 0;
+            snprintf(buf, sizeof buf, spec, x);
+            sb_puts(&sb, buf);
+        } else if (strchr("feEgG", conv)) {
+            if (!jv_is_number(v)) { sb_free(&sb); rt_fail(rc, at, "TypeError: must be real number, not %s", jv_type_name(v)); return false; }
+            spec[sn++] = conv; spec[sn] = 0;
+            snprintf(buf, sizeof buf, spec, jv_as_double(v));
+            sb_puts(&sb, buf);
+        } else { sb_free(&sb); rt_fail(rc, at, "ValueError: unsupported format character '%c'", conv); return false; }
+    }
+    if (next < nitems && !(args.kind == JV_DICT)) { sb_free(&sb); rt_fail(rc, at, "TypeError: not all arguments converted during string formatting"); return false; }
+    *out = jv_string_take(&sb);
+    if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory or string too large"); return false; }
+    return true;
 }
 
 // ---------------------------------------------------------------- iteration
@@ -592,8 +719,6 @@ static bool fail_undefined_op(rctx *rc, const jnode *at, jv a, jv b) {
     return false;
 }
 
-static int64_t as_int(jv v) { return v.kind == JV_BOOL ? v.u.b : v.u.i; }
-static bool is_intlike(jv v) { return v.kind == JV_INT || v.kind == JV_BOOL; }
 
 static bool repeat_seq(rctx *rc, const jnode *at, jv seq, int64_t times, jv *out) {
     if (times < 0) times = 0;
@@ -721,7 +846,7 @@ static bool binop(rctx *rc, const jnode *at, int op, jv a, jv b, jv *out) {
             } else *out = jv_float(py_fmod(fx, fy));
             return true;
         }
-        if (a.kind == JV_STRING) { rt_fail(rc, at, "printf-style string formatting is not supported"); return false; }
+        if (a.kind == JV_STRING) return percent_format(rc, at, jv_str(a), b, out);
         break;
     case 'P':
         if (ints && y >= 0) {
@@ -1148,6 +1273,7 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         jv s;
         if (!to_str_value(rc, at, v, &s)) return false;
         case_mode m = name[0] == 'l' ? CASE_LOWER : name[0] == 'u' ? CASE_UPPER : name[0] == 'c' ? CASE_CAPITALIZE : CASE_TITLE;
+        if (m == CASE_TITLE) m = CASE_TITLE_FILTER;
         *out = str_case(rc, at, jv_str(s), m);
         jv_decref(s);
         return !rc->failed;
@@ -1184,15 +1310,10 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         if (is_intlike(v)) { *out = jv_int(as_int(v)); return true; }
         if (v.kind == JV_FLOAT && isfinite(v.u.f) && fabs(v.u.f) < 9.2e18) { *out = jv_int((int64_t)v.u.f); return true; }
         if (v.kind == JV_STRING) {
-            char *end;
-            const char *s = jv_str(v)->data;
-            while (py_isspace((unsigned char)*s)) s++;
-            long long x = strtoll(s, &end, 10);
-            while (*end && py_isspace((unsigned char)*end)) end++;
-            if (end != s && !*end) { *out = jv_int(x); return true; }
-            double f = strtod(s, &end);
-            while (*end && py_isspace((unsigned char)*end)) end++;
-            if (end != s && !*end && isfinite(f)) { *out = jv_int((int64_t)f); return true; }
+            int64_t x;
+            double f;
+            if (py_parse_number(jv_str(v)->data, true, &f, &x)) { *out = jv_int(x); return true; }
+            if (py_parse_number(jv_str(v)->data, false, &f, &x) && isfinite(f) && fabs(f) < 9.2e18) { *out = jv_int((int64_t)f); return true; }
         }
         *out = def ? jv_incref(*def) : jv_int(0);
         return true;
@@ -1201,9 +1322,9 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         const jv *def = arg_get(a, 0, "default");
         if (jv_is_number(v)) { *out = jv_float(jv_as_double(v)); return true; }
         if (v.kind == JV_STRING) {
-            char *end;
-            double f = strtod(jv_str(v)->data, &end);
-            if (end != jv_str(v)->data && !*end) { *out = jv_float(f); return true; }
+            double f;
+            int64_t unused;
+            if (py_parse_number(jv_str(v)->data, false, &f, &unused)) { *out = jv_float(f); return true; }
         }
         *out = def ? jv_incref(*def) : jv_float(0.0);
         return true;
@@ -1332,17 +1453,36 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
     if (!strcmp(name, "attr")) {
         const jv *n = arg_get(a, 0, "name");
         if (!want_string(rc, at, n, "attr name")) return false;
+        if (v.kind == JV_DICT && !find_name(DICT_METHODS, jv_str(*n)->data)) return true;  // getattr only, no item lookup
         return get_attr(rc, at, v, jv_str(*n)->data, out);
     }
     if (!strcmp(name, "indent")) return filter_indent(rc, at, v, a, out);
+    if (!strcmp(name, "format")) {
+        // jinja2: value % args (or % kwargs)
+        if (v.kind != JV_STRING) { rt_fail(rc, at, "format filter needs a string"); return false; }
+        jv tuple = jv_list_new(a->npos, true);
+        if (tuple.kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
+        for (size_t i = 0; i < a->npos; i++) jv_list_push(tuple, jv_incref(a->pos[i]));
+        bool ok = percent_format(rc, at, jv_str(v), tuple, out);
+        jv_decref(tuple);
+        return ok;
+    }
     if (!strcmp(name, "wordcount")) {
         jv s;
         if (!to_str_value(rc, at, v, &s)) return false;
-        jv words = str_split(rc, at, jv_str(s), NULL, -1, false);
+        // jinja2 counts regex \w+ runs
+        int64_t words = 0;
+        bool in_word = false;
+        for (size_t i = 0; i < jv_str(s)->len;) {
+            uint32_t cp;
+            i += utf8_decode(jv_str(s)->data, jv_str(s)->len, i, &cp);
+            utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
+            bool w = cp == '_' || (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) || (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+            if (w && !in_word) words++;
+            in_word = w;
+        }
         jv_decref(s);
-        if (rc->failed) return false;
-        *out = jv_int((int64_t)jv_lst(words)->len);
-        jv_decref(words);
+        *out = jv_int(words);
         return true;
     }
     if (!strcmp(name, "batch")) {
@@ -1625,6 +1765,16 @@ static bool call_global(rctx *rc, const jnode *at, const char *name, callargs *a
     if (!strcmp(name, "namespace") || !strcmp(name, "dict")) {
         *out = jv_dict_new(0, name[0] == 'n' ? JV_NAMESPACE : JV_DICT);
         if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
+        if (out->kind == JV_NAMESPACE) {
+            if (rc->n_namespaces == rc->cap_namespaces) {
+                size_t cap = rc->cap_namespaces ? rc->cap_namespaces * 2 : 8;
+                jv *grown = realloc(rc->namespaces, cap * sizeof *grown);
+                if (!grown) { jv_decref(*out); rt_fail(rc, at, "out of memory"); return false; }
+                rc->namespaces = grown;
+                rc->cap_namespaces = cap;
+            }
+            rc->namespaces[rc->n_namespaces++] = jv_incref(*out);
+        }
         for (size_t i = 0; i < a->npos; i++) {
             if (a->pos[i].kind != JV_DICT && a->pos[i].kind != JV_NAMESPACE) { jv_decref(*out); rt_fail(rc, at, "TypeError: %s() positional argument must be a mapping", name); return false; }
             jv_dict *d = jv_dct(a->pos[i]);
@@ -1740,6 +1890,22 @@ static bool call_value(rctx *rc, const jnode *at, jv callee, callargs *a, jv cal
         return call_method(rc, at, f, a, out);
     }
     case JV_UNDEFINED: rt_fail(rc, at, "UndefinedError: undefined value is not callable"); return false;
+    case JV_DICT:
+        if (jv_dct(callee)->is_loop && jv_dct(callee)->loop_node->op == 1) {
+            jv_dict *loop = jv_dct(callee);
+            if (a->npos != 1) { rt_fail(rc, at, "loop() takes exactly one argument"); return false; }
+            strbuf buf;
+            sb_init(&buf);
+            strbuf *saved = rc->out;
+            rc->out = &buf;
+            int r = exec_for_items(rc, loop->loop_scope, loop->loop_node, a->pos[0], loop->loop_depth + 1);
+            rc->out = saved;
+            if (r == EXEC_ERR) { sb_free(&buf); return false; }
+            *out = jv_string_take(&buf);
+            if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
+            return true;
+        }
+        /* fallthrough */
     default: rt_fail(rc, at, "TypeError: '%s' object is not callable", jv_type_name(callee)); return false;
     }
 }
@@ -2024,17 +2190,20 @@ static bool emit(rctx *rc, const jnode *at, jv v) {
     return true;
 }
 
-static jv make_loop(rctx *rc, const jnode *at, jv_list *items, size_t i) {
+static jv make_loop(rctx *rc, const jnode *at, jv_list *items, size_t i, jscope *sc, int depth) {
     jv loop = jv_dict_new(12, JV_DICT);
     if (loop.kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return loop; }
     jv_dct(loop)->is_loop = true;
+    jv_dct(loop)->loop_node = at;
+    jv_dct(loop)->loop_scope = sc;
+    jv_dct(loop)->loop_depth = depth;
     size_t n = items->len;
     struct { const char *k; jv v; } fields[] = {
         {"index", jv_int((int64_t)i + 1)},        {"index0", jv_int((int64_t)i)},
         {"revindex", jv_int((int64_t)(n - i))},   {"revindex0", jv_int((int64_t)(n - i - 1))},
         {"first", jv_bool(i == 0)},               {"last", jv_bool(i + 1 == n)},
-        {"length", jv_int((int64_t)n)},           {"depth", jv_int(1)},
-        {"depth0", jv_int(0)},
+        {"length", jv_int((int64_t)n)},           {"depth", jv_int(depth)},
+        {"depth0", jv_int(depth - 1)},
     };
     for (size_t k = 0; k < sizeof fields / sizeof fields[0]; k++) jv_dict_append_unique(loop, jv_string_c(fields[k].k), fields[k].v);
     if (i > 0) jv_dict_append_unique(loop, jv_string_c("previtem"), jv_incref(items->items[i - 1]));
@@ -2043,10 +2212,18 @@ static jv make_loop(rctx *rc, const jnode *at, jv_list *items, size_t i) {
 }
 
 static int exec_for(rctx *rc, jscope *sc, const jnode *n) {
-    jv iterable, items;
+    jv iterable;
     if (!eval(rc, sc, n->b, &iterable)) return EXEC_ERR;
-    bool ok = iterate(rc, n->b, iterable, &items);
+    int r = exec_for_items(rc, sc, n, iterable, 1);
     jv_decref(iterable);
+    return r;
+}
+
+// Runs a for loop over iterable (borrowed); recursive loops re-enter here through loop(items).
+static int exec_for_items(rctx *rc, jscope *sc, const jnode *n, jv iterable, int depth) {
+    jv items;
+    if (depth > JINJA_MAX_DEPTH / 2) { rt_fail(rc, n, "recursive loop nested too deeply"); return EXEC_ERR; }
+    bool ok = iterate(rc, n->b, iterable, &items);
     if (!ok) return EXEC_ERR;
     if (n->c) {
         // loop filter: "for x in xs if cond" evaluates cond with the loop target bound
@@ -2069,7 +2246,7 @@ static int exec_for(rctx *rc, jscope *sc, const jnode *n) {
     for (size_t i = 0; i < l->len; i++) {
         jscope *it = scope_new(rc, sc, n);
         if (!it) { result = EXEC_ERR; break; }
-        jv loop = make_loop(rc, n, l, i);
+        jv loop = make_loop(rc, n, l, i, sc, depth);
         bool ok2 = !rc->failed && scope_set(rc, it, "loop", loop, n) && assign(rc, it, n->a, jv_incref(l->items[i]));
         int r = ok2 ? exec_node(rc, it, n->d) : EXEC_ERR;
         scope_pop(rc, it);
@@ -2167,6 +2344,18 @@ static int exec_inner(rctx *rc, jscope *sc, const jnode *n) {
         jv_decref(v);
         return ok ? EXEC_OK : EXEC_ERR;
     }
+    case N_WITH: {
+        jscope *inner = scope_new(rc, sc, n);
+        if (!inner) return EXEC_ERR;
+        bool ok = true;
+        for (size_t i = 0; i < n->nkids && ok; i++) {
+            jv v;
+            ok = eval(rc, sc, n->kwvals[i], &v) && scope_set(rc, inner, n->kids[i]->str, v, n);
+        }
+        int r = ok ? exec_node(rc, inner, n->d) : EXEC_ERR;
+        scope_pop(rc, inner);
+        return r;
+    }
     case N_BREAK: return EXEC_BREAK;
     case N_CONTINUE: return EXEC_CONTINUE;
     default: rt_fail(rc, n, "internal error: not a statement"); return EXEC_ERR;
@@ -2208,6 +2397,14 @@ char *glint_template_render(const glint_template *t, const json_t *context, size
         free(rc.deferred);
         rc.deferred = next;
     }
+    for (size_t i = 0; i < rc.n_namespaces; i++) {
+        jv_dict *d = jv_dct(rc.namespaces[i]);
+        size_t n = d->len;
+        d->len = 0;  // detach first: values may point back at this namespace
+        for (size_t k = 0; k < n; k++) { jv_decref(d->keys[k]); jv_decref(d->vals[k]); }
+        jv_decref(rc.namespaces[i]);
+    }
+    free(rc.namespaces);
     if (!ok) { sb_free(&out); return NULL; }
     return sb_take(&out, out_len);
 }

@@ -78,7 +78,10 @@ typedef struct {
     jv_obj h;
     size_t len, cap;
     jv *keys, *vals;
-    bool is_loop;  // the `loop` object of a for loop (has loop.cycle)
+    bool is_loop;  // the `loop` object of a for loop (has loop.cycle; callable in recursive loops)
+    const struct jnode *loop_node;  // N_FOR that made it
+    struct jscope *loop_scope;      // scope the for statement runs in
+    int loop_depth;                 // 1-based loop.depth
 } jv_dict;
 
 struct jnode;
@@ -182,7 +185,7 @@ typedef enum {
     N_DATA,      // str/len
     N_OUTPUT,    // a
     N_IF,        // kids: cond, body, cond, body, ...; c: else body or NULL
-    N_FOR,       // a: target, b: iter, c: filter or NULL, d: body, e: else body or NULL
+    N_FOR,       // a: target, b: iter, c: filter or NULL, d: body, e: else body or NULL; op = 1 when recursive
     N_SET,       // a: target, b: value
     N_SETBLOCK,  // a: target, d: body, b: filter chain applied to body (N_FILTER with NULL at its root)
     N_MACRO,     // str: name, kids: params (N_NAME), kwvals: defaults (NULL where none), d: body
@@ -190,6 +193,7 @@ typedef enum {
     N_FILTERBLOCK, // b: filter chain, d: body
     N_BREAK,
     N_CONTINUE,
+    N_WITH,      // kids: targets (N_NAME), kwvals: values, d: body
 } jnode_kind;
 
 typedef enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE, CMP_IN, CMP_NOTIN } cmp_op;

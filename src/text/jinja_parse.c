@@ -1,6 +1,7 @@
 // Jinja lexer and parser: template source -> immutable AST (jinja_internal.h).
 // Whitespace rules follow jinja2's lexer with trim_blocks=True, lstrip_blocks=True,
 // keep_trailing_newline=False; the grammar and precedence follow jinja2's parser.
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,7 +278,9 @@ static bool lex_tag(parser *p, size_t *pos, bool is_block, bool *line_starting) 
             if (!tk) return false;
             if (is_float) tk->f = strtod(buf, NULL);
             else {
+                errno = 0;
                 tk->i = strtoll(buf, NULL, 10);
+                if (errno == ERANGE) { fail_pos(p, s, "integer literal does not fit in 64 bits"); return false; }
             }
             continue;
         }
@@ -1111,6 +1114,7 @@ static const char *const ENDS_MACRO[] = {"endmacro", NULL};
 static const char *const ENDS_CALL[] = {"endcall", NULL};
 static const char *const ENDS_FILTER[] = {"endfilter", NULL};
 static const char *const ENDS_GENERATION[] = {"endgeneration", NULL};
+static const char *const ENDS_WITH[] = {"endwith", NULL};
 
 static jnode *parse_statement(parser *p) {
     token *t = cur(p);  // the tag name
@@ -1156,7 +1160,7 @@ static jnode *parse_statement(parser *p) {
             nd->c = parse_expression(p, true);
             if (!nd->c) return NULL;
         }
-        if (is_name(cur(p), "recursive")) { fail_tok(p, cur(p), "%s", "recursive loops are not supported"); return NULL; }
+        if (is_name(cur(p), "recursive")) { nd->op = 1; advance(p); }
         if (!expect_kind(p, T_BLOCK_END, "end of statement block")) return NULL;
         nd->d = parse_body(p, ENDS_FOR);
         if (!nd->d) return NULL;
@@ -1277,6 +1281,38 @@ static jnode *parse_statement(parser *p) {
         jnode *nd = new_node(p, tag[0] == 'b' ? N_BREAK : N_CONTINUE, t);
         advance(p);
         return nd && expect_kind(p, T_BLOCK_END, "end of statement block") ? nd : NULL;
+    }
+    if (!strcmp(tag, "with")) {
+        // {% with a = 1, b = x %} ... {% endwith %}: a scope with those names
+        jnode *nd = new_node(p, N_WITH, t);
+        nodevec names = {0}, values = {0};
+        if (!nd) return NULL;
+        advance(p);
+        while (!p->failed && cur(p)->kind != T_BLOCK_END) {
+            if (names.n && !expect_op(p, ",")) break;
+            token *nt = cur(p);
+            if (nt->kind != T_NAME) { fail_tok(p, nt, "expected a name, got '%s'", describe(nt)); break; }
+            jnode *name = new_node(p, N_NAME, nt);
+            if (!name) break;
+            name->str = nt->s;
+            advance(p);
+            if (!expect_op(p, "=")) break;
+            jnode *v = parse_expression(p, true);
+            if (!v || !nv_push(p, &names, name, NULL) || !nv_push(p, &values, v, NULL)) break;
+        }
+        if (!p->failed) {
+            nd->nkids = names.n;
+            nd->kids = nv_finish(p, &names);
+            nd->nkw = values.n;
+            nd->kwvals = nv_finish(p, &values);
+        }
+        nv_free(&names);
+        nv_free(&values);
+        if (p->failed || !expect_kind(p, T_BLOCK_END, "end of statement block")) return NULL;
+        nd->d = parse_body(p, ENDS_WITH);
+        if (!nd->d) return NULL;
+        take_end_tag(p);
+        return expect_kind(p, T_BLOCK_END, "end of statement block") ? nd : NULL;
     }
     if (!strcmp(tag, "generation")) {
         // transformers' AssistantTracker: renders its body unchanged

@@ -456,6 +456,7 @@ bool jv_repr(strbuf *sb, jv v) {
         }
         return sb_puts(sb, "}>");
     }
+    case JV_UNDEFINED: return sb_puts(sb, "Undefined");
     default: return jv_to_str(sb, v);
     }
 }

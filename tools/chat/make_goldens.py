@@ -504,6 +504,17 @@ UNIT = {
 }
 
 
+def load_case_file(path):
+    """tools/chat/unit_cases.txt: template [\n----\n context JSON] blocks separated by \n====\n."""
+    cases = {}
+    for i, block in enumerate(path.read_text(encoding="utf-8").split("\n====\n")):
+        if not block.strip():
+            continue
+        src, _, ctx = block.partition("\n----\n")
+        cases[f"case_{i:03d}"] = (src, json.loads(ctx) if ctx.strip() else {})
+    return cases
+
+
 def render_unit(env, src, ctx):
     try:
         tmpl = env.from_string(src)
@@ -554,7 +565,9 @@ def main():
                 manifest.append(f"chat\t{name}\t{conv}\terror")
     for conv, request in CONVERSATIONS.items():
         (OUT / "requests" / f"{conv}.json").write_text(json.dumps(request, ensure_ascii=False, indent=1), encoding="utf-8")
-    for uname, (src, ctx) in UNIT.items():
+    unit = dict(UNIT)
+    unit.update(load_case_file(Path(__file__).with_name("unit_cases.txt")))
+    for uname, (src, ctx) in unit.items():
         (OUT / "unit" / f"{uname}.jinja").write_bytes(src.encode("utf-8"))
         (OUT / "unit" / f"{uname}.json").write_text(json.dumps(ctx, ensure_ascii=False), encoding="utf-8")
         text, err = render_unit(env, src, ctx)
@@ -565,7 +578,7 @@ def main():
             (OUT / "unit" / f"{uname}.error").write_text(err + "\n", encoding="utf-8")
             manifest.append(f"unit\t-\t{uname}\terror")
     (OUT / "MANIFEST.tsv").write_text("\n".join(manifest) + "\n", encoding="utf-8")
-    print(f"chat goldens: {passing} renders, {errors} expected errors; {len(UNIT)} unit cases -> {OUT}")
+    print(f"chat goldens: {passing} renders, {errors} expected errors; {len(unit)} unit cases -> {OUT}")
 
 
 if __name__ == "__main__":
