@@ -1376,6 +1376,48 @@ static jnode *parse_body(parser *p, const char *const *ends) {
     return p->failed ? NULL : body;
 }
 
+// jinja2's builtin filters and tests (plus transformers' tojson). Unknown names outside any
+// if/conditional expression are compile-time errors in jinja2; inside one they fail when evaluated.
+static const char *const KNOWN_FILTERS[] = {
+    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+    "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int", "items", "join",
+    "last", "length", "list", "lower", "map", "max", "min", "pprint", "random", "reject", "rejectattr",
+    "replace", "reverse", "round", "safe", "select", "selectattr", "slice", "sort", "string", "striptags",
+    "sum", "title", "tojson", "trim", "truncate", "unique", "upper", "urlencode", "urlize", "wordcount",
+    "wordwrap", "xmlattr", NULL};
+static const char *const KNOWN_TESTS[] = {
+    "!=", "<", "<=", "==", ">", ">=", "boolean", "callable", "defined", "divisibleby", "eq", "equalto",
+    "escaped", "even", "false", "filter", "float", "ge", "greaterthan", "gt", "in", "integer", "iterable",
+    "le", "lessthan", "lower", "lt", "mapping", "ne", "none", "number", "odd", "sameas", "sequence",
+    "string", "test", "true", "undefined", "upper", NULL};
+
+static bool known_name(const char *const *list, const char *name) {
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(list[i], name)) return true;
+    return false;
+}
+
+static bool check_names(parser *p, const jnode *n, bool in_if, int depth) {
+    if (!n || depth > 4 * JINJA_MAX_DEPTH) return true;
+    if (n->kind == N_IF || n->kind == N_CONDEXPR) in_if = true;
+    if (!in_if && n->kind == N_FILTER && !known_name(KNOWN_FILTERS, n->str)) {
+        fail_at(p, n->line, n->col, "No filter named '%s'.", n->str);
+        return false;
+    }
+    if (!in_if && n->kind == N_TEST && !known_name(KNOWN_TESTS, n->str)) {
+        fail_at(p, n->line, n->col, "No test named '%s'.", n->str);
+        return false;
+    }
+    const jnode *subs[5] = {n->a, n->b, n->c, n->d, n->e};
+    for (int i = 0; i < 5; i++)
+        if (!check_names(p, subs[i], in_if, depth + 1)) return false;
+    for (size_t i = 0; i < n->nkids; i++)
+        if (!check_names(p, n->kids[i], in_if, depth + 1)) return false;
+    for (size_t i = 0; i < n->nkw; i++)
+        if (!check_names(p, n->kwvals[i], in_if, depth + 1)) return false;
+    return true;
+}
+
 glint_template *glint_template_parse(const char *source, size_t len, const char *name_for_errors) {
     glint_template *t = calloc(1, sizeof *t);
     if (!t) { glint_set_error("out of memory parsing template"); return NULL; }
@@ -1396,6 +1438,7 @@ glint_template *glint_template_parse(const char *source, size_t len, const char 
 
     parser p = {.t = t, .src = norm, .len = n, .loc_line = 1, .loc_col = 1};
     if (lex(&p)) t->root = parse_body(&p, NULL);
+    if (t->root && !p.failed) check_names(&p, t->root, false, 0);
     free(p.toks);
     if (p.failed || !t->root) {
         if (!p.failed) glint_set_error("%s: failed to parse template", t->name);
