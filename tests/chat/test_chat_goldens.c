@@ -1,6 +1,7 @@
 // Renders every (template, conversation) and every unit case of tests/fixtures/chat/MANIFEST.tsv
 // through the library and compares bytes with the jinja2 goldens made by tools/chat/make_goldens.py.
 // Expected-error cases must fail with a message; syntax errors must name the jinja2 line.
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,58 @@ static void check(const char *what, char *got, size_t got_len, const char *expec
         }
     }
     free(got);
+}
+
+// One parsed template rendered from several threads at once must give the golden every time.
+typedef struct {
+    const glint_template *tmpl;
+    const json_t *request;
+    const json_t *special;
+    const char *want;
+    size_t want_len;
+    int mismatches;
+} thread_job;
+
+static void *render_many(void *arg) {
+    thread_job *job = arg;
+    for (int i = 0; i < 25; i++) {
+        size_t n;
+        char *got = glint_chat_render(job->tmpl, job->request, job->special, &n);
+        if (!got || n != job->want_len || memcmp(got, job->want, n) != 0) job->mismatches++;
+        free(got);
+    }
+    return NULL;
+}
+
+static void check_threads(const char *root) {
+    char *mdir = path3(root, "models", "glm-4.7"), *req_path = path3(root, "requests", "09_tool_calls_roundtrip.json");
+    char *want_path = path3(root, "expected", "glm-4.7/09_tool_calls_roundtrip.txt");
+    json_t *special = NULL;
+    glint_template *t = glint_chat_load_model_template(mdir, &special);
+    json_t *req = json_load_file(req_path, 0, NULL);
+    size_t want_len = 0;
+    char *want = glint_read_text_file(want_path, &want_len);
+    if (!t || !req || !want) { fprintf(stderr, "FAIL threads: setup\n"); failures++; }
+    else {
+        thread_job jobs[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (thread_job){t, req, special, want, want_len, 0};
+            pthread_create(&th[i], NULL, render_many, &jobs[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            if (jobs[i].mismatches) { fprintf(stderr, "FAIL threads: %d mismatches\n", jobs[i].mismatches); failures++; }
+            else passed++;
+        }
+    }
+    glint_template_free(t);
+    json_decref(req);
+    json_decref(special);
+    free(want);
+    free(mdir);
+    free(req_path);
+    free(want_path);
 }
 
 int main(int argc, char **argv) {
@@ -120,6 +173,7 @@ int main(int argc, char **argv) {
         }
     }
     fclose(f);
+    check_threads(root);
     printf("chat goldens: %d passed, %d failed\n", passed, failures);
     return failures ? 1 : 0;
 }

@@ -1,5 +1,7 @@
 # Chat templates: goldens from tools/chat/make_goldens.py (jinja2 3.1.6 configured like transformers).
 glint_c_test(test_chat_goldens ${CMAKE_CURRENT_SOURCE_DIR}/chat/test_chat_goldens.c ${GLINT_FIXTURES}/chat)
+find_package(Threads REQUIRED)
+target_link_libraries(test_chat_goldens PRIVATE Threads::Threads)
 glint_c_test(test_jinja_errors ${CMAKE_CURRENT_SOURCE_DIR}/chat/test_jinja_errors.c
              ${GLINT_FIXTURES}/chat/models/qwen3/chat_template.jinja ${GLINT_FIXTURES}/chat/models/llama3/chat_template.jinja
              ${GLINT_FIXTURES}/chat/models/deepseek_v3/chat_template.jinja ${GLINT_FIXTURES}/chat/unit/macros.jinja)
