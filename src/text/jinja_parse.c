@@ -390,9 +390,11 @@ static bool lex(parser *p) {
         if (kind == '%') {
             char sb_, sa_;
             size_t raw_end = match_raw_tag(src, n, j, "raw", &sb_, &sa_);
-            if (raw_end) {
+            // jinja2's raw_begin accepts "raw %}" and "raw -%}" only, and does not trim a newline after it
+            if (raw_end && sa_ != '+') {
                 size_t k = raw_end;
                 if (sa_ == '-') while (k < n && is_ws(src[k])) k++;
+                bool raw_line_starting = src[k - 1] == '\n';
                 // find {% endraw %}
                 size_t m = k, end_tag = 0;
                 char eb = 0, ea = 0;
@@ -401,6 +403,18 @@ static bool lex(parser *p) {
                 if (!end_tag) { fail_pos(p, j, "missing {% endraw %}"); return false; }
                 size_t raw_len = m - k;
                 if (eb == '-') raw_len -= rstrip_len(src + k, raw_len);
+                else if (eb != '+') {
+                    // lstrip_blocks applies to the endraw tag too
+                    size_t l_pos = 0;
+                    for (size_t q = raw_len; q > 0; q--)
+                        if (src[k + q - 1] == '\n') { l_pos = q; break; }
+                    if (l_pos > 0 || raw_line_starting) {
+                        bool only_ws = l_pos < raw_len;
+                        for (size_t q = l_pos; q < raw_len && only_ws; q++)
+                            if (!is_ws(src[k + q])) only_ws = false;
+                        if (only_ws) raw_len = l_pos;
+                    }
+                }
                 if (!emit_data(p, k, src + k, raw_len)) return false;
                 i = end_tag;
                 if (ea == '-') while (i < n && is_ws(src[i])) i++;
