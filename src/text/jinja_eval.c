@@ -510,7 +510,7 @@ static bool percent_format(rctx *rc, const jnode *at, const jv_string *fmt, jv a
             sb_puts(&sb, buf);
         } else { sb_free(&sb); rt_fail(rc, at, "ValueError: unsupported format character '%c'", conv); return false; }
     }
-    if (next < nitems && !(args.kind == JV_DICT)) { sb_free(&sb); rt_fail(rc, at, "TypeError: not all arguments converted during string formatting"); return false; }
+    if (next < nitems && args.kind != JV_DICT && args.kind != JV_UNDEFINED) { sb_free(&sb); rt_fail(rc, at, "TypeError: not all arguments converted during string formatting"); return false; }
     *out = jv_string_take(&sb);
     if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory or string too large"); return false; }
     return true;
@@ -521,7 +521,16 @@ static bool percent_format(rctx *rc, const jnode *at, const jv_string *fmt, jv a
 static bool iterate(rctx *rc, const jnode *at, jv v, jv *out) {
     switch (v.kind) {
     case JV_UNDEFINED: *out = jv_list_new(0, false); break;
-    case JV_LIST: *out = jv_incref(v); return true;
+    case JV_LIST: {
+        jv_list *l = jv_lst(v);
+        if (l->flavor == SEQ_PLAIN) { *out = jv_incref(v); return true; }
+        bool exhausted = (l->flavor == SEQ_GENERATOR || l->flavor == SEQ_REVERSE_ITER) && l->consumed;
+        if (l->flavor == SEQ_GENERATOR || l->flavor == SEQ_REVERSE_ITER) l->consumed = true;
+        *out = jv_list_new(exhausted ? 0 : l->len, false);
+        if (out->kind == JV_UNDEFINED) break;
+        for (size_t i = 0; !exhausted && i < l->len; i++) jv_list_push(*out, jv_incref(l->items[i]));
+        return true;
+    }
     case JV_DICT: {
         jv_dict *d = jv_dct(v);
         *out = jv_list_new(d->len, false);
@@ -546,6 +555,15 @@ static bool iterate(rctx *rc, const jnode *at, jv v, jv *out) {
     }
     if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
     return true;
+}
+
+static jv flavored(jv list, seq_flavor flavor) {
+    if (list.kind == JV_LIST) jv_lst(list)->flavor = flavor;
+    return list;
+}
+
+static bool is_iterator(jv v) {
+    return v.kind == JV_LIST && (jv_lst(v)->flavor == SEQ_GENERATOR || jv_lst(v)->flavor == SEQ_REVERSE_ITER);
 }
 
 // ---------------------------------------------------------------- attribute / item access
@@ -587,7 +605,7 @@ static bool get_attr(rctx *rc, const jnode *at, jv obj, const char *name, jv *ou
         if ((m = find_name(STR_METHODS, name))) return make_method(rc, at, m, obj, out);
         return true;
     case JV_LIST:
-        if ((m = find_name(LIST_METHODS, name))) return make_method(rc, at, m, obj, out);
+        if (jv_lst(obj)->flavor == SEQ_PLAIN && (m = find_name(LIST_METHODS, name))) return make_method(rc, at, m, obj, out);
         return true;
     default: return true;
     }
@@ -620,6 +638,7 @@ static bool get_item(rctx *rc, const jnode *at, jv obj, jv key, jv *out) {
         break;
     }
     case JV_LIST:
+        if (jv_lst(obj)->flavor != SEQ_PLAIN) break;  // not subscriptable: TypeError -> undefined
         if (index_of(key, jv_lst(obj)->len, &idx)) { *out = jv_incref(jv_lst(obj)->items[idx]); return true; }
         break;
     case JV_STRING: {
@@ -686,7 +705,7 @@ static bool do_slice(rctx *rc, const jnode *at, jv obj, jv b, jv c, jv d, jv *ou
     *out = jv_undefined();
     if (obj.kind == JV_UNDEFINED) { rt_fail(rc, at, "UndefinedError: undefined value has no item"); return false; }
     size_t *idx = NULL, count = 0;
-    if (obj.kind == JV_LIST) {
+    if (obj.kind == JV_LIST && jv_lst(obj)->flavor == SEQ_PLAIN) {
         jv_list *l = jv_lst(obj);
         if (!slice_indices(rc, at, l->len, b, c, d, &idx, &count)) return false;
         *out = jv_list_new(count, l->is_tuple);
@@ -703,7 +722,9 @@ static bool do_slice(rctx *rc, const jnode *at, jv obj, jv b, jv c, jv d, jv *ou
         free(off);
         *out = jv_string_take(&sb);
     } else {
-        return true;  // TypeError inside getitem -> undefined
+        if (obj.kind == JV_DICT || obj.kind == JV_NAMESPACE) rt_fail(rc, at, "TypeError: unhashable type: 'slice'");
+        else rt_fail(rc, at, "TypeError: '%s' object is not subscriptable", jv_type_name(obj));
+        return false;
     }
     free(idx);
     if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
@@ -758,7 +779,15 @@ static bool binop(rctx *rc, const jnode *at, int op, jv a, jv b, jv *out) {
         if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory or string too large"); return false; }
         return true;
     }
+    // str % x treats anything with __getitem__ (Undefined included) as a mapping argument
+    if (op == '%' && a.kind == JV_STRING && b.kind == JV_UNDEFINED) return percent_format(rc, at, jv_str(a), b, out);
     if (fail_undefined_op(rc, at, a, b)) return false;
+    if ((a.kind == JV_LIST && jv_lst(a)->flavor != SEQ_PLAIN) || (b.kind == JV_LIST && jv_lst(b)->flavor != SEQ_PLAIN)) {
+        if (!(op == '%' && a.kind == JV_STRING)) {
+            rt_fail(rc, at, "TypeError: unsupported operand type(s) for %c: '%s' and '%s'", op, jv_type_name(a), jv_type_name(b));
+            return false;
+        }
+    }
     bool num = jv_is_number(a) && jv_is_number(b);
     bool ints = is_intlike(a) && is_intlike(b);
     int64_t x = ints ? as_int(a) : 0, y = ints ? as_int(b) : 0, r;
@@ -913,10 +942,14 @@ static bool contains(rctx *rc, const jnode *at, jv needle, jv hay, bool *result)
         }
         *result = find_bytes(jv_str(hay)->data, jv_str(hay)->len, jv_str(needle)->data, jv_str(needle)->len) != NULL;
         return true;
-    case JV_LIST:
-        for (size_t i = 0; i < jv_lst(hay)->len; i++)
-            if (jv_equal(jv_lst(hay)->items[i], needle)) { *result = true; break; }
+    case JV_LIST: {
+        jv items;
+        if (!iterate(rc, at, hay, &items)) return false;  // consumes a generator, as Python's `in` does
+        for (size_t i = 0; i < jv_lst(items)->len; i++)
+            if (jv_equal(jv_lst(items)->items[i], needle)) { *result = true; break; }
+        jv_decref(items);
         return true;
+    }
     case JV_DICT: *result = jv_dict_get(hay, needle) != NULL; return true;
     default:
         rt_fail(rc, at, "TypeError: argument of type '%s' is not iterable", jv_type_name(hay));
@@ -925,48 +958,59 @@ static bool contains(rctx *rc, const jnode *at, jv needle, jv hay, bool *result)
 }
 
 // ---------------------------------------------------------------- tests
+static const char *const TESTS_WITH_ARG[] = {"divisibleby", "eq", "equalto", "==", "ne", "!=", "sameas", "lt", "<", "le",
+                                             "<=", "gt", ">", "ge", ">=", "lessthan", "greaterthan", "in", NULL};
+static const char *find_name(const char *const *list, const char *name);
+
 static bool apply_test(rctx *rc, const jnode *at, const char *name, jv v, const callargs *a, bool *result) {
     const jv *arg0 = arg_get(a, 0, NULL);
+    if ((a->npos || a->nkw) && !find_name(TESTS_WITH_ARG, name)) {
+        rt_fail(rc, at, "TypeError: test '%s' takes no arguments", name);
+        return false;
+    }
     if (!strcmp(name, "defined")) *result = v.kind != JV_UNDEFINED;
     else if (!strcmp(name, "undefined")) *result = v.kind == JV_UNDEFINED;
     else if (!strcmp(name, "none")) *result = v.kind == JV_NONE;
     else if (!strcmp(name, "string")) *result = v.kind == JV_STRING;
     else if (!strcmp(name, "mapping")) *result = v.kind == JV_DICT;
     else if (!strcmp(name, "iterable")) *result = v.kind == JV_UNDEFINED || v.kind == JV_STRING || v.kind == JV_LIST || v.kind == JV_DICT;
-    else if (!strcmp(name, "sequence")) *result = v.kind == JV_UNDEFINED || v.kind == JV_STRING || v.kind == JV_LIST || v.kind == JV_DICT;
+    else if (!strcmp(name, "sequence")) *result = v.kind == JV_UNDEFINED || v.kind == JV_STRING || (v.kind == JV_LIST && !is_iterator(v)) || v.kind == JV_DICT;
     else if (!strcmp(name, "number")) *result = jv_is_number(v);
     else if (!strcmp(name, "integer")) *result = v.kind == JV_INT;
     else if (!strcmp(name, "float")) *result = v.kind == JV_FLOAT;
     else if (!strcmp(name, "boolean")) *result = v.kind == JV_BOOL;
     else if (!strcmp(name, "true")) *result = v.kind == JV_BOOL && v.u.b;
     else if (!strcmp(name, "false")) *result = v.kind == JV_BOOL && !v.u.b;
-    else if (!strcmp(name, "callable")) *result = v.kind == JV_MACRO || v.kind == JV_FUNC;
+    else if (!strcmp(name, "callable")) *result = v.kind == JV_MACRO || v.kind == JV_FUNC || v.kind == JV_UNDEFINED;
     else if (!strcmp(name, "escaped")) *result = false;
     else if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
-        // str.islower()/isupper(): has a cased character and none of the other case
-        *result = false;
-        if (v.kind == JV_STRING) {
-            bool cased = false, ok = true;
-            jv_string *s = jv_str(v);
-            for (size_t i = 0; i < s->len && ok;) {
-                uint32_t cp;
-                i += utf8_decode(s->data, s->len, i, &cp);
-                utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-                if (c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LT) { if (name[0] == 'l') ok = false; else cased = true; }
-                if (c == UTF8PROC_CATEGORY_LL) { if (name[0] == 'u') ok = false; else cased = true; }
-            }
-            *result = ok && cased;
-        } else {
-            rt_fail(rc, at, "AttributeError: '%s' object has no attribute '%s'", jv_type_name(v), name[0] == 'l' ? "islower" : "isupper");
-            return false;
+        // jinja2: str(value).islower() / isupper(): a cased character and none of the other case
+        strbuf sb;
+        sb_init(&sb);
+        jv_to_str(&sb, v);
+        bool cased = false, ok = true;
+        for (size_t i = 0; i < sb.len && ok;) {
+            uint32_t cp;
+            i += utf8_decode(sb.data, sb.len, i, &cp);
+            utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
+            if (c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LT) { if (name[0] == 'l') ok = false; else cased = true; }
+            if (c == UTF8PROC_CATEGORY_LL) { if (name[0] == 'u') ok = false; else cased = true; }
         }
+        sb_free(&sb);
+        *result = ok && cased;
     } else if (!strcmp(name, "even") || !strcmp(name, "odd")) {
-        if (!is_intlike(v)) { rt_fail(rc, at, "TypeError: test '%s' needs an integer", name); return false; }
-        int64_t m = as_int(v) % 2;
-        *result = name[0] == 'e' ? m == 0 : m != 0;
+        // jinja2: value % 2 == 0 / == 1 (Python semantics, floats allowed)
+        jv m;
+        if (!binop(rc, at, '%', v, jv_int(2), &m)) return false;
+        bool eq = jv_equal(m, jv_int(name[0] == 'e' ? 0 : 1));
+        jv_decref(m);
+        *result = eq;
     } else if (!strcmp(name, "divisibleby")) {
-        if (!arg0 || !is_intlike(v) || !is_intlike(*arg0) || as_int(*arg0) == 0) { rt_fail(rc, at, "divisibleby needs a non-zero integer"); return false; }
-        *result = as_int(v) % as_int(*arg0) == 0;
+        if (!arg0) { rt_fail(rc, at, "divisibleby needs an argument"); return false; }
+        jv m;
+        if (!binop(rc, at, '%', v, *arg0, &m)) return false;
+        *result = jv_equal(m, jv_int(0));
+        jv_decref(m);
     } else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==") || !strcmp(name, "ne") || !strcmp(name, "!=") || !strcmp(name, "sameas")) {
         if (!arg0) { rt_fail(rc, at, "test '%s' needs an argument", name); return false; }
         if (!strcmp(name, "sameas")) *result = v.kind == arg0->kind && (jv_is_obj(v) ? v.u.obj == arg0->u.obj : jv_equal(v, *arg0));
@@ -1179,8 +1223,8 @@ static bool filter_indent(rctx *rc, const jnode *at, jv v, const callargs *a, jv
     sb_init(&pad);
     if (width && width->kind == JV_STRING) sb_append(&pad, jv_str(*width)->data, jv_str(*width)->len);
     else for (int64_t i = 0; i < (width && is_intlike(*width) ? as_int(*width) : 4) && i < 1000; i++) sb_putc(&pad, ' ');
-    jv s;
-    if (!to_str_value(rc, at, v, &s)) { sb_free(&pad); return false; }
+    if (v.kind != JV_STRING) { sb_free(&pad); rt_fail(rc, at, "TypeError: unsupported operand type(s) for +=: '%s' and 'str'", jv_type_name(v)); return false; }
+    jv s = jv_incref(v);
     jv_string *str = jv_str(s);
     strbuf sb;
     sb_init(&sb);
@@ -1208,7 +1252,20 @@ static bool filter_indent(rctx *rc, const jnode *at, jv v, const callargs *a, jv
     return true;
 }
 
+static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char *name, jv v, callargs *a, jv *out);
+
+// jinja2 filters that return generators/iterators rather than lists.
+static const char *const GENERATOR_FILTERS[] = {"map", "select", "reject", "selectattr", "rejectattr", "unique",
+                                                "items", "batch", NULL};
+
 static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name, jv v, callargs *a, jv *out) {
+    if (!apply_filter_inner(rc, sc, at, name, v, a, out)) return false;
+    if (out->kind == JV_LIST && find_name(GENERATOR_FILTERS, name)) flavored(*out, SEQ_GENERATOR);
+    else if (out->kind == JV_LIST && !strcmp(name, "reverse")) flavored(*out, SEQ_REVERSE_ITER);
+    return true;
+}
+
+static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char *name, jv v, callargs *a, jv *out) {
     *out = jv_undefined();
     if (!strcmp(name, "tojson")) return filter_tojson(rc, at, v, a, out);
     if (!strcmp(name, "safe") || !strcmp(name, "e") || !strcmp(name, "escape") || !strcmp(name, "forceescape")) {
@@ -1242,14 +1299,22 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         switch (v.kind) {
         case JV_UNDEFINED: *out = jv_int(0); return true;
         case JV_STRING: *out = jv_int((int64_t)utf8_count(jv_str(v)->data, jv_str(v)->len)); return true;
-        case JV_LIST: *out = jv_int((int64_t)jv_lst(v)->len); return true;
+        case JV_LIST:
+            if (is_iterator(v)) break;
+            *out = jv_int((int64_t)jv_lst(v)->len);
+            return true;
         case JV_DICT: *out = jv_int((int64_t)jv_dct(v)->len); return true;
-        default: rt_fail(rc, at, "TypeError: object of type '%s' has no len()", jv_type_name(v)); return false;
+        default: break;
         }
+        rt_fail(rc, at, "TypeError: object of type '%s' has no len()", jv_type_name(v));
+        return false;
     }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         jv items;
-        if (v.kind == JV_DICT && name[0] == 'l') { rt_fail(rc, at, "TypeError: 'dict' object is not reversible"); return false; }
+        if ((v.kind == JV_DICT || (v.kind == JV_LIST && jv_lst(v)->flavor == SEQ_GENERATOR)) && name[0] == 'l') {
+            rt_fail(rc, at, "TypeError: '%s' object is not reversible", jv_type_name(v));
+            return false;
+        }
         if (!iterate(rc, at, v, &items)) return false;
         jv_list *l = jv_lst(items);
         if (l->len) *out = jv_incref(l->items[name[0] == 'f' ? 0 : l->len - 1]);
@@ -1305,6 +1370,10 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         else *out = jv_incref(v);
         return !rc->failed;
     }
+    if ((!strcmp(name, "int") || !strcmp(name, "float")) && v.kind == JV_UNDEFINED) {
+        rt_fail(rc, at, "UndefinedError: %s() of an undefined value", name);  // Undefined.__int__ raises
+        return false;
+    }
     if (!strcmp(name, "int")) {
         const jv *def = arg_get(a, 0, "default");
         if (is_intlike(v)) { *out = jv_int(as_int(v)); return true; }
@@ -1339,6 +1408,8 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         const jv *prec = arg_get(a, 0, "precision"), *method = arg_get(a, 1, "method");
         if (!jv_is_number(v)) { rt_fail(rc, at, "TypeError: round needs a number"); return false; }
         int64_t digits = prec && is_intlike(*prec) ? as_int(*prec) : 0;
+        const char *how0 = method && method->kind == JV_STRING ? jv_str(*method)->data : "common";
+        if (is_intlike(v) && digits >= 0 && !strcmp(how0, "common")) { *out = jv_int(as_int(v)); return true; }  // round(int) is int
         double x = jv_as_double(v), m = pow(10, (double)digits);
         const char *how = method && method->kind == JV_STRING ? jv_str(*method)->data : "common";
         double r;
@@ -1380,6 +1451,11 @@ static bool apply_filter(rctx *rc, jscope *sc, const jnode *at, const char *name
         const jv *attribute = is_dictsort ? NULL : arg_get(a, is_sort ? 2 : 1, "attribute");
         const jv *by = is_dictsort ? arg_get(a, 1, "by") : NULL;
         jv items;
+        if (is_dictsort && v.kind != JV_DICT) {
+            if (v.kind == JV_UNDEFINED) rt_fail(rc, at, "UndefinedError: dictsort of an undefined value");
+            else rt_fail(rc, at, "AttributeError: '%s' object has no attribute 'items'", jv_type_name(v));
+            return false;
+        }
         if (is_dictsort) {
             jv tmp;
             callargs none = {0};
@@ -1695,6 +1771,7 @@ static bool call_method(rctx *rc, const jnode *at, jv_func *f, callargs *a, jv *
         }
         *out = jv_list_new(d->len, false);
         if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
+        flavored(*out, !strcmp(m, "keys") ? SEQ_DICT_KEYS : !strcmp(m, "values") ? SEQ_DICT_VALUES : SEQ_DICT_ITEMS);
         for (size_t i = 0; i < d->len; i++) {
             if (!strcmp(m, "keys")) jv_list_push(*out, jv_incref(d->keys[i]));
             else if (!strcmp(m, "values")) jv_list_push(*out, jv_incref(d->vals[i]));

@@ -67,11 +67,18 @@ typedef struct {
     char data[];  // UTF-8, NUL-terminated
 } jv_string;
 
+// What a JV_LIST stands for besides a list/tuple: Python objects jinja2 filters and dict methods
+// return, which print, test and index differently (a generator is truthy, has no len, is consumed
+// by its first iteration; dict views print as dict_items([...]) and cannot be indexed).
+typedef enum { SEQ_PLAIN, SEQ_GENERATOR, SEQ_REVERSE_ITER, SEQ_DICT_ITEMS, SEQ_DICT_KEYS, SEQ_DICT_VALUES } seq_flavor;
+
 typedef struct {
     jv_obj h;
     size_t len, cap;
     jv *items;
     bool is_tuple;
+    seq_flavor flavor;
+    bool consumed;  // generators: already iterated once
 } jv_list;
 
 typedef struct {

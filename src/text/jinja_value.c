@@ -267,7 +267,7 @@ bool jv_truthy(jv v) {
     case JV_INT: return v.u.i != 0;
     case JV_FLOAT: return v.u.f != 0.0;
     case JV_STRING: return jv_str(v)->len != 0;
-    case JV_LIST: return jv_lst(v)->len != 0;
+    case JV_LIST: return jv_lst(v)->flavor == SEQ_GENERATOR || jv_lst(v)->flavor == SEQ_REVERSE_ITER || jv_lst(v)->len != 0;
     case JV_DICT: return jv_dct(v)->len != 0;
     default: return true;
     }
@@ -297,6 +297,8 @@ bool jv_equal(jv a, jv b) {
     case JV_STRING: return jv_str(a)->len == jv_str(b)->len && memcmp(jv_str(a)->data, jv_str(b)->data, jv_str(a)->len) == 0;
     case JV_LIST: {
         jv_list *x = jv_lst(a), *y = jv_lst(b);
+        if (x == y) return true;
+        if (x->flavor != y->flavor || x->flavor == SEQ_GENERATOR || x->flavor == SEQ_REVERSE_ITER) return false;
         if (x->is_tuple != y->is_tuple || x->len != y->len) return false;
         for (size_t i = 0; i < x->len; i++)
             if (!jv_equal(x->items[i], y->items[i])) return false;
@@ -323,7 +325,15 @@ const char *jv_type_name(jv v) {
     case JV_INT: return "int";
     case JV_FLOAT: return "float";
     case JV_STRING: return "str";
-    case JV_LIST: return jv_lst(v)->is_tuple ? "tuple" : "list";
+    case JV_LIST:
+        switch (jv_lst(v)->flavor) {
+        case SEQ_GENERATOR: return "generator";
+        case SEQ_REVERSE_ITER: return "list_reverseiterator";
+        case SEQ_DICT_ITEMS: return "dict_items";
+        case SEQ_DICT_KEYS: return "dict_keys";
+        case SEQ_DICT_VALUES: return "dict_values";
+        default: return jv_lst(v)->is_tuple ? "tuple" : "list";
+        }
     case JV_DICT: return "dict";
     case JV_NAMESPACE: return "Namespace";
     case JV_MACRO: return "Macro";
@@ -426,6 +436,16 @@ bool jv_repr(strbuf *sb, jv v) {
     case JV_STRING: return repr_string(sb, jv_str(v)->data, jv_str(v)->len);
     case JV_LIST: {
         jv_list *l = jv_lst(v);
+        if (l->flavor == SEQ_GENERATOR || l->flavor == SEQ_REVERSE_ITER)  // CPython prints an address here
+            return sb_printf(sb, "<%s object>", jv_type_name(v));
+        if (l->flavor != SEQ_PLAIN) {
+            sb_printf(sb, "%s([", jv_type_name(v));
+            for (size_t i = 0; i < l->len; i++) {
+                if (i) sb_puts(sb, ", ");
+                jv_repr(sb, l->items[i]);
+            }
+            return sb_puts(sb, "])");
+        }
         sb_putc(sb, l->is_tuple ? '(' : '[');
         for (size_t i = 0; i < l->len; i++) {
             if (i) sb_puts(sb, ", ");
@@ -545,6 +565,7 @@ bool jv_to_json(strbuf *sb, jv v, const json_dump_opts *o, int level, const char
     case JV_STRING: return json_str_out(sb, jv_str(v)->data, jv_str(v)->len, o->ensure_ascii);
     case JV_LIST: {
         jv_list *l = jv_lst(v);
+        if (l->flavor != SEQ_PLAIN) { *err = "Object of this type (generator / dict view) is not JSON serializable"; return false; }
         if (!l->len) return sb_puts(sb, "[]");
         sb_putc(sb, '[');
         for (size_t i = 0; i < l->len; i++) {
