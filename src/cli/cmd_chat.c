@@ -28,6 +28,17 @@ static char *read_stream(FILE *f, size_t *len) {
     return buf;
 }
 
+// Errors are one line on stderr: newlines inside a message (e.g. a raise_exception text) are escaped.
+static void print_error(void) {
+    fputs("glint render-chat: ", stderr);
+    for (const char *p = glint_last_error(); *p; p++) {
+        if (*p == '\n') fputs("\\n", stderr);
+        else if (*p == '\r') fputs("\\r", stderr);
+        else fputc(*p, stderr);
+    }
+    fputc('\n', stderr);
+}
+
 int cmd_render_chat(int argc, char **argv) {
     const char *model_dir = NULL, *template_path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -53,7 +64,7 @@ int cmd_render_chat(int argc, char **argv) {
         tmpl = glint_chat_load_model_template(model_dir, &special);
     }
     if (!tmpl) {
-        fprintf(stderr, "glint render-chat: %s\n", glint_last_error());
+        print_error();
         json_decref(special);
         return 1;
     }
@@ -74,7 +85,7 @@ int cmd_render_chat(int argc, char **argv) {
     size_t out_len = 0;
     char *text = glint_chat_render(tmpl, request, special, &out_len);
     if (!text) {
-        fprintf(stderr, "glint render-chat: %s\n", glint_last_error());
+        print_error();
         goto out;
     }
     status = fwrite(text, 1, out_len, stdout) == out_len && fflush(stdout) == 0 ? 0 : 1;

@@ -499,6 +499,7 @@ static bool percent_format(rctx *rc, const jnode *at, const jv_string *fmt, jv a
             sb_free(&tmp);
         } else if (strchr("dixXo", conv)) {
             if (!jv_is_number(v)) { sb_free(&sb); rt_fail(rc, at, "TypeError: %%%c format: a real number is required, not %s", conv, jv_type_name(v)); return false; }
+            if (v.kind == JV_FLOAT && !(fabs(v.u.f) < 9.2e18)) { sb_free(&sb); rt_fail(rc, at, "OverflowError: cannot format %g as an integer", v.u.f); return false; }
             long long x = v.kind == JV_FLOAT ? (long long)v.u.f : (long long)as_int(v);
             spec[sn++] = 'l'; spec[sn++] = 'l'; spec[sn++] = conv == 'i' ? 'd' : conv; spec[sn] = 0;
             snprintf(buf, sizeof buf, spec, x);
@@ -694,10 +695,11 @@ static bool slice_indices(rctx *rc, const jnode *at, size_t n, jv start_v, jv st
     *idx = malloc((n + 1) * sizeof **idx);
     if (!*idx) { rt_fail(rc, at, "out of memory"); return false; }
     *count = 0;
-    if (step > 0)
-        for (int64_t i = start; i < stop; i += step) (*idx)[(*count)++] = (size_t)i;
-    else
-        for (int64_t i = start; i > stop; i += step) (*idx)[(*count)++] = (size_t)i;
+    // i stays within [-1, len] so adding step can only overflow for absurd steps: stop there
+    for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+        (*idx)[(*count)++] = (size_t)i;
+        if (__builtin_add_overflow(i, step, &i)) break;
+    }
     return true;
 }
 
@@ -1399,7 +1401,11 @@ static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char
         return true;
     }
     if (!strcmp(name, "abs")) {
-        if (is_intlike(v)) { *out = jv_int(as_int(v) < 0 ? -as_int(v) : as_int(v)); return true; }
+        if (is_intlike(v)) {
+            if (as_int(v) == INT64_MIN) { rt_fail(rc, at, "integer overflow"); return false; }
+            *out = jv_int(as_int(v) < 0 ? -as_int(v) : as_int(v));
+            return true;
+        }
         if (v.kind == JV_FLOAT) { *out = jv_float(fabs(v.u.f)); return true; }
         rt_fail(rc, at, "TypeError: bad operand type for abs(): '%s'", jv_type_name(v));
         return false;
@@ -1563,7 +1569,7 @@ static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char
     }
     if (!strcmp(name, "batch")) {
         const jv *size = arg_get(a, 0, "linecount"), *fill = arg_get(a, 1, "fill_with");
-        if (!size || !is_intlike(*size) || as_int(*size) <= 0) { rt_fail(rc, at, "batch needs a positive size"); return false; }
+        if (!size || !is_intlike(*size) || as_int(*size) <= 0 || as_int(*size) > JINJA_MAX_RANGE) { rt_fail(rc, at, "batch needs a size from 1 to %d", JINJA_MAX_RANGE); return false; }
         jv items;
         if (!iterate(rc, at, v, &items)) return false;
         *out = jv_list_new(0, false);
@@ -1836,7 +1842,7 @@ static bool call_global(rctx *rc, const jnode *at, const char *name, callargs *a
         if (count > JINJA_MAX_RANGE) { rt_fail(rc, at, "OverflowError: Range too big. The sandbox blocks ranges larger than MAX_RANGE (%d).", JINJA_MAX_RANGE); return false; }
         *out = jv_list_new(count > 0 ? (size_t)count : 0, false);
         if (out->kind == JV_UNDEFINED) { rt_fail(rc, at, "out of memory"); return false; }
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) jv_list_push(*out, jv_int(i));
+        for (int64_t k = 0; k < (int64_t)count; k++) jv_list_push(*out, jv_int(start + k * step));
         return true;
     }
     if (!strcmp(name, "namespace") || !strcmp(name, "dict")) {
