@@ -920,7 +920,8 @@ static bool compare_lt(rctx *rc, const jnode *at, jv a, jv b, int *cmp) {
         *cmp = c < 0 ? -1 : c > 0 ? 1 : (s->len < t->len ? -1 : s->len > t->len);
         return true;
     }
-    if (a.kind == JV_LIST && b.kind == JV_LIST && jv_lst(a)->is_tuple == jv_lst(b)->is_tuple) {
+    if (a.kind == JV_LIST && b.kind == JV_LIST && jv_lst(a)->is_tuple == jv_lst(b)->is_tuple &&
+        jv_lst(a)->flavor == SEQ_PLAIN && jv_lst(b)->flavor == SEQ_PLAIN) {
         jv_list *x = jv_lst(a), *y = jv_lst(b);
         for (size_t i = 0; i < x->len && i < y->len; i++) {
             if (jv_equal(x->items[i], y->items[i])) continue;
@@ -952,7 +953,13 @@ static bool contains(rctx *rc, const jnode *at, jv needle, jv hay, bool *result)
         jv_decref(items);
         return true;
     }
-    case JV_DICT: *result = jv_dict_get(hay, needle) != NULL; return true;
+    case JV_DICT:
+        if (needle.kind == JV_DICT || needle.kind == JV_NAMESPACE || (needle.kind == JV_LIST && !jv_lst(needle)->is_tuple)) {
+            rt_fail(rc, at, "TypeError: unhashable type: '%s'", jv_type_name(needle));
+            return false;
+        }
+        *result = jv_dict_get(hay, needle) != NULL;
+        return true;
     default:
         rt_fail(rc, at, "TypeError: argument of type '%s' is not iterable", jv_type_name(hay));
         return false;
@@ -1313,7 +1320,7 @@ static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char
     }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         jv items;
-        if ((v.kind == JV_DICT || (v.kind == JV_LIST && jv_lst(v)->flavor == SEQ_GENERATOR)) && name[0] == 'l') {
+        if (v.kind == JV_LIST && jv_lst(v)->flavor == SEQ_GENERATOR && name[0] == 'l') {
             rt_fail(rc, at, "TypeError: '%s' object is not reversible", jv_type_name(v));
             return false;
         }
