@@ -1,6 +1,7 @@
 // Error reporting and robustness: syntax errors name name:line:col, hostile templates hit limits
 // instead of crashing, and every truncation of the real templates parses or fails cleanly.
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,45 @@ static void truncations(const char *path) {
     free(src);
 }
 
+// Random single-byte edits of a real template (deterministic): parse + render must never crash.
+static void mutations(const char *path, int rounds) {
+    size_t len;
+    char *src = glint_read_text_file(path, &len);
+    if (!src || !len) { free(src); return; }
+    static const char alphabet[] = "{}%#-+()[]'\"|.~:,=! \n\tax0_\\";
+    json_t *ctx = json_loads("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":\"hi\"},"
+                             "{\"role\":\"assistant\",\"content\":\"<think>r</think>x\",\"tool_calls\":[{\"function\":"
+                             "{\"name\":\"f\",\"arguments\":{\"a\":[1,{\"b\":null}]}}}]},{\"role\":\"tool\",\"content\":\"r\"}],"
+                             "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"add_generation_prompt\":true,"
+                             "\"bos_token\":\"<s>\"}", 0, NULL);
+    char *buf = malloc(len + 2);
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (int r = 0; r < rounds; r++) {
+        memcpy(buf, src, len);
+        size_t n = len;
+        for (int edits = 0; edits < 1 + r % 3; edits++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            size_t at = (size_t)(state % n);
+            char c = alphabet[(state >> 32) % (sizeof alphabet - 1)];
+            switch ((state >> 40) % 3) {
+            case 0: buf[at] = c; break;
+            case 1: memmove(buf + at, buf + at + 1, n - at - 1); n--; break;
+            default: memmove(buf + at + 1, buf + at, n - at); buf[at] = c; n++; break;
+            }
+            if (n == 0 || n > len + 1) break;
+        }
+        glint_template *t = glint_template_parse(buf, n, "mut.jinja");
+        if (t) {
+            size_t out_len;
+            free(glint_template_render(t, ctx, &out_len));
+            glint_template_free(t);
+        }
+    }
+    free(buf);
+    json_decref(ctx);
+    free(src);
+}
+
 int main(int argc, char **argv) {
     expect_parse_error("hello\n  {% if x %}\n", "t.jinja:2:");
     expect_parse_error("a\nb {{ 1 + }} c", "t.jinja:2:");
@@ -111,7 +151,10 @@ int main(int argc, char **argv) {
     json_decref(norm);
     json_decref(msgs);
 
-    for (int i = 1; i < argc; i++) truncations(argv[i]);
+    for (int i = 1; i < argc; i++) {
+        truncations(argv[i]);
+        mutations(argv[i], 1500);
+    }
     printf("jinja error tests: %d failed\n", failures);
     return failures ? 1 : 0;
 }

@@ -537,8 +537,10 @@ def main():
     (OUT / "unit").mkdir()
     manifest = []
     passing = errors = 0
+    (OUT / "templates").mkdir()
     for name, model in MODELS.items():
         src = (TEMPLATES / f"{name}.jinja").read_text(encoding="utf-8")
+        (OUT / "templates" / f"{name}.jinja").write_text(src, encoding="utf-8")  # raw copies for robustness tests
         mdir = OUT / "models" / name
         mdir.mkdir()
         config = dict(model["config"])
