@@ -2001,7 +2001,7 @@ static bool call_value(rctx *rc, const jnode *at, jv callee, callargs *a, jv cal
 }
 
 // ---------------------------------------------------------------- expression evaluation
-static bool eval_filter_chain(rctx *rc, jscope *sc, const jnode *f, jv input, jv *out);
+static bool apply_filter_node(rctx *rc, jscope *sc, const jnode *f, jv input, jv *out);
 
 static bool eval_inner(rctx *rc, jscope *sc, const jnode *n, jv *out) {
     *out = jv_undefined();
@@ -2097,7 +2097,7 @@ static bool eval_inner(rctx *rc, jscope *sc, const jnode *n, jv *out) {
     case N_FILTER: {
         jv input;
         if (!eval(rc, sc, n->a, &input)) return false;
-        bool ok = eval_filter_chain(rc, sc, n, input, out);
+        bool ok = apply_filter_node(rc, sc, n, input, out);
         jv_decref(input);
         return ok;
     }
@@ -2209,27 +2209,13 @@ static bool eval(rctx *rc, jscope *sc, const jnode *n, jv *out) {
     return ok;
 }
 
-// f is the outermost N_FILTER; its chain runs innermost-first down to the node whose a is the input.
-static bool eval_filter_chain(rctx *rc, jscope *sc, const jnode *f, jv input, jv *out) {
-    const jnode *chain[JINJA_MAX_DEPTH];
-    size_t n = 0;
-    // For expression filters the caller already evaluated f->a; for filter chains of blocks a is NULL
-    // at the root. Collect the consecutive filters ending at f whose operand is the input.
-    chain[n++] = f;
-    jv cur = jv_incref(input);
-    for (size_t i = n; i-- > 0;) {
-        const jnode *fn = chain[i];
-        callargs a;
-        if (!eval_args(rc, sc, fn, &a)) { jv_decref(cur); return false; }
-        jv r;
-        bool ok = apply_filter(rc, sc, fn, fn->str, cur, &a, &r);
-        args_free(&a);
-        jv_decref(cur);
-        if (!ok) return false;
-        cur = r;
-    }
-    *out = cur;
-    return true;
+// Applies one N_FILTER node (its name and arguments) to an already evaluated input.
+static bool apply_filter_node(rctx *rc, jscope *sc, const jnode *f, jv input, jv *out) {
+    callargs a;
+    if (!eval_args(rc, sc, f, &a)) return false;
+    bool ok = apply_filter(rc, sc, f, f->str, input, &a, out);
+    args_free(&a);
+    return ok;
 }
 
 // A block filter chain (set block / filter block): N_FILTER nodes whose innermost a is NULL.
@@ -2237,7 +2223,7 @@ static bool apply_block_filters(rctx *rc, jscope *sc, const jnode *f, jv input, 
     if (!f) { *out = jv_incref(input); return true; }
     jv inner;
     if (!apply_block_filters(rc, sc, f->a, input, &inner)) return false;
-    bool ok = eval_filter_chain(rc, sc, f, inner, out);
+    bool ok = apply_filter_node(rc, sc, f, inner, out);
     jv_decref(inner);
     return ok;
 }
