@@ -1546,6 +1546,36 @@ static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char
         return get_attr(rc, at, v, jv_str(*n)->data, out);
     }
     if (!strcmp(name, "indent")) return filter_indent(rc, at, v, a, out);
+    if (!strcmp(name, "truncate")) {
+        // jinja2 do_truncate: leeway 5; cut at length-len(end) and drop the partial last word
+        const jv *lenv = arg_get(a, 0, "length"), *kill = arg_get(a, 1, "killwords"), *endv = arg_get(a, 2, "end"),
+                 *leev = arg_get(a, 3, "leeway");
+        jv s;
+        if (!to_str_value(rc, at, v, &s)) return false;
+        const char *end = endv && endv->kind == JV_STRING ? jv_str(*endv)->data : "...";
+        size_t end_len = endv && endv->kind == JV_STRING ? jv_str(*endv)->len : 3;
+        int64_t length = lenv && is_intlike(*lenv) ? as_int(*lenv) : 255, leeway = leev && is_intlike(*leev) ? as_int(*leev) : 5;
+        int64_t end_chars = (int64_t)utf8_count(end, end_len);
+        if (length < end_chars || leeway < 0) { jv_decref(s); rt_fail(rc, at, "AssertionError: truncate length/leeway out of range"); return false; }
+        size_t nchars;
+        size_t *off = char_offsets(jv_str(s), &nchars);
+        if (!off) { jv_decref(s); rt_fail(rc, at, "out of memory"); return false; }
+        if ((int64_t)nchars <= length + leeway) { *out = s; free(off); return true; }
+        size_t cut = off[length - end_chars];
+        if (!(kill && jv_truthy(*kill))) {
+            const char *space = NULL;
+            for (size_t k = cut; k-- > 0;) if (jv_str(s)->data[k] == ' ') { space = jv_str(s)->data + k; break; }
+            if (space) cut = (size_t)(space - jv_str(s)->data);
+        }
+        strbuf sb;
+        sb_init(&sb);
+        sb_append(&sb, jv_str(s)->data, cut);
+        sb_append(&sb, end, end_len);
+        free(off);
+        jv_decref(s);
+        *out = jv_string_take(&sb);
+        return out->kind != JV_UNDEFINED || (rt_fail(rc, at, "out of memory"), false);
+    }
     if (!strcmp(name, "format")) {
         // jinja2: value % args (or % kwargs)
         if (v.kind != JV_STRING) { rt_fail(rc, at, "format filter needs a string"); return false; }
