@@ -524,7 +524,7 @@ static bool iterate(rctx *rc, const jnode *at, jv v, jv *out) {
     case JV_UNDEFINED: *out = jv_list_new(0, false); break;
     case JV_LIST: {
         jv_list *l = jv_lst(v);
-        if (l->flavor == SEQ_PLAIN) { *out = jv_incref(v); return true; }
+        if (l->flavor == SEQ_PLAIN || l->flavor == SEQ_GROUP) { *out = jv_incref(v); return true; }
         bool exhausted = (l->flavor == SEQ_GENERATOR || l->flavor == SEQ_REVERSE_ITER) && l->consumed;
         if (l->flavor == SEQ_GENERATOR || l->flavor == SEQ_REVERSE_ITER) l->consumed = true;
         *out = jv_list_new(exhausted ? 0 : l->len, false);
@@ -606,7 +606,12 @@ static bool get_attr(rctx *rc, const jnode *at, jv obj, const char *name, jv *ou
         if ((m = find_name(STR_METHODS, name))) return make_method(rc, at, m, obj, out);
         return true;
     case JV_LIST:
-        if (jv_lst(obj)->flavor == SEQ_PLAIN && (m = find_name(LIST_METHODS, name))) return make_method(rc, at, m, obj, out);
+        if (jv_lst(obj)->flavor == SEQ_GROUP && (!strcmp(name, "grouper") || !strcmp(name, "list"))) {
+            *out = jv_incref(jv_lst(obj)->items[name[0] == 'g' ? 0 : 1]);
+            return true;
+        }
+        if ((jv_lst(obj)->flavor == SEQ_PLAIN || jv_lst(obj)->flavor == SEQ_GROUP) && (m = find_name(LIST_METHODS, name)))
+            return make_method(rc, at, m, obj, out);
         return true;
     default: return true;
     }
@@ -639,7 +644,7 @@ static bool get_item(rctx *rc, const jnode *at, jv obj, jv key, jv *out) {
         break;
     }
     case JV_LIST:
-        if (jv_lst(obj)->flavor != SEQ_PLAIN) break;  // not subscriptable: TypeError -> undefined
+        if (jv_lst(obj)->flavor != SEQ_PLAIN && jv_lst(obj)->flavor != SEQ_GROUP) break;  // not subscriptable -> undefined
         if (index_of(key, jv_lst(obj)->len, &idx)) { *out = jv_incref(jv_lst(obj)->items[idx]); return true; }
         break;
     case JV_STRING: {
@@ -707,7 +712,7 @@ static bool do_slice(rctx *rc, const jnode *at, jv obj, jv b, jv c, jv d, jv *ou
     *out = jv_undefined();
     if (obj.kind == JV_UNDEFINED) { rt_fail(rc, at, "UndefinedError: undefined value has no item"); return false; }
     size_t *idx = NULL, count = 0;
-    if (obj.kind == JV_LIST && jv_lst(obj)->flavor == SEQ_PLAIN) {
+    if (obj.kind == JV_LIST && (jv_lst(obj)->flavor == SEQ_PLAIN || jv_lst(obj)->flavor == SEQ_GROUP)) {
         jv_list *l = jv_lst(obj);
         if (!slice_indices(rc, at, l->len, b, c, d, &idx, &count)) return false;
         *out = jv_list_new(count, l->is_tuple);
@@ -1546,6 +1551,45 @@ static bool apply_filter_inner(rctx *rc, jscope *sc, const jnode *at, const char
         return get_attr(rc, at, v, jv_str(*n)->data, out);
     }
     if (!strcmp(name, "indent")) return filter_indent(rc, at, v, a, out);
+    if (!strcmp(name, "groupby")) {
+        // sorted by the attribute (case-insensitive unless case_sensitive), one (grouper, list) per value;
+        // the grouper keeps the case of the group's first item
+        const jv *attribute = arg_get(a, 0, "attribute"), *def = arg_get(a, 1, "default"), *cs = arg_get(a, 2, "case_sensitive");
+        if (!attribute) { rt_fail(rc, at, "groupby needs an attribute"); return false; }
+        bool case_sensitive = cs && jv_truthy(*cs);
+        jv items;
+        if (!iterate(rc, at, v, &items)) return false;
+        size_t n = jv_lst(items)->len;
+        jv *keys = calloc(n + 1, sizeof(jv)), *vals = calloc(n + 1, sizeof(jv));
+        bool ok = keys && vals;
+        for (size_t i = 0; ok && i < n; i++) {
+            vals[i] = jv_lst(items)->items[i];
+            ok = attr_path(rc, at, vals[i], *attribute, &keys[i]);
+            if (ok && keys[i].kind == JV_UNDEFINED && def) keys[i] = jv_incref(*def);
+        }
+        if (ok) ok = sort_values(rc, at, keys, vals, n, false, case_sensitive);
+        if (ok) {
+            *out = jv_list_new(0, false);
+            for (size_t i = 0; i < n && ok;) {
+                size_t j = i + 1;
+                while (j < n && compare_for_sort(rc, at, keys[i], keys[j], case_sensitive) == 0 && !rc->failed) j++;
+                jv group = jv_list_new(2, true), members = jv_list_new(j - i, false);
+                jv_lst(group)->flavor = SEQ_GROUP;
+                for (size_t k = i; k < j; k++) jv_list_push(members, jv_incref(vals[k]));
+                jv_list_push(group, jv_incref(keys[i]));
+                jv_list_push(group, members);
+                jv_list_push(*out, group);
+                i = j;
+                ok = !rc->failed;
+            }
+        }
+        for (size_t i = 0; keys && i < n; i++) jv_decref(keys[i]);
+        free(keys);
+        free(vals);
+        jv_decref(items);
+        if (!ok) { jv_decref(*out); *out = jv_undefined(); if (!rc->failed) rt_fail(rc, at, "out of memory"); return false; }
+        return true;
+    }
     if (!strcmp(name, "truncate")) {
         // jinja2 do_truncate: leeway 5; cut at length-len(end) and drop the partial last word
         const jv *lenv = arg_get(a, 0, "length"), *kill = arg_get(a, 1, "killwords"), *endv = arg_get(a, 2, "end"),

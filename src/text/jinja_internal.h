@@ -70,7 +70,8 @@ typedef struct {
 // What a JV_LIST stands for besides a list/tuple: Python objects jinja2 filters and dict methods
 // return, which print, test and index differently (a generator is truthy, has no len, is consumed
 // by its first iteration; dict views print as dict_items([...]) and cannot be indexed).
-typedef enum { SEQ_PLAIN, SEQ_GENERATOR, SEQ_REVERSE_ITER, SEQ_DICT_ITEMS, SEQ_DICT_KEYS, SEQ_DICT_VALUES } seq_flavor;
+typedef enum { SEQ_PLAIN, SEQ_GENERATOR, SEQ_REVERSE_ITER, SEQ_DICT_ITEMS, SEQ_DICT_KEYS, SEQ_DICT_VALUES,
+               SEQ_GROUP } seq_flavor;  // SEQ_GROUP: groupby's (grouper, list) namedtuple
 
 typedef struct {
     jv_obj h;

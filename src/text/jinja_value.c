@@ -298,7 +298,9 @@ bool jv_equal(jv a, jv b) {
     case JV_LIST: {
         jv_list *x = jv_lst(a), *y = jv_lst(b);
         if (x == y) return true;
-        if (x->flavor != y->flavor || x->flavor == SEQ_GENERATOR || x->flavor == SEQ_REVERSE_ITER) return false;
+        if ((x->flavor == SEQ_GROUP ? SEQ_PLAIN : x->flavor) != (y->flavor == SEQ_GROUP ? SEQ_PLAIN : y->flavor) ||
+            x->flavor == SEQ_GENERATOR || x->flavor == SEQ_REVERSE_ITER)
+            return false;
         if (x->is_tuple != y->is_tuple || x->len != y->len) return false;
         for (size_t i = 0; i < x->len; i++)
             if (!jv_equal(x->items[i], y->items[i])) return false;
@@ -438,7 +440,7 @@ bool jv_repr(strbuf *sb, jv v) {
         jv_list *l = jv_lst(v);
         if (l->flavor == SEQ_GENERATOR || l->flavor == SEQ_REVERSE_ITER)  // CPython prints an address here
             return sb_printf(sb, "<%s object>", jv_type_name(v));
-        if (l->flavor != SEQ_PLAIN) {
+        if (l->flavor != SEQ_PLAIN && l->flavor != SEQ_GROUP) {  // jinja2's _GroupTuple prints as a tuple
             sb_printf(sb, "%s([", jv_type_name(v));
             for (size_t i = 0; i < l->len; i++) {
                 if (i) sb_puts(sb, ", ");
@@ -565,7 +567,7 @@ bool jv_to_json(strbuf *sb, jv v, const json_dump_opts *o, int level, const char
     case JV_STRING: return json_str_out(sb, jv_str(v)->data, jv_str(v)->len, o->ensure_ascii);
     case JV_LIST: {
         jv_list *l = jv_lst(v);
-        if (l->flavor != SEQ_PLAIN) { *err = "Object of this type (generator / dict view) is not JSON serializable"; return false; }
+        if (l->flavor != SEQ_PLAIN && l->flavor != SEQ_GROUP) { *err = "Object of this type (generator / dict view) is not JSON serializable"; return false; }
         if (!l->len) return sb_puts(sb, "[]");
         sb_putc(sb, '[');
         for (size_t i = 0; i < l->len; i++) {
