@@ -9,7 +9,7 @@ target_link_libraries(test_tokenizer_parity PRIVATE glintcore)
 
 file(GLOB GLINT_TOK_FIXTURE_DIRS LIST_DIRECTORIES true ${GLINT_TOK_FIXTURES}/*)
 foreach(dir ${GLINT_TOK_FIXTURE_DIRS})
-  if(NOT IS_DIRECTORY ${dir} OR NOT EXISTS ${dir}/reference.json)
+  if(NOT IS_DIRECTORY ${dir} OR NOT EXISTS ${dir}/reference.json)  # cli/ holds CLI test files
     continue()
   endif()
   get_filename_component(name ${dir} NAME)
@@ -22,3 +22,10 @@ foreach(dir ${GLINT_TOK_FIXTURE_DIRS})
   endif()
   add_test(NAME tokenizer_parity_${name} COMMAND test_tokenizer_parity ${json} ${dir}/reference.json)
 endforeach()
+
+add_test(NAME tokenizer_cli COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/cli_test.sh $<TARGET_FILE:glint> ${GLINT_TOK_FIXTURES})
+
+add_executable(test_tokenizer_api ${CMAKE_CURRENT_LIST_DIR}/test_tokenizer_api.c)
+target_link_libraries(test_tokenizer_api PRIVATE glintcore)
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/tokenizer-scratch)
+add_test(NAME tokenizer_api COMMAND test_tokenizer_api ${GLINT_TOK_FIXTURES} ${CMAKE_CURRENT_BINARY_DIR}/tokenizer-scratch)

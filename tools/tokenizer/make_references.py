@@ -155,6 +155,23 @@ def main():
                    {"tokenizers_version": tokenizers.__version__, "cases": cases})
         print(f"{name}: {len(cases)} cases, vocab {tok.get_vocab_size()}")
 
+    # Files for the command-line test (tests/text/cli_test.sh): stdin text and the expected outputs.
+    cli_dir = os.path.join(FIXTURES, "cli")
+    os.makedirs(cli_dir, exist_ok=True)
+    glm = Tokenizer.from_str(load_tokenizer_json_text("glm5-style"))
+    text = "[gMASK]<sop><|user|>Hi 你好 👩🏽‍💻\n  x = 42;<|assistant|><think>ok</think>done"
+    special = glm.encode(text, add_special_tokens=True).ids
+    outputs = {
+        "input.txt": text,
+        "ids.txt": " ".join(map(str, glm.encode(text, add_special_tokens=False).ids)) + "\n",
+        "ids_special.txt": " ".join(map(str, special)) + "\n",
+        "decoded_skip.txt": glm.decode(special, skip_special_tokens=True),
+        "decoded.txt": glm.decode(special, skip_special_tokens=False),
+    }
+    for fname, content in outputs.items():
+        with open(os.path.join(cli_dir, fname), "w", encoding="utf-8", newline="") as f:
+            f.write(content)
+
 
 if __name__ == "__main__":
     main()
