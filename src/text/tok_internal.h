@@ -44,9 +44,12 @@ uint64_t tok_hash_bytes(const void *data, size_t n);
 
 // string -> int32 (vocab). Keys are copied into an arena owned by the map.
 typedef struct {
-    uint64_t *hashes;  // 0 = empty slot
-    uint32_t *key_off, *key_len;
-    int32_t *values;
+    uint64_t hash;  // 0 = empty slot
+    uint32_t key_off, key_len;
+    int32_t value;
+} tok_strmap_slot;
+typedef struct {
+    tok_strmap_slot *slots;  // one array of structs: one cache miss per probe
     size_t mask, count;
     tok_buf keys;
 } tok_strmap;
@@ -57,8 +60,11 @@ void tok_strmap_free(tok_strmap *m);
 
 // (left id, right id) -> (rank, merged id): the BPE merges.
 typedef struct {
-    uint64_t *keys;  // UINT64_MAX = empty
-    int32_t *rank, *merged;
+    uint64_t key;  // UINT64_MAX = empty
+    int32_t rank, merged;
+} tok_pairmap_slot;
+typedef struct {
+    tok_pairmap_slot *slots;
     size_t mask, count;
 } tok_pairmap;
 bool tok_pairmap_init(tok_pairmap *m, size_t expected);
@@ -75,10 +81,11 @@ static inline bool tok_pairmap_get(const tok_pairmap *m, int32_t a, int32_t b, i
     uint64_t key = tok_pair_key(a, b);
     size_t i = (size_t)tok_pair_hash(key) & m->mask;
     for (;;) {
-        uint64_t k = m->keys[i];
+        const tok_pairmap_slot *slot = &m->slots[i];
+        uint64_t k = slot->key;
         if (k == key) {
-            *rank = m->rank[i];
-            *merged = m->merged[i];
+            *rank = slot->rank;
+            *merged = slot->merged;
             return true;
         }
         if (k == UINT64_MAX) return false;

@@ -23,9 +23,14 @@ static json_t *load_json_file(const char *path) {
         glint_set_error("cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
-    json_error_t err;
-    json_t *root = json_loadf(f, 0, &err);
     fclose(f);
+    // Parsing from memory is several times faster than jansson's FILE* reader.
+    size_t len;
+    char *text = glint_read_text_file(path, &len);
+    if (!text) return NULL;
+    json_error_t err;
+    json_t *root = json_loadb(text, len, 0, &err);
+    free(text);
     if (!root) {
         glint_set_error("%s:%d:%d: malformed JSON: %s", path, err.line, err.column, err.text);
         return NULL;
@@ -291,6 +296,46 @@ static bool load_decoder(const load_ctx *ctx, glint_tokenizer *tok, json_t *j) {
 }
 
 // ---- model -----------------------------------------------------------------------------------------------
+// Resolves one merge ("a b" or ["a", "b"]) to (left id, right id, merged id). On failure returns
+// false with out[0] = -2 for a malformed entry, else the ids found so far (-1 = missing); `joined`
+// then holds the merged text.
+static bool resolve_merge(const glint_tokenizer *tok, json_t *m, tok_buf *joined, int32_t out[3]) {
+    const char *a, *b;
+    size_t a_len, b_len;
+    joined->len = 0;
+    out[0] = out[1] = out[2] = -1;
+    if (json_is_string(m)) {
+        a = json_string_value(m);
+        const char *space = strchr(a, ' ');
+        if (!space) {
+            out[0] = -2;
+            tok_buf_append(joined, a, strlen(a));
+            return false;
+        }
+        a_len = (size_t)(space - a);
+        b = space + 1;
+        b_len = strlen(b);
+    } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+               json_is_string(json_array_get(m, 1))) {
+        a = json_string_value(json_array_get(m, 0));
+        a_len = json_string_length(json_array_get(m, 0));
+        b = json_string_value(json_array_get(m, 1));
+        b_len = json_string_length(json_array_get(m, 1));
+    } else {
+        out[0] = -2;
+        return false;
+    }
+    // The merged token drops the right part's continuing-subword prefix ("##").
+    size_t skip = 0;
+    if (tok->subword_prefix && b_len >= tok->subword_prefix_len && !memcmp(b, tok->subword_prefix, tok->subword_prefix_len))
+        skip = tok->subword_prefix_len;
+    if (!tok_buf_append(joined, a, a_len) || !tok_buf_append(joined, b + skip, b_len - skip)) return false;
+    out[0] = tok_strmap_get(&tok->vocab, a, a_len);
+    out[1] = tok_strmap_get(&tok->vocab, b, b_len);
+    out[2] = tok_strmap_get(&tok->vocab, joined->data, joined->len);
+    return out[0] >= 0 && out[1] >= 0 && out[2] >= 0;
+}
+
 static bool load_model(const load_ctx *ctx, glint_tokenizer *tok, json_t *model) {
     const char *type = json_string_value(json_object_get(model, "type"));
     if (type && strcmp(type, "BPE") != 0) {
@@ -358,57 +403,48 @@ static bool load_model(const load_ctx *ctx, glint_tokenizer *tok, json_t *model)
 
     size_t n_merges = merges ? json_array_size(merges) : 0;
     if (!tok_pairmap_init(&tok->merges, n_merges)) return false;
-    tok_buf joined = {0};
+    // Resolving merges to ids is read-only work on the vocabulary, so it runs on all cores; the
+    // inserts (in rank order) stay sequential.
+    int32_t *resolved = malloc((n_merges + 1) * 3 * sizeof *resolved);
+    if (!resolved) {
+        glint_set_error("tokenizer: out of memory (%zu merges)", n_merges);
+        return false;
+    }
+    long first_bad = -1;
+#pragma omp parallel
+    {
+        tok_buf joined = {0};
+        long my_bad = -1;
+#pragma omp for schedule(static)
+        for (long i = 0; i < (long)n_merges; i++) {
+            int32_t *r = &resolved[3 * i];
+            if (!resolve_merge(tok, json_array_get(merges, (size_t)i), &joined, r) && my_bad < 0) my_bad = i;
+        }
+#pragma omp critical
+        if (my_bad >= 0 && (first_bad < 0 || my_bad < first_bad)) first_bad = my_bad;
+        tok_buf_free(&joined);
+    }
+    if (first_bad >= 0) {
+        tok_buf joined = {0};
+        int32_t r[3];
+        resolve_merge(tok, json_array_get(merges, (size_t)first_bad), &joined, r);  // again, for the message
+        const char *what = r[0] == -2 ? "is not \"a b\" or [\"a\", \"b\"]"
+                           : r[0] < 0  ? "has a left part that is not in the vocabulary"
+                           : r[1] < 0  ? "has a right part that is not in the vocabulary"
+                                       : "merges into a token that is not in the vocabulary";
+        glint_set_error("%s: model.merges[%ld] %s%s%s", ctx->path, first_bad, what, joined.len ? ": " : "",
+                        joined.len ? joined.data : "");
+        tok_buf_free(&joined);
+        free(resolved);
+        return false;
+    }
     for (size_t i = 0; i < n_merges; i++) {
-        json_t *m = json_array_get(merges, i);
-        const char *a, *b;
-        size_t a_len, b_len;
-        if (json_is_string(m)) {  // "a b"
-            a = json_string_value(m);
-            const char *space = strchr(a, ' ');
-            if (!space) {
-                glint_set_error("%s: model.merges[%zu] \"%s\" is not two tokens separated by a space", ctx->path, i, a);
-                tok_buf_free(&joined);
-                return false;
-            }
-            a_len = (size_t)(space - a);
-            b = space + 1;
-            b_len = strlen(b);
-        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-                   json_is_string(json_array_get(m, 1))) {  // ["a", "b"]
-            a = json_string_value(json_array_get(m, 0));
-            a_len = json_string_length(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1));
-            b_len = json_string_length(json_array_get(m, 1));
-        } else {
-            glint_set_error("%s: model.merges[%zu] must be \"a b\" or [\"a\", \"b\"]", ctx->path, i);
-            tok_buf_free(&joined);
-            return false;
-        }
-        int32_t ida = tok_strmap_get(&tok->vocab, a, a_len), idb = tok_strmap_get(&tok->vocab, b, b_len);
-        // The merged token drops the right part's continuing-subword prefix ("##").
-        size_t skip = 0;
-        if (tok->subword_prefix && b_len >= tok->subword_prefix_len &&
-            !memcmp(b, tok->subword_prefix, tok->subword_prefix_len))
-            skip = tok->subword_prefix_len;
-        joined.len = 0;
-        if (!tok_buf_append(&joined, a, a_len) || !tok_buf_append(&joined, b + skip, b_len - skip)) {
-            tok_buf_free(&joined);
-            return false;
-        }
-        int32_t idm = tok_strmap_get(&tok->vocab, joined.data, joined.len);
-        if (ida < 0 || idb < 0 || idm < 0) {
-            glint_set_error("%s: model.merges[%zu]: token \"%s\" is not in the vocabulary", ctx->path, i,
-                            ida < 0 ? "left part" : idb < 0 ? "right part" : joined.data);
-            tok_buf_free(&joined);
-            return false;
-        }
-        if (!tok_pairmap_put(&tok->merges, ida, idb, (int32_t)i, idm)) {
-            tok_buf_free(&joined);
+        if (!tok_pairmap_put(&tok->merges, resolved[3 * i], resolved[3 * i + 1], (int32_t)i, resolved[3 * i + 2])) {
+            free(resolved);
             return false;
         }
     }
-    tok_buf_free(&joined);
+    free(resolved);
     return true;
 }
 
@@ -635,10 +671,10 @@ static bool build_id_table(glint_tokenizer *tok) {
     }
     const tok_strmap *v = &tok->vocab;
     for (size_t i = 0; i <= v->mask; i++) {
-        if (!v->hashes[i]) continue;
-        int32_t id = v->values[i];
-        tok->id_text[id] = v->keys.data + v->key_off[i];  // stable: the map is not modified after loading
-        tok->id_text_len[id] = v->key_len[i];
+        const tok_strmap_slot *s = &v->slots[i];
+        if (!s->hash) continue;
+        tok->id_text[s->value] = v->keys.data + s->key_off;  // stable: the map is not modified after loading
+        tok->id_text_len[s->value] = s->key_len;
     }
     for (size_t i = 0; i < tok->n_added; i++) {  // added tokens take precedence, as in HF decode
         tok_added_token *a = &tok->added[i];

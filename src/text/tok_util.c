@@ -121,12 +121,8 @@ static size_t table_size_for(size_t expected) {
 bool tok_strmap_init(tok_strmap *m, size_t expected) {
     memset(m, 0, sizeof *m);
     size_t size = table_size_for(expected);
-    m->hashes = calloc(size, sizeof *m->hashes);
-    m->key_off = malloc(size * sizeof *m->key_off);
-    m->key_len = malloc(size * sizeof *m->key_len);
-    m->values = malloc(size * sizeof *m->values);
-    if (!m->hashes || !m->key_off || !m->key_len || !m->values) {
-        tok_strmap_free(m);
+    m->slots = calloc(size, sizeof *m->slots);
+    if (!m->slots) {
         glint_set_error("tokenizer: out of memory (hash table of %zu)", size);
         return false;
     }
@@ -135,23 +131,21 @@ bool tok_strmap_init(tok_strmap *m, size_t expected) {
 }
 
 static bool strmap_grow(tok_strmap *m) {
-    tok_strmap bigger;
-    if (!tok_strmap_init(&bigger, (m->mask + 1)))  // doubles: init sizes to 2x expected
+    size_t size = 2 * (m->mask + 1);
+    tok_strmap_slot *slots = calloc(size, sizeof *slots);
+    if (!slots) {
+        glint_set_error("tokenizer: out of memory (hash table of %zu)", size);
         return false;
-    for (size_t i = 0; i <= m->mask; i++) {
-        if (!m->hashes[i]) continue;
-        size_t j = (size_t)m->hashes[i] & bigger.mask;
-        while (bigger.hashes[j]) j = (j + 1) & bigger.mask;
-        bigger.hashes[j] = m->hashes[i];
-        bigger.key_off[j] = m->key_off[i];
-        bigger.key_len[j] = m->key_len[i];
-        bigger.values[j] = m->values[i];
     }
-    bigger.count = m->count;
-    bigger.keys = m->keys;
-    m->keys = (tok_buf){0};
-    tok_strmap_free(m);
-    *m = bigger;
+    for (size_t i = 0; i <= m->mask; i++) {
+        if (!m->slots[i].hash) continue;
+        size_t j = (size_t)m->slots[i].hash & (size - 1);
+        while (slots[j].hash) j = (j + 1) & (size - 1);
+        slots[j] = m->slots[i];
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->mask = size - 1;
     return true;
 }
 
@@ -159,45 +153,40 @@ bool tok_strmap_put(tok_strmap *m, const char *key, size_t n, int32_t value) {
     if ((m->count + 1) * 2 > m->mask + 1 && !strmap_grow(m)) return false;
     uint64_t h = tok_hash_bytes(key, n);
     size_t i = (size_t)h & m->mask;
-    while (m->hashes[i]) {
-        if (m->hashes[i] == h && m->key_len[i] == n && memcmp(m->keys.data + m->key_off[i], key, n) == 0) {
-            m->values[i] = value;
+    while (m->slots[i].hash) {
+        tok_strmap_slot *s = &m->slots[i];
+        if (s->hash == h && s->key_len == n && memcmp(m->keys.data + s->key_off, key, n) == 0) {
+            s->value = value;
             return true;
         }
         i = (i + 1) & m->mask;
     }
-    if (m->keys.len + n > UINT32_MAX) {
+    if (m->keys.len + n + 1 > UINT32_MAX) {
         glint_set_error("tokenizer: vocabulary text larger than 4 GiB");
         return false;
     }
     uint32_t off = (uint32_t)m->keys.len;
     // Each key is stored NUL-terminated so callers can hand it out as a C string.
     if (!tok_buf_append(&m->keys, key, n) || !tok_buf_push(&m->keys, 0)) return false;
-    m->hashes[i] = h;
-    m->key_off[i] = off;
-    m->key_len[i] = (uint32_t)n;
-    m->values[i] = value;
+    m->slots[i] = (tok_strmap_slot){h, off, (uint32_t)n, value};
     m->count++;
     return true;
 }
 
 int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_t n) {
-    if (!m->hashes) return -1;
+    if (!m->slots) return -1;
     uint64_t h = tok_hash_bytes(key, n);
     size_t i = (size_t)h & m->mask;
-    while (m->hashes[i]) {
-        if (m->hashes[i] == h && m->key_len[i] == n && memcmp(m->keys.data + m->key_off[i], key, n) == 0)
-            return m->values[i];
+    while (m->slots[i].hash) {
+        const tok_strmap_slot *s = &m->slots[i];
+        if (s->hash == h && s->key_len == n && memcmp(m->keys.data + s->key_off, key, n) == 0) return s->value;
         i = (i + 1) & m->mask;
     }
     return -1;
 }
 
 void tok_strmap_free(tok_strmap *m) {
-    free(m->hashes);
-    free(m->key_off);
-    free(m->key_len);
-    free(m->values);
+    free(m->slots);
     tok_buf_free(&m->keys);
     memset(m, 0, sizeof *m);
 }
@@ -205,15 +194,12 @@ void tok_strmap_free(tok_strmap *m) {
 bool tok_pairmap_init(tok_pairmap *m, size_t expected) {
     memset(m, 0, sizeof *m);
     size_t size = table_size_for(expected);
-    m->keys = malloc(size * sizeof *m->keys);
-    m->rank = malloc(size * sizeof *m->rank);
-    m->merged = malloc(size * sizeof *m->merged);
-    if (!m->keys || !m->rank || !m->merged) {
-        tok_pairmap_free(m);
+    m->slots = malloc(size * sizeof *m->slots);
+    if (!m->slots) {
         glint_set_error("tokenizer: out of memory (pair table of %zu)", size);
         return false;
     }
-    memset(m->keys, 0xff, size * sizeof *m->keys);
+    for (size_t i = 0; i < size; i++) m->slots[i].key = UINT64_MAX;
     m->mask = size - 1;
     return true;
 }
@@ -223,12 +209,10 @@ bool tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t
         tok_pairmap bigger;
         if (!tok_pairmap_init(&bigger, m->mask + 1)) return false;
         for (size_t i = 0; i <= m->mask; i++) {
-            if (m->keys[i] == UINT64_MAX) continue;
-            size_t j = (size_t)tok_pair_hash(m->keys[i]) & bigger.mask;
-            while (bigger.keys[j] != UINT64_MAX) j = (j + 1) & bigger.mask;
-            bigger.keys[j] = m->keys[i];
-            bigger.rank[j] = m->rank[i];
-            bigger.merged[j] = m->merged[i];
+            if (m->slots[i].key == UINT64_MAX) continue;
+            size_t j = (size_t)tok_pair_hash(m->slots[i].key) & bigger.mask;
+            while (bigger.slots[j].key != UINT64_MAX) j = (j + 1) & bigger.mask;
+            bigger.slots[j] = m->slots[i];
         }
         bigger.count = m->count;
         tok_pairmap_free(m);
@@ -236,21 +220,17 @@ bool tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t
     }
     uint64_t key = tok_pair_key(a, b);
     size_t i = (size_t)tok_pair_hash(key) & m->mask;
-    while (m->keys[i] != UINT64_MAX) {
-        if (m->keys[i] == key) return true;  // the first (lowest-rank) entry wins
+    while (m->slots[i].key != UINT64_MAX) {
+        if (m->slots[i].key == key) return true;  // the first (lowest-rank) entry wins
         i = (i + 1) & m->mask;
     }
-    m->keys[i] = key;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    m->slots[i] = (tok_pairmap_slot){key, rank, merged};
     m->count++;
     return true;
 }
 
 void tok_pairmap_free(tok_pairmap *m) {
-    free(m->keys);
-    free(m->rank);
-    free(m->merged);
+    free(m->slots);
     memset(m, 0, sizeof *m);
 }
 

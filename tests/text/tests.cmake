@@ -29,3 +29,7 @@ add_executable(test_tokenizer_api ${CMAKE_CURRENT_LIST_DIR}/test_tokenizer_api.c
 target_link_libraries(test_tokenizer_api PRIVATE glintcore)
 file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/tokenizer-scratch)
 add_test(NAME tokenizer_api COMMAND test_tokenizer_api ${GLINT_TOK_FIXTURES} ${CMAKE_CURRENT_BINARY_DIR}/tokenizer-scratch)
+
+# Benchmark driver for tools/tokenizer/bench.py (built, not run by ctest).
+add_executable(tokenizer_bench ${CMAKE_CURRENT_LIST_DIR}/tokenizer_bench.c)
+target_link_libraries(tokenizer_bench PRIVATE glintcore)
