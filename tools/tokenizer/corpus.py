@@ -89,3 +89,29 @@ PASSAGES = [
     "한국어는 한글로 씁니다. 서울은 대한민국의 수도입니다. 오늘 날씨가 좋습니다.",
     "Η μηχανική μάθηση είναι κλάδος της τεχνητής νοημοσύνης. Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
 ]
+
+
+def random_strings(count=200, seed=20261127):
+    """Random mixes of scripts, whitespace, marks, emoji and special-token texts (fuzz-style cases)."""
+    import random
+
+    rng = random.Random(seed)
+    pools = ["abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789",
+             " \t\n\r\u00a0\u3000\u2028\u0085\u000b\u000c", "'\".,;:!?-_()[]{}<>/\\|@#$%^&*+=~`",
+             "你好世界中文日本語のテキストカタカナ한국어", "Приветмирёъ", "مرحبابالعالم", "नमस्तेदुनिया",
+             "😀👍🏽❤️‍🔥👨‍👩‍👧\u200d\ufe0f🇯🇵", "éèêëçñüöäßœæøåİıΣσς", "\u0301\u0308\u0327", "①²½Ⅻ٣", "ﬁＡｶ㍿"]
+    specials = ["<|user|>", "<|endoftext|>", "<mask>", "[flag]", "word", "hello", "<both>", "<s>", "</s>",
+                "<|begin_of_text|>", "<｜end▁of▁sentence｜>", "<EOT>", "'s", "'ll"]
+    out = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randrange(0, 60)):
+            r = rng.random()
+            if r < 0.05:
+                parts.append(rng.choice(specials))
+            elif r < 0.1:
+                parts.append(" " * rng.randrange(1, 6))
+            else:
+                parts.append(rng.choice(rng.choice(pools)))
+        out.append("".join(parts))
+    return out

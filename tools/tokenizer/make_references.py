@@ -23,7 +23,7 @@ import tokenizers
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, decoders, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corpus import CORPUS, PASSAGES  # noqa: E402
+from corpus import CORPUS, PASSAGES, random_strings  # noqa: E402
 from train_glm5_style import training_texts  # noqa: E402
 
 REQUIRED_TOKENIZERS = "0.23.3"
@@ -141,11 +141,12 @@ def main():
         with open(os.path.join(FIXTURES, name, "tokenizer.json"), "w", encoding="utf-8") as f:
             json.dump(obj, f, ensure_ascii=False)
 
-    names = sorted(n for n in os.listdir(FIXTURES) if os.path.isdir(os.path.join(FIXTURES, n)))
+    names = sorted(n for n in os.listdir(FIXTURES)
+                   if any(os.path.exists(os.path.join(FIXTURES, n, f)) for f in ("tokenizer.json", "tokenizer.tar.xz")))
     for name in names:
         tok = Tokenizer.from_str(load_tokenizer_json_text(name))
         cases = []
-        for text in CORPUS + PASSAGES:
+        for text in CORPUS + PASSAGES + random_strings():
             ids = tok.encode(text, add_special_tokens=False).ids
             ids_special = tok.encode(text, add_special_tokens=True).ids
             cases.append({"text": text, "ids": ids, "ids_with_special": ids_special,
