@@ -17,6 +17,7 @@ static const subcommand subcommands[] = {
     {"bench", cmd_bench, "bench (-m DIR | --synthetic NAME [--layers N]) [--ctx 256,...] [--backend cpu]"},
     {"tokenize", cmd_tokenize, "tokenize (-m DIR | --tokenizer FILE) [--add-special-tokens]   stdin text -> ids"},
     {"detokenize", cmd_detokenize, "detokenize (-m DIR | --tokenizer FILE) [--skip-special-tokens] stdin ids -> text"},
+    {"serve", cmd_serve, "serve -m DIR [--host 127.0.0.1] [--port 8000] [sglang launch_server flags]"},
     {"render-chat", cmd_render_chat, "render-chat (-m DIR | --template FILE)  stdin chat JSON -> prompt text"},
 };
 

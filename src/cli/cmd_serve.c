@@ -1,0 +1,264 @@
+// glint serve: the OpenAI-compatible server, started with sglang's launch_server command line
+// (DESIGN.md §6). Flags that select GPU kernels or parallelism do not apply to this build: each
+// gets a one-line notice. Unknown flags are errors that name the flag.
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/cpu/cpu.h"
+#include "cli/commands.h"
+#include "common/util.h"
+#include "server/server.h"
+
+typedef struct {
+    const char *name;
+    int takes_value;
+    const char *notice;  // non-NULL: accepted, has no effect here, print this
+} flag_spec;
+
+// Every flag of the seed's sglang launch line, plus glint's own and a few sglang extras.
+static const flag_spec FLAGS[] = {
+    {"--model-path", 1, NULL}, {"-m", 1, NULL}, {"--model", 1, NULL},
+    {"--served-model-name", 1, NULL}, {"--host", 1, NULL}, {"--port", 1, NULL},
+    {"--trust-remote-code", 0, "no checkpoint code is executed by glint; --trust-remote-code has no effect"},
+    {"--tensor-parallel-size", 1, NULL}, {"--tp-size", 1, NULL}, {"--tp", 1, NULL},
+    {"--pipeline-parallel-size", 1, NULL}, {"--pp-size", 1, NULL},
+    {"--context-length", 1, NULL}, {"--max-running-requests", 1, NULL}, {"--mem-fraction-static", 1, NULL},
+    {"--chunked-prefill-size", 1, NULL}, {"--page-size", 1, NULL},
+    {"--quantization", 1, "the weight format is read from the checkpoint's config; --quantization is not needed"},
+    {"--kv-cache-dtype", 1, "the CPU backend keeps the KV cache in float32; --kv-cache-dtype has no effect"},
+    {"--triton-attention-num-kv-splits", 1, "--triton-attention-num-kv-splits selects a GPU kernel; not used by the CPU backend"},
+    {"--moe-runner-backend", 1, "--moe-runner-backend selects a GPU kernel; not used by the CPU backend"},
+    {"--fp4-gemm-backend", 1, "--fp4-gemm-backend selects a GPU kernel; not used by the CPU backend"},
+    {"--attention-backend", 1, "--attention-backend selects a GPU kernel; not used by the CPU backend"},
+    {"--cuda-graph-max-bs", 1, "--cuda-graph-max-bs: no CUDA graphs on the CPU backend"},
+    {"--pre-warm-nccl", 0, "--pre-warm-nccl: no NCCL on the CPU backend"},
+    {"--tool-call-parser", 1, NULL}, {"--reasoning-parser", 1, NULL}, {"--chat-template", 1, NULL},
+    {"--model-loader-extra-config", 1, "--model-loader-extra-config: checkpoints are mmapped; loader options have no effect"},
+    {"--watchdog-timeout", 1, NULL},
+    {"--json-model-override-args", 1, NULL}, {"--api-key", 1, NULL},
+    {"--speculative-algorithm", 1, "speculative decoding (MTP) is not implemented yet; --speculative-* flags are ignored"},
+    {"--speculative-num-steps", 1, ""}, {"--speculative-eagle-topk", 1, ""}, {"--speculative-num-draft-tokens", 1, ""},
+    {"--speculative-attention-mode", 1, ""}, {"--speculative-moe-runner-backend", 1, ""},
+    // glint and sglang extras
+    {"--threads", 1, NULL}, {"--backend", 1, NULL}, {"--index-topk-pattern", 1, NULL},
+    {"--max-total-tokens", 1, NULL}, {"--max-queued-requests", 1, NULL}, {"--disable-radix-cache", 0, NULL},
+    {"--max-request-bytes", 1, NULL},
+};
+
+static int bad_value(const char *flag, const char *value, const char *want) {
+    fprintf(stderr, "glint serve: %s '%s': %s\n", flag, value, want);
+    return 2;
+}
+
+static int int_value(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || !*v || *end || x < lo || x > hi) {
+        char want[96];
+        snprintf(want, sizeof want, "expected an integer in [%lld, %lld]", (long long)lo, (long long)hi);
+        return bad_value(flag, v, want);
+    }
+    *out = x;
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    glint_server s = {0};
+    s.host = "127.0.0.1";
+    s.port = 8000;
+    s.max_body_bytes = 32u << 20;
+    s.max_connections = 1024;
+    const char *chat_template = NULL, *backend = "cpu";
+    glint_load_options load = {0};
+    int64_t threads = 0, context = 0, max_running = 64, chunked = 2048, page_size = 1, max_total_tokens = 0;
+    int64_t max_queued = 256, tp = 1, pp = 1;
+    double mem_fraction = 0.5;
+    int no_prefix_cache = 0, speculative_noticed = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
+        char name[64];
+        size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+        if (nl >= sizeof name) nl = sizeof name - 1;
+        memcpy(name, a, nl);
+        name[nl] = 0;
+        const flag_spec *f = NULL;
+        for (size_t k = 0; k < sizeof FLAGS / sizeof FLAGS[0]; k++)
+            if (!strcmp(FLAGS[k].name, name)) f = &FLAGS[k];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: glint serve -m DIR [--host 127.0.0.1] [--port 8000] [sglang launch_server flags]\nflags:");
+            for (size_t k = 0; k < sizeof FLAGS / sizeof FLAGS[0]; k++) printf(" %s", FLAGS[k].name);
+            printf("\n");
+            return 0;
+        }
+        if (!f) {
+            fprintf(stderr, "glint serve: unknown flag %s (see glint serve --help)\n", name);
+            return 2;
+        }
+        const char *v = NULL;
+        if (f->takes_value) {
+            if (eq) v = eq + 1;
+            else if (i + 1 < argc) v = argv[++i];
+            else {
+                fprintf(stderr, "glint serve: %s needs a value\n", name);
+                return 2;
+            }
+        } else if (eq) {
+            fprintf(stderr, "glint serve: %s takes no value\n", name);
+            return 2;
+        }
+        if (f->notice) {
+            if (!strncmp(name, "--speculative-", 14)) {
+                if (!speculative_noticed++)
+                    fprintf(stderr, "glint serve: notice: speculative decoding (MTP) is not implemented yet; "
+                                    "--speculative-* flags are ignored\n");
+            } else {
+                fprintf(stderr, "glint serve: notice: %s\n", f->notice);
+            }
+            continue;
+        }
+        int64_t n;
+        if (!strcmp(name, "--model-path") || !strcmp(name, "-m") || !strcmp(name, "--model")) s.model_path = v;
+        else if (!strcmp(name, "--served-model-name")) s.served_model_name = v;
+        else if (!strcmp(name, "--host")) s.host = v;
+        else if (!strcmp(name, "--port")) {
+            if (int_value(name, v, 0, 65535, &n)) return 2;
+            s.port = (int)n;
+        } else if (!strcmp(name, "--tensor-parallel-size") || !strcmp(name, "--tp-size") || !strcmp(name, "--tp")) {
+            if (int_value(name, v, 1, 1024, &tp)) return 2;
+        } else if (!strcmp(name, "--pipeline-parallel-size") || !strcmp(name, "--pp-size")) {
+            if (int_value(name, v, 1, 1024, &pp)) return 2;
+        } else if (!strcmp(name, "--context-length")) {
+            if (int_value(name, v, 2, 1 << 26, &context)) return 2;
+        } else if (!strcmp(name, "--max-running-requests")) {
+            if (int_value(name, v, 1, 4096, &max_running)) return 2;
+        } else if (!strcmp(name, "--mem-fraction-static")) {
+            char *end;
+            mem_fraction = strtod(v, &end);
+            if (*end || !*v || !(mem_fraction > 0 && mem_fraction <= 1)) return bad_value(name, v, "expected a number in (0, 1]");
+        } else if (!strcmp(name, "--chunked-prefill-size")) {
+            if (int_value(name, v, -1, 1 << 26, &chunked)) return 2;
+        } else if (!strcmp(name, "--page-size")) {
+            if (int_value(name, v, 1, 1 << 20, &page_size)) return 2;
+        } else if (!strcmp(name, "--tool-call-parser")) {
+            if (strcmp(v, "glm47")) return bad_value(name, v, "glint implements the glm47 tool-call parser (GLM-4.7/GLM-5)");
+            s.tool_parser = 1;
+        } else if (!strcmp(name, "--reasoning-parser")) {
+            if (strcmp(v, "glm45")) return bad_value(name, v, "glint implements the glm45 reasoning parser");
+            s.reasoning_parser = 1;
+        } else if (!strcmp(name, "--chat-template")) chat_template = v;
+        else if (!strcmp(name, "--watchdog-timeout")) {
+            char *end;
+            double t = strtod(v, &end);
+            if (*end || !*v || !isfinite(t)) return bad_value(name, v, "expected seconds");
+            fprintf(stderr, "glint serve: notice: --watchdog-timeout: the engine has no watchdog yet; ignored\n");
+        } else if (!strcmp(name, "--json-model-override-args")) load.override_json = v;
+        else if (!strcmp(name, "--api-key")) s.api_key = v;
+        else if (!strcmp(name, "--threads")) {
+            if (int_value(name, v, 1, 1024, &threads)) return 2;
+        } else if (!strcmp(name, "--backend")) backend = v;
+        else if (!strcmp(name, "--index-topk-pattern")) load.index_topk_pattern = v;
+        else if (!strcmp(name, "--max-total-tokens")) {
+            if (int_value(name, v, 1, (int64_t)1 << 40, &max_total_tokens)) return 2;
+        } else if (!strcmp(name, "--max-queued-requests")) {
+            if (int_value(name, v, 1, 1 << 20, &max_queued)) return 2;
+        } else if (!strcmp(name, "--disable-radix-cache")) no_prefix_cache = 1;
+        else if (!strcmp(name, "--max-request-bytes")) {
+            if (int_value(name, v, 1024, (int64_t)1 << 32, &n)) return 2;
+            s.max_body_bytes = (size_t)n;
+        }
+    }
+    if (!s.model_path) {
+        fprintf(stderr, "glint serve: --model-path DIR (or -m DIR) is required\n");
+        return 2;
+    }
+    if (strcmp(backend, "cpu")) {
+        fprintf(stderr, "glint serve: --backend %s is not available in this build (cpu is)\n", backend);
+        return 2;
+    }
+    if (tp > 1 || pp > 1)
+        fprintf(stderr, "glint serve: notice: the CPU backend runs on one device; --tensor-parallel-size %lld and "
+                        "--pipeline-parallel-size %lld do not apply\n", (long long)tp, (long long)pp);
+    if (!s.served_model_name) s.served_model_name = s.model_path;
+
+    glint_backend *be = glint_backend_cpu((int)threads);
+    omp_set_num_threads(be->n_threads);
+    s.model = glint_model_load(s.model_path, &load, be);
+    if (!s.model) {
+        fprintf(stderr, "glint serve: %s\n", glint_last_error());
+        return 1;
+    }
+    int rc = 1;
+    s.tok = glint_tokenizer_load_dir(s.model_path);
+    if (!s.tok) {
+        fprintf(stderr, "glint serve: %s\n", glint_last_error());
+        goto done;
+    }
+    if (chat_template) {
+        size_t len;
+        char *src = glint_read_text_file(chat_template, &len);
+        s.tmpl = src ? glint_template_parse(src, len, chat_template) : NULL;
+        free(src);
+        json_t *ignored = NULL;
+        glint_template *model_tmpl = glint_chat_load_model_template(s.model_path, &ignored);
+        if (model_tmpl) glint_template_free(model_tmpl);
+        s.special_tokens = ignored;
+    } else {
+        s.tmpl = glint_chat_load_model_template(s.model_path, &s.special_tokens);
+    }
+    if (!s.tmpl) {
+        fprintf(stderr, "glint serve: chat template: %s\n", glint_last_error());
+        goto done;
+    }
+    glint_sampling_defaults(&s.defaults);
+    if (glint_sampling_from_generation_config(s.model_path, &s.defaults)) {
+        fprintf(stderr, "glint serve: %s\n", glint_last_error());
+        goto done;
+    }
+    static const char *markers[] = {"<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>",
+                                    "<arg_value>", "</arg_value>"};
+    for (size_t k = 0; k < sizeof markers / sizeof markers[0]; k++) {
+        int32_t id = glint_tokenizer_token_id(s.tok, markers[k]);
+        if (id >= 0) s.marker_ids[s.n_marker_ids++] = id;
+    }
+    uint64_t per_token = glint_state_bytes_per_token(&s.model->cfg);
+    uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    double budget = mem_fraction * (double)ram - (double)s.model->weight_bytes;
+    if (budget < 0) budget = 0;
+    int64_t pool_tokens = max_total_tokens ? max_total_tokens : (int64_t)(budget / (double)(per_token ? per_token : 1));
+    int64_t ctx = context ? context : s.model->cfg.max_position_embeddings;
+    if (ctx > pool_tokens) ctx = pool_tokens;
+    if (ctx < 2) {
+        fprintf(stderr, "glint serve: the KV pool (%lld tokens from --mem-fraction-static %.2f) cannot hold a sequence\n",
+                (long long)pool_tokens, mem_fraction);
+        goto done;
+    }
+    s.context_length = (int)ctx;
+    glint_engine_options eo = {.max_running = (int)max_running, .max_queued = (int)max_queued,
+                               .page_size = (int)page_size, .total_pages = pool_tokens / page_size,
+                               .chunked_prefill = (int)chunked, .context_length = (int)ctx,
+                               .prefix_cache = !no_prefix_cache};
+    s.engine = glint_engine_new(s.model, &eo);
+    if (!s.engine) {
+        fprintf(stderr, "glint serve: %s\n", glint_last_error());
+        goto done;
+    }
+    s.created = time(NULL);
+    fprintf(stderr, "glint serve: context %d tokens, KV pool %lld pages of %lld tokens, %lld running at most, "
+                    "chunked prefill %lld, prefix cache %s\n", s.context_length, (long long)eo.total_pages,
+            (long long)page_size, (long long)max_running, (long long)chunked, no_prefix_cache ? "off" : "on");
+    rc = glint_http_serve(&s);
+done:
+    glint_engine_free(s.engine);
+    if (s.tmpl) glint_template_free(s.tmpl);
+    json_decref(s.special_tokens);
+    glint_tokenizer_free(s.tok);
+    glint_model_free(s.model);
+    return rc;
+}

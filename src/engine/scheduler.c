@@ -1,0 +1,530 @@
+// Continuous batching engine (see scheduler.h for the design and what is paged).
+#include "engine/scheduler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+const double glint_latency_bucket_bounds[8] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0};
+
+typedef struct {
+    glint_gen_request *req;
+    glint_state *st;
+    glint_sampler *sampler;
+    int64_t pages;        // reserved from the pool
+    int n_prefilled;      // prompt tokens already in the cache
+    int n_generated;
+    int32_t last_token;   // sampled, not yet forwarded
+    int32_t *history;     // prompt + generated (for the prefix cache)
+    int n_history;
+} sequence;
+
+typedef struct {
+    glint_state *st;
+    int32_t *tokens;  // the tokens whose rows are in st (st->n_past of them)
+    int64_t pages;
+    uint64_t last_used;
+} prefix_entry;
+
+struct glint_engine {
+    glint_model *m;
+    glint_engine_options opt;
+    pthread_t thread;
+    pthread_mutex_t mu;  // queue, stats, stop flag
+    pthread_cond_t cv;
+    glint_gen_request *queue_head, *queue_tail;
+    int n_queued;
+    int stop;
+    atomic_int wake_pending;  // a cancel arrived
+    // Engine thread only:
+    sequence *running;
+    int n_running;
+    prefix_entry *prefix;
+    int n_prefix, cap_prefix;
+    uint64_t clock;
+    int64_t pages_used;  // running + prefix cache
+    float *logits, *scratch;
+    glint_engine_stats stats;  // guarded by mu
+};
+
+// ---------------------------------------------------------------- requests
+
+glint_gen_request *glint_gen_request_new(void) {
+    glint_gen_request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    atomic_init(&r->refs, 1);
+    atomic_init(&r->cancelled, 0);
+    r->matched_stop_id = -1;
+    return r;
+}
+
+void glint_gen_request_release(glint_gen_request *r) {
+    if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r->prompt), free(r->stop_ids), free(r->tokens);
+    free(r);
+}
+
+static void finish_request(glint_engine *e, glint_gen_request *r, glint_finish_reason why, const char *error) {
+    pthread_mutex_lock(&r->mu);
+    if (r->finish == GLINT_FINISH_NONE) {
+        r->finish = why;
+        if (error) snprintf(r->error, sizeof r->error, "%s", error);
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&e->mu);
+    if (why == GLINT_FINISH_ABORT || why == GLINT_FINISH_ERROR) e->stats.requests_aborted++;
+    else e->stats.requests_finished++;
+    pthread_mutex_unlock(&e->mu);
+    glint_gen_request_release(r);
+}
+
+// ---------------------------------------------------------------- pages and the prefix cache
+
+static int64_t pages_for(const glint_engine *e, int tokens) {
+    return ((int64_t)tokens + e->opt.page_size - 1) / e->opt.page_size;
+}
+
+void glint_state_copy_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n) {
+    const glint_config *c = &m->cfg;
+    // The CPU backend's buffers are host memory; a device backend will need its copy op here.
+    for (int l = 0; l < c->num_layers; l++) {
+        memcpy(dst->latent[l], src->latent[l], (size_t)n * c->kv_lora_rank * sizeof(float));
+        memcpy(dst->kpe[l], src->kpe[l], (size_t)n * c->qk_rope_head_dim * sizeof(float));
+        if (src->index_k[l] && dst->index_k[l])
+            memcpy(dst->index_k[l], src->index_k[l], (size_t)n * c->index_head_dim * sizeof(float));
+    }
+    dst->n_past = n;
+}
+
+static void prefix_evict(glint_engine *e, int i) {
+    glint_state_free(e->m, e->prefix[i].st);
+    free(e->prefix[i].tokens);
+    e->pages_used -= e->prefix[i].pages;
+    e->prefix[i] = e->prefix[--e->n_prefix];
+}
+
+static int prefix_evict_lru(glint_engine *e) {
+    if (!e->n_prefix) return 0;
+    int oldest = 0;
+    for (int i = 1; i < e->n_prefix; i++)
+        if (e->prefix[i].last_used < e->prefix[oldest].last_used) oldest = i;
+    prefix_evict(e, oldest);
+    return 1;
+}
+
+// Keeps a finished sequence's cache for later prompts that start with the same tokens.
+static void prefix_insert(glint_engine *e, sequence *s) {
+    int n = s->st->n_past;
+    if (!e->opt.prefix_cache || n < 1) {
+        glint_state_free(e->m, s->st);
+        e->pages_used -= s->pages;
+        return;
+    }
+    // An entry that is a prefix of this one is now redundant.
+    for (int i = 0; i < e->n_prefix;) {
+        prefix_entry *p = &e->prefix[i];
+        if (p->st->n_past <= n && !memcmp(p->tokens, s->history, (size_t)p->st->n_past * sizeof(int32_t)))
+            prefix_evict(e, i);
+        else
+            i++;
+    }
+    if (e->n_prefix == e->cap_prefix) {
+        int cap = e->cap_prefix ? 2 * e->cap_prefix : 16;
+        prefix_entry *grown = realloc(e->prefix, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            glint_state_free(e->m, s->st);
+            e->pages_used -= s->pages;
+            return;
+        }
+        e->prefix = grown;
+        e->cap_prefix = cap;
+    }
+    int32_t *tokens = malloc((size_t)n * sizeof *tokens);
+    if (!tokens) {
+        glint_state_free(e->m, s->st);
+        e->pages_used -= s->pages;
+        return;
+    }
+    memcpy(tokens, s->history, (size_t)n * sizeof *tokens);
+    e->prefix[e->n_prefix++] = (prefix_entry){.st = s->st, .tokens = tokens, .pages = s->pages, .last_used = ++e->clock};
+}
+
+// The entry sharing the longest token prefix with the prompt (at most n_prompt - 1 tokens, so at
+// least one token is run to produce logits).
+static int prefix_lookup(glint_engine *e, const int32_t *prompt, int n_prompt, int *match) {
+    int best = -1;
+    *match = 0;
+    for (int i = 0; i < e->n_prefix; i++) {
+        const prefix_entry *p = &e->prefix[i];
+        int limit = p->st->n_past < n_prompt - 1 ? p->st->n_past : n_prompt - 1;
+        int k = 0;
+        while (k < limit && p->tokens[k] == prompt[k]) k++;
+        if (k > *match) *match = k, best = i;
+    }
+    return best;
+}
+
+// ---------------------------------------------------------------- admission
+
+static int request_capacity(const glint_engine *e, const glint_gen_request *r) {
+    int64_t cap = (int64_t)r->n_prompt + r->max_new_tokens;
+    return (int)(cap < e->opt.context_length ? cap : e->opt.context_length);
+}
+
+glint_submit_result glint_engine_submit(glint_engine *e, glint_gen_request *r) {
+    if (r->n_prompt < 1 || r->n_prompt >= e->opt.context_length || pages_for(e, request_capacity(e, r)) > e->opt.total_pages)
+        return GLINT_SUBMIT_TOO_LARGE;
+    pthread_mutex_lock(&e->mu);
+    glint_submit_result result = GLINT_SUBMIT_OK;
+    if (e->stop) result = GLINT_SUBMIT_STOPPED;
+    else if (e->n_queued >= e->opt.max_queued) result = GLINT_SUBMIT_QUEUE_FULL;
+    else {
+        atomic_fetch_add(&r->refs, 1);
+        r->t_submit = glint_now_seconds();
+        r->next_in_queue = NULL;
+        if (e->queue_tail) e->queue_tail->next_in_queue = r;
+        else e->queue_head = r;
+        e->queue_tail = r;
+        e->n_queued++;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return result;
+}
+
+void glint_engine_cancel(glint_engine *e, glint_gen_request *r) {
+    atomic_store(&r->cancelled, 1);
+    pthread_mutex_lock(&e->mu);
+    atomic_store(&e->wake_pending, 1);
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+// Starts a sequence for r: reserves pages (evicting cached prefixes if needed), allocates its
+// cache and copies the longest cached prefix. Returns 0, 1 when the pool is full for now, -1 on error.
+static int start_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
+    int capacity = request_capacity(e, r);
+    int64_t need = pages_for(e, capacity);
+    int match = 0;
+    int entry = e->opt.prefix_cache ? prefix_lookup(e, r->prompt, r->n_prompt, &match) : -1;
+    // Evict least recently used prefixes until the new sequence fits (never the one we copy from).
+    while (e->pages_used + need > e->opt.total_pages) {
+        if (entry >= 0) e->prefix[entry].last_used = ++e->clock;
+        int victim = -1;
+        for (int i = 0; i < e->n_prefix; i++)
+            if (i != entry && (victim < 0 || e->prefix[i].last_used < e->prefix[victim].last_used)) victim = i;
+        if (victim < 0) {
+            if (entry >= 0 && e->pages_used + need - e->prefix[entry].pages <= e->opt.total_pages) {
+                entry = -1, match = 0;  // dropping the match frees enough
+                continue;
+            }
+            if (entry < 0 && e->n_prefix) {
+                prefix_evict_lru(e);
+                continue;
+            }
+            return 1;
+        }
+        const int32_t *keep_tokens = entry >= 0 ? e->prefix[entry].tokens : NULL;
+        prefix_evict(e, victim);
+        if (keep_tokens)  // the array was compacted: find the kept entry again
+            for (int i = 0; i < e->n_prefix; i++)
+                if (e->prefix[i].tokens == keep_tokens) entry = i;
+    }
+    memset(s, 0, sizeof *s);
+    s->req = r;
+    s->pages = need;
+    s->st = glint_state_new(e->m, capacity);
+    s->sampler = s->st ? glint_sampler_new(&r->sampling, e->m->cfg.vocab_size) : NULL;
+    s->history = malloc((size_t)capacity * sizeof *s->history);
+    if (!s->st || !s->sampler || !s->history) {
+        glint_state_free(e->m, s->st);
+        glint_sampler_free(s->sampler);
+        free(s->history);
+        return -1;
+    }
+    e->pages_used += need;
+    memcpy(s->history, r->prompt, (size_t)r->n_prompt * sizeof *s->history);
+    s->n_history = r->n_prompt;
+    if (entry >= 0 && match > 0) {
+        glint_state_copy_prefix(e->m, s->st, e->prefix[entry].st, match);
+        e->prefix[entry].last_used = ++e->clock;
+        s->n_prefilled = match;
+    }
+    r->cached_tokens = match;
+    return 0;
+}
+
+static void end_sequence(glint_engine *e, sequence *s, glint_finish_reason why, const char *error) {
+    glint_sampler_free(s->sampler);
+    if (why == GLINT_FINISH_ERROR || !s->st) {
+        glint_state_free(e->m, s->st);
+        e->pages_used -= s->pages;
+    } else {
+        prefix_insert(e, s);
+    }
+    free(s->history);
+    finish_request(e, s->req, why, error);
+}
+
+// ---------------------------------------------------------------- one step
+
+static int is_stop_token(const glint_engine *e, const glint_gen_request *r, int32_t id) {
+    if (!r->ignore_eos)
+        for (int i = 0; i < e->m->cfg.n_eos; i++)
+            if (e->m->cfg.eos_ids[i] == id) return 1;
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == id) return 1;
+    return 0;
+}
+
+static void bucket(uint64_t *buckets, double seconds) {
+    for (int i = 0; i < 8; i++)
+        if (seconds <= glint_latency_bucket_bounds[i]) buckets[i]++;
+}
+
+// Samples the next token of s from e->logits and publishes it. Returns 1 when s is finished.
+static int sample_and_emit(glint_engine *e, sequence *s) {
+    glint_gen_request *r = s->req;
+    const int V = e->m->cfg.vocab_size;
+    glint_token_out out = {0};
+    if (r->logprobs) {  // log_softmax of the raw logits, before penalties and temperature
+        float mx = e->logits[0];
+        for (int i = 1; i < V; i++) mx = e->logits[i] > mx ? e->logits[i] : mx;
+        double sum = 0;
+        for (int i = 0; i < V; i++) sum += exp((double)e->logits[i] - mx);
+        float lse = mx + (float)log(sum);
+        for (int i = 0; i < V; i++) e->scratch[i] = e->logits[i] - lse;
+        int k = r->top_logprobs;
+        for (int j = 0; j < k; j++) {  // k is small: selection by repeated scans
+            int best = -1;
+            for (int i = 0; i < V; i++) {
+                int taken = 0;
+                for (int q = 0; q < j; q++) taken |= out.top_ids[q] == i;
+                if (!taken && (best < 0 || e->scratch[i] > e->scratch[best])) best = i;
+            }
+            out.top_ids[j] = best;
+            out.top_logprobs[j] = e->scratch[best];
+        }
+        out.n_top = k;
+    }
+    int32_t id = glint_sampler_sample(s->sampler, e->logits);
+    out.id = id;
+    if (r->logprobs) out.logprob = e->scratch[id];
+    out.is_stop = is_stop_token(e, r, id);
+    s->n_generated++;
+    s->last_token = id;
+    double now = glint_now_seconds();
+
+    pthread_mutex_lock(&r->mu);
+    if (r->n_tokens == r->cap_tokens) {
+        int cap = r->cap_tokens ? 2 * r->cap_tokens : 32;
+        glint_token_out *grown = realloc(r->tokens, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&r->mu);
+            end_sequence(e, s, GLINT_FINISH_ERROR, "out of memory for the output");
+            return 1;
+        }
+        r->tokens = grown;
+        r->cap_tokens = cap;
+    }
+    r->tokens[r->n_tokens++] = out;
+    double previous = r->t_last_token;
+    if (r->n_tokens == 1) r->t_first_token = now;
+    r->t_last_token = now;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+
+    pthread_mutex_lock(&e->mu);
+    e->stats.generation_tokens++;
+    if (s->n_generated == 1) {
+        e->stats.ttft_sum += now - r->t_submit, e->stats.ttft_count++;
+        bucket(e->stats.ttft_buckets, now - r->t_submit);
+    } else {
+        e->stats.itl_sum += now - previous, e->stats.itl_count++;
+        bucket(e->stats.itl_buckets, now - previous);
+    }
+    pthread_mutex_unlock(&e->mu);
+
+    if (out.is_stop) {
+        pthread_mutex_lock(&r->mu);
+        r->matched_stop_id = id;
+        pthread_mutex_unlock(&r->mu);
+        end_sequence(e, s, GLINT_FINISH_STOP, NULL);
+        return 1;
+    }
+    s->history[s->n_history++] = id;
+    if (s->n_generated >= r->max_new_tokens || s->st->n_past + 1 >= s->st->capacity) {
+        end_sequence(e, s, GLINT_FINISH_LENGTH, NULL);
+        return 1;
+    }
+    return 0;
+}
+
+// Runs one engine step over the running sequences. Prefill chunks share the step's token budget;
+// every decoding sequence advances by one token.
+static void engine_step(glint_engine *e) {
+    int budget = e->opt.chunked_prefill > 0 ? e->opt.chunked_prefill : 1 << 30;
+    int n = e->n_running;
+    for (int i = 0; i < n; i++) {
+        sequence *s = &e->running[i];
+        if (!s->req) continue;
+        glint_gen_request *r = s->req;
+        int done = 0;
+        if (atomic_load(&r->cancelled)) {
+            end_sequence(e, s, GLINT_FINISH_ABORT, NULL);
+            done = 1;
+        } else if (s->n_prefilled < r->n_prompt) {
+            if (budget <= 0) continue;
+            int chunk = r->n_prompt - s->n_prefilled;
+            if (chunk > budget) chunk = budget;
+            budget -= chunk;
+            if (glint_forward(e->m, s->st, r->prompt + s->n_prefilled, chunk, e->logits, 0)) {
+                end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
+                done = 1;
+            } else {
+                s->n_prefilled += chunk;
+                pthread_mutex_lock(&e->mu);
+                e->stats.prompt_tokens += (uint64_t)chunk;
+                pthread_mutex_unlock(&e->mu);
+                if (s->n_prefilled == r->n_prompt) done = sample_and_emit(e, s);
+            }
+        } else {
+            if (glint_forward(e->m, s->st, &s->last_token, 1, e->logits, 0)) {
+                end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
+                done = 1;
+            } else {
+                done = sample_and_emit(e, s);
+            }
+        }
+        if (done) s->req = NULL;
+    }
+    // Compact the running list, keeping admission order.
+    int kept = 0;
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i].req) e->running[kept++] = e->running[i];
+    e->n_running = kept;
+}
+
+static void *engine_main(void *arg) {
+    glint_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->stop && !e->n_running && !e->queue_head) pthread_cond_wait(&e->cv, &e->mu);
+        if (e->stop) {
+            pthread_mutex_unlock(&e->mu);
+            break;
+        }
+        atomic_store(&e->wake_pending, 0);
+        // Admit in arrival order while there is room (no overtaking: a large request at the head
+        // waits for pages rather than starving).
+        while (e->queue_head && e->n_running < e->opt.max_running) {
+            glint_gen_request *r = e->queue_head;
+            if (atomic_load(&r->cancelled)) {
+                e->queue_head = r->next_in_queue;
+                if (!e->queue_head) e->queue_tail = NULL;
+                e->n_queued--;
+                pthread_mutex_unlock(&e->mu);
+                finish_request(e, r, GLINT_FINISH_ABORT, NULL);
+                pthread_mutex_lock(&e->mu);
+                continue;
+            }
+            pthread_mutex_unlock(&e->mu);
+            sequence s;
+            int started = start_sequence(e, r, &s);
+            pthread_mutex_lock(&e->mu);
+            if (started == 1) break;  // pool full until running sequences finish
+            e->queue_head = r->next_in_queue;
+            if (!e->queue_head) e->queue_tail = NULL;
+            e->n_queued--;
+            if (started < 0) {
+                pthread_mutex_unlock(&e->mu);
+                finish_request(e, r, GLINT_FINISH_ERROR, glint_last_error());
+                pthread_mutex_lock(&e->mu);
+                continue;
+            }
+            e->running[e->n_running++] = s;
+            e->stats.cached_prompt_tokens += (uint64_t)r->cached_tokens;
+        }
+        e->stats.running = e->n_running;
+        e->stats.queued = e->n_queued;
+        e->stats.pages_used = e->pages_used;
+        e->stats.prefix_entries = e->n_prefix;
+        pthread_mutex_unlock(&e->mu);
+        if (e->n_running) {
+            engine_step(e);
+            pthread_mutex_lock(&e->mu);
+            e->stats.running = e->n_running;
+            e->stats.pages_used = e->pages_used;
+            e->stats.prefix_entries = e->n_prefix;
+            pthread_mutex_unlock(&e->mu);
+        } else {  // queue head is waiting for pages that nobody holds: cannot happen (submit checks)
+            pthread_mutex_lock(&e->mu);
+            if (!e->stop && !atomic_load(&e->wake_pending)) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 10 * 1000 * 1000;
+                if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+                pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    return NULL;
+}
+
+glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts) {
+    glint_engine *e = glint_calloc(1, sizeof *e, "engine");
+    if (!e) return NULL;
+    e->m = m;
+    e->opt = *opts;
+    if (e->opt.page_size < 1) e->opt.page_size = 1;
+    if (e->opt.max_running < 1) e->opt.max_running = 1;
+    if (e->opt.max_queued < 1) e->opt.max_queued = 1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->running = glint_calloc((size_t)e->opt.max_running, sizeof *e->running, "running sequences");
+    e->logits = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logits");
+    e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
+    e->stats.pages_total = e->opt.total_pages;
+    if (!e->running || !e->logits || !e->scratch || pthread_create(&e->thread, NULL, engine_main, e)) {
+        free(e->running), free(e->logits), free(e->scratch);
+        free(e);
+        glint_set_error("cannot start the engine thread");
+        return NULL;
+    }
+    return e;
+}
+
+void glint_engine_free(glint_engine *e) {
+    if (!e) return;
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    for (int i = 0; i < e->n_running; i++) end_sequence(e, &e->running[i], GLINT_FINISH_ABORT, "server shutting down");
+    while (e->queue_head) {
+        glint_gen_request *r = e->queue_head;
+        e->queue_head = r->next_in_queue;
+        finish_request(e, r, GLINT_FINISH_ABORT, "server shutting down");
+    }
+    while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
+    free(e->prefix), free(e->running), free(e->logits), free(e->scratch);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+void glint_engine_get_stats(glint_engine *e, glint_engine_stats *s) {
+    pthread_mutex_lock(&e->mu);
+    *s = e->stats;
+    pthread_mutex_unlock(&e->mu);
+}

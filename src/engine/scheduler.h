@@ -1,0 +1,114 @@
+// The engine loop behind `glint serve`: continuous batching over one model.
+//
+// Requests are queued (bounded), admitted while --max-running-requests and the KV page budget
+// allow, prefilled in chunks of at most --chunked-prefill-size tokens per engine step (interleaved
+// with the decode of the running requests), then decoded one token per step each. Each step
+// advances every running sequence; today that is one glint_forward call per sequence, the place
+// where a batched forward will go. Results flow back per request under its own mutex.
+//
+// KV memory: glint_state holds one contiguous cache per sequence. The page pool is admission
+// accounting: a sequence reserves ceil(capacity / page_size) pages of the budget when admitted
+// and returns them when its state is freed. The prefix cache keeps finished sequences' states
+// (LRU, counted in the same budget) and copies the longest matching token prefix into a new
+// sequence, so a repeated system prompt or the earlier turns of a chat are not prefilled again.
+#ifndef GLINT_SCHEDULER_H
+#define GLINT_SCHEDULER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "engine/sampler.h"
+#include "model/glm.h"
+
+#define GLINT_MAX_TOP_LOGPROBS 20
+
+typedef enum {
+    GLINT_FINISH_NONE = 0,
+    GLINT_FINISH_STOP,    // EOS or a stop token id (matched_stop_id), or the client's stop string
+    GLINT_FINISH_LENGTH,  // max_new_tokens or the context is full
+    GLINT_FINISH_ABORT,   // cancelled (client gone, stop string matched upstream, shutdown)
+    GLINT_FINISH_ERROR,   // engine error (message in error)
+} glint_finish_reason;
+
+typedef struct {
+    int32_t id;
+    int is_stop;    // the EOS / stop id that ended the sequence (counted, not shown as text)
+    float logprob;  // log_softmax of the raw logits (when logprobs were asked for)
+    int n_top;
+    int32_t top_ids[GLINT_MAX_TOP_LOGPROBS];
+    float top_logprobs[GLINT_MAX_TOP_LOGPROBS];
+} glint_token_out;
+
+typedef struct glint_gen_request {
+    // Set before glint_engine_submit, read-only afterwards.
+    int32_t *prompt;
+    int n_prompt;
+    glint_sampling_params sampling;
+    int max_new_tokens;
+    int32_t *stop_ids;  // extra stop token ids (EOS ids of the model stop too unless ignore_eos)
+    int n_stop_ids;
+    int ignore_eos;
+    int logprobs;      // 0: none; 1: chosen token; plus top_logprobs alternatives
+    int top_logprobs;  // 0..GLINT_MAX_TOP_LOGPROBS
+
+    // Output, guarded by mu; waiters sleep on cv.
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    glint_token_out *tokens;
+    int n_tokens, cap_tokens;
+    glint_finish_reason finish;  // NONE while running
+    int32_t matched_stop_id;     // -1 unless finished on a stop id
+    int cached_tokens;           // prompt tokens taken from the prefix cache
+    char error[256];
+    double t_submit, t_first_token, t_last_token;
+
+    atomic_int cancelled;
+    atomic_int refs;
+    struct glint_gen_request *next_in_queue;
+} glint_gen_request;
+
+typedef struct {
+    int max_running;        // --max-running-requests
+    int max_queued;         // queued requests beyond which submit answers "full"
+    int page_size;          // --page-size (tokens per KV page)
+    int64_t total_pages;    // page budget (from --mem-fraction-static or --max-total-tokens)
+    int chunked_prefill;    // tokens of prefill per engine step (<= 0: whole prompt)
+    int context_length;     // longest sequence (prompt + output)
+    int prefix_cache;       // 0 disables the prefix cache (--disable-radix-cache)
+} glint_engine_options;
+
+typedef struct {
+    uint64_t requests_finished, requests_aborted, prompt_tokens, cached_prompt_tokens, generation_tokens;
+    int running, queued;
+    int64_t pages_used, pages_total;
+    int prefix_entries;
+    double ttft_sum, itl_sum;  // seconds
+    uint64_t ttft_count, itl_count;
+    uint64_t ttft_buckets[8], itl_buckets[8];  // cumulative counts at the bounds below
+} glint_engine_stats;
+extern const double glint_latency_bucket_bounds[8];
+
+typedef struct glint_engine glint_engine;
+
+glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts);
+// Stops the loop, aborts what is queued or running, frees everything.
+void glint_engine_free(glint_engine *e);
+
+// A new request with refs = 1 (the caller's). NULL on allocation failure.
+glint_gen_request *glint_gen_request_new(void);
+void glint_gen_request_release(glint_gen_request *r);
+
+typedef enum { GLINT_SUBMIT_OK = 0, GLINT_SUBMIT_QUEUE_FULL, GLINT_SUBMIT_TOO_LARGE, GLINT_SUBMIT_STOPPED } glint_submit_result;
+// Queues r (the engine takes its own reference). TOO_LARGE: prompt + max_new_tokens can never
+// fit the context or the page pool.
+glint_submit_result glint_engine_submit(glint_engine *e, glint_gen_request *r);
+// Asks the engine to stop r; it finishes with GLINT_FINISH_ABORT at the next step boundary.
+void glint_engine_cancel(glint_engine *e, glint_gen_request *r);
+void glint_engine_get_stats(glint_engine *e, glint_engine_stats *s);
+
+// Copies the first n cached tokens (every layer's latent, rope key and indexer key rows) of src
+// into dst and sets dst->n_past = n.
+void glint_state_copy_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n);
+
+#endif
