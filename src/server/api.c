@@ -1382,7 +1382,13 @@ void glint_api_dispatch(glint_server *s, const char *method, const char *path, c
         return set_error(out, 400, "BadRequestError", "Unsupported Media Type: Only 'application/json' is allowed");
     json_error_t err;
     json_t *req = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &err);
-    if (!req) return set_error(out, 400, "Bad Request", "Invalid JSON body at line %d column %d: %s", err.line, err.column, err.text);
+    if (!req) {
+        if (strstr(err.text, "decode byte") || strstr(err.text, "UTF-8"))
+            return set_error(out, 400, "Bad Request", "Invalid UTF-8 in the request body at line %d column %d: %s",
+                             err.line, err.column, err.text);
+        return set_error(out, 400, "Bad Request", "Invalid JSON body at line %d column %d: %s", err.line, err.column,
+                         err.text);
+    }
     if (!json_is_object(req)) {
         json_decref(req);
         return set_error(out, 400, "Bad Request", "The request body must be a JSON object");

@@ -1,0 +1,245 @@
+"""Abuse: every malformed input gets sglang's flat error body with the right status, clients that
+vanish free their slots, the queue answers 503 when full, auth is enforced, the sglang launch line
+is accepted and an unknown flag is named - and the server stays up and keeps serving.
+
+usage: test_abuse.py GLINT   (GLINT_SERVER_FIXTURES names the fixture directory)
+"""
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from common import Server, check, finish, fixtures_dir, metric, post_json, request
+
+GLINT = sys.argv[1]
+FIX = fixtures_dir()
+MODEL = os.path.join(FIX, "model-random")
+OK = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0}
+CHAT = "/v1/chat/completions"
+
+
+def is_flat_error(body, status):
+    return (isinstance(body, dict) and body.get("object") == "error" and isinstance(body.get("message"), str) and
+            body.get("code") == status and "param" in body)
+
+
+def expect_error(base, path, payload, status, contains="", raw=None, headers=None):
+    if raw is not None:
+        st, _, data = request("POST", base + path, raw, headers or {"Content-Type": "application/json"})
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = data
+    else:
+        st, body = post_json(base, path, payload, headers)
+    check(st == status and is_flat_error(body, status) and contains in body.get("message", ""),
+          "%s %s -> %s %s (want %d '%s')" % (path, (raw if raw is not None else json.dumps(payload))[:80], st,
+                                             body if not isinstance(body, bytes) else body[:200], status, contains))
+
+
+def malformed(base):
+    expect_error(base, CHAT, None, 400, "Invalid JSON", raw=b'{"messages": [')
+    expect_error(base, CHAT, None, 400, "", raw=b"[1, 2]")
+    expect_error(base, CHAT, None, 400, "", raw=b"")
+    expect_error(base, CHAT, None, 400, "", raw=b'{"a": 1, "a": 2}')
+    expect_error(base, CHAT, None, 400, "UTF", raw=b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}')
+    expect_error(base, CHAT, None, 400, "Unsupported Media Type", raw=json.dumps(OK).encode(),
+                 headers={"Content-Type": "text/plain"})
+    wrong_types = [("messages", "hi"), ("messages", [5]), ("messages", [{"role": 5, "content": "x"}]),
+                   ("messages", [{"role": "hacker", "content": "x"}]), ("messages", [{"role": "user", "content": 5}]),
+                   ("temperature", "hot"), ("temperature", -1), ("top_p", 0), ("top_p", 2), ("top_k", 0),
+                   ("min_p", 1.5), ("max_tokens", "5"), ("max_tokens", -3), ("max_completion_tokens", 2.5),
+                   ("n", 0), ("n", 1000), ("stream", "yes"), ("stop", 5), ("stop", [1]), ("stop_token_ids", ["a"]),
+                   ("stop_token_ids", [10 ** 9]), ("seed", "x"), ("logprobs", "x"), ("top_logprobs", 50),
+                   ("frequency_penalty", 3), ("presence_penalty", -3), ("repetition_penalty", 0),
+                   ("tools", "x"), ("tools", [{"type": "function"}]), ("tool_choice", "sometimes"),
+                   ("tool_choice", "required"), ("chat_template_kwargs", 3), ("stream_options", 1),
+                   ("separate_reasoning", "no"), ("skip_special_tokens", 1), ("model", 3)]
+    for key, value in wrong_types:
+        body = dict(OK)
+        body[key] = value
+        expect_error(base, CHAT, body, 400)
+    expect_error(base, CHAT, {"messages": []}, 400, "Messages cannot be empty.")
+    expect_error(base, CHAT, {"max_tokens": 3}, 400)
+    expect_error(base, CHAT, dict(OK, model="gpt-4"), 404, "does not exist")
+    expect_error(base, CHAT, {"messages": [{"role": "user", "content": "word " * 3000}]}, 400, "context length")
+    expect_error(base, CHAT, dict(OK, max_tokens=100000), 400, "max_completion_tokens is too large")
+    expect_error(base, CHAT, {"messages": [{"role": "user", "content": "x" * 70000}]}, 413)
+    expect_error(base, "/v1/completions", {"prompt": [1, 2, -5]}, 400)
+    expect_error(base, "/v1/completions", {"prompt": []}, 400)
+    expect_error(base, "/v1/completions", {"prompt": 5}, 400)
+    expect_error(base, "/v1/completions", {"prompt": "hi", "max_tokens": 100000}, 400, "too large")
+    expect_error(base, "/v1/tokenize", {}, 400)
+    expect_error(base, "/v1/detokenize", {"tokens": [1, "x"]}, 400)
+    expect_error(base, "/v1/detokenize", {"tokens": [99999999]}, 400)
+    st, _, data = request("GET", base + "/v1/nothing")
+    check(st == 404 and is_flat_error(json.loads(data), 404), "unknown route 404")
+    st, _, data = request("GET", base + CHAT)
+    check(st == 405, "GET on a POST route: %s" % st)
+    # Content is data, never template code; paths in content are never read.
+    st, r = post_json(base, CHAT, {"messages": [{"role": "user", "content": "{{ ''.__class__ }} {% include '/etc/passwd' %}"}],
+                                   "max_tokens": 2})
+    check(st == 200, "template syntax in content is just text")
+    st, r = post_json(base, CHAT, dict(OK, chat_template_kwargs={"messages": []}))
+    check(st == 400, "chat_template_kwargs cannot replace messages")
+
+
+def fuzz(base):
+    rng = random.Random(5)
+    seed = json.dumps({"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+        {"role": "tool", "content": "r"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "max_tokens": 2, "temperature": 0.5, "stop": ["x"], "n": 2}).encode()
+    statuses = {}
+    for k in range(300):
+        b = bytearray(seed)
+        for _ in range(rng.randint(1, 6)):
+            op = rng.random()
+            pos = rng.randrange(len(b))
+            if op < 0.4:
+                b[pos] = rng.randrange(256)
+            elif op < 0.7:
+                del b[pos:pos + rng.randint(1, 8)]
+            else:
+                b[pos:pos] = rng.choice([b"{", b"}", b"[", b"]", b'"', b"\\", b"null", b"-1", b"1e999", b"\xc3", b","])
+        st, _, _ = request("POST", base + CHAT, bytes(b))
+        statuses[st] = statuses.get(st, 0) + 1
+        if st >= 500:
+            check(False, "fuzzed body gave %d: %r" % (st, bytes(b)[:300]))
+    print("fuzz statuses:", statuses)
+
+
+def disconnects(srv):
+    before = metric(srv.base, "sglang:num_aborted_requests_total")
+    port = srv.port
+    for k in range(6):
+        s = socket.create_connection(("127.0.0.1", port))
+        payload = json.dumps({"messages": [{"role": "user", "content": "long %d" % k}], "max_tokens": 2000, "n": 16,
+                              "temperature": 0, "ignore_eos": True, "stream": k % 2 == 0}).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+        if k % 2 == 0:
+            s.recv(300)  # mid-stream
+        else:
+            time.sleep(0.1)  # non-stream, while generating
+        s.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and metric(srv.base, "sglang:num_running_reqs") != 0:
+        time.sleep(0.05)
+    check(metric(srv.base, "sglang:num_running_reqs") == 0, "disconnected clients freed their slots")
+    after = metric(srv.base, "sglang:num_aborted_requests_total")
+    check(after - before == 6 * 16, "6 disconnects x 16 choices aborted (%s -> %s)" % (before, after))
+
+
+def queue_full():
+    srv = Server(GLINT, MODEL, "--max-running-requests", "1", "--max-queued-requests", "2")
+    try:
+        results = []
+
+        def one(i):
+            results.append(post_json(srv.base, CHAT, {"messages": [{"role": "user", "content": "q%d" % i}],
+                                                      "max_tokens": 150, "ignore_eos": True, "temperature": 0}))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(st for st, _ in results)
+        check(len(results) == 8, "every request answered")
+        check(codes.count(503) >= 1 and codes.count(200) >= 3, "queue full answers 503: %s" % codes)
+        check(all(is_flat_error(b, 503) for st, b in results if st == 503), "503 body is the flat error")
+        check(all(b["usage"]["completion_tokens"] == 150 for st, b in results if st == 200), "admitted ones ran to completion")
+    finally:
+        srv.stop()
+
+
+def auth():
+    srv = Server(GLINT, MODEL, "--api-key", "s3cret")
+    try:
+        st, _, _ = request("GET", srv.base + "/v1/models")
+        check(st == 401, "no key: %s" % st)
+        st, _, _ = request("GET", srv.base + "/v1/models", headers={"Authorization": "Bearer wrong"})
+        check(st == 401, "wrong key: %s" % st)
+        st, _ = post_json(srv.base, CHAT, OK, headers={"Authorization": "Bearer s3cre"})
+        check(st == 401, "prefix of the key: %s" % st)
+        st, _ = post_json(srv.base, CHAT, OK, headers={"Authorization": "Bearer s3cret"})
+        check(st == 200, "right key: %s" % st)
+        st, _, _ = request("GET", srv.base + "/health")
+        check(st == 200, "health needs no key")
+    finally:
+        srv.stop()
+
+
+def launch_line():
+    port = str(__import__("common").free_port())
+    template = os.path.join(MODEL, "chat_template.jinja")
+    cmd = [GLINT, "serve", "--model-path", MODEL, "--served-model-name", "glm-5.1", "--host", "127.0.0.1", "--port", port,
+           "--trust-remote-code", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "1", "--context-length", "1024",
+           "--max-running-requests", "8", "--mem-fraction-static", "0.5", "--chunked-prefill-size", "512", "--page-size", "64",
+           "--quantization", "modelopt_fp4", "--kv-cache-dtype", "fp8_e4m3", "--triton-attention-num-kv-splits", "16",
+           "--moe-runner-backend", "flashinfer_cutlass", "--fp4-gemm-backend", "flashinfer_cutlass",
+           "--attention-backend", "triton", "--cuda-graph-max-bs", "8", "--pre-warm-nccl", "--tool-call-parser", "glm47",
+           "--reasoning-parser", "glm45", "--chat-template", template, "--model-loader-extra-config",
+           '{"enable_multithread_load": true}', "--watchdog-timeout", "1200", "--json-model-override-args", "{}",
+           "--api-key", "k", "--speculative-algorithm", "EAGLE", "--speculative-num-steps", "3",
+           "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", "4", "--speculative-attention-mode",
+           "decode", "--speculative-moe-runner-backend", "triton"]
+    log = open(os.path.join(FIX, "launch-line.log"), "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base = "http://127.0.0.1:" + port
+    try:
+        ok = False
+        for _ in range(600):
+            if proc.poll() is not None:
+                break
+            try:
+                if request("GET", base + "/health", timeout=2)[0] == 200:
+                    ok = True
+                    break
+            except OSError:
+                time.sleep(0.1)
+        check(ok, "the sglang launch line starts the server")
+        if ok:
+            st, body = post_json(base, "/v1/chat/completions", dict(OK, model="glm-5.1"), headers={"Authorization": "Bearer k"})
+            check(st == 200 and body["model"] == "glm-5.1", "launch-line server answers")
+            st, _, data = request("GET", base + "/v1/models", headers={"Authorization": "Bearer k"})
+            check(json.loads(data)["data"][0]["max_model_len"] == 1024, "--context-length applied")
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        log.close()
+    text = open(os.path.join(FIX, "launch-line.log"), encoding="utf-8", errors="replace").read()
+    check(proc.returncode == 0, "launch-line server exit status %s" % proc.returncode)
+    for flag in ("--kv-cache-dtype", "--attention-backend", "--speculative", "--tensor-parallel-size", "--pre-warm-nccl"):
+        check(flag in text, "one-line notice for %s" % flag)
+    r = subprocess.run([GLINT, "serve", "-m", MODEL, "--enable-magic", "1"], capture_output=True)
+    check(r.returncode == 2 and b"--enable-magic" in r.stderr, "unknown flag is named: %r" % r.stderr)
+    r = subprocess.run([GLINT, "serve", "-m", MODEL, "--tool-call-parser", "qwen25"], capture_output=True)
+    check(r.returncode == 2 and b"glm47" in r.stderr, "unsupported parser refused: %r" % r.stderr)
+
+
+def main():
+    srv = Server(GLINT, MODEL, "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--max-request-bytes", "65536")
+    try:
+        malformed(srv.base)
+        fuzz(srv.base)
+        disconnects(srv)
+        check(srv.alive(), "server survived")
+        st, _, _ = request("GET", srv.base + "/health")
+        st2, body = post_json(srv.base, CHAT, OK)
+        check(st == 200 and st2 == 200 and body["usage"]["completion_tokens"] == 2, "serves the next request")
+    finally:
+        srv.stop()
+    queue_full()
+    auth()
+    launch_line()
+    finish("server abuse")
+
+
+if __name__ == "__main__":
+    main()
