@@ -151,7 +151,7 @@ def queue_full():
             t.join()
         codes = sorted(st for st, _ in results)
         check(len(results) == 8, "every request answered")
-        check(codes.count(503) >= 1 and codes.count(200) >= 3, "queue full answers 503: %s" % codes)
+        check(codes.count(503) >= 1 and codes.count(200) >= 2 and set(codes) <= {200, 503}, "queue full answers 503: %s" % codes)
         check(all(is_flat_error(b, 503) for st, b in results if st == 503), "503 body is the flat error")
         check(all(b["usage"]["completion_tokens"] == 150 for st, b in results if st == 200), "admitted ones ran to completion")
     finally:

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Server overhead and throughput benchmark (standard library only).
+
+1. Added latency per token: `glint generate` decode time per token vs the inter-token interval a
+   client sees on one /v1/completions stream of the same prompt ids (temperature 0, ignore_eos).
+2. Throughput at 1, 4 and 16 concurrent streams (generated tokens per second of wall time).
+
+usage: bench.py GLINT MODEL_DIR [--tokens 256] [--repeat 3]
+"""
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+PROMPT = [6002, 6004, 6007, 100, 200, 300, 400, 6008]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate_per_token(glint, model, n):
+    r = subprocess.run([glint, "generate", "-m", model, "--ids", " ".join(map(str, PROMPT)), "-n", str(n),
+                        "--temperature", "0"], capture_output=True, check=True)
+    m = re.search(rb"generated: (\d+) tokens in ([0-9.]+) s", r.stderr)
+    tokens, seconds = int(m.group(1)), float(m.group(2))
+    return seconds / max(tokens - 1, 1), tokens
+
+
+def stream(port, n, times):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = {"prompt": PROMPT, "max_tokens": n, "temperature": 0, "ignore_eos": True, "stream": True}
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    buf = b""
+    while True:
+        chunk = r.read1(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            if event != b"data: [DONE]" and b'"text":"' in event and b'"finish_reason":null' in event:
+                times.append(time.perf_counter())
+    conn.close()
+
+
+def main():
+    glint, model = sys.argv[1], sys.argv[2]
+    n = int(sys.argv[sys.argv.index("--tokens") + 1]) if "--tokens" in sys.argv else 256
+    repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3
+    gen = min(generate_per_token(glint, model, n)[0] for _ in range(repeat))
+    port = free_port()
+    proc = subprocess.Popen([glint, "serve", "-m", model, "--port", str(port), "--max-running-requests", "16"],
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        best = None
+        for _ in range(repeat):
+            times = []
+            stream(port, n, times)
+            per = (times[-1] - times[0]) / (len(times) - 1)
+            best = per if best is None else min(best, per)
+        print("decode per token: glint generate %.1f us, glint serve stream %.1f us -> added %.1f us/token (%+.1f%%)"
+              % (gen * 1e6, best * 1e6, (best - gen) * 1e6, (best / gen - 1) * 100))
+        for streams in (1, 4, 16):
+            all_times = [[] for _ in range(streams)]
+            threads = [threading.Thread(target=stream, args=(port, n, all_times[i])) for i in range(streams)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
+            total = sum(len(t) for t in all_times)
+            print("%2d concurrent streams: %d tokens in %.2f s = %.0f tokens/s" % (streams, total, wall, total / wall))
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
