@@ -133,6 +133,7 @@ struct glint_api_stream {
     glint_buf out;  // SSE bytes not yet handed to the HTTP layer
     size_t out_off;
     int finished;
+    double last_gone_check;
 };
 
 static void job_free(glint_api_stream *j) {
@@ -425,6 +426,12 @@ static void stream_choice(glint_api_stream *j, int index, const glint_buf *visib
 // Waits (in short slices, watching the client) until some choice has news or all are done.
 static int wait_for_news(glint_api_stream *j, glint_client_gone_fn gone, void *gone_arg) {
     for (;;) {
+        // Look at the socket at least every 10 ms, also while tokens keep coming.
+        double now = glint_now_seconds();
+        if (now - j->last_gone_check >= 0.01) {
+            j->last_gone_check = now;
+            if (gone && gone(gone_arg)) return -1;
+        }
         for (int i = 0; i < j->n_choices; i++) {
             choice *c = &j->choices[i];
             if (c->done) continue;
@@ -433,7 +440,6 @@ static int wait_for_news(glint_api_stream *j, glint_client_gone_fn gone, void *g
             pthread_mutex_unlock(&c->req->mu);
             if (news) return 1;
         }
-        if (gone && gone(gone_arg)) return -1;
         // Sleep on the first unfinished choice until it has news or 20 ms pass.
         for (int i = 0; i < j->n_choices; i++) {
             choice *c = &j->choices[i];

@@ -294,7 +294,8 @@ static void emit_args(glint_tool_parser *p, glint_tool_output *o, const char *te
     if (!n) return;
     int index = p->n_calls - 1;
     glint_tool_delta *last = o->n_deltas ? &o->deltas[o->n_deltas - 1] : NULL;
-    if (!last || last->index != index) last = new_delta(o, index);
+    // The delta that announces a call carries no arguments (sglang sends the name with "").
+    if (!last || last->index != index || last->name) last = new_delta(o, index);
     glint_buf_append(&last->arguments, text, n);
 }
 

@@ -139,7 +139,8 @@ def test_random_model(client, srv):
                           "Content-Type: application/json", "-d",
                           json.dumps({"messages": USER, "max_tokens": 3, "temperature": 0, "stream": True})],
                          capture_output=True, check=True).stdout.decode()
-    check("text/event-stream" in out and out.rstrip().endswith("data: [DONE]") and out.count("data: ") == 6,
+    # role chunk, 1-3 content chunks (tokens that arrive together share a chunk), finish, [DONE]
+    check("text/event-stream" in out and out.rstrip().endswith("data: [DONE]") and 4 <= out.count("data: ") <= 6,
           "curl SSE framing:\n" + out)
     out = subprocess.run(["curl", "-sS", srv.base + "/v1/models"], capture_output=True, check=True).stdout
     check(json.loads(out)["data"][0]["max_model_len"] == 2048, "curl /v1/models")

@@ -132,6 +132,7 @@ static void test_tools(const json_t *tools) {
                     if (d->name) {
                         CHECK(!names[d->index], "case %zu: name sent twice", c);
                         CHECK(args[d->index].len == 0, "case %zu: arguments before the name", c);
+                        CHECK(d->arguments.len == 0, "case %zu: the name delta carries arguments", c);
                         name_copies[d->index] = strdup(d->name);
                         names[d->index] = name_copies[d->index];
                         ids_seen[d->index]++;
