@@ -17,6 +17,9 @@ typedef struct {
     const char *path;  // for messages
 } load_ctx;
 
+// Ids index dense tables; real vocabularies stay far below this.
+enum { MAX_TOKEN_ID = 1 << 26 };
+
 static json_t *load_json_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -377,8 +380,8 @@ static bool load_model(const load_ctx *ctx, glint_tokenizer *tok, json_t *model)
     int32_t max_id = -1;
     json_object_foreach(vocab, key, value) {
         json_int_t id = json_integer_value(value);
-        if (!json_is_integer(value) || id < 0 || id >= INT32_MAX) {
-            glint_set_error("%s: model.vocab[\"%s\"] must be a non-negative integer id", ctx->path, key);
+        if (!json_is_integer(value) || id < 0 || id >= MAX_TOKEN_ID) {
+            glint_set_error("%s: model.vocab[\"%s\"] must be an integer id in 0..%d", ctx->path, key, MAX_TOKEN_ID - 1);
             return false;
         }
         if (!tok_strmap_put(&tok->vocab, key, strlen(key), (int32_t)id)) return false;
@@ -605,6 +608,11 @@ static bool load_added_tokens(const load_ctx *ctx, glint_tokenizer *tok, json_t 
         if (!a) {
             if (id < 0) id = tok_strmap_get(&tok->vocab, text, len);
             if (id < 0) id = next_id++;
+            if (id >= MAX_TOKEN_ID) {
+                glint_set_error("%s: added_tokens[%zu]: too many tokens", ctx->path, i);
+                ok = false;
+                break;
+            }
             a = &tok->added[tok->n_added++];
             a->len = len;
             if (!(a->content = dup_bytes(text, len))) {

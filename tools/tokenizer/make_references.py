@@ -93,7 +93,24 @@ def make_feature_variants():
         {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
     b["decoder"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     b["post_processor"] = None
-    return {"glm5-features-a": a, "glm5-features-b": b}
+    # C: NFC + left Strip + Replace; Digits(contiguous), Metaspace(always, no split) before ByteLevel,
+    #    a Split with MergedWithPrevious; RobertaProcessing; Sequence[ByteLevel, Replace, Fuse] decoder.
+    c = copy.deepcopy(base)
+    c["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFC"}, {"type": "Strip", "strip_left": True, "strip_right": False},
+        {"type": "Replace", "pattern": {"Regex": "[0-9]{4}"}, "content": "####"}]}
+    c["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": False},
+        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": False},
+        {"type": "Split", "pattern": {"Regex": "▁"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+    c["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "Fuse"}]}  # (HF's Strip with stop > 0 panics on an empty string, so not here)
+    c["post_processor"] = {"type": "RobertaProcessing", "sep": ["<|endoftext|>", 6000], "cls": ["[gMASK]", 6002],
+                           "trim_offsets": True, "add_prefix_space": False}
+    return {"glm5-features-a": a, "glm5-features-b": b, "glm5-features-c": c}
 
 
 def make_sentencepiece_style():
@@ -125,7 +142,12 @@ def make_sentencepiece_style():
     meta["normalizer"] = None
     meta["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True}
     meta["decoder"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True}
-    return {"spm-style": spm, "metaspace": meta}
+    # NFKD + Lowercase in front, Metaspace "always" without splitting, no decoder (tokens joined by spaces).
+    always = copy.deepcopy(meta)
+    always["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Lowercase"}]}
+    always["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": False}
+    always["decoder"] = None
+    return {"spm-style": spm, "metaspace": meta, "metaspace-always": always}
 
 
 def main():
