@@ -110,7 +110,15 @@ def make_feature_variants():
         {"type": "Fuse"}]}  # (HF's Strip with stop > 0 panics on an empty string, so not here)
     c["post_processor"] = {"type": "RobertaProcessing", "sep": ["<|endoftext|>", 6000], "cls": ["[gMASK]", 6002],
                            "trim_offsets": True, "add_prefix_space": False}
-    return {"glm5-features-a": a, "glm5-features-b": b, "glm5-features-c": c}
+    # D: ByteLevel first (mapping bytes to characters), then a Split on the mapped text ("Ġ" is the
+    #    mapped space), so BPE works on characters; byte-level decoder.
+    d = copy.deepcopy(base)
+    d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": False},
+        {"type": "Split", "pattern": {"Regex": "Ġ"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"String": "Ċ"}, "behavior": "Isolated", "invert": False}]}
+    d["post_processor"] = None
+    return {"glm5-features-a": a, "glm5-features-b": b, "glm5-features-c": c, "glm5-features-d": d}
 
 
 def make_sentencepiece_style():
