@@ -32,7 +32,7 @@ static json_t *load_json_file(const char *path) {
     char *text = glint_read_text_file(path, &len);
     if (!text) return NULL;
     json_error_t err;
-    json_t *root = json_loadb(text, len, 0, &err);
+    json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, &err);  // vocabularies may hold "\u0000"
     free(text);
     if (!root) {
         glint_set_error("%s:%d:%d: malformed JSON: %s", path, err.line, err.column, err.text);
@@ -309,15 +309,16 @@ static bool resolve_merge(const glint_tokenizer *tok, json_t *m, tok_buf *joined
     out[0] = out[1] = out[2] = -1;
     if (json_is_string(m)) {
         a = json_string_value(m);
-        const char *space = strchr(a, ' ');
+        size_t len = json_string_length(m);
+        const char *space = memchr(a, ' ', len);
         if (!space) {
             out[0] = -2;
-            tok_buf_append(joined, a, strlen(a));
+            tok_buf_append(joined, a, len);
             return false;
         }
         a_len = (size_t)(space - a);
         b = space + 1;
-        b_len = strlen(b);
+        b_len = len - a_len - 1;
     } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
                json_is_string(json_array_get(m, 1))) {
         a = json_string_value(json_array_get(m, 0));
@@ -375,16 +376,17 @@ static bool load_model(const load_ctx *ctx, glint_tokenizer *tok, json_t *model)
     }
 
     if (!tok_strmap_init(&tok->vocab, json_object_size(vocab))) return false;
-    const char *key;
-    json_t *value;
     int32_t max_id = -1;
-    json_object_foreach(vocab, key, value) {
+    for (void *it = json_object_iter(vocab); it; it = json_object_iter_next(vocab, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t key_len = json_object_iter_key_len(it);  // keys may contain NUL
+        json_t *value = json_object_iter_value(it);
         json_int_t id = json_integer_value(value);
         if (!json_is_integer(value) || id < 0 || id >= MAX_TOKEN_ID) {
             glint_set_error("%s: model.vocab[\"%s\"] must be an integer id in 0..%d", ctx->path, key, MAX_TOKEN_ID - 1);
             return false;
         }
-        if (!tok_strmap_put(&tok->vocab, key, strlen(key), (int32_t)id)) return false;
+        if (!tok_strmap_put(&tok->vocab, key, key_len, (int32_t)id)) return false;
         if (id > max_id) max_id = (int32_t)id;
     }
     tok->n_ids = max_id + 1;

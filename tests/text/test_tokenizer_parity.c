@@ -23,6 +23,24 @@ static void print_ids(const char *label, const int32_t *ids, size_t n) {
     fprintf(stderr, n > 40 ? " ...\n" : "\n");
 }
 
+// True when s[0..n) is complete, valid UTF-8 (what a streamed piece must be).
+static int valid_utf8(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!k || i + k > n || (k == 2 && c < 0xC2)) return 0;
+        for (size_t j = 1; j < k; j++)
+            if ((u[i + j] & 0xC0) != 0x80) return 0;
+        uint32_t cp = k == 1 ? c : k == 2 ? (c & 0x1Fu) : k == 3 ? (c & 0x0Fu) : (c & 0x07u);
+        for (size_t j = 1; j < k; j++) cp = (cp << 6) | (u[i + j] & 0x3Fu);
+        if ((k == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (k == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
 static int32_t *json_ids(json_t *arr, size_t *n) {
     *n = json_array_size(arr);
     int32_t *ids = malloc((*n + 1) * sizeof *ids);
@@ -71,8 +89,8 @@ static void check_decode(const glint_tokenizer *tok, size_t ci, const char *text
         size_t piece_len = 0;
         char *piece = i < n ? glint_detok_stream_push(stream, ids[i], &piece_len) : glint_detok_stream_flush(stream, &piece_len);
         if (!piece) break;
-        // A pushed piece must be complete UTF-8 on its own.
-        if (i < n && piece_len && (piece[0] & 0xC0) == 0x80) bad_utf8_piece = 1;
+        // Every piece must be complete UTF-8 on its own.
+        if (!valid_utf8(piece, piece_len)) bad_utf8_piece = 1;
         joined = realloc(joined, joined_len + piece_len + 1);
         memcpy(joined + joined_len, piece, piece_len);
         joined_len += piece_len;
