@@ -21,6 +21,7 @@ import tarfile
 
 import tokenizers
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, decoders, trainers
+from tokenizers.decoders import DecodeStream
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus import CORPUS, PASSAGES, random_strings  # noqa: E402
@@ -158,6 +159,12 @@ def make_sentencepiece_style():
     return {"spm-style": spm, "metaspace": meta, "metaspace-always": always}
 
 
+def stream_pieces(tok, ids, skip_special_tokens):
+    """What HF's DecodeStream returns for each id ("" where it returns None)."""
+    stream = DecodeStream(skip_special_tokens=skip_special_tokens)
+    return [stream.step(tok, i) or "" for i in ids]
+
+
 def main():
     if tokenizers.__version__ != REQUIRED_TOKENIZERS:
         sys.exit(f"need tokenizers=={REQUIRED_TOKENIZERS} (pip install tokenizers=={REQUIRED_TOKENIZERS}),"
@@ -181,7 +188,9 @@ def main():
             ids_special = tok.encode(text, add_special_tokens=True).ids
             cases.append({"text": text, "ids": ids, "ids_with_special": ids_special,
                           "decoded": tok.decode(ids_special, skip_special_tokens=False),
-                          "decoded_skip_special": tok.decode(ids_special, skip_special_tokens=True)})
+                          "decoded_skip_special": tok.decode(ids_special, skip_special_tokens=True),
+                          "stream": stream_pieces(tok, ids_special, False),
+                          "stream_skip_special": stream_pieces(tok, ids_special, True)})
         write_json(os.path.join(FIXTURES, name, "reference.json"),
                    {"tokenizers_version": tokenizers.__version__, "cases": cases})
         print(f"{name}: {len(cases)} cases, vocab {tok.get_vocab_size()}")
