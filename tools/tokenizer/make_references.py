@@ -41,12 +41,6 @@ def load_tokenizer_json_text(name):
         return tar.extractfile("tokenizer.json").read().decode("utf-8")
 
 
-def write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-        f.write("\n")
-
-
 def added_token(content, id_, special, lstrip=False, rstrip=False, single_word=False, normalized=False):
     return {"id": id_, "content": content, "single_word": single_word, "lstrip": lstrip,
             "rstrip": rstrip, "normalized": normalized, "special": special}
@@ -191,8 +185,11 @@ def main():
                           "decoded_skip_special": tok.decode(ids_special, skip_special_tokens=True),
                           "stream": stream_pieces(tok, ids_special, False),
                           "stream_skip_special": stream_pieces(tok, ids_special, True)})
-        write_json(os.path.join(FIXTURES, name, "reference.json"),
-                   {"tokenizers_version": tokenizers.__version__, "cases": cases})
+        # One case per line: compact, and diffs stay readable.
+        with open(os.path.join(FIXTURES, name, "reference.json"), "w", encoding="utf-8") as f:
+            f.write('{"tokenizers_version": "%s", "cases": [\n' % tokenizers.__version__)
+            f.write(",\n".join(json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in cases))
+            f.write("\n]}\n")
         print(f"{name}: {len(cases)} cases, vocab {tok.get_vocab_size()}")
 
     # Files for the command-line test (tests/text/cli_test.sh): stdin text and the expected outputs.
