@@ -654,21 +654,51 @@ static bool load_added_tokens(const load_ctx *ctx, glint_tokenizer *tok, json_t 
     return ok;
 }
 
-static bool read_config(glint_tokenizer *tok, const char *path) {
-    json_t *root = load_json_file(path);
-    if (!root) return false;
+static bool read_config(glint_tokenizer *tok, json_t *config) {
     const char *keys[2] = {"bos_token", "eos_token"};
     char **dest[2] = {&tok->bos_token, &tok->eos_token};
     for (int k = 0; k < 2; k++) {
-        json_t *v = json_object_get(root, keys[k]);
+        json_t *v = json_object_get(config, keys[k]);
         if (json_is_object(v)) v = json_object_get(v, "content");  // {"__type": "AddedToken", "content": ...}
-        if (json_is_string(v) && !(*dest[k] = dup_bytes(json_string_value(v), json_string_length(v)))) {
-            json_decref(root);
-            return false;
-        }
+        if (json_is_string(v) && !(*dest[k] = dup_bytes(json_string_value(v), json_string_length(v)))) return false;
     }
-    json_decref(root);
     return true;
+}
+
+static int compare_by_id(const void *a, const void *b) {
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "id"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "id"));
+    return x < y ? -1 : x > y;
+}
+
+// tokenizer.json's added tokens, then (in id order) those of tokenizer_config.json's
+// added_tokens_decoder that tokenizer.json lacks, with their flags — as transformers adds them.
+static json_t *merge_config_added_tokens(json_t *added, json_t *config) {
+    json_t *all = added ? json_copy(added) : json_array();
+    json_t *decoder = json_object_get(config, "added_tokens_decoder");
+    if (!all || !json_is_object(decoder) || !json_object_size(decoder)) return all;
+    json_t **extra = calloc(json_object_size(decoder), sizeof *extra);
+    size_t n_extra = 0;
+    const char *key;
+    json_t *entry;
+    json_object_foreach(decoder, key, entry) {
+        int64_t id;
+        json_t *content = json_object_get(entry, "content");
+        if (!extra || glint_parse_int64(key, &id) != 0 || !json_is_string(content)) continue;
+        bool known = false;
+        for (size_t i = 0; i < json_array_size(added) && !known; i++) {
+            json_t *t = json_array_get(added, i);
+            known = json_integer_value(json_object_get(t, "id")) == id || json_equal(json_object_get(t, "content"), content);
+        }
+        if (known) continue;
+        json_t *t = json_deep_copy(entry);
+        if (t) json_object_set_new(t, "id", json_integer(id));
+        if (t) extra[n_extra++] = t;
+    }
+    qsort(extra, n_extra, sizeof *extra, compare_by_id);
+    for (size_t i = 0; i < n_extra; i++) json_array_append_new(all, extra[i]);
+    free(extra);
+    return all;
 }
 
 static bool build_id_table(glint_tokenizer *tok) {
@@ -717,11 +747,16 @@ glint_tokenizer *glint_tokenizer_load(const char *tokenizer_json_path, const cha
     }
     json_t *post = json_object_get(root, "post_processor");
     if (ok && json_is_object(post)) ok = load_post_processor(&ctx, tok, post);
+    json_t *config = NULL;
+    if (ok && config_path) ok = (config = load_json_file(config_path)) != NULL && read_config(tok, config);
     json_t *added = json_object_get(root, "added_tokens");
-    if (ok) ok = load_added_tokens(&ctx, tok, json_is_array(added) ? added : NULL);
+    json_t *all_added = NULL;
+    if (ok) ok = (all_added = merge_config_added_tokens(json_is_array(added) ? added : NULL, config)) != NULL;
+    if (ok) ok = load_added_tokens(&ctx, tok, all_added);
+    json_decref(all_added);
+    json_decref(config);
     json_decref(root);
     if (ok) ok = build_id_table(tok);
-    if (ok && config_path) ok = read_config(tok, config_path);
     if (ok) {
         // When the last pre-tokenizer is ByteLevel, BPE runs on raw bytes (each byte stands for its
         // mapped character); otherwise on the characters of the piece.
