@@ -35,6 +35,7 @@ typedef struct {
     int64_t layers;
     const char *ctx_list;
     int64_t n_decode;
+    int kernels;
 } model_options;
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
@@ -66,6 +67,7 @@ static int parse_options(const char *cmd, int argc, char **argv, model_options *
         int takes_value = 1;
         int64_t n;
         if (!strcmp(a, "--print-ids")) o->print_ids = 1, takes_value = 0;
+        else if (!strcmp(a, "--kernels")) o->kernels = 1, takes_value = 0;
         else if (!v) return usage_error(cmd, "option %s needs a value (see glint --help)", a);
         else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--model-path")) o->model_dir = v;
         else if (!strcmp(a, "--backend")) o->backend = v;
@@ -415,10 +417,78 @@ static double kv_bytes_per_token(const glint_config *c, int ctx) {
     return bytes;
 }
 
+// Weight streaming of the matrix-vector kernels, one format at a time, on matrices of ~10x the
+// last-level cache (issue: quantized weights, CPU speed).
+static int bench_kernels(glint_backend *be) {
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc <= 0) llc = 32l << 20;
+    double copy_bw = 0, read_bw = 0;
+    if (glint_cpu_measure_bandwidth(be->n_threads, &copy_bw, &read_bw)) {
+        fprintf(stderr, "glint bench: %s\n", glint_last_error());
+        return 1;
+    }
+    printf("machine: %d threads, kernels %s, last-level cache %.0f MiB; measured now: streaming copy %.2f GB/s "
+           "(read + write), streaming read %.2f GB/s\n",
+           be->n_threads, glint_cpu_isa(), llc / 1048576.0, copy_bw / 1e9, read_bw / 1e9);
+    printf("%-10s %14s %12s %10s %10s %10s\n", "format", "matrix", "MB", "ms", "GB/s", "% of read");
+    const int64_t K = 8192;
+    const struct {
+        const char *name;
+        glint_weight_format format;
+        glint_dtype dtype;
+        double bytes_per_weight;
+    } formats[] = {{"BF16", GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 2.0},
+                   {"FP8-block", GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 1.0 + 4.0 / (128 * 128)},
+                   {"NVFP4", GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 0.5 + 1.0 / 16}};
+    int rc = 0;
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0] && !rc; f++) {
+        const int64_t N = ((int64_t)(10.0 * (double)llc / (formats[f].bytes_per_weight * (double)K)) + 127) / 128 * 128;
+        size_t data_bytes = formats[f].format == GLINT_WFMT_NVFP4 ? (size_t)(N * K / 2)
+                            : (size_t)(N * K) * glint_dtype_size(formats[f].dtype);
+        size_t scale_bytes = formats[f].format == GLINT_WFMT_NVFP4       ? (size_t)(N * K / 16)
+                             : formats[f].format == GLINT_WFMT_FP8_BLOCK ? (size_t)((N / 128) * (K / 128) * 4)
+                                                                          : 0;
+        uint8_t *data = malloc(data_bytes), *scales = scale_bytes ? malloc(scale_bytes) : NULL;
+        float *x = malloc(sizeof(float) * K), *y = malloc(sizeof(float) * N);
+        if (!data || (scale_bytes && !scales) || !x || !y) {
+            fprintf(stderr, "glint bench: out of memory for the %s kernel matrix\n", formats[f].name);
+            rc = 1;
+        } else {
+            uint64_t z = 0x9E3779B97F4A7C15ull;
+            for (size_t i = 0; i < data_bytes; i++) {
+                z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+                data[i] = (uint8_t)(formats[f].dtype == GLINT_DTYPE_BF16 && i % 2 ? 0x3c : z);  // BF16: |w| < 1
+                if (formats[f].dtype == GLINT_DTYPE_F8_E4M3 && (data[i] & 0x7f) == 0x7f) data[i] = 0x30;
+            }
+            for (size_t i = 0; i < scale_bytes; i++)
+                scales[i] = formats[f].format == GLINT_WFMT_NVFP4 ? 0x30 : (i % 4 == 3 ? 0x3c : 0);  // 0.5 / ~0.01
+            for (int64_t k = 0; k < K; k++) x[k] = (float)(k % 7) * 0.1f;
+            glint_weight W = {.dtype = formats[f].dtype, .rows = N, .cols = K, .data = data, .name = formats[f].name,
+                              .format = formats[f].format, .scales = scales, .global_scale = 1.0f, .block = 128};
+            if (formats[f].format == GLINT_WFMT_NVFP4) W.scales_dtype = GLINT_DTYPE_F8_E4M3, W.block = 16;
+            double best = 1e30;
+            for (int rep = 0; rep < 6; rep++) {
+                double t0 = glint_now_seconds();
+                be->matmul(be, y, (int)N, x, (int)K, 1, &W);
+                double dt = glint_now_seconds() - t0;
+                if (rep && dt < best) best = dt;  // first pass warms the pages
+            }
+            double bytes = (double)(data_bytes + scale_bytes);
+            char shape[32];
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)N, (long long)K);
+            printf("%-10s %14s %12.1f %10.2f %10.2f %9.1f%%\n", formats[f].name, shape, bytes / 1e6, best * 1e3,
+                   bytes / best / 1e9, 100.0 * bytes / best / read_bw);
+        }
+        free(data), free(scales), free(x), free(y);
+    }
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     model_options o;
     int rc = parse_options("bench", argc, argv, &o);
     if (rc) return rc;
+    if (o.kernels) return bench_kernels(make_backend(&o));
     if (!o.model_dir == !o.synthetic) {
         fprintf(stderr, "glint bench: give -m DIR or --synthetic NAME\n");
         return 2;

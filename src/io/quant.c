@@ -373,7 +373,7 @@ int glint_bind_quantized_linear(const glint_checkpoint *ck, const glint_quant_co
         return -1;
     }
     int config_says_quantized =
-        (qc->method == GLINT_QUANT_MODELOPT && !strcmp(qc->algo, "NVFP4")) ||
+        (qc->method == GLINT_QUANT_MODELOPT && (!strcmp(qc->algo, "NVFP4") || !strcmp(qc->algo, "W4A16_NVFP4"))) ||
         (qc->method == GLINT_QUANT_COMPRESSED_TENSORS && !strcmp(qc->algo, "nvfp4-pack-quantized"));
     if (rc == 0 && config_says_quantized && !excluded) {
         glint_set_error("%s is stored unquantized but %s (%s) does not exclude it", module, qc->source, qc->algo);

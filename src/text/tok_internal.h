@@ -190,9 +190,11 @@ typedef struct {
     bool empty;
 } tok_trie;
 
+// Post-processor as a list of items: item i is either the encoded sequence (items[i] < 0) or the
+// fixed ids group_ids[i][0 .. group_len[i]) of a special token.
 typedef struct {
     int32_t n_template;
-    int32_t *items;  // >= 0: index into special_ids groups; -1: the sequence
+    int32_t *items;
     int32_t **group_ids;
     size_t *group_len;
 } tok_template;

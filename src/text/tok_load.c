@@ -17,6 +17,9 @@ typedef struct {
     const char *path;  // for messages
 } load_ctx;
 
+// Ids index dense tables; real vocabularies stay far below this.
+enum { MAX_TOKEN_ID = 1 << 26 };
+
 static json_t *load_json_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -29,7 +32,7 @@ static json_t *load_json_file(const char *path) {
     char *text = glint_read_text_file(path, &len);
     if (!text) return NULL;
     json_error_t err;
-    json_t *root = json_loadb(text, len, 0, &err);
+    json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, &err);  // vocabularies may hold "\u0000"
     free(text);
     if (!root) {
         glint_set_error("%s:%d:%d: malformed JSON: %s", path, err.line, err.column, err.text);
@@ -306,15 +309,16 @@ static bool resolve_merge(const glint_tokenizer *tok, json_t *m, tok_buf *joined
     out[0] = out[1] = out[2] = -1;
     if (json_is_string(m)) {
         a = json_string_value(m);
-        const char *space = strchr(a, ' ');
+        size_t len = json_string_length(m);
+        const char *space = memchr(a, ' ', len);
         if (!space) {
             out[0] = -2;
-            tok_buf_append(joined, a, strlen(a));
+            tok_buf_append(joined, a, len);
             return false;
         }
         a_len = (size_t)(space - a);
         b = space + 1;
-        b_len = strlen(b);
+        b_len = len - a_len - 1;
     } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
                json_is_string(json_array_get(m, 1))) {
         a = json_string_value(json_array_get(m, 0));
@@ -372,16 +376,17 @@ static bool load_model(const load_ctx *ctx, glint_tokenizer *tok, json_t *model)
     }
 
     if (!tok_strmap_init(&tok->vocab, json_object_size(vocab))) return false;
-    const char *key;
-    json_t *value;
     int32_t max_id = -1;
-    json_object_foreach(vocab, key, value) {
+    for (void *it = json_object_iter(vocab); it; it = json_object_iter_next(vocab, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t key_len = json_object_iter_key_len(it);  // keys may contain NUL
+        json_t *value = json_object_iter_value(it);
         json_int_t id = json_integer_value(value);
-        if (!json_is_integer(value) || id < 0 || id >= INT32_MAX) {
-            glint_set_error("%s: model.vocab[\"%s\"] must be a non-negative integer id", ctx->path, key);
+        if (!json_is_integer(value) || id < 0 || id >= MAX_TOKEN_ID) {
+            glint_set_error("%s: model.vocab[\"%s\"] must be an integer id in 0..%d", ctx->path, key, MAX_TOKEN_ID - 1);
             return false;
         }
-        if (!tok_strmap_put(&tok->vocab, key, strlen(key), (int32_t)id)) return false;
+        if (!tok_strmap_put(&tok->vocab, key, key_len, (int32_t)id)) return false;
         if (id > max_id) max_id = (int32_t)id;
     }
     tok->n_ids = max_id + 1;
@@ -605,6 +610,11 @@ static bool load_added_tokens(const load_ctx *ctx, glint_tokenizer *tok, json_t 
         if (!a) {
             if (id < 0) id = tok_strmap_get(&tok->vocab, text, len);
             if (id < 0) id = next_id++;
+            if (id >= MAX_TOKEN_ID) {
+                glint_set_error("%s: added_tokens[%zu]: too many tokens", ctx->path, i);
+                ok = false;
+                break;
+            }
             a = &tok->added[tok->n_added++];
             a->len = len;
             if (!(a->content = dup_bytes(text, len))) {
@@ -644,21 +654,51 @@ static bool load_added_tokens(const load_ctx *ctx, glint_tokenizer *tok, json_t 
     return ok;
 }
 
-static bool read_config(glint_tokenizer *tok, const char *path) {
-    json_t *root = load_json_file(path);
-    if (!root) return false;
+static bool read_config(glint_tokenizer *tok, json_t *config) {
     const char *keys[2] = {"bos_token", "eos_token"};
     char **dest[2] = {&tok->bos_token, &tok->eos_token};
     for (int k = 0; k < 2; k++) {
-        json_t *v = json_object_get(root, keys[k]);
+        json_t *v = json_object_get(config, keys[k]);
         if (json_is_object(v)) v = json_object_get(v, "content");  // {"__type": "AddedToken", "content": ...}
-        if (json_is_string(v) && !(*dest[k] = dup_bytes(json_string_value(v), json_string_length(v)))) {
-            json_decref(root);
-            return false;
-        }
+        if (json_is_string(v) && !(*dest[k] = dup_bytes(json_string_value(v), json_string_length(v)))) return false;
     }
-    json_decref(root);
     return true;
+}
+
+static int compare_by_id(const void *a, const void *b) {
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "id"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "id"));
+    return x < y ? -1 : x > y;
+}
+
+// tokenizer.json's added tokens, then (in id order) those of tokenizer_config.json's
+// added_tokens_decoder that tokenizer.json lacks, with their flags — as transformers adds them.
+static json_t *merge_config_added_tokens(json_t *added, json_t *config) {
+    json_t *all = added ? json_copy(added) : json_array();
+    json_t *decoder = json_object_get(config, "added_tokens_decoder");
+    if (!all || !json_is_object(decoder) || !json_object_size(decoder)) return all;
+    json_t **extra = calloc(json_object_size(decoder), sizeof *extra);
+    size_t n_extra = 0;
+    const char *key;
+    json_t *entry;
+    json_object_foreach(decoder, key, entry) {
+        int64_t id;
+        json_t *content = json_object_get(entry, "content");
+        if (!extra || glint_parse_int64(key, &id) != 0 || !json_is_string(content)) continue;
+        bool known = false;
+        for (size_t i = 0; i < json_array_size(added) && !known; i++) {
+            json_t *t = json_array_get(added, i);
+            known = json_integer_value(json_object_get(t, "id")) == id || json_equal(json_object_get(t, "content"), content);
+        }
+        if (known) continue;
+        json_t *t = json_deep_copy(entry);
+        if (t) json_object_set_new(t, "id", json_integer(id));
+        if (t) extra[n_extra++] = t;
+    }
+    qsort(extra, n_extra, sizeof *extra, compare_by_id);
+    for (size_t i = 0; i < n_extra; i++) json_array_append_new(all, extra[i]);
+    free(extra);
+    return all;
 }
 
 static bool build_id_table(glint_tokenizer *tok) {
@@ -707,11 +747,16 @@ glint_tokenizer *glint_tokenizer_load(const char *tokenizer_json_path, const cha
     }
     json_t *post = json_object_get(root, "post_processor");
     if (ok && json_is_object(post)) ok = load_post_processor(&ctx, tok, post);
+    json_t *config = NULL;
+    if (ok && config_path) ok = (config = load_json_file(config_path)) != NULL && read_config(tok, config);
     json_t *added = json_object_get(root, "added_tokens");
-    if (ok) ok = load_added_tokens(&ctx, tok, json_is_array(added) ? added : NULL);
+    json_t *all_added = NULL;
+    if (ok) ok = (all_added = merge_config_added_tokens(json_is_array(added) ? added : NULL, config)) != NULL;
+    if (ok) ok = load_added_tokens(&ctx, tok, all_added);
+    json_decref(all_added);
+    json_decref(config);
     json_decref(root);
     if (ok) ok = build_id_table(tok);
-    if (ok && config_path) ok = read_config(tok, config_path);
     if (ok) {
         // When the last pre-tokenizer is ByteLevel, BPE runs on raw bytes (each byte stands for its
         // mapped character); otherwise on the characters of the piece.

@@ -97,6 +97,49 @@ int main(void) {
         expect_close(what, &dot, &dot_ref, 1);
     }
     free(w32), free(x), free(w16), free(wb16), free(w8), free(w8_as_f32);
+
+    // Quantized formats: every ISA against the same weights dequantized to F32 (generic kernels).
+    const int64_t Ks[] = {16, 48, 80, 96, 208, 256};
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+        const int64_t QK = Ks[ki], QN = 40;
+        uint8_t *codes = malloc((size_t)(QN * QK)), *bscales = malloc((size_t)(QN * QK / 16));
+        float *fscales = malloc(sizeof(float) * 4 * 8), *deq = malloc(sizeof(float) * QN * QK);
+        float *qx = malloc(sizeof(float) * 3 * QK), qref[3 * 40], qgot[3 * 40];
+        int32_t *qweight = malloc(sizeof(int32_t) * (QK / 8) * QN), *qzeros = malloc(sizeof(int32_t) * 8 * QN / 8);
+        uint16_t *gscales = malloc(sizeof(uint16_t) * 8 * QN);
+        for (int64_t i = 0; i < QN * QK; i++) {
+            codes[i] = (uint8_t)(rng >> 24), uniform();
+            if ((codes[i] & 0x7f) == 0x7f) codes[i] = 0x31;
+        }
+        for (int64_t i = 0; i < QN * QK / 16; i++) bscales[i] = (uint8_t)(0x20 + (i * 7) % 40);
+        for (int i = 0; i < 32; i++) fscales[i] = 0.01f * (float)(1 + i % 5);
+        for (int64_t i = 0; i < (QK / 8) * QN; i++) qweight[i] = (int32_t)(rng >> 16), uniform();
+        for (int i = 0; i < 8 * QN / 8; i++) qzeros[i] = 0x77777777;
+        for (int i = 0; i < 8 * QN; i++) gscales[i] = f32_to_f16_exact(0.0625f * (float)(1 + i % 3));
+        for (int64_t i = 0; i < 3 * QK; i++) qx[i] = uniform();
+        glint_weight qws[3] = {
+            {.format = GLINT_WFMT_NVFP4, .dtype = GLINT_DTYPE_U8, .rows = QN, .cols = QK, .data = codes,
+             .scales = bscales, .scales_dtype = GLINT_DTYPE_F8_E4M3, .global_scale = 0.75f, .block = 16, .name = "nvfp4"},
+            {.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .rows = QN, .cols = QK, .data = codes,
+             .scales = fscales, .scales_dtype = GLINT_DTYPE_F32, .block = 32, .name = "fp8-block"},
+            {.format = GLINT_WFMT_GPTQ_INT4, .dtype = GLINT_DTYPE_I32, .rows = QN, .cols = QK, .data = qweight,
+             .scales = gscales, .scales_dtype = GLINT_DTYPE_F16, .block = 32, .zeros = qzeros, .name = "gptq"}};
+        for (int f = 0; f < 3; f++) {
+            if (qws[f].format == GLINT_WFMT_GPTQ_INT4 && QK % 32) continue;  // whole groups only
+            glint_cpu_select_kernels("generic");
+            for (int64_t r = 0; r < QN; r++) glint_cpu_weight_row_f32(&qws[f], r, deq + r * QK);
+            glint_weight dense = {.dtype = GLINT_DTYPE_F32, .rows = QN, .cols = QK, .data = deq, .name = "deq"};
+            glint_cpu_matmul(be, qref, QN, qx, (int)QK, 3, &dense);
+            for (int i = 0; i < 3; i++) {
+                glint_cpu_select_kernels(isas[i]);
+                glint_cpu_matmul(be, qgot, QN, qx, (int)QK, 3, &qws[f]);
+                char what[96];
+                snprintf(what, sizeof what, "matmul %s K=%lld, %s kernels", qws[f].name, (long long)QK, isas[i]);
+                expect_close(what, qgot, qref, 3 * QN);
+            }
+        }
+        free(codes), free(bscales), free(fscales), free(deq), free(qx), free(qweight), free(qzeros), free(gscales);
+    }
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;
 }

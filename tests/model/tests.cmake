@@ -12,3 +12,5 @@ find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_test(NAME model_cli COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_cli.py
   $<TARGET_FILE:glint> ${GLINT_MODELS})
 glint_c_test(cpu_kernels ${CMAKE_CURRENT_LIST_DIR}/test_ops.c)
+add_test(NAME quantize_and_quant_errors COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_quant.py
+  $<TARGET_FILE:glint> ${GLINT_QUANT} ${GLINT_MODELS})

@@ -152,6 +152,42 @@ static void test_glm(const char *dir) {
     glint_tokenizer_free(tok);
 }
 
+// tokenizer_config.json: bos/eos as AddedToken objects, and an added_tokens_decoder entry that
+// tokenizer.json lacks (transformers adds it, with its flags, after the existing ids).
+static void test_config_tokens(const char *dir) {
+    char *json = glint_path_join(dir, "tokenizer.json");
+    char *config = write_file("config.json",
+                              "{\"bos_token\": {\"__type\": \"AddedToken\", \"content\": \"<sop>\"},"
+                              " \"eos_token\": \"<|user|>\", \"added_tokens_decoder\": {"
+                              " \"6000\": {\"content\": \"<|endoftext|>\", \"special\": true},"
+                              " \"6036\": {\"content\": \"<|newtok|>\", \"special\": true, \"normalized\": false,"
+                              " \"lstrip\": false, \"rstrip\": false, \"single_word\": false}}}");
+    glint_tokenizer *tok = glint_tokenizer_load(json, config);
+    CHECK(tok != NULL, "load with a config");
+    if (tok) {
+        CHECK(!strcmp(glint_tokenizer_bos_token(tok), "<sop>") && !strcmp(glint_tokenizer_eos_token(tok), "<|user|>"),
+              "bos/eos from the config (object and string forms)");
+        CHECK(glint_tokenizer_token_id(tok, "<|newtok|>") == 6036 && glint_tokenizer_is_special(tok, 6036) &&
+                  glint_tokenizer_vocab_size(tok) == 6037,
+              "config-only added token gets the next id");
+        int32_t *ids = NULL;
+        int n = glint_tokenizer_encode(tok, "a<|newtok|>b", 12, 0, &ids);
+        CHECK(n == 3 && ids[1] == 6036, "config-only added token is matched in text");
+        size_t len;
+        char *text = n > 0 ? glint_tokenizer_decode(tok, ids, (size_t)n, 1, &len) : NULL;
+        CHECK(text && !strcmp(text, "ab"), "and skipped as special");
+        free(text);
+        free(ids);
+        glint_tokenizer_free(tok);
+    }
+    char *bad = write_file("bad_config.json", "{\"eos_token\": }");
+    tok = glint_tokenizer_load(json, bad);
+    CHECK(!tok && strstr(glint_last_error(), "bad_config.json:1:"), "malformed config reports line:column");
+    free(bad);
+    free(config);
+    free(json);
+}
+
 // ---- concurrency: several threads encode and decode the same texts on one tokenizer --------------
 static const char *thread_texts[] = {
     "The quick brown fox jumps over the lazy dog. 12345 6789",
@@ -218,6 +254,7 @@ int main(int argc, char **argv) {
     char *glm = glint_path_join(argv[1], "glm5-style");
     test_load_errors();
     test_glm(glm);
+    test_config_tokens(glm);
     test_threads(glm);
     free(glm);
     printf("tokenizer api: %d passed, %d failed\n", passed, failed);

@@ -21,6 +21,7 @@ import tarfile
 
 import tokenizers
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, decoders, trainers
+from tokenizers.decoders import DecodeStream
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus import CORPUS, PASSAGES, random_strings  # noqa: E402
@@ -38,12 +39,6 @@ def load_tokenizer_json_text(name):
             return f.read()
     with tarfile.open(os.path.join(d, "tokenizer.tar.xz")) as tar:
         return tar.extractfile("tokenizer.json").read().decode("utf-8")
-
-
-def write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-        f.write("\n")
 
 
 def added_token(content, id_, special, lstrip=False, rstrip=False, single_word=False, normalized=False):
@@ -93,7 +88,32 @@ def make_feature_variants():
         {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
     b["decoder"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     b["post_processor"] = None
-    return {"glm5-features-a": a, "glm5-features-b": b}
+    # C: NFC + left Strip + Replace; Digits(contiguous), Metaspace(always, no split) before ByteLevel,
+    #    a Split with MergedWithPrevious; RobertaProcessing; Sequence[ByteLevel, Replace, Fuse] decoder.
+    c = copy.deepcopy(base)
+    c["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFC"}, {"type": "Strip", "strip_left": True, "strip_right": False},
+        {"type": "Replace", "pattern": {"Regex": "[0-9]{4}"}, "content": "####"}]}
+    c["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": False},
+        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": False},
+        {"type": "Split", "pattern": {"Regex": "▁"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+    c["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "Fuse"}]}  # (HF's Strip with stop > 0 panics on an empty string, so not here)
+    c["post_processor"] = {"type": "RobertaProcessing", "sep": ["<|endoftext|>", 6000], "cls": ["[gMASK]", 6002],
+                           "trim_offsets": True, "add_prefix_space": False}
+    # D: ByteLevel first (mapping bytes to characters), then a Split on the mapped text ("Ġ" is the
+    #    mapped space), so BPE works on characters; byte-level decoder.
+    d = copy.deepcopy(base)
+    d["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": False},
+        {"type": "Split", "pattern": {"Regex": "Ġ"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"String": "Ċ"}, "behavior": "Isolated", "invert": False}]}
+    d["post_processor"] = None
+    return {"glm5-features-a": a, "glm5-features-b": b, "glm5-features-c": c, "glm5-features-d": d}
 
 
 def make_sentencepiece_style():
@@ -125,7 +145,18 @@ def make_sentencepiece_style():
     meta["normalizer"] = None
     meta["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True}
     meta["decoder"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True}
-    return {"spm-style": spm, "metaspace": meta}
+    # NFKD + Lowercase in front, Metaspace "always" without splitting, no decoder (tokens joined by spaces).
+    always = copy.deepcopy(meta)
+    always["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "Lowercase"}]}
+    always["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": False}
+    always["decoder"] = None
+    return {"spm-style": spm, "metaspace": meta, "metaspace-always": always}
+
+
+def stream_pieces(tok, ids, skip_special_tokens):
+    """What HF's DecodeStream returns for each id ("" where it returns None)."""
+    stream = DecodeStream(skip_special_tokens=skip_special_tokens)
+    return [stream.step(tok, i) or "" for i in ids]
 
 
 def main():
@@ -151,9 +182,14 @@ def main():
             ids_special = tok.encode(text, add_special_tokens=True).ids
             cases.append({"text": text, "ids": ids, "ids_with_special": ids_special,
                           "decoded": tok.decode(ids_special, skip_special_tokens=False),
-                          "decoded_skip_special": tok.decode(ids_special, skip_special_tokens=True)})
-        write_json(os.path.join(FIXTURES, name, "reference.json"),
-                   {"tokenizers_version": tokenizers.__version__, "cases": cases})
+                          "decoded_skip_special": tok.decode(ids_special, skip_special_tokens=True),
+                          "stream": stream_pieces(tok, ids_special, False),
+                          "stream_skip_special": stream_pieces(tok, ids_special, True)})
+        # One case per line: compact, and diffs stay readable.
+        with open(os.path.join(FIXTURES, name, "reference.json"), "w", encoding="utf-8") as f:
+            f.write('{"tokenizers_version": "%s", "cases": [\n' % tokenizers.__version__)
+            f.write(",\n".join(json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in cases))
+            f.write("\n]}\n")
         print(f"{name}: {len(cases)} cases, vocab {tok.get_vocab_size()}")
 
     # Files for the command-line test (tests/text/cli_test.sh): stdin text and the expected outputs.

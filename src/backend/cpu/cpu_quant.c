@@ -60,6 +60,61 @@ __attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512(const 
     return acc;
 }
 
+// Faster AVX-512 form on x "deinterleaved" per 32 elements ([x0 x2 .. x30 | x1 x3 .. x31]): a 32-bit
+// lane holding one code byte indexes the E2M1 table with its low nibble (even element) and, shifted,
+// its high nibble (odd element), so no nibble shuffling is needed. Lanes 0-7 belong to block b, 8-15
+// to block b+1, hence the two-scale vector.
+__attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512_deinterleaved(const uint8_t *codes,
+                                                                                        const uint8_t *scales,
+                                                                                        const float *x_deint,
+                                                                                        int64_t K) {
+    const __m512 lut = _mm512_loadu_ps(e2m1_values);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= K / 16; b += 4) {  // 64 weights per iteration, two independent chains
+        __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8)));
+        __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8 + 16)));
+        __m512 s0 = _mm512_mask_broadcastss_ps(_mm512_set1_ps(fp8_table[scales[b]]), 0xFF00,
+                                               _mm_set_ss(fp8_table[scales[b + 1]]));
+        __m512 s1 = _mm512_mask_broadcastss_ps(_mm512_set1_ps(fp8_table[scales[b + 2]]), 0xFF00,
+                                               _mm_set_ss(fp8_table[scales[b + 3]]));
+        __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v0, lut), _mm512_loadu_ps(x_deint + b * 16));
+        __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(v1, lut), _mm512_loadu_ps(x_deint + b * 16 + 32));
+        p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut),
+                             _mm512_loadu_ps(x_deint + b * 16 + 16), p0);
+        p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut),
+                             _mm512_loadu_ps(x_deint + b * 16 + 48), p1);
+        acc0 = _mm512_fmadd_ps(p0, s0, acc0);
+        acc1 = _mm512_fmadd_ps(p1, s1, acc1);
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; b < K / 16; b++) {  // tail blocks: x_deint holds pairs of blocks; a lone last block is plain order
+        const float *xb = x_deint + b * 16;
+        float block = 0;
+        if ((K / 16) % 2 && b == K / 16 - 1)
+            for (int j = 0; j < 8; j++)
+                block += e2m1_values[codes[b * 8 + j] & 15] * xb[2 * j] + e2m1_values[codes[b * 8 + j] >> 4] * xb[2 * j + 1];
+        else {
+            const float *pair = x_deint + (b & ~(int64_t)1) * 16;
+            int half = (int)(b & 1) * 8;
+            for (int j = 0; j < 8; j++)
+                block += e2m1_values[codes[b * 8 + j] & 15] * pair[half + j] +
+                         e2m1_values[codes[b * 8 + j] >> 4] * pair[16 + half + j];
+        }
+        acc += block * fp8_table[scales[b]];
+    }
+    return acc;
+}
+
+// x -> per 32 elements [even | odd], the order nvfp4_dot_avx512_deinterleaved reads; a trailing
+// group of 16 stays in plain order.
+static void deinterleave_pairs(const float *x, float *out, int64_t K) {
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32)
+        for (int j = 0; j < 16; j++) out[k + j] = x[k + 2 * j], out[k + 16 + j] = x[k + 2 * j + 1];
+    for (; k < K; k++) out[k] = x[k];
+}
+
 __attribute__((target("avx2,fma"))) static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales,
                                                                 const float *x, int64_t K) {
     const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
@@ -93,18 +148,22 @@ static float fp8_span_generic(const uint8_t *w, const float *x, int64_t n) {
     return acc;
 }
 
-// E4M3 -> F16 is a shift (the exponent bias differs by 8): f16 = sign<<15 | (e4m3 & 0x7f) << 7, times 2^8.
+// E4M3 -> F16 in two integer ops: sign-extend the byte to 16 bits and shift left by 7, which puts
+// exponent and mantissa into the f16 fields and the sign in bit 15, then clear bit 14 (a copy of
+// the sign). The f16 is the E4M3 value times 2^-8 (bias 15 vs 7; subnormals map exactly), undone
+// once per span; cvtph converts to f32 in hardware.
 __attribute__((target("avx512f,avx512bw"))) static float fp8_span_avx512(const uint8_t *w, const float *x,
                                                                          int64_t n) {
-    __m512 acc = _mm512_setzero_ps();
+    const __m512i clear_bit14 = _mm512_set1_epi16((short)0xBFFF);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        __m256i b16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + k)));
-        __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b16, _mm256_set1_epi16(0x80)), 8),
-                                    _mm256_slli_epi16(_mm256_and_si256(b16, _mm256_set1_epi16(0x7f)), 7));
-        acc = _mm512_fmadd_ps(_mm512_cvtph_ps(h), _mm512_loadu_ps(x + k), acc);
+    for (; k + 32 <= n; k += 32) {
+        __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+        h = _mm512_and_si512(_mm512_slli_epi16(h, 7), clear_bit14);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_loadu_ps(x + k), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), _mm512_loadu_ps(x + k + 16), acc1);
     }
-    return _mm512_reduce_add_ps(acc) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
@@ -218,12 +277,19 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
     nvfp4_dot_fn nv = pick_nvfp4();
     fp8_span_fn f8 = pick_fp8();
     const int64_t N = W->rows, K = W->cols;
+    float *x_deint = NULL;  // AVX-512 NVFP4 reads x in deinterleaved order
+    if (W->format == GLINT_WFMT_NVFP4 && nv == nvfp4_dot_avx512 &&
+        (x_deint = malloc(sizeof(float) * (size_t)T * (size_t)K))) {
+        for (int t = 0; t < T; t++) deinterleave_pairs(x + (size_t)t * x_stride, x_deint + (size_t)t * K, K);
+        x = x_deint, x_stride = (int)K, nv = nvfp4_dot_avx512_deinterleaved;
+    }
     const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 : (size_t)K;
     int threads = N * K < 65536 ? 1 : be->n_threads;
     int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
     chunk = chunk < 1 ? 1 : chunk;
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
     for (int64_t n = 0; n < N; n++) quant_row_dots(W, n, x, x_stride, T, y, y_stride, nv, f8);
+    free(x_deint);
 }
 
 float glint_cpu_weight_element(const glint_weight *W, int64_t row, int64_t col) {
