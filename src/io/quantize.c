@@ -353,12 +353,12 @@ static int write_shards(const source *src, const glint_st_plan *plan, const out_
                 if (partner) {  // gate and up of one MLP share weight_scale_2
                     size_t pc = partner->nbytes / glint_dtype_size(partner->dtype);
                     float *g = realloc(partner_buf, pc * sizeof *g);
+                    if (g) partner_buf = g;  // before any early exit: realloc may have moved it
                     if (!g || tensor_to_f32(src, partner, g)) {
                         if (!g) glint_set_error("out of memory reading %s", partner->name);
                         rc = -1;
                         break;
                     }
-                    partner_buf = g;
                     float pm = max_abs(g, pc);
                     amax = pm > amax ? pm : amax;
                 }
