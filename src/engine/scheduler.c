@@ -67,7 +67,7 @@ void glint_gen_request_release(glint_gen_request *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
-    free(r->prompt), free(r->stop_ids), free(r->tokens);
+    free(r->prompt), free(r->stop_ids), free(r->tokens), free(r->logit_bias_ids), free(r->logit_bias);
     free(r);
 }
 
@@ -315,6 +315,12 @@ static int sample_and_emit(glint_engine *e, sequence *s) {
         }
         out.n_top = k;
     }
+    if (s->n_generated < r->min_new_tokens) {  // stop tokens may not end the output yet
+        if (!r->ignore_eos)
+            for (int i = 0; i < e->m->cfg.n_eos; i++) e->logits[e->m->cfg.eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < r->n_stop_ids; i++) e->logits[r->stop_ids[i]] = -INFINITY;
+    }
+    for (int i = 0; i < r->n_logit_bias; i++) e->logits[r->logit_bias_ids[i]] += r->logit_bias[i];
     int32_t id = glint_sampler_sample(s->sampler, e->logits);
     out.id = id;
     if (r->logprobs) out.logprob = e->scratch[id];
@@ -503,19 +509,33 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     return e;
 }
 
-void glint_engine_free(glint_engine *e) {
+void glint_engine_shutdown(glint_engine *e) {
     if (!e) return;
     pthread_mutex_lock(&e->mu);
+    int already = e->stop;
     e->stop = 1;
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
+    if (already) return;
     pthread_join(e->thread, NULL);
     for (int i = 0; i < e->n_running; i++) end_sequence(e, &e->running[i], GLINT_FINISH_ABORT, "server shutting down");
+    e->n_running = 0;
+    pthread_mutex_lock(&e->mu);
     while (e->queue_head) {
         glint_gen_request *r = e->queue_head;
         e->queue_head = r->next_in_queue;
+        e->n_queued--;
+        pthread_mutex_unlock(&e->mu);
         finish_request(e, r, GLINT_FINISH_ABORT, "server shutting down");
+        pthread_mutex_lock(&e->mu);
     }
+    e->queue_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void glint_engine_free(glint_engine *e) {
+    if (!e) return;
+    glint_engine_shutdown(e);
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
     free(e->prefix), free(e->running), free(e->logits), free(e->scratch);
     pthread_mutex_destroy(&e->mu);

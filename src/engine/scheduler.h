@@ -49,6 +49,10 @@ typedef struct glint_gen_request {
     int32_t *stop_ids;  // extra stop token ids (EOS ids of the model stop too unless ignore_eos)
     int n_stop_ids;
     int ignore_eos;
+    int min_new_tokens;        // EOS / stop ids are masked until this many tokens exist
+    int32_t *logit_bias_ids;   // added to the logits before the sampler (so before penalties:
+    float *logit_bias;         // sglang adds them after; only repetition_penalty makes that differ)
+    int n_logit_bias;
     int logprobs;      // 0: none; 1: chosen token; plus top_logprobs alternatives
     int top_logprobs;  // 0..GLINT_MAX_TOP_LOGPROBS
 
@@ -92,7 +96,10 @@ extern const double glint_latency_bucket_bounds[8];
 typedef struct glint_engine glint_engine;
 
 glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts);
-// Stops the loop, aborts what is queued or running, frees everything.
+// Stops the loop and aborts what is queued or running (their waiters wake up); the engine stays
+// valid for glint_engine_cancel and answers submits with STOPPED. Idempotent.
+void glint_engine_shutdown(glint_engine *e);
+// Shuts down (if not yet) and frees everything. No other thread may use e afterwards.
 void glint_engine_free(glint_engine *e);
 
 // A new request with refs = 1 (the caller's). NULL on allocation failure.

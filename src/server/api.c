@@ -134,6 +134,10 @@ struct glint_api_stream {
     size_t out_off;
     int finished;
     double last_gone_check;
+    int min_tokens;
+    int32_t *bias_ids;
+    float *bias;
+    int n_bias;
 };
 
 static void job_free(glint_api_stream *j) {
@@ -156,6 +160,7 @@ static void job_free(glint_api_stream *j) {
     for (int i = 0; i < j->n_stop_strings; i++) free(j->stop_strings[i]);
     for (int i = 0; i < MAX_CHOICES; i++) free(j->echo_text[i]);
     json_decref(j->tools);
+    free(j->bias_ids), free(j->bias);
     free(j->model_name);
     glint_buf_free(&j->out);
     free(j);
@@ -836,6 +841,14 @@ static int submit_choices(glint_server *s, glint_api_stream *j, int32_t *const *
                 r->n_stop_ids = n_stop_ids;
             }
             r->ignore_eos = ignore_eos;
+            r->min_new_tokens = j->min_tokens;
+            if (j->n_bias) {
+                r->logit_bias_ids = malloc((size_t)j->n_bias * sizeof *r->logit_bias_ids);
+                r->logit_bias = malloc((size_t)j->n_bias * sizeof *r->logit_bias);
+                memcpy(r->logit_bias_ids, j->bias_ids, (size_t)j->n_bias * sizeof *r->logit_bias_ids);
+                memcpy(r->logit_bias, j->bias, (size_t)j->n_bias * sizeof *r->logit_bias);
+                r->n_logit_bias = j->n_bias;
+            }
             r->logprobs = j->logprobs;
             r->top_logprobs = j->top_logprobs;
             c->req = r;
@@ -940,7 +953,40 @@ static int parse_common(glint_server *s, glint_api_stream *j, const json_t *req,
     *ignore_eos = 0;
     if (get_bool(req, "ignore_eos", ignore_eos, out) < 0) return -1;
     if (get_bool(req, "skip_special_tokens", &j->skip_special, out) < 0) return -1;
-    (void)s;
+    if ((r = get_int(req, "min_tokens", &v, out)) < 0) return -1;
+    if (r) {
+        if (v < 0 || (*max_new_given && v > *max_new))
+            return set_error(out, 400, "BadRequestError", "min_tokens must be in [0, max_tokens], got %lld.", v), -1;
+        j->min_tokens = (int)v;
+    }
+    json_t *bias = json_object_get(req, "logit_bias");
+    if (bias && !json_is_null(bias)) {
+        if (!json_is_object(bias) || json_object_size(bias) > 1024)
+            return set_error(out, 400, "BadRequestError", "'logit_bias' must be an object of token id -> bias"), -1;
+        j->bias_ids = malloc((json_object_size(bias) + 1) * sizeof *j->bias_ids);
+        j->bias = malloc((json_object_size(bias) + 1) * sizeof *j->bias);
+        const char *key;
+        json_t *val;
+        json_object_foreach(bias, key, val) {
+            char *end;
+            long id = strtol(key, &end, 10);
+            if (!*key || *end || id < 0 || id >= s->model->cfg.vocab_size || !json_is_number(val) ||
+                !isfinite(json_number_value(val)))
+                return set_error(out, 400, "BadRequestError", "logit_bias: '%s' is not a token id in [0, %d) with a number",
+                                 key, s->model->cfg.vocab_size), -1;
+            j->bias_ids[j->n_bias] = (int32_t)id;
+            j->bias[j->n_bias++] = (float)json_number_value(val);
+        }
+    }
+    // Constrained decoding is not implemented: refuse rather than return unconstrained text.
+    json_t *format = json_object_get(req, "response_format");
+    const char *format_type = json_string_value(json_object_get(format, "type"));
+    if ((format && !json_is_null(format) && (!format_type || strcmp(format_type, "text"))) ||
+        (json_object_get(req, "regex") && !json_is_null(json_object_get(req, "regex"))) ||
+        (json_object_get(req, "ebnf") && !json_is_null(json_object_get(req, "ebnf"))))
+        return set_error(out, 400, "BadRequestError",
+                         "Constrained decoding (response_format %s, regex, ebnf) is not supported by glint yet.",
+                         format_type ? format_type : "?"), -1;
     return 0;
 }
 
@@ -993,7 +1039,18 @@ static void handle_chat(glint_server *s, const json_t *req, glint_client_gone_fn
     json_object_set(render_req, "messages", prepared);
     if (j->tools) json_object_set(render_req, "tools", j->tools);
     json_object_set_new(render_req, "add_generation_prompt", json_true());
-    if (json_is_object(kwargs)) json_object_set(render_req, "chat_template_kwargs", kwargs);
+    json_t *effort = json_object_get(req, "reasoning_effort");
+    if (effort && !json_is_null(effort)) {  // sglang passes it to the template before the kwargs
+        if (!json_is_string(effort) && !json_is_number(effort)) {
+            set_error(out, 400, "BadRequestError", "'reasoning_effort' must be a string or a number");
+            goto fail;
+        }
+        json_t *merged = json_pack("{s:O}", "reasoning_effort", effort);
+        if (json_is_object(kwargs)) json_object_update(merged, kwargs);
+        json_object_set_new(render_req, "chat_template_kwargs", merged);
+    } else if (json_is_object(kwargs)) {
+        json_object_set(render_req, "chat_template_kwargs", kwargs);
+    }
     size_t prompt_len = 0;
     prompt = glint_chat_render(s->tmpl, render_req, s->special_tokens, &prompt_len);
     if (!prompt) {
@@ -1366,6 +1423,20 @@ void glint_api_dispatch(glint_server *s, const char *method, const char *path, c
     }
     if (is_get && !strcmp(path, "/health_generate")) return handle_health_generate(s, gone, gone_arg, out);
     if (is_get && !strcmp(path, "/v1/models")) return handle_models(s, out);
+    if (is_get && !strncmp(path, "/v1/models/", 11)) {
+        const char *name = path + 11;
+        if (!strcmp(name, s->served_model_name)) {
+            set_json(out, 200, json_pack("{s:s, s:s, s:I, s:s, s:s, s:n, s:i}", "id", s->served_model_name, "object",
+                                         "model", "created", (json_int_t)s->created, "owned_by", "sglang", "root",
+                                         s->served_model_name, "parent", "max_model_len", s->context_length));
+        } else {  // the one route where sglang uses OpenAI's nested error form
+            set_json(out, 404, json_pack("{s:{s:s++, s:s, s:s, s:s}}", "error", "message", "The model '", name,
+                                         "' does not exist", "type", "invalid_request_error", "param", "model", "code",
+                                         "model_not_found"));
+        }
+        out->route = GLINT_ROUTE_MODELS;
+        return;
+    }
     if (is_get && !strcmp(path, "/metrics")) return handle_metrics(s, out);
     if (is_get && !strcmp(path, "/")) {
         glint_buf_puts(&out->body, "glint is running");

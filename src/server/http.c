@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/server.h"
 
@@ -147,7 +148,7 @@ int glint_http_serve(glint_server *s) {
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (addr->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, addr->ai_addr,
@@ -165,6 +166,16 @@ int glint_http_serve(glint_server *s) {
     int sig = 0;
     sigwait(&signals, &sig);
     fprintf(stderr, "glint serve: signal %d, shutting down\n", sig);
+    // Stop accepting, abort running work so the connections waiting on it get their (aborted)
+    // answers, give them a few seconds to be sent, then stop HTTP.
+    MHD_socket listener = MHD_quiesce_daemon(d);
+    glint_engine_shutdown(s->engine);
+    for (int waited = 0; waited < 500; waited++) {
+        const union MHD_DaemonInfo *open = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!open || open->num_connections == 0) break;
+        usleep(10 * 1000);
+    }
     MHD_stop_daemon(d);
+    if (listener != MHD_INVALID_SOCKET) close(listener);
     return 0;
 }

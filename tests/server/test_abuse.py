@@ -76,6 +76,11 @@ def malformed(base):
     expect_error(base, "/v1/tokenize", {}, 400)
     expect_error(base, "/v1/detokenize", {"tokens": [1, "x"]}, 400)
     expect_error(base, "/v1/detokenize", {"tokens": [99999999]}, 400)
+    expect_error(base, CHAT, dict(OK, response_format={"type": "json_object"}), 400, "not supported")
+    expect_error(base, CHAT, dict(OK, logit_bias={"abc": 1}), 400)
+    expect_error(base, CHAT, dict(OK, min_tokens=50), 400)
+    st, _, data = request("GET", base + "/v1/models/other")
+    check(st == 404 and json.loads(data)["error"]["code"] == "model_not_found", "unknown model card 404")
     st, _, data = request("GET", base + "/v1/nothing")
     check(st == 404 and is_flat_error(json.loads(data), 404), "unknown route 404")
     st, _, data = request("GET", base + CHAT)
@@ -223,6 +228,19 @@ def launch_line():
     check(r.returncode == 2 and b"glm47" in r.stderr, "unsupported parser refused: %r" % r.stderr)
 
 
+def shutdown_while_busy():
+    srv = Server(GLINT, MODEL)
+    got = []
+    t = threading.Thread(target=lambda: got.append(post_json(srv.base, CHAT, {
+        "messages": [{"role": "user", "content": "busy"}], "max_tokens": 2000, "n": 16, "ignore_eos": True})))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    srv.stop()  # checks exit status 0 and a clean sanitizer log
+    t.join(30)
+    check(time.time() - t0 < 30 and got, "SIGTERM with work in flight: the client got an answer and the server exited")
+
+
 def main():
     srv = Server(GLINT, MODEL, "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--max-request-bytes", "65536")
     try:
@@ -236,6 +254,7 @@ def main():
     finally:
         srv.stop()
     queue_full()
+    shutdown_while_busy()
     auth()
     launch_line()
     finish("server abuse")

@@ -130,6 +130,17 @@ def test_random_model(client, srv):
                                        frequency_penalty=0.5, presence_penalty=0.5, seed=1,
                                        extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1})
     check(p.usage.completion_tokens == 4, "sampling fields accepted")
+    # logit_bias pushes a token to the top; min_tokens holds off EOS (ignored here: random model).
+    target = tok["tokens"][3]
+    lb = client.chat.completions.create(model="glm-test", messages=USER, max_tokens=3, temperature=0,
+                                        logit_bias={str(target): 100.0}, logprobs=True)
+    status, want = post_json(srv.base, "/v1/detokenize", {"tokens": [target] * 3})
+    check("".join(e.token for e in lb.choices[0].logprobs.content) == want["text"], "logit_bias forces the token")
+    mt = client.chat.completions.create(model="glm-test", messages=USER, max_tokens=6, temperature=0,
+                                        extra_body={"min_tokens": 6, "reasoning_effort": "high"})
+    check(mt.usage.completion_tokens == 6, "min_tokens + reasoning_effort accepted")
+    status, _, card = request("GET", srv.base + "/v1/models/glm-test")
+    check(status == 200 and json.loads(card)["id"] == "glm-test", "model card")
     # max_completion_tokens wins over max_tokens.
     m = client.chat.completions.create(model="glm-test", messages=USER, max_tokens=9, max_completion_tokens=3, temperature=0)
     check(m.usage.completion_tokens == 3, "max_completion_tokens used")
