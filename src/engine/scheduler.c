@@ -111,15 +111,6 @@ static void prefix_evict(glint_engine *e, int i) {
     e->prefix[i] = e->prefix[--e->n_prefix];
 }
 
-static int prefix_evict_lru(glint_engine *e) {
-    if (!e->n_prefix) return 0;
-    int oldest = 0;
-    for (int i = 1; i < e->n_prefix; i++)
-        if (e->prefix[i].last_used < e->prefix[oldest].last_used) oldest = i;
-    prefix_evict(e, oldest);
-    return 1;
-}
-
 // Keeps a finished sequence's cache for later prompts that start with the same tokens.
 static void prefix_insert(glint_engine *e, sequence *s) {
     int n = s->st->n_past;
@@ -215,49 +206,58 @@ static int start_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
     int64_t need = pages_for(e, capacity);
     int match = 0;
     int entry = e->opt.prefix_cache ? prefix_lookup(e, r->prompt, r->n_prompt, &match) : -1;
-    // Evict least recently used prefixes until the new sequence fits (never the one we copy from).
-    while (e->pages_used + need > e->opt.total_pages) {
-        if (entry >= 0) e->prefix[entry].last_used = ++e->clock;
-        int victim = -1;
-        for (int i = 0; i < e->n_prefix; i++)
-            if (i != entry && (victim < 0 || e->prefix[i].last_used < e->prefix[victim].last_used)) victim = i;
-        if (victim < 0) {
-            if (entry >= 0 && e->pages_used + need - e->prefix[entry].pages <= e->opt.total_pages) {
-                entry = -1, match = 0;  // dropping the match frees enough
-                continue;
-            }
-            if (entry < 0 && e->n_prefix) {
-                prefix_evict_lru(e);
-                continue;
-            }
-            return 1;
-        }
-        const int32_t *keep_tokens = entry >= 0 ? e->prefix[entry].tokens : NULL;
-        prefix_evict(e, victim);
-        if (keep_tokens)  // the array was compacted: find the kept entry again
-            for (int i = 0; i < e->n_prefix; i++)
-                if (e->prefix[i].tokens == keep_tokens) entry = i;
-    }
+    if (match == 0) entry = -1;
     memset(s, 0, sizeof *s);
     s->req = r;
-    s->pages = need;
-    s->st = glint_state_new(e->m, capacity);
-    s->sampler = s->st ? glint_sampler_new(&r->sampling, e->m->cfg.vocab_size) : NULL;
+    s->sampler = glint_sampler_new(&r->sampling, e->m->cfg.vocab_size);
     s->history = malloc((size_t)capacity * sizeof *s->history);
-    if (!s->st || !s->sampler || !s->history) {
-        glint_state_free(e->m, s->st);
+    if (!s->sampler || !s->history) {
         glint_sampler_free(s->sampler);
         free(s->history);
         return -1;
     }
-    e->pages_used += need;
+    if (entry >= 0 && e->prefix[entry].st->capacity >= capacity) {
+        // The cached sequence's state is big enough: take it over (no copy, no new pages).
+        s->st = e->prefix[entry].st;
+        s->st->n_past = match;
+        s->pages = e->prefix[entry].pages;
+        free(e->prefix[entry].tokens);
+        e->prefix[entry] = e->prefix[--e->n_prefix];
+    } else {
+        // Make room, keeping the entry we copy from; it may be released right after the copy.
+        const int32_t *keep = entry >= 0 ? e->prefix[entry].tokens : NULL;
+        int64_t keep_pages = entry >= 0 ? e->prefix[entry].pages : 0;
+        while (e->pages_used - keep_pages + need > e->opt.total_pages) {
+            int victim = -1;
+            for (int i = 0; i < e->n_prefix; i++)
+                if (e->prefix[i].tokens != keep && (victim < 0 || e->prefix[i].last_used < e->prefix[victim].last_used))
+                    victim = i;
+            if (victim < 0) {
+                glint_sampler_free(s->sampler);
+                free(s->history);
+                return 1;  // running sequences hold the pool
+            }
+            prefix_evict(e, victim);
+        }
+        for (int i = 0; keep && i < e->n_prefix; i++)  // eviction compacts the array
+            if (e->prefix[i].tokens == keep) entry = i;
+        s->st = glint_state_new(e->m, capacity);
+        if (!s->st) {
+            glint_sampler_free(s->sampler);
+            free(s->history);
+            return -1;
+        }
+        s->pages = need;
+        e->pages_used += need;
+        if (entry >= 0) {
+            glint_state_copy_prefix(e->m, s->st, e->prefix[entry].st, match);
+            e->prefix[entry].last_used = ++e->clock;
+            if (e->pages_used > e->opt.total_pages) prefix_evict(e, entry);
+        }
+    }
     memcpy(s->history, r->prompt, (size_t)r->n_prompt * sizeof *s->history);
     s->n_history = r->n_prompt;
-    if (entry >= 0 && match > 0) {
-        glint_state_copy_prefix(e->m, s->st, e->prefix[entry].st, match);
-        e->prefix[entry].last_used = ++e->clock;
-        s->n_prefilled = match;
-    }
+    s->n_prefilled = match;
     r->cached_tokens = match;
     return 0;
 }

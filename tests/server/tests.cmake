@@ -14,3 +14,7 @@ foreach(name api load abuse)
   set_tests_properties(server_${name} PROPERTIES FIXTURES_REQUIRED glint_server TIMEOUT 900 RUN_SERIAL TRUE
                        ENVIRONMENT "GLINT_SERVER_FIXTURES=${GLINT_SERVER_FIXTURES};PYTHONPATH=${CMAKE_CURRENT_LIST_DIR}")
 endforeach()
+
+# Engine (scheduler, page pool, prefix cache) on the tiny random model.
+glint_c_test(test_scheduler ${CMAKE_CURRENT_LIST_DIR}/test_scheduler.c ${GLINT_SERVER_FIXTURES}/model-random)
+set_tests_properties(test_scheduler PROPERTIES FIXTURES_REQUIRED glint_server)
