@@ -14,7 +14,8 @@ typedef struct {
     glint_gen_request *req;
     glint_state *st;
     glint_sampler *sampler;
-    int64_t pages;        // reserved from the pool
+    int64_t pages;        // reserved from the pool (for full_capacity tokens)
+    int full_capacity;    // prompt + max_new_tokens (capped by the context); st grows up to it
     int n_prefilled;      // prompt tokens already in the cache
     int n_generated;
     int32_t last_token;   // sampled, not yet forwarded
@@ -145,6 +146,9 @@ static void prefix_insert(glint_engine *e, sequence *s) {
         return;
     }
     memcpy(tokens, s->history, (size_t)n * sizeof *tokens);
+    // A cached state holds only what was allocated; the rest of the reservation goes back.
+    int64_t held = pages_for(e, s->st->capacity);
+    if (held < s->pages) e->pages_used -= s->pages - held, s->pages = held;
     e->prefix[e->n_prefix++] = (prefix_entry){.st = s->st, .tokens = tokens, .pages = s->pages, .last_used = ++e->clock};
 }
 
@@ -216,11 +220,16 @@ static int start_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
         free(s->history);
         return -1;
     }
-    if (entry >= 0 && e->prefix[entry].st->capacity >= capacity) {
-        // The cached sequence's state is big enough: take it over (no copy, no new pages).
+    s->full_capacity = capacity;
+    // The cache is allocated for the prompt plus a first stretch of output and grows on demand
+    // (grow_state); the page reservation covers the whole capacity from the start.
+    int initial = r->n_prompt + 256 < capacity ? r->n_prompt + 256 : capacity;
+    if (entry >= 0 && e->prefix[entry].pages + (e->opt.total_pages - e->pages_used) >= need) {
+        // Take the cached sequence's state over (no copy), topping its pages up to `need`.
         s->st = e->prefix[entry].st;
         s->st->n_past = match;
-        s->pages = e->prefix[entry].pages;
+        s->pages = need;
+        e->pages_used += need - e->prefix[entry].pages;
         free(e->prefix[entry].tokens);
         e->prefix[entry] = e->prefix[--e->n_prefix];
     } else {
@@ -241,7 +250,7 @@ static int start_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
         }
         for (int i = 0; keep && i < e->n_prefix; i++)  // eviction compacts the array
             if (e->prefix[i].tokens == keep) entry = i;
-        s->st = glint_state_new(e->m, capacity);
+        s->st = glint_state_new(e->m, initial > match ? initial : match + 1);
         if (!s->st) {
             glint_sampler_free(s->sampler);
             free(s->history);
@@ -367,10 +376,24 @@ static int sample_and_emit(glint_engine *e, sequence *s) {
         return 1;
     }
     s->history[s->n_history++] = id;
-    if (s->n_generated >= r->max_new_tokens || s->st->n_past + 1 >= s->st->capacity) {
+    if (s->n_generated >= r->max_new_tokens || s->st->n_past + 1 >= s->full_capacity) {
         end_sequence(e, s, GLINT_FINISH_LENGTH, NULL);
         return 1;
     }
+    return 0;
+}
+
+// Makes room in s's cache for `needed` tokens (doubling, up to the reserved capacity).
+static int grow_state(glint_engine *e, sequence *s, int needed) {
+    if (needed <= s->st->capacity) return 0;
+    int cap = 2 * s->st->capacity;
+    if (cap < needed) cap = needed;
+    if (cap > s->full_capacity) cap = s->full_capacity;
+    glint_state *bigger = glint_state_new(e->m, cap);
+    if (!bigger) return -1;
+    glint_state_copy_prefix(e->m, bigger, s->st, s->st->n_past);
+    glint_state_free(e->m, s->st);
+    s->st = bigger;
     return 0;
 }
 
@@ -392,7 +415,8 @@ static void engine_step(glint_engine *e) {
             int chunk = r->n_prompt - s->n_prefilled;
             if (chunk > budget) chunk = budget;
             budget -= chunk;
-            if (glint_forward(e->m, s->st, r->prompt + s->n_prefilled, chunk, e->logits, 0)) {
+            if (grow_state(e, s, s->n_prefilled + chunk) ||
+                glint_forward(e->m, s->st, r->prompt + s->n_prefilled, chunk, e->logits, 0)) {
                 end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
                 done = 1;
             } else {
@@ -403,7 +427,7 @@ static void engine_step(glint_engine *e) {
                 if (s->n_prefilled == r->n_prompt) done = sample_and_emit(e, s);
             }
         } else {
-            if (glint_forward(e->m, s->st, &s->last_token, 1, e->logits, 0)) {
+            if (grow_state(e, s, s->st->n_past + 1) || glint_forward(e->m, s->st, &s->last_token, 1, e->logits, 0)) {
                 end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
                 done = 1;
             } else {

@@ -880,9 +880,12 @@ static void finish_generation(glint_api_stream *j, glint_client_gone_fn gone, vo
         out->status = 200;
         out->content_type = "text/event-stream";
         out->stream = j;
-        if (j->is_chat)  // role chunk first, for every choice
-            for (int i = 0; i < j->n_choices; i++)
+        for (int i = 0; i < j->n_choices; i++) {
+            if (j->is_chat)  // role chunk first, for every choice
                 emit_choice_chunk(j, i, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL, 0);
+            else if (j->echo_text[i])  // echo: the prompt text comes first
+                emit_choice_chunk(j, i, json_string(j->echo_text[i]), NULL, NULL, 1);
+        }
         return;
     }
     if (run_to_completion(j, gone, gone_arg) < 0) {

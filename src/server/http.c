@@ -19,6 +19,7 @@ typedef struct {
     glint_buf body;
     int too_large;
     int fd;
+    int active;  // counted in s->active_requests until the answer is sent
 } connection_state;
 
 typedef struct {
@@ -80,6 +81,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (!cs->active) {
+        cs->active = 1;
+        atomic_fetch_add(&s->active_requests, 1);
+    }
     const char *content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     glint_api_response out;
@@ -125,6 +130,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
     (void)cls, (void)conn, (void)toe;
     connection_state *cs = *con_cls;
     if (!cs) return;
+    if (cs->active) atomic_fetch_sub(&cs->s->active_requests, 1);
     glint_buf_free(&cs->body);
     free(cs);
     *con_cls = NULL;
@@ -170,11 +176,7 @@ int glint_http_serve(glint_server *s) {
     // answers, give them a few seconds to be sent, then stop HTTP.
     MHD_socket listener = MHD_quiesce_daemon(d);
     glint_engine_shutdown(s->engine);
-    for (int waited = 0; waited < 500; waited++) {
-        const union MHD_DaemonInfo *open = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!open || open->num_connections == 0) break;
-        usleep(10 * 1000);
-    }
+    for (int waited = 0; waited < 500 && atomic_load(&s->active_requests) > 0; waited++) usleep(10 * 1000);
     MHD_stop_daemon(d);
     if (listener != MHD_INVALID_SOCKET) close(listener);
     return 0;

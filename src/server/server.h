@@ -44,6 +44,8 @@ typedef struct {
     glint_engine *engine;
     time_t created;
 
+    atomic_int active_requests;  // being answered now (idle keep-alive connections excluded)
+
     // Metrics.
     atomic_ullong http_requests[GLINT_ROUTE_COUNT][6];  // by route and status class (1xx..5xx, other)
 } glint_server;

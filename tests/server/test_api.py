@@ -97,9 +97,21 @@ def test_random_model(client, srv):
                                       extra_body={"stop_token_ids": [ref[3]]})
         check(c.usage.completion_tokens == 4 and c.choices[0].finish_reason == "stop" and
               c.choices[0].model_extra.get("matched_stop") == ref[3], "stop_token_ids: %s" % c)
+    # A long answer: the sequence's cache grows several times on the way (256 -> 512 -> ...).
+    ref = greedy_ids(ids, 700)
+    while ref and ref[-1] in (6000, 6007, 6009):
+        ref = ref[:-1]
+    c = client.completions.create(model="glm-test", prompt=ids, max_tokens=700, temperature=0,
+                                  extra_body={"skip_special_tokens": False})
+    status, d = post_json(srv.base, "/v1/detokenize", {"tokens": ref, "skip_special_tokens": False})
+    check(c.choices[0].text == d["text"] and c.usage.completion_tokens >= len(ref), "700-token answer == glint generate")
     c = client.completions.create(model="glm-test", prompt="Hello", max_tokens=5, temperature=0, echo=True, logprobs=2)
     check(c.choices[0].text.startswith("Hello") and len(c.choices[0].logprobs.tokens) == 5 and
           all(len(t) == 2 for t in c.choices[0].logprobs.top_logprobs), "completions echo + logprobs: %s" % c)
+
+    streamed = "".join(x.choices[0].text for x in client.completions.create(
+        model="glm-test", prompt="Hello", max_tokens=5, temperature=0, echo=True, stream=True))
+    check(streamed == c.choices[0].text, "streamed echo completion: %r" % streamed)
 
     # Logprobs: greedy token is the top alternative; values are log-probabilities.
     lp = client.chat.completions.create(model="glm-test", messages=USER, max_tokens=6, temperature=0, logprobs=True,
