@@ -166,6 +166,28 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_span_avx512(const u
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
 }
 
+// A whole FP8-block row: per block a vector accumulator scaled once by its block scale, one
+// horizontal sum per row (block sizes that are multiples of 32; others take the span path).
+__attribute__((target("avx512f,avx512bw"))) static float fp8_row_avx512(const uint8_t *w, const float *scales,
+                                                                        const float *x, int64_t K, int block) {
+    const __m512i clear_bit14 = _mm512_set1_epi16((short)0xBFFF);
+    __m512 total = _mm512_setzero_ps();
+    int64_t k0 = 0;
+    for (; k0 + block <= K; k0 += block) {
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        for (int64_t k = k0; k < k0 + block; k += 32) {
+            __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+            h = _mm512_and_si512(_mm512_slli_epi16(h, 7), clear_bit14);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_loadu_ps(x + k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), _mm512_loadu_ps(x + k + 16), acc1);
+        }
+        total = _mm512_fmadd_ps(_mm512_add_ps(acc0, acc1), _mm512_set1_ps(scales[k0 / block] * 256.0f), total);
+    }
+    float acc = _mm512_reduce_add_ps(total);
+    if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
+    return acc;
+}
+
 __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int64_t k = 0;
@@ -212,6 +234,11 @@ static void quant_row_dots(const glint_weight *W, int64_t n, const float *x, int
         return;
     }
     const uint8_t *row = (const uint8_t *)W->data + n * K;
+    if (f8 == fp8_span_avx512 && W->block % 32 == 0) {
+        const float *scales = (const float *)W->scales + (n / W->block) * ((K + W->block - 1) / W->block);
+        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = fp8_row_avx512(row, scales, x + (size_t)t * x_stride, K, W->block);
+        return;
+    }
     for (int t = 0; t < T; t++) {
         float acc = 0;
         for (int64_t k0 = 0; k0 < K; k0 += W->block) {
