@@ -9,186 +9,31 @@
 
 #include "backend/cpu/cpu.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/util.h"
+#include "engine/generate.h"
 #include "engine/sampler.h"
 #include "io/quant.h"
 #include "model/glm.h"
+#include "text/tokenizer.h"
 
-// Options shared by every command that loads a model.
 typedef struct {
-    const char *model_dir;
-    const char *backend;
-    int threads;
-    int64_t context_length;  // 0: max_position_embeddings capped by memory
-    glint_load_options load;
-    // generate
-    const char *prompt;
-    const char *ids;
-    int64_t n_predict;
-    glint_sampling_params sampling;
-    int temperature_set, top_p_set, top_k_set;
-    int print_ids;
-    // logits
-    const char *output;
-    // bench
-    const char *synthetic;
-    int64_t layers;
-    const char *ctx_list;
-    int64_t n_decode;
-    int kernels;
-} model_options;
+    const glint_tokenizer *tok;  // NULL: print ids
+    glint_detok_stream *detok;
+    int count;
+} generate_output;
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "glint %s: ", cmd);
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n");
-    return 2;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || !*s || *end || !isfinite(v)) return -1;
-    *out = (float)v;
-    return 0;
-}
-
-// Parses argv into opts; returns 0, or the exit status for a usage error.
-static int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
-    memset(o, 0, sizeof *o);
-    o->backend = "cpu";
-    o->n_predict = 32;
-    o->n_decode = 16;
-    glint_sampling_defaults(&o->sampling);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes_value = 1;
-        int64_t n;
-        if (!strcmp(a, "--print-ids")) o->print_ids = 1, takes_value = 0;
-        else if (!strcmp(a, "--kernels")) o->kernels = 1, takes_value = 0;
-        else if (!v) return usage_error(cmd, "option %s needs a value (see glint --help)", a);
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--model-path")) o->model_dir = v;
-        else if (!strcmp(a, "--backend")) o->backend = v;
-        else if (!strcmp(a, "--threads")) {
-            if (glint_parse_int64(v, &n) || n < 1 || n > 1024) return usage_error(cmd, "bad --threads '%s'", v);
-            o->threads = (int)n;
-        } else if (!strcmp(a, "--context-length")) {
-            if (glint_parse_int64(v, &o->context_length) || o->context_length < 1 || o->context_length > (1 << 26))
-                return usage_error(cmd, "bad --context-length '%s'", v);
-        } else if (!strcmp(a, "--tp-size") || !strcmp(a, "--tp")) {
-            if (glint_parse_int64(v, &n) || n != 1)
-                return usage_error(cmd, "--tp-size %s: the CPU backend runs on one device (tensor parallel "
-                                        "arrives with the CUDA backend)", v);
-        } else if (!strcmp(a, "--index-topk-pattern")) o->load.index_topk_pattern = v;
-        else if (!strcmp(a, "--json-model-override-args")) o->load.override_json = v;
-        else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) o->prompt = v;
-        else if (!strcmp(a, "--ids")) o->ids = v;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            if (glint_parse_int64(v, &o->n_predict)) return usage_error(cmd, "bad -n '%s'", v);
-        } else if (!strcmp(a, "--temperature")) {
-            if (parse_float(v, &o->sampling.temperature) || o->sampling.temperature < 0)
-                return usage_error(cmd, "bad --temperature '%s'", v);
-            o->temperature_set = 1;
-        } else if (!strcmp(a, "--top-p")) {
-            if (parse_float(v, &o->sampling.top_p) || o->sampling.top_p <= 0 || o->sampling.top_p > 1)
-                return usage_error(cmd, "bad --top-p '%s' (0 < p <= 1)", v);
-            o->top_p_set = 1;
-        } else if (!strcmp(a, "--top-k")) {
-            char *end;
-            long k = strtol(v, &end, 10);
-            if (*end || !*v || k < -1 || k > (1 << 30)) return usage_error(cmd, "bad --top-k '%s'", v);
-            o->sampling.top_k = (int)k;
-            o->top_k_set = 1;
-        } else if (!strcmp(a, "--min-p")) {
-            if (parse_float(v, &o->sampling.min_p) || o->sampling.min_p < 0 || o->sampling.min_p > 1)
-                return usage_error(cmd, "bad --min-p '%s'", v);
-        } else if (!strcmp(a, "--seed")) {
-            if (glint_parse_int64(v, &n)) return usage_error(cmd, "bad --seed '%s'", v);
-            o->sampling.seed = (uint64_t)n;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->output = v;
-        else if (!strcmp(a, "--synthetic")) o->synthetic = v;
-        else if (!strcmp(a, "--layers")) {
-            if (glint_parse_int64(v, &o->layers) || o->layers < 1) return usage_error(cmd, "bad --layers '%s'", v);
-        } else if (!strcmp(a, "--ctx")) o->ctx_list = v;
-        else if (!strcmp(a, "--decode-tokens")) {
-            if (glint_parse_int64(v, &o->n_decode) || o->n_decode < 1)
-                return usage_error(cmd, "bad --decode-tokens '%s'", v);
-        } else return usage_error(cmd, "unknown option %s (see glint --help)", a);
-        i += takes_value;
+static int print_token(int32_t id, void *user) {
+    generate_output *out = user;
+    if (!out->detok) {
+        printf(out->count++ ? " %d" : "%d", id);
+    } else {
+        size_t len = 0;
+        char *piece = glint_detok_stream_push(out->detok, id, &len);
+        if (piece) fwrite(piece, 1, len, stdout);
+        free(piece);
     }
-    if (strcmp(o->backend, "cpu")) {
-        fprintf(stderr, "glint %s: --backend %s is not available in this build (cpu is)\n", cmd, o->backend);
-        return 2;
-    }
-    return 0;
-}
-
-static glint_backend *make_backend(const model_options *o) {
-    glint_backend *be = glint_backend_cpu(o->threads);
-    omp_set_num_threads(be->n_threads);
-    return be;
-}
-
-static glint_model *load_model(const char *cmd, const model_options *o, glint_backend *be) {
-    if (!o->model_dir) {
-        fprintf(stderr, "glint %s: -m DIR is required\n", cmd);
-        return NULL;
-    }
-    glint_model *m = glint_model_load(o->model_dir, &o->load, be);
-    if (!m) fprintf(stderr, "glint %s: %s\n", cmd, glint_last_error());
-    return m;
-}
-
-// Context length: --context-length, else max_position_embeddings capped so the cache fits a quarter
-// of physical memory.
-static int context_for(const glint_model *m, const model_options *o) {
-    if (o->context_length) return (int)o->context_length;
-    uint64_t per_token = glint_state_bytes_per_token(&m->cfg);
-    uint64_t mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
-    uint64_t cap = mem / 4 / (per_token ? per_token : 1);
-    uint64_t ctx = (uint64_t)m->cfg.max_position_embeddings;
-    return (int)(ctx < cap ? ctx : cap);
-}
-
-// "1 2 3" -> ids; every id must be an integer within the vocabulary.
-static int32_t *parse_ids(const char *cmd, const char *text, int vocab, int *n_out) {
-    size_t cap = 16, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    const char *p = text;
-    while (ids) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == ',') p++;
-        if (!*p) break;
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v >= vocab) {
-            fprintf(stderr, "glint %s: --ids: '%.*s' at offset %zu is not a token id in 0..%d\n", cmd,
-                    (int)strcspn(p, " \t\n,"), p, (size_t)(p - text), vocab - 1);
-            free(ids);
-            return NULL;
-        }
-        if (n == cap) {
-            int32_t *grown = realloc(ids, (cap *= 2) * sizeof *ids);
-            if (!grown) break;
-            ids = grown;
-        }
-        ids[n++] = (int32_t)v;
-        p = end;
-    }
-    if (ids && n == 0) {
-        fprintf(stderr, "glint %s: --ids is empty\n", cmd);
-        free(ids);
-        return NULL;
-    }
-    *n_out = (int)n;
-    return ids;
-}
-
-static int is_eos(const glint_config *c, int32_t id) {
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_ids[i] == id) return 1;
+    fflush(stdout);
     return 0;
 }
 
@@ -200,35 +45,42 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "glint generate: give exactly one of --prompt TEXT or --ids \"1 2 3\"\n");
         return 2;
     }
-    if (o.prompt) {
-        fprintf(stderr, "glint generate: --prompt needs the tokenizer, which is not built into this version; "
-                        "use --ids\n");
-        return 2;
-    }
+    glint_sampling_params sp;
+    if (resolve_sampling("generate", &o, &sp)) return 1;
+    if (!o.n_predict) o.n_predict = 32;
     glint_backend *be = make_backend(&o);
     glint_model *m = load_model("generate", &o, be);
     if (!m) return 1;
-    glint_sampling_params sp = o.sampling;
-    glint_sampling_params defaults;
-    glint_sampling_defaults(&defaults);
-    if (glint_sampling_from_generation_config(o.model_dir, &defaults)) {
-        fprintf(stderr, "glint generate: %s\n", glint_last_error());
-        glint_model_free(m);
-        return 1;
-    }
-    if (!o.temperature_set) sp.temperature = defaults.temperature;
-    if (!o.top_p_set) sp.top_p = defaults.top_p;
-    if (!o.top_k_set) sp.top_k = defaults.top_k;
-
+    glint_tokenizer *tok = NULL;
     int n_prompt = 0;
-    int32_t *prompt = parse_ids("generate", o.ids, m->cfg.vocab_size, &n_prompt);
+    int32_t *prompt = NULL;
+    if (o.prompt) {  // text in: tokenized as transformers' tokenizer(text) does (with special tokens)
+        tok = glint_tokenizer_load_dir(o.model_dir);
+        if (!tok || (n_prompt = glint_tokenizer_encode(tok, o.prompt, strlen(o.prompt), 1, &prompt)) < 0) {
+            fprintf(stderr, "glint generate: %s\n", glint_last_error());
+            glint_tokenizer_free(tok);
+            glint_model_free(m);
+            return 1;
+        }
+        for (int i = 0; i < n_prompt; i++)
+            if (prompt[i] >= m->cfg.vocab_size) {
+                fprintf(stderr, "glint generate: the tokenizer produced id %d, outside the model's vocabulary (%d)\n",
+                        prompt[i], m->cfg.vocab_size);
+                n_prompt = -1;
+                break;
+            }
+    } else {
+        prompt = parse_ids("generate", o.ids, m->cfg.vocab_size, &n_prompt);
+    }
     int ctx = context_for(m, &o);
-    glint_state *st = prompt ? glint_state_new(m, ctx) : NULL;
+    generate_output out = {tok, NULL, 0};
+    glint_state *st = prompt && n_prompt > 0 ? glint_state_new(m, ctx) : NULL;
     glint_sampler *sampler = st ? glint_sampler_new(&sp, m->cfg.vocab_size) : NULL;
     float *logits = sampler ? malloc(sizeof(float) * (size_t)m->cfg.vocab_size) : NULL;
+    if (tok && !o.print_ids) out.detok = glint_detok_stream_new(tok, 1);
     rc = 1;
-    if (!logits) {
-        if (prompt) fprintf(stderr, "glint generate: %s\n", glint_last_error());
+    if (!logits || (tok && !o.print_ids && !out.detok)) {
+        if (prompt && n_prompt > 0) fprintf(stderr, "glint generate: %s\n", glint_last_error());
         goto done;
     }
     if (n_prompt + o.n_predict > ctx) {
@@ -242,19 +94,16 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     double t1 = glint_now_seconds();
-    int generated = 0;
-    for (; generated < o.n_predict; generated++) {
-        int32_t next = glint_sampler_sample(sampler, logits);
-        printf(generated ? " %d" : "%d", next);
-        fflush(stdout);
-        if (is_eos(&m->cfg, next)) {
-            generated++;
-            break;
-        }
-        if (generated + 1 < o.n_predict && glint_forward(m, st, &next, 1, logits, 0)) {
-            fprintf(stderr, "\nglint generate: %s\n", glint_last_error());
-            goto done;
-        }
+    int generated = glint_generate(m, st, sampler, logits, (int)o.n_predict, o.ignore_eos, print_token, &out);
+    if (generated < 0) {
+        fprintf(stderr, "\nglint generate: %s\n", glint_last_error());
+        goto done;
+    }
+    if (out.detok) {
+        size_t len = 0;
+        char *rest = glint_detok_stream_flush(out.detok, &len);
+        if (rest) fwrite(rest, 1, len, stdout);
+        free(rest);
     }
     printf("\n");
     fflush(stdout);
@@ -263,11 +112,76 @@ int cmd_generate(int argc, char **argv) {
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated > 1 ? (generated - 1) / (t2 - t1) : 0);
     rc = 0;
 done:
+    glint_detok_stream_free(out.detok);
     free(logits);
     glint_sampler_free(sampler);
     glint_state_free(m, st);
     free(prompt);
+    glint_tokenizer_free(tok);
     glint_model_free(m);
+    return rc;
+}
+
+// Perplexity of a text file: tokenized with special tokens (as transformers' tokenizer(text)),
+// split into windows of --context-length tokens (default 512) from the start; each window is run
+// from an empty cache and predicts its tokens 1.. (tools/demo/make_references.py does the same).
+int cmd_perplexity(int argc, char **argv) {
+    model_options o;
+    int rc = parse_options("perplexity", argc, argv, &o);
+    if (rc) return rc;
+    const char *file = o.positional;
+    if (!file || !o.model_dir) {
+        fprintf(stderr, "usage: glint perplexity -m DIR FILE [--context-length WINDOW]\n");
+        return 2;
+    }
+    size_t len = 0;
+    char *text = glint_read_text_file(file, &len);
+    if (!text) {
+        fprintf(stderr, "glint perplexity: %s\n", glint_last_error());
+        return 1;
+    }
+    glint_backend *be = make_backend(&o);
+    glint_model *m = load_model("perplexity", &o, be);
+    glint_tokenizer *tok = m ? glint_tokenizer_load_dir(o.model_dir) : NULL;
+    int32_t *ids = NULL;
+    int n = tok ? glint_tokenizer_encode(tok, text, len, 1, &ids) : -1;
+    const int window = o.context_length ? (int)o.context_length : 512;
+    float *logits = n > 0 ? malloc(sizeof(float) * (size_t)window * (size_t)m->cfg.vocab_size) : NULL;
+    glint_state *st = logits ? glint_state_new(m, window) : NULL;
+    rc = 1;
+    if (!st) {
+        if (m) fprintf(stderr, "glint perplexity: %s: %s\n", file, n == 0 ? "no tokens" : glint_last_error());
+        goto done;
+    }
+    double nll = 0, t0 = glint_now_seconds();
+    long predicted = 0;
+    for (int start = 0; start < n; start += window) {
+        int count = n - start < window ? n - start : window;
+        if (count < 2) continue;
+        st->n_past = 0;
+        if (glint_forward(m, st, ids + start, count, logits, 1)) {
+            fprintf(stderr, "glint perplexity: %s\n", glint_last_error());
+            goto done;
+        }
+        for (int t = 0; t + 1 < count; t++) {  // log-softmax of row t at the next token, in double
+            const float *row = logits + (size_t)t * m->cfg.vocab_size;
+            double maxv = row[0], sum = 0;
+            for (int v = 1; v < m->cfg.vocab_size; v++) maxv = row[v] > maxv ? row[v] : maxv;
+            for (int v = 0; v < m->cfg.vocab_size; v++) sum += exp(row[v] - maxv);
+            nll += maxv + log(sum) - row[ids[start + t + 1]];
+            predicted++;
+        }
+    }
+    printf("perplexity %.4f over %ld predicted tokens (%d tokens, windows of %d) in %.2f s\n", exp(nll / predicted),
+           predicted, n, window, glint_now_seconds() - t0);
+    rc = 0;
+done:
+    glint_state_free(m, st);
+    free(logits);
+    free(ids);
+    glint_tokenizer_free(tok);
+    glint_model_free(m);
+    free(text);
     return rc;
 }
 

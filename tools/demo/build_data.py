@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import tokenizers
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 REQUIRED_TOKENIZERS = "0.23.3"
 BPE_VOCAB = 4000
@@ -89,23 +89,31 @@ def first_sentences(text, limit=220):
     return out[:limit].rstrip(" ;,") + ("" if out.endswith((".", "!", "?")) else ".")
 
 
+GCIDE_POS = re.compile(r"\b(v\. t|v\. i|n|v|a|adj|adv|prep|conj|interj|pron)\.")
+
+
 def gcide_definitions():
+    """(word, part of speech, first sense) for single-word GCIDE entries whose headword is the word."""
     seen = set()
     for word, raw in dictd_entries("gcide"):
-        w = word.strip()
-        if not re.fullmatch(r"[a-z]{3,16}", w) or w in seen:
+        w = word.strip().lower()
+        head = re.match(r"([^\\\n]+?)\s*\\[^\\]*\\(.*)", raw)
+        if not re.fullmatch(r"[a-z]{3,16}", w) or w in seen or not head or head.group(1).strip().lower() != w:
             continue
-        head = re.match(r"\s*\S[^\\\n]*\\[^\\]*\\,?\s*([a-z. ]{1,8}?\.)?", raw)
-        pos = head.group(1).strip() if head and head.group(1) else ""
-        body = raw[head.end():] if head else raw
-        body = re.sub(r"^\s*(Etym:.*?\]\s*)", "", body, flags=re.S)
-        sense = re.split(r"\n\s*\n|\n\s*2\.", body)[0]
-        sense = clean(re.sub(r"^\s*1\.\s*", "", sense))
-        sense = re.sub(r"^(Etym: )?\S*\s*", "", sense) if sense.startswith("Etym") else sense
-        if len(sense) < 12 or "Syn:" in sense[:5]:
+        after_pron = re.sub(r"\[[^\]]*\]", "", raw.split("\\", 2)[2], flags=re.S)  # etymologies span lines
+        first_line, _, body = after_pron.partition("\n")
+        pos_match = GCIDE_POS.search(first_line)
+        pos = POS_NAMES.get(pos_match.group(0), "") if pos_match else ""
+        first = re.split(r"\n\s*\n|\n\s*2\.\s", body)[0]
+        first = re.sub(r"^\s*1\.\s*", "", first.strip())
+        first = re.sub(r"--\s*[A-Z][\w. ]*\.?", "", first)  # citations
+        first = re.sub(r"\([A-Z][a-z]+\.(\s*[A-Z][a-z]+\.)*\)", "", first)  # (Mus.), (Law)
+        sense = clean(first)
+        if (len(sense) < 15 or not sense[0].isalpha() or sense.startswith(("Syn", "See", "Same as")) or
+                "Etym" in sense):
             continue
         seen.add(w)
-        yield w, POS_NAMES.get(pos, ""), first_sentences(sense)
+        yield w, pos, first_sentences(sense)
 
 
 def jargon_definitions():
@@ -222,6 +230,10 @@ def train_tokenizer(texts, out_dir):
     pieces = (p for t in texts for p in re.split("|".join(map(re.escape, GLM_SPECIAL_TOKENS)), t) if p)
     tok.train_from_iterator(pieces, trainer=trainer)
     tok.add_special_tokens(GLM_SPECIAL_TOKENS)
+    # add_special_tokens=True prepends the chat prefix, as GLM tokenizers do
+    tok.post_processor = processors.TemplateProcessing(
+        single="[gMASK] <sop> $A", pair="[gMASK] <sop> $A $B",
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[gMASK]", "<sop>")])
     tok.save(os.path.join(out_dir, "tokenizer.json"))
     added = {str(tok.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
                                        "single_word": False, "special": True} for t in GLM_SPECIAL_TOKENS}
@@ -245,7 +257,7 @@ def main():
     gcide = list(gcide_definitions())
     jargon, devil, fort = list(jargon_definitions()), list(devil_definitions()), list(fortunes())
     rng.shuffle(gcide)
-    gcide = gcide[:40000]
+    gcide = gcide[:30000]
     items = [("define", x) for x in gcide] + [("jargon", x) for x in jargon] * 3 + \
             [("devil", x) for x in devil] * 4 + [("fortune", x) for x in fort] * 3
     rng.shuffle(items)

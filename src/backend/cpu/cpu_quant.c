@@ -166,6 +166,28 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_span_avx512(const u
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
 }
 
+// A whole FP8-block row: per block a vector accumulator scaled once by its block scale, one
+// horizontal sum per row (block sizes that are multiples of 32; others take the span path).
+__attribute__((target("avx512f,avx512bw"))) static float fp8_row_avx512(const uint8_t *w, const float *scales,
+                                                                        const float *x, int64_t K, int block) {
+    const __m512i clear_bit14 = _mm512_set1_epi16((short)0xBFFF);
+    __m512 total = _mm512_setzero_ps();
+    int64_t k0 = 0;
+    for (; k0 + block <= K; k0 += block) {
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        for (int64_t k = k0; k < k0 + block; k += 32) {
+            __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+            h = _mm512_and_si512(_mm512_slli_epi16(h, 7), clear_bit14);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_loadu_ps(x + k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), _mm512_loadu_ps(x + k + 16), acc1);
+        }
+        total = _mm512_fmadd_ps(_mm512_add_ps(acc0, acc1), _mm512_set1_ps(scales[k0 / block] * 256.0f), total);
+    }
+    float acc = _mm512_reduce_add_ps(total);
+    if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
+    return acc;
+}
+
 __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int64_t k = 0;
@@ -212,6 +234,11 @@ static void quant_row_dots(const glint_weight *W, int64_t n, const float *x, int
         return;
     }
     const uint8_t *row = (const uint8_t *)W->data + n * K;
+    if (f8 == fp8_span_avx512 && W->block % 32 == 0) {
+        const float *scales = (const float *)W->scales + (n / W->block) * ((K + W->block - 1) / W->block);
+        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = fp8_row_avx512(row, scales, x + (size_t)t * x_stride, K, W->block);
+        return;
+    }
     for (int t = 0; t < T; t++) {
         float acc = 0;
         for (int64_t k0 = 0; k0 < K; k0 += W->block) {
@@ -277,16 +304,30 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
     nvfp4_dot_fn nv = pick_nvfp4();
     fp8_span_fn f8 = pick_fp8();
     const int64_t N = W->rows, K = W->cols;
+    const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 : (size_t)K;
+    int threads = N * K < 65536 ? 1 : be->n_threads;
+    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
+    chunk = chunk < 1 ? 1 : chunk;
+    if (T >= 4) {  // prefill: dequantize each row once and reuse it for every token
+#pragma omp parallel num_threads(threads)
+        {
+            float *row = malloc(sizeof(float) * (size_t)K);
+#pragma omp for schedule(dynamic, chunk)
+            for (int64_t n = 0; n < N; n++) {
+                if (!row) continue;
+                glint_cpu_weight_row_f32(W, n, row);
+                for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = glint_cpu_dot_f32(row, x + (size_t)t * x_stride, K);
+            }
+            free(row);
+        }
+        return;
+    }
     float *x_deint = NULL;  // AVX-512 NVFP4 reads x in deinterleaved order
     if (W->format == GLINT_WFMT_NVFP4 && nv == nvfp4_dot_avx512 &&
         (x_deint = malloc(sizeof(float) * (size_t)T * (size_t)K))) {
         for (int t = 0; t < T; t++) deinterleave_pairs(x + (size_t)t * x_stride, x_deint + (size_t)t * K, K);
         x = x_deint, x_stride = (int)K, nv = nvfp4_dot_avx512_deinterleaved;
     }
-    const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 : (size_t)K;
-    int threads = N * K < 65536 ? 1 : be->n_threads;
-    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
-    chunk = chunk < 1 ? 1 : chunk;
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
     for (int64_t n = 0; n < N; n++) quant_row_dots(W, n, x, x_stride, T, y, y_stride, nv, f8);
     free(x_deint);
@@ -315,9 +356,32 @@ float glint_cpu_weight_element(const glint_weight *W, int64_t row, int64_t col) 
 }
 
 void glint_cpu_weight_row_f32(const glint_weight *W, int64_t row, float *out) {
-    if (W->format == GLINT_WFMT_DENSE) {
-        for (int64_t c = 0; c < W->cols; c++) out[c] = glint_weight_get(W, row * W->cols + c);
+    init_tables();
+    const int64_t K = W->cols;
+    switch (W->format) {
+    case GLINT_WFMT_DENSE:
+        for (int64_t c = 0; c < K; c++) out[c] = glint_weight_get(W, row * K + c);
+        return;
+    case GLINT_WFMT_NVFP4: {
+        const uint8_t *codes = (const uint8_t *)W->data + row * (K / 2), *sc = (const uint8_t *)W->scales + row * (K / 16);
+        for (int64_t b = 0; b < K / 16; b++) {
+            const float scale = fp8_table[sc[b]] * W->global_scale;
+            for (int j = 0; j < 8; j++) {
+                out[b * 16 + 2 * j] = e2m1_values[codes[b * 8 + j] & 15] * scale;
+                out[b * 16 + 2 * j + 1] = e2m1_values[codes[b * 8 + j] >> 4] * scale;
+            }
+        }
         return;
     }
-    for (int64_t c = 0; c < W->cols; c++) out[c] = glint_cpu_weight_element(W, row, c);
+    case GLINT_WFMT_FP8_BLOCK: {
+        const uint8_t *w = (const uint8_t *)W->data + row * K;
+        for (int64_t k0 = 0; k0 < K; k0 += W->block) {
+            const float scale = fp8_block_scale(W, row, k0);
+            for (int64_t k = k0; k < K && k < k0 + W->block; k++) out[k] = fp8_table[w[k]] * scale;
+        }
+        return;
+    }
+    default:
+        for (int64_t c = 0; c < K; c++) out[c] = glint_cpu_weight_element(W, row, c);
+    }
 }

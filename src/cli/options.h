@@ -1,0 +1,51 @@
+// Options and helpers shared by the commands that load a model (generate, logits, info, bench,
+// perplexity, run).
+#ifndef GLINT_CLI_OPTIONS_H
+#define GLINT_CLI_OPTIONS_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "engine/sampler.h"
+#include "model/glm.h"
+
+typedef struct {
+    const char *model_dir;
+    const char *backend;
+    int threads;
+    int64_t context_length;  // 0: max_position_embeddings capped by memory
+    glint_load_options load;
+    // generate
+    const char *prompt;
+    const char *ids;
+    int64_t n_predict;  // -n; 0: the command's default
+    glint_sampling_params sampling;
+    int temperature_set, top_p_set, top_k_set;
+    int print_ids;
+    const char *positional;  // the one argument without a flag (perplexity's FILE)
+    int ignore_eos;
+    // logits
+    const char *output;
+    // bench
+    const char *synthetic;
+    int64_t layers;
+    const char *ctx_list;
+    int64_t n_decode;
+    int kernels;
+} model_options;
+
+// Parses argv into o; returns 0, or the exit status of a usage error (already reported).
+int parse_options(const char *cmd, int argc, char **argv, model_options *o);
+glint_backend *make_backend(const model_options *o);
+// Loads -m DIR; NULL after printing the error.
+glint_model *load_model(const char *cmd, const model_options *o, glint_backend *be);
+// --context-length, else max_position_embeddings capped so the cache fits a quarter of RAM.
+int context_for(const glint_model *m, const model_options *o);
+// "1 2 3" -> ids within the vocabulary; NULL after printing the error.
+int32_t *parse_ids(const char *cmd, const char *text, int vocab, int *n_out);
+// Sampling: command-line values over generation_config.json's over glint's defaults.
+int resolve_sampling(const char *cmd, const model_options *o, glint_sampling_params *out);
+// The model directory: -m DIR, else the embedded demo model.
+const char *model_dir_or_demo(const model_options *o);
+
+#endif

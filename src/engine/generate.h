@@ -1,0 +1,19 @@
+// The decode loop shared by glint generate, glint run and the server's single-sequence path.
+#ifndef GLINT_GENERATE_H
+#define GLINT_GENERATE_H
+
+#include <stdint.h>
+
+#include "engine/sampler.h"
+#include "model/glm.h"
+
+int glint_is_eos(const glint_config *cfg, int32_t id);
+
+// Samples up to max_new tokens, starting from `logits` (the last fed position's, [vocab], modified),
+// feeding each token back into the model except the last. on_token(id, user) sees every token;
+// returning nonzero from it stops. Stops after an EOS id unless ignore_eos. Returns the number of
+// tokens generated, or -1 with the error set.
+int glint_generate(glint_model *m, glint_state *st, glint_sampler *sampler, float *logits, int max_new,
+                   int ignore_eos, int (*on_token)(int32_t id, void *user), void *user);
+
+#endif

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""The embedded demo model against transformers (tests/fixtures/demo/reference.json, made by
+tools/demo/make_references.py): for 10 held-out chat prompts glint renders the same prompt text,
+tokenizes it to the same ids and continues it greedily with the same 32 tokens; glint perplexity
+equals the PyTorch evaluation to 3 significant digits. Then the NVFP4 variant and glint run.
+
+usage: test_demo.py GLINT REPO_ROOT
+"""
+import json
+import os
+import subprocess
+import sys
+
+GLINT, ROOT = sys.argv[1], sys.argv[2]
+DEMO = os.path.join(ROOT, "models", "demo")
+NVFP4 = os.path.join(ROOT, "models", "demo-nvfp4")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "demo")
+failures = 0
+
+
+def run(*args, stdin=None):
+    p = subprocess.run([GLINT, *args], input=stdin, capture_output=True, timeout=300)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def report(name, ok, detail=""):
+    global failures
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + detail}")
+    failures += not ok
+
+
+ref = json.load(open(os.path.join(FIXTURES, "reference.json")))
+report("10 reference prompts", len(ref["prompts"]) == 10, str(len(ref["prompts"])))
+for i, p in enumerate(ref["prompts"]):
+    rc, text, err = run("render-chat", "-m", DEMO, stdin=json.dumps(p["request"]).encode())
+    report(f"prompt {i}: render-chat == jinja2", rc == 0 and text == p["prompt"], f"{rc} {err} {text!r}")
+    rc, ids, err = run("tokenize", "-m", DEMO, stdin=p["prompt"].encode())
+    report(f"prompt {i}: tokenize == HF tokenizers", rc == 0 and ids.split() == [str(x) for x in p["prompt_ids"]], err)
+    rc, out, err = run("generate", "-m", DEMO, "--ids", " ".join(map(str, p["prompt_ids"])), "-n",
+                       str(len(p["greedy_ids"])), "--temperature", "0", "--ignore-eos", "--print-ids")
+    report(f"prompt {i}: greedy == transformers ({p['greedy_text'][:40]!r})",
+           rc == 0 and out.split() == [str(x) for x in p["greedy_ids"]], f"{rc} {err} {out!r}")
+
+
+def perplexity(model):
+    rc, out, err = run("perplexity", "-m", model, os.path.join(FIXTURES, "heldout.txt"))
+    if rc != 0 or not out.startswith("perplexity "):
+        return None, err
+    return float(out.split()[1]), out
+
+
+want = ref["perplexity"]["value"]
+got, detail = perplexity(DEMO)
+report(f"perplexity {got} == PyTorch {want:.4f} to 3 significant digits",
+       got is not None and f"{got:.3g}" == f"{want:.3g}", str(detail))
+got4, detail = perplexity(NVFP4)
+print(f"NVFP4 variant perplexity: {got4} (BF16: {got})")
+report("NVFP4 variant runs, perplexity within 10% of BF16",
+       got4 is not None and got is not None and abs(got4 - got) / got < 0.10, str(detail))
+
+rc, out, err = run("run", "-m", DEMO, "-p", "What does \"river\" mean?", "--temperature", "0", "-n", "48")
+report("glint run -p answers once and exits", rc == 0 and len(out.strip()) > 0, f"{rc} {err}")
+script = "Define stone.\n/think off\nWhat is a kludge in hacker slang?\n/reset\n/bogus\nTell me a fortune.\n/quit\n"
+rc, out, err = run("run", "-m", DEMO, "--temperature", "0", "-n", "48", stdin=script.encode())
+report("glint run REPL: commands and answers",
+       rc == 0 and "(reasoning off)" in out and "(conversation reset)" in out and "unknown command /bogus" in out
+       and out.count("\n") >= 6, f"{rc} {err} {out!r}")
+
+print(f"{failures} failed" if failures else "all ok")
+sys.exit(1 if failures else 0)
