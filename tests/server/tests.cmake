@@ -18,3 +18,9 @@ endforeach()
 # Engine (scheduler, page pool, prefix cache) on the tiny random model.
 glint_c_test(test_scheduler ${CMAKE_CURRENT_LIST_DIR}/test_scheduler.c ${GLINT_SERVER_FIXTURES}/model-random)
 set_tests_properties(test_scheduler PROPERTIES FIXTURES_REQUIRED glint_server)
+
+# The trained demo model (models/demo) behind the server: real reasoning and tool calls.
+add_test(NAME server_demo_model COMMAND ${GLINT_SERVER_PY} ${CMAKE_CURRENT_LIST_DIR}/test_demo_model.py
+         $<TARGET_FILE:glint> ${PROJECT_SOURCE_DIR})
+set_tests_properties(server_demo_model PROPERTIES FIXTURES_REQUIRED glint_server TIMEOUT 900 RUN_SERIAL TRUE
+                     ENVIRONMENT "GLINT_SERVER_FIXTURES=${GLINT_SERVER_FIXTURES};PYTHONPATH=${CMAKE_CURRENT_LIST_DIR}")
