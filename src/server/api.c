@@ -1054,11 +1054,45 @@ static void handle_chat(glint_server *s, const json_t *req, glint_client_gone_fn
     } else if (json_is_object(kwargs)) {
         json_object_set(render_req, "chat_template_kwargs", kwargs);
     }
+    // continue_final_message: the trailing assistant message is continued, not answered anew.
+    int continue_final = 0;
+    if (get_bool(req, "continue_final_message", &continue_final, out) < 0) goto fail;
+    json_t *last = json_array_get(prepared, json_array_size(prepared) - 1);
+    const char *continued = NULL;
+    if (continue_final && !strcmp(json_string_value(json_object_get(last, "role")), "assistant") &&
+        json_is_string(json_object_get(last, "content"))) {
+        continued = json_string_value(json_object_get(last, "content"));
+        json_t *head = json_array();
+        for (size_t i = 0; i + 1 < json_array_size(prepared); i++) json_array_append(head, json_array_get(prepared, i));
+        json_object_set_new(render_req, "messages", head);
+    }
     size_t prompt_len = 0;
     prompt = glint_chat_render(s->tmpl, render_req, s->special_tokens, &prompt_len);
+    if (!prompt && j->tools) {
+        // As sglang: one retry with the tools flattened to their function objects.
+        char first_error[512];
+        snprintf(first_error, sizeof first_error, "%s", glint_last_error());
+        json_t *flat = json_array();
+        for (size_t i = 0; i < json_array_size(j->tools); i++)
+            json_array_append(flat, json_object_get(json_array_get(j->tools, i), "function"));
+        json_object_set_new(render_req, "tools", flat);
+        prompt = glint_chat_render(s->tmpl, render_req, s->special_tokens, &prompt_len);
+        if (!prompt) glint_set_error("%s", first_error);
+    }
     if (!prompt) {
         set_error(out, 400, "BadRequestError", "%s", glint_last_error());
         goto fail;
+    }
+    if (continued) {
+        size_t extra = strlen(continued);
+        char *longer = realloc(prompt, prompt_len + extra + 1);
+        if (!longer) {
+            set_error(out, 500, "InternalServerError", "out of memory");
+            goto fail;
+        }
+        memcpy(longer + prompt_len, continued, extra + 1);
+        prompt = longer;
+        prompt_len += extra;
     }
     n_ids = glint_tokenizer_encode(s->tok, prompt, prompt_len, 0, &ids);
     if (n_ids < 0) {

@@ -151,6 +151,13 @@ def test_random_model(client, srv):
     mt = client.chat.completions.create(model="glm-test", messages=USER, max_tokens=6, temperature=0,
                                         extra_body={"min_tokens": 6, "reasoning_effort": "high"})
     check(mt.usage.completion_tokens == 6, "min_tokens + reasoning_effort accepted")
+    # continue_final_message: the prompt is the rendered history plus the assistant's text so far.
+    partial = [{"role": "user", "content": "Tell me something."}, {"role": "assistant", "content": "Once upon"}]
+    status, t_user = post_json(srv.base, "/v1/tokenize", {"messages": USER})
+    cf = client.chat.completions.create(model="glm-test", messages=partial, max_tokens=2, temperature=0,
+                                        extra_body={"continue_final_message": True})
+    status, piece = post_json(srv.base, "/v1/tokenize", {"prompt": "Once upon", "add_special_tokens": False})
+    check(cf.usage.prompt_tokens == t_user["count"] + piece["count"], "continue_final_message prompt: %s" % cf.usage)
     status, _, card = request("GET", srv.base + "/v1/models/glm-test")
     check(status == 200 and json.loads(card)["id"] == "glm-test", "model card")
     # max_completion_tokens wins over max_tokens.
