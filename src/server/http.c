@@ -154,10 +154,17 @@ int glint_http_serve(glint_server *s) {
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    // "localhost" may resolve to ::1 first; clients mostly dial 127.0.0.1, so IPv4 wins a tie.
+    struct addrinfo *chosen = addr;
+    for (struct addrinfo *a = addr; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            chosen = a;
+            break;
+        }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
-    if (addr->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    if (chosen->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)s->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, addr->ai_addr,
+        flags, (uint16_t)s->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, chosen->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
     freeaddrinfo(addr);
