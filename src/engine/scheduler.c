@@ -14,9 +14,12 @@ typedef struct {
     glint_gen_request *req;
     glint_state *st;
     glint_sampler *sampler;
-    int64_t pages;        // reserved from the pool (for full_capacity tokens)
+    int64_t pages;        // reserved from the pool: the pages of st's capacity
     int full_capacity;    // prompt + max_new_tokens (capped by the context); st grows up to it
-    int n_prefilled;      // prompt tokens already in the cache
+    const int32_t *fill;  // tokens to put in the cache before decoding: the prompt, or after a
+    int n_fill;           // retraction the prompt + output so far (minus the last sampled token)
+    int sample_after_fill;  // a fresh request samples its first token from the fill's logits
+    int n_prefilled;      // fill tokens already in the cache
     int n_generated;
     int32_t last_token;   // sampled, not yet forwarded
     int32_t *history;     // prompt + generated (for the prefix cache)
@@ -43,6 +46,8 @@ struct glint_engine {
     // Engine thread only:
     sequence *running;
     int n_running;
+    sequence *retracted;  // sequences that gave their cache back; resumed before new requests
+    int n_retracted;
     prefix_entry *prefix;
     int n_prefix, cap_prefix;
     uint64_t clock;
@@ -154,12 +159,12 @@ static void prefix_insert(glint_engine *e, sequence *s) {
 
 // The entry sharing the longest token prefix with the prompt (at most n_prompt - 1 tokens, so at
 // least one token is run to produce logits).
-static int prefix_lookup(glint_engine *e, const int32_t *prompt, int n_prompt, int *match) {
+static int prefix_lookup(glint_engine *e, const int32_t *prompt, int max_match, int *match) {
     int best = -1;
     *match = 0;
     for (int i = 0; i < e->n_prefix; i++) {
         const prefix_entry *p = &e->prefix[i];
-        int limit = p->st->n_past < n_prompt - 1 ? p->st->n_past : n_prompt - 1;
+        int limit = p->st->n_past < max_match ? p->st->n_past : max_match;
         int k = 0;
         while (k < limit && p->tokens[k] == prompt[k]) k++;
         if (k > *match) *match = k, best = i;
@@ -203,71 +208,67 @@ void glint_engine_cancel(glint_engine *e, glint_gen_request *r) {
     pthread_mutex_unlock(&e->mu);
 }
 
-// Starts a sequence for r: reserves pages (evicting cached prefixes if needed), allocates its
-// cache and copies the longest cached prefix. Returns 0, 1 when the pool is full for now, -1 on error.
-static int start_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
-    int capacity = request_capacity(e, r);
-    int64_t need = pages_for(e, capacity);
-    int match = 0;
-    int entry = e->opt.prefix_cache ? prefix_lookup(e, r->prompt, r->n_prompt, &match) : -1;
-    if (match == 0) entry = -1;
+// Makes room for `pages` more pages by evicting least recently used cached prefixes (never
+// the entry whose tokens are `keep`). Returns 0, or 1 when running sequences hold the pool.
+static int make_room(glint_engine *e, int64_t pages, const int32_t *keep) {
+    while (e->pages_used + pages > e->opt.total_pages) {
+        int victim = -1;
+        for (int i = 0; i < e->n_prefix; i++)
+            if (e->prefix[i].tokens != keep && (victim < 0 || e->prefix[i].last_used < e->prefix[victim].last_used))
+                victim = i;
+        if (victim < 0) return 1;
+        prefix_evict(e, victim);
+    }
+    return 0;
+}
+
+// A new sequence for r (sampler, history); its cache comes from place_sequence.
+static int init_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
     memset(s, 0, sizeof *s);
     s->req = r;
+    s->full_capacity = request_capacity(e, r);
     s->sampler = glint_sampler_new(&r->sampling, e->m->cfg.vocab_size);
-    s->history = malloc((size_t)capacity * sizeof *s->history);
+    s->history = malloc((size_t)s->full_capacity * sizeof *s->history);
     if (!s->sampler || !s->history) {
         glint_sampler_free(s->sampler);
         free(s->history);
         return -1;
     }
-    s->full_capacity = capacity;
-    // The cache is allocated for the prompt plus a first stretch of output and grows on demand
-    // (grow_state); the page reservation covers the whole capacity from the start.
-    int initial = r->n_prompt + 256 < capacity ? r->n_prompt + 256 : capacity;
-    if (entry >= 0 && e->prefix[entry].pages + (e->opt.total_pages - e->pages_used) >= need) {
-        // Take the cached sequence's state over (no copy), topping its pages up to `need`.
-        s->st = e->prefix[entry].st;
-        s->st->n_past = match;
-        s->pages = need;
-        e->pages_used += need - e->prefix[entry].pages;
-        free(e->prefix[entry].tokens);
-        e->prefix[entry] = e->prefix[--e->n_prefix];
-    } else {
-        // Make room, keeping the entry we copy from; it may be released right after the copy.
-        const int32_t *keep = entry >= 0 ? e->prefix[entry].tokens : NULL;
-        int64_t keep_pages = entry >= 0 ? e->prefix[entry].pages : 0;
-        while (e->pages_used - keep_pages + need > e->opt.total_pages) {
-            int victim = -1;
-            for (int i = 0; i < e->n_prefix; i++)
-                if (e->prefix[i].tokens != keep && (victim < 0 || e->prefix[i].last_used < e->prefix[victim].last_used))
-                    victim = i;
-            if (victim < 0) {
-                glint_sampler_free(s->sampler);
-                free(s->history);
-                return 1;  // running sequences hold the pool
-            }
-            prefix_evict(e, victim);
-        }
-        for (int i = 0; keep && i < e->n_prefix; i++)  // eviction compacts the array
-            if (e->prefix[i].tokens == keep) entry = i;
-        s->st = glint_state_new(e->m, initial > match ? initial : match + 1);
-        if (!s->st) {
-            glint_sampler_free(s->sampler);
-            free(s->history);
-            return -1;
-        }
-        s->pages = need;
-        e->pages_used += need;
-        if (entry >= 0) {
-            glint_state_copy_prefix(e->m, s->st, e->prefix[entry].st, match);
-            e->prefix[entry].last_used = ++e->clock;
-            if (e->pages_used > e->opt.total_pages) prefix_evict(e, entry);
-        }
-    }
     memcpy(s->history, r->prompt, (size_t)r->n_prompt * sizeof *s->history);
     s->n_history = r->n_prompt;
+    s->fill = s->history;
+    s->n_fill = r->n_prompt;
+    s->sample_after_fill = 1;
+    return 0;
+}
+
+// Gives s a cache for its fill tokens plus a first stretch of output (it grows on demand, see
+// grow_state), starting from the longest cached prefix: a cached state is taken over when found,
+// else rows are copied. Returns 0, 1 when the pool is full for now, -1 on error.
+static int place_sequence(glint_engine *e, sequence *s) {
+    int initial = s->n_fill + e->opt.grow_tokens;
+    if (initial > s->full_capacity) initial = s->full_capacity;
+    int match = 0;
+    // A fresh request must run at least one token to get logits; a resumed one need not.
+    int max_match = s->sample_after_fill ? s->n_fill - 1 : s->n_fill;
+    int entry = e->opt.prefix_cache ? prefix_lookup(e, s->fill, max_match, &match) : -1;
+    if (match == 0) entry = -1;
+    if (entry >= 0) {  // take the cached state over: its pages move from the cache to s
+        s->st = e->prefix[entry].st;
+        s->st->n_past = match;
+        s->pages = e->prefix[entry].pages;
+        free(e->prefix[entry].tokens);
+        e->prefix[entry] = e->prefix[--e->n_prefix];
+        (void)initial;
+    } else {
+        int64_t need = pages_for(e, initial);
+        if (make_room(e, need, NULL)) return 1;
+        s->st = glint_state_new(e->m, initial);
+        if (!s->st) return -1;
+        s->pages = need;
+        e->pages_used += need;
+    }
     s->n_prefilled = match;
-    r->cached_tokens = match;
     return 0;
 }
 
@@ -383,22 +384,51 @@ static int sample_and_emit(glint_engine *e, sequence *s) {
     return 0;
 }
 
-// Makes room in s's cache for `needed` tokens (doubling, up to the reserved capacity).
+// Makes room in s's cache for `needed` tokens (doubling, up to the request's capacity),
+// reserving the extra pages. Returns 0, 1 when the pool cannot give them, -1 on error.
 static int grow_state(glint_engine *e, sequence *s, int needed) {
     if (needed <= s->st->capacity) return 0;
     int cap = 2 * s->st->capacity;
     if (cap < needed) cap = needed;
     if (cap > s->full_capacity) cap = s->full_capacity;
+    int64_t extra = pages_for(e, cap) - s->pages;
+    if (extra > 0 && make_room(e, extra, NULL)) return 1;
     glint_state *bigger = glint_state_new(e->m, cap);
     if (!bigger) return -1;
     glint_state_copy_prefix(e->m, bigger, s->st, s->st->n_past);
     glint_state_free(e->m, s->st);
     s->st = bigger;
+    if (extra > 0) s->pages += extra, e->pages_used += extra;
     return 0;
+}
+
+// Gives s's cache back to the pool (as a prefix-cache entry, so resuming usually takes it back
+// without recomputing) and parks s until pages are free: sglang's retraction. Its output so far,
+// sampler and RNG state are kept, so the continuation is the same as without the pause.
+static void retract(glint_engine *e, sequence *s) {
+    prefix_insert(e, s);
+    s->st = NULL;
+    s->pages = 0;
+    if (s->n_generated > 0) {  // resume by refilling everything but the last sampled token
+        s->fill = s->history;
+        s->n_fill = s->n_history - 1;
+        s->sample_after_fill = 0;
+    }
+    s->n_prefilled = 0;
+    e->retracted[e->n_retracted++] = *s;
+    pthread_mutex_lock(&e->mu);
+    e->stats.retractions++;
+    pthread_mutex_unlock(&e->mu);
 }
 
 // Runs one engine step over the running sequences. Prefill chunks share the step's token budget;
 // every decoding sequence advances by one token.
+static int live_sequences(const glint_engine *e) {
+    int n = 0;
+    for (int i = 0; i < e->n_running; i++) n += e->running[i].req != NULL;
+    return n;
+}
+
 static void engine_step(glint_engine *e) {
     int budget = e->opt.chunked_prefill > 0 ? e->opt.chunked_prefill : 1 << 30;
     int n = e->n_running;
@@ -410,25 +440,32 @@ static void engine_step(glint_engine *e) {
         if (atomic_load(&r->cancelled)) {
             end_sequence(e, s, GLINT_FINISH_ABORT, NULL);
             done = 1;
-        } else if (s->n_prefilled < r->n_prompt) {
+        } else if (s->n_prefilled < s->n_fill) {
             if (budget <= 0) continue;
-            int chunk = r->n_prompt - s->n_prefilled;
+            int chunk = s->n_fill - s->n_prefilled;
             if (chunk > budget) chunk = budget;
             budget -= chunk;
-            if (grow_state(e, s, s->n_prefilled + chunk) ||
-                glint_forward(e->m, s->st, r->prompt + s->n_prefilled, chunk, e->logits, 0)) {
-                end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
+            int grown = grow_state(e, s, s->n_prefilled + chunk);
+            if (grown > 0 && live_sequences(e) > 1) {
+                retract(e, s);
+                done = 1;
+            } else if (grown || glint_forward(e->m, s->st, s->fill + s->n_prefilled, chunk, e->logits, 0)) {
+                end_sequence(e, s, GLINT_FINISH_ERROR, grown > 0 ? "KV pool exhausted" : glint_last_error());
                 done = 1;
             } else {
                 s->n_prefilled += chunk;
                 pthread_mutex_lock(&e->mu);
                 e->stats.prompt_tokens += (uint64_t)chunk;
                 pthread_mutex_unlock(&e->mu);
-                if (s->n_prefilled == r->n_prompt) done = sample_and_emit(e, s);
+                if (s->n_prefilled == s->n_fill && s->sample_after_fill) done = sample_and_emit(e, s);
             }
         } else {
-            if (grow_state(e, s, s->st->n_past + 1) || glint_forward(e->m, s->st, &s->last_token, 1, e->logits, 0)) {
-                end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
+            int grown = grow_state(e, s, s->st->n_past + 1);
+            if (grown > 0 && live_sequences(e) > 1) {
+                retract(e, s);
+                done = 1;
+            } else if (grown || glint_forward(e->m, s->st, &s->last_token, 1, e->logits, 0)) {
+                end_sequence(e, s, GLINT_FINISH_ERROR, grown > 0 ? "KV pool exhausted" : glint_last_error());
                 done = 1;
             } else {
                 done = sample_and_emit(e, s);
@@ -447,15 +484,31 @@ static void *engine_main(void *arg) {
     glint_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stop && !e->n_running && !e->queue_head) pthread_cond_wait(&e->cv, &e->mu);
+        while (!e->stop && !e->n_running && !e->n_retracted && !e->queue_head) pthread_cond_wait(&e->cv, &e->mu);
         if (e->stop) {
             pthread_mutex_unlock(&e->mu);
             break;
         }
         atomic_store(&e->wake_pending, 0);
-        // Admit in arrival order while there is room (no overtaking: a large request at the head
-        // waits for pages rather than starving).
-        while (e->queue_head && e->n_running < e->opt.max_running) {
+        pthread_mutex_unlock(&e->mu);
+        // Retracted sequences come back first, in the order they left.
+        int pool_full = 0;
+        while (e->n_retracted && e->n_running < e->opt.max_running) {
+            sequence *s = &e->retracted[0];
+            int placed = atomic_load(&s->req->cancelled) ? 2 : place_sequence(e, s);
+            if (placed == 1) {
+                pool_full = 1;
+                break;
+            }
+            sequence back = *s;
+            memmove(e->retracted, e->retracted + 1, (size_t)--e->n_retracted * sizeof *e->retracted);
+            if (placed == 0) e->running[e->n_running++] = back;
+            else end_sequence(e, &back, placed == 2 ? GLINT_FINISH_ABORT : GLINT_FINISH_ERROR, placed == 2 ? NULL : glint_last_error());
+        }
+        pthread_mutex_lock(&e->mu);
+        // Then new requests in arrival order while there is room (no overtaking: a large request
+        // at the head waits for pages rather than starving).
+        while (!pool_full && !e->n_retracted && e->queue_head && e->n_running < e->opt.max_running) {
             glint_gen_request *r = e->queue_head;
             if (atomic_load(&r->cancelled)) {
                 e->queue_head = r->next_in_queue;
@@ -468,7 +521,11 @@ static void *engine_main(void *arg) {
             }
             pthread_mutex_unlock(&e->mu);
             sequence s;
-            int started = start_sequence(e, r, &s);
+            int started = init_sequence(e, r, &s);
+            if (started == 0) {
+                started = place_sequence(e, &s);
+                if (started) glint_sampler_free(s.sampler), free(s.history);
+            }
             pthread_mutex_lock(&e->mu);
             if (started == 1) break;  // pool full until running sequences finish
             e->queue_head = r->next_in_queue;
@@ -480,11 +537,12 @@ static void *engine_main(void *arg) {
                 pthread_mutex_lock(&e->mu);
                 continue;
             }
+            r->cached_tokens = s.n_prefilled;
             e->running[e->n_running++] = s;
             e->stats.cached_prompt_tokens += (uint64_t)r->cached_tokens;
         }
         e->stats.running = e->n_running;
-        e->stats.queued = e->n_queued;
+        e->stats.queued = e->n_queued + e->n_retracted;
         e->stats.pages_used = e->pages_used;
         e->stats.prefix_entries = e->n_prefix;
         pthread_mutex_unlock(&e->mu);
@@ -520,12 +578,14 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     if (e->opt.max_queued < 1) e->opt.max_queued = 1;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    if (e->opt.grow_tokens < 1) e->opt.grow_tokens = 256;
     e->running = glint_calloc((size_t)e->opt.max_running, sizeof *e->running, "running sequences");
+    e->retracted = glint_calloc((size_t)e->opt.max_running, sizeof *e->retracted, "retracted sequences");
     e->logits = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logits");
     e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
     e->stats.pages_total = e->opt.total_pages;
-    if (!e->running || !e->logits || !e->scratch || pthread_create(&e->thread, NULL, engine_main, e)) {
-        free(e->running), free(e->logits), free(e->scratch);
+    if (!e->running || !e->retracted || !e->logits || !e->scratch || pthread_create(&e->thread, NULL, engine_main, e)) {
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
         free(e);
         glint_set_error("cannot start the engine thread");
         return NULL;
@@ -544,6 +604,8 @@ void glint_engine_shutdown(glint_engine *e) {
     pthread_join(e->thread, NULL);
     for (int i = 0; i < e->n_running; i++) end_sequence(e, &e->running[i], GLINT_FINISH_ABORT, "server shutting down");
     e->n_running = 0;
+    for (int i = 0; i < e->n_retracted; i++) end_sequence(e, &e->retracted[i], GLINT_FINISH_ABORT, "server shutting down");
+    e->n_retracted = 0;
     pthread_mutex_lock(&e->mu);
     while (e->queue_head) {
         glint_gen_request *r = e->queue_head;
@@ -561,7 +623,7 @@ void glint_engine_free(glint_engine *e) {
     if (!e) return;
     glint_engine_shutdown(e);
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
-    free(e->prefix), free(e->running), free(e->logits), free(e->scratch);
+    free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -6,11 +6,15 @@
 // advances every running sequence; today that is one glint_forward call per sequence, the place
 // where a batched forward will go. Results flow back per request under its own mutex.
 //
-// KV memory: glint_state holds one contiguous cache per sequence. The page pool is admission
-// accounting: a sequence reserves ceil(capacity / page_size) pages of the budget when admitted
-// and returns them when its state is freed. The prefix cache keeps finished sequences' states
-// (LRU, counted in the same budget) and copies the longest matching token prefix into a new
-// sequence, so a repeated system prompt or the earlier turns of a chat are not prefilled again.
+// KV memory: glint_state holds one contiguous cache per sequence. The page pool is accounting in
+// --page-size token pages: a sequence holds the pages of its cache's capacity, which starts at
+// its prompt plus `grow_tokens` and doubles on demand up to prompt + max_new_tokens. When the pool
+// cannot give a growing sequence its pages (after evicting cached prefixes), that sequence is
+// retracted as sglang does: its cache goes to the prefix cache, it waits, and it resumes first,
+// taking its cache back (or recomputing it) with its sampler state intact, so the output is the
+// same. The prefix cache keeps finished sequences' states (LRU, counted in the same budget) and
+// gives a new sequence the longest matching token prefix (taking the state over, no copy), so a
+// repeated system prompt or the earlier turns of a chat are not prefilled again.
 #ifndef GLINT_SCHEDULER_H
 #define GLINT_SCHEDULER_H
 
@@ -80,6 +84,7 @@ typedef struct {
     int chunked_prefill;    // tokens of prefill per engine step (<= 0: whole prompt)
     int context_length;     // longest sequence (prompt + output)
     int prefix_cache;       // 0 disables the prefix cache (--disable-radix-cache)
+    int grow_tokens;        // cache stretch allocated (and reserved) beyond what is needed (256)
 } glint_engine_options;
 
 typedef struct {
@@ -87,6 +92,7 @@ typedef struct {
     int running, queued;
     int64_t pages_used, pages_total;
     int prefix_entries;
+    uint64_t retractions;  // sequences that gave their cache back to make room
     double ttft_sum, itl_sum;  // seconds
     uint64_t ttft_count, itl_count;
     uint64_t ttft_buckets[8], itl_buckets[8];  // cumulative counts at the bounds below

@@ -159,6 +159,32 @@ int main(int argc, char **argv) {
     CHECK(glint_engine_submit(e, after) == GLINT_SUBMIT_STOPPED, "submit after shutdown");
     glint_gen_request_release(after);
     glint_engine_free(e);
+
+    // A pool too small for every sequence to grow: some are retracted mid-decode (their cache goes
+    // to the prefix cache), resume later, and still produce exactly the answers they get alone.
+    glint_engine_options small = {.max_running = 4, .max_queued = 16, .page_size = 8, .total_pages = 9,
+                                  .chunked_prefill = 64, .context_length = 64, .prefix_cache = 1, .grow_tokens = 4};
+    for (int cache = 1; cache >= 0; cache--) {
+        small.prefix_cache = cache;
+        e = glint_engine_new(m, &small);
+        for (int i = 0; i < N_REQ; i++) {
+            reqs[i] = make_request(prompts[i], N_NEW);
+            CHECK(glint_engine_submit(e, reqs[i]) == GLINT_SUBMIT_OK, "submit %d", i);
+        }
+        for (int i = 0; i < N_REQ; i++) {
+            wait_done(reqs[i]);
+            CHECK(reqs[i]->finish == GLINT_FINISH_LENGTH && reqs[i]->n_tokens == N_NEW, "small pool: request %d finish %d",
+                  i, reqs[i]->finish);
+            for (int k = 0; k < reqs[i]->n_tokens && k < N_NEW; k++)
+                CHECK(reqs[i]->tokens[k].id == expect[i][k], "small pool (cache %d): request %d token %d differs", cache,
+                      i, k);
+            glint_gen_request_release(reqs[i]);
+        }
+        glint_engine_get_stats(e, &st);
+        CHECK(st.retractions > 0, "no sequence was retracted (cache %d)", cache);
+        CHECK(st.pages_used <= small.total_pages, "small pool over budget");
+        glint_engine_free(e);
+    }
     glint_model_free(m);
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
