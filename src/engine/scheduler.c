@@ -253,20 +253,31 @@ static int place_sequence(glint_engine *e, sequence *s) {
     int max_match = s->sample_after_fill ? s->n_fill - 1 : s->n_fill;
     int entry = e->opt.prefix_cache ? prefix_lookup(e, s->fill, max_match, &match) : -1;
     if (match == 0) entry = -1;
-    if (entry >= 0) {  // take the cached state over: its pages move from the cache to s
+    int64_t need = pages_for(e, initial > match ? initial : match + 1);
+    const int32_t *keep = entry >= 0 ? e->prefix[entry].tokens : NULL;
+    // Copy the shared rows when the entry has more for others (a common system prompt) and the
+    // pool allows; take the state over when this sequence continues the entry (a retracted
+    // sequence, the next turn of a chat) or there is no room for a copy.
+    int copy = entry >= 0 && match < e->prefix[entry].st->n_past && !make_room(e, need, keep);
+    if (keep)  // eviction compacts the array
+        for (int i = 0; i < e->n_prefix; i++)
+            if (e->prefix[i].tokens == keep) entry = i;
+    if (entry >= 0 && !copy) {  // take the cached state over: its pages move from the cache to s
         s->st = e->prefix[entry].st;
         s->st->n_past = match;
         s->pages = e->prefix[entry].pages;
         free(e->prefix[entry].tokens);
         e->prefix[entry] = e->prefix[--e->n_prefix];
-        (void)initial;
     } else {
-        int64_t need = pages_for(e, initial);
-        if (make_room(e, need, NULL)) return 1;
-        s->st = glint_state_new(e->m, initial);
+        if (!copy && make_room(e, need, NULL)) return 1;
+        s->st = glint_state_new(e->m, initial > match ? initial : match + 1);
         if (!s->st) return -1;
         s->pages = need;
         e->pages_used += need;
+        if (copy) {
+            glint_state_copy_prefix(e->m, s->st, e->prefix[entry].st, match);
+            e->prefix[entry].last_used = ++e->clock;
+        }
     }
     s->n_prefilled = match;
     return 0;

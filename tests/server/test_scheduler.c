@@ -185,6 +185,21 @@ int main(int argc, char **argv) {
         CHECK(st.pages_used <= small.total_pages, "small pool over budget");
         glint_engine_free(e);
     }
+    // A shared prefix is copied, not taken: later requests with the same start still find it.
+    glint_engine_options big = {.max_running = 4, .max_queued = 16, .page_size = 16, .total_pages = 1000,
+                                .chunked_prefill = 64, .context_length = 64, .prefix_cache = 1};
+    e = glint_engine_new(m, &big);
+    for (int i = 0; i < 3; i++) {
+        int32_t p[N_PROMPT];
+        make_prompt(7, p);
+        p[N_PROMPT - 2] = 100 + i, p[N_PROMPT - 1] = 200 + i;  // same first 22 tokens
+        glint_gen_request *r = make_request(p, 4);
+        glint_engine_submit(e, r);
+        wait_done(r);
+        CHECK(r->cached_tokens == (i ? N_PROMPT - 2 : 0), "shared prefix request %d: %d cached", i, r->cached_tokens);
+        glint_gen_request_release(r);
+    }
+    glint_engine_free(e);
     glint_model_free(m);
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
