@@ -186,9 +186,9 @@ int main(int argc, char **argv) {
         glint_engine_free(e);
     }
     // A shared prefix is copied, not taken: later requests with the same start still find it.
-    glint_engine_options big = {.max_running = 4, .max_queued = 16, .page_size = 16, .total_pages = 1000,
+    glint_engine_options roomy = {.max_running = 4, .max_queued = 16, .page_size = 16, .total_pages = 1000,
                                 .chunked_prefill = 64, .context_length = 64, .prefix_cache = 1};
-    e = glint_engine_new(m, &big);
+    e = glint_engine_new(m, &roomy);
     for (int i = 0; i < 3; i++) {
         int32_t p[N_PROMPT];
         make_prompt(7, p);
