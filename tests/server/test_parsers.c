@@ -209,6 +209,79 @@ static void test_reasoning(void) {
     }
 }
 
+// Random texts made of tag pieces and filler: one-shot and streamed parses agree, arguments are
+// always a JSON object, and nothing crashes (the suite also runs under ASan/UBSan).
+static void test_random_texts(const json_t *tools) {
+    static const char *pieces[] = {"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>",
+                                   "</arg_value>", "get_weather", "list_files", "edit", "city", "days", "code", "Paris",
+                                   "<", ">", "\n", "\n", " ", "\"", "x", "{", "1", "</think>", "<think>", "é", "</",
+                                   "<tool_", "True", "[1, 2]"};
+    const int n_pieces = (int)(sizeof pieces / sizeof pieces[0]);
+    for (int trial = 0; trial < 3000; trial++) {
+        glint_buf text = {0};
+        int n = 1 + (int)(next_rand() % 30);
+        for (int i = 0; i < n; i++) glint_buf_puts(&text, pieces[next_rand() % (unsigned)n_pieces]);
+        glint_buf content = {0};
+        json_t *calls = NULL;
+        glint_tool_parse_all(tools, text.data, text.len, &content, &calls);
+        for (size_t k = 0; k < json_array_size(calls); k++) {
+            const char *args = json_string_value(json_object_get(json_object_get(json_array_get(calls, k), "function"), "arguments"));
+            json_t *v = args ? json_loads(args, JSON_DECODE_ANY, NULL) : NULL;
+            CHECK(json_is_object(v), "random text %d: arguments '%s' not a JSON object (text '%s')", trial, args, text.data);
+            json_decref(v);
+        }
+        // Streamed in random pieces: same calls when every call in the text is terminated.
+        glint_tool_parser *p = glint_tool_parser_new(tools);
+        glint_tool_output out = {0};
+        glint_buf args[64] = {{0}};
+        for (size_t pos = 0; pos < text.len;) {
+            size_t step = 1 + next_rand() % 7;
+            if (step > text.len - pos) step = text.len - pos;
+            glint_tool_parser_push(p, text.data + pos, step, &out);
+            pos += step;
+        }
+        glint_tool_parser_finish(p, 1, &out);
+        int streamed_calls = glint_tool_parser_calls(p);
+        for (int i = 0; i < out.n_deltas; i++)
+            if (out.deltas[i].index < 64)
+                glint_buf_append(&args[out.deltas[i].index], out.deltas[i].arguments.data ? out.deltas[i].arguments.data : "",
+                                 out.deltas[i].arguments.len);
+        for (int k = 0; k < streamed_calls && k < 64; k++) {
+            json_t *v = json_loads(args[k].data ? args[k].data : "", JSON_DECODE_ANY, NULL);
+            CHECK(json_is_object(v), "random text %d: streamed arguments '%s' not a JSON object", trial, args[k].data);
+            json_decref(v);
+        }
+        if (streamed_calls == (int)json_array_size(calls))
+            for (int k = 0; k < streamed_calls && k < 64; k++) {
+                const char *a = json_string_value(json_object_get(json_object_get(json_array_get(calls, (size_t)k), "function"), "arguments"));
+                CHECK(a && args[k].data && !strcmp(a, args[k].data), "random text %d: call %d streamed '%s' vs '%s'", trial,
+                      k, args[k].data, a);
+            }
+        else  // only an unterminated last call may differ (announced while streaming)
+            CHECK(streamed_calls == (int)json_array_size(calls) + 1, "random text %d: %d streamed calls vs %zu", trial,
+                  streamed_calls, json_array_size(calls));
+        for (int k = 0; k < 64; k++) glint_buf_free(&args[k]);
+        glint_tool_output_free(&out);
+        glint_tool_parser_free(p);
+        json_decref(calls);
+        glint_buf_free(&content);
+        // Reasoning parser: reasoning + content is the text minus the tags it consumed.
+        glint_reasoning_parser rp;
+        glint_reasoning_init(&rp, (int)(trial & 1));
+        glint_buf r = {0}, c = {0};
+        for (size_t pos = 0; pos < text.len;) {
+            size_t step = 1 + next_rand() % 5;
+            if (step > text.len - pos) step = text.len - pos;
+            glint_reasoning_push(&rp, text.data + pos, step, &r, &c);
+            pos += step;
+        }
+        glint_reasoning_finish(&rp, &r, &c);
+        CHECK(r.len + c.len <= text.len, "random text %d: reasoning parser produced more text than it got", trial);
+        glint_reasoning_free(&rp);
+        glint_buf_free(&r), glint_buf_free(&c), glint_buf_free(&text);
+    }
+}
+
 static void test_python_dumps(void) {
     json_t *v = json_loads("{\"a\": [1, 2.5, 1e+20, 0.1, -0.0], \"é\": \"\\u0001\\\"/\", \"n\": null}", 0, NULL);
     char *text = glint_python_json_dumps(v);
@@ -226,6 +299,7 @@ int main(void) {
     }
     test_reasoning();
     test_tools(tools);
+    test_random_texts(tools);
     test_python_dumps();
     json_decref(tools);
     if (failures) {
