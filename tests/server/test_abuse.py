@@ -118,6 +118,50 @@ def fuzz(base):
     print("fuzz statuses:", statuses)
 
 
+def type_fuzz(base):
+    """Every value of a rich request, replaced in turn by values of every JSON type: 200 or 4xx."""
+    rich = {"model": "default", "messages": [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": None, "reasoning_content": "r", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "res"}]}],
+        "tools": [{"type": "function", "function": {"name": "f", "description": "d",
+                                                    "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}}],
+        "tool_choice": "auto", "max_tokens": 2, "temperature": 0.5, "top_p": 0.9, "top_k": 5, "min_p": 0.1, "n": 2,
+        "stop": ["zz"], "stop_token_ids": [5], "seed": 3, "logprobs": True, "top_logprobs": 2,
+        "chat_template_kwargs": {"enable_thinking": False, "clear_thinking": True}, "stream": False,
+        "logit_bias": {"5": 1.0}, "min_tokens": 1, "frequency_penalty": 0.1, "presence_penalty": 0.1,
+        "repetition_penalty": 1.1, "separate_reasoning": True, "skip_special_tokens": True}
+    values = [None, 5, -1, 1e308, "s", "", [], [1], {}, {"x": 1}, True]
+
+    def paths(node, prefix=()):
+        yield prefix
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from paths(v, prefix + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from paths(v, prefix + (i,))
+
+    import copy
+    st, reply = post_json(base, CHAT, rich)
+    check(st == 200 and len(reply["choices"]) == 2, "the rich request itself is served: %s %s" % (st, reply))
+    count = 0
+    for path in list(paths(rich))[1:]:
+        for value in values:
+            body = copy.deepcopy(rich)
+            node = body
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+            st, reply = post_json(base, CHAT, body)
+            count += 1
+            if not (st == 200 or 400 <= st < 500):
+                check(False, "type fuzz %s = %r -> %s %s" % (path, value, st, reply))
+    print("type fuzz: %d requests" % count)
+
+
 def disconnects(srv):
     before = metric(srv.base, "sglang:num_aborted_requests_total")
     port = srv.port
@@ -246,6 +290,7 @@ def main():
     try:
         malformed(srv.base)
         fuzz(srv.base)
+        type_fuzz(srv.base)
         disconnects(srv)
         check(srv.alive(), "server survived")
         st, _, _ = request("GET", srv.base + "/health")
