@@ -174,14 +174,27 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_row_avx512(const ui
     __m512 total = _mm512_setzero_ps();
     int64_t k0 = 0;
     for (; k0 + block <= K; k0 += block) {
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-        for (int64_t k = k0; k < k0 + block; k += 32) {
-            __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
-            h = _mm512_and_si512(_mm512_slli_epi16(h, 7), clear_bit14);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_loadu_ps(x + k), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), _mm512_loadu_ps(x + k + 16), acc1);
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(),
+               acc3 = _mm512_setzero_ps();
+        int64_t k = k0;
+        for (; k + 64 <= k0 + block; k += 64) {  // 64 weights, four independent chains
+            __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+            __m512i b = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k + 32)));
+            a = _mm512_and_si512(_mm512_slli_epi16(a, 7), clear_bit14);
+            b = _mm512_and_si512(_mm512_slli_epi16(b, 7), clear_bit14);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(a)), _mm512_loadu_ps(x + k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)), _mm512_loadu_ps(x + k + 16), acc1);
+            acc2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(b)), _mm512_loadu_ps(x + k + 32), acc2);
+            acc3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(b, 1)), _mm512_loadu_ps(x + k + 48), acc3);
         }
-        total = _mm512_fmadd_ps(_mm512_add_ps(acc0, acc1), _mm512_set1_ps(scales[k0 / block] * 256.0f), total);
+        for (; k < k0 + block; k += 32) {
+            __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
+            a = _mm512_and_si512(_mm512_slli_epi16(a, 7), clear_bit14);
+            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(a)), _mm512_loadu_ps(x + k), acc0);
+            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)), _mm512_loadu_ps(x + k + 16), acc1);
+        }
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
+        total = _mm512_fmadd_ps(sum, _mm512_set1_ps(scales[k0 / block] * 256.0f), total);
     }
     float acc = _mm512_reduce_add_ps(total);
     if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
