@@ -22,13 +22,15 @@ build-asan: deps
 run: build
 	@bash scripts/run-demo.sh $(BUILD)/glint
 
-# The whole CPU suite: the optimized build, then the same tests under ASan+UBSan.
+# The whole CPU suite: the optimized build, then the same tests under ASan+UBSan. Tests run in
+# parallel, so OpenMP threads sleep instead of spinning while they wait (no oversubscription storms).
+TEST_ENV = OMP_WAIT_POLICY=PASSIVE
 test: build build-asan
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+	@cd $(BUILD) && $(TEST_ENV) ctest --output-on-failure -j $(JOBS)
+	@cd $(ASAN_BUILD) && $(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 test-fast: build
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@cd $(BUILD) && $(TEST_ENV) ctest --output-on-failure -j $(JOBS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

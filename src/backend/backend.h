@@ -59,8 +59,18 @@ struct glint_backend {
     void (*free)(glint_backend *be, void *ptr);
     // Copies n floats from backend memory to the host.
     void (*download)(glint_backend *be, float *host, const float *src, size_t n);
+    // Copies bytes from the host into backend memory.
+    void (*upload)(glint_backend *be, void *dst, const void *host, size_t bytes);
+    // Makes a weight usable by this backend's kernels (e.g. copies data/scales/zeros to device memory
+    // and points the weight at the copies). The CPU uses weights where they are (mmapped). 0 or -1.
+    int (*prepare_weight)(glint_backend *be, glint_weight *w);
+    // Memory bandwidth measured now: streaming copy (bytes read + written per second) and read.
+    int (*measure_bandwidth)(glint_backend *be, double *copy_bytes_per_s, double *read_bytes_per_s);
+    // Kernel ISA / device name, for reports.
+    const char *(*describe)(glint_backend *be);
 
-    // x[T, D] <- rows of the embedding table [V, D]
+    // x[T, D] <- rows of the embedding table [V, D]; ids are in host memory. Every other pointer
+    // argument of the ops below is backend memory (including pos and sel/n_sel).
     void (*embed)(glint_backend *be, float *x, const glint_weight *table, const int32_t *ids, int T);
     // y[T, N] = x[T, K] · W^T for W [N, K]; x rows are x_stride floats apart, y rows y_stride apart.
     void (*matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
@@ -105,6 +115,10 @@ struct glint_backend {
 };
 
 glint_backend *glint_backend_cpu(int n_threads);
+#ifdef GLINT_HAVE_CUDA
+// The CUDA backend on device `device` (backend/cuda/); NULL with the error set if unavailable.
+glint_backend *glint_backend_cuda(int device);
+#endif
 // Reads a float from a weight of any float dtype (host-visible weights only).
 float glint_weight_get(const glint_weight *w, int64_t index);
 

@@ -8,25 +8,6 @@
 #include "common/util.h"
 #include "text/chat.h"
 
-static char *read_stream(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    for (;;) {
-        if (n == cap) {
-            if (cap > ((size_t)1 << 30)) { free(buf); return NULL; }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); return NULL; }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    *len = n;
-    return buf;
-}
 
 // Errors are one line on stderr: newlines inside a message (e.g. a raise_exception text) are escaped.
 static void print_error(void) {
@@ -69,7 +50,7 @@ int cmd_render_chat(int argc, char **argv) {
         return 1;
     }
     size_t in_len = 0;
-    char *input = read_stream(stdin, &in_len);
+    char *input = glint_read_stream(stdin, "stdin", &in_len);
     int status = 1;
     json_t *request = NULL;
     if (!input) {

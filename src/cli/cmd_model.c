@@ -49,6 +49,7 @@ int cmd_generate(int argc, char **argv) {
     if (resolve_sampling("generate", &o, &sp)) return 1;
     if (!o.n_predict) o.n_predict = 32;
     glint_backend *be = make_backend(&o);
+    if (!be) return 1;
     glint_model *m = load_model("generate", &o, be);
     if (!m) return 1;
     glint_tokenizer *tok = NULL;
@@ -141,7 +142,7 @@ int cmd_perplexity(int argc, char **argv) {
         return 1;
     }
     glint_backend *be = make_backend(&o);
-    glint_model *m = load_model("perplexity", &o, be);
+    glint_model *m = be ? load_model("perplexity", &o, be) : NULL;
     glint_tokenizer *tok = m ? glint_tokenizer_load_dir(o.model_dir) : NULL;
     int32_t *ids = NULL;
     int n = tok ? glint_tokenizer_encode(tok, text, len, 1, &ids) : -1;
@@ -194,6 +195,7 @@ int cmd_logits(int argc, char **argv) {
         return 2;
     }
     glint_backend *be = make_backend(&o);
+    if (!be) return 1;
     glint_model *m = load_model("logits", &o, be);
     if (!m) return 1;
     int n = 0;
@@ -233,6 +235,7 @@ int cmd_info(int argc, char **argv) {
     int rc = parse_options("info", argc, argv, &o);
     if (rc) return rc;
     glint_backend *be = make_backend(&o);
+    if (!be) return 1;
     glint_model *m = load_model("info", &o, be);
     if (!m) return 1;
     const glint_config *c = &m->cfg;
@@ -337,7 +340,7 @@ static int bench_kernels(glint_backend *be) {
     long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
     if (llc <= 0) llc = 32l << 20;
     double copy_bw = 0, read_bw = 0;
-    if (glint_cpu_measure_bandwidth(be->n_threads, &copy_bw, &read_bw)) {
+    if (be->measure_bandwidth(be, &copy_bw, &read_bw)) {
         fprintf(stderr, "glint bench: %s\n", glint_last_error());
         return 1;
     }
@@ -380,13 +383,23 @@ static int bench_kernels(glint_backend *be) {
             glint_weight W = {.dtype = formats[f].dtype, .rows = N, .cols = K, .data = data, .name = formats[f].name,
                               .format = formats[f].format, .scales = scales, .global_scale = 1.0f, .block = 128};
             if (formats[f].format == GLINT_WFMT_NVFP4) W.scales_dtype = GLINT_DTYPE_F8_E4M3, W.block = 16;
+            // backend memory for x and y; the weight goes where the backend wants it
+            float *dx = be->alloc(be, sizeof(float) * (size_t)K, "x"), *dy = be->alloc(be, sizeof(float) * (size_t)N, "y");
             double best = 1e30;
-            for (int rep = 0; rep < 6; rep++) {
-                double t0 = glint_now_seconds();
-                be->matmul(be, y, (int)N, x, (int)K, 1, &W);
-                double dt = glint_now_seconds() - t0;
-                if (rep && dt < best) best = dt;  // first pass warms the pages
+            if (!dx || !dy || be->prepare_weight(be, &W)) {
+                fprintf(stderr, "glint bench: %s\n", glint_last_error());
+                rc = 1;
+            } else {
+                be->upload(be, dx, x, sizeof(float) * (size_t)K);
+                for (int rep = 0; rep < 6; rep++) {
+                    double t0 = glint_now_seconds();
+                    be->matmul(be, dy, (int)N, dx, (int)K, 1, &W);
+                    be->download(be, y, dy, 1);  // waits for the kernel on device backends
+                    double dt = glint_now_seconds() - t0;
+                    if (rep && dt < best) best = dt;  // first pass warms the pages
+                }
             }
+            be->free(be, dx), be->free(be, dy);
             double bytes = (double)(data_bytes + scale_bytes);
             char shape[32];
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)N, (long long)K);
@@ -402,12 +415,16 @@ int cmd_bench(int argc, char **argv) {
     model_options o;
     int rc = parse_options("bench", argc, argv, &o);
     if (rc) return rc;
-    if (o.kernels) return bench_kernels(make_backend(&o));
+    if (o.kernels) {
+        glint_backend *kbe = make_backend(&o);
+        return kbe ? bench_kernels(kbe) : 1;
+    }
     if (!o.model_dir == !o.synthetic) {
         fprintf(stderr, "glint bench: give -m DIR or --synthetic NAME\n");
         return 2;
     }
     glint_backend *be = make_backend(&o);
+    if (!be) return 1;
     glint_model *m = NULL;
     if (o.synthetic) {
         const char *json = NULL;
@@ -445,14 +462,14 @@ int cmd_bench(int argc, char **argv) {
     }
     const glint_config *c = &m->cfg;
     double copy_bw = 0, read_bw = 0;
-    if (glint_cpu_measure_bandwidth(be->n_threads, &copy_bw, &read_bw)) {
+    if (be->measure_bandwidth(be, &copy_bw, &read_bw)) {
         fprintf(stderr, "glint bench: %s\n", glint_last_error());
         glint_model_free(m);
         return 1;
     }
-    printf("machine: %s, %d threads, kernels %s; measured now: streaming copy %.2f GB/s (read + write), "
+    printf("machine: %s (%s), %d threads; measured now: streaming copy %.2f GB/s (read + write), "
            "streaming read %.2f GB/s\n",
-           be->name, be->n_threads, glint_cpu_isa(), copy_bw / 1e9, read_bw / 1e9);
+           be->name, be->describe(be), be->n_threads, copy_bw / 1e9, read_bw / 1e9);
     printf("model: %s, %d layers, %.3f B parameters, %.2f GB weights, %.2f GB read per token\n",
            o.synthetic ? o.synthetic : o.model_dir, c->num_layers, m->n_params / 1e9, m->weight_bytes / 1e9,
            m->bytes_per_token / 1e9);

@@ -166,6 +166,7 @@ int cmd_run(int argc, char **argv) {
     c.max_new = o.n_predict > 0 ? (int)o.n_predict : 512;  // tokens per answer
     glint_backend *be = make_backend(&o);
     rc = 1;
+    if (!be) return 1;
     if (!(c.m = load_model("run", &o, be))) return 1;
     c.context = context_for(c.m, &o);
     c.tok = glint_tokenizer_load_dir(o.model_dir);

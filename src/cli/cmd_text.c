@@ -47,38 +47,6 @@ static glint_tokenizer *load(const char *command, const text_args *args) {
     return tok;
 }
 
-// Reads all of stdin; NULL + message on failure.
-static char *read_stdin(size_t *len_out) {
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len + 1 >= cap) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - 1 - len, stdin);
-        len += got;
-        if (got == 0) break;
-    }
-    if (!buf) {
-        glint_set_error("stdin: out of memory");
-        return NULL;
-    }
-    if (ferror(stdin)) {
-        glint_set_error("stdin: read error: %s", strerror(errno));
-        free(buf);
-        return NULL;
-    }
-    buf[len] = 0;
-    *len_out = len;
-    return buf;
-}
 
 int cmd_tokenize(int argc, char **argv) {
     text_args args;
@@ -87,7 +55,7 @@ int cmd_tokenize(int argc, char **argv) {
     glint_tokenizer *tok = load("tokenize", &args);
     if (!tok) return 1;
     size_t len;
-    char *text = read_stdin(&len);
+    char *text = glint_read_stream(stdin, "stdin", &len);
     int32_t *ids = NULL;
     int n = text ? glint_tokenizer_encode(tok, text, len, args.flag, &ids) : -1;
     if (n < 0) {
@@ -111,7 +79,7 @@ int cmd_detokenize(int argc, char **argv) {
     glint_tokenizer *tok = load("detokenize", &args);
     if (!tok) return 1;
     size_t len;
-    char *text = read_stdin(&len);
+    char *text = glint_read_stream(stdin, "stdin", &len);
     int status = 1;
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;

@@ -92,14 +92,27 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
         } else return usage_error(cmd, "unknown option %s (see glint --help)", a);
         i += takes_value;
     }
-    if (strcmp(o->backend, "cpu")) {
-        fprintf(stderr, "glint %s: --backend %s is not available in this build (cpu is)\n", cmd, o->backend);
+#ifdef GLINT_HAVE_CUDA
+    const int cuda_built = 1;
+#else
+    const int cuda_built = 0;
+#endif
+    if (strcmp(o->backend, "cpu") && !(cuda_built && !strcmp(o->backend, "cuda"))) {
+        fprintf(stderr, "glint %s: --backend %s is not available in this build (%s)\n", cmd, o->backend,
+                cuda_built ? "cpu and cuda are" : "cpu is; cuda needs the CUDA toolkit at build time");
         return 2;
     }
     return 0;
 }
 
 glint_backend *make_backend(const model_options *o) {
+#ifdef GLINT_HAVE_CUDA
+    if (!strcmp(o->backend, "cuda")) {
+        glint_backend *be = glint_backend_cuda(0);
+        if (!be) fprintf(stderr, "glint: --backend cuda: %s\n", glint_last_error());
+        return be;
+    }
+#endif
     glint_backend *be = glint_backend_cpu(o->threads);
     omp_set_num_threads(be->n_threads);
     return be;

@@ -90,24 +90,19 @@ int glint_parse_int64(const char *s, int64_t *out) {
     return 0;
 }
 
-char *glint_read_text_file(const char *path, size_t *len_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        glint_set_error("%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = glint_malloc(cap, path);
+char *glint_read_stream(FILE *f, const char *name, size_t *len_out) {
+    size_t cap = 1 << 16, len = 0;
+    char *buf = glint_malloc(cap, name);
     while (buf) {
         if (len + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
                 free(buf);
                 buf = NULL;
-                glint_set_error("%s: out of memory", path);
+                glint_set_error("%s: out of memory", name);
                 break;
             }
-            buf = nb;
+            buf = bigger;
             cap *= 2;
         }
         size_t got = fread(buf + len, 1, cap - 1 - len, f);
@@ -115,14 +110,24 @@ char *glint_read_text_file(const char *path, size_t *len_out) {
         if (got == 0) break;
     }
     if (buf && ferror(f)) {
-        glint_set_error("%s: read error", path);
+        glint_set_error("%s: read error: %s", name, strerror(errno));
         free(buf);
         buf = NULL;
     }
-    fclose(f);
     if (!buf) return NULL;
     buf[len] = 0;
     if (len_out) *len_out = len;
+    return buf;
+}
+
+char *glint_read_text_file(const char *path, size_t *len_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        glint_set_error("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = glint_read_stream(f, path, len_out);
+    fclose(f);
     return buf;
 }
 

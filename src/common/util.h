@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 // Errors: library code records one message (what and where) and returns a failure code;
@@ -42,7 +43,8 @@ double glint_now_seconds(void);
 // Parses a non-negative decimal integer that must fill the whole string.
 int glint_parse_int64(const char *s, int64_t *out);
 
-// Reads a whole small text file (configs, templates). NULL + error on failure.
+// Reads a whole stream / file into a NUL-terminated buffer. NULL + error (naming `name`/path) on failure.
+char *glint_read_stream(FILE *f, const char *name, size_t *len_out);
 char *glint_read_text_file(const char *path, size_t *len_out);
 
 // Joins dir + "/" + name into a new string.

@@ -238,6 +238,28 @@ static int bind_all(binder *b) {
     return 0;
 }
 
+// Hands every bound weight to the backend (device backends copy them to device memory).
+static int prepare_weights(glint_model *m) {
+    glint_backend *be = m->be;
+    const int tied = m->lm_head.data == m->embed.data;
+    if (be->prepare_weight(be, &m->embed) || be->prepare_weight(be, &m->final_norm)) return -1;
+    if (tied) m->lm_head = m->embed;  // share the prepared copy
+    else if (be->prepare_weight(be, &m->lm_head)) return -1;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        glm_layer *L = &m->layers[l];
+        glint_weight *ws[] = {&L->input_norm, &L->post_attn_norm, &L->q_a, &L->q_a_norm, &L->q_b, &L->kv_a,
+                              &L->kv_a_norm, &L->kv_b, &L->o_proj, &L->idx_wq_b, &L->idx_wk, &L->idx_k_norm_w,
+                              &L->idx_k_norm_b, &L->idx_weights_proj, &L->gate, &L->up, &L->down, &L->router,
+                              &L->router_bias};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->data && be->prepare_weight(be, ws[i])) return -1;
+        if (L->is_moe)
+            for (int e = 0; e < 3 * m->cfg.n_routed_experts; e++)
+                if (be->prepare_weight(be, &L->expert_gate[e])) return -1;
+    }
+    return 0;
+}
+
 const char *glint_module_kind_name(glint_module_kind kind) {
     static const char *names[GLINT_KIND_COUNT] = {"embedding", "attention (MLA)", "DSA indexer", "dense MLP",
                                                   "router",    "shared expert",   "routed experts", "norms",
@@ -274,6 +296,7 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
         glint_prefix_error("%s: ", dir);
         goto fail;
     }
+    if (prepare_weights(m)) goto fail;
     return m;
 fail:
     glint_model_free(m);
@@ -286,7 +309,7 @@ glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be) {
     m->be = be;
     m->cfg = *cfg;
     binder b = {NULL, "synthetic model", m, 0, 12345, {0}};
-    if (bind_all(&b)) {
+    if (bind_all(&b) || prepare_weights(m)) {
         glint_model_free(m);
         return NULL;
     }
@@ -481,7 +504,14 @@ int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, fl
         }
     scratch s;
     if (scratch_alloc(be, c, T, &s)) return -1;
-    for (int t = 0; t < T; t++) s.pos[t] = st->n_past + t;  // host-visible on the CPU backend
+    int32_t *positions = glint_malloc(sizeof(int32_t) * (size_t)T, "positions");
+    if (!positions) {
+        scratch_free(be, &s);
+        return -1;
+    }
+    for (int t = 0; t < T; t++) positions[t] = st->n_past + t;
+    be->upload(be, s.pos, positions, sizeof(int32_t) * (size_t)T);
+    free(positions);
 
     be->embed(be, s.x, &m->embed, ids, T);
     for (int l = 0; l < c->num_layers; l++) {

@@ -8,25 +8,17 @@ usage: test_demo.py GLINT REPO_ROOT
 """
 import json
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model"))
+from clitest import CliTest  # noqa: E402
 
 GLINT, ROOT = sys.argv[1], sys.argv[2]
 DEMO = os.path.join(ROOT, "models", "demo")
 NVFP4 = os.path.join(ROOT, "models", "demo-nvfp4")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "demo")
-failures = 0
-
-
-def run(*args, stdin=None):
-    p = subprocess.run([GLINT, *args], input=stdin, capture_output=True, timeout=300)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-
-
-def report(name, ok, detail=""):
-    global failures
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + detail}")
-    failures += not ok
+t = CliTest(GLINT)
+run, report = t.run, t.report
 
 
 ref = json.load(open(os.path.join(FIXTURES, "reference.json")))
@@ -66,5 +58,4 @@ report("glint run REPL: commands and answers",
        rc == 0 and "(reasoning off)" in out and "(conversation reset)" in out and "unknown command /bogus" in out
        and out.count("\n") >= 6, f"{rc} {err} {out!r}")
 
-print(f"{failures} failed" if failures else "all ok")
-sys.exit(1 if failures else 0)
+sys.exit(t.finish())

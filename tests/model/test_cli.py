@@ -9,52 +9,16 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
+
+from clitest import CliTest, copy_model, rewrite_header
 
 GLINT, MODELS = sys.argv[1], sys.argv[2]
 FSF = os.path.join(MODELS, "tiny-fsf-f32")
 SHARDED = os.path.join(MODELS, "tiny-nonorm-yarn-sharded")
-failures = 0
-
-
-def run(*args):
-    p = subprocess.run([GLINT, *args], capture_output=True, text=True, timeout=120)
-    return p.returncode, p.stdout, p.stderr
-
-
-def report(name, ok, detail=""):
-    global failures
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + detail}")
-    failures += not ok
-
-
-def expect_error(name, args, *needles, status=1):
-    rc, out, err = run(*args)
-    crashed = rc < 0 or rc >= 128 or "Sanitizer" in err or "runtime error" in err
-    lines = [l for l in err.strip().splitlines() if l]
-    ok = rc == status and not crashed and len(lines) >= 1 and all(n in err for n in needles)
-    report(name, ok, f"status {rc}, stderr {err.strip()!r}, wanted {needles}")
-
-
-def copy_model(src):
-    dst = tempfile.mkdtemp(prefix="glint-test-")
-    shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst
-
-
-def rewrite_header(path, edit):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    edit(header)
-    raw = json.dumps(header).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+t = CliTest(GLINT)
+run, report, expect_error = t.run, t.report, t.expect_error
 
 
 def edit_config(path, edit):
@@ -167,5 +131,4 @@ report("override merges into config", rc == 0 and "FSFSF" in out, out + err)
 expect_error("F layer without indexer weights", ["info", "-m", FSF, "--index-topk-pattern", "FFFF"],
              "model.layers.1.self_attn.indexer.wq_b.weight", "missing")
 
-print(f"{failures} failed" if failures else "all ok")
-sys.exit(1 if failures else 0)
+sys.exit(t.finish())

@@ -9,47 +9,15 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 
+from clitest import CliTest, copy_model, read_safetensors, rewrite_header, write_safetensors
+
 GLINT, QUANT, MODELS = sys.argv[1:4]
 BASE = os.path.join(QUANT, "q-base-f32")
-failures = 0
-
-
-def run(*args):
-    p = subprocess.run([GLINT, *args], capture_output=True, text=True, timeout=300)
-    return p.returncode, p.stdout, p.stderr
-
-
-def report(name, ok, detail=""):
-    global failures
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + detail}")
-    failures += not ok
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    header.pop("__metadata__", None)
-    base = 8 + n
-    return {k: (v["dtype"], v["shape"], data[base + v["data_offsets"][0]: base + v["data_offsets"][1]])
-            for k, v in header.items()}
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name, (dtype, shape, blob) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    raw = json.dumps(header).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+t = CliTest(GLINT)
+run, report, expect_error = t.run, t.report, t.expect_error
 
 
 def read_checkpoint(d):
@@ -60,32 +28,6 @@ def read_checkpoint(d):
     for f in files:
         tensors.update(read_safetensors(os.path.join(d, f)))
     return tensors
-
-
-def expect_error(name, args, *needles, status=1):
-    rc, out, err = run(*args)
-    crashed = rc < 0 or rc >= 128 or "Sanitizer" in err or "runtime error" in err
-    report(name, rc == status and not crashed and all(n in err for n in needles),
-           f"status {rc}, stderr {err.strip()!r}, wanted {needles}")
-
-
-def copy_model(src):
-    dst = tempfile.mkdtemp(prefix="glint-quant-")
-    shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst
-
-
-def rewrite_header(path, edit):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    edit(header)
-    raw = json.dumps(header).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
 
 
 def poke(path, tensor, byte_value):
@@ -200,5 +142,4 @@ expect_error("FP8 NaN block scale", ["info", "-m", d], "o_proj.weight_scale_inv"
 shutil.rmtree(d)
 
 shutil.rmtree(tmp)
-print(f"{failures} failed" if failures else "all ok")
-sys.exit(1 if failures else 0)
+sys.exit(t.finish())

@@ -25,6 +25,9 @@ import tokenizers
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tokenizer"))
+from train_glm5_style import GLM_SPECIAL_TOKENS, GLM_SPLIT_REGEX  # noqa: E402  (one definition of both)
+
 REQUIRED_TOKENIZERS = "0.23.3"
 BPE_VOCAB = 4000
 MODEL_VOCAB = 4096  # BPE + 36 specials, padded (GLM-5 pads 154856 ids to 154880)
@@ -32,17 +35,6 @@ SEED = 1234
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "..", "..", "models", "demo", "chat_template.jinja")
 PACKAGES = ["dict-gcide", "dict-jargon", "dict-devil", "fortunes-min"]
-GLM_SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
-                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-GLM_SPECIAL_TOKENS = [  # GLM-5.x added tokens in id order (spec/SERVING.md §4.1)
-    "<|endoftext|>", "[MASK]", "[gMASK]", "[sMASK]", "<sop>", "<eop>", "<|system|>", "<|user|>",
-    "<|assistant|>", "<|observation|>", "<|begin_of_image|>", "<|end_of_image|>",
-    "<|begin_of_video|>", "<|end_of_video|>", "<|begin_of_audio|>", "<|end_of_audio|>",
-    "<|begin_of_transcription|>", "<|end_of_transcription|>", "<|code_prefix|>",
-    "<|code_middle|>", "<|code_suffix|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
-    "<tool_response>", "</tool_response>", "<arg_key>", "</arg_key>", "<arg_value>",
-    "</arg_value>", "/nothink", "<|begin_of_box|>", "<|end_of_box|>", "<|image|>", "<|video|>",
-]
 LOOKUP_TOOL = {"type": "function", "function": {
     "name": "lookup", "description": "Look up a word in a dictionary and return its entry.",
     "parameters": {"type": "object", "properties": {

@@ -34,6 +34,25 @@ static void cpu_download(glint_backend *be, float *host, const float *src, size_
     if (host != src) memcpy(host, src, n * sizeof *host);
 }
 
+static void cpu_upload(glint_backend *be, void *dst, const void *host, size_t bytes) {
+    (void)be;
+    if (dst != host) memcpy(dst, host, bytes);
+}
+
+static int cpu_prepare_weight(glint_backend *be, glint_weight *w) {
+    (void)be, (void)w;
+    return 0;
+}
+
+static int cpu_measure_bandwidth(glint_backend *be, double *copy, double *read) {
+    return glint_cpu_measure_bandwidth(be->n_threads, copy, read);
+}
+
+static const char *cpu_describe(glint_backend *be) {
+    (void)be;
+    return glint_cpu_isa();
+}
+
 static void cpu_embed(glint_backend *be, float *x, const glint_weight *table, const int32_t *ids, int T) {
     (void)be;
     const int64_t D = table->cols;
@@ -377,6 +396,10 @@ glint_backend *glint_backend_cpu(int n_threads) {
         .alloc = cpu_alloc,
         .free = cpu_free,
         .download = cpu_download,
+        .upload = cpu_upload,
+        .prepare_weight = cpu_prepare_weight,
+        .measure_bandwidth = cpu_measure_bandwidth,
+        .describe = cpu_describe,
         .embed = cpu_embed,
         .matmul = glint_cpu_matmul,
         .rmsnorm = cpu_rmsnorm,
