@@ -184,6 +184,22 @@ def disconnects(srv):
     check(after - before == 6 * 16, "6 disconnects x 16 choices aborted (%s -> %s)" % (before, after))
 
 
+def listens_on_loopback_only(port):
+    """The default --host is 127.0.0.1: the listening socket's local address is loopback."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, hexport = fields[1].rsplit(":", 1)
+            if int(hexport, 16) == port and fields[3] == "0A":  # LISTEN
+                found.append(addr)
+    check(found == ["0100007F"], "listening addresses for port %d: %s (want 127.0.0.1 only)" % (port, found))
+
+
 def queue_full():
     srv = Server(GLINT, MODEL, "--max-running-requests", "1", "--max-queued-requests", "2")
     try:
@@ -288,6 +304,7 @@ def shutdown_while_busy():
 def main():
     srv = Server(GLINT, MODEL, "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--max-request-bytes", "65536")
     try:
+        listens_on_loopback_only(srv.port)
         malformed(srv.base)
         fuzz(srv.base)
         type_fuzz(srv.base)
