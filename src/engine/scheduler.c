@@ -65,6 +65,7 @@ glint_gen_request *glint_gen_request_new(void) {
     pthread_cond_init(&r->cv, NULL);
     atomic_init(&r->refs, 1);
     atomic_init(&r->cancelled, 0);
+    atomic_init(&r->stop_string_hit, 0);
     r->matched_stop_id = -1;
     return r;
 }
@@ -86,7 +87,8 @@ static void finish_request(glint_engine *e, glint_gen_request *r, glint_finish_r
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     pthread_mutex_lock(&e->mu);
-    if (why == GLINT_FINISH_ABORT || why == GLINT_FINISH_ERROR) e->stats.requests_aborted++;
+    if (why == GLINT_FINISH_ERROR || (why == GLINT_FINISH_ABORT && !atomic_load(&r->stop_string_hit)))
+        e->stats.requests_aborted++;
     else e->stats.requests_finished++;
     pthread_mutex_unlock(&e->mu);
     glint_gen_request_release(r);

@@ -72,6 +72,7 @@ typedef struct glint_gen_request {
     double t_submit, t_first_token, t_last_token;
 
     atomic_int cancelled;
+    atomic_int stop_string_hit;  // cancelled because the client side matched a stop string
     atomic_int refs;
     struct glint_gen_request *next_in_queue;
 } glint_gen_request;

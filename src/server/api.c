@@ -279,6 +279,7 @@ static int choice_advance(glint_api_stream *j, choice *c, glint_buf *visible) {
             json_decref(c->matched_stop);
             c->matched_stop = json_string(j->stop_strings[which]);
             c->finish_reason = "stop";
+            atomic_store(&r->stop_string_hit, 1);  // a normal finish, not an abort, in the metrics
             glint_engine_cancel(j->s->engine, r);
             break;
         }

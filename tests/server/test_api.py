@@ -85,6 +85,7 @@ def test_random_model(client, srv):
                                             stream=True, extra_body={"chat_template_kwargs": {"enable_thinking": False}})
         streamed = "".join(c.choices[0].delta.content or "" for c in st if c.choices)
         check(streamed == base[:base.index(stop)], "streamed stop string cut: %r" % streamed)
+        check(metric(srv.base, "sglang:num_aborted_requests_total") == 0, "a stop string is not an abort")
 
     # stop_token_ids through /v1/completions on token ids.
     ids = tok["tokens"]
