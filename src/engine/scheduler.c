@@ -8,6 +8,8 @@
 
 #include "common/util.h"
 
+#define MAX_PREFIX_ENTRIES 1024
+
 const double glint_latency_bucket_bounds[8] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0};
 
 typedef struct {
@@ -134,6 +136,13 @@ static void prefix_insert(glint_engine *e, sequence *s) {
             prefix_evict(e, i);
         else
             i++;
+    }
+    // Lookups scan every entry: keep their number bounded (the least recently used goes).
+    while (e->n_prefix >= MAX_PREFIX_ENTRIES) {
+        int oldest = 0;
+        for (int i = 1; i < e->n_prefix; i++)
+            if (e->prefix[i].last_used < e->prefix[oldest].last_used) oldest = i;
+        prefix_evict(e, oldest);
     }
     if (e->n_prefix == e->cap_prefix) {
         int cap = e->cap_prefix ? 2 * e->cap_prefix : 16;
