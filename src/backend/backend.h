@@ -89,6 +89,8 @@ struct glint_backend {
     void (*silu_mul)(glint_backend *be, float *y, const float *g, const float *u, int stride, int T, int I);
     // y[n] += x[n]
     void (*add)(glint_backend *be, float *y, const float *x, size_t n);
+    // y[T, n] <- x[T, n], rows y_stride and x_stride floats apart (e.g. new latents into the cache).
+    void (*copy_rows)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T, int n);
 
     // DSA lightning indexer (spec §2.5-2.6): for each query row s (absolute position pos[s]) scores
     // every cached key t <= pos[s]: I = Σ_h w[s,h]·weight_scale · relu(q[s,h]·k[t] · scale), writes the

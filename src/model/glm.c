@@ -459,10 +459,8 @@ static void attention(glint_model *m, glint_state *st, int l, int T, scratch *s)
     float *latent = st->latent[l] + (size_t)start * C, *kpe = st->kpe[l] + (size_t)start * Dr;
     be->rmsnorm(be, s->kv, s->kv, C + Dr, T, C, &L->kv_a_norm, c->rms_norm_eps);
     be->rope(be, s->kv, T, 1, C + Dr, C + Dr, C, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-    for (int t = 0; t < T; t++) {
-        memcpy(latent + (size_t)t * C, s->kv + (size_t)t * (C + Dr), (size_t)C * sizeof(float));
-        memcpy(kpe + (size_t)t * Dr, s->kv + (size_t)t * (C + Dr) + C, (size_t)Dr * sizeof(float));
-    }
+    be->copy_rows(be, latent, C, s->kv, C + Dr, T, C);
+    be->copy_rows(be, kpe, Dr, s->kv + C, C + Dr, T, Dr);
 
     if (L->has_indexer) {
         const int Hi = c->index_n_heads, Di = c->index_head_dim;

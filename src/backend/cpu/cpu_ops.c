@@ -118,6 +118,11 @@ static void cpu_add(glint_backend *be, float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+static void cpu_copy_rows(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T, int n) {
+    (void)be;
+    for (int t = 0; t < T; t++) memcpy(y + (size_t)t * y_stride, x + (size_t)t * x_stride, (size_t)n * sizeof *y);
+}
+
 typedef struct {
     float score;
     int32_t index;
@@ -407,6 +412,7 @@ glint_backend *glint_backend_cpu(int n_threads) {
         .rope = cpu_rope,
         .silu_mul = cpu_silu_mul,
         .add = cpu_add,
+        .copy_rows = cpu_copy_rows,
         .indexer_select = cpu_indexer_select,
         .mla_absorb_q = cpu_mla_absorb_q,
         .mla_attend = cpu_mla_attend,

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
+#   scripts/gpu-test.sh [build] [ops] [memcheck] [e2e] [bench]     (no argument: all of them)
+# The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
+# carried along) is unpacked into /tmp/deps and CMake is pointed at it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/glint-gpu-out}
+BUILD=${BUILD:-build-gpu}
+mkdir -p "$OUT"
+steps=${*:-build ops memcheck e2e bench}
+want() { [[ " $steps " == *" $1 "* ]]; }
+status=0
+note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+if want build; then
+    nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+    scripts/gpu-deps.sh unpack /tmp/deps >/dev/null
+    libdir=/tmp/deps/usr/lib/x86_64-linux-gnu
+    export PKG_CONFIG_SYSROOT_DIR=/tmp/deps
+    export PKG_CONFIG_LIBDIR=$libdir/pkgconfig:/tmp/deps/usr/share/pkgconfig
+    extra=()
+    if ! command -v pkg-config >/dev/null; then  # the unpacked pkgconf
+        export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+        extra+=(-DPKG_CONFIG_EXECUTABLE=/tmp/deps/usr/bin/pkgconf)
+    fi
+    start=$(date +%s)
+    if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGLINT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${extra[@]}" \
+        >"$OUT/build.log" 2>&1 && cmake --build "$BUILD" -j16 >>"$OUT/build.log" 2>&1; then
+        note "build ok in $(($(date +%s) - start)) s"
+    else
+        note "build FAILED (build.log)"
+        tail -30 "$OUT/build.log"
+        exit 1
+    fi
+fi
+
+if want ops; then
+    "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops.log" 2>&1 && note "ops ok: $(tail -1 "$OUT/ops.log")" ||
+        { status=1; note "ops FAILED: $(tail -1 "$OUT/ops.log")"; grep FAIL "$OUT/ops.log" | head -20; }
+fi
+
+if want memcheck; then
+    compute-sanitizer --tool memcheck --error-exitcode 3 "$BUILD/tests/cuda/test_cuda_ops" --quick >"$OUT/memcheck.log" 2>&1
+    rc=$?
+    [ $rc = 0 ] && note "memcheck clean: $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log")" ||
+        { status=1; note "memcheck rc $rc: $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log")"; tail -30 "$OUT/memcheck.log"; }
+fi
+
+if want e2e; then
+    python3 tests/cuda/test_e2e.py "$BUILD/glint" >"$OUT/e2e.log" 2>&1 && note "e2e ok: $(tail -1 "$OUT/e2e.log")" ||
+        { status=1; note "e2e FAILED: $(tail -1 "$OUT/e2e.log")"; grep -v " ok" "$OUT/e2e.log" | head -20; }
+fi
+
+if want bench; then
+    {
+        echo "### glint bench --kernels --backend cuda"
+        "$BUILD/glint" bench --kernels --backend cuda
+        echo "### glint bench --synthetic glm-5.1-bf16 --layers 4 (32 experts) --ctx 256,4096 --backend cuda"
+        "$BUILD/glint" bench --synthetic glm-5.1-bf16 --layers 4 --json-model-override-args '{"n_routed_experts":32}' \
+            --ctx 256,4096 --backend cuda
+    } >"$OUT/bench.log" 2>&1 || status=1
+    note "bench:"
+    cat "$OUT/bench.log" | grep -v "^bench: making" | tee -a "$OUT/summary.txt"
+fi
+cat "$OUT/summary.txt"
+exit $status

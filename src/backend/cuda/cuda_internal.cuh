@@ -1,0 +1,95 @@
+// CUDA backend internals shared by its .cu files: the device view of a weight, element decoding for
+// every checkpoint format, launch-error reporting.
+#ifndef GLINT_CUDA_INTERNAL_CUH
+#define GLINT_CUDA_INTERNAL_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend/backend.h"
+#include "common/util.h"
+}
+
+// A weight (or a slice of its rows) as the kernels see it; passed by value.
+struct dev_weight {
+    const void *data, *scales, *zeros;
+    int64_t rows, cols;  // of the view
+    int64_t row0;        // first row of the view in the stored matrix (scales/zeros are indexed by stored row)
+    int64_t all_rows;    // rows of the stored matrix (GPTQ lays rows along its minor axis)
+    int format, dtype, scales_dtype, block;
+    float global_scale;
+};
+
+static inline dev_weight dev_weight_of(const glint_weight *w) {
+    dev_weight d;
+    d.data = w->data, d.scales = w->scales, d.zeros = w->zeros;
+    d.rows = w->rows, d.cols = w->cols > 0 ? w->cols : 1, d.row0 = 0, d.all_rows = w->rows;
+    d.format = w->format, d.dtype = w->dtype, d.scales_dtype = w->scales_dtype, d.block = w->block;
+    d.global_scale = w->global_scale;
+    return d;
+}
+
+__device__ __forceinline__ float bf16_bits_to_float(uint32_t h) { return __uint_as_float(h << 16); }
+__device__ __forceinline__ float f16_bits_to_float(uint32_t h) {
+    return __half2float(__ushort_as_half((unsigned short)h));
+}
+// E4M3 -> f32 exactly (NaN codes aside): sign and 7 bits placed in an f16, times 2^8 for the bias gap.
+__device__ __forceinline__ float fp8_bits_to_float(uint32_t b) {
+    uint32_t h = ((b & 0x80u) << 8) | ((b & 0x7fu) << 7);
+    return f16_bits_to_float(h) * 256.0f;
+}
+__device__ __forceinline__ float e2m1_to_float(uint32_t code) {
+    const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    float v = mag[code & 7];
+    return code & 8 ? -v : v;
+}
+
+__device__ __forceinline__ float dense_element(const void *data, int dtype, int64_t i) {
+    switch (dtype) {
+    case GLINT_DTYPE_F32: return ((const float *)data)[i];
+    case GLINT_DTYPE_BF16: return bf16_bits_to_float(((const uint16_t *)data)[i]);
+    case GLINT_DTYPE_F16: return f16_bits_to_float(((const uint16_t *)data)[i]);
+    case GLINT_DTYPE_F8_E4M3: return fp8_bits_to_float(((const uint8_t *)data)[i]);
+    default: return __int_as_float(0x7fc00000);
+    }
+}
+
+// Element (row n of the view, column k) of any format, dequantized to FP32 (spec/FORMATS.md).
+__device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, int64_t k) {
+    const int64_t r = w.row0 + n, K = w.cols;
+    switch (w.format) {
+    case GLINT_WFMT_NVFP4: {
+        uint32_t byte = ((const uint8_t *)w.data)[r * (K / 2) + k / 2];
+        float scale = fp8_bits_to_float(((const uint8_t *)w.scales)[r * (K / 16) + k / 16]);
+        return e2m1_to_float(k & 1 ? byte >> 4 : byte & 15) * scale * w.global_scale;
+    }
+    case GLINT_WFMT_FP8_BLOCK: {
+        const int64_t blocks_per_row = (K + w.block - 1) / w.block;
+        float scale = ((const float *)w.scales)[(r / w.block) * blocks_per_row + k / w.block];
+        return fp8_bits_to_float(((const uint8_t *)w.data)[r * K + k]) * scale;
+    }
+    case GLINT_WFMT_GPTQ_INT4: {
+        const int64_t N = w.all_rows, g = k / w.block;
+        uint32_t packed = (uint32_t)((const int32_t *)w.data)[(k / 8) * N + r];
+        uint32_t zero = ((uint32_t)((const int32_t *)w.zeros)[g * (N / 8) + r / 8] >> (4 * (r % 8))) & 15u;
+        float q = (float)((packed >> (4 * (k % 8))) & 15u) - (float)(zero + 1);
+        return dense_element(w.scales, w.scales_dtype, g * N + r) * q;
+    }
+    default: return dense_element(w.data, w.dtype, r * K + k);
+    }
+}
+
+// Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.
+int glint_cuda_check(const char *what);
+
+// y[b][T, N] = x[b][T, K] · W_b^T for `batch` problems: problem b uses rows [b·w_row_step, +N) of W
+// (the view's rows), x + b·x_step, y + b·y_step. batch 1 is the plain matmul.
+void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
+                               int batch, int64_t w_row_step, int64_t x_step, int64_t y_step);
+
+extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                  const glint_weight *W);
+
+#endif

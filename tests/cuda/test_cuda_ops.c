@@ -1,0 +1,554 @@
+// Every op of the CUDA backend against the CPU reference on random inputs, tiny shapes and the real
+// GLM-5.1 shapes, every weight format. GPU outputs are poisoned with NaN before each op, so an
+// element the kernel forgot to write fails the comparison. Needs a GPU (scripts/gpu-test.sh).
+//   test_cuda_ops [--quick]     --quick skips the large shapes (for compute-sanitizer)
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "common/util.h"
+
+static const double TOLERANCE = 1e-3;  // max|Δ| / max|ref|; the math is FP32, expect far better
+static glint_backend *cpu, *gpu;
+static int failures, checks;
+static double worst_error;
+
+// ---------------------------------------------------------------------------------------------
+// Random data, device copies, comparison
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t next_u32(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float frand(void) { return (float)(next_u32() & 0xffffff) / 8388608.0f - 1.0f; }  // [-1, 1)
+
+static float *rand_floats(size_t n, float amplitude) {
+    float *v = malloc(sizeof *v * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) v[i] = frand() * amplitude;
+    return v;
+}
+
+static void *to_device(const void *host, size_t bytes) {
+    void *d = gpu->alloc(gpu, bytes, "test");
+    if (d && host) gpu->upload(gpu, d, host, bytes);
+    return d;
+}
+
+static void poison(float *dev, size_t n) {
+    float *nan = malloc(sizeof *nan * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) nan[i] = NAN;
+    gpu->upload(gpu, dev, nan, sizeof *nan * n);
+    free(nan);
+}
+
+static float *from_device(const float *dev, size_t n) {
+    float *h = malloc(sizeof *h * (n ? n : 1));
+    gpu->download(gpu, h, dev, n);
+    return h;
+}
+
+// Compares rows x cols elements laid out `stride` apart; NaN anywhere fails.
+static int check_rows(const char *what, const float *got, const float *ref, size_t rows, size_t cols, size_t stride) {
+    double max_ref = 0, max_diff = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            double a = got[r * stride + c], b = ref[r * stride + c];
+            if (fabs(b) > max_ref) max_ref = fabs(b);
+            double d = fabs(a - b);
+            if (!(d <= max_diff)) max_diff = d;  // NaN propagates
+        }
+    double err = max_ref > 0 ? max_diff / max_ref : max_diff;
+    int ok = err <= TOLERANCE;
+    checks++;
+    if (ok && err > worst_error) worst_error = err;
+    if (!ok) failures++;
+    printf("  %-62s max|Δ|/max|ref| = %.2e %s\n", what, err, ok ? "ok" : "FAIL");
+    return ok;
+}
+
+static int check(const char *what, const float *got, const float *ref, size_t n) {
+    return check_rows(what, got, ref, 1, n, n);
+}
+
+static void expect(int cond, const char *what) {
+    checks++;
+    if (!cond) failures++;
+    printf("  %-62s %s\n", what, cond ? "ok" : "FAIL");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights in every format: a host copy for the CPU and a prepared (device) copy for the GPU.
+
+typedef struct {
+    glint_weight host, dev;
+} test_weight;
+
+static uint8_t rand_fp8(void) {  // E4M3 with exponent 4..9: magnitudes ~1/8 .. 4, no NaN
+    return (uint8_t)(((next_u32() & 1) << 7) | ((4 + next_u32() % 6) << 3) | (next_u32() & 7));
+}
+static uint16_t rand_f16(int lo_exp, int hi_exp) {
+    return (uint16_t)(((next_u32() & 1) << 15) | ((uint32_t)(lo_exp + (int)(next_u32() % (uint32_t)(hi_exp - lo_exp))) << 10) |
+                      (next_u32() & 0x3ff));
+}
+
+static const char *format_name(glint_weight_format f, glint_dtype d) {
+    if (f == GLINT_WFMT_NVFP4) return "NVFP4";
+    if (f == GLINT_WFMT_FP8_BLOCK) return "FP8-block";
+    if (f == GLINT_WFMT_GPTQ_INT4) return "GPTQ-int4";
+    return glint_dtype_name(d);
+}
+
+// Host data for a weight; `shared_data` (if not NULL) is used instead of new codes (MoE experts).
+static glint_weight make_host_weight(glint_weight_format format, glint_dtype dtype, int64_t rows, int64_t cols,
+                                     int block, const void *shared_data) {
+    glint_weight w = {.dtype = dtype, .rows = rows, .cols = cols, .format = format, .name = "test", .block = block};
+    const size_t n = (size_t)rows * (size_t)cols;
+    void *data = NULL;
+    if (format == GLINT_WFMT_DENSE) {
+        data = malloc(n * glint_dtype_size(dtype));
+        for (size_t i = 0; i < n; i++) switch (dtype) {
+            case GLINT_DTYPE_F32: ((float *)data)[i] = frand(); break;
+            case GLINT_DTYPE_BF16: ((uint16_t *)data)[i] = glint_f32_to_bf16(frand()); break;
+            case GLINT_DTYPE_F16: ((uint16_t *)data)[i] = rand_f16(10, 16); break;
+            default: ((uint8_t *)data)[i] = rand_fp8(); break;
+            }
+    } else if (format == GLINT_WFMT_NVFP4) {
+        w.dtype = GLINT_DTYPE_U8, w.scales_dtype = GLINT_DTYPE_F8_E4M3, w.global_scale = 0.05f, w.block = 16;
+        if (!shared_data) {
+            data = malloc(n / 2);
+            for (size_t i = 0; i < n / 2; i++) ((uint8_t *)data)[i] = (uint8_t)next_u32();
+        }
+        uint8_t *sc = malloc(n / 16);
+        for (size_t i = 0; i < n / 16; i++) sc[i] = (uint8_t)(((5 + next_u32() % 4) << 3) | (next_u32() & 7));
+        w.scales = sc;
+    } else if (format == GLINT_WFMT_FP8_BLOCK) {
+        w.dtype = GLINT_DTYPE_F8_E4M3, w.scales_dtype = GLINT_DTYPE_F32;
+        if (!shared_data) {
+            data = malloc(n);
+            for (size_t i = 0; i < n; i++) ((uint8_t *)data)[i] = rand_fp8();
+        }
+        const size_t nb = (size_t)((rows + block - 1) / block) * (size_t)((cols + block - 1) / block);
+        float *sc = malloc(sizeof(float) * nb);
+        for (size_t i = 0; i < nb; i++) sc[i] = 0.01f * (1.0f + 0.5f * frand());
+        w.scales = sc;
+    } else {  // GPTQ: qweight [cols/8, rows], qzeros [groups, rows/8], scales [groups, rows]
+        w.dtype = GLINT_DTYPE_I32, w.scales_dtype = dtype;  // dtype argument: the scales' type
+        const size_t groups = (size_t)((cols + block - 1) / block);
+        data = malloc(n / 8 * 4);
+        for (size_t i = 0; i < n / 8; i++) ((uint32_t *)data)[i] = next_u32() ^ (next_u32() << 16);
+        uint32_t *z = malloc(groups * (size_t)rows / 8 * 4);
+        for (size_t i = 0; i < groups * (size_t)rows / 8; i++) z[i] = next_u32() ^ (next_u32() << 16);
+        uint16_t *sc = malloc(groups * (size_t)rows * 2);
+        for (size_t i = 0; i < groups * (size_t)rows; i++)
+            sc[i] = dtype == GLINT_DTYPE_BF16 ? glint_f32_to_bf16(0.01f * (1.0f + frand() * 0.5f)) : rand_f16(7, 10);
+        w.zeros = z, w.scales = sc;
+    }
+    w.data = shared_data ? shared_data : data;
+    return w;
+}
+
+static test_weight prepare(glint_weight host) {
+    test_weight t = {.host = host, .dev = host};
+    if (gpu->prepare_weight(gpu, &t.dev)) {
+        fprintf(stderr, "prepare_weight: %s\n", glint_last_error());
+        exit(1);
+    }
+    return t;
+}
+
+static test_weight make_weight(glint_weight_format format, glint_dtype dtype, int64_t rows, int64_t cols, int block) {
+    return prepare(make_host_weight(format, dtype, rows, cols, block, NULL));
+}
+
+static void free_host_weight(glint_weight *w, int keep_data) {
+    if (!keep_data) free((void *)w->data);
+    free((void *)w->scales), free((void *)w->zeros);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ops
+
+// y[T, N] (rows y_stride apart) = x[T, K] (rows x_stride apart) · W^T on both backends.
+static void test_matmul_case(const test_weight *w, int T, int x_stride, int y_stride, int x_offset) {
+    const int64_t N = w->host.rows, K = w->host.cols;
+    const size_t xn = (size_t)T * x_stride + x_offset, yn = (size_t)T * y_stride;
+    float *x = rand_floats(xn, 1.0f), *ref = malloc(sizeof(float) * yn);
+    for (size_t i = 0; i < yn; i++) ref[i] = NAN;
+    cpu->matmul(cpu, ref, y_stride, x + x_offset, x_stride, T, &w->host);
+    float *dx = to_device(x, sizeof(float) * xn), *dy = to_device(NULL, sizeof(float) * yn);
+    poison(dy, yn);
+    gpu->matmul(gpu, dy, y_stride, dx + x_offset, x_stride, T, &w->dev);
+    float *got = from_device(dy, yn);
+    char what[160];
+    snprintf(what, sizeof what, "matmul %-9s [%lld x %lld] T=%d x_stride %d%s", format_name(w->host.format, w->host.dtype),
+             (long long)N, (long long)K, T, x_stride, x_offset ? " (unaligned x)" : "");
+    check_rows(what, got, ref, (size_t)T, (size_t)N, (size_t)y_stride);
+    gpu->free(gpu, dx), gpu->free(gpu, dy);
+    free(x), free(ref), free(got);
+}
+
+static void test_matmul(int quick) {
+    printf("matmul\n");
+    const struct {
+        glint_weight_format f;
+        glint_dtype d;
+        int block;
+    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
+                   {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
+                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},         {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
+                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 128},   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 32}};
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        // tiny: odd row count, K not a multiple of the vector width for dense (scalar path)
+        const int64_t tiny_k = formats[f].f == GLINT_WFMT_DENSE ? 100 : formats[f].f == GLINT_WFMT_NVFP4 ? 48 : 96;
+        const int tiny_block = formats[f].f == GLINT_WFMT_FP8_BLOCK ? 32 : formats[f].block;
+        test_weight w = make_weight(formats[f].f, formats[f].d, formats[f].f == GLINT_WFMT_GPTQ_INT4 ? 40 : 37, tiny_k,
+                                    tiny_block);
+        const int Ts[] = {1, 3, 8, 13, 40};
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) test_matmul_case(&w, Ts[i], (int)tiny_k, (int)w.host.rows, 0);
+        test_matmul_case(&w, 2, (int)tiny_k + 3, (int)w.host.rows + 5, 1);
+        free_host_weight(&w.host, 0);
+        if (quick) continue;
+        // real: q_a_proj [2048, 6144]; decode, a few tokens, prefill; strided output as in the model
+        w = make_weight(formats[f].f, formats[f].d, 2048, 6144, formats[f].block);
+        test_matmul_case(&w, 1, 6144, 2048, 0);
+        test_matmul_case(&w, 5, 6144, 4096, 0);
+        test_matmul_case(&w, 70, 6144, 2048, 0);
+        test_matmul_case(&w, 1, 6145, 2048, 1);
+        free_host_weight(&w.host, 0);
+    }
+}
+
+static void test_embed_norms(void) {
+    printf("embed, rmsnorm, layernorm, silu_mul, add, copy_rows, rope\n");
+    {
+        test_weight table = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 300, 6144, 0);
+        const int32_t ids[] = {0, 299, 17, 17, 150};
+        const int T = 5, D = 6144;
+        float *ref = malloc(sizeof(float) * T * D), *dx = to_device(NULL, sizeof(float) * T * D);
+        cpu->embed(cpu, ref, &table.host, ids, T);
+        poison(dx, (size_t)T * D);
+        gpu->embed(gpu, dx, &table.dev, ids, T);
+        float *got = from_device(dx, (size_t)T * D);
+        check("embed BF16 [300 x 6144], 5 ids", got, ref, (size_t)T * D);
+        free(ref), free(got), gpu->free(gpu, dx), free_host_weight(&table.host, 0);
+    }
+    const int shapes[][3] = {{3, 7, 9}, {4, 6144, 6144}, {5, 512, 576}, {2, 2048, 2048}};  // T, D, stride
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int T = shapes[i][0], D = shapes[i][1], stride = shapes[i][2];
+        const size_t n = (size_t)T * stride;
+        float *x = rand_floats(n, 3.0f), *ref = malloc(sizeof(float) * n);
+        test_weight w = make_weight(GLINT_WFMT_DENSE, i % 2 ? GLINT_DTYPE_BF16 : GLINT_DTYPE_F32, D, 1, 0);
+        test_weight b = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, D, 1, 0);
+        char what[128];
+        // in place, as the model calls it: untouched columns past D must survive
+        memcpy(ref, x, sizeof(float) * n);
+        cpu->rmsnorm(cpu, ref, ref, stride, T, D, &w.host, 1e-5f);
+        float *dx = to_device(x, sizeof(float) * n);
+        gpu->rmsnorm(gpu, dx, dx, stride, T, D, &w.dev, 1e-5f);
+        float *got = from_device(dx, n);
+        snprintf(what, sizeof what, "rmsnorm in place T=%d D=%d stride %d", T, D, stride);
+        check_rows(what, got, ref, (size_t)T, (size_t)stride, (size_t)stride);
+        free(got);
+        memcpy(ref, x, sizeof(float) * n);
+        cpu->layernorm(cpu, ref, ref, stride, T, D, &w.host, &b.host, 1e-6f);
+        gpu->upload(gpu, dx, x, sizeof(float) * n);
+        gpu->layernorm(gpu, dx, dx, stride, T, D, &w.dev, &b.dev, 1e-6f);
+        got = from_device(dx, n);
+        snprintf(what, sizeof what, "layernorm in place T=%d D=%d stride %d", T, D, stride);
+        check_rows(what, got, ref, (size_t)T, (size_t)stride, (size_t)stride);
+        free(got), gpu->free(gpu, dx), free(x), free(ref);
+        free_host_weight(&w.host, 0), free_host_weight(&b.host, 0);
+    }
+    {  // silu_mul on the side-by-side gate/up layout, add, copy_rows
+        const int T = 6, I = 2048;
+        float *gu = rand_floats((size_t)T * 2 * I, 4.0f), *ref = malloc(sizeof(float) * T * I);
+        cpu->silu_mul(cpu, ref, gu, gu + I, 2 * I, T, I);
+        float *dgu = to_device(gu, sizeof(float) * T * 2 * I), *dy = to_device(NULL, sizeof(float) * T * I);
+        poison(dy, (size_t)T * I);
+        gpu->silu_mul(gpu, dy, dgu, dgu + I, 2 * I, T, I);
+        float *got = from_device(dy, (size_t)T * I);
+        check("silu_mul T=6 I=2048 stride 4096", got, ref, (size_t)T * I);
+        free(got);
+        float *a = rand_floats((size_t)T * I, 1.0f);
+        gpu->upload(gpu, dy, a, sizeof(float) * T * I);
+        cpu->add(cpu, a, gu, (size_t)T * I);
+        gpu->add(gpu, dy, dgu, (size_t)T * I);
+        got = from_device(dy, (size_t)T * I);
+        check("add 12288", got, a, (size_t)T * I);
+        free(got);
+        float *rows = malloc(sizeof(float) * T * 512);
+        cpu->copy_rows(cpu, rows, 512, gu + 3, 2 * I, T, 512);
+        poison(dy, (size_t)T * 512);
+        gpu->copy_rows(gpu, dy, 512, dgu + 3, 2 * I, T, 512);
+        got = from_device(dy, (size_t)T * 512);
+        check("copy_rows 6 x 512 from stride 4096", got, rows, (size_t)T * 512);
+        free(got), free(rows), free(a), free(gu), free(ref), gpu->free(gpu, dgu), gpu->free(gpu, dy);
+    }
+    {  // rope on MLA q heads (slice at the end of each head) and indexer heads (at the start)
+        const int T = 5, H = 64, head_stride = 256, offset = 192, rope_dim = 64;
+        const int32_t pos[] = {0, 7, 1000, 50000, 202000};
+        float inv_freq[32];
+        for (int i = 0; i < 32; i++) inv_freq[i] = (float)pow(1e6, -2.0 * i / 64.0);
+        const size_t n = (size_t)T * H * head_stride;
+        float *x = rand_floats(n, 1.0f), *ref = malloc(sizeof(float) * n);
+        memcpy(ref, x, sizeof(float) * n);
+        cpu->rope(cpu, ref, T, H, head_stride, H * head_stride, offset, rope_dim, pos, inv_freq, 1.3f);
+        float *dx = to_device(x, sizeof(float) * n);
+        int32_t *dpos = to_device(pos, sizeof pos);
+        gpu->rope(gpu, dx, T, H, head_stride, H * head_stride, offset, rope_dim, dpos, inv_freq, 1.3f);
+        float *got = from_device(dx, n);
+        check("rope 64 heads x 256, slice [192, 256), positions up to 202000", got, ref, n);
+        free(got);
+        memcpy(ref, x, sizeof(float) * n);
+        cpu->rope(cpu, ref, T, 32, 128, 32 * 128, 0, rope_dim, pos, inv_freq, 1.0f);
+        gpu->upload(gpu, dx, x, sizeof(float) * n);
+        gpu->rope(gpu, dx, T, 32, 128, 32 * 128, 0, rope_dim, dpos, inv_freq, 1.0f);
+        got = from_device(dx, n);
+        check("rope 32 indexer heads x 128, slice [0, 64)", got, ref, (size_t)T * 32 * 128);
+        free(got), free(x), free(ref), gpu->free(gpu, dx), gpu->free(gpu, dpos);
+    }
+}
+
+// Indexer: selections compared as sets. Elements in only one of the two sets are accepted only
+// when their exact (double) score ties the boundary score to within FP32 rounding.
+static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int topk, int ctx, int all_keys_equal) {
+    float *q = rand_floats((size_t)T * Hi * Di, 1.0f), *w = rand_floats((size_t)T * Hi, 1.0f);
+    float *k = rand_floats((size_t)ctx * Di, 1.0f);
+    if (all_keys_equal)
+        for (int t = 1; t < ctx; t++) memcpy(k + (size_t)t * Di, k, sizeof(float) * Di);
+    const float scale = 1.0f / sqrtf((float)Di), wscale = 1.0f / sqrtf((float)Hi);
+    int32_t *ref_sel = malloc(sizeof(int32_t) * T * topk), ref_n[64];
+    for (int i = 0; i < T * topk; i++) ref_sel[i] = -1;
+    cpu->indexer_select(cpu, ref_sel, ref_n, q, w, k, T, pos, Hi, Di, topk, scale, wscale);
+    float *dq = to_device(q, sizeof(float) * T * Hi * Di), *dw = to_device(w, sizeof(float) * T * Hi);
+    float *dk = to_device(k, sizeof(float) * ctx * Di);
+    int32_t *dpos = to_device(pos, sizeof(int32_t) * T), *dsel = to_device(NULL, sizeof(int32_t) * T * topk);
+    int32_t *dn = to_device(NULL, sizeof(int32_t) * T);
+    poison((float *)dsel, (size_t)T * topk);
+    poison((float *)dn, (size_t)T);
+    gpu->indexer_select(gpu, dsel, dn, dq, dw, dk, T, dpos, Hi, Di, topk, scale, wscale);
+    int32_t *sel = malloc(sizeof(int32_t) * T * topk), n_sel[64];
+    gpu->download(gpu, (float *)sel, (const float *)dsel, (size_t)T * topk);
+    gpu->download(gpu, (float *)n_sel, (const float *)dn, (size_t)T);
+    int ok = 1, loose = 0;
+    for (int s = 0; s < T && ok; s++) {
+        if (n_sel[s] != ref_n[s]) {
+            printf("    query %d: n_sel %d, CPU %d\n", s, n_sel[s], ref_n[s]);
+            ok = 0;
+            break;
+        }
+        const int visible = pos[s] + 1;
+        char *in_ref = calloc((size_t)visible, 1), *in_got = calloc((size_t)visible, 1);
+        for (int i = 0; i < n_sel[s]; i++) {
+            int a = ref_sel[(size_t)s * topk + i], b = sel[(size_t)s * topk + i];
+            if (a < 0 || a >= visible || b < 0 || b >= visible || in_got[b]) ok = 0;  // range, duplicates
+            else in_ref[a] = 1, in_got[b] = 1;
+        }
+        // exact scores for the boundary test
+        double *score = malloc(sizeof(double) * visible), boundary = INFINITY, max_abs = 0;
+        for (int t = 0; t < visible; t++) {
+            double total = 0;
+            for (int h = 0; h < Hi; h++) {
+                double dot = 0;
+                for (int d = 0; d < Di; d++) dot += (double)q[((size_t)s * Hi + h) * Di + d] * k[(size_t)t * Di + d];
+                dot *= scale;
+                total += (double)w[(size_t)s * Hi + h] * wscale * (dot > 0 ? dot : 0);
+            }
+            score[t] = total;
+            if (fabs(total) > max_abs) max_abs = fabs(total);
+            if (in_ref[t] && total < boundary) boundary = total;
+        }
+        for (int t = 0; t < visible && ok; t++)
+            if (in_ref[t] != in_got[t]) {
+                if (all_keys_equal || fabs(score[t] - boundary) > 1e-5 * max_abs) ok = 0;
+                else loose++;
+            }
+        free(in_ref), free(in_got), free(score);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "indexer_select %d x %d top-%d, %d queries, ctx %d%s: same sets%s", Hi, Di, topk, T, ctx,
+             all_keys_equal ? " (all tied: lowest positions)" : "", loose ? " (boundary ties)" : "");
+    expect(ok, what);
+    gpu->free(gpu, dq), gpu->free(gpu, dw), gpu->free(gpu, dk), gpu->free(gpu, dpos), gpu->free(gpu, dsel),
+        gpu->free(gpu, dn);
+    free(q), free(w), free(k), free(ref_sel), free(sel);
+}
+
+static void test_indexer(int quick) {
+    printf("indexer_select\n");
+    const int32_t tiny_pos[] = {0, 3, 8, 20, 39, 39};
+    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 0);
+    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 1);
+    if (quick) return;
+    const int32_t pos[] = {100, 2047, 2048, 2500, 4999};
+    test_indexer_case(5, pos, 32, 128, 2048, 5000, 0);
+    test_indexer_case(5, pos, 32, 128, 2048, 5000, 1);
+    const int32_t far[] = {70000};
+    test_indexer_case(1, far, 32, 128, 2048, 70001, 0);
+}
+
+// Absorbed MLA: q_lat, attention over selected keys, up-projection, for a kv_b in each format.
+static void test_mla_case(const test_weight *kv_b, int T, int H, int Dn, int Dr, int Dv, int C, int ctx, int topk) {
+    const int Dq = Dn + Dr;
+    const char *fmt = format_name(kv_b->host.format, kv_b->host.dtype);
+    char what[160];
+    float *q = rand_floats((size_t)T * H * Dq, 1.0f), *ref_lat = malloc(sizeof(float) * T * H * C);
+    float *dq = to_device(q, sizeof(float) * T * H * Dq), *dlat = to_device(NULL, sizeof(float) * T * H * C);
+    cpu->mla_absorb_q(cpu, ref_lat, q, T, H, Dq, Dn, Dv, &kv_b->host);
+    poison(dlat, (size_t)T * H * C);
+    gpu->mla_absorb_q(gpu, dlat, dq, T, H, Dq, Dn, Dv, &kv_b->dev);
+    float *got = from_device(dlat, (size_t)T * H * C);
+    snprintf(what, sizeof what, "mla_absorb_q %s H=%d Dn=%d C=%d T=%d", fmt, H, Dn, C, T);
+    check(what, got, ref_lat, (size_t)T * H * C);
+    free(got);
+
+    // attention over random selections (one query selects nothing, one selects a few)
+    float *latent = rand_floats((size_t)ctx * C, 1.0f), *kpe = rand_floats((size_t)ctx * Dr, 1.0f);
+    int32_t *sel = malloc(sizeof(int32_t) * T * topk), *n_sel = malloc(sizeof(int32_t) * T);
+    for (int s = 0; s < T; s++) {
+        n_sel[s] = s == 0 ? 0 : s == 1 ? 5 : topk;
+        for (int i = 0; i < topk; i++) sel[(size_t)s * topk + i] = (int32_t)(next_u32() % (uint32_t)ctx);
+    }
+    float *ref_o = malloc(sizeof(float) * T * H * C);
+    const float scale = 1.0f / sqrtf((float)Dq);
+    cpu->mla_attend(cpu, ref_o, ref_lat, q, Dq, Dn, latent, kpe, sel, n_sel, topk, T, H, C, Dr, scale);
+    float *dlatent = to_device(latent, sizeof(float) * ctx * C), *dkpe = to_device(kpe, sizeof(float) * ctx * Dr);
+    int32_t *dsel = to_device(sel, sizeof(int32_t) * T * topk), *dn = to_device(n_sel, sizeof(int32_t) * T);
+    float *do_lat = to_device(NULL, sizeof(float) * T * H * C);
+    gpu->upload(gpu, dlat, ref_lat, sizeof(float) * T * H * C);  // same q_lat on both sides
+    poison(do_lat, (size_t)T * H * C);
+    gpu->mla_attend(gpu, do_lat, dlat, dq, Dq, Dn, dlatent, dkpe, dsel, dn, topk, T, H, C, Dr, scale);
+    got = from_device(do_lat, (size_t)T * H * C);
+    snprintf(what, sizeof what, "mla_attend H=%d C=%d Dr=%d T=%d top-%d of ctx %d", H, C, Dr, T, topk, ctx);
+    check(what, got, ref_o, (size_t)T * H * C);
+    free(got);
+
+    float *ref_v = malloc(sizeof(float) * T * H * Dv), *dv = to_device(NULL, sizeof(float) * T * H * Dv);
+    cpu->mla_up_v(cpu, ref_v, ref_o, T, H, C, Dn, Dv, &kv_b->host);
+    gpu->upload(gpu, do_lat, ref_o, sizeof(float) * T * H * C);
+    poison(dv, (size_t)T * H * Dv);
+    gpu->mla_up_v(gpu, dv, do_lat, T, H, C, Dn, Dv, &kv_b->dev);
+    got = from_device(dv, (size_t)T * H * Dv);
+    snprintf(what, sizeof what, "mla_up_v %s H=%d Dv=%d C=%d T=%d", fmt, H, Dv, C, T);
+    check(what, got, ref_v, (size_t)T * H * Dv);
+    free(got);
+    gpu->free(gpu, dq), gpu->free(gpu, dlat), gpu->free(gpu, dlatent), gpu->free(gpu, dkpe), gpu->free(gpu, dsel);
+    gpu->free(gpu, dn), gpu->free(gpu, do_lat), gpu->free(gpu, dv);
+    free(q), free(ref_lat), free(latent), free(kpe), free(sel), free(n_sel), free(ref_o), free(ref_v);
+}
+
+static void test_mla(int quick) {
+    printf("absorbed MLA\n");
+    {
+        test_weight kv_b = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 3 * (8 + 6), 16, 0);
+        test_mla_case(&kv_b, 3, 3, 8, 4, 6, 16, 30, 7);
+        free_host_weight(&kv_b.host, 0);
+    }
+    if (quick) return;
+    const int H = 64, Dn = 192, Dr = 64, Dv = 256, C = 512;
+    const struct {
+        glint_weight_format f;
+        glint_dtype d;
+        int block;
+    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
+                   {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
+                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},
+                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 128}};
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        test_weight kv_b = make_weight(formats[f].f, formats[f].d, H * (Dn + Dv), C, formats[f].block);
+        test_mla_case(&kv_b, f == 0 ? 20 : 3, H, Dn, Dr, Dv, C, 3000, 2048);
+        free_host_weight(&kv_b.host, 0);
+    }
+}
+
+// MoE: E experts; with shared_codes every expert shares one code buffer per matrix and differs by
+// its scales (keeps the real 160-expert case small in host memory).
+static void test_moe_case(int T, int D, int I, glint_moe_routing r, glint_weight_format f, glint_dtype dt, int block,
+                          int shared_codes) {
+    const int E = r.n_experts;
+    glint_weight *hg = calloc((size_t)E * 3, sizeof *hg), *dg = calloc((size_t)E * 3, sizeof *dg);
+    glint_weight shared[3] = {{0}};
+    if (shared_codes) {
+        shared[0] = make_host_weight(f, dt, I, D, block, NULL);
+        shared[1] = make_host_weight(f, dt, I, D, block, NULL);
+        shared[2] = make_host_weight(f, dt, D, I, block, NULL);
+    }
+    for (int m = 0; m < 3; m++)
+        for (int e = 0; e < E; e++) {
+            const int64_t rows = m == 2 ? D : I, cols = m == 2 ? I : D;
+            test_weight w = prepare(make_host_weight(f, dt, rows, cols, block, shared_codes ? shared[m].data : NULL));
+            hg[m * E + e] = w.host, dg[m * E + e] = w.dev;
+        }
+    test_weight router = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, E, D, 0);
+    test_weight bias = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, E, 1, 0);
+    glint_experts hx = {hg, hg + E, hg + 2 * E, E}, dx_experts = {dg, dg + E, dg + 2 * E, E};
+    float *x = rand_floats((size_t)T * D, 1.0f), *ref = malloc(sizeof(float) * T * D);
+    cpu->moe(cpu, ref, x, T, D, I, &router.host, &bias.host, &r, &hx);
+    float *dx = to_device(x, sizeof(float) * T * D), *dy = to_device(NULL, sizeof(float) * T * D);
+    poison(dy, (size_t)T * D);
+    gpu->moe(gpu, dy, dx, T, D, I, &router.dev, &bias.dev, &r, &dx_experts);
+    float *got = from_device(dy, (size_t)T * D);
+    char what[160];
+    snprintf(what, sizeof what, "moe %s E=%d top-%d groups %d/%d D=%d I=%d T=%d", format_name(f, dt), E, r.top_k,
+             r.topk_group, r.n_group, D, I, T);
+    check(what, got, ref, (size_t)T * D);
+    free(got), free(x), free(ref), gpu->free(gpu, dx), gpu->free(gpu, dy);
+    for (int i = 0; i < 3 * E; i++) free_host_weight(&hg[i], shared_codes);
+    for (int m = 0; m < 3 && shared_codes; m++) free_host_weight(&shared[m], 0);
+    free_host_weight(&router.host, 0), free_host_weight(&bias.host, 0);
+    free(hg), free(dg);
+}
+
+static void test_moe(int quick) {
+    printf("moe\n");
+    glint_moe_routing grouped = {.n_experts = 16, .top_k = 4, .n_group = 4, .topk_group = 2, .norm_topk_prob = 1,
+                                 .routed_scaling_factor = 2.5f};
+    test_moe_case(5, 64, 32, grouped, GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0, 0);
+    test_moe_case(20, 64, 32, grouped, GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16, 0);
+    glint_moe_routing plain = {.n_experts = 8, .top_k = 2, .n_group = 1, .topk_group = 1, .norm_topk_prob = 0,
+                               .routed_scaling_factor = 1.0f};
+    test_moe_case(3, 96, 64, plain, GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 32, 0);
+    test_moe_case(3, 64, 32, plain, GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 32, 0);
+    if (quick) return;
+    glint_moe_routing glm = {.n_experts = 160, .top_k = 8, .n_group = 1, .topk_group = 1, .norm_topk_prob = 1,
+                             .routed_scaling_factor = 2.5f};
+    test_moe_case(1, 6144, 2048, glm, GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128, 1);
+    test_moe_case(24, 6144, 2048, glm, GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128, 1);
+}
+
+// A launch the kernels refuse must set the error and leave NaN, not crash.
+static void test_errors(void) {
+    printf("errors\n");
+    glint_moe_routing too_many = {.n_experts = 2048, .top_k = 2, .n_group = 1, .topk_group = 1,
+                                  .routed_scaling_factor = 1.0f};
+    glint_clear_error();
+    float *dy = to_device(NULL, sizeof(float) * 8), *dx = to_device(NULL, sizeof(float) * 8);
+    glint_weight none = {0};
+    glint_experts ex = {&none, &none, &none, 2048};
+    gpu->moe(gpu, dy, dx, 1, 8, 4, &none, NULL, &too_many, &ex);
+    float *got = from_device(dy, 8);
+    expect(isnan(got[0]) && isnan(got[7]) && glint_last_error()[0], "moe over the expert limit: error + NaN output");
+    free(got), gpu->free(gpu, dx), gpu->free(gpu, dy);
+}
+
+int main(int argc, char **argv) {
+    const int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    cpu = glint_backend_cpu(0);
+    gpu = glint_backend_cuda(0);
+    if (!gpu) {
+        fprintf(stderr, "test_cuda_ops: %s\n", glint_last_error());
+        return 1;
+    }
+    printf("device: %s%s\n", gpu->describe(gpu), quick ? " (quick)" : "");
+    test_matmul(quick);
+    test_embed_norms();
+    test_indexer(quick);
+    test_mla(quick);
+    test_moe(quick);
+    test_errors();
+    printf("%d of %d checks failed; worst passing error %.2e\n", failures, checks, worst_error);
+    return failures ? 1 : 0;
+}
