@@ -104,12 +104,13 @@ static int64_t pages_for(const glint_engine *e, int tokens) {
 
 void glint_state_copy_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n) {
     const glint_config *c = &m->cfg;
-    // The CPU backend's buffers are host memory; a device backend will need its copy op here.
-    for (int l = 0; l < c->num_layers; l++) {
-        memcpy(dst->latent[l], src->latent[l], (size_t)n * c->kv_lora_rank * sizeof(float));
-        memcpy(dst->kpe[l], src->kpe[l], (size_t)n * c->qk_rope_head_dim * sizeof(float));
+    glint_backend *be = m->be;  // caches live in backend memory: copy with the backend's op
+    for (int l = 0; l < c->num_layers && n > 0; l++) {
+        be->copy_rows(be, dst->latent[l], c->kv_lora_rank, src->latent[l], c->kv_lora_rank, n, c->kv_lora_rank);
+        be->copy_rows(be, dst->kpe[l], c->qk_rope_head_dim, src->kpe[l], c->qk_rope_head_dim, n, c->qk_rope_head_dim);
         if (src->index_k[l] && dst->index_k[l])
-            memcpy(dst->index_k[l], src->index_k[l], (size_t)n * c->index_head_dim * sizeof(float));
+            be->copy_rows(be, dst->index_k[l], c->index_head_dim, src->index_k[l], c->index_head_dim, n,
+                          c->index_head_dim);
     }
     dst->n_past = n;
 }
