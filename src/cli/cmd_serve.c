@@ -178,8 +178,15 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: --model-path DIR (or -m DIR) is required\n");
         return 2;
     }
-    if (strcmp(backend, "cpu")) {
-        fprintf(stderr, "glint serve: --backend %s is not available in this build (cpu is)\n", backend);
+    int want_cuda = !strcmp(backend, "cuda");
+#ifndef GLINT_HAVE_CUDA
+    if (want_cuda) {
+        fprintf(stderr, "glint serve: --backend cuda is not available in this build (cpu is)\n");
+        return 2;
+    }
+#endif
+    if (strcmp(backend, "cpu") && !want_cuda) {
+        fprintf(stderr, "glint serve: unknown --backend %s (cpu or cuda)\n", backend);
         return 2;
     }
     if (tp > 1 || pp > 1)
@@ -187,8 +194,17 @@ int cmd_serve(int argc, char **argv) {
                         "--pipeline-parallel-size %lld do not apply\n", (long long)tp, (long long)pp);
     if (!s.served_model_name) s.served_model_name = s.model_path;
 
-    glint_backend *be = glint_backend_cpu((int)threads);
-    omp_set_num_threads(be->n_threads);
+    glint_backend *be = NULL;
+#ifdef GLINT_HAVE_CUDA
+    if (want_cuda && !(be = glint_backend_cuda(0))) {
+        fprintf(stderr, "glint serve: --backend cuda: %s\n", glint_last_error());
+        return 1;
+    }
+#endif
+    if (!be) {
+        be = glint_backend_cpu((int)threads);
+        omp_set_num_threads(be->n_threads);
+    }
     s.model = glint_model_load(s.model_path, &load, be);
     if (!s.model) {
         fprintf(stderr, "glint serve: %s\n", glint_last_error());
