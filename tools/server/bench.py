@@ -7,7 +7,7 @@
    time per token curl observes (after its first byte).
 2. Throughput at 1, 4 and 16 concurrent streams (generated tokens per second of wall time).
 
-usage: bench.py GLINT MODEL_DIR [--tokens 256] [--repeat 3] [--threads N]
+usage: bench.py GLINT MODEL_DIR [--tokens 256] [--repeat 3] [--threads N] [--backend cpu|cuda]
 """
 import http.client
 import json
@@ -69,8 +69,9 @@ def main():
     glint, model = sys.argv[1], sys.argv[2]
     n = int(sys.argv[sys.argv.index("--tokens") + 1]) if "--tokens" in sys.argv else 256
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3
-    if "--threads" in sys.argv:
-        THREADS.extend(["--threads", sys.argv[sys.argv.index("--threads") + 1]])
+    for flag in ("--threads", "--backend"):  # passed to both glint generate and glint serve
+        if flag in sys.argv:
+            THREADS.extend([flag, sys.argv[sys.argv.index(flag) + 1]])
     gen = min(generate_per_token(glint, model, n)[0] for _ in range(repeat))
     port = free_port()
     proc = subprocess.Popen([glint, "serve", "-m", model, "--port", str(port), "--max-running-requests", "16"] + THREADS,
