@@ -336,9 +336,21 @@ static double kv_bytes_per_token(const glint_config *c, int ctx) {
 
 // Weight streaming of the matrix-vector kernels, one format at a time, on matrices of ~10x the
 // last-level cache (issue: quantized weights, CPU speed).
-static int bench_kernels(glint_backend *be) {
+// Last-level cache size: sysfs first (sysconf reports the whole socket's L3 on some VMs).
+static long last_level_cache_bytes(void) {
+    long kib = 0;
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+    if (f) {
+        if (fscanf(f, "%ldK", &kib) != 1) kib = 0;
+        fclose(f);
+    }
+    if (kib > 0) return kib * 1024;
     long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    if (llc <= 0) llc = 32l << 20;
+    return llc > 0 ? llc : 32l << 20;
+}
+
+static int bench_kernels(glint_backend *be) {
+    long llc = last_level_cache_bytes();
     double copy_bw = 0, read_bw = 0;
     if (be->measure_bandwidth(be, &copy_bw, &read_bw)) {
         fprintf(stderr, "glint bench: %s\n", glint_last_error());
