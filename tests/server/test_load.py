@@ -98,7 +98,43 @@ def main():
         check(metric(srv.base, "sglang:num_aborted_requests_total") == 0, "nothing aborted")
     finally:
         srv.stop()
+    retraction()
     finish("server load")
+
+
+def retraction():
+    """A KV pool too small for 4 long answers at once: sequences are retracted and resumed, and
+    every answer still equals the same request run alone."""
+    srv = Server(GLINT, MODEL, "--max-total-tokens", "1200", "--max-running-requests", "4")
+    try:
+        def long_body(i, stream):
+            return {"prompt": "Story %d:" % i, "max_tokens": 600, "ignore_eos": True, "temperature": 0,
+                    "logprobs": 0, "stream": stream}
+
+        alone = []
+        for i in range(4):
+            status, r = post_json(srv.base, "/v1/completions", long_body(i, False))
+            check(status == 200, "alone long %d: %s" % (i, status))
+            alone.append(r["choices"][0]["logprobs"]["tokens"] if status == 200 else None)
+        results = [None] * 4
+
+        def client(i):
+            status, events, done = sse_events(srv.base, "/v1/completions", long_body(i, True))
+            results[i] = [t for e in events for ch in e["choices"] if ch.get("logprobs")
+                          for t in ch["logprobs"]["tokens"]] if status == 200 and done else status
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(4):
+            check(results[i] == alone[i], "retraction run %d: tokens differ from alone (%s)" % (
+                i, results[i] if not isinstance(results[i], list) else len(results[i])))
+        check(metric(srv.base, "sglang:num_retractions_total") > 0, "the small pool made the engine retract")
+        check(metric(srv.base, "sglang:num_aborted_requests_total") == 0, "nothing aborted")
+    finally:
+        srv.stop()
 
 
 if __name__ == "__main__":
