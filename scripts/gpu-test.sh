@@ -59,6 +59,10 @@ if want bench; then
         echo "### glint bench --synthetic glm-5.1-bf16 --layers 4 (32 experts) --ctx 256,4096 --backend cuda"
         "$BUILD/glint" bench --synthetic glm-5.1-bf16 --layers 4 --json-model-override-args '{"n_routed_experts":32}' \
             --ctx 256,4096 --backend cuda
+        echo "### the same at ctx 4096 with GLINT_CUDA_PROFILE=1 (each op synchronized: where the time goes)"
+        GLINT_CUDA_PROFILE=1 "$BUILD/glint" bench --synthetic glm-5.1-bf16 --layers 4 \
+            --json-model-override-args '{"n_routed_experts":32}' --ctx 4096 --backend cuda 2>&1 |
+            grep -v "^bench: making" | head -40
     } >"$OUT/bench.log" 2>&1 || status=1
     note "bench:"
     cat "$OUT/bench.log" | grep -v "^bench: making" | tee -a "$OUT/summary.txt"

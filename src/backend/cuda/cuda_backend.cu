@@ -14,23 +14,75 @@
 
 typedef struct {
     glint_backend base;
-    int device;
+    int device, sms;
     char description[256];
     void **owned;  // device copies made by prepare_weight, freed never (they live as long as the model)
     size_t n_owned, cap_owned;
     // Grow-only scratch buffers for the ops that need temporaries.
     void *scratch[16];
     size_t scratch_bytes[16];
+    // alloc/free go through a pool: the model allocates its activations on every forward, and
+    // cudaMalloc/cudaFree (which synchronizes the device) there would cost more than small steps.
+    struct pooled {
+        void *ptr;
+        size_t bytes;
+        int in_use;
+    } *pool;
+    size_t n_pool, cap_pool;
 } cuda_backend;
 
 enum {
     SCR_IDS, SCR_SCORES, SCR_MOE_LOGITS, SCR_MOE_IDS, SCR_MOE_WTS, SCR_MOE_COUNTS, SCR_MOE_OFFSETS,
-    SCR_MOE_ROW_OF_PAIR, SCR_MOE_PAIR_OF_ROW, SCR_MOE_XG, SCR_MOE_GU, SCR_MOE_H, SCR_MOE_OUT, SCR_BW
+    SCR_MOE_ROW_OF_PAIR, SCR_MOE_PAIR_OF_ROW, SCR_MOE_XG, SCR_MOE_GU, SCR_MOE_H, SCR_MOE_OUT, SCR_BW, SCR_ATTEND
 };
 
 static cuda_backend *cuda_of(glint_backend *be) { return (cuda_backend *)be; }
 
+// GLINT_CUDA_PROFILE=1: every op waits for the device and its wall time (launch + GPU) is added
+// to its name's total; the table goes to stderr at exit. Ops are called back to back by the model,
+// so the time since the previous op's end is this op's time.
+enum { PROFILE_SLOTS = 128 };
+static struct {
+    int on;
+    double last;
+    char name[PROFILE_SLOTS][64];
+    double seconds[PROFILE_SLOTS];
+    long calls[PROFILE_SLOTS];
+    int n;
+} profile;
+
+static void profile_report(void) {
+    double total = 0;
+    for (int i = 0; i < profile.n; i++) total += profile.seconds[i];
+    fprintf(stderr, "GLINT_CUDA_PROFILE: %-40s %10s %12s %10s %7s\n", "op", "calls", "total ms", "us/call", "share");
+    for (int done = 0; done < profile.n; done++) {  // largest first
+        int best = -1;
+        for (int i = 0; i < profile.n; i++)
+            if (profile.calls[i] >= 0 && (best < 0 || profile.seconds[i] > profile.seconds[best])) best = i;
+        fprintf(stderr, "GLINT_CUDA_PROFILE: %-40s %10ld %12.3f %10.1f %6.1f%%\n", profile.name[best], profile.calls[best],
+                profile.seconds[best] * 1e3, profile.seconds[best] * 1e6 / (double)profile.calls[best],
+                100.0 * profile.seconds[best] / (total > 0 ? total : 1));
+        profile.calls[best] = -1;
+    }
+}
+
+static void profile_mark(const char *what) {
+    cudaDeviceSynchronize();
+    const double now = glint_now_seconds(), dt = now - profile.last;
+    profile.last = now;
+    int i = 0;
+    while (i < profile.n && strcmp(profile.name[i], what)) i++;
+    if (i == profile.n) {
+        if (profile.n == PROFILE_SLOTS) return;
+        snprintf(profile.name[profile.n++], sizeof profile.name[0], "%s", what);
+    }
+    profile.seconds[i] += dt, profile.calls[i]++;
+}
+
+int glint_cuda_profiling(void) { return profile.on; }
+
 int glint_cuda_check(const char *what) {
+    if (profile.on) profile_mark(what);
     cudaError_t err = cudaGetLastError();
     if (err == cudaSuccess) return 0;
     glint_set_error("CUDA %s: %s", what, cudaGetErrorString(err));
@@ -56,21 +108,62 @@ static void *scratch(glint_backend *be, int slot, size_t bytes) {
 // ---------------------------------------------------------------------------------------------
 // Memory
 
+static void pool_release_unused(cuda_backend *cb) {
+    size_t kept = 0;
+    for (size_t i = 0; i < cb->n_pool; i++)
+        if (cb->pool[i].in_use) cb->pool[kept++] = cb->pool[i];
+        else cudaFree(cb->pool[i].ptr);
+    cb->n_pool = kept;
+}
+
 static void *cuda_alloc(glint_backend *be, size_t bytes, const char *what) {
-    (void)be;
-    void *p = NULL;
-    if (cudaMalloc(&p, bytes ? bytes : 16) != cudaSuccess) {
-        cudaGetLastError();
-        glint_set_error("CUDA: out of device memory for %s (%zu bytes)", what, bytes);
-        return NULL;
+    cuda_backend *cb = cuda_of(be);
+    const size_t need = (bytes + 255) & ~(size_t)255;
+    // a free pooled block of between need and 2·need bytes, the smallest
+    long best = -1;
+    for (size_t i = 0; i < cb->n_pool; i++)
+        if (!cb->pool[i].in_use && cb->pool[i].bytes >= need && cb->pool[i].bytes <= 2 * need + 4096 &&
+            (best < 0 || cb->pool[i].bytes < cb->pool[best].bytes))
+            best = (long)i;
+    if (best >= 0) {
+        cb->pool[best].in_use = 1;
+        cudaMemsetAsync(cb->pool[best].ptr, 0, need);
+        return cb->pool[best].ptr;
     }
-    cudaMemset(p, 0, bytes);
+    if (cb->n_pool == cb->cap_pool) {
+        size_t cap = cb->cap_pool ? 2 * cb->cap_pool : 64;
+        void *grown = realloc(cb->pool, cap * sizeof *cb->pool);
+        if (!grown) {
+            glint_set_error("out of host memory");
+            return NULL;
+        }
+        cb->pool = (struct cuda_backend::pooled *)grown, cb->cap_pool = cap;
+    }
+    void *p = NULL;
+    if (cudaMalloc(&p, need ? need : 256) != cudaSuccess) {
+        cudaGetLastError();
+        pool_release_unused(cb);  // give the pool's idle blocks back and try once more
+        if (cudaMalloc(&p, need ? need : 256) != cudaSuccess) {
+            cudaGetLastError();
+            glint_set_error("CUDA: out of device memory for %s (%zu bytes)", what, bytes);
+            return NULL;
+        }
+    }
+    cudaMemsetAsync(p, 0, need);
+    cb->pool[cb->n_pool].ptr = p, cb->pool[cb->n_pool].bytes = need ? need : 256, cb->pool[cb->n_pool].in_use = 1;
+    cb->n_pool++;
     return p;
 }
 
 static void cuda_free(glint_backend *be, void *p) {
-    (void)be;
-    if (p) cudaFree(p);
+    cuda_backend *cb = cuda_of(be);
+    if (!p) return;
+    for (size_t i = 0; i < cb->n_pool; i++)
+        if (cb->pool[i].ptr == p) {
+            cb->pool[i].in_use = 0;  // kept for the next alloc of about this size
+            return;
+        }
+    cudaFree(p);
 }
 
 static void cuda_download(glint_backend *be, float *host, const float *src, size_t n) {
@@ -78,6 +171,8 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
     if (cudaMemcpy(host, src, n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess) {
         glint_cuda_check("download");
         for (size_t i = 0; i < n; i++) host[i] = NAN;  // a failed step must not look like a result
+    } else if (profile.on) {
+        profile_mark("download");
     }
 }
 
@@ -440,7 +535,12 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         __syncthreads();
         for (int t = threadIdx.x; t < visible; t += blockDim.x) {
             const uint32_t key = order_key(sc[t]);
-            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+            if ((key & mask) == prefix) {
+                // lanes with the same digit add once (equal scores would serialize on one counter)
+                const uint32_t digit = (key >> shift) & 255u;
+                const unsigned peers = __match_any_sync(__activemask(), digit);
+                if ((threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
+            }
         }
         __syncthreads();
         if (threadIdx.x == 0) {
@@ -509,74 +609,98 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
 // ---------------------------------------------------------------------------------------------
 // Absorbed MLA
 
-enum { ABSORB_COLS = 128, ABSORB_TOKENS = 16 };
+enum { ABSORB_COLS = 128, ABSORB_TOKENS = 16, ABSORB_SPLIT = 4 };
 
-// q_lat[t, h, c] = Σ_j q[t, h, j] · kv_b[h·(Dn+Dv) + j, c]; grid (C/128, H, T/16). A thread owns a
-// column c (coalesced weight reads) for 16 tokens whose q_nope rows sit in shared memory.
-__global__ void __launch_bounds__(ABSORB_COLS)
+// q_lat[t, h, c] = Σ_j q[t, h, j] · kv_b[h·(Dn+Dv) + j, c]; grid (C/128, H, T/16), block (128, 4).
+// A thread owns a column c (coalesced weight reads) for 16 tokens whose q_nope rows sit in shared
+// memory; the 4 thread rows split j and are summed at the end.
+__global__ void __launch_bounds__(ABSORB_COLS * ABSORB_SPLIT)
     absorb_q_kernel(float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn, int Dv, dev_weight kv_b) {
-    extern __shared__ float qn[];  // [16][Dn]
+    extern __shared__ float qn[];  // [16][Dn], then partial sums [4][16][128]
+    float *partial = qn + ABSORB_TOKENS * Dn;
     const int h = blockIdx.y, t0 = blockIdx.z * ABSORB_TOKENS, nt = min(ABSORB_TOKENS, T - t0);
+    const int tid = threadIdx.y * ABSORB_COLS + threadIdx.x;
     const int64_t C = kv_b.cols, c = (int64_t)blockIdx.x * ABSORB_COLS + threadIdx.x;
-    for (int i = threadIdx.x; i < ABSORB_TOKENS * Dn; i += ABSORB_COLS) {
+    for (int i = tid; i < ABSORB_TOKENS * Dn; i += ABSORB_COLS * ABSORB_SPLIT) {
         const int t = i / Dn, j = i % Dn;
         qn[i] = t < nt ? q[((size_t)(t0 + t) * H + h) * q_head_stride + j] : 0.0f;
     }
     __syncthreads();
-    if (c >= C) return;
     float acc[ABSORB_TOKENS];
 #pragma unroll
     for (int t = 0; t < ABSORB_TOKENS; t++) acc[t] = 0.0f;
-    for (int j = 0; j < Dn; j++) {
-        const float w = weight_element(kv_b, (int64_t)h * (Dn + Dv) + j, c);
+    if (c < C)
+        for (int j = threadIdx.y; j < Dn; j += ABSORB_SPLIT) {
+            const float w = weight_element(kv_b, (int64_t)h * (Dn + Dv) + j, c);
 #pragma unroll
-        for (int t = 0; t < ABSORB_TOKENS; t++) acc[t] += qn[t * Dn + j] * w;
+            for (int t = 0; t < ABSORB_TOKENS; t++)
+                if (t < nt) acc[t] += qn[t * Dn + j] * w;
+        }
+#pragma unroll
+    for (int t = 0; t < ABSORB_TOKENS; t++)
+        if (t < nt) partial[(threadIdx.y * ABSORB_TOKENS + t) * ABSORB_COLS + threadIdx.x] = acc[t];
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= C) return;
+    for (int t = 0; t < nt; t++) {
+        float v = 0.0f;
+        for (int k = 0; k < ABSORB_SPLIT; k++) v += partial[(k * ABSORB_TOKENS + t) * ABSORB_COLS + threadIdx.x];
+        q_lat[((size_t)(t0 + t) * H + h) * C + c] = v;
     }
-    for (int t = 0; t < nt; t++) q_lat[((size_t)(t0 + t) * H + h) * C + c] = acc[t];
 }
 
 static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn,
                               int Dv, const glint_weight *kv_b) {
     (void)be;
     if (T <= 0) return;
-    const size_t smem = sizeof(float) * ABSORB_TOKENS * (size_t)Dn;
-    if (smem > 48 * 1024)
-        cudaFuncSetAttribute(absorb_q_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    const size_t smem = sizeof(float) * ABSORB_TOKENS * ((size_t)Dn + ABSORB_SPLIT * ABSORB_COLS);
+    if (smem > 48 * 1024 &&
+        cudaFuncSetAttribute(absorb_q_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) {
+        glint_cuda_check("mla_absorb_q shared memory");
+        return;
+    }
     dim3 grid((unsigned)((kv_b->cols + ABSORB_COLS - 1) / ABSORB_COLS), (unsigned)H,
               (unsigned)((T + ABSORB_TOKENS - 1) / ABSORB_TOKENS));
-    absorb_q_kernel<<<grid, ABSORB_COLS, smem>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
+    absorb_q_kernel<<<grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
     glint_cuda_check("mla_absorb_q");
 }
 
-enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256 };
+enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4 };
 
-// One block per (query, group of 8 heads): key tiles of 16 selected cache rows are staged in shared
-// memory and used by all 8 heads; online softmax; the output accumulates in shared memory.
+// One block per (query, group of 8 heads, slice of the selected keys): key tiles of 16 selected
+// cache rows are staged in shared memory and used by all 8 heads; online softmax. A thread owns up
+// to 4 latent columns of all 8 heads in registers (C <= 1024). With one slice the block writes the
+// normalized output; with several (decode: few queries, so the keys are split to fill the GPU) it
+// writes its unnormalized output and (max, sum) to `partial`, merged by combine_attend_kernel.
 // Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [16][C], kpe [16][Dr], p [8][16],
-// running max/sum/rescale [8] each, out [8][C].
+// running max/sum/rescale [8] each.
 __global__ void __launch_bounds__(ATTEND_THREADS)
     attend_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                   const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
-                  int sel_stride, int H, int C, int Dr, float scale) {
+                  int sel_stride, int H, int C, int Dr, float scale, int keys_per_slice, float *partial_out,
+                  float *partial_stats) {
     extern __shared__ float smem[];
     const int s = blockIdx.x, h0 = blockIdx.y * ATTEND_HEADS, nh = min(ATTEND_HEADS, H - h0);
     float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat = qp + ATTEND_HEADS * Dr, *kpe = lat + ATTEND_KEYS * C;
     float *p = kpe + ATTEND_KEYS * Dr, *run_max = p + ATTEND_HEADS * ATTEND_KEYS, *run_sum = run_max + ATTEND_HEADS;
-    float *rescale = run_sum + ATTEND_HEADS, *out = rescale + ATTEND_HEADS;
+    float *rescale = run_sum + ATTEND_HEADS;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     for (int i = tid; i < ATTEND_HEADS * C; i += ATTEND_THREADS) {
         const int hh = i / C, c = i % C;
         qs[i] = hh < nh ? q_lat[((size_t)s * H + h0 + hh) * C + c] : 0.0f;
-        out[i] = 0.0f;
     }
     for (int i = tid; i < ATTEND_HEADS * Dr; i += ATTEND_THREADS) {
         const int hh = i / Dr, d = i % Dr;
         qp[i] = hh < nh ? q[((size_t)s * H + h0 + hh) * q_head_stride + pe_offset + d] : 0.0f;
     }
     if (tid < ATTEND_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
+    float acc[ATTEND_HEADS][ATTEND_MAX_COLS];
+#pragma unroll
+    for (int hh = 0; hh < ATTEND_HEADS; hh++)
+#pragma unroll
+        for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] = 0.0f;
     const int32_t *idx = sel + (size_t)s * sel_stride;
-    const int n = n_sel[s];
-    for (int i0 = 0; i0 < n; i0 += ATTEND_KEYS) {
+    const int begin = blockIdx.z * keys_per_slice, n = min(n_sel[s], begin + keys_per_slice);
+    for (int i0 = begin; i0 < n; i0 += ATTEND_KEYS) {
         const int ni = min(ATTEND_KEYS, n - i0);
         __syncthreads();  // previous tile fully used
         for (int i = tid; i < ATTEND_KEYS * C; i += ATTEND_THREADS) {
@@ -591,9 +715,15 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         // scores: one warp per (head, key) pair at a time, lanes split the C + Dr dimensions
         for (int pair = warp; pair < ATTEND_HEADS * ATTEND_KEYS; pair += ATTEND_THREADS / 32) {
             const int hh = pair / ATTEND_KEYS, key = pair % ATTEND_KEYS;
-            float dot = 0.0f;
-            for (int c = lane; c < C; c += 32) dot += qs[hh * C + c] * lat[key * C + c];
-            for (int d = lane; d < Dr; d += 32) dot += qp[hh * Dr + d] * kpe[key * Dr + d];
+            const float *qh = qs + hh * C, *lk = lat + key * C;
+            float dot = 0.0f, dot2 = 0.0f;
+#pragma unroll 4
+            for (int c = lane; c < C; c += 64) {
+                dot += qh[c] * lk[c];
+                if (c + 32 < C) dot2 += qh[c + 32] * lk[c + 32];
+            }
+            for (int d = lane; d < Dr; d += 32) dot2 += qp[hh * Dr + d] * kpe[key * Dr + d];
+            dot += dot2;
             for (int o = 16; o; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
             if (lane == 0) p[pair] = key < ni ? dot * scale : -INFINITY;
         }
@@ -612,36 +742,106 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
             run_max[tid] = new_max, run_sum[tid] = sum, rescale[tid] = r;
         }
         __syncthreads();
-        for (int i = tid; i < ATTEND_HEADS * C; i += ATTEND_THREADS) {
-            const int hh = i / C, c = i % C;
-            float v = out[i] * rescale[hh];
-            for (int key = 0; key < ni; key++) v += p[hh * ATTEND_KEYS + key] * lat[key * C + c];
-            out[i] = v;
+#pragma unroll
+        for (int hh = 0; hh < ATTEND_HEADS; hh++)
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] *= rescale[hh];
+        for (int key = 0; key < ni; key++) {
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+                const int c = tid + j * ATTEND_THREADS;
+                if (c >= C) break;
+                const float l = lat[key * C + c];
+#pragma unroll
+                for (int hh = 0; hh < ATTEND_HEADS; hh++) acc[hh][j] += p[hh * ATTEND_KEYS + key] * l;
+            }
         }
     }
     __syncthreads();
-    for (int i = tid; i < nh * C; i += ATTEND_THREADS) {
-        const int hh = i / C, c = i % C;
-        const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
-        o_lat[((size_t)s * H + h0 + hh) * C + c] = out[i] * inv;
+    if (partial_out) {  // slice result: [T][H][slices] rows of C, and (max, sum) pairs
+        const size_t row0 = ((size_t)s * H + h0) * gridDim.z + blockIdx.z;
+#pragma unroll
+        for (int hh = 0; hh < ATTEND_HEADS; hh++)
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+                const int c = tid + j * ATTEND_THREADS;
+                if (hh < nh && c < C) partial_out[(row0 + (size_t)hh * gridDim.z) * C + c] = acc[hh][j];
+            }
+        if (tid < nh) {
+            partial_stats[2 * (row0 + (size_t)tid * gridDim.z)] = run_max[tid];
+            partial_stats[2 * (row0 + (size_t)tid * gridDim.z) + 1] = run_sum[tid];
+        }
+        return;
     }
+#pragma unroll
+    for (int hh = 0; hh < ATTEND_HEADS; hh++) {
+        const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+            const int c = tid + j * ATTEND_THREADS;
+            if (hh < nh && c < C) o_lat[((size_t)s * H + h0 + hh) * C + c] = acc[hh][j] * inv;
+        }
+    }
+}
+
+// o_lat[t, h, c] from the slices: rescale each to the common max, sum, normalize. Empty slices have
+// max -inf and sum 0 and weigh nothing.
+__global__ void combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int slices,
+                                      int rows, int C) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * C) return;
+    const size_t row = i / C, c = i % C;
+    const float *st = partial_stats + 2 * row * slices;
+    float m = -INFINITY;
+    for (int k = 0; k < slices; k++) m = fmaxf(m, st[2 * k]);
+    float sum = 0.0f, acc = 0.0f;
+    for (int k = 0; k < slices; k++) {
+        const float w = st[2 * k] == -INFINITY ? 0.0f : expf(st[2 * k] - m);
+        sum += st[2 * k + 1] * w;
+        acc += partial_out[(row * slices + k) * C + c] * w;
+    }
+    o_lat[i] = sum > 0.0f ? acc / sum : 0.0f;
 }
 
 static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
                             int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
                             const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
-    (void)be;
     if (T <= 0) return;
-    const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C * 2 + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
+    if (C > ATTEND_THREADS * ATTEND_MAX_COLS) {
+        glint_set_error("CUDA mla_attend: kv_lora_rank %d exceeds %d", C, ATTEND_THREADS * ATTEND_MAX_COLS);
+        return;
+    }
+    const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
                                          ATTEND_HEADS * ATTEND_KEYS + 3 * ATTEND_HEADS);
     if (smem > 48 * 1024 &&
         cudaFuncSetAttribute(attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) {
         glint_cuda_check("mla_attend shared memory");
         return;
     }
-    dim3 grid((unsigned)T, (unsigned)((H + ATTEND_HEADS - 1) / ATTEND_HEADS));
+    // Few (query, head group) blocks: split the selected keys into slices of at least 64 so that
+    // about two blocks per SM run (sel_stride bounds n_sel; slices past n_sel[s] come out empty).
+    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, blocks = T * groups, target = 2 * cuda_of(be)->sms;
+    int slices = 1;
+    if (blocks < target) {
+        slices = (target + blocks - 1) / blocks;
+        const int max_slices = (sel_stride + 63) / 64;
+        slices = slices < max_slices ? slices : max_slices;
+        slices = slices < 1 ? 1 : slices;
+    }
+    const int keys_per_slice = (sel_stride + slices - 1) / slices;
+    float *partial_out = NULL, *partial_stats = NULL;
+    if (slices > 1) {
+        partial_out = (float *)scratch(be, SCR_ATTEND, sizeof(float) * (size_t)T * H * slices * (C + 2));
+        if (!partial_out) return;
+        partial_stats = partial_out + (size_t)T * H * slices * C;
+    }
+    dim3 grid((unsigned)T, (unsigned)groups, (unsigned)slices);
     attend_kernel<<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache,
-                                                  sel, n_sel, sel_stride, H, C, Dr, scale);
+                                                  sel, n_sel, sel_stride, H, C, Dr, scale, keys_per_slice, partial_out,
+                                                  partial_stats);
+    if (slices > 1)
+        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256>>>(o_lat, partial_out, partial_stats, slices,
+                                                                            T * H, C);
     glint_cuda_check("mla_attend");
 }
 
@@ -846,10 +1046,15 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, device);
     memset(&cb, 0, sizeof cb);
-    cb.device = device;
+    cb.device = device, cb.sms = prop.multiProcessorCount;
     prop.name[sizeof prop.name - 1] = 0;
     snprintf(cb.description, sizeof cb.description, "%.200s, %d SMs, sm_%d%d, %.0f GiB", prop.name,
              prop.multiProcessorCount, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
+    const char *prof = getenv("GLINT_CUDA_PROFILE");
+    if (prof && *prof && strcmp(prof, "0")) {
+        profile.on = 1, profile.last = glint_now_seconds();
+        atexit(profile_report);
+    }
     glint_backend *be = &cb.base;
     be->name = "cuda";
     be->n_threads = prop.multiProcessorCount;

@@ -40,10 +40,10 @@ __device__ __forceinline__ float fp8_bits_to_float(uint32_t b) {
     uint32_t h = ((b & 0x80u) << 8) | ((b & 0x7fu) << 7);
     return f16_bits_to_float(h) * 256.0f;
 }
+// E2M1 -> f32: sign, 2 exponent bits and the mantissa bit placed in an f16 give the value times
+// 2^-14 (subnormal codes included), so no table (a local array would live in local memory).
 __device__ __forceinline__ float e2m1_to_float(uint32_t code) {
-    const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-    float v = mag[code & 7];
-    return code & 8 ? -v : v;
+    return f16_bits_to_float(((code & 8u) << 12) | ((code & 7u) << 9)) * 16384.0f;
 }
 
 __device__ __forceinline__ float dense_element(const void *data, int dtype, int64_t i) {
@@ -83,6 +83,8 @@ __device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, 
 
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.
 int glint_cuda_check(const char *what);
+// Nonzero when GLINT_CUDA_PROFILE is set (per-op timing, see cuda_backend.cu).
+int glint_cuda_profiling(void);
 
 // y[b][T, N] = x[b][T, K] · W_b^T for `batch` problems: problem b uses rows [b·w_row_step, +N) of W
 // (the view's rows), x + b·x_step, y + b·y_step. batch 1 is the plain matmul.

@@ -2,6 +2,8 @@
 // Small T (decode): one warp per weight row, 16-byte weight loads, up to 8 tokens per pass, so the
 // weight stream runs at HBM speed. Larger T (prefill): a 64x64 tiled kernel that dequantizes each
 // weight tile once into shared memory and reuses it for 64 tokens.
+#include <cuda_fp8.h>
+
 #include "backend/cuda/cuda_internal.cuh"
 
 enum { GEMV_WARPS = 8, GEMV_MAX_T = 8, GEMV_T_LIMIT = 16 };
@@ -17,10 +19,14 @@ template <> struct vec_traits<VEC_FP8> { enum { ELEMS = 16 }; };
 template <> struct vec_traits<VEC_FP8_BLOCK> { enum { ELEMS = 16 }; };
 template <> struct vec_traits<VEC_NVFP4> { enum { ELEMS = 32 }; };
 
-// Decodes the 16 bytes `raw` (elements k0 .. k0+ELEMS of stored row r) into w[], scale applied.
+// Decodes the 16 bytes `raw` (elements k0 .. k0+ELEMS of stored row r) into w[] without their
+// scales; scale[] gets the scale of each 16-element group (one per chunk except NVFP4's two).
+// scale_row: the row's FP32 block scales (FP8-block) or E4M3 group scales (NVFP4); c: chunk index.
 template <int F>
-__device__ __forceinline__ void decode_chunk(const dev_weight &W, uint4 raw, int64_t r, int64_t k0, float *w) {
+__device__ __forceinline__ void decode_chunk(uint4 raw, const void *scale_row, unsigned c, unsigned chunks_per_block,
+                                             float *w, float *scale) {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+    scale[0] = scale[1] = 1.0f;
     if (F == VEC_F32) {
 #pragma unroll
         for (int i = 0; i < 4; i++) w[i] = __uint_as_float(words[i]);
@@ -31,23 +37,61 @@ __device__ __forceinline__ void decode_chunk(const dev_weight &W, uint4 raw, int
             w[2 * i + 1] = F == VEC_BF16 ? bf16_bits_to_float(words[i] >> 16) : f16_bits_to_float(words[i] >> 16);
         }
     } else if (F == VEC_FP8 || F == VEC_FP8_BLOCK) {
-        float scale = 1.0f;
-        if (F == VEC_FP8_BLOCK) {
-            const int64_t blocks_per_row = (W.cols + W.block - 1) / W.block;
-            scale = ((const float *)W.scales)[(r / W.block) * blocks_per_row + k0 / W.block];
+        if (F == VEC_FP8_BLOCK) scale[0] = ((const float *)scale_row)[c / chunks_per_block];
+        // two E4M3 codes -> half2 in one conversion (exact: E4M3 values are all halves)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+                (__nv_fp8x2_storage_t)((words[i / 2] >> (16 * (i % 2))) & 0xffffu), __NV_E4M3);
+            const float2 f = __half22float2(*(const __half2 *)&h);
+            w[2 * i] = f.x, w[2 * i + 1] = f.y;
         }
-#pragma unroll
-        for (int i = 0; i < 16; i++) w[i] = fp8_bits_to_float((words[i / 4] >> (8 * (i % 4))) & 0xffu) * scale;
     } else {  // NVFP4: 32 codes, two 16-element scale blocks; even element in the low nibble
-        const uint8_t *sc = (const uint8_t *)W.scales + r * (W.cols / 16) + k0 / 16;
-        const float s0 = fp8_bits_to_float(sc[0]), s1 = fp8_bits_to_float(sc[1]);
+        const uint8_t *sc = (const uint8_t *)scale_row + 2 * c;
+        // An E2M1 code placed in an f16's sign, exponent low bits and mantissa top bit is the value
+        // times 2^-14; the factor goes into the block scale.
+        scale[0] = fp8_bits_to_float(sc[0]) * 16384.0f, scale[1] = fp8_bits_to_float(sc[1]) * 16384.0f;
 #pragma unroll
-        for (int i = 0; i < 32; i++) w[i] = e2m1_to_float((words[i / 8] >> (4 * (i % 8))) & 15u) * (i < 16 ? s0 : s1);
+        for (int i = 0; i < 16; i++) {  // byte i: elements 2i (low nibble) and 2i+1 (high nibble)
+            const uint32_t b = (words[i / 4] >> (8 * (i % 4))) & 0xffu;
+            const uint32_t pair = ((b & 0x08u) << 12) | ((b & 0x07u) << 9) | ((b & 0x80u) << 24) | ((b & 0x70u) << 21);
+            const float2 f = __half22float2(*(const __half2 *)&pair);
+            w[2 * i] = f.x, w[2 * i + 1] = f.y;
+        }
     }
 }
 
-// One warp per row of W; grid (rows / GEMV_WARPS, batch, token chunks of MAX_T).
-template <int F, int MAX_T>
+// acc[t] += Σ_i w_i · x[t][c·E + i] with the chunk's group scales applied once per group. With
+// PERMUTED, x rows are in the lane-major order of permute_x_kernel (coalesced across the warp).
+template <int F, int MAX_T, bool PERMUTED>
+__device__ __forceinline__ void chunk_dot(uint4 raw, const void *scale_row, unsigned c, unsigned chunks_per_block,
+                                          const float *x, int x_stride, int nt, float *acc) {
+    constexpr int E = vec_traits<F>::ELEMS, GROUP = E < 16 ? E : 16;
+    float w[E], scale[2];
+    decode_chunk<F>(raw, scale_row, c, chunks_per_block, w, scale);
+#pragma unroll
+    for (int t = 0; t < MAX_T; t++) {
+        if (t >= nt) break;
+        const float *xt = x + (size_t)t * x_stride;
+#pragma unroll
+        for (int g = 0; g < E / GROUP; g++) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int i = g * GROUP / 4; i < (g + 1) * GROUP / 4; i++) {
+                const float4 v = PERMUTED ? *(const float4 *)(xt + ((size_t)(c / 32) * (E / 4) + i) * 128 + (c % 32) * 4)
+                                          : *(const float4 *)(xt + (size_t)c * E + 4 * i);
+                sum += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
+            }
+            acc[t] += sum * scale[g];
+        }
+    }
+}
+
+enum { GEMV_UNROLL = 4 };
+
+// One warp per row of W; grid (rows / GEMV_WARPS, batch, token chunks of MAX_T). Each lane keeps
+// GEMV_UNROLL 16-byte weight loads in flight.
+template <int F, int MAX_T, bool PERMUTED>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_vec_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W, int64_t w_row_step,
                     int64_t x_step, int64_t y_step) {
@@ -59,41 +103,29 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const int64_t r = W.row0 + (int64_t)blockIdx.y * w_row_step + n, K = W.cols, chunks = K / E;
     const size_t row_bytes = F == VEC_NVFP4 ? (size_t)K / 2 : (size_t)K * (E == 4 ? 4 : E == 8 ? 2 : 1);
     const uint4 *row = (const uint4 *)((const char *)W.data + (size_t)r * row_bytes);
+    const void *scale_row = NULL;
+    unsigned chunks_per_block = 1;
+    if (F == VEC_FP8_BLOCK) {
+        scale_row = (const float *)W.scales + (r / W.block) * ((K + W.block - 1) / W.block);
+        chunks_per_block = (unsigned)W.block / E;
+    } else if (F == VEC_NVFP4) {
+        scale_row = (const uint8_t *)W.scales + r * (K / 16);
+    }
     x += blockIdx.y * x_step + (int64_t)t0 * x_stride;
     float acc[MAX_T];
 #pragma unroll
     for (int t = 0; t < MAX_T; t++) acc[t] = 0.0f;
-    for (int64_t c = lane; c < chunks; c += 64) {
-        // two independent 16-byte loads in flight per lane
-        const uint4 raw0 = __ldg(row + c);
-        const uint4 raw1 = c + 32 < chunks ? __ldg(row + c + 32) : make_uint4(0, 0, 0, 0);
-        float w[E];
-        decode_chunk<F>(W, raw0, r, c * E, w);
+    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
+        uint4 raw[GEMV_UNROLL];
 #pragma unroll
-        for (int t = 0; t < MAX_T; t++) {
-            if (t >= nt) break;
-            const float4 *xv = (const float4 *)(x + (size_t)t * x_stride + c * E);
+        for (int u = 0; u < GEMV_UNROLL; u++)
+            raw[u] = c0 + 32 * u < chunks ? __ldg(row + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
-            for (int i = 0; i < E / 4; i++) {
-                float4 v = xv[i];
-                acc[t] += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
-            }
-        }
-        if (c + 32 < chunks) {
-            decode_chunk<F>(W, raw1, r, (c + 32) * E, w);
-#pragma unroll
-            for (int t = 0; t < MAX_T; t++) {
-                if (t >= nt) break;
-                const float4 *xv = (const float4 *)(x + (size_t)t * x_stride + (c + 32) * E);
-#pragma unroll
-                for (int i = 0; i < E / 4; i++) {
-                    float4 v = xv[i];
-                    acc[t] += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
-                }
-            }
-        }
+        for (int u = 0; u < GEMV_UNROLL; u++)
+            if (c0 + 32 * u < chunks)
+                chunk_dot<F, MAX_T, PERMUTED>(raw[u], scale_row, (unsigned)(c0 + 32 * u), chunks_per_block, x, x_stride,
+                                              nt, acc);
     }
-    const float post = F == VEC_NVFP4 ? W.global_scale : 1.0f;
     y += blockIdx.y * y_step + (int64_t)t0 * y_stride;
 #pragma unroll
     for (int t = 0; t < MAX_T; t++) {
@@ -101,7 +133,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         float v = acc[t];
 #pragma unroll
         for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) y[(size_t)t * y_stride + n] = v * post;
+        if (lane == 0) y[(size_t)t * y_stride + n] = v * (F == VEC_NVFP4 ? W.global_scale : 1.0f);
     }
 }
 
@@ -260,13 +292,57 @@ static size_t row_bytes_of(const dev_weight &W, int vf) {
     }
 }
 
+// x rows reordered for the GEMV of E-element chunks: per group of 32 chunks, float4 i of lane l's
+// chunk sits at (group·E/4 + i)·32 + l, so a warp's x loads are contiguous 512-byte runs (the
+// natural order puts lanes E floats apart: a cache line per lane and load). One row per (batch, t).
+__global__ void permute_x_kernel(float4 *xp, const float *x, int x_stride, int64_t x_step, int T, int E, int64_t chunks,
+                                 int64_t row_float4s, size_t total) {
+    const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= total) return;
+    const size_t row = o / row_float4s, q = o % row_float4s;
+    const int64_t b = (int64_t)(row / T), t = (int64_t)(row % T);
+    const int64_t per_group = (int64_t)E / 4 * 32, g = q / per_group, rem = q % per_group;
+    const int64_t i = rem / 32, lane = rem % 32, c = g * 32 + lane;
+    const float *src = x + b * x_step + t * x_stride + c * E + 4 * i;
+    xp[o] = c < chunks ? make_float4(src[0], src[1], src[2], src[3]) : make_float4(0, 0, 0, 0);
+}
+
+static float *permuted_x;  // grow-only; stream order keeps one matmul's use before the next's rewrite
+static size_t permuted_x_bytes;
+
 template <int F>
 static void launch_vec(dim3 grid, float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
-                       int64_t w_row_step, int64_t x_step, int64_t y_step) {
+                       int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    constexpr int E = vec_traits<F>::ELEMS;
+    if (E >= 16) {  // FP8 and NVFP4 chunks: reorder x first
+        const int64_t chunks = W.cols / E, row_floats = (chunks + 31) / 32 * 32 * E;
+        const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
+        if (bytes > permuted_x_bytes) {
+            cudaFree(permuted_x);
+            permuted_x = NULL, permuted_x_bytes = 0;
+            if (cudaMalloc(&permuted_x, bytes + bytes / 4) != cudaSuccess) {
+                glint_set_error("CUDA matmul: out of device memory for %zu bytes of activations", bytes);
+                return;
+            }
+            permuted_x_bytes = bytes + bytes / 4;
+        }
+        const size_t total = rows * (size_t)(row_floats / 4);
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256>>>((float4 *)permuted_x, x, x_stride, x_step, T, E, chunks,
+                                                                   row_floats / 4, total);
+        x = permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
+        if (T == 1)
+            gemv_vec_kernel<F, 1, true>
+                <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        else
+            gemv_vec_kernel<F, GEMV_MAX_T, true>
+                <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        return;
+    }
     if (T == 1)
-        gemv_vec_kernel<F, 1><<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        gemv_vec_kernel<F, 1, false>
+            <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
     else
-        gemv_vec_kernel<F, GEMV_MAX_T>
+        gemv_vec_kernel<F, GEMV_MAX_T, false>
             <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
 }
 
@@ -299,14 +375,14 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
         return;
     }
     switch (vf) {
-    case VEC_F32: launch_vec<VEC_F32>(grid, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step); break;
-    case VEC_BF16: launch_vec<VEC_BF16>(grid, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step); break;
-    case VEC_F16: launch_vec<VEC_F16>(grid, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step); break;
-    case VEC_FP8: launch_vec<VEC_FP8>(grid, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step); break;
+    case VEC_F32: launch_vec<VEC_F32>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_BF16: launch_vec<VEC_BF16>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_F16: launch_vec<VEC_F16>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_FP8: launch_vec<VEC_FP8>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
     case VEC_FP8_BLOCK:
-        launch_vec<VEC_FP8_BLOCK>(grid, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        launch_vec<VEC_FP8_BLOCK>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
         break;
-    default: launch_vec<VEC_NVFP4>(grid, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step); break;
+    default: launch_vec<VEC_NVFP4>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
     }
 }
 
@@ -314,5 +390,20 @@ extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, con
                                   const glint_weight *W) {
     (void)be;
     glint_cuda_matmul_batched(y, y_stride, x, x_stride, T, dev_weight_of(W), 1, 0, 0, 0);
-    glint_cuda_check("matmul");
+    if (!glint_cuda_profiling()) {
+        glint_cuda_check("matmul");
+        return;
+    }
+    // profile by module: "model.layers.12.self_attn.q_a_proj.weight" -> "matmul self_attn.q_a_proj"
+    char label[64];
+    const char *name = W->name ? W->name : "?";
+    if (!strncmp(name, "model.layers.", 13)) {
+        name += 13;
+        while (*name >= '0' && *name <= '9') name++;
+        if (*name == '.') name++;
+    }
+    snprintf(label, sizeof label, "matmul %.40s%s", name, T > GEMV_T_LIMIT ? " (tiled)" : "");
+    char *suffix = strstr(label, ".weight");
+    if (suffix) *suffix = 0;
+    glint_cuda_check(label);
 }
