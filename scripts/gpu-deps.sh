@@ -22,6 +22,9 @@ unpack)
     prefix=${2:-/tmp/deps}
     mkdir -p "$prefix"
     for deb in "$root"/.debs/*.deb; do dpkg -x "$deb" "$prefix"; done
+    # libmicrohttpd.pc names gnutls as a private requirement, whose .pc the machine lacks (its
+    # runtime library is there, which is all a shared link needs).
+    sed -i '/^Requires.private: gnutls/d' "$prefix"/usr/lib/x86_64-linux-gnu/pkgconfig/libmicrohttpd.pc
     # The .pc files name prefix=/usr; PKG_CONFIG_SYSROOT_DIR maps them into the unpacked tree.
     # Dev symlinks (libfoo.so -> libfoo.so.N) are relative, so they resolve inside the prefix.
     echo "unpacked into $prefix"

@@ -446,6 +446,10 @@ static void test_mla(int quick) {
         test_weight kv_b = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 3 * (8 + 6), 16, 0);
         test_mla_case(&kv_b, 3, 3, 8, 4, 6, 16, 30, 7);
         free_host_weight(&kv_b.host, 0);
+        // C and Dr not multiples of 4: the attention's scalar tile loads
+        kv_b = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 2 * (5 + 3), 18, 0);
+        test_mla_case(&kv_b, 3, 2, 5, 6, 3, 18, 40, 9);
+        free_host_weight(&kv_b.host, 0);
     }
     if (quick) return;
     const int H = 64, Dn = 192, Dr = 64, Dv = 256, C = 512;
@@ -512,6 +516,9 @@ static void test_moe(int quick) {
                                .routed_scaling_factor = 1.0f};
     test_moe_case(3, 96, 64, plain, GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 32, 0);
     test_moe_case(3, 64, 32, plain, GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 32, 0);
+    glint_moe_routing wide = {.n_experts = 256, .top_k = 8, .n_group = 8, .topk_group = 4, .norm_topk_prob = 1,
+                              .routed_scaling_factor = 2.5f};
+    test_moe_case(9, 64, 32, wide, GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0, 0);
     if (quick) return;
     glint_moe_routing glm = {.n_experts = 160, .top_k = 8, .n_group = 1, .topk_group = 1, .norm_topk_prob = 1,
                              .routed_scaling_factor = 2.5f};

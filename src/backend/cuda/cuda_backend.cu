@@ -251,6 +251,7 @@ __global__ void read_kernel(const float4 *src, size_t n4, float *sink) {
 // buffers, best of several passes, timed with events.
 static int cuda_measure_bandwidth(glint_backend *be, double *copy_bytes_per_s, double *read_bytes_per_s) {
     const size_t bytes = (size_t)1 << 30;
+    if (profile.on) profile.last = glint_now_seconds();  // count the measurement alone
     char *buf = (char *)scratch(be, SCR_BW, 2 * bytes);
     if (!buf) return -1;
     cudaMemset(buf, 0, 2 * bytes);
@@ -677,7 +678,7 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     attend_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                   const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
                   int sel_stride, int H, int C, int Dr, float scale, int keys_per_slice, float *partial_out,
-                  float *partial_stats) {
+                  float *partial_stats, int vec4) {
     extern __shared__ float smem[];
     const int s = blockIdx.x, h0 = blockIdx.y * ATTEND_HEADS, nh = min(ATTEND_HEADS, H - h0);
     float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat = qp + ATTEND_HEADS * Dr, *kpe = lat + ATTEND_KEYS * C;
@@ -703,13 +704,28 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     for (int i0 = begin; i0 < n; i0 += ATTEND_KEYS) {
         const int ni = min(ATTEND_KEYS, n - i0);
         __syncthreads();  // previous tile fully used
-        for (int i = tid; i < ATTEND_KEYS * C; i += ATTEND_THREADS) {
-            const int key = i / C, c = i % C;
-            lat[i] = key < ni ? latent_cache[(size_t)idx[i0 + key] * C + c] : 0.0f;
-        }
-        for (int i = tid; i < ATTEND_KEYS * Dr; i += ATTEND_THREADS) {
-            const int key = i / Dr, d = i % Dr;
-            kpe[i] = key < ni ? kpe_cache[(size_t)idx[i0 + key] * Dr + d] : 0.0f;
+        if (vec4) {  // 16-byte loads, all of a thread's issued together: the tile load is latency-bound
+            const int C4 = C / 4, D4 = Dr / 4;
+#pragma unroll 8
+            for (int i = tid; i < ATTEND_KEYS * C4; i += ATTEND_THREADS) {
+                const int key = i / C4, c4 = i % C4;
+                ((float4 *)lat)[i] = key < ni ? ((const float4 *)(latent_cache + (size_t)idx[i0 + key] * C))[c4]
+                                              : make_float4(0, 0, 0, 0);
+            }
+            for (int i = tid; i < ATTEND_KEYS * D4; i += ATTEND_THREADS) {
+                const int key = i / D4, d4 = i % D4;
+                ((float4 *)kpe)[i] = key < ni ? ((const float4 *)(kpe_cache + (size_t)idx[i0 + key] * Dr))[d4]
+                                              : make_float4(0, 0, 0, 0);
+            }
+        } else {
+            for (int i = tid; i < ATTEND_KEYS * C; i += ATTEND_THREADS) {
+                const int key = i / C, c = i % C;
+                lat[i] = key < ni ? latent_cache[(size_t)idx[i0 + key] * C + c] : 0.0f;
+            }
+            for (int i = tid; i < ATTEND_KEYS * Dr; i += ATTEND_THREADS) {
+                const int key = i / Dr, d = i % Dr;
+                kpe[i] = key < ni ? kpe_cache[(size_t)idx[i0 + key] * Dr + d] : 0.0f;
+            }
         }
         __syncthreads();
         // scores: one warp per (head, key) pair at a time, lanes split the C + Dr dimensions
@@ -835,10 +851,12 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         if (!partial_out) return;
         partial_stats = partial_out + (size_t)T * H * slices * C;
     }
+    // shared offsets are multiples of 8·C and 8·Dr floats, so only the caches' alignment matters
+    const int vec4 = C % 4 == 0 && Dr % 4 == 0 && (uintptr_t)latent_cache % 16 == 0 && (uintptr_t)kpe_cache % 16 == 0;
     dim3 grid((unsigned)T, (unsigned)groups, (unsigned)slices);
     attend_kernel<<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache,
                                                   sel, n_sel, sel_stride, H, C, Dr, scale, keys_per_slice, partial_out,
-                                                  partial_stats);
+                                                  partial_stats, vec4);
     if (slices > 1)
         combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256>>>(o_lat, partial_out, partial_stats, slices,
                                                                             T * H, C);
@@ -871,55 +889,71 @@ struct routing_args {
     float routed_scaling_factor;
 };
 
-// One thread per token (spec §2.8): sigmoid + bias, the topk_group groups with the best top-2 sums,
-// then top_k experts among them; weights are the sigmoids, renormalized and scaled.
-__global__ void route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias,
-                             routing_args r, int T) {
-    const int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= T) return;
+enum { ROUTE_WARPS = 4 };
+
+// One warp per token (spec §2.8): sigmoid + bias for every expert into shared memory, the
+// topk_group groups with the best top-2 sums (lane 0; masked experts score -inf but stay
+// selectable, as on the CPU), then top_k rounds of a warp argmax under the CPU's total order.
+// Weights are the sigmoids, renormalized and scaled.
+__global__ void __launch_bounds__(ROUTE_WARPS * 32)
+    route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias, routing_args r,
+                 int T) {
+    __shared__ float sig_s[ROUTE_WARPS][MOE_MAX_EXPERTS], choice_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
+    __shared__ uint8_t taken_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = blockIdx.x * ROUTE_WARPS + warp;
+    if (t >= T) return;  // whole warps leave together
     const float *lg = logits + (size_t)t * r.n_experts;
-    const int per_group = r.n_experts / r.n_group;
-    uint64_t keep_group = ~0ull;
-    if (r.n_group > 1) {
+    float *sig = sig_s[warp], *choice = choice_s[warp];
+    uint8_t *taken = taken_s[warp];
+    for (int e = lane; e < r.n_experts; e += 32) {
+        sig[e] = 1.0f / (1.0f + expf(-lg[e]));
+        choice[e] = sig[e] + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
+        taken[e] = 0;
+    }
+    __syncwarp();
+    if (r.n_group > 1 && lane == 0) {
+        const int per_group = r.n_experts / r.n_group;
         float group_score[MOE_MAX_GROUPS];
         for (int g = 0; g < r.n_group; g++) {
             float a = -INFINITY, b = -INFINITY;
             for (int e = g * per_group; e < (g + 1) * per_group; e++) {
-                const float ch = 1.0f / (1.0f + expf(-lg[e])) + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
-                if (ch > a) b = a, a = ch;
-                else if (ch > b) b = ch;
+                if (choice[e] > a) b = a, a = choice[e];
+                else if (choice[e] > b) b = choice[e];
             }
             group_score[g] = a + b;
         }
-        keep_group = 0;
+        uint64_t keep = 0;
         for (int i = 0; i < r.topk_group; i++) {
             int best = -1;
             for (int g = 0; g < r.n_group; g++)
-                if (!(keep_group >> g & 1) && (best < 0 || ranks_before(group_score[g], g, group_score[best], best)))
-                    best = g;
-            keep_group |= 1ull << best;
+                if (!(keep >> g & 1) && (best < 0 || ranks_before(group_score[g], g, group_score[best], best))) best = g;
+            keep |= 1ull << best;
         }
+        for (int e = 0; e < r.n_experts; e++)
+            if (!(keep >> (e / per_group) & 1)) choice[e] = -INFINITY;
     }
-    uint32_t taken[MOE_MAX_EXPERTS / 32] = {0};
-    int32_t chosen[MOE_MAX_TOPK];
-    float sum = 0.0f, sig[MOE_MAX_TOPK];
+    __syncwarp();
+    int chosen[MOE_MAX_TOPK];
     for (int k = 0; k < r.top_k; k++) {
-        int best = -1;
         float best_score = -INFINITY;
-        for (int e = 0; e < r.n_experts; e++) {
-            if (taken[e >> 5] >> (e & 31) & 1) continue;
-            float ch = -INFINITY;
-            if (keep_group >> (e / per_group) & 1)
-                ch = 1.0f / (1.0f + expf(-lg[e])) + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
-            if (best < 0 || ranks_before(ch, e, best_score, best)) best = e, best_score = ch;
+        int best = -1;
+        for (int e = lane; e < r.n_experts; e += 32)
+            if (!taken[e] && (best < 0 || ranks_before(choice[e], e, best_score, best))) best = e, best_score = choice[e];
+        for (int o = 16; o; o >>= 1) {
+            const float other_score = __shfl_xor_sync(0xffffffffu, best_score, o);
+            const int other = __shfl_xor_sync(0xffffffffu, best, o);
+            if (other >= 0 && (best < 0 || ranks_before(other_score, other, best_score, best)))
+                best = other, best_score = other_score;
         }
-        taken[best >> 5] |= 1u << (best & 31);
         chosen[k] = best;
-        sig[k] = 1.0f / (1.0f + expf(-lg[best]));
-        sum += sig[k];
+        if (lane == 0) taken[best] = 1;
+        __syncwarp();
     }
+    if (lane != 0) return;
+    float sum = 0.0f;
+    for (int k = 0; k < r.top_k; k++) sum += sig[chosen[k]];
     for (int k = 0; k < r.top_k; k++) {
-        float w = sig[k];
+        float w = sig[chosen[k]];
         if (r.norm_topk_prob) w /= sum + 1e-20f;
         ids[(size_t)t * r.top_k + k] = chosen[k];
         weights[(size_t)t * r.top_k + k] = w * r.routed_scaling_factor;
@@ -992,7 +1026,7 @@ static void cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, 
     cudaMemsetAsync(counts, 0, sizeof(int32_t) * 2 * (size_t)E);
     routing_args ra = {E, K, r->n_group, r->topk_group, r->norm_topk_prob, bias && bias->data, r->routed_scaling_factor};
     dev_weight bias_w = bias ? dev_weight_of(bias) : dev_weight{};
-    route_kernel<<<blocks_for((size_t)T, 64), 64>>>(ids, wts, counts, logits, bias_w, ra, T);
+    route_kernel<<<blocks_for((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32>>>(ids, wts, counts, logits, bias_w, ra, T);
     // Host-assisted: the per-expert counts decide which expert matmuls to launch, and their sizes.
     cudaMemcpy(host_counts, counts, sizeof(int32_t) * (size_t)E, cudaMemcpyDeviceToHost);
     if (glint_cuda_check("moe routing")) {
