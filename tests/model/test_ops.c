@@ -67,8 +67,8 @@ int main(void) {
     glint_cpu_select_kernels("generic");
     glint_cpu_matmul(be, ref, N, x, K, T, &W32);
     glint_cpu_matmul(be, ref8, N, x, K, T, &W8F);
-    const char *isas[] = {"generic", "avx2", "best"};
-    for (int i = 0; i < 3; i++) {
+    const char *isas[] = {"generic", "avx2", "avx512", "best"};
+    for (int i = 0; i < 4; i++) {
         glint_cpu_select_kernels(isas[i]);
         char what[96];
         const glint_weight *ws[] = {&W32, &WB, &WH};
@@ -99,7 +99,7 @@ int main(void) {
     free(w32), free(x), free(w16), free(wb16), free(w8), free(w8_as_f32);
 
     // Quantized formats: every ISA against the same weights dequantized to F32 (generic kernels).
-    const int64_t Ks[] = {16, 48, 80, 96, 208, 256};
+    const int64_t Ks[] = {16, 48, 80, 96, 208, 256, 768, 1040};
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
         const int64_t QK = Ks[ki], QN = 40;
         uint8_t *codes = malloc((size_t)(QN * QK)), *bscales = malloc((size_t)(QN * QK / 16));
@@ -130,7 +130,7 @@ int main(void) {
             for (int64_t r = 0; r < QN; r++) glint_cpu_weight_row_f32(&qws[f], r, deq + r * QK);
             glint_weight dense = {.dtype = GLINT_DTYPE_F32, .rows = QN, .cols = QK, .data = deq, .name = "deq"};
             glint_cpu_matmul(be, qref, QN, qx, (int)QK, 3, &dense);
-            for (int i = 0; i < 3; i++) {
+            for (int i = 0; i < 4; i++) {
                 glint_cpu_select_kernels(isas[i]);
                 glint_cpu_matmul(be, qgot, QN, qx, (int)QK, 3, &qws[f]);
                 char what[96];

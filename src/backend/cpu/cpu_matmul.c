@@ -160,6 +160,7 @@ static struct {
     dot_fn f32, bf16, f16, fp8;
     axpy_fn axpy;
     const char *isa;
+    int bf16_dots;  // AVX512-BF16 dot products allowed (quantized kernels)
 } kernels;
 
 void glint_cpu_select_kernels(const char *force_isa) {
@@ -168,6 +169,8 @@ void glint_cpu_select_kernels(const char *force_isa) {
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     if (force_isa && !strcmp(force_isa, "generic")) avx512 = avx2 = 0;
     if (force_isa && !strcmp(force_isa, "avx2")) avx512 = 0;
+    // "avx512" names the plain AVX-512 kernels; the BF16 dot-product ones come with the best choice
+    kernels.bf16_dots = avx512 && __builtin_cpu_supports("avx512bf16") && !(force_isa && !strcmp(force_isa, "avx512"));
     kernels.fp8 = (dot_fn)dot_fp8_generic;
     if (avx512) {
         kernels.f32 = (dot_fn)dot_f32_avx512, kernels.bf16 = (dot_fn)dot_bf16_avx512;
@@ -184,7 +187,12 @@ void glint_cpu_select_kernels(const char *force_isa) {
 
 const char *glint_cpu_isa(void) {
     if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
-    return kernels.isa;
+    return kernels.bf16_dots ? "avx512+bf16" : kernels.isa;
+}
+
+int glint_cpu_use_bf16(void) {
+    if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
+    return kernels.bf16_dots;
 }
 
 static dot_fn dot_for(glint_dtype dtype) {
