@@ -586,7 +586,8 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
     for (int s = 0; s < T; s++) max_visible = host_pos[s] + 1 > max_visible ? host_pos[s] + 1 : max_visible;
     free(host_pos);
     // Queries per pass so the score buffer stays within 256 MiB.
-    const int per_pass = (int)fmin((double)T, fmax(1.0, (double)(64 << 20) / max_visible));
+    // (and within the grid's y limit)
+    const int per_pass = (int)fmin(fmin((double)T, 65535.0), fmax(1.0, (double)(64 << 20) / max_visible));
     float *scores = (float *)scratch(be, SCR_SCORES, sizeof(float) * (size_t)per_pass * max_visible);
     if (!scores) return;
     const size_t smem = sizeof(float) * ((size_t)n_heads * head_dim + n_heads + IDX_KEYS * (head_dim + 1) +

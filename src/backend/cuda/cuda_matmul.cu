@@ -52,11 +52,17 @@ __device__ __forceinline__ void decode_chunk(uint4 raw, const void *scale_row, u
         // times 2^-14; the factor goes into the block scale.
         scale[0] = fp8_bits_to_float(sc[0]) * 16384.0f, scale[1] = fp8_bits_to_float(sc[1]) * 16384.0f;
 #pragma unroll
-        for (int i = 0; i < 16; i++) {  // byte i: elements 2i (low nibble) and 2i+1 (high nibble)
-            const uint32_t b = (words[i / 4] >> (8 * (i % 4))) & 0xffu;
-            const uint32_t pair = ((b & 0x08u) << 12) | ((b & 0x07u) << 9) | ((b & 0x80u) << 24) | ((b & 0x70u) << 21);
-            const float2 f = __half22float2(*(const __half2 *)&pair);
-            w[2 * i] = f.x, w[2 * i + 1] = f.y;
+        for (int q = 0; q < 4; q++) {
+            // byte j of the word holds elements 2j (low nibble) and 2j+1 (high nibble): one byte_perm
+            // puts the two nibbles at bytes 0 and 2, shifts and masks make the f16 pair
+            const uint32_t even = words[q] & 0x0f0f0f0fu, odd = (words[q] >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint32_t nib = __byte_perm(even, odd, (unsigned)(j | j << 4 | (4 + j) << 8 | (4 + j) << 12));
+                const uint32_t pair = ((nib << 9) & 0x0e000e00u) | ((nib << 12) & 0x80008000u);
+                const float2 f = __half22float2(*(const __half2 *)&pair);
+                w[8 * q + 2 * j] = f.x, w[8 * q + 2 * j + 1] = f.y;
+            }
         }
     }
 }
