@@ -53,9 +53,11 @@ static float *from_device(const float *dev, size_t n) {
 // Compares rows x cols elements laid out `stride` apart; NaN anywhere fails.
 static int check_rows(const char *what, const float *got, const float *ref, size_t rows, size_t cols, size_t stride) {
     double max_ref = 0, max_diff = 0;
+    size_t nan_got = 0, nan_ref = 0;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) {
             double a = got[r * stride + c], b = ref[r * stride + c];
+            nan_got += isnan(a), nan_ref += isnan(b);
             if (fabs(b) > max_ref) max_ref = fabs(b);
             double d = fabs(a - b);
             if (!(d <= max_diff)) max_diff = d;  // NaN propagates
@@ -66,6 +68,7 @@ static int check_rows(const char *what, const float *got, const float *ref, size
     if (ok && err > worst_error) worst_error = err;
     if (!ok) failures++;
     printf("  %-62s max|Δ|/max|ref| = %.2e %s\n", what, err, ok ? "ok" : "FAIL");
+    if (nan_got || nan_ref) printf("    NaN: %zu in the CUDA result, %zu in the CPU reference\n", nan_got, nan_ref);
     return ok;
 }
 
