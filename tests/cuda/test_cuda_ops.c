@@ -541,7 +541,21 @@ static void test_errors(void) {
     gpu->moe(gpu, dy, dx, 1, 8, 4, &none, NULL, &too_many, &ex);
     float *got = from_device(dy, 8);
     expect(isnan(got[0]) && isnan(got[7]) && glint_last_error()[0], "moe over the expert limit: error + NaN output");
-    free(got), gpu->free(gpu, dx), gpu->free(gpu, dy);
+    free(got);
+    // an op refused before any launch: the next download is NaN even though dy holds numbers
+    const float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    const int32_t pos0 = 0;
+    float freqs[600] = {0};
+    int32_t *dpos = to_device(&pos0, sizeof pos0);
+    gpu->upload(gpu, dy, ones, sizeof ones);
+    glint_clear_error();
+    gpu->rope(gpu, dy, 1, 1, 8, 8, 0, 1200, dpos, freqs, 1.0f);
+    got = from_device(dy, 8);
+    expect(isnan(got[0]) && glint_last_error()[0], "rope over the pair limit: error + NaN at the next download");
+    free(got);
+    got = from_device(dy, 8);
+    expect(got[0] == 1.0f, "the download after that one returns the data again");
+    free(got), gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dpos);
 }
 
 int main(int argc, char **argv) {

@@ -81,11 +81,17 @@ static void profile_mark(const char *what) {
 
 int glint_cuda_profiling(void) { return profile.on; }
 
+// Set when an op could not run (launch error, limits, out of memory): the next download returns
+// NaN instead of whatever the output buffers held, so a failed step never looks like a result.
+static int op_failed;
+void glint_cuda_fail(void) { op_failed = 1; }
+
 int glint_cuda_check(const char *what) {
     if (profile.on) profile_mark(what);
     cudaError_t err = cudaGetLastError();
     if (err == cudaSuccess) return 0;
     glint_set_error("CUDA %s: %s", what, cudaGetErrorString(err));
+    op_failed = 1;
     return -1;
 }
 
@@ -99,6 +105,7 @@ static void *scratch(glint_backend *be, int slot, size_t bytes) {
     if (cudaMalloc(&cb->scratch[slot], want) != cudaSuccess) {
         cudaGetLastError();
         glint_set_error("CUDA: out of device memory for %zu bytes of scratch", want);
+        op_failed = 1;
         return NULL;
     }
     cb->scratch_bytes[slot] = want;
@@ -168,6 +175,11 @@ static void cuda_free(glint_backend *be, void *p) {
 
 static void cuda_download(glint_backend *be, float *host, const float *src, size_t n) {
     (void)be;
+    if (op_failed) {  // an earlier op failed (its error is set): no partial results
+        op_failed = 0;
+        for (size_t i = 0; i < n; i++) host[i] = NAN;
+        return;
+    }
     if (cudaMemcpy(host, src, n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess) {
         glint_cuda_check("download");
         for (size_t i = 0; i < n; i++) host[i] = NAN;  // a failed step must not look like a result
@@ -393,6 +405,7 @@ static void cuda_rope(glint_backend *be, float *x, int T, int n_heads, int head_
     if (T <= 0 || pairs <= 0) return;
     if (pairs > ROPE_MAX_PAIRS) {
         glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
+        op_failed = 1;
         return;
     }
     rope_freqs f;
@@ -580,7 +593,11 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
     if (T <= 0) return;
     // Host-assisted: the positions size the score buffer and the grid.
     int32_t *host_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)T);
-    if (!host_pos) return;
+    if (!host_pos) {
+        glint_set_error("out of host memory");
+        op_failed = 1;
+        return;
+    }
     cudaMemcpy(host_pos, pos, sizeof(int32_t) * (size_t)T, cudaMemcpyDeviceToHost);
     int max_visible = 1;
     for (int s = 0; s < T; s++) max_visible = host_pos[s] + 1 > max_visible ? host_pos[s] + 1 : max_visible;
@@ -826,6 +843,7 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     if (T <= 0) return;
     if (C > ATTEND_THREADS * ATTEND_MAX_COLS) {
         glint_set_error("CUDA mla_attend: kv_lora_rank %d exceeds %d", C, ATTEND_THREADS * ATTEND_MAX_COLS);
+        op_failed = 1;
         return;
     }
     const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
@@ -1002,6 +1020,7 @@ static void cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, 
     const int E = r->n_experts, K = r->top_k, pairs = T * K;
     if (E > MOE_MAX_EXPERTS || K > MOE_MAX_TOPK || r->n_group > MOE_MAX_GROUPS || r->n_group < 1 || K > E) {
         glint_set_error("CUDA moe: %d experts, top-%d, %d groups exceed the kernel's limits", E, K, r->n_group);
+        op_failed = 1;
         fill_nan_kernel<<<blocks_for((size_t)T * D, 256), 256>>>(y, (size_t)T * D);
         return;
     }
@@ -1020,6 +1039,7 @@ static void cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, 
     if (!logits || !ids || !wts || !counts || !offsets || !row_of_pair || !pair_of_row || !xg || !gu || !h || !out ||
         !host_counts) {
         free(host_counts);
+        op_failed = 1;
         fill_nan_kernel<<<blocks_for((size_t)T * D, 256), 256>>>(y, (size_t)T * D);
         return;
     }

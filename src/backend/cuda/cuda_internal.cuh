@@ -83,6 +83,8 @@ __device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, 
 
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.
 int glint_cuda_check(const char *what);
+// Marks the current step failed without a CUDA error (limits, memory): the next download is NaN.
+void glint_cuda_fail(void);
 // Nonzero when GLINT_CUDA_PROFILE is set (per-op timing, see cuda_backend.cu).
 int glint_cuda_profiling(void);
 

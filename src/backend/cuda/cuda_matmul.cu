@@ -328,6 +328,7 @@ static void launch_vec(dim3 grid, float *y, int y_stride, const float *x, int x_
             permuted_x = NULL, permuted_x_bytes = 0;
             if (cudaMalloc(&permuted_x, bytes + bytes / 4) != cudaSuccess) {
                 glint_set_error("CUDA matmul: out of device memory for %zu bytes of activations", bytes);
+                glint_cuda_fail();
                 return;
             }
             permuted_x_bytes = bytes + bytes / 4;
