@@ -356,9 +356,11 @@ static int bench_kernels(glint_backend *be) {
         fprintf(stderr, "glint bench: %s\n", glint_last_error());
         return 1;
     }
-    printf("machine: %d threads, kernels %s, last-level cache %.0f MiB; measured now: streaming copy %.2f GB/s "
+    // Matrices of 10x the host's last-level cache, at least 1 GiB (well past a GPU's L2 too).
+    const double matrix_bytes = 10.0 * (double)llc > 1073741824.0 ? 10.0 * (double)llc : 1073741824.0;
+    printf("machine: %s (%s), %d threads, host last-level cache %.0f MiB; measured now: streaming copy %.2f GB/s "
            "(read + write), streaming read %.2f GB/s\n",
-           be->n_threads, glint_cpu_isa(), llc / 1048576.0, copy_bw / 1e9, read_bw / 1e9);
+           be->name, be->describe(be), be->n_threads, llc / 1048576.0, copy_bw / 1e9, read_bw / 1e9);
     printf("%-10s %14s %12s %10s %10s %10s\n", "format", "matrix", "MB", "ms", "GB/s", "% of read");
     const int64_t K = 8192;
     const struct {
@@ -371,7 +373,7 @@ static int bench_kernels(glint_backend *be) {
                    {"NVFP4", GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 0.5 + 1.0 / 16}};
     int rc = 0;
     for (size_t f = 0; f < sizeof formats / sizeof formats[0] && !rc; f++) {
-        const int64_t N = ((int64_t)(10.0 * (double)llc / (formats[f].bytes_per_weight * (double)K)) + 127) / 128 * 128;
+        const int64_t N = ((int64_t)(matrix_bytes / (formats[f].bytes_per_weight * (double)K)) + 127) / 128 * 128;
         size_t data_bytes = formats[f].format == GLINT_WFMT_NVFP4 ? (size_t)(N * K / 2)
                             : (size_t)(N * K) * glint_dtype_size(formats[f].dtype);
         size_t scale_bytes = formats[f].format == GLINT_WFMT_NVFP4       ? (size_t)(N * K / 16)

@@ -67,7 +67,7 @@ int main(void) {
     glint_cpu_select_kernels("generic");
     glint_cpu_matmul(be, ref, N, x, K, T, &W32);
     glint_cpu_matmul(be, ref8, N, x, K, T, &W8F);
-    const char *isas[] = {"generic", "avx2", "avx512", "best"};
+    const char *isas[] = {"generic", "avx2", "avx512-bf16", "best"};
     for (int i = 0; i < 4; i++) {
         glint_cpu_select_kernels(isas[i]);
         char what[96];

@@ -15,8 +15,8 @@ void glint_cpu_weight_row_f32(const glint_weight *W, int64_t row, float *out);
 // Vector kernels on the selected ISA: a·b over n floats; y += a · row (row BF16/F16/F32/FP8).
 float glint_cpu_dot_f32(const float *a, const float *b, int64_t n);
 void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64_t n);
-// Picks the kernels: "generic", "avx2", "avx512" (without the BF16 dot-product paths), or
-// NULL/anything else for the best available.
+// Picks the kernels: "generic", "avx2", "avx512-bf16" (AVX-512 plus the opt-in BF16 dot-product
+// NVFP4 kernel), or NULL/anything else for the best available AVX-512/AVX2/generic kernels.
 void glint_cpu_select_kernels(const char *force_isa);
 const char *glint_cpu_isa(void);
 int glint_cpu_use_bf16(void);  // AVX512-BF16 dot products in the quantized kernels
