@@ -70,7 +70,8 @@ struct glint_backend {
     const char *(*describe)(glint_backend *be);
 
     // x[T, D] <- rows of the embedding table [V, D]; ids are in host memory. Every other pointer
-    // argument of the ops below is backend memory (including pos and sel/n_sel).
+    // argument of the ops below is backend memory (including pos and sel/n_sel), except rope's
+    // inv_freq table, a small host array passed by value into the kernels.
     void (*embed)(glint_backend *be, float *x, const glint_weight *table, const int32_t *ids, int T);
     // y[T, N] = x[T, K] · W^T for W [N, K]; x rows are x_stride floats apart, y rows y_stride apart.
     void (*matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
