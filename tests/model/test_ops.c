@@ -103,19 +103,20 @@ int main(void) {
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
         const int64_t QK = Ks[ki], QN = 40;
         uint8_t *codes = malloc((size_t)(QN * QK)), *bscales = malloc((size_t)(QN * QK / 16));
-        float *fscales = malloc(sizeof(float) * 4 * 8), *deq = malloc(sizeof(float) * QN * QK);
+        const int64_t fp8_blocks = ((QN + 31) / 32) * ((QK + 31) / 32), groups = (QK + 31) / 32;  // block/group 32
+        float *fscales = malloc(sizeof(float) * fp8_blocks), *deq = malloc(sizeof(float) * QN * QK);
         float *qx = malloc(sizeof(float) * 3 * QK), qref[3 * 40], qgot[3 * 40];
-        int32_t *qweight = malloc(sizeof(int32_t) * (QK / 8) * QN), *qzeros = malloc(sizeof(int32_t) * 8 * QN / 8);
-        uint16_t *gscales = malloc(sizeof(uint16_t) * 8 * QN);
+        int32_t *qweight = malloc(sizeof(int32_t) * (QK / 8) * QN), *qzeros = malloc(sizeof(int32_t) * groups * QN / 8);
+        uint16_t *gscales = malloc(sizeof(uint16_t) * groups * QN);
         for (int64_t i = 0; i < QN * QK; i++) {
             codes[i] = (uint8_t)(rng >> 24), uniform();
             if ((codes[i] & 0x7f) == 0x7f) codes[i] = 0x31;
         }
         for (int64_t i = 0; i < QN * QK / 16; i++) bscales[i] = (uint8_t)(0x20 + (i * 7) % 40);
-        for (int i = 0; i < 32; i++) fscales[i] = 0.01f * (float)(1 + i % 5);
+        for (int64_t i = 0; i < fp8_blocks; i++) fscales[i] = 0.01f * (float)(1 + i % 5);
         for (int64_t i = 0; i < (QK / 8) * QN; i++) qweight[i] = (int32_t)(rng >> 16), uniform();
-        for (int i = 0; i < 8 * QN / 8; i++) qzeros[i] = 0x77777777;
-        for (int i = 0; i < 8 * QN; i++) gscales[i] = f32_to_f16_exact(0.0625f * (float)(1 + i % 3));
+        for (int64_t i = 0; i < groups * QN / 8; i++) qzeros[i] = 0x77777777;
+        for (int64_t i = 0; i < groups * QN; i++) gscales[i] = f32_to_f16_exact(0.0625f * (float)(1 + i % 3));
         for (int64_t i = 0; i < 3 * QK; i++) qx[i] = uniform();
         glint_weight qws[3] = {
             {.format = GLINT_WFMT_NVFP4, .dtype = GLINT_DTYPE_U8, .rows = QN, .cols = QK, .data = codes,
