@@ -23,6 +23,9 @@ typedef struct {
     int sample_after_fill;  // a fresh request samples its first token from the fill's logits
     int n_prefilled;      // fill tokens already in the cache
     int n_generated;
+    int n_forced_done;    // of the request's forced ids, emitted so far
+    int reasoning_over;   // think_end_id was generated (forcing may start)
+    int call_state;       // where a forced tool call is (CALL_*)
     int32_t last_token;   // sampled, not yet forwarded
     int32_t *history;     // prompt + generated (for the prefix cache)
     int n_history;
@@ -77,6 +80,7 @@ void glint_gen_request_release(glint_gen_request *r) {
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r->prompt), free(r->stop_ids), free(r->tokens), free(r->logit_bias_ids), free(r->logit_bias);
+    free(r->forced_ids), free(r->special_ids);
     free(r);
 }
 
@@ -324,6 +328,54 @@ static void bucket(uint64_t *buckets, double seconds) {
 }
 
 // Samples the next token of s from e->logits and publishes it. Returns 1 when s is finished.
+
+// A forced tool call after its forced prefix (spec/SERVING.md §2.2 layout):
+//   NAME (free text) | AFTER_NAME/AFTER_VALUE: <arg_key> or </tool_call> | KEY (free text) </arg_key>
+//   | <arg_value> | VALUE (free text) </arg_value> | DONE after </tool_call>.
+enum { CALL_NONE, CALL_NAME, CALL_AFTER_NAME, CALL_KEY, CALL_AFTER_KEY, CALL_VALUE, CALL_AFTER_VALUE, CALL_DONE };
+enum { TAG_OPEN, TAG_CLOSE, TAG_KEY, TAG_KEY_END, TAG_VALUE, TAG_VALUE_END };
+
+static void allow_only(float *logits, int V, const int32_t *ids, int n) {
+    float keep[2];
+    for (int i = 0; i < n; i++) keep[i] = logits[ids[i]];
+    for (int i = 0; i < V; i++) logits[i] = -INFINITY;
+    for (int i = 0; i < n; i++) logits[ids[i]] = isfinite(keep[i]) ? keep[i] : 0.0f;
+}
+
+// Free text inside a name, key or value: no special token but the one that closes it (and, in a
+// name, <arg_key> / </tool_call>, which end it).
+static void forbid_specials(const glint_gen_request *r, float *logits, const int32_t *except, int n_except) {
+    for (int i = 0; i < r->n_special; i++) {
+        int allowed = 0;
+        for (int k = 0; k < n_except; k++) allowed |= r->special_ids[i] == except[k];
+        if (!allowed) logits[r->special_ids[i]] = -INFINITY;
+    }
+}
+
+static void constrain_tool_call(const glint_gen_request *r, const sequence *s, float *logits, int V) {
+    const int32_t *t = r->call_tags;
+    const int32_t key_or_close[2] = {t[TAG_KEY], t[TAG_CLOSE]};
+    switch (s->call_state) {
+    case CALL_NAME: forbid_specials(r, logits, key_or_close, 2); break;
+    case CALL_AFTER_NAME:
+    case CALL_AFTER_VALUE: allow_only(logits, V, key_or_close, 2); break;
+    case CALL_KEY: forbid_specials(r, logits, &t[TAG_KEY_END], 1); break;
+    case CALL_AFTER_KEY: allow_only(logits, V, &t[TAG_VALUE], 1); break;
+    case CALL_VALUE: forbid_specials(r, logits, &t[TAG_VALUE_END], 1); break;
+    default: break;
+    }
+}
+
+static void advance_call_state(const glint_gen_request *r, sequence *s, int32_t id) {
+    const int32_t *t = r->call_tags;
+    if (s->call_state == CALL_NONE || s->call_state == CALL_DONE) return;
+    if (id == t[TAG_CLOSE]) s->call_state = CALL_DONE;
+    else if (id == t[TAG_KEY]) s->call_state = CALL_KEY;
+    else if (id == t[TAG_KEY_END]) s->call_state = CALL_AFTER_KEY;
+    else if (id == t[TAG_VALUE]) s->call_state = CALL_VALUE;
+    else if (id == t[TAG_VALUE_END]) s->call_state = CALL_AFTER_VALUE;
+}
+
 static int sample_and_emit(glint_engine *e, sequence *s) {
     glint_gen_request *r = s->req;
     const int V = e->m->cfg.vocab_size;
@@ -354,7 +406,26 @@ static int sample_and_emit(glint_engine *e, sequence *s) {
         for (int i = 0; i < r->n_stop_ids; i++) e->logits[r->stop_ids[i]] = -INFINITY;
     }
     for (int i = 0; i < r->n_logit_bias; i++) e->logits[r->logit_bias_ids[i]] += r->logit_bias[i];
+    constrain_tool_call(r, s, e->logits, V);
+    const int forcing_pending = s->n_forced_done < r->n_forced;
+    const int forcing_now = forcing_pending && (!r->reasoning_first || s->reasoning_over);
+    const int call_open = s->call_state != CALL_NONE && s->call_state != CALL_DONE;
+    if ((forcing_pending && !forcing_now) || call_open) {  // the call must still come or end first
+        if (!r->ignore_eos)
+            for (int i = 0; i < e->m->cfg.n_eos; i++) e->logits[e->m->cfg.eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < r->n_stop_ids; i++) e->logits[r->stop_ids[i]] = -INFINITY;
+    }
+    if (forcing_now) {  // only the next forced id can be chosen
+        const int32_t forced = r->forced_ids[s->n_forced_done];
+        const float keep = e->logits[forced];
+        for (int i = 0; i < V; i++) e->logits[i] = -INFINITY;
+        e->logits[forced] = isfinite(keep) ? keep : 0.0f;
+    }
     int32_t id = glint_sampler_sample(s->sampler, e->logits);
+    if (forcing_now && ++s->n_forced_done == r->n_forced && r->n_special)  // n_special: the tags are known
+        s->call_state = r->forced_named ? CALL_AFTER_NAME : CALL_NAME;
+    else if (!forcing_now) advance_call_state(r, s, id);
+    if (id == r->think_end_id) s->reasoning_over = 1;
     out.id = id;
     if (r->logprobs) out.logprob = e->scratch[id];
     out.is_stop = is_stop_token(e, r, id);

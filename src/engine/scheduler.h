@@ -57,6 +57,21 @@ typedef struct glint_gen_request {
     int32_t *logit_bias_ids;   // added to the logits before the sampler (so before penalties:
     float *logit_bias;         // sglang adds them after; only repetition_penalty makes that differ)
     int n_logit_bias;
+    // A forced output prefix (tool_choice required / named): once the reasoning is over (after
+    // think_end_id when the prompt opened a <think> block, else from the first token) these ids are
+    // emitted in order; EOS / stop ids are masked until they have been.
+    int32_t *forced_ids;
+    int n_forced;
+    int reasoning_first;
+    int32_t think_end_id;
+    // With forced ids the rest of the call keeps the glm47 layout until </tool_call>: where a tag
+    // must come only the tags that may come there are allowed, and no special token may appear
+    // inside the name, a key or a value. call_tags: <tool_call> </tool_call> <arg_key> </arg_key>
+    // <arg_value> </arg_value>; special_ids: every special token of the vocabulary.
+    int32_t call_tags[6];
+    int32_t *special_ids;
+    int n_special;
+    int forced_named;  // the forced ids end with the tool's name
     int logprobs;      // 0: none; 1: chosen token; plus top_logprobs alternatives
     int top_logprobs;  // 0..GLINT_MAX_TOP_LOGPROBS
 

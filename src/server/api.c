@@ -129,6 +129,8 @@ struct glint_api_stream {
     int logprobs, top_logprobs;
     int separate_reasoning, in_reasoning_at_start;
     int32_t think_end_id, tool_call_id;
+    int force_tool_call;      // tool_choice required or named: the output starts a tool call
+    char *forced_tool_name;   // tool_choice named (owned)
     char *echo_text[MAX_CHOICES];
     glint_buf out;  // SSE bytes not yet handed to the HTTP layer
     size_t out_off;
@@ -160,6 +162,7 @@ static void job_free(glint_api_stream *j) {
     for (int i = 0; i < j->n_stop_strings; i++) free(j->stop_strings[i]);
     for (int i = 0; i < MAX_CHOICES; i++) free(j->echo_text[i]);
     json_decref(j->tools);
+    free(j->forced_tool_name);
     free(j->bias_ids), free(j->bias);
     free(j->model_name);
     glint_buf_free(&j->out);
@@ -821,6 +824,39 @@ static json_t *prepare_messages(const json_t *messages, glint_api_response *out)
     return copy;
 }
 
+// tool_choice required: force <tool_call> once the reasoning is over; named: <tool_call> and the
+// tool's name (sglang constrains the whole call with a grammar; here the call is started and the
+// model writes the arguments, which the glm47 parser then reads).
+static int forced_call_ids(glint_server *s, const glint_api_stream *j, glint_gen_request *r) {
+    int32_t *name_ids = NULL;
+    int n_name = 0;
+    if (j->forced_tool_name) {
+        n_name = glint_tokenizer_encode(s->tok, j->forced_tool_name, strlen(j->forced_tool_name), 0, &name_ids);
+        if (n_name < 0) return -1;
+    }
+    r->forced_ids = malloc(sizeof(int32_t) * (size_t)(1 + n_name));
+    if (!r->forced_ids) {
+        free(name_ids);
+        return -1;
+    }
+    r->forced_ids[0] = j->tool_call_id;
+    for (int i = 0; i < n_name; i++) r->forced_ids[1 + i] = name_ids[i];
+    r->n_forced = 1 + n_name;
+    r->forced_named = n_name > 0;
+    r->reasoning_first = j->in_reasoning_at_start;
+    r->think_end_id = j->think_end_id;
+    free(name_ids);
+    static const char *tags[6] = {"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"};
+    for (int i = 0; i < 6; i++)
+        if ((r->call_tags[i] = glint_tokenizer_token_id(s->tok, tags[i])) < 0) return 0;  // start forced only
+    const int vocab = s->model->cfg.vocab_size;
+    r->special_ids = malloc(sizeof(int32_t) * (size_t)vocab);
+    if (!r->special_ids) return -1;
+    for (int32_t id = 0; id < vocab; id++)
+        if (glint_tokenizer_is_special(s->tok, id)) r->special_ids[r->n_special++] = id;
+    return 0;
+}
+
 static int submit_choices(glint_server *s, glint_api_stream *j, int32_t *const *prompts, const int *n_prompt_ids,
                           int n_prompts, int n, const glint_sampling_params *sp, int max_new, const int32_t *stop_ids,
                           int n_stop_ids, int ignore_eos, glint_api_response *out) {
@@ -849,6 +885,10 @@ static int submit_choices(glint_server *s, glint_api_stream *j, int32_t *const *
                 memcpy(r->logit_bias_ids, j->bias_ids, (size_t)j->n_bias * sizeof *r->logit_bias_ids);
                 memcpy(r->logit_bias, j->bias, (size_t)j->n_bias * sizeof *r->logit_bias);
                 r->n_logit_bias = j->n_bias;
+            }
+            if (j->force_tool_call && j->tool_call_id >= 0 && forced_call_ids(s, j, r)) {
+                glint_gen_request_release(r);
+                return set_error(out, 500, "InternalServerError", "out of memory"), -1;
             }
             r->logprobs = j->logprobs;
             r->top_logprobs = j->top_logprobs;
@@ -1030,6 +1070,15 @@ static void handle_chat(glint_server *s, const json_t *req, glint_client_gone_fn
     json_t *thinking = json_object_get(kwargs, "enable_thinking");
     j->in_reasoning_at_start = !json_is_false(thinking);
     if (prepare_tools(req, &j->tools, &tools_active, out)) goto fail;
+    if (tools_active) {  // validated by prepare_tools
+        json_t *choice_v = json_object_get(req, "tool_choice");
+        const char *named = json_string_value(json_object_get(json_object_get(choice_v, "function"), "name"));
+        j->force_tool_call = named || (json_is_string(choice_v) && !strcmp(json_string_value(choice_v), "required"));
+        if (named && !(j->forced_tool_name = strdup(named))) {
+            set_error(out, 500, "InternalServerError", "out of memory");
+            goto fail;
+        }
+    }
     if (!s->tool_parser && j->tools) {  // without --tool-call-parser the tools are templated, not parsed
         json_t *keep = j->tools;
         j->tools = NULL;

@@ -53,6 +53,23 @@ def main():
         final = client.chat.completions.create(model="demo", messages=history, tools=[LOOKUP], temperature=0, max_tokens=100)
         check(final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls and
               "zebra" in final.choices[0].message.content, "answer from the tool result: %s" % final.choices[0].message)
+        # tool_choice: a question the model would answer in prose must still produce a call when the
+        # call is required or named (thinking on and off); "none" keeps it prose.
+        fortune = [{"role": "user", "content": "Tell me a fortune."}]
+        auto = client.chat.completions.create(model="demo", messages=fortune, tools=[LOOKUP], temperature=0, max_tokens=60)
+        check(not auto.choices[0].message.tool_calls, "tool_choice auto: a fortune needs no call: %s" % auto.choices[0])
+        for kwargs in ({}, {"chat_template_kwargs": {"enable_thinking": False}}):
+            for choice in ("required", {"type": "function", "function": {"name": "lookup"}}):
+                forced = client.chat.completions.create(model="demo", messages=fortune, tools=[LOOKUP], temperature=0,
+                                                        max_tokens=60, tool_choice=choice, extra_body=kwargs)
+                fc = forced.choices[0]
+                check(fc.finish_reason == "tool_calls" and fc.message.tool_calls and
+                      fc.message.tool_calls[0].function.name == "lookup",
+                      "tool_choice %s %s forces a lookup call: %s" % (choice if isinstance(choice, str) else "named",
+                                                                     kwargs, fc))
+        none = client.chat.completions.create(model="demo", messages=ask, tools=[LOOKUP], temperature=0, max_tokens=60,
+                                              tool_choice="none")
+        check(not none.choices[0].message.tool_calls, "tool_choice none: no call: %s" % none.choices[0])
         # Reasoning on / off on a plain question.
         q = [{"role": "user", "content": "What does the word apple mean?"}]
         on = client.chat.completions.create(model="demo", messages=q, temperature=0, max_tokens=80)
