@@ -63,7 +63,23 @@ __attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512(const 
 // Faster AVX-512 form on x "deinterleaved" per 32 elements ([x0 x2 .. x30 | x1 x3 .. x31]): a 32-bit
 // lane holding one code byte indexes the E2M1 table with its low nibble (even element) and, shifted,
 // its high nibble (odd element), so no nibble shuffling is needed. Lanes 0-7 belong to block b, 8-15
-// to block b+1, hence the two-scale vector.
+// to block b+1, hence the two-scale vectors s0 (blocks b, b+1) and s1 (b+2, b+3).
+// 64 weights from block b on, into two independent accumulator chains.
+__attribute__((target("avx512f,avx512bw"))) static inline void nvfp4_64(const uint8_t *codes, const float *x_deint,
+                                                                        int64_t b, __m512 lut, __m512 s0, __m512 s1,
+                                                                        __m512 *acc0, __m512 *acc1) {
+    __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8)));
+    __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8 + 16)));
+    __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v0, lut), _mm512_loadu_ps(x_deint + b * 16));
+    __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(v1, lut), _mm512_loadu_ps(x_deint + b * 16 + 32));
+    p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut), _mm512_loadu_ps(x_deint + b * 16 + 16),
+                         p0);
+    p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut), _mm512_loadu_ps(x_deint + b * 16 + 48),
+                         p1);
+    *acc0 = _mm512_fmadd_ps(p0, s0, *acc0);
+    *acc1 = _mm512_fmadd_ps(p1, s1, *acc1);
+}
+
 __attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512_deinterleaved(const uint8_t *codes,
                                                                                         const uint8_t *scales,
                                                                                         const float *x_deint,
@@ -72,47 +88,28 @@ __attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512_deinte
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t b = 0;
     // 256 weights (16 blocks) per outer step: the 16 FP8 block scales are decoded at once (E4M3 ->
-    // F16 by a shift, times 2^8 folded into the partial sums' scale), then spread to block pairs.
+    // F16 by a shift, times 2^8), then spread to block pairs.
     const __m512i clear_bit14 = _mm512_set1_epi16((short)0xBFFF);
     for (; b + 16 <= K / 16; b += 16) {
         __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(scales + b)));
         __m512 svec = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(s16, 7),
                                                                      _mm512_castsi512_si256(clear_bit14))),
                                     _mm512_set1_ps(256.0f));
-        for (int j = 0; j < 16; j += 4) {  // 64 weights, two independent chains
-            const int64_t bb = b + j;
-            __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + bb * 8)));
-            __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + bb * 8 + 16)));
+        for (int j = 0; j < 16; j += 4) {
             __m512 s0 = _mm512_permutexvar_ps(
                 _mm512_set_epi32(j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j, j, j, j, j, j, j, j), svec);
             __m512 s1 = _mm512_permutexvar_ps(_mm512_set_epi32(j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 3,
                                                                j + 2, j + 2, j + 2, j + 2, j + 2, j + 2, j + 2, j + 2),
                                               svec);
-            __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v0, lut), _mm512_loadu_ps(x_deint + bb * 16));
-            __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(v1, lut), _mm512_loadu_ps(x_deint + bb * 16 + 32));
-            p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut),
-                                 _mm512_loadu_ps(x_deint + bb * 16 + 16), p0);
-            p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut),
-                                 _mm512_loadu_ps(x_deint + bb * 16 + 48), p1);
-            acc0 = _mm512_fmadd_ps(p0, s0, acc0);
-            acc1 = _mm512_fmadd_ps(p1, s1, acc1);
+            nvfp4_64(codes, x_deint, b + j, lut, s0, s1, &acc0, &acc1);
         }
     }
-    for (; b + 4 <= K / 16; b += 4) {  // 64 weights per iteration, two independent chains
-        __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8)));
-        __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8 + 16)));
+    for (; b + 4 <= K / 16; b += 4) {
         __m512 s0 = _mm512_mask_broadcastss_ps(_mm512_set1_ps(fp8_table[scales[b]]), 0xFF00,
                                                _mm_set_ss(fp8_table[scales[b + 1]]));
         __m512 s1 = _mm512_mask_broadcastss_ps(_mm512_set1_ps(fp8_table[scales[b + 2]]), 0xFF00,
                                                _mm_set_ss(fp8_table[scales[b + 3]]));
-        __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v0, lut), _mm512_loadu_ps(x_deint + b * 16));
-        __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(v1, lut), _mm512_loadu_ps(x_deint + b * 16 + 32));
-        p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut),
-                             _mm512_loadu_ps(x_deint + b * 16 + 16), p0);
-        p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut),
-                             _mm512_loadu_ps(x_deint + b * 16 + 48), p1);
-        acc0 = _mm512_fmadd_ps(p0, s0, acc0);
-        acc1 = _mm512_fmadd_ps(p1, s1, acc1);
+        nvfp4_64(codes, x_deint, b, lut, s0, s1, &acc0, &acc1);
     }
     float acc = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; b < K / 16; b++) {  // tail blocks: x_deint holds pairs of blocks; a lone last block is plain order
