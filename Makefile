@@ -18,9 +18,9 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DGLINT_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# Until the embedded demo model lands, `make run` runs a tiny fixture model end to end.
+# A chat with the embedded demo model (models/demo): streaming answers, /reset, /think on|off, /quit.
 run: build
-	@bash scripts/run-demo.sh $(BUILD)/glint
+	@$(BUILD)/glint run
 
 # The whole CPU suite: the optimized build, then the same tests under ASan+UBSan. Tests run in
 # parallel, so OpenMP threads sleep instead of spinning while they wait (no oversubscription storms).
