@@ -63,6 +63,15 @@ static int on_token(int32_t id, void *user) {
         fflush(stdout);
         return 0;
     }
+    if (glint_tokenizer_is_special(c->tok, id)) {  // tool-call markup: shown, not swallowed
+        const char *text = glint_tokenizer_token_text(c->tok, id);
+        if (text && !t->in_reasoning) {
+            append(&t->answer, &t->answer_len, text, strlen(text));
+            fputs(text, stdout);
+            fflush(stdout);
+        }
+        return 0;
+    }
     size_t len = 0;
     char *piece = glint_detok_stream_push(t->detok, id, &len);
     if (!piece) return 1;
