@@ -30,6 +30,8 @@ typedef struct {
     const char *synthetic;
     int64_t layers;
     const char *ctx_list;
+    const char *prefill_list;  // bench --prefill 4096,16384
+    int64_t prefill_chunk;     // tokens per forward call in the prefill bench
     int64_t n_decode;
     int kernels;
 } model_options;

@@ -115,6 +115,7 @@ static glint_weight bind_layer(binder *b, int layer, const char *suffix, int64_t
 static void count(binder *b, glint_module_kind kind, const glint_weight *w) {
     glint_module_stats *k = &b->m->kinds[kind];
     k->stored_bytes += glint_weight_stored_bytes(w);
+    k->params += (uint64_t)w->rows * (uint64_t)w->cols;
     k->formats |= 1u << (w->format == GLINT_WFMT_DENSE ? (unsigned)w->dtype : GLINT_DTYPE_COUNT + (unsigned)w->format);
 }
 
@@ -230,10 +231,16 @@ static int bind_all(binder *b) {
     for (int k = 0; k < GLINT_KIND_COUNT; k++) {
         glint_module_stats *s = &m->kinds[k];
         s->bytes_per_token = s->stored_bytes;
-        if (k == GLINT_KIND_ROUTED_EXPERTS) s->bytes_per_token = s->stored_bytes * (uint64_t)c->num_experts_per_tok /
-                                                                 (uint64_t)(c->n_routed_experts ? c->n_routed_experts : 1);
+        s->params_per_token = s->params;
+        if (k == GLINT_KIND_ROUTED_EXPERTS) {
+            const uint64_t E = (uint64_t)(c->n_routed_experts ? c->n_routed_experts : 1);
+            s->bytes_per_token = s->stored_bytes * (uint64_t)c->num_experts_per_tok / E;
+            s->params_per_token = s->params * (uint64_t)c->num_experts_per_tok / E;
+        }
         if (k == GLINT_KIND_EMBEDDING) s->bytes_per_token = s->stored_bytes / (uint64_t)c->vocab_size;
+        if (k == GLINT_KIND_EMBEDDING || k == GLINT_KIND_NORMS) s->params_per_token = 0;  // lookups, not products
         m->bytes_per_token += s->bytes_per_token;
+        m->params_per_token += s->params_per_token;
     }
     return 0;
 }

@@ -56,6 +56,8 @@ typedef enum {
 typedef struct {
     uint64_t stored_bytes;     // all weights of this kind
     uint64_t bytes_per_token;  // what one decode step reads of them
+    uint64_t params;           // weight elements of this kind
+    uint64_t params_per_token; // weight elements one token multiplies with (2 FLOPs each)
     uint32_t formats;          // bit d: dense dtype d; bit GLINT_DTYPE_COUNT + f: quantized format f
 } glint_module_stats;
 
@@ -72,6 +74,7 @@ typedef struct {
     uint64_t n_params;        // parameters of the main model (layers 0..L-1, embeddings, head)
     uint64_t weight_bytes;    // bytes of those weights as stored
     uint64_t bytes_per_token; // bytes a decode step reads: active experts only, lm_head, one embedding row
+    uint64_t params_per_token;  // weight elements each token is multiplied with (not the embedding)
     glint_module_stats kinds[GLINT_KIND_COUNT];
     glint_synthetic_block *synthetic_blocks;  // synthetic models: the memory behind the weights
 } glint_model;
