@@ -240,7 +240,8 @@ int cmd_info(int argc, char **argv) {
     if (!m) return 1;
     const glint_config *c = &m->cfg;
     printf("%-28s GlmMoeDsaForCausalLM (%s)\n", "architecture", o.model_dir);
-    printf("%-28s %d (+%d MTP, not run yet)\n", "layers", c->num_layers, c->num_nextn_predict_layers);
+    printf("%-28s %d (+%d MTP%s)\n", "layers", c->num_layers, c->num_nextn_predict_layers,
+           m->has_mtp ? ", loaded: glint_mtp_forward drafts" : c->num_nextn_predict_layers ? ", not in the checkpoint" : "");
     char kinds[GLINT_MAX_LAYERS + 1], pattern[GLINT_MAX_LAYERS + 1];
     for (int l = 0; l < c->num_layers; l++) {
         kinds[l] = c->layer_is_moe[l] ? 'M' : 'D';

@@ -157,11 +157,91 @@ static glint_weight bind_vector_2d(binder *b, const char *name, int64_t rows, in
     return w;
 }
 
+// The weights of decoder block l into L (L->is_moe and L->has_indexer set by the caller).
+static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
+    const glint_config *c = &b->m->cfg;
+    const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
+    const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
+    L->input_norm = bind_vector(b, l, "input_layernorm.weight", D, GLINT_KIND_NORMS);
+    L->post_attn_norm = bind_vector(b, l, "post_attention_layernorm.weight", D, GLINT_KIND_NORMS);
+    L->q_a = bind_linear(b, l, "self_attn.q_a_proj", Qr, D, GLINT_KIND_ATTENTION);
+    L->q_a_norm = bind_vector(b, l, "self_attn.q_a_layernorm.weight", Qr, GLINT_KIND_NORMS);
+    L->q_b = bind_linear(b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION);
+    L->kv_a = bind_linear(b, l, "self_attn.kv_a_proj_with_mqa", C + Dr, D, GLINT_KIND_ATTENTION);
+    L->kv_a_norm = bind_vector(b, l, "self_attn.kv_a_layernorm.weight", C, GLINT_KIND_NORMS);
+    L->kv_b = bind_linear(b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION);
+    L->o_proj = bind_linear(b, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION);
+    if (L->has_indexer) {  // S layers ignore indexer weights even when the checkpoint has them
+        const int Hi = c->index_n_heads, Di = c->index_head_dim;
+        L->idx_wq_b = bind_linear(b, l, "self_attn.indexer.wq_b", (int64_t)Hi * Di, Qr, GLINT_KIND_INDEXER);
+        L->idx_wk = bind_linear(b, l, "self_attn.indexer.wk", Di, D, GLINT_KIND_INDEXER);
+        L->idx_k_norm_w = bind_vector(b, l, "self_attn.indexer.k_norm.weight", Di, GLINT_KIND_INDEXER);
+        L->idx_k_norm_b = bind_vector(b, l, "self_attn.indexer.k_norm.bias", Di, GLINT_KIND_INDEXER);
+        L->idx_weights_proj = bind_linear(b, l, "self_attn.indexer.weights_proj", Hi, D, GLINT_KIND_INDEXER);
+    }
+    if (!L->is_moe) {
+        L->gate = bind_linear(b, l, "mlp.gate_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
+        L->up = bind_linear(b, l, "mlp.up_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
+        L->down = bind_linear(b, l, "mlp.down_proj", D, c->intermediate_size, GLINT_KIND_DENSE_MLP);
+        return b->failed ? -1 : 0;
+    }
+    const int E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+    char router[64];
+    snprintf(router, sizeof router, "model.layers.%d.mlp.gate.weight", l);
+    L->router = bind_vector_2d(b, router, E, D, GLINT_KIND_ROUTER);
+    L->router_bias = bind_vector(b, l, "mlp.gate.e_score_correction_bias", E, GLINT_KIND_ROUTER);
+    if (c->n_shared_experts > 0) {
+        L->gate = bind_linear(b, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
+        L->up = bind_linear(b, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
+        L->down = bind_linear(b, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT);
+    }
+    L->expert_gate = glint_calloc((size_t)E * 3, sizeof(glint_weight), "expert table");
+    if (!L->expert_gate) return -1;
+    L->expert_up = L->expert_gate + E;
+    L->expert_down = L->expert_gate + 2 * E;
+    for (int e = 0; e < E && !b->failed; e++) {
+        char name[128];
+        snprintf(name, sizeof name, "mlp.experts.%d.gate_proj", e);
+        L->expert_gate[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
+        snprintf(name, sizeof name, "mlp.experts.%d.up_proj", e);
+        L->expert_up[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
+        snprintf(name, sizeof name, "mlp.experts.%d.down_proj", e);
+        L->expert_down[e] = bind_linear(b, l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS);
+    }
+    return b->failed ? -1 : 0;
+}
+
+// The MTP / NextN layer (spec §2.10), stored after the main layers: a MoE block that runs its own
+// indexer, plus enorm, hnorm, eh_proj and shared_head.norm. Optional; not counted in the model's
+// per-token bytes (it only runs for speculative decoding).
+static int bind_mtp(binder *b) {
+    glint_model *m = b->m;
+    const glint_config *c = &m->cfg;
+    const int l = c->num_layers, D = c->hidden_size;
+    char probe[96];
+    snprintf(probe, sizeof probe, "model.layers.%d.eh_proj.weight", l);
+    if (!b->ckpt || c->num_nextn_predict_layers < 1 || !glint_checkpoint_find(b->ckpt, probe)) return 0;
+    glint_module_stats kinds[GLINT_KIND_COUNT];
+    memcpy(kinds, m->kinds, sizeof kinds);
+    const uint64_t params = m->n_params, bytes = m->weight_bytes;
+    m->mtp.is_moe = 1;
+    m->mtp.has_indexer = 1;
+    if (bind_decoder_layer(b, l, &m->mtp)) return -1;
+    m->mtp_enorm = bind_vector(b, l, "enorm.weight", D, GLINT_KIND_NORMS);
+    m->mtp_hnorm = bind_vector(b, l, "hnorm.weight", D, GLINT_KIND_NORMS);
+    m->mtp_eh_proj = bind_linear(b, l, "eh_proj", D, 2 * (int64_t)D, GLINT_KIND_ATTENTION);
+    m->mtp_head_norm = bind_vector(b, l, "shared_head.norm.weight", D, GLINT_KIND_NORMS);
+    m->mtp_bytes = m->weight_bytes - bytes;
+    m->n_params = params, m->weight_bytes = bytes;
+    memcpy(m->kinds, kinds, sizeof kinds);
+    m->has_mtp = !b->failed;
+    return b->failed ? -1 : 0;
+}
+
 static int bind_all(binder *b) {
     glint_model *m = b->m;
     const glint_config *c = &m->cfg;
-    const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
-    const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
+    const int D = c->hidden_size;
     // The embedding is not a linear layer: quantization configs do not list it, so only an NVFP4
     // table (U8 codes, "nvfp4_embed") goes through the quantized path.
     const glint_st_tensor *embed = b->ckpt ? glint_checkpoint_find(b->ckpt, "model.embed_tokens.weight") : NULL;
@@ -178,54 +258,9 @@ static int bind_all(binder *b) {
         glm_layer *L = &m->layers[l];
         L->is_moe = c->layer_is_moe[l];
         L->has_indexer = c->layer_has_indexer[l];
-        L->input_norm = bind_vector(b, l, "input_layernorm.weight", D, GLINT_KIND_NORMS);
-        L->post_attn_norm = bind_vector(b, l, "post_attention_layernorm.weight", D, GLINT_KIND_NORMS);
-        L->q_a = bind_linear(b, l, "self_attn.q_a_proj", Qr, D, GLINT_KIND_ATTENTION);
-        L->q_a_norm = bind_vector(b, l, "self_attn.q_a_layernorm.weight", Qr, GLINT_KIND_NORMS);
-        L->q_b = bind_linear(b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION);
-        L->kv_a = bind_linear(b, l, "self_attn.kv_a_proj_with_mqa", C + Dr, D, GLINT_KIND_ATTENTION);
-        L->kv_a_norm = bind_vector(b, l, "self_attn.kv_a_layernorm.weight", C, GLINT_KIND_NORMS);
-        L->kv_b = bind_linear(b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION);
-        L->o_proj = bind_linear(b, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION);
-        if (L->has_indexer) {  // S layers ignore indexer weights even when the checkpoint has them
-            const int Hi = c->index_n_heads, Di = c->index_head_dim;
-            L->idx_wq_b = bind_linear(b, l, "self_attn.indexer.wq_b", (int64_t)Hi * Di, Qr, GLINT_KIND_INDEXER);
-            L->idx_wk = bind_linear(b, l, "self_attn.indexer.wk", Di, D, GLINT_KIND_INDEXER);
-            L->idx_k_norm_w = bind_vector(b, l, "self_attn.indexer.k_norm.weight", Di, GLINT_KIND_INDEXER);
-            L->idx_k_norm_b = bind_vector(b, l, "self_attn.indexer.k_norm.bias", Di, GLINT_KIND_INDEXER);
-            L->idx_weights_proj = bind_linear(b, l, "self_attn.indexer.weights_proj", Hi, D, GLINT_KIND_INDEXER);
-        }
-        if (!L->is_moe) {
-            L->gate = bind_linear(b, l, "mlp.gate_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
-            L->up = bind_linear(b, l, "mlp.up_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
-            L->down = bind_linear(b, l, "mlp.down_proj", D, c->intermediate_size, GLINT_KIND_DENSE_MLP);
-            continue;
-        }
-        const int E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
-        char router[64];
-        snprintf(router, sizeof router, "model.layers.%d.mlp.gate.weight", l);
-        L->router = bind_vector_2d(b, router, E, D, GLINT_KIND_ROUTER);
-        L->router_bias = bind_vector(b, l, "mlp.gate.e_score_correction_bias", E, GLINT_KIND_ROUTER);
-        if (c->n_shared_experts > 0) {
-            L->gate = bind_linear(b, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
-            L->up = bind_linear(b, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
-            L->down = bind_linear(b, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT);
-        }
-        L->expert_gate = glint_calloc((size_t)E * 3, sizeof(glint_weight), "expert table");
-        if (!L->expert_gate) return -1;
-        L->expert_up = L->expert_gate + E;
-        L->expert_down = L->expert_gate + 2 * E;
-        for (int e = 0; e < E && !b->failed; e++) {
-            char name[128];
-            snprintf(name, sizeof name, "mlp.experts.%d.gate_proj", e);
-            L->expert_gate[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
-            snprintf(name, sizeof name, "mlp.experts.%d.up_proj", e);
-            L->expert_up[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
-            snprintf(name, sizeof name, "mlp.experts.%d.down_proj", e);
-            L->expert_down[e] = bind_linear(b, l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS);
-        }
+        if (bind_decoder_layer(b, l, L)) return -1;
     }
-    if (b->failed) return -1;
+    if (b->failed || bind_mtp(b)) return -1;
     // Bytes one decode step reads: everything used once per token, one embedding row, and the
     // routed experts' share top_k / E.
     for (int k = 0; k < GLINT_KIND_COUNT; k++) {
@@ -246,24 +281,31 @@ static int bind_all(binder *b) {
 }
 
 // Hands every bound weight to the backend (device backends copy them to device memory).
+static int prepare_layer(glint_backend *be, glm_layer *L, int n_experts) {
+    glint_weight *ws[] = {&L->input_norm, &L->post_attn_norm, &L->q_a, &L->q_a_norm, &L->q_b, &L->kv_a,
+                          &L->kv_a_norm, &L->kv_b, &L->o_proj, &L->idx_wq_b, &L->idx_wk, &L->idx_k_norm_w,
+                          &L->idx_k_norm_b, &L->idx_weights_proj, &L->gate, &L->up, &L->down, &L->router,
+                          &L->router_bias};
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        if (ws[i]->data && be->prepare_weight(be, ws[i])) return -1;
+    if (L->is_moe)
+        for (int e = 0; e < 3 * n_experts; e++)
+            if (be->prepare_weight(be, &L->expert_gate[e])) return -1;
+    return 0;
+}
+
 static int prepare_weights(glint_model *m) {
     glint_backend *be = m->be;
     const int tied = m->lm_head.data == m->embed.data;
     if (be->prepare_weight(be, &m->embed) || be->prepare_weight(be, &m->final_norm)) return -1;
     if (tied) m->lm_head = m->embed;  // share the prepared copy
     else if (be->prepare_weight(be, &m->lm_head)) return -1;
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        glm_layer *L = &m->layers[l];
-        glint_weight *ws[] = {&L->input_norm, &L->post_attn_norm, &L->q_a, &L->q_a_norm, &L->q_b, &L->kv_a,
-                              &L->kv_a_norm, &L->kv_b, &L->o_proj, &L->idx_wq_b, &L->idx_wk, &L->idx_k_norm_w,
-                              &L->idx_k_norm_b, &L->idx_weights_proj, &L->gate, &L->up, &L->down, &L->router,
-                              &L->router_bias};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-            if (ws[i]->data && be->prepare_weight(be, ws[i])) return -1;
-        if (L->is_moe)
-            for (int e = 0; e < 3 * m->cfg.n_routed_experts; e++)
-                if (be->prepare_weight(be, &L->expert_gate[e])) return -1;
-    }
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        if (prepare_layer(be, &m->layers[l], m->cfg.n_routed_experts)) return -1;
+    if (m->has_mtp && (prepare_layer(be, &m->mtp, m->cfg.n_routed_experts) || be->prepare_weight(be, &m->mtp_enorm) ||
+                       be->prepare_weight(be, &m->mtp_hnorm) || be->prepare_weight(be, &m->mtp_eh_proj) ||
+                       be->prepare_weight(be, &m->mtp_head_norm)))
+        return -1;
     return 0;
 }
 
@@ -277,6 +319,7 @@ const char *glint_module_kind_name(glint_module_kind kind) {
 static void free_layers(glint_model *m) {
     if (!m->layers) return;
     for (int l = 0; l < m->cfg.num_layers; l++) free(m->layers[l].expert_gate);
+    free(m->mtp.expert_gate);
     free(m->layers);
     m->layers = NULL;
 }
@@ -346,22 +389,23 @@ uint64_t glint_state_bytes_per_token(const glint_config *c) {
     return per;
 }
 
-glint_state *glint_state_new(const glint_model *m, int capacity) {
+// Caches for n_layers layers; layer l keeps indexer keys when has_indexer[l].
+static glint_state *state_new(const glint_model *m, int capacity, int n_layers, const uint8_t *has_indexer) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     glint_state *st = glint_calloc(1, sizeof *st, "sequence state");
     if (!st) return NULL;
     st->capacity = capacity;
-    st->n_layers = c->num_layers;
-    st->latent = glint_calloc((size_t)c->num_layers * 3, sizeof(float *), "cache table");
+    st->n_layers = n_layers;
+    st->latent = glint_calloc((size_t)n_layers * 3, sizeof(float *), "cache table");
     if (!st->latent) goto fail;
-    st->kpe = st->latent + c->num_layers;
-    st->index_k = st->latent + 2 * c->num_layers;
-    for (int l = 0; l < c->num_layers; l++) {
+    st->kpe = st->latent + n_layers;
+    st->index_k = st->latent + 2 * n_layers;
+    for (int l = 0; l < n_layers; l++) {
         st->latent[l] = be->alloc(be, (size_t)capacity * c->kv_lora_rank * sizeof(float), "MLA latent cache");
         st->kpe[l] = be->alloc(be, (size_t)capacity * c->qk_rope_head_dim * sizeof(float), "MLA rope-key cache");
         if (!st->latent[l] || !st->kpe[l]) goto fail;
-        if (c->layer_has_indexer[l]) {
+        if (has_indexer[l]) {
             st->index_k[l] = be->alloc(be, (size_t)capacity * c->index_head_dim * sizeof(float), "indexer key cache");
             if (!st->index_k[l]) goto fail;
         }
@@ -370,6 +414,19 @@ glint_state *glint_state_new(const glint_model *m, int capacity) {
 fail:
     glint_state_free(m, st);
     return NULL;
+}
+
+glint_state *glint_state_new(const glint_model *m, int capacity) {
+    return state_new(m, capacity, m->cfg.num_layers, m->cfg.layer_has_indexer);
+}
+
+glint_state *glint_mtp_state_new(const glint_model *m, int capacity) {
+    static const uint8_t runs_indexer[1] = {1};
+    if (!m->has_mtp) {
+        glint_set_error("this checkpoint has no MTP layer");
+        return NULL;
+    }
+    return state_new(m, capacity, 1, runs_indexer);
 }
 
 void glint_state_free(const glint_model *m, glint_state *st) {
@@ -447,11 +504,11 @@ static void mlp(glint_backend *be, const glm_layer *L, const float *xn, int T, i
     be->matmul(be, y, D, s->mlp_h, I, T, &L->down);
 }
 
-// MLA with DSA selection (spec §2.3-2.6); adds the attention output to s->x.
-static void attention(glint_model *m, glint_state *st, int l, int T, scratch *s) {
+// MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are st's layer l; adds the
+// attention output to s->x.
+static void attention(glint_model *m, glint_state *st, int l, const glm_layer *L, int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
-    const glm_layer *L = &m->layers[l];
     const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
     const int start = st->n_past;
@@ -491,64 +548,120 @@ static void attention(glint_model *m, glint_state *st, int l, int T, scratch *s)
     be->add(be, s->x, s->y, (size_t)T * D);
 }
 
-int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits) {
+// One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x.
+static void decoder_layer(glint_model *m, glint_state *st, int l, const glm_layer *L, int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
-    if (T <= 0) return 0;
+    be->rmsnorm(be, s->xn, s->x, D, T, D, &L->input_norm, c->rms_norm_eps);
+    attention(m, st, l, L, T, s);
+    be->rmsnorm(be, s->xn, s->x, D, T, D, &L->post_attn_norm, c->rms_norm_eps);
+    if (L->is_moe) {
+        glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
+                                     c->norm_topk_prob, c->routed_scaling_factor};
+        glint_experts experts = {L->expert_gate, L->expert_up, L->expert_down, c->n_routed_experts};
+        be->moe(be, s->y, s->xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
+        if (c->n_shared_experts > 0) {
+            mlp(be, L, s->xn, T, D, s, s->y2);
+            be->add(be, s->y, s->y2, (size_t)T * D);
+        }
+    } else {
+        mlp(be, L, s->xn, T, D, s, s->y);
+    }
+    be->add(be, s->x, s->y, (size_t)T * D);
+}
+
+// Checks, scratch and positions for T new tokens of st (ids may be NULL: checked by the caller).
+static int begin_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, scratch *s) {
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
     if (st->n_past + T > st->capacity) {
         glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", st->n_past, T,
                         st->capacity);
         return -1;
     }
-    for (int t = 0; t < T; t++)
+    for (int t = 0; ids && t < T; t++)
         if (ids[t] < 0 || ids[t] >= c->vocab_size) {
             glint_set_error("token id %d at position %d is outside the vocabulary (0..%d)", ids[t], t,
                             c->vocab_size - 1);
             return -1;
         }
-    scratch s;
-    if (scratch_alloc(be, c, T, &s)) return -1;
+    if (scratch_alloc(be, c, T, s)) return -1;
     int32_t *positions = glint_malloc(sizeof(int32_t) * (size_t)T, "positions");
     if (!positions) {
-        scratch_free(be, &s);
+        scratch_free(be, s);
         return -1;
     }
     for (int t = 0; t < T; t++) positions[t] = st->n_past + t;
-    be->upload(be, s.pos, positions, sizeof(int32_t) * (size_t)T);
+    be->upload(be, s->pos, positions, sizeof(int32_t) * (size_t)T);
     free(positions);
+    return 0;
+}
 
-    be->embed(be, s.x, &m->embed, ids, T);
-    for (int l = 0; l < c->num_layers; l++) {
-        const glm_layer *L = &m->layers[l];
-        be->rmsnorm(be, s.xn, s.x, D, T, D, &L->input_norm, c->rms_norm_eps);
-        attention(m, st, l, T, &s);
-        be->rmsnorm(be, s.xn, s.x, D, T, D, &L->post_attn_norm, c->rms_norm_eps);
-        if (L->is_moe) {
-            glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
-                                         c->norm_topk_prob, c->routed_scaling_factor};
-            glint_experts experts = {L->expert_gate, L->expert_up, L->expert_down, c->n_routed_experts};
-            be->moe(be, s.y, s.xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
-            if (c->n_shared_experts > 0) {
-                mlp(be, L, s.xn, T, D, &s, s.y2);
-                be->add(be, s.y, s.y2, (size_t)T * D);
-            }
-        } else {
-            mlp(be, L, s.xn, T, D, &s, s.y);
-        }
-        be->add(be, s.x, s.y, (size_t)T * D);
-    }
+// final norm (weight `norm`) of rows [first, first + n) of s->x, then logits (and the normalized
+// rows themselves if hidden is not NULL) to the host.
+static int finish_forward(glint_model *m, const glint_weight *norm, int first, int n, scratch *s, float *logits,
+                          float *hidden) {
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    const int D = c->hidden_size;
+    be->rmsnorm(be, s->xn, s->x + (size_t)first * D, D, n, D, norm, c->rms_norm_eps);
+    float *dev_logits = be->alloc(be, (size_t)n * c->vocab_size * sizeof(float), "logits");
+    if (!dev_logits) return -1;
+    be->matmul(be, dev_logits, c->vocab_size, s->xn, D, n, &m->lm_head);
+    be->download(be, logits, dev_logits, (size_t)n * c->vocab_size);
+    if (hidden) be->download(be, hidden, s->xn, (size_t)n * D);
+    be->free(be, dev_logits);
+    return 0;
+}
+
+int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
+                         float *hidden) {
+    const glint_config *c = &m->cfg;
+    if (T <= 0) return 0;
+    scratch s;
+    if (begin_forward(m, st, ids, T, &s)) return -1;
+    m->be->embed(m->be, s.x, &m->embed, ids, T);
+    for (int l = 0; l < c->num_layers; l++) decoder_layer(m, st, l, &m->layers[l], T, &s);
     const int first = all_logits ? 0 : T - 1, n_out = all_logits ? T : 1;
-    be->rmsnorm(be, s.xn, s.x + (size_t)first * D, D, n_out, D, &m->final_norm, c->rms_norm_eps);
-    float *dev_logits = be->alloc(be, (size_t)n_out * c->vocab_size * sizeof(float), "logits");
-    if (!dev_logits) {
-        scratch_free(be, &s);
+    int rc = finish_forward(m, &m->final_norm, first, n_out, &s, logits, hidden);
+    scratch_free(m->be, &s);
+    if (!rc) st->n_past += T;
+    return rc;
+}
+
+int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits) {
+    return glint_forward_hidden(m, st, ids, T, logits, all_logits, NULL);
+}
+
+int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidden, const int32_t *next_ids, int T,
+                      float *logits) {
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    const int D = c->hidden_size;
+    if (!m->has_mtp) {
+        glint_set_error("this checkpoint has no MTP layer");
         return -1;
     }
-    be->matmul(be, dev_logits, c->vocab_size, s.xn, D, n_out, &m->lm_head);
-    be->download(be, logits, dev_logits, (size_t)n_out * c->vocab_size);
-    be->free(be, dev_logits);
+    if (T <= 0) return 0;
+    scratch s;
+    if (begin_forward(m, mtp_state, next_ids, T, &s)) return -1;
+    float *joined = be->alloc(be, sizeof(float) * 2 * (size_t)T * D, "MTP input");  // [T, 2D]
+    int rc = -1;
+    if (joined) {
+        // [enorm(embed(token p+1)) | hnorm(h_p)] -> eh_proj -> the MTP decoder block (spec §2.10)
+        be->embed(be, s.y, &m->embed, next_ids, T);
+        be->rmsnorm(be, s.y, s.y, D, T, D, &m->mtp_enorm, c->rms_norm_eps);
+        be->copy_rows(be, joined, 2 * D, s.y, D, T, D);
+        be->upload(be, s.y2, hidden, sizeof(float) * (size_t)T * D);
+        be->rmsnorm(be, s.y2, s.y2, D, T, D, &m->mtp_hnorm, c->rms_norm_eps);
+        be->copy_rows(be, joined + D, 2 * D, s.y2, D, T, D);
+        be->matmul(be, s.x, D, joined, 2 * D, T, &m->mtp_eh_proj);
+        decoder_layer(m, mtp_state, 0, &m->mtp, T, &s);
+        rc = finish_forward(m, &m->mtp_head_norm, 0, T, &s, logits, NULL);
+        be->free(be, joined);
+    }
     scratch_free(be, &s);
-    st->n_past += T;
-    return 0;
+    if (!rc) mtp_state->n_past += T;
+    return rc;
 }

@@ -71,6 +71,13 @@ typedef struct {
     glint_weight final_norm;  // [D]
     glint_weight lm_head;     // [V, D]
     glm_layer *layers;
+    // MTP / NextN layer (spec §2.10), when the checkpoint has one.
+    int has_mtp;
+    glm_layer mtp;
+    glint_weight mtp_enorm, mtp_hnorm;  // [D]
+    glint_weight mtp_eh_proj;           // [D, 2D], input [enorm(embed(next token)) | hnorm(hidden)]
+    glint_weight mtp_head_norm;         // [D] shared_head.norm
+    uint64_t mtp_bytes;
     uint64_t n_params;        // parameters of the main model (layers 0..L-1, embeddings, head)
     uint64_t weight_bytes;    // bytes of those weights as stored
     uint64_t bytes_per_token; // bytes a decode step reads: active experts only, lm_head, one embedding row
@@ -105,9 +112,19 @@ void glint_state_free(const glint_model *m, glint_state *st);
 // Bytes of cache per token of context.
 uint64_t glint_state_bytes_per_token(const glint_config *cfg);
 
+// The MTP layer's cache: one layer with its own indexer keys.
+glint_state *glint_mtp_state_new(const glint_model *m, int capacity);
+
 // Runs T tokens at positions n_past.. and appends them to the cache. Writes logits of every
 // position ([T, V]) when all_logits, else of the last position only ([V]), to host memory.
 // Returns 0, or -1 with the error set (context full, out of memory).
 int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits);
+// The same, also writing the final-norm hidden states of the returned positions to hidden ([n, D]).
+int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
+                         float *hidden);
+// MTP draft logits [T, V] for positions n_past.. of mtp_state: row t from the main model's final-norm
+// hidden state at that position (hidden [T, D], host) and the token that follows it (next_ids).
+int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidden, const int32_t *next_ids, int T,
+                      float *logits);
 
 #endif

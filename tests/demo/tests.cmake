@@ -1,3 +1,4 @@
 # The embedded demo model vs transformers, perplexity, the NVFP4 variant, glint run.
 add_test(NAME demo_model COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_demo.py
   $<TARGET_FILE:glint> ${CMAKE_SOURCE_DIR})
+glint_c_test(demo_mtp ${CMAKE_CURRENT_LIST_DIR}/test_mtp.c ${CMAKE_SOURCE_DIR}/models/demo ${GLINT_FIXTURES}/demo)
