@@ -84,18 +84,37 @@ int cmd_generate(int argc, char **argv) {
         if (prompt && n_prompt > 0) fprintf(stderr, "glint generate: %s\n", glint_last_error());
         goto done;
     }
-    if (n_prompt + o.n_predict > ctx) {
+    if (n_prompt + o.n_predict + o.speculative > ctx) {
         fprintf(stderr, "glint generate: %d prompt tokens + %lld to generate exceed the context length %d\n", n_prompt,
                 (long long)o.n_predict, ctx);
         goto done;
     }
-    double t0 = glint_now_seconds();
-    if (glint_forward(m, st, prompt, n_prompt, logits, 0)) {
-        fprintf(stderr, "glint generate: %s\n", glint_last_error());
-        goto done;
+    double t0 = glint_now_seconds(), t1 = t0;
+    int generated;
+    if (o.speculative) {  // greedy with MTP drafts: the prompt runs inside (the MTP cache needs it too)
+        if (sp.temperature >= 1e-6f || !m->has_mtp) {
+            fprintf(stderr, "glint generate: --speculative %s\n",
+                    m->has_mtp ? "is greedy only: add --temperature 0" : "needs a checkpoint with an MTP layer");
+            goto done;
+        }
+        glint_state *mst = glint_mtp_state_new(m, ctx);
+        int drafted = 0, accepted = 0;
+        generated = mst ? glint_generate_speculative(m, st, mst, prompt, n_prompt, (int)o.n_predict, o.ignore_eos,
+                                                     print_token, &out, &drafted, &accepted)
+                        : -1;
+        glint_state_free(m, mst);
+        if (generated >= 0)
+            fprintf(stderr, "speculative (MTP, 1 draft per step): %d of %d drafts accepted (%.1f%%), %d forward steps "
+                            "for %d tokens\n",
+                    accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0, drafted + 1, generated);
+    } else {
+        if (glint_forward(m, st, prompt, n_prompt, logits, 0)) {
+            fprintf(stderr, "glint generate: %s\n", glint_last_error());
+            goto done;
+        }
+        t1 = glint_now_seconds();
+        generated = glint_generate(m, st, sampler, logits, (int)o.n_predict, o.ignore_eos, print_token, &out);
     }
-    double t1 = glint_now_seconds();
-    int generated = glint_generate(m, st, sampler, logits, (int)o.n_predict, o.ignore_eos, print_token, &out);
     if (generated < 0) {
         fprintf(stderr, "\nglint generate: %s\n", glint_last_error());
         goto done;
@@ -109,8 +128,12 @@ int cmd_generate(int argc, char **argv) {
     printf("\n");
     fflush(stdout);
     double t2 = glint_now_seconds();
-    fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
-            n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated > 1 ? (generated - 1) / (t2 - t1) : 0);
+    if (o.speculative)
+        fprintf(stderr, "prompt (%d tokens) and %d generated tokens in %.3f s\n", n_prompt, generated, t2 - t0);
+    else
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
+                n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1,
+                generated > 1 ? (generated - 1) / (t2 - t1) : 0);
     rc = 0;
 done:
     glint_detok_stream_free(out.detok);

@@ -42,6 +42,7 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
         else if (!strcmp(a, "--print-ids")) o->print_ids = 1, takes_value = 0;
         else if (!strcmp(a, "--kernels")) o->kernels = 1, takes_value = 0;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1, takes_value = 0;
+        else if (!strcmp(a, "--speculative")) o->speculative = 1, takes_value = 0;
         else if (!v) return usage_error(cmd, "option %s needs a value (see glint --help)", a);
         else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--model-path")) o->model_dir = v;
         else if (!strcmp(a, "--backend")) o->backend = v;

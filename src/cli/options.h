@@ -24,6 +24,7 @@ typedef struct {
     int print_ids;
     const char *positional;  // the one argument without a flag (perplexity's FILE)
     int ignore_eos;
+    int speculative;  // generate: greedy decoding with MTP drafts
     // logits
     const char *output;
     // bench

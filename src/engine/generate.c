@@ -1,5 +1,10 @@
 #include "engine/generate.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
 int glint_is_eos(const glint_config *cfg, int32_t id) {
     for (int i = 0; i < cfg->n_eos; i++)
         if (cfg->eos_ids[i] == id) return 1;
@@ -17,4 +22,83 @@ int glint_generate(glint_model *m, glint_state *st, glint_sampler *sampler, floa
         if (generated < max_new && glint_forward(m, st, &next, 1, logits, 0)) return -1;
     }
     return generated;
+}
+
+static int32_t argmax_row(const float *v, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+typedef struct {
+    int (*on_token)(int32_t id, void *user);
+    void *user;
+    const glint_config *cfg;
+    int max_new, ignore_eos, emitted, stop;
+} emitter;
+
+// Hands a token out; sets stop on EOS, the length limit or the callback's request.
+static void emit(emitter *e, int32_t id) {
+    if (e->stop) return;
+    e->emitted++;
+    if ((e->on_token && e->on_token(id, e->user)) || e->emitted >= e->max_new ||
+        (!e->ignore_eos && glint_is_eos(e->cfg, id)))
+        e->stop = 1;
+}
+
+int glint_generate_speculative(glint_model *m, glint_state *st, glint_state *mtp_state, const int32_t *prompt,
+                               int n_prompt, int max_new, int ignore_eos, int (*on_token)(int32_t id, void *user),
+                               void *user, int *drafted, int *accepted) {
+    enum { CHUNK = 64 };
+    const int V = m->cfg.vocab_size, D = m->cfg.hidden_size;
+    float *logits = glint_malloc(sizeof(float) * CHUNK * (size_t)V, "logits");        // main model rows
+    float *draft_logits = glint_malloc(sizeof(float) * CHUNK * (size_t)V, "logits");  // MTP rows
+    float *hidden = glint_malloc(sizeof(float) * CHUNK * (size_t)D, "hidden states");
+    emitter out = {on_token, user, &m->cfg, max_new, ignore_eos, 0, max_new <= 0};
+    int ok = 0;
+    *drafted = *accepted = 0;
+    if (!logits || !draft_logits || !hidden || n_prompt < 1) goto done;
+    // Prompt in chunks: the main model's final-norm hidden states give the MTP layer its (h_p, token
+    // p+1) pairs, so its cache covers the prompt before drafting starts.
+    int n = 0;
+    for (int a = 0; a < n_prompt; a += n) {
+        n = n_prompt - a < CHUNK ? n_prompt - a : CHUNK;
+        if (glint_forward_hidden(m, st, prompt + a, n, logits, 1, hidden)) goto done;
+        int pairs = a + n < n_prompt ? n : n - 1;  // the last position pairs with the first output token
+        if (pairs > 0 && glint_mtp_forward(m, mtp_state, hidden, prompt + a + 1, pairs, draft_logits)) goto done;
+    }
+    // Row n-1 of logits/hidden is the last prompt position.
+    int32_t pending = argmax_row(logits + (size_t)(n - 1) * V, V);
+    emit(&out, pending);
+    if (!out.stop && glint_mtp_forward(m, mtp_state, hidden + (size_t)(n - 1) * D, &pending, 1, draft_logits)) goto done;
+    int32_t draft = argmax_row(draft_logits, V);
+    while (!out.stop) {
+        // Verify: the pending token and the draft in one step; row 0 predicts the draft's position.
+        const int32_t pair[2] = {pending, draft};
+        if (glint_forward_hidden(m, st, pair, 2, logits, 1, hidden)) goto done;
+        (*drafted)++;
+        const int32_t target = argmax_row(logits, V);
+        int32_t next_ids[2];
+        int pairs;
+        if (target == draft) {  // accepted: the draft and the token after it are both the greedy ones
+            (*accepted)++;
+            emit(&out, draft);
+            pending = argmax_row(logits + V, V);
+            emit(&out, pending);
+            next_ids[0] = draft, next_ids[1] = pending, pairs = 2;
+        } else {  // rejected: the cache drops the draft's row; the main model's token goes on
+            st->n_past -= 1;
+            pending = target;
+            emit(&out, pending);
+            next_ids[0] = pending, pairs = 1;
+        }
+        if (out.stop) break;
+        if (glint_mtp_forward(m, mtp_state, hidden, next_ids, pairs, draft_logits)) goto done;
+        draft = argmax_row(draft_logits + (size_t)(pairs - 1) * V, V);
+    }
+    ok = 1;
+done:
+    free(logits), free(draft_logits), free(hidden);
+    return ok ? out.emitted : -1;
 }

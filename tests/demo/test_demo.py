@@ -32,6 +32,11 @@ for i, p in enumerate(ref["prompts"]):
                        str(len(p["greedy_ids"])), "--temperature", "0", "--ignore-eos", "--print-ids")
     report(f"prompt {i}: greedy == transformers ({p['greedy_text'][:40]!r})",
            rc == 0 and out.split() == [str(x) for x in p["greedy_ids"]], f"{rc} {err} {out!r}")
+    rc, out, err = run("generate", "-m", DEMO, "--ids", " ".join(map(str, p["prompt_ids"])), "-n",
+                       str(len(p["greedy_ids"])), "--temperature", "0", "--ignore-eos", "--print-ids", "--speculative")
+    accepted = [l for l in err.splitlines() if l.startswith("speculative")]
+    report(f"prompt {i}: MTP speculative greedy == transformers greedy ({accepted[0] if accepted else err!r})",
+           rc == 0 and out.split() == [str(x) for x in p["greedy_ids"]] and accepted, f"{rc} {err} {out!r}")
 
 
 def perplexity(model):
@@ -50,6 +55,11 @@ print(f"NVFP4 variant perplexity: {got4} (BF16: {got})")
 report("NVFP4 variant runs, perplexity within 10% of BF16",
        got4 is not None and got is not None and abs(got4 - got) / got < 0.10, str(detail))
 
+t.expect_error("--speculative needs greedy", ["generate", "-m", DEMO, "--ids", "4002 4004 7", "--speculative",
+                                              "--temperature", "0.7"], "--temperature 0")
+t.expect_error("--speculative needs an MTP layer",
+               ["generate", "-m", os.path.join(ROOT, "tests", "fixtures", "models", "tiny-fsf-f32"), "--ids", "5 6 7",
+                "--speculative", "--temperature", "0"], "MTP")
 rc, out, err = run("run", "-m", DEMO, "-p", "What does \"river\" mean?", "--temperature", "0", "-n", "48")
 report("glint run -p answers once and exits", rc == 0 and len(out.strip()) > 0, f"{rc} {err}")
 script = "Define stone.\n/think off\nWhat is a kludge in hacker slang?\n/reset\n/bogus\nTell me a fortune.\n/quit\n"
