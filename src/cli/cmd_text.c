@@ -47,7 +47,6 @@ static glint_tokenizer *load(const char *command, const text_args *args) {
     return tok;
 }
 
-
 int cmd_tokenize(int argc, char **argv) {
     text_args args;
     int r = parse_args("tokenize", "--add-special-tokens", argc, argv, &args);

@@ -11,16 +11,7 @@
 #include "common/util.h"
 #include "engine/scheduler.h"
 
-static int failures;
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (!(cond)) {                                           \
-            failures++;                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fprintf(stderr, "\n");                               \
-        }                                                        \
-    } while (0)
+#include "../check.h"
 
 enum { N_PROMPT = 24, N_NEW = 12, N_REQ = 5 };
 
