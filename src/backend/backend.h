@@ -50,6 +50,23 @@ typedef struct {
     int n_experts;
 } glint_experts;
 
+// Where the cache rows of a batch live (paged KV cache). A cache is a pool of rows ([rows, width]
+// per layer); token row t of a batch belongs to batch sequence row_seq[t], and position p of batch
+// sequence s is pool row page_table[s·pages_stride + p / page_size]·page_size + p % page_size.
+// One sequence with a contiguous cache is page_size = its capacity, page_table = {0}.
+typedef struct {
+    const int32_t *row_seq;     // backend memory [T]
+    const int32_t *page_table;  // backend memory [batch sequences, pages_stride]
+    int pages_stride, page_size;
+    int max_position;  // the largest pos[t] of the batch (host value: sizes grids without a readback)
+} glint_cache_map;
+
+// The pool row of position p of batch sequence seq (for maps in host memory, e.g. the CPU's).
+static inline int64_t glint_cache_row(const glint_cache_map *map, int seq, int p) {
+    return (int64_t)map->page_table[(size_t)seq * map->pages_stride + p / map->page_size] * map->page_size +
+           p % map->page_size;
+}
+
 typedef struct glint_backend glint_backend;
 struct glint_backend {
     const char *name;
@@ -93,18 +110,24 @@ struct glint_backend {
     // y[T, n] <- x[T, n], rows y_stride and x_stride floats apart (e.g. new latents into the cache).
     void (*copy_rows)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T, int n);
 
+    // Cache write through the page table: x[t, 0..n) -> the pool row of (row_seq[t], pos[t]) of pool
+    // [rows, pool_stride].
+    void (*write_cache)(glint_backend *be, float *pool, int pool_stride, const float *x, int x_stride, int T, int n,
+                        const int32_t *pos, const glint_cache_map *map);
     // DSA lightning indexer (spec §2.5-2.6): for each query row s (absolute position pos[s]) scores
-    // every cached key t <= pos[s]: I = Σ_h w[s,h]·weight_scale · relu(q[s,h]·k[t] · scale), writes the
-    // top-min(topk, pos[s]+1) positions to sel[s, 0..n_sel[s]) (ties: lower position first).
+    // every cached key t <= pos[s] of its sequence (k_pool, rows found through map):
+    // I = Σ_h w[s,h]·weight_scale · relu(q[s,h]·k[t] · scale), and writes the POOL ROWS of the
+    // top-min(topk, pos[s]+1) positions (ties: lower position first) to sel[s, 0..n_sel[s]), in
+    // ascending position order, so the result does not depend on the page layout.
     void (*indexer_select)(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
-                           const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
-                           float scale, float weight_scale);
+                           const float *k_pool, int T, const int32_t *pos, const glint_cache_map *map, int n_heads,
+                           int head_dim, int topk, float scale, float weight_scale);
     // Absorbed MLA (spec §2.4). q_lat[T, H, C] = W_UK[h]^T · q_nope, with q_nope the first Dn of each
     // head of q [T, H, q_head_stride] and W_UK[h] rows [h·(Dn+Dv), h·(Dn+Dv)+Dn) of kv_b [H·(Dn+Dv), C].
     void (*mla_absorb_q)(glint_backend *be, float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn,
                          int Dv, const glint_weight *kv_b);
     // o_lat[T, H, C] = Σ_{t∈sel[s]} softmax(scale·(q_lat·c_t + q_pe·kpe_t)) · c_t, with q_pe at offset
-    // pe_offset of each q head and the caches latent [ctx, C], kpe [ctx, Dr].
+    // pe_offset of each q head and the pools latent [rows, C], kpe [rows, Dr]; sel holds pool rows.
     void (*mla_attend)(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
                        int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
                        const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale);

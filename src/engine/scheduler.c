@@ -9,6 +9,8 @@
 #include "common/util.h"
 
 #define MAX_PREFIX_ENTRIES 1024
+// Rows per batched decode forward (a backend's small-batch kernels are row-invariant up to this).
+#define GLINT_DECODE_BATCH 64
 
 const double glint_latency_bucket_bounds[8] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0};
 
@@ -16,7 +18,6 @@ typedef struct {
     glint_gen_request *req;
     glint_state *st;
     glint_sampler *sampler;
-    int64_t pages;        // reserved from the pool: the pages of st's capacity
     int full_capacity;    // prompt + max_new_tokens (capped by the context); st grows up to it
     const int32_t *fill;  // tokens to put in the cache before decoding: the prompt, or after a
     int n_fill;           // retraction the prompt + output so far (minus the last sampled token)
@@ -27,6 +28,7 @@ typedef struct {
     int reasoning_over;   // think_end_id was generated (forcing may start)
     int call_state;       // where a forced tool call is (CALL_*)
     int32_t last_token;   // sampled, not yet forwarded
+    int decode_now;       // this engine step decodes it (its fill was cached when the step began)
     int32_t *history;     // prompt + generated (for the prefix cache)
     int n_history;
 } sequence;
@@ -34,7 +36,6 @@ typedef struct {
 typedef struct {
     glint_state *st;
     int32_t *tokens;  // the tokens whose rows are in st (st->n_past of them)
-    int64_t pages;
     uint64_t last_used;
 } prefix_entry;
 
@@ -56,8 +57,9 @@ struct glint_engine {
     prefix_entry *prefix;
     int n_prefix, cap_prefix;
     uint64_t clock;
-    int64_t pages_used;  // running + prefix cache
-    float *logits, *scratch;
+    glint_kv_pool *pool;  // every sequence's and cached prefix's pages
+    float *logits;        // [max_running, V] a decode batch's logits
+    float *scratch;       // [V]
     glint_engine_stats stats;  // guarded by mu
 };
 
@@ -106,23 +108,9 @@ static int64_t pages_for(const glint_engine *e, int tokens) {
     return ((int64_t)tokens + e->opt.page_size - 1) / e->opt.page_size;
 }
 
-void glint_state_copy_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n) {
-    const glint_config *c = &m->cfg;
-    glint_backend *be = m->be;  // caches live in backend memory: copy with the backend's op
-    for (int l = 0; l < c->num_layers && n > 0; l++) {
-        be->copy_rows(be, dst->latent[l], c->kv_lora_rank, src->latent[l], c->kv_lora_rank, n, c->kv_lora_rank);
-        be->copy_rows(be, dst->kpe[l], c->qk_rope_head_dim, src->kpe[l], c->qk_rope_head_dim, n, c->qk_rope_head_dim);
-        if (src->index_k[l] && dst->index_k[l])
-            be->copy_rows(be, dst->index_k[l], c->index_head_dim, src->index_k[l], c->index_head_dim, n,
-                          c->index_head_dim);
-    }
-    dst->n_past = n;
-}
-
 static void prefix_evict(glint_engine *e, int i) {
     glint_state_free(e->m, e->prefix[i].st);
     free(e->prefix[i].tokens);
-    e->pages_used -= e->prefix[i].pages;
     e->prefix[i] = e->prefix[--e->n_prefix];
 }
 
@@ -131,7 +119,6 @@ static void prefix_insert(glint_engine *e, sequence *s) {
     int n = s->st->n_past;
     if (!e->opt.prefix_cache || n < 1) {
         glint_state_free(e->m, s->st);
-        e->pages_used -= s->pages;
         return;
     }
     // An entry that is a prefix of this one is now redundant.
@@ -154,7 +141,6 @@ static void prefix_insert(glint_engine *e, sequence *s) {
         prefix_entry *grown = realloc(e->prefix, (size_t)cap * sizeof *grown);
         if (!grown) {
             glint_state_free(e->m, s->st);
-            e->pages_used -= s->pages;
             return;
         }
         e->prefix = grown;
@@ -163,14 +149,11 @@ static void prefix_insert(glint_engine *e, sequence *s) {
     int32_t *tokens = malloc((size_t)n * sizeof *tokens);
     if (!tokens) {
         glint_state_free(e->m, s->st);
-        e->pages_used -= s->pages;
         return;
     }
     memcpy(tokens, s->history, (size_t)n * sizeof *tokens);
-    // A cached state holds only what was allocated; the rest of the reservation goes back.
-    int64_t held = pages_for(e, s->st->capacity);
-    if (held < s->pages) e->pages_used -= s->pages - held, s->pages = held;
-    e->prefix[e->n_prefix++] = (prefix_entry){.st = s->st, .tokens = tokens, .pages = s->pages, .last_used = ++e->clock};
+    glint_state_trim(s->st);  // pages reserved beyond the cached tokens go back to the pool
+    e->prefix[e->n_prefix++] = (prefix_entry){.st = s->st, .tokens = tokens, .last_used = ++e->clock};
 }
 
 // The entry sharing the longest token prefix with the prompt (at most n_prompt - 1 tokens, so at
@@ -224,10 +207,11 @@ void glint_engine_cancel(glint_engine *e, glint_gen_request *r) {
     pthread_mutex_unlock(&e->mu);
 }
 
-// Makes room for `pages` more pages by evicting least recently used cached prefixes (never
-// the entry whose tokens are `keep`). Returns 0, or 1 when running sequences hold the pool.
+// Makes `pages` pages free by evicting least recently used cached prefixes (never the entry whose
+// tokens are `keep`; an evicted entry frees only the pages no sequence shares). Returns 0, or 1
+// when what is left is held by running sequences (and `keep`).
 static int make_room(glint_engine *e, int64_t pages, const int32_t *keep) {
-    while (e->pages_used + pages > e->opt.total_pages) {
+    while (e->pool->n_free < pages) {
         int victim = -1;
         for (int i = 0; i < e->n_prefix; i++)
             if (e->prefix[i].tokens != keep && (victim < 0 || e->prefix[i].last_used < e->prefix[victim].last_used))
@@ -259,8 +243,9 @@ static int init_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
 }
 
 // Gives s a cache for its fill tokens plus a first stretch of output (it grows on demand, see
-// grow_state), starting from the longest cached prefix: a cached state is taken over when found,
-// else rows are copied. Returns 0, 1 when the pool is full for now, -1 on error.
+// grow_state), starting from the longest cached prefix: its whole pages are shared (the rows of a
+// last partial page copied) when the pool has room, else the entry is taken over (its pages become
+// s's). Returns 0, 1 when the pool is full for now, -1 on error.
 static int place_sequence(glint_engine *e, sequence *s) {
     int initial = s->n_fill + e->opt.grow_tokens;
     if (initial > s->full_capacity) initial = s->full_capacity;
@@ -269,31 +254,36 @@ static int place_sequence(glint_engine *e, sequence *s) {
     int max_match = s->sample_after_fill ? s->n_fill - 1 : s->n_fill;
     int entry = e->opt.prefix_cache ? prefix_lookup(e, s->fill, max_match, &match) : -1;
     if (match == 0) entry = -1;
-    int64_t need = pages_for(e, initial > match ? initial : match + 1);
     const int32_t *keep = entry >= 0 ? e->prefix[entry].tokens : NULL;
-    // Copy the shared rows when the entry has more for others (a common system prompt) and the
-    // pool allows; take the state over when this sequence continues the entry (a retracted
-    // sequence, the next turn of a chat) or there is no room for a copy.
-    int copy = entry >= 0 && match < e->prefix[entry].st->n_past && !make_room(e, need, keep);
+    const int share = entry >= 0 && !make_room(e, pages_for(e, initial) - match / e->opt.page_size, keep);
     if (keep)  // eviction compacts the array
         for (int i = 0; i < e->n_prefix; i++)
             if (e->prefix[i].tokens == keep) entry = i;
-    if (entry >= 0 && !copy) {  // take the cached state over: its pages move from the cache to s
+    if (entry >= 0 && !share) {  // take the entry over
         s->st = e->prefix[entry].st;
-        s->st->n_past = match;
-        s->pages = e->prefix[entry].pages;
         free(e->prefix[entry].tokens);
         e->prefix[entry] = e->prefix[--e->n_prefix];
-    } else {
-        if (!copy && make_room(e, need, NULL)) return 1;
-        s->st = glint_state_new(e->m, initial > match ? initial : match + 1);
-        if (!s->st) return -1;
-        s->pages = need;
-        e->pages_used += need;
-        if (copy) {
-            glint_state_copy_prefix(e->m, s->st, e->prefix[entry].st, match);
-            e->prefix[entry].last_used = ++e->clock;
+        match = glint_state_truncate(s->st, match);
+        if (make_room(e, pages_for(e, initial) - s->st->n_pages, NULL)) {
+            prefix_insert(e, s);  // back to the cache: s waits for running sequences to finish
+            s->st = NULL;
+            return 1;
         }
+    } else {
+        if (entry < 0 && make_room(e, pages_for(e, initial), NULL)) return 1;
+        s->st = glint_state_in_pool(e->pool);
+        if (!s->st) return -1;
+        if (entry >= 0 && glint_state_share_prefix(e->m, s->st, e->prefix[entry].st, match)) {
+            glint_state_free(e->m, s->st);  // room was made above: only an allocation can fail
+            s->st = NULL;
+            return -1;
+        }
+        if (entry >= 0) e->prefix[entry].last_used = ++e->clock;
+    }
+    if (glint_state_reserve(s->st, initial)) {
+        glint_state_free(e->m, s->st);
+        s->st = NULL;
+        return -1;
     }
     s->n_prefilled = match;
     return 0;
@@ -303,7 +293,6 @@ static void end_sequence(glint_engine *e, sequence *s, glint_finish_reason why, 
     glint_sampler_free(s->sampler);
     if (why == GLINT_FINISH_ERROR || !s->st) {
         glint_state_free(e->m, s->st);
-        e->pages_used -= s->pages;
     } else {
         prefix_insert(e, s);
     }
@@ -327,7 +316,7 @@ static void bucket(uint64_t *buckets, double seconds) {
         if (seconds <= glint_latency_bucket_bounds[i]) buckets[i]++;
 }
 
-// Samples the next token of s from e->logits and publishes it. Returns 1 when s is finished.
+// Samples the next token of s from logits [V] (modified) and publishes it. Returns 1 when s is finished.
 
 // A forced tool call after its forced prefix (spec/SERVING.md §2.2 layout):
 //   NAME (free text) | AFTER_NAME/AFTER_VALUE: <arg_key> or </tool_call> | KEY (free text) </arg_key>
@@ -376,17 +365,17 @@ static void advance_call_state(const glint_gen_request *r, sequence *s, int32_t 
     else if (id == t[TAG_VALUE_END]) s->call_state = CALL_AFTER_VALUE;
 }
 
-static int sample_and_emit(glint_engine *e, sequence *s) {
+static int sample_and_emit(glint_engine *e, sequence *s, float *logits) {
     glint_gen_request *r = s->req;
     const int V = e->m->cfg.vocab_size;
     glint_token_out out = {0};
     if (r->logprobs) {  // log_softmax of the raw logits, before penalties and temperature
-        float mx = e->logits[0];
-        for (int i = 1; i < V; i++) mx = e->logits[i] > mx ? e->logits[i] : mx;
+        float mx = logits[0];
+        for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
         double sum = 0;
-        for (int i = 0; i < V; i++) sum += exp((double)e->logits[i] - mx);
+        for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
         float lse = mx + (float)log(sum);
-        for (int i = 0; i < V; i++) e->scratch[i] = e->logits[i] - lse;
+        for (int i = 0; i < V; i++) e->scratch[i] = logits[i] - lse;
         int k = r->top_logprobs;
         for (int j = 0; j < k; j++) {  // k is small: selection by repeated scans
             int best = -1;
@@ -402,26 +391,26 @@ static int sample_and_emit(glint_engine *e, sequence *s) {
     }
     if (s->n_generated < r->min_new_tokens) {  // stop tokens may not end the output yet
         if (!r->ignore_eos)
-            for (int i = 0; i < e->m->cfg.n_eos; i++) e->logits[e->m->cfg.eos_ids[i]] = -INFINITY;
-        for (int i = 0; i < r->n_stop_ids; i++) e->logits[r->stop_ids[i]] = -INFINITY;
+            for (int i = 0; i < e->m->cfg.n_eos; i++) logits[e->m->cfg.eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < r->n_stop_ids; i++) logits[r->stop_ids[i]] = -INFINITY;
     }
-    for (int i = 0; i < r->n_logit_bias; i++) e->logits[r->logit_bias_ids[i]] += r->logit_bias[i];
-    constrain_tool_call(r, s, e->logits, V);
+    for (int i = 0; i < r->n_logit_bias; i++) logits[r->logit_bias_ids[i]] += r->logit_bias[i];
+    constrain_tool_call(r, s, logits, V);
     const int forcing_pending = s->n_forced_done < r->n_forced;
     const int forcing_now = forcing_pending && (!r->reasoning_first || s->reasoning_over);
     const int call_open = s->call_state != CALL_NONE && s->call_state != CALL_DONE;
     if ((forcing_pending && !forcing_now) || call_open) {  // the call must still come or end first
         if (!r->ignore_eos)
-            for (int i = 0; i < e->m->cfg.n_eos; i++) e->logits[e->m->cfg.eos_ids[i]] = -INFINITY;
-        for (int i = 0; i < r->n_stop_ids; i++) e->logits[r->stop_ids[i]] = -INFINITY;
+            for (int i = 0; i < e->m->cfg.n_eos; i++) logits[e->m->cfg.eos_ids[i]] = -INFINITY;
+        for (int i = 0; i < r->n_stop_ids; i++) logits[r->stop_ids[i]] = -INFINITY;
     }
     if (forcing_now) {  // only the next forced id can be chosen
         const int32_t forced = r->forced_ids[s->n_forced_done];
-        const float keep = e->logits[forced];
-        for (int i = 0; i < V; i++) e->logits[i] = -INFINITY;
-        e->logits[forced] = isfinite(keep) ? keep : 0.0f;
+        const float keep = logits[forced];
+        for (int i = 0; i < V; i++) logits[i] = -INFINITY;
+        logits[forced] = isfinite(keep) ? keep : 0.0f;
     }
-    int32_t id = glint_sampler_sample(s->sampler, e->logits);
+    int32_t id = glint_sampler_sample(s->sampler, logits);
     if (forcing_now && ++s->n_forced_done == r->n_forced && r->n_special)  // n_special: the tags are known
         s->call_state = r->forced_named ? CALL_AFTER_NAME : CALL_NAME;
     else if (!forcing_now) advance_call_state(r, s, id);
@@ -478,22 +467,13 @@ static int sample_and_emit(glint_engine *e, sequence *s) {
     return 0;
 }
 
-// Makes room in s's cache for `needed` tokens (doubling, up to the request's capacity),
-// reserving the extra pages. Returns 0, 1 when the pool cannot give them, -1 on error.
+// Makes room in s's cache for `needed` tokens (pages from the pool, evicting cached prefixes when
+// needed). Returns 0, 1 when the pool cannot give them, -1 on error.
 static int grow_state(glint_engine *e, sequence *s, int needed) {
+    if (needed > s->full_capacity) needed = s->full_capacity;
     if (needed <= s->st->capacity) return 0;
-    int cap = 2 * s->st->capacity;
-    if (cap < needed) cap = needed;
-    if (cap > s->full_capacity) cap = s->full_capacity;
-    int64_t extra = pages_for(e, cap) - s->pages;
-    if (extra > 0 && make_room(e, extra, NULL)) return 1;
-    glint_state *bigger = glint_state_new(e->m, cap);
-    if (!bigger) return -1;
-    glint_state_copy_prefix(e->m, bigger, s->st, s->st->n_past);
-    glint_state_free(e->m, s->st);
-    s->st = bigger;
-    if (extra > 0) s->pages += extra, e->pages_used += extra;
-    return 0;
+    if (make_room(e, pages_for(e, needed) - s->st->n_pages, NULL)) return 1;
+    return glint_state_reserve(s->st, needed) ? -1 : 0;
 }
 
 // Gives s's cache back to the pool (as a prefix-cache entry, so resuming usually takes it back
@@ -502,7 +482,6 @@ static int grow_state(glint_engine *e, sequence *s, int needed) {
 static void retract(glint_engine *e, sequence *s) {
     prefix_insert(e, s);
     s->st = NULL;
-    s->pages = 0;
     if (s->n_generated > 0) {  // resume by refilling everything but the last sampled token
         s->fill = s->history;
         s->n_fill = s->n_history - 1;
@@ -515,58 +494,82 @@ static void retract(glint_engine *e, sequence *s) {
     pthread_mutex_unlock(&e->mu);
 }
 
-// Runs one engine step over the running sequences. Prefill chunks share the step's token budget;
-// every decoding sequence advances by one token.
 static int live_sequences(const glint_engine *e) {
     int n = 0;
     for (int i = 0; i < e->n_running; i++) n += e->running[i].req != NULL;
     return n;
 }
 
+// Makes room for s's next `needed` tokens; when the pool cannot, s is retracted (or, alone, ends
+// with an error). Returns 1 when s left the running set.
+static int ensure_room(glint_engine *e, sequence *s, int needed) {
+    int grown = grow_state(e, s, needed);
+    if (!grown) return 0;
+    if (grown > 0 && live_sequences(e) > 1) retract(e, s);
+    else end_sequence(e, s, GLINT_FINISH_ERROR, grown > 0 ? "KV pool exhausted" : glint_last_error());
+    s->req = NULL;
+    return 1;
+}
+
+// The next token of the sequences in batch[0..n): one forward for all of them (each row's result is
+// the one it gets alone), then sampling in admission order.
+static void decode_batch(glint_engine *e, sequence **batch, int n) {
+    const int V = e->m->cfg.vocab_size;
+    glint_batch_item items[GLINT_DECODE_BATCH];
+    for (int k = 0; k < n; k++)
+        items[k] = (glint_batch_item){batch[k]->st, &batch[k]->last_token, 1, e->logits + (size_t)k * V, 0, NULL};
+    if (glint_forward_batch(e->m, items, n)) {
+        char error[256];
+        snprintf(error, sizeof error, "%s", glint_last_error());
+        for (int k = 0; k < n; k++) end_sequence(e, batch[k], GLINT_FINISH_ERROR, error), batch[k]->req = NULL;
+        return;
+    }
+    for (int k = 0; k < n; k++)
+        if (sample_and_emit(e, batch[k], e->logits + (size_t)k * V)) batch[k]->req = NULL;
+}
+
+// One engine step over the running sequences: prefill chunks (sharing the step's token budget, one
+// forward per sequence, so a prompt is computed as it would be alone), then every sequence that
+// was already decoding advances by one token, in batched forwards.
 static void engine_step(glint_engine *e) {
     int budget = e->opt.chunked_prefill > 0 ? e->opt.chunked_prefill : 1 << 30;
-    int n = e->n_running;
+    const int n = e->n_running;
     for (int i = 0; i < n; i++) {
         sequence *s = &e->running[i];
-        if (!s->req) continue;
-        glint_gen_request *r = s->req;
-        int done = 0;
-        if (atomic_load(&r->cancelled)) {
+        s->decode_now = s->req && s->n_prefilled >= s->n_fill;
+        if (s->req && atomic_load(&s->req->cancelled)) {
             end_sequence(e, s, GLINT_FINISH_ABORT, NULL);
-            done = 1;
-        } else if (s->n_prefilled < s->n_fill) {
-            if (budget <= 0) continue;
-            int chunk = s->n_fill - s->n_prefilled;
-            if (chunk > budget) chunk = budget;
-            budget -= chunk;
-            int grown = grow_state(e, s, s->n_prefilled + chunk);
-            if (grown > 0 && live_sequences(e) > 1) {
-                retract(e, s);
-                done = 1;
-            } else if (grown || glint_forward(e->m, s->st, s->fill + s->n_prefilled, chunk, e->logits, 0)) {
-                end_sequence(e, s, GLINT_FINISH_ERROR, grown > 0 ? "KV pool exhausted" : glint_last_error());
-                done = 1;
-            } else {
-                s->n_prefilled += chunk;
-                pthread_mutex_lock(&e->mu);
-                e->stats.prompt_tokens += (uint64_t)chunk;
-                pthread_mutex_unlock(&e->mu);
-                if (s->n_prefilled == s->n_fill && s->sample_after_fill) done = sample_and_emit(e, s);
-            }
-        } else {
-            int grown = grow_state(e, s, s->st->n_past + 1);
-            if (grown > 0 && live_sequences(e) > 1) {
-                retract(e, s);
-                done = 1;
-            } else if (grown || glint_forward(e->m, s->st, &s->last_token, 1, e->logits, 0)) {
-                end_sequence(e, s, GLINT_FINISH_ERROR, grown > 0 ? "KV pool exhausted" : glint_last_error());
-                done = 1;
-            } else {
-                done = sample_and_emit(e, s);
-            }
+            s->req = NULL;
         }
-        if (done) s->req = NULL;
     }
+    for (int i = 0; i < n; i++) {
+        sequence *s = &e->running[i];
+        if (!s->req || s->decode_now || budget <= 0) continue;
+        int chunk = s->n_fill - s->n_prefilled;
+        if (chunk > budget) chunk = budget;
+        budget -= chunk;
+        if (ensure_room(e, s, s->n_prefilled + chunk)) continue;
+        const int last = s->n_prefilled + chunk == s->n_fill && s->sample_after_fill;
+        if (glint_forward(e->m, s->st, s->fill + s->n_prefilled, chunk, last ? e->logits : NULL, 0)) {
+            end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
+            s->req = NULL;
+            continue;
+        }
+        s->n_prefilled += chunk;
+        pthread_mutex_lock(&e->mu);
+        e->stats.prompt_tokens += (uint64_t)chunk;
+        pthread_mutex_unlock(&e->mu);
+        if (last && sample_and_emit(e, s, e->logits)) s->req = NULL;
+    }
+    sequence *batch[GLINT_DECODE_BATCH];
+    int n_batch = 0;
+    for (int i = 0; i < n; i++) {
+        sequence *s = &e->running[i];
+        if (!s->req || !s->decode_now || ensure_room(e, s, s->st->n_past + 1)) continue;
+        batch[n_batch++] = s;
+        if (n_batch == GLINT_DECODE_BATCH) decode_batch(e, batch, n_batch), n_batch = 0;
+    }
+    if (n_batch) decode_batch(e, batch, n_batch);
     // Compact the running list, keeping admission order.
     int kept = 0;
     for (int i = 0; i < e->n_running; i++)
@@ -637,14 +640,14 @@ static void *engine_main(void *arg) {
         }
         e->stats.running = e->n_running;
         e->stats.queued = e->n_queued + e->n_retracted;
-        e->stats.pages_used = e->pages_used;
+        e->stats.pages_used = e->pool->n_pages - e->pool->n_free;
         e->stats.prefix_entries = e->n_prefix;
         pthread_mutex_unlock(&e->mu);
         if (e->n_running) {
             engine_step(e);
             pthread_mutex_lock(&e->mu);
             e->stats.running = e->n_running;
-            e->stats.pages_used = e->pages_used;
+            e->stats.pages_used = e->pool->n_pages - e->pool->n_free;
             e->stats.prefix_entries = e->n_prefix;
             pthread_mutex_unlock(&e->mu);
         } else {  // queue head is waiting for pages that nobody holds: cannot happen (submit checks)
@@ -675,11 +678,20 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     if (e->opt.grow_tokens < 1) e->opt.grow_tokens = 256;
     e->running = glint_calloc((size_t)e->opt.max_running, sizeof *e->running, "running sequences");
     e->retracted = glint_calloc((size_t)e->opt.max_running, sizeof *e->retracted, "retracted sequences");
-    e->logits = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logits");
+    const int batch = e->opt.max_running < GLINT_DECODE_BATCH ? e->opt.max_running : GLINT_DECODE_BATCH;
+    e->logits = glint_malloc(sizeof(float) * (size_t)batch * m->cfg.vocab_size, "logits");
+    e->pool = glint_kv_pool_new(m, e->opt.total_pages, e->opt.page_size);
     e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
     e->stats.pages_total = e->opt.total_pages;
-    if (!e->running || !e->retracted || !e->logits || !e->scratch || pthread_create(&e->thread, NULL, engine_main, e)) {
+    if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->pool) {
         free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
+        glint_kv_pool_free(m, e->pool);
+        free(e);
+        return NULL;
+    }
+    if (pthread_create(&e->thread, NULL, engine_main, e)) {
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
+        glint_kv_pool_free(m, e->pool);
         free(e);
         glint_set_error("cannot start the engine thread");
         return NULL;
@@ -717,6 +729,7 @@ void glint_engine_free(glint_engine *e) {
     if (!e) return;
     glint_engine_shutdown(e);
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
+    glint_kv_pool_free(e->m, e->pool);
     free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);

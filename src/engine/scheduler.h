@@ -1,20 +1,20 @@
 // The engine loop behind `glint serve`: continuous batching over one model.
 //
-// Requests are queued (bounded), admitted while --max-running-requests and the KV page budget
-// allow, prefilled in chunks of at most --chunked-prefill-size tokens per engine step (interleaved
-// with the decode of the running requests), then decoded one token per step each. Each step
-// advances every running sequence; today that is one glint_forward call per sequence, the place
-// where a batched forward will go. Results flow back per request under its own mutex.
+// Requests are queued (bounded), admitted while --max-running-requests and the KV pages allow,
+// prefilled in chunks of at most --chunked-prefill-size tokens per engine step (one forward per
+// sequence), and decoded one token per step each, all decoding sequences in one batched forward
+// (glint_forward_batch: weights are read once per step; every row's result is what it would be
+// alone, so temperature-0 output does not depend on what else runs).
 //
-// KV memory: glint_state holds one contiguous cache per sequence. The page pool is accounting in
-// --page-size token pages: a sequence holds the pages of its cache's capacity, which starts at
-// its prompt plus `grow_tokens` and doubles on demand up to prompt + max_new_tokens. When the pool
-// cannot give a growing sequence its pages (after evicting cached prefixes), that sequence is
-// retracted as sglang does: its cache goes to the prefix cache, it waits, and it resumes first,
-// taking its cache back (or recomputing it) with its sampler state intact, so the output is the
-// same. The prefix cache keeps finished sequences' states (LRU, counted in the same budget) and
-// gives a new sequence the longest matching token prefix (taking the state over, no copy), so a
-// repeated system prompt or the earlier turns of a chat are not prefilled again.
+// KV memory is paged: one pool (glint_kv_pool) of --page-size token pages, its size from
+// --mem-fraction-static (or --max-total-tokens), allocated at start. A sequence takes pages as it
+// grows (its prompt plus `grow_tokens` at admission, then as needed). When the pool cannot give a
+// growing sequence a page (after evicting cached prefixes), that sequence is retracted as sglang
+// does: its cache goes to the prefix cache, it waits, and it resumes first, sharing its pages back
+// (or recomputing them) with its sampler state intact, so the output is the same. The prefix cache
+// keeps finished sequences' pages (LRU); a new sequence shares the whole pages of the longest
+// matching token prefix by reference and copies the rows of a last partial page, so a repeated
+// system prompt or the earlier turns of a chat are neither prefilled again nor stored twice.
 #ifndef GLINT_SCHEDULER_H
 #define GLINT_SCHEDULER_H
 
@@ -100,7 +100,7 @@ typedef struct {
     int chunked_prefill;    // tokens of prefill per engine step (<= 0: whole prompt)
     int context_length;     // longest sequence (prompt + output)
     int prefix_cache;       // 0 disables the prefix cache (--disable-radix-cache)
-    int grow_tokens;        // cache stretch allocated (and reserved) beyond what is needed (256)
+    int grow_tokens;        // pages reserved at admission beyond the prompt, in tokens (256)
 } glint_engine_options;
 
 typedef struct {
@@ -135,9 +135,5 @@ glint_submit_result glint_engine_submit(glint_engine *e, glint_gen_request *r);
 // Asks the engine to stop r; it finishes with GLINT_FINISH_ABORT at the next step boundary.
 void glint_engine_cancel(glint_engine *e, glint_gen_request *r);
 void glint_engine_get_stats(glint_engine *e, glint_engine_stats *s);
-
-// Copies the first n cached tokens (every layer's latent, rope key and indexer key rows) of src
-// into dst and sets dst->n_past = n.
-void glint_state_copy_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n);
 
 #endif

@@ -389,35 +389,164 @@ uint64_t glint_state_bytes_per_token(const glint_config *c) {
     return per;
 }
 
-// Caches for n_layers layers; layer l keeps indexer keys when has_indexer[l].
-static glint_state *state_new(const glint_model *m, int capacity, int n_layers, const uint8_t *has_indexer) {
+// A pool for n_layers layers; layer l keeps indexer keys when has_indexer[l].
+static glint_kv_pool *pool_new(const glint_model *m, int64_t n_pages, int page_size, int n_layers,
+                               const uint8_t *has_indexer) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
-    glint_state *st = glint_calloc(1, sizeof *st, "sequence state");
-    if (!st) return NULL;
-    st->capacity = capacity;
-    st->n_layers = n_layers;
-    st->latent = glint_calloc((size_t)n_layers * 3, sizeof(float *), "cache table");
-    if (!st->latent) goto fail;
-    st->kpe = st->latent + n_layers;
-    st->index_k = st->latent + 2 * n_layers;
+    if (n_pages < 1 || page_size < 1 || n_pages * page_size > INT32_MAX) {
+        glint_set_error("KV pool of %lld pages of %d tokens: out of range", (long long)n_pages, page_size);
+        return NULL;
+    }
+    glint_kv_pool *pool = glint_calloc(1, sizeof *pool, "KV pool");
+    if (!pool) return NULL;
+    pool->page_size = page_size;
+    pool->n_pages = (int)n_pages;
+    pool->n_layers = n_layers;
+    const size_t rows = (size_t)n_pages * page_size;
+    pool->latent = glint_calloc((size_t)n_layers * 3, sizeof(float *), "cache table");
+    pool->refs = glint_calloc((size_t)n_pages, sizeof(int32_t), "page references");
+    pool->free_pages = glint_malloc((size_t)n_pages * sizeof(int32_t), "free pages");
+    if (!pool->latent || !pool->refs || !pool->free_pages) goto fail;
+    pool->kpe = pool->latent + n_layers;
+    pool->index_k = pool->latent + 2 * n_layers;
     for (int l = 0; l < n_layers; l++) {
-        st->latent[l] = be->alloc(be, (size_t)capacity * c->kv_lora_rank * sizeof(float), "MLA latent cache");
-        st->kpe[l] = be->alloc(be, (size_t)capacity * c->qk_rope_head_dim * sizeof(float), "MLA rope-key cache");
-        if (!st->latent[l] || !st->kpe[l]) goto fail;
+        pool->latent[l] = be->alloc(be, rows * c->kv_lora_rank * sizeof(float), "MLA latent cache");
+        pool->kpe[l] = be->alloc(be, rows * c->qk_rope_head_dim * sizeof(float), "MLA rope-key cache");
+        if (!pool->latent[l] || !pool->kpe[l]) goto fail;
         if (has_indexer[l]) {
-            st->index_k[l] = be->alloc(be, (size_t)capacity * c->index_head_dim * sizeof(float), "indexer key cache");
-            if (!st->index_k[l]) goto fail;
+            pool->index_k[l] = be->alloc(be, rows * c->index_head_dim * sizeof(float), "indexer key cache");
+            if (!pool->index_k[l]) goto fail;
         }
     }
-    return st;
+    // Lowest page ids first (pops from the end).
+    for (int i = 0; i < pool->n_pages; i++) pool->free_pages[i] = pool->n_pages - 1 - i;
+    pool->n_free = pool->n_pages;
+    return pool;
 fail:
-    glint_state_free(m, st);
+    glint_kv_pool_free(m, pool);
     return NULL;
 }
 
+glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page_size) {
+    return pool_new(m, n_pages, page_size, m->cfg.num_layers, m->cfg.layer_has_indexer);
+}
+
+void glint_kv_pool_free(const glint_model *m, glint_kv_pool *pool) {
+    if (!pool) return;
+    if (pool->latent)
+        for (int l = 0; l < pool->n_layers; l++) {
+            m->be->free(m->be, pool->latent[l]);
+            m->be->free(m->be, pool->kpe[l]);
+            m->be->free(m->be, pool->index_k[l]);
+        }
+    free(pool->latent);
+    free(pool->refs);
+    free(pool->free_pages);
+    free(pool);
+}
+
+glint_state *glint_state_in_pool(glint_kv_pool *pool) {
+    glint_state *st = glint_calloc(1, sizeof *st, "sequence state");
+    if (st) st->pool = pool;
+    return st;
+}
+
+int glint_state_reserve(glint_state *st, int tokens) {
+    glint_kv_pool *pool = st->pool;
+    const int need = (int)(((int64_t)tokens + pool->page_size - 1) / pool->page_size) - st->n_pages;
+    if (need <= 0) return 0;
+    if (need > pool->n_free) return 1;
+    if (st->n_pages + need > st->cap_pages) {
+        int cap = st->cap_pages ? 2 * st->cap_pages : 16;
+        if (cap < st->n_pages + need) cap = st->n_pages + need;
+        int32_t *grown = realloc(st->pages, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            glint_set_error("out of memory for a page table");
+            return -1;
+        }
+        st->pages = grown, st->cap_pages = cap;
+    }
+    for (int i = 0; i < need; i++) {
+        const int32_t page = pool->free_pages[--pool->n_free];
+        pool->refs[page] = 1;
+        st->pages[st->n_pages++] = page;
+    }
+    st->capacity = st->n_pages * pool->page_size;
+    return 0;
+}
+
+static void release_pages(glint_state *st, int keep) {
+    glint_kv_pool *pool = st->pool;
+    for (int i = keep; i < st->n_pages; i++)
+        if (--pool->refs[st->pages[i]] == 0) pool->free_pages[pool->n_free++] = st->pages[i];
+    st->n_pages = keep < st->n_pages ? keep : st->n_pages;
+    st->capacity = st->n_pages * pool->page_size;
+}
+
+void glint_state_trim(glint_state *st) {
+    if (!st->own_pool) release_pages(st, (st->n_past + st->pool->page_size - 1) / st->pool->page_size);
+}
+
+int glint_state_truncate(glint_state *st, int n) {
+    if (n > st->n_past) n = st->n_past;
+    if (!st->own_pool) {
+        const int ps = st->pool->page_size;
+        if (n % ps && st->pool->refs[st->pages[n / ps]] > 1) n -= n % ps;
+        release_pages(st, (n + ps - 1) / ps);
+    }
+    st->n_past = n;
+    return n;
+}
+
+int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n) {
+    glint_kv_pool *pool = dst->pool;
+    const int ps = pool->page_size, whole = n / ps, rest = n % ps;
+    if (dst->n_pages || dst->n_past || src->pool != pool || n > src->n_past) {
+        glint_set_error("prefix sharing needs an empty state in the source's pool");
+        return -1;
+    }
+    if (rest && pool->n_free < 1) return 1;
+    if (whole) {  // room for the shared pages; the partial one is added by reserve
+        dst->pages = glint_malloc((size_t)(whole + 16) * sizeof *dst->pages, "page table");
+        if (!dst->pages) return -1;
+        dst->cap_pages = whole + 16;
+        for (int i = 0; i < whole; i++) pool->refs[dst->pages[i] = src->pages[i]]++;
+        dst->n_pages = whole;
+        dst->capacity = whole * ps;
+    }
+    if (rest) {
+        if (glint_state_reserve(dst, n)) return -1;  // a free page was checked above
+        const glint_config *c = &m->cfg;
+        glint_backend *be = m->be;
+        const size_t from = (size_t)src->pages[whole] * ps, to = (size_t)dst->pages[whole] * ps;
+        for (int l = 0; l < pool->n_layers; l++) {
+            const int C = c->kv_lora_rank, Dr = c->qk_rope_head_dim, Di = c->index_head_dim;
+            be->copy_rows(be, pool->latent[l] + to * C, C, pool->latent[l] + from * C, C, rest, C);
+            be->copy_rows(be, pool->kpe[l] + to * Dr, Dr, pool->kpe[l] + from * Dr, Dr, rest, Dr);
+            if (pool->index_k[l])
+                be->copy_rows(be, pool->index_k[l] + to * Di, Di, pool->index_k[l] + from * Di, Di, rest, Di);
+        }
+    }
+    dst->n_past = n;
+    return 0;
+}
+
+// A state owning a pool of one page of `capacity` tokens.
+static glint_state *private_state(const glint_model *m, int capacity, int n_layers, const uint8_t *has_indexer) {
+    glint_kv_pool *pool = pool_new(m, 1, capacity, n_layers, has_indexer);
+    glint_state *st = pool ? glint_state_in_pool(pool) : NULL;
+    if (!st || glint_state_reserve(st, capacity)) {
+        free(st);
+        glint_kv_pool_free(m, pool);
+        return NULL;
+    }
+    st->own_pool = 1;
+    return st;
+}
+
 glint_state *glint_state_new(const glint_model *m, int capacity) {
-    return state_new(m, capacity, m->cfg.num_layers, m->cfg.layer_has_indexer);
+    return private_state(m, capacity, m->cfg.num_layers, m->cfg.layer_has_indexer);
 }
 
 glint_state *glint_mtp_state_new(const glint_model *m, int capacity) {
@@ -426,18 +555,14 @@ glint_state *glint_mtp_state_new(const glint_model *m, int capacity) {
         glint_set_error("this checkpoint has no MTP layer");
         return NULL;
     }
-    return state_new(m, capacity, 1, runs_indexer);
+    return private_state(m, capacity, 1, runs_indexer);
 }
 
 void glint_state_free(const glint_model *m, glint_state *st) {
     if (!st) return;
-    if (st->latent)
-        for (int l = 0; l < st->n_layers; l++) {
-            m->be->free(m->be, st->latent[l]);
-            m->be->free(m->be, st->kpe[l]);
-            m->be->free(m->be, st->index_k[l]);
-        }
-    free(st->latent);
+    release_pages(st, 0);
+    free(st->pages);
+    if (st->own_pool) glint_kv_pool_free(m, st->pool);
     free(st);
 }
 
@@ -504,44 +629,51 @@ static void mlp(glint_backend *be, const glm_layer *L, const float *xn, int T, i
     be->matmul(be, y, D, s->mlp_h, I, T, &L->down);
 }
 
-// MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are st's layer l; adds the
+// The caches a batch works on: the pool and where each row's positions live in it.
+typedef struct {
+    glint_kv_pool *pool;
+    glint_cache_map map;  // row_seq and page_table point into tables (backend memory)
+    int32_t *tables;
+} batch_caches;
+
+// MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; adds the
 // attention output to s->x.
-static void attention(glint_model *m, glint_state *st, int l, const glm_layer *L, int T, scratch *s) {
+static void attention(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
+    const glint_kv_pool *pool = bc->pool;
     const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
-    const int start = st->n_past;
 
     be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
     be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
     be->matmul(be, s->q, H * Dq, s->qa, Qr, T, &L->q_b);
     be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
 
-    // New latents and rotated keys go straight into the cache rows of their positions.
+    // New latents and rotated keys go into the cache rows of their positions before anything reads
+    // the cache: a token attends to itself and to the earlier tokens of its chunk.
     be->matmul(be, s->kv, C + Dr, s->xn, D, T, &L->kv_a);
-    float *latent = st->latent[l] + (size_t)start * C, *kpe = st->kpe[l] + (size_t)start * Dr;
     be->rmsnorm(be, s->kv, s->kv, C + Dr, T, C, &L->kv_a_norm, c->rms_norm_eps);
     be->rope(be, s->kv, T, 1, C + Dr, C + Dr, C, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-    be->copy_rows(be, latent, C, s->kv, C + Dr, T, C);
-    be->copy_rows(be, kpe, Dr, s->kv + C, C + Dr, T, Dr);
+    be->write_cache(be, pool->latent[l], C, s->kv, C + Dr, T, C, s->pos, &bc->map);
+    be->write_cache(be, pool->kpe[l], Dr, s->kv + C, C + Dr, T, Dr, s->pos, &bc->map);
 
     if (L->has_indexer) {
         const int Hi = c->index_n_heads, Di = c->index_head_dim;
         be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-        float *keys = st->index_k[l] + (size_t)start * Di;
-        be->matmul(be, keys, Di, s->xn, D, T, &L->idx_wk);
-        be->layernorm(be, keys, keys, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f);
-        be->rope(be, keys, T, 1, Di, Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+        be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
+        be->layernorm(be, s->ki, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f);
+        be->rope(be, s->ki, T, 1, Di, Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+        be->write_cache(be, pool->index_k[l], Di, s->ki, Di, T, Di, s->pos, &bc->map);
         be->matmul(be, s->iw, Hi, s->xn, D, T, &L->idx_weights_proj);
-        be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, st->index_k[l], T, s->pos, Hi, Di, c->index_topk,
-                           1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
+        be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, pool->index_k[l], T, s->pos, &bc->map, Hi, Di,
+                           c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
     }
     // S layers reuse the selection left in s->sel by the last F layer (layer 0 is always F).
 
     be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
-    be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, st->latent[l], st->kpe[l], s->sel, s->n_sel,
+    be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, pool->latent[l], pool->kpe[l], s->sel, s->n_sel,
                    c->index_topk, T, H, C, Dr, c->softmax_scale);
     be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
     be->matmul(be, s->y, D, s->o, H * Dv, T, &L->o_proj);
@@ -549,12 +681,12 @@ static void attention(glint_model *m, glint_state *st, int l, const glm_layer *L
 }
 
 // One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x.
-static void decoder_layer(glint_model *m, glint_state *st, int l, const glm_layer *L, int T, scratch *s) {
+static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
     be->rmsnorm(be, s->xn, s->x, D, T, D, &L->input_norm, c->rms_norm_eps);
-    attention(m, st, l, L, T, s);
+    attention(m, bc, l, L, T, s);
     be->rmsnorm(be, s->xn, s->x, D, T, D, &L->post_attn_norm, c->rms_norm_eps);
     if (L->is_moe) {
         glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
@@ -571,63 +703,138 @@ static void decoder_layer(glint_model *m, glint_state *st, int l, const glm_laye
     be->add(be, s->x, s->y, (size_t)T * D);
 }
 
-// Checks, scratch and positions for T new tokens of st (ids may be NULL: checked by the caller).
-static int begin_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, scratch *s) {
+static void end_forward(glint_backend *be, scratch *s, batch_caches *bc) {
+    scratch_free(be, s);
+    be->free(be, bc->tables);
+}
+
+// Checks, scratch, positions and the page tables for a batch; *T_out = its rows, *ids_out = their
+// token ids side by side (host, caller frees). The items' ids may be NULL (the MTP passes them).
+static int begin_forward(glint_model *m, const glint_batch_item *items, int n_items, scratch *s, batch_caches *bc,
+                         int *T_out, int32_t **ids_out) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
-    if (st->n_past + T > st->capacity) {
-        glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", st->n_past, T,
-                        st->capacity);
-        return -1;
-    }
-    for (int t = 0; ids && t < T; t++)
-        if (ids[t] < 0 || ids[t] >= c->vocab_size) {
-            glint_set_error("token id %d at position %d is outside the vocabulary (0..%d)", ids[t], t,
-                            c->vocab_size - 1);
+    int T = 0, stride = 1, max_position = 0;
+    glint_kv_pool *pool = items[0].st->pool;
+    for (int i = 0; i < n_items; i++) {
+        const glint_state *st = items[i].st;
+        if (st->n_past + items[i].n_tokens > st->capacity) {
+            glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", st->n_past,
+                            items[i].n_tokens, st->capacity);
             return -1;
         }
-    if (scratch_alloc(be, c, T, s)) return -1;
-    int32_t *positions = glint_malloc(sizeof(int32_t) * (size_t)T, "positions");
-    if (!positions) {
-        scratch_free(be, s);
+        if (st->pool != pool) {
+            glint_set_error("batched sequences must share one KV pool");
+            return -1;
+        }
+        for (int t = 0; items[i].ids && t < items[i].n_tokens; t++)
+            if (items[i].ids[t] < 0 || items[i].ids[t] >= c->vocab_size) {
+                glint_set_error("token id %d at position %d is outside the vocabulary (0..%d)", items[i].ids[t], t,
+                                c->vocab_size - 1);
+                return -1;
+            }
+        const int end = st->n_past + items[i].n_tokens;
+        const int pages = (end + pool->page_size - 1) / pool->page_size;
+        stride = pages > stride ? pages : stride;
+        max_position = end - 1 > max_position ? end - 1 : max_position;
+        T += items[i].n_tokens;
+    }
+    memset(bc, 0, sizeof *bc);
+    // Host side: ids [T], positions [T], then the tables as uploaded: row_seq [T], pages [n_items, stride].
+    const size_t table_ints = (size_t)T + (size_t)n_items * stride;
+    int32_t *ids = glint_malloc(sizeof(int32_t) * (2 * (size_t)T + table_ints), "batch tables");
+    if (!ids) return -1;
+    int32_t *positions = ids + T, *row_seq = positions + T, *page_table = row_seq + T;
+    for (int i = 0, row = 0; i < n_items; i++) {
+        const glint_state *st = items[i].st;
+        for (int t = 0; t < items[i].n_tokens; t++, row++) {
+            ids[row] = items[i].ids ? items[i].ids[t] : 0;
+            positions[row] = st->n_past + t;
+            row_seq[row] = i;
+        }
+        // The pages holding positions < n_past + n_tokens (reserved pages beyond are not needed).
+        const int used = st->n_pages < stride ? st->n_pages : stride;
+        memcpy(page_table + (size_t)i * stride, st->pages, sizeof(int32_t) * (size_t)used);
+        for (int p = used; p < stride; p++) page_table[(size_t)i * stride + p] = 0;  // never read
+    }
+    if (scratch_alloc(be, c, T, s)) {
+        free(ids);
         return -1;
     }
-    for (int t = 0; t < T; t++) positions[t] = st->n_past + t;
+    bc->pool = pool;
+    bc->tables = be->alloc(be, sizeof(int32_t) * table_ints, "page tables");
+    if (!bc->tables) {
+        end_forward(be, s, bc);
+        free(ids);
+        return -1;
+    }
     be->upload(be, s->pos, positions, sizeof(int32_t) * (size_t)T);
-    free(positions);
+    be->upload(be, bc->tables, row_seq, sizeof(int32_t) * table_ints);
+    bc->map = (glint_cache_map){.row_seq = bc->tables, .page_table = bc->tables + T, .pages_stride = stride,
+                                .page_size = pool->page_size, .max_position = max_position};
+    *T_out = T;
+    *ids_out = ids;
     return 0;
 }
 
-// final norm (weight `norm`) of rows [first, first + n) of s->x, then logits (and the normalized
-// rows themselves if hidden is not NULL) to the host.
-static int finish_forward(glint_model *m, const glint_weight *norm, int first, int n, scratch *s, float *logits,
-                          float *hidden) {
+// Final norm (weight `norm`) of the rows whose logits the items ask for, then the logits (and the
+// normalized rows when an item asks for hidden states) to the host.
+static int finish_forward(glint_model *m, const glint_weight *norm, const glint_batch_item *items, int n_items,
+                          scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
-    const int D = c->hidden_size;
-    be->rmsnorm(be, s->xn, s->x + (size_t)first * D, D, n, D, norm, c->rms_norm_eps);
-    float *dev_logits = be->alloc(be, (size_t)n * c->vocab_size * sizeof(float), "logits");
+    const int D = c->hidden_size, V = c->vocab_size;
+    int n_out = 0;
+    for (int i = 0; i < n_items; i++)
+        if (items[i].logits) n_out += items[i].all_logits ? items[i].n_tokens : 1;
+    if (!n_out) return 0;
+    // Gather the rows into s->y (free now: [T, D] >= [n_out, D]), normalize into s->xn.
+    for (int i = 0, row = 0, out = 0; i < n_items; row += items[i].n_tokens, i++) {
+        if (!items[i].logits) continue;
+        const int n = items[i].all_logits ? items[i].n_tokens : 1, first = row + items[i].n_tokens - n;
+        be->copy_rows(be, s->y + (size_t)out * D, D, s->x + (size_t)first * D, D, n, D);
+        out += n;
+    }
+    be->rmsnorm(be, s->xn, s->y, D, n_out, D, norm, c->rms_norm_eps);
+    float *dev_logits = be->alloc(be, (size_t)n_out * V * sizeof(float), "logits");
     if (!dev_logits) return -1;
-    be->matmul(be, dev_logits, c->vocab_size, s->xn, D, n, &m->lm_head);
-    be->download(be, logits, dev_logits, (size_t)n * c->vocab_size);
-    if (hidden) be->download(be, hidden, s->xn, (size_t)n * D);
+    be->matmul(be, dev_logits, V, s->xn, D, n_out, &m->lm_head);
+    for (int i = 0, out = 0; i < n_items; i++) {
+        if (!items[i].logits) continue;
+        const int n = items[i].all_logits ? items[i].n_tokens : 1;
+        be->download(be, items[i].logits, dev_logits + (size_t)out * V, (size_t)n * V);
+        if (items[i].hidden) be->download(be, items[i].hidden, s->xn + (size_t)out * D, (size_t)n * D);
+        out += n;
+    }
     be->free(be, dev_logits);
     return 0;
 }
 
+int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
+    const glint_config *c = &m->cfg;
+    if (n_items <= 0) return 0;
+    scratch s;
+    batch_caches bc;
+    int T;
+    int32_t *ids;
+    if (begin_forward(m, items, n_items, &s, &bc, &T, &ids)) return -1;
+    if (T > 0) {
+        m->be->embed(m->be, s.x, &m->embed, ids, T);
+        for (int l = 0; l < c->num_layers; l++) decoder_layer(m, &bc, l, &m->layers[l], T, &s);
+    }
+    int rc = T > 0 ? finish_forward(m, &m->final_norm, items, n_items, &s) : 0;
+    end_forward(m->be, &s, &bc);
+    free(ids);
+    if (!rc)
+        for (int i = 0; i < n_items; i++) items[i].st->n_past += items[i].n_tokens;
+    return rc;
+}
+
 int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
                          float *hidden) {
-    const glint_config *c = &m->cfg;
     if (T <= 0) return 0;
-    scratch s;
-    if (begin_forward(m, st, ids, T, &s)) return -1;
-    m->be->embed(m->be, s.x, &m->embed, ids, T);
-    for (int l = 0; l < c->num_layers; l++) decoder_layer(m, st, l, &m->layers[l], T, &s);
-    const int first = all_logits ? 0 : T - 1, n_out = all_logits ? T : 1;
-    int rc = finish_forward(m, &m->final_norm, first, n_out, &s, logits, hidden);
-    scratch_free(m->be, &s);
-    if (!rc) st->n_past += T;
-    return rc;
+    glint_batch_item item = {st, ids, T, logits, all_logits, hidden};
+    return glint_forward_batch(m, &item, 1);
 }
 
 int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits) {
@@ -644,8 +851,12 @@ int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidde
         return -1;
     }
     if (T <= 0) return 0;
+    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL};
     scratch s;
-    if (begin_forward(m, mtp_state, next_ids, T, &s)) return -1;
+    batch_caches bc;
+    int rows;
+    int32_t *ids;
+    if (begin_forward(m, &item, 1, &s, &bc, &rows, &ids)) return -1;
     float *joined = be->alloc(be, sizeof(float) * 2 * (size_t)T * D, "MTP input");  // [T, 2D]
     int rc = -1;
     if (joined) {
@@ -657,11 +868,12 @@ int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidde
         be->rmsnorm(be, s.y2, s.y2, D, T, D, &m->mtp_hnorm, c->rms_norm_eps);
         be->copy_rows(be, joined + D, 2 * D, s.y2, D, T, D);
         be->matmul(be, s.x, D, joined, 2 * D, T, &m->mtp_eh_proj);
-        decoder_layer(m, mtp_state, 0, &m->mtp, T, &s);
-        rc = finish_forward(m, &m->mtp_head_norm, 0, T, &s, logits, NULL);
+        decoder_layer(m, &bc, 0, &m->mtp, T, &s);
+        rc = finish_forward(m, &m->mtp_head_norm, &item, 1, &s);
         be->free(be, joined);
     }
-    scratch_free(be, &s);
+    end_forward(be, &s, &bc);
+    free(ids);
     if (!rc) mtp_state->n_past += T;
     return rc;
 }

@@ -98,22 +98,69 @@ void glint_model_free(glint_model *m);
 // A model of the config's shapes with random BF16 weights made in memory (benchmarks; no files).
 glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be);
 
-// One sequence's caches: per layer the MLA latent c_t [ctx, C] and rotated key kpe_t [ctx, Dr]
-// (spec §2.4), and for F layers the indexer keys [ctx, Di].
+// A paged cache: per layer a pool of n_pages·page_size rows of MLA latents c_t [C] and rotated keys
+// kpe_t [Dr] (spec §2.4) and, for layers with an indexer, indexer keys [Di]. Sequences (glint_state)
+// hold pages; a page may be held by several (a shared prompt prefix) and is free when none does.
 typedef struct {
-    int capacity;  // tokens
+    int page_size, n_pages, n_layers;
+    float **latent, **kpe, **index_k;  // [n_layers] each: backend memory [n_pages·page_size, width]
+    int32_t *refs;                     // [n_pages] holders of each page
+    int32_t *free_pages;               // stack of free page ids
+    int n_free;
+} glint_kv_pool;
+
+// A pool of n_pages pages of page_size tokens for the main model's layers. NULL + error if the
+// backend cannot allocate it.
+glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page_size);
+void glint_kv_pool_free(const glint_model *m, glint_kv_pool *pool);
+
+// One sequence: its pages (host list, in position order) and how many positions are cached.
+typedef struct {
+    glint_kv_pool *pool;
+    int own_pool;  // made by glint_state_new: a private pool of one page, freed with the state
+    int capacity;  // tokens the held pages can take (n_pages·page_size)
     int n_past;    // tokens already in the cache
-    float **latent, **kpe, **index_k;
-    int n_layers;
+    int32_t *pages;
+    int n_pages, cap_pages;
 } glint_state;
 
+// A sequence with a private contiguous cache of `capacity` tokens.
 glint_state *glint_state_new(const glint_model *m, int capacity);
+// An empty sequence in a shared pool (no pages until glint_state_reserve).
+glint_state *glint_state_in_pool(glint_kv_pool *pool);
 void glint_state_free(const glint_model *m, glint_state *st);
+// Takes pages from the pool until the state can hold `tokens` tokens. Returns 0, or 1 (nothing
+// taken) when the pool has too few free pages.
+int glint_state_reserve(glint_state *st, int tokens);
+// Gives back the pages beyond those holding the cached tokens.
+void glint_state_trim(glint_state *st);
+// Keeps the first n cached tokens and gives back the pages after them. A page that would be written
+// next but is shared with another holder is given back too (n is rounded down to its start).
+// Returns the new n_past.
+int glint_state_truncate(glint_state *st, int n);
+// dst (empty, same pool) gets the first n cached tokens of src: whole pages are shared, the rows of
+// a last partial page are copied into a page of dst's own. Returns 0, 1 when no page is free.
+int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n);
 // Bytes of cache per token of context.
 uint64_t glint_state_bytes_per_token(const glint_config *cfg);
 
 // The MTP layer's cache: one layer with its own indexer keys.
 glint_state *glint_mtp_state_new(const glint_model *m, int capacity);
+
+// One sequence's part of a batched forward: n_tokens new tokens appended at st->n_past.
+typedef struct {
+    glint_state *st;
+    const int32_t *ids;
+    int n_tokens;
+    float *logits;   // host: [V] of the last token, [n_tokens, V] with all_logits, or NULL (none)
+    int all_logits;
+    float *hidden;   // host, optional: the final-norm hidden states of the rows whose logits are written
+} glint_batch_item;
+
+// Runs several sequences' tokens as one batch (every weight is read once for all of them); each
+// row's result is the same as in a forward of its sequence alone. The states must share one pool
+// (or be a single item). Returns 0, or -1 with the error set (nothing is appended then).
+int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items);
 
 // Runs T tokens at positions n_past.. and appends them to the cache. Writes logits of every
 // position ([T, V]) when all_logits, else of the last position only ([V]), to host memory.

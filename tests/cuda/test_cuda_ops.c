@@ -316,26 +316,65 @@ static void test_embed_norms(void) {
 }
 
 // Indexer: selections compared as sets. Elements in only one of the two sets are accepted only
-// when their exact (double) score ties the boundary score to within FP32 rounding.
-static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int topk, int ctx, int all_keys_equal) {
+// when their exact (double) score ties the boundary score to within FP32 rounding. With page_size
+// > 0 the keys sit in a paged pool (pages in reverse order) and the selected pool rows are mapped
+// back to positions; else the cache is contiguous (one page of ctx rows).
+static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int topk, int ctx, int all_keys_equal,
+                              int page_size) {
     float *q = rand_floats((size_t)T * Hi * Di, 1.0f), *w = rand_floats((size_t)T * Hi, 1.0f);
     float *k = rand_floats((size_t)ctx * Di, 1.0f);
     if (all_keys_equal)
         for (int t = 1; t < ctx; t++) memcpy(k + (size_t)t * Di, k, sizeof(float) * Di);
     const float scale = 1.0f / sqrtf((float)Di), wscale = 1.0f / sqrtf((float)Hi);
+    const int ps = page_size > 0 ? page_size : ctx, n_pages = (ctx + ps - 1) / ps, rows = n_pages * ps;
+    int32_t *page_table = malloc(sizeof(int32_t) * n_pages), *row_seq = calloc((size_t)T, sizeof(int32_t));
+    int32_t *position_of_row = malloc(sizeof(int32_t) * rows);
+    float *k_pool = calloc((size_t)rows * Di, sizeof(float));
+    for (int p = 0; p < n_pages; p++) page_table[p] = n_pages - 1 - p;
+    int max_position = 0;
+    for (int s = 0; s < T; s++) max_position = pos[s] > max_position ? pos[s] : max_position;
+    glint_cache_map map = {row_seq, page_table, n_pages, ps, max_position};
+    for (int r = 0; r < rows; r++) position_of_row[r] = -1;
+    for (int t = 0; t < ctx; t++) {
+        const int64_t r = glint_cache_row(&map, 0, t);
+        position_of_row[r] = t;
+        memcpy(k_pool + (size_t)r * Di, k + (size_t)t * Di, sizeof(float) * Di);
+    }
     int32_t *ref_sel = malloc(sizeof(int32_t) * T * topk), ref_n[64];
     for (int i = 0; i < T * topk; i++) ref_sel[i] = -1;
-    cpu->indexer_select(cpu, ref_sel, ref_n, q, w, k, T, pos, Hi, Di, topk, scale, wscale);
+    cpu->indexer_select(cpu, ref_sel, ref_n, q, w, k_pool, T, pos, &map, Hi, Di, topk, scale, wscale);
     float *dq = to_device(q, sizeof(float) * T * Hi * Di), *dw = to_device(w, sizeof(float) * T * Hi);
-    float *dk = to_device(k, sizeof(float) * ctx * Di);
+    float *dk = to_device(k_pool, sizeof(float) * rows * Di);
     int32_t *dpos = to_device(pos, sizeof(int32_t) * T), *dsel = to_device(NULL, sizeof(int32_t) * T * topk);
     int32_t *dn = to_device(NULL, sizeof(int32_t) * T);
+    glint_cache_map dmap = {to_device(row_seq, sizeof(int32_t) * T), to_device(page_table, sizeof(int32_t) * n_pages),
+                            n_pages, ps, max_position};
+    {  // write_cache: the contiguous keys written through the map give the same pool
+        int32_t *all_pos = malloc(sizeof(int32_t) * ctx), *zeros = calloc((size_t)ctx, sizeof(int32_t));
+        for (int t = 0; t < ctx; t++) all_pos[t] = t;
+        glint_cache_map wmap = {to_device(zeros, sizeof(int32_t) * ctx), dmap.page_table, n_pages, ps, ctx - 1};
+        float *dk_rows = to_device(k, sizeof(float) * ctx * Di), *dpool = to_device(NULL, sizeof(float) * rows * Di);
+        int32_t *dall = to_device(all_pos, sizeof(int32_t) * ctx);
+        gpu->upload(gpu, dpool, k_pool, sizeof(float) * rows * Di);  // rows beyond ctx stay as they are
+        for (int t = 0; t < ctx; t++) poison(dpool + glint_cache_row(&map, 0, t) * Di, (size_t)Di);
+        gpu->write_cache(gpu, dpool, Di, dk_rows, Di, ctx, Di, dall, &wmap);
+        float *got = from_device(dpool, (size_t)rows * Di);
+        char what_w[96];
+        snprintf(what_w, sizeof what_w, "write_cache %d rows of %d into pages of %d", ctx, Di, ps);
+        expect(!memcmp(got, k_pool, sizeof(float) * rows * Di), what_w);
+        free(got), free(all_pos), free(zeros);
+        gpu->free(gpu, (void *)wmap.row_seq), gpu->free(gpu, dk_rows), gpu->free(gpu, dpool), gpu->free(gpu, dall);
+    }
     poison((float *)dsel, (size_t)T * topk);
     poison((float *)dn, (size_t)T);
-    gpu->indexer_select(gpu, dsel, dn, dq, dw, dk, T, dpos, Hi, Di, topk, scale, wscale);
+    gpu->indexer_select(gpu, dsel, dn, dq, dw, dk, T, dpos, &dmap, Hi, Di, topk, scale, wscale);
     int32_t *sel = malloc(sizeof(int32_t) * T * topk), n_sel[64];
     gpu->download(gpu, (float *)sel, (const float *)dsel, (size_t)T * topk);
     gpu->download(gpu, (float *)n_sel, (const float *)dn, (size_t)T);
+    for (int i = 0; i < T * topk; i++) {  // pool rows -> positions (-1: not a cached position)
+        ref_sel[i] = ref_sel[i] >= 0 && ref_sel[i] < rows ? position_of_row[ref_sel[i]] : -1;
+        sel[i] = sel[i] >= 0 && sel[i] < rows ? position_of_row[sel[i]] : -1;
+    }
     int ok = 1, loose = 0;
     for (int s = 0; s < T && ok; s++) {
         if (n_sel[s] != ref_n[s]) {
@@ -372,25 +411,30 @@ static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int top
         free(in_ref), free(in_got), free(score);
     }
     char what[160];
-    snprintf(what, sizeof what, "indexer_select %d x %d top-%d, %d queries, ctx %d%s: same sets%s", Hi, Di, topk, T, ctx,
-             all_keys_equal ? " (all tied: lowest positions)" : "", loose ? " (boundary ties)" : "");
+    snprintf(what, sizeof what, "indexer_select %d x %d top-%d, %d queries, ctx %d%s%s: same sets%s", Hi, Di, topk, T,
+             ctx, all_keys_equal ? " (all tied: lowest positions)" : "", page_size > 0 ? ", paged" : "",
+             loose ? " (boundary ties)" : "");
     expect(ok, what);
     gpu->free(gpu, dq), gpu->free(gpu, dw), gpu->free(gpu, dk), gpu->free(gpu, dpos), gpu->free(gpu, dsel),
-        gpu->free(gpu, dn);
+        gpu->free(gpu, dn), gpu->free(gpu, (void *)dmap.row_seq), gpu->free(gpu, (void *)dmap.page_table);
     free(q), free(w), free(k), free(ref_sel), free(sel);
+    free(page_table), free(row_seq), free(position_of_row), free(k_pool);
 }
 
 static void test_indexer(int quick) {
     printf("indexer_select\n");
     const int32_t tiny_pos[] = {0, 3, 8, 20, 39, 39};
-    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 0);
-    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 1);
+    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 0, 0);
+    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 1, 0);
+    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 0, 16);
+    test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 1, 7);
     if (quick) return;
     const int32_t pos[] = {100, 2047, 2048, 2500, 4999};
-    test_indexer_case(5, pos, 32, 128, 2048, 5000, 0);
-    test_indexer_case(5, pos, 32, 128, 2048, 5000, 1);
+    test_indexer_case(5, pos, 32, 128, 2048, 5000, 0, 0);
+    test_indexer_case(5, pos, 32, 128, 2048, 5000, 1, 0);
+    test_indexer_case(5, pos, 32, 128, 2048, 5000, 0, 64);
     const int32_t far[] = {70000};
-    test_indexer_case(1, far, 32, 128, 2048, 70001, 0);
+    test_indexer_case(1, far, 32, 128, 2048, 70001, 0, 0);
 }
 
 // Absorbed MLA: q_lat, attention over selected keys, up-projection, for a kv_b in each format.

@@ -1,4 +1,5 @@
-// Engine tests on the tiny random model (made by setup_fixtures.py): prefix copy is exact, a page
+// Engine tests on the tiny random model (made by setup_fixtures.py): paged prefix sharing and the
+// batched forward are exact, a page
 // pool that fits one sequence at a time still finishes every request with the answer it gets
 // alone, the prefix cache serves a repeated prompt, cancel and oversize requests are handled.
 #include <math.h>
@@ -57,19 +58,80 @@ static void wait_done(glint_gen_request *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
-static void test_copy_prefix(glint_model *m) {
+// A prefix shared from another sequence's pages (two whole pages by reference, one row copied)
+// continues exactly like a full prefill; the pages go back to the pool when both are freed.
+static void test_share_prefix(glint_model *m) {
     int32_t ids[N_PROMPT];
     make_prompt(0, ids);
     int V = m->cfg.vocab_size;
     float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
-    glint_state *full = glint_state_new(m, 64), *copy = glint_state_new(m, 64);
+    glint_kv_pool *pool = glint_kv_pool_new(m, 12, 8);
+    glint_state *full = glint_state_in_pool(pool), *copy = glint_state_in_pool(pool);
+    CHECK(!glint_state_reserve(full, N_PROMPT) && full->n_pages == 3, "reserve 3 pages");
     glint_forward(m, full, ids, N_PROMPT, a, 0);
-    glint_state_copy_prefix(m, copy, full, 17);
-    CHECK(copy->n_past == 17, "n_past after copy");
+    CHECK(!glint_state_share_prefix(m, copy, full, 17), "share 17 tokens");
+    CHECK(copy->n_past == 17 && copy->n_pages == 3, "n_past %d, pages %d after sharing", copy->n_past, copy->n_pages);
+    CHECK(copy->pages[0] == full->pages[0] && copy->pages[1] == full->pages[1] && copy->pages[2] != full->pages[2],
+          "whole pages shared, the partial one copied");
+    CHECK(pool->refs[full->pages[0]] == 2 && pool->n_free == 8, "refs %d, free %d", pool->refs[full->pages[0]],
+          pool->n_free);
+    CHECK(!glint_state_reserve(copy, N_PROMPT), "reserve for the rest");
     glint_forward(m, copy, ids + 17, N_PROMPT - 17, b, 0);
-    CHECK(!memcmp(a, b, sizeof(float) * (size_t)V), "logits after a copied prefix differ from a full prefill");
-    glint_state_free(m, full), glint_state_free(m, copy);
+    CHECK(!memcmp(a, b, sizeof(float) * (size_t)V), "logits after a shared prefix differ from a full prefill");
+    CHECK(glint_state_reserve(copy, 8 * 13) == 1 && copy->n_pages == 3, "over-reserve must fail without taking pages");
+    glint_state_free(m, full);
+    CHECK(pool->refs[copy->pages[0]] == 1 && pool->n_free == 9, "after freeing the source: free %d", pool->n_free);
+    glint_state_free(m, copy);
+    CHECK(pool->n_free == 12, "all pages back: %d", pool->n_free);
+    glint_kv_pool_free(m, pool);
     free(a), free(b);
+}
+
+// Sequences batched together, with pages scattered through the pool (interleaved allocation, a
+// page size that splits the prompts), give bitwise the logits they get alone in a private
+// contiguous cache, at every decode step.
+static void test_batched_forward(glint_model *m) {
+    enum { N_SEQ = 4, PS = 5, STEPS = 6 };
+    const int V = m->cfg.vocab_size, lens[N_SEQ] = {N_PROMPT, 9, 1, 17};
+    int32_t prompts[N_SEQ][N_PROMPT];
+    float *solo = malloc(sizeof(float) * (size_t)V * N_SEQ * STEPS), *batched = malloc(sizeof(float) * (size_t)V * N_SEQ);
+    int32_t next[N_SEQ][STEPS];
+    for (int i = 0; i < N_SEQ; i++) {
+        make_prompt(20 + i, prompts[i]);
+        glint_state *st = glint_state_new(m, N_PROMPT + STEPS);
+        float *l = solo + (size_t)i * STEPS * V;
+        glint_forward(m, st, prompts[i], lens[i], l, 0);
+        for (int k = 0; k < STEPS; k++) {
+            next[i][k] = argmax(l + (size_t)k * V, V);
+            if (k + 1 < STEPS) glint_forward(m, st, &next[i][k], 1, l + (size_t)(k + 1) * V, 0);
+        }
+        glint_state_free(m, st);
+    }
+    glint_kv_pool *pool = glint_kv_pool_new(m, 64, PS);
+    glint_state *sts[N_SEQ];
+    for (int i = 0; i < N_SEQ; i++) sts[i] = glint_state_in_pool(pool);
+    for (int grow = PS; grow <= N_PROMPT + STEPS; grow += PS)  // page by page, round robin
+        for (int i = 0; i < N_SEQ; i++) glint_state_reserve(sts[i], grow);
+    glint_batch_item items[N_SEQ];
+    for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], prompts[i], lens[i], batched + (size_t)i * V, 0, NULL};
+    CHECK(!glint_forward_batch(m, items, N_SEQ), "batched prefill: %s", glint_last_error());
+    for (int k = 0; k < STEPS; k++) {
+        for (int i = 0; i < N_SEQ; i++)
+            CHECK(!memcmp(batched + (size_t)i * V, solo + ((size_t)i * STEPS + k) * V, sizeof(float) * (size_t)V),
+                  "sequence %d step %d: batched logits differ from solo", i, k);
+        if (k + 1 == STEPS) break;
+        for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], &next[i][k], 1, batched + (size_t)i * V, 0, NULL};
+        CHECK(!glint_forward_batch(m, items, N_SEQ), "batched decode: %s", glint_last_error());
+    }
+    // A batch that does not fit is refused whole: nothing is appended.
+    items[0] = (glint_batch_item){sts[0], prompts[0], 1, NULL, 0, NULL};
+    items[1] = (glint_batch_item){sts[1], prompts[1], N_PROMPT, NULL, 0, NULL};
+    const int before0 = sts[0]->n_past;
+    CHECK(glint_forward_batch(m, items, 2) == -1 && sts[0]->n_past == before0, "overfull batch accepted");
+    for (int i = 0; i < N_SEQ; i++) glint_state_free(m, sts[i]);
+    CHECK(pool->n_free == 64, "pages leaked: %d free", pool->n_free);
+    glint_kv_pool_free(m, pool);
+    free(solo), free(batched);
 }
 
 int main(int argc, char **argv) {
@@ -84,7 +146,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", glint_last_error());
         return 1;
     }
-    test_copy_prefix(m);
+    test_share_prefix(m);
+    test_batched_forward(m);
 
     int32_t prompts[N_REQ][N_PROMPT], expect[N_REQ][N_NEW];
     for (int i = 0; i < N_REQ; i++) {
@@ -176,7 +239,7 @@ int main(int argc, char **argv) {
         CHECK(st.pages_used <= small.total_pages, "small pool over budget");
         glint_engine_free(e);
     }
-    // A shared prefix is copied, not taken: later requests with the same start still find it.
+    // A shared prefix stays cached: later requests with the same start still find it.
     glint_engine_options roomy = {.max_running = 4, .max_queued = 16, .page_size = 16, .total_pages = 1000,
                                 .chunked_prefill = 64, .context_length = 64, .prefix_cache = 1};
     e = glint_engine_new(m, &roomy);

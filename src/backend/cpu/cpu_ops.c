@@ -155,22 +155,31 @@ static void select_top(scored *v, int n, int k) {
     }
 }
 
+static void cpu_write_cache(glint_backend *be, float *pool, int pool_stride, const float *x, int x_stride, int T,
+                            int n, const int32_t *pos, const glint_cache_map *map) {
+    (void)be;
+    for (int t = 0; t < T; t++)
+        memcpy(pool + (size_t)glint_cache_row(map, map->row_seq[t], pos[t]) * pool_stride, x + (size_t)t * x_stride,
+               (size_t)n * sizeof *pool);
+}
+
 static void cpu_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
-                               const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
-                               float scale, float weight_scale) {
-    int max_visible = 0;
-    for (int s = 0; s < T; s++) max_visible = pos[s] + 1 > max_visible ? pos[s] + 1 : max_visible;
+                               const float *k_pool, int T, const int32_t *pos, const glint_cache_map *map,
+                               int n_heads, int head_dim, int topk, float scale, float weight_scale) {
+    const int max_visible = map->max_position + 1;
     scored *buf = NULL;
+    uint8_t *chosen = NULL;
     for (int s = 0; s < T; s++) {
-        const int visible = pos[s] + 1;
+        const int visible = pos[s] + 1, seq = map->row_seq[s];
         int32_t *out = sel + (size_t)s * topk;
         if (visible <= topk) {  // every visible key is selected; scores cannot matter
-            for (int t = 0; t < visible; t++) out[t] = t;
+            for (int t = 0; t < visible; t++) out[t] = (int32_t)glint_cache_row(map, seq, t);
             n_sel[s] = visible;
             continue;
         }
-        if (!buf && !(buf = malloc((size_t)max_visible * sizeof *buf))) {
+        if (!buf && (!(buf = malloc((size_t)max_visible * sizeof *buf)) || !(chosen = malloc((size_t)max_visible)))) {
             n_sel[s] = 0;  // out of memory: attend to nothing rather than crash
+            free(buf), buf = NULL;
             continue;
         }
         const float *qs = q + (size_t)s * n_heads * head_dim, *ws = w + (size_t)s * n_heads;
@@ -178,7 +187,7 @@ static void cpu_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, 
         int threads = (double)visible * n_heads * head_dim > 2e5 ? be->n_threads : 1;
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int t = 0; t < visible; t++) {
-            const float *kt = k_cache + (size_t)t * head_dim;
+            const float *kt = k_pool + (size_t)glint_cache_row(map, seq, t) * head_dim;
             float total = 0;
             for (int h = 0; h < n_heads; h++) {
                 float dot = glint_cpu_dot_f32(qs + (size_t)h * head_dim, kt, head_dim) * scale;
@@ -188,10 +197,14 @@ static void cpu_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, 
             buf[t].index = t;
         }
         select_top(buf, visible, topk);
-        for (int i = 0; i < topk; i++) out[i] = buf[i].index;
+        memset(chosen, 0, (size_t)visible);
+        for (int i = 0; i < topk; i++) chosen[buf[i].index] = 1;
+        for (int t = 0, i = 0; t < visible; t++)
+            if (chosen[t]) out[i++] = (int32_t)glint_cache_row(map, seq, t);
         n_sel[s] = topk;
     }
     free(buf);
+    free(chosen);
 }
 
 static void cpu_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, int T, int H, int q_head_stride,
@@ -413,6 +426,7 @@ glint_backend *glint_backend_cpu(int n_threads) {
         .silu_mul = cpu_silu_mul,
         .add = cpu_add,
         .copy_rows = cpu_copy_rows,
+        .write_cache = cpu_write_cache,
         .indexer_select = cpu_indexer_select,
         .mla_absorb_q = cpu_mla_absorb_q,
         .mla_attend = cpu_mla_attend,

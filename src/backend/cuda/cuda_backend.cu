@@ -452,6 +452,29 @@ static void cuda_copy_rows(glint_backend *be, float *y, int y_stride, const floa
     glint_cuda_check("copy_rows");
 }
 
+// Pool row of position p of batch sequence seq (backend.h, glint_cache_map).
+__device__ __forceinline__ size_t cache_row(const glint_cache_map &map, int seq, int p) {
+    return (size_t)map.page_table[(size_t)seq * map.pages_stride + p / map.page_size] * map.page_size +
+           p % map.page_size;
+}
+
+// pool row of (row_seq[t], pos[t]) <- x[t, 0..n); grid T.
+__global__ void write_cache_kernel(float *pool, int pool_stride, const float *x, int x_stride, int n,
+                                   const int32_t *pos, glint_cache_map map) {
+    const int t = blockIdx.x;
+    float *dst = pool + cache_row(map, map.row_seq[t], pos[t]) * pool_stride;
+    const float *src = x + (size_t)t * x_stride;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+
+static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, const float *x, int x_stride, int T,
+                             int n, const int32_t *pos, const glint_cache_map *map) {
+    (void)be;
+    if (T <= 0 || n <= 0) return;
+    write_cache_kernel<<<T, 128>>>(pool, pool_stride, x, x_stride, n, pos, *map);
+    glint_cuda_check("write_cache");
+}
+
 // ---------------------------------------------------------------------------------------------
 // DSA indexer: scores, then a radix top-k per query with the CPU's total order (higher score
 // first, then lower position).
@@ -461,17 +484,19 @@ enum { IDX_KEYS = 32, IDX_THREADS = 256, IDX_GROUPS = IDX_THREADS / IDX_KEYS };
 // scores[s, t] for keys t of one 32-key tile; grid (tiles, queries). Shared: q [Hi·Di], w [Hi],
 // keys [32][Di+1] (padded against bank conflicts), partial sums [8][32].
 __global__ void __launch_bounds__(IDX_THREADS)
-    indexer_scores_kernel(float *scores, int scores_stride, const float *q, const float *w, const float *k_cache,
-                          const int32_t *pos, int s0, int n_heads, int head_dim, float scale, float weight_scale) {
+    indexer_scores_kernel(float *scores, int scores_stride, const float *q, const float *w, const float *k_pool,
+                          const int32_t *pos, glint_cache_map map, int s0, int n_heads, int head_dim, float scale,
+                          float weight_scale) {
     extern __shared__ float smem[];
-    const int s = s0 + blockIdx.y, visible = pos[s] + 1, t0 = blockIdx.x * IDX_KEYS;
+    const int s = s0 + blockIdx.y, visible = pos[s] + 1, t0 = blockIdx.x * IDX_KEYS, seq = map.row_seq[s];
     if (t0 >= visible) return;
     float *qs = smem, *ws = qs + n_heads * head_dim, *ks = ws + n_heads, *part = ks + IDX_KEYS * (head_dim + 1);
     for (int i = threadIdx.x; i < n_heads * head_dim; i += IDX_THREADS) qs[i] = q[(size_t)s * n_heads * head_dim + i];
     for (int i = threadIdx.x; i < n_heads; i += IDX_THREADS) ws[i] = w[(size_t)s * n_heads + i] * weight_scale;
     for (int i = threadIdx.x; i < IDX_KEYS * head_dim; i += IDX_THREADS) {
         const int key = i / head_dim, d = i % head_dim;
-        ks[key * (head_dim + 1) + d] = t0 + key < visible ? k_cache[(size_t)(t0 + key) * head_dim + d] : 0.0f;
+        ks[key * (head_dim + 1) + d] =
+            t0 + key < visible ? k_pool[cache_row(map, seq, t0 + key) * head_dim + d] : 0.0f;
     }
     __syncthreads();
     const int key = threadIdx.x % IDX_KEYS, group = threadIdx.x / IDX_KEYS;
@@ -528,15 +553,15 @@ __device__ int block_exclusive_scan(int v, int *total) {
 }
 
 __global__ void __launch_bounds__(TOPK_THREADS)
-    topk_kernel(int32_t *sel, int32_t *n_sel, const float *scores, int scores_stride, const int32_t *pos, int s0,
-                int topk) {
+    topk_kernel(int32_t *sel, int32_t *n_sel, const float *scores, int scores_stride, const int32_t *pos,
+                glint_cache_map map, int s0, int topk) {
     __shared__ int hist[256];
     __shared__ uint32_t prefix_s;
     __shared__ int remaining_s;
-    const int row = blockIdx.x, s = s0 + row, visible = pos[s] + 1;
+    const int row = blockIdx.x, s = s0 + row, visible = pos[s] + 1, seq = map.row_seq[s];
     int32_t *out = sel + (size_t)s * topk;
     if (visible <= topk) {  // every visible key is selected
-        for (int t = threadIdx.x; t < visible; t += blockDim.x) out[t] = t;
+        for (int t = threadIdx.x; t < visible; t += blockDim.x) out[t] = (int32_t)cache_row(map, seq, t);
         if (threadIdx.x == 0) n_sel[s] = visible;
         return;
     }
@@ -581,27 +606,17 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         const int eq_rank = base_eq + block_exclusive_scan(is_eq, &eq_total);
         const int take = is_gt || (is_eq && eq_rank < remaining);
         const int at = base_out + block_exclusive_scan(take, &out_total);
-        if (take && at < topk) out[at] = t;
+        if (take && at < topk) out[at] = (int32_t)cache_row(map, seq, t);
         base_eq += eq_total, base_out += out_total;
     }
     if (threadIdx.x == 0) n_sel[s] = topk;
 }
 
 static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
-                                const float *k_cache, int T, const int32_t *pos, int n_heads, int head_dim, int topk,
-                                float scale, float weight_scale) {
+                                const float *k_pool, int T, const int32_t *pos, const glint_cache_map *map,
+                                int n_heads, int head_dim, int topk, float scale, float weight_scale) {
     if (T <= 0) return;
-    // Host-assisted: the positions size the score buffer and the grid.
-    int32_t *host_pos = (int32_t *)malloc(sizeof(int32_t) * (size_t)T);
-    if (!host_pos) {
-        glint_set_error("out of host memory");
-        op_failed = 1;
-        return;
-    }
-    cudaMemcpy(host_pos, pos, sizeof(int32_t) * (size_t)T, cudaMemcpyDeviceToHost);
-    int max_visible = 1;
-    for (int s = 0; s < T; s++) max_visible = host_pos[s] + 1 > max_visible ? host_pos[s] + 1 : max_visible;
-    free(host_pos);
+    const int max_visible = map->max_position + 1;  // sizes the score buffer and the grid
     // Queries per pass so the score buffer stays within 256 MiB.
     // (and within the grid's y limit)
     const int per_pass = (int)fmin(fmin((double)T, 65535.0), fmax(1.0, (double)(64 << 20) / max_visible));
@@ -618,9 +633,9 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
     for (int s0 = 0; s0 < T; s0 += per_pass) {
         const int n = T - s0 < per_pass ? T - s0 : per_pass;
         dim3 grid((unsigned)((max_visible + IDX_KEYS - 1) / IDX_KEYS), (unsigned)n);
-        indexer_scores_kernel<<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_cache, pos, s0, n_heads,
+        indexer_scores_kernel<<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0, n_heads,
                                                            head_dim, scale, weight_scale);
-        topk_kernel<<<n, TOPK_THREADS>>>(sel, n_sel, scores, max_visible, pos, s0, topk);
+        topk_kernel<<<n, TOPK_THREADS>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
     }
     glint_cuda_check("indexer_select");
 }
@@ -1128,6 +1143,7 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     be->silu_mul = cuda_silu_mul;
     be->add = cuda_add;
     be->copy_rows = cuda_copy_rows;
+    be->write_cache = cuda_write_cache;
     be->indexer_select = cuda_indexer_select;
     be->mla_absorb_q = cuda_mla_absorb_q;
     be->mla_attend = cuda_mla_attend;
