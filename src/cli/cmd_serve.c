@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "backend/cpu/cpu.h"
@@ -41,7 +42,7 @@ static const flag_spec FLAGS[] = {
     {"--model-loader-extra-config", 1, "--model-loader-extra-config: checkpoints are mmapped; loader options have no effect"},
     {"--watchdog-timeout", 1, NULL},
     {"--json-model-override-args", 1, NULL}, {"--api-key", 1, NULL},
-    {"--speculative-algorithm", 1, "speculative decoding (MTP) is not implemented yet; --speculative-* flags are ignored"},
+    {"--speculative-algorithm", 1, NULL},
     {"--speculative-num-steps", 1, ""}, {"--speculative-eagle-topk", 1, ""}, {"--speculative-num-draft-tokens", 1, ""},
     {"--speculative-attention-mode", 1, ""}, {"--speculative-moe-runner-backend", 1, ""},
     // glint and sglang extras
@@ -80,6 +81,7 @@ int cmd_serve(int argc, char **argv) {
     int64_t max_queued = 256, tp = 1, pp = 1;
     double mem_fraction = 0.5;
     int no_prefix_cache = 0, speculative_noticed = 0;
+    const char *speculative = NULL;  // --speculative-algorithm
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
@@ -116,8 +118,9 @@ int cmd_serve(int argc, char **argv) {
         if (f->notice) {
             if (!strncmp(name, "--speculative-", 14)) {
                 if (!speculative_noticed++)
-                    fprintf(stderr, "glint serve: notice: speculative decoding (MTP) is not implemented yet; "
-                                    "--speculative-* flags are ignored\n");
+                    fprintf(stderr, "glint serve: notice: glint's MTP speculation drafts one token per step with "
+                                    "its own kernels; --speculative-num-steps, -eagle-topk, -num-draft-tokens, "
+                                    "-attention-mode and -moe-runner-backend have no effect\n");
             } else {
                 fprintf(stderr, "glint serve: notice: %s\n", f->notice);
             }
@@ -125,6 +128,7 @@ int cmd_serve(int argc, char **argv) {
         }
         int64_t n;
         if (!strcmp(name, "--model-path") || !strcmp(name, "-m") || !strcmp(name, "--model")) s.model_path = v;
+        else if (!strcmp(name, "--speculative-algorithm")) speculative = v;
         else if (!strcmp(name, "--served-model-name")) s.served_model_name = v;
         else if (!strcmp(name, "--host")) s.host = v;
         else if (!strcmp(name, "--port")) {
@@ -243,7 +247,23 @@ int cmd_serve(int argc, char **argv) {
         int32_t id = glint_tokenizer_token_id(s.tok, markers[k]);
         if (id >= 0) s.marker_ids[s.n_marker_ids++] = id;
     }
+    // --speculative-algorithm: sglang runs GLM's MTP layer as EAGLE (or NEXTN); glint does the same
+    // with the checkpoint's MTP layer.
+    int use_mtp = 0;
+    if (speculative) {
+        const char *names[] = {"EAGLE", "EAGLE3", "NEXTN", "MTP"};
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) use_mtp |= !strcasecmp(speculative, names[k]);
+        if (!use_mtp)
+            fprintf(stderr, "glint serve: notice: --speculative-algorithm %s is not supported (EAGLE, NEXTN: the "
+                            "MTP layer); speculative decoding is off\n", speculative);
+        else if (!s.model->has_mtp)
+            fprintf(stderr, "glint serve: notice: %s has no MTP layer; speculative decoding is off\n", s.model_path);
+        use_mtp = use_mtp && s.model->has_mtp;
+    }
     uint64_t per_token = glint_state_bytes_per_token(&s.model->cfg);
+    if (use_mtp)  // the MTP layer's rows live in the same pages
+        per_token += (uint64_t)(s.model->cfg.kv_lora_rank + s.model->cfg.qk_rope_head_dim + s.model->cfg.index_head_dim) *
+                     sizeof(float);
     uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
     double budget = mem_fraction * (double)ram - (double)s.model->weight_bytes;
     if (budget < 0) budget = 0;
@@ -259,7 +279,7 @@ int cmd_serve(int argc, char **argv) {
     glint_engine_options eo = {.max_running = (int)max_running, .max_queued = (int)max_queued,
                                .page_size = (int)page_size, .total_pages = pool_tokens / page_size,
                                .chunked_prefill = (int)chunked, .context_length = (int)ctx,
-                               .prefix_cache = !no_prefix_cache};
+                               .prefix_cache = !no_prefix_cache, .speculative = use_mtp};
     s.engine = glint_engine_new(s.model, &eo);
     if (!s.engine) {
         fprintf(stderr, "glint serve: %s\n", glint_last_error());
@@ -267,8 +287,9 @@ int cmd_serve(int argc, char **argv) {
     }
     s.created = time(NULL);
     fprintf(stderr, "glint serve: context %d tokens, KV pool %lld pages of %lld tokens, %lld running at most, "
-                    "chunked prefill %lld, prefix cache %s\n", s.context_length, (long long)eo.total_pages,
-            (long long)page_size, (long long)max_running, (long long)chunked, no_prefix_cache ? "off" : "on");
+                    "chunked prefill %lld, prefix cache %s, speculative decoding %s\n", s.context_length,
+            (long long)eo.total_pages, (long long)page_size, (long long)max_running, (long long)chunked,
+            no_prefix_cache ? "off" : "on", use_mtp ? "MTP (1 draft token per step)" : "off");
     rc = glint_http_serve(&s);
 done:
     glint_engine_free(s.engine);

@@ -29,6 +29,9 @@ typedef struct {
     int call_state;       // where a forced tool call is (CALL_*)
     int32_t last_token;   // sampled, not yet forwarded
     int decode_now;       // this engine step decodes it (its fill was cached when the step began)
+    int spec;             // drafts with the MTP layer
+    int has_draft;        // draft: the MTP layer's guess of the token after last_token
+    int32_t step_ids[2];  // this step's rows: last_token, draft
     int32_t *history;     // prompt + generated (for the prefix cache)
     int n_history;
 } sequence;
@@ -58,7 +61,9 @@ struct glint_engine {
     int n_prefix, cap_prefix;
     uint64_t clock;
     glint_kv_pool *pool;  // every sequence's and cached prefix's pages
-    float *logits;        // [max_running, V] a decode batch's logits
+    float *logits;        // [GLINT_DECODE_BATCH, V] a decode batch's logits (a row per token row)
+    float *hidden;        // [GLINT_DECODE_BATCH, D] its final-norm hidden states (speculative)
+    float *draft_logits;  // [GLINT_DECODE_BATCH, V] the MTP layer's (speculative)
     float *scratch;       // [V]
     glint_engine_stats stats;  // guarded by mu
 };
@@ -226,6 +231,7 @@ static int make_room(glint_engine *e, int64_t pages, const int32_t *keep) {
 static int init_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
     memset(s, 0, sizeof *s);
     s->req = r;
+    s->spec = e->opt.speculative;
     s->full_capacity = request_capacity(e, r);
     s->sampler = glint_sampler_new(&r->sampling, e->m->cfg.vocab_size);
     s->history = malloc((size_t)s->full_capacity * sizeof *s->history);
@@ -240,6 +246,12 @@ static int init_sequence(glint_engine *e, glint_gen_request *r, sequence *s) {
     s->n_fill = r->n_prompt;
     s->sample_after_fill = 1;
     return 0;
+}
+
+// Reserves pages for `tokens` tokens of st, evicting cached prefixes if needed. 0, 1 (no room), -1.
+static int reserve_with_room(glint_engine *e, glint_state *st, int tokens) {
+    if (make_room(e, pages_for(e, tokens) - st->n_pages, NULL)) return 1;
+    return glint_state_reserve(st, tokens) ? -1 : 0;
 }
 
 // Gives s a cache for its fill tokens plus a first stretch of output (it grows on demand, see
@@ -280,11 +292,16 @@ static int place_sequence(glint_engine *e, sequence *s) {
         }
         if (entry >= 0) e->prefix[entry].last_used = ++e->clock;
     }
-    if (glint_state_reserve(s->st, initial)) {
-        glint_state_free(e->m, s->st);
+    // Speculation needs the MTP rows of every cached position: recompute from where they end.
+    if (s->spec && s->st->mtp_past < match) match = glint_state_truncate(s->st, s->st->mtp_past);
+    int rc = reserve_with_room(e, s->st, initial);
+    if (rc) {
+        if (rc > 0 && !e->n_running) rc = -1;  // cannot happen: submit checked the request fits
+        prefix_insert(e, s);  // its pages stay cached for when it is placed again
         s->st = NULL;
-        return -1;
+        return rc;
     }
+    s->has_draft = 0;
     s->n_prefilled = match;
     return 0;
 }
@@ -472,8 +489,7 @@ static int sample_and_emit(glint_engine *e, sequence *s, float *logits) {
 static int grow_state(glint_engine *e, sequence *s, int needed) {
     if (needed > s->full_capacity) needed = s->full_capacity;
     if (needed <= s->st->capacity) return 0;
-    if (make_room(e, pages_for(e, needed) - s->st->n_pages, NULL)) return 1;
-    return glint_state_reserve(s->st, needed) ? -1 : 0;
+    return reserve_with_room(e, s->st, needed);
 }
 
 // Gives s's cache back to the pool (as a prefix-cache entry, so resuming usually takes it back
@@ -511,26 +527,145 @@ static int ensure_room(glint_engine *e, sequence *s, int needed) {
     return 1;
 }
 
-// The next token of the sequences in batch[0..n): one forward for all of them (each row's result is
-// the one it gets alone), then sampling in admission order.
-static void decode_batch(glint_engine *e, sequence **batch, int n) {
+static int argmax_row(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+// The MTP layer on the given rows of several sequences; each sequence's draft is the guess its
+// last row gives. A failure ends those sequences with the error.
+static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *items, int n) {
     const int V = e->m->cfg.vocab_size;
-    glint_batch_item items[GLINT_DECODE_BATCH];
-    for (int k = 0; k < n; k++)
-        items[k] = (glint_batch_item){batch[k]->st, &batch[k]->last_token, 1, e->logits + (size_t)k * V, 0, NULL};
+    for (int k = 0; k < n; k++) items[k].logits = e->draft_logits + (size_t)k * V, items[k].all_logits = 0;
+    if (glint_mtp_forward_batch(e->m, items, n)) {
+        char error[256];
+        snprintf(error, sizeof error, "%s", glint_last_error());
+        for (int k = 0; k < n; k++) end_sequence(e, seqs[k], GLINT_FINISH_ERROR, error), seqs[k]->req = NULL;
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        seqs[k]->step_ids[1] = argmax_row(e->draft_logits + (size_t)k * V, V);
+        seqs[k]->has_draft = 1;
+    }
+}
+
+// The next token of the sequences in batch[0..n) (with its draft when it has one: two rows): one
+// forward for all of them (each row's result is the one it gets alone), then sampling in admission
+// order, then the MTP drafts of the speculating ones.
+static void decode_batch(glint_engine *e, sequence **batch, int n) {
+    const int V = e->m->cfg.vocab_size, D = e->m->cfg.hidden_size;
+    glint_batch_item items[GLINT_DECODE_BATCH], drafts[GLINT_DECODE_BATCH];
+    sequence *drafting[GLINT_DECODE_BATCH];
+    int32_t next_ids[GLINT_DECODE_BATCH][2];
+    for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
+        sequence *s = batch[k];
+        s->step_ids[0] = s->last_token;
+        items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, e->logits + (size_t)row * V, 1,
+                                      s->spec ? e->hidden + (size_t)row * D : NULL, NULL};
+    }
     if (glint_forward_batch(e->m, items, n)) {
         char error[256];
         snprintf(error, sizeof error, "%s", glint_last_error());
         for (int k = 0; k < n; k++) end_sequence(e, batch[k], GLINT_FINISH_ERROR, error), batch[k]->req = NULL;
         return;
     }
-    for (int k = 0; k < n; k++)
-        if (sample_and_emit(e, batch[k], e->logits + (size_t)k * V)) batch[k]->req = NULL;
+    int n_drafting = 0;
+    uint64_t drafted = 0, accepted = 0;
+    for (int k = 0; k < n; k++) {
+        sequence *s = batch[k];
+        float *logits = items[k].logits, *hidden = items[k].hidden;
+        const int had_draft = s->has_draft;
+        s->has_draft = 0;
+        if (had_draft) s->st->n_past -= 1;  // the draft's row counts once its token is chosen
+        if (sample_and_emit(e, s, logits)) {
+            s->req = NULL;
+            continue;
+        }
+        int n_rows = 1;
+        next_ids[k][0] = s->last_token;
+        if (had_draft) {
+            drafted++;
+            if (s->last_token == s->step_ids[1]) {  // row 1 ran on the token that was chosen
+                accepted++;
+                s->st->n_past += 1;
+                if (sample_and_emit(e, s, logits + V)) {
+                    s->req = NULL;
+                    continue;
+                }
+                next_ids[k][1] = s->last_token, n_rows = 2;
+            }
+        }
+        if (!s->spec) continue;
+        drafting[n_drafting] = s;
+        drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden};
+    }
+    if (n_drafting) draft_batch(e, drafting, drafts, n_drafting);
+    if (drafted) {
+        pthread_mutex_lock(&e->mu);
+        e->stats.spec_drafted += drafted, e->stats.spec_accepted += accepted;
+        pthread_mutex_unlock(&e->mu);
+    }
 }
 
-// One engine step over the running sequences: prefill chunks (sharing the step's token budget, one
-// forward per sequence, so a prompt is computed as it would be alone), then every sequence that
-// was already decoding advances by one token, in batched forwards.
+// A prefill chunk of s (one forward of its own, so a prompt is computed as it would be alone; with
+// speculation also the MTP rows of its positions). Returns 1 when s left the running set.
+static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
+    const int D = e->m->cfg.hidden_size, start = s->n_prefilled, end = start + chunk;
+    const int last = end == s->n_fill && s->sample_after_fill;
+    float *hidden = s->spec ? glint_malloc(sizeof(float) * (size_t)chunk * D, "prefill hidden states") : NULL;
+    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL};
+    const char *error = NULL;
+    if (s->spec && (!hidden || s->st->mtp_past != start)) error = hidden ? "MTP cache out of step" : glint_last_error();
+    else if (glint_forward_batch(e->m, &item, 1)) error = glint_last_error();
+    if (!error && s->spec) {
+        // Row p pairs with the token after p: the prompt's, or at the end of a resumed fill the
+        // last sampled token; a fresh prompt's last row waits for its first output token.
+        int32_t *next = glint_malloc(sizeof(int32_t) * (size_t)chunk, "MTP ids");
+        int pairs = 0;
+        for (; next && pairs < chunk; pairs++) {
+            const int p = start + pairs + 1;
+            if (p < s->n_fill) next[pairs] = s->fill[p];
+            else if (!s->sample_after_fill) next[pairs] = s->last_token;
+            else break;
+        }
+        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden};
+        sequence *self = s;
+        if (!next) error = glint_last_error();
+        else if (pairs && end == s->n_fill && !s->sample_after_fill) draft_batch(e, &self, &mtp, 1);
+        else if (pairs && glint_mtp_forward_batch(e->m, &mtp, 1)) error = glint_last_error();
+        free(next);
+        if (!s->req) {  // draft_batch ended it
+            free(hidden);
+            return 1;
+        }
+    }
+    if (error) {
+        end_sequence(e, s, GLINT_FINISH_ERROR, error);
+        s->req = NULL;
+        free(hidden);
+        return 1;
+    }
+    s->n_prefilled = end;
+    pthread_mutex_lock(&e->mu);
+    e->stats.prompt_tokens += (uint64_t)chunk;
+    pthread_mutex_unlock(&e->mu);
+    int left = 0;
+    if (last && (left = sample_and_emit(e, s, e->logits))) s->req = NULL;
+    if (last && !left && s->spec) {  // the last prompt row with the first output token: the first draft
+        glint_batch_item mtp = {s->st, &s->last_token, 1, NULL, 0, NULL, hidden + (size_t)(chunk - 1) * D};
+        sequence *self = s;
+        draft_batch(e, &self, &mtp, 1);
+        left = !s->req;
+    }
+    free(hidden);
+    return left;
+}
+
+// One engine step over the running sequences: prefill chunks (sharing the step's token budget),
+// then every sequence that was already decoding advances by one token (two when its draft is
+// accepted), in batched forwards of at most GLINT_DECODE_BATCH rows.
 static void engine_step(glint_engine *e) {
     int budget = e->opt.chunked_prefill > 0 ? e->opt.chunked_prefill : 1 << 30;
     const int n = e->n_running;
@@ -548,26 +683,19 @@ static void engine_step(glint_engine *e) {
         int chunk = s->n_fill - s->n_prefilled;
         if (chunk > budget) chunk = budget;
         budget -= chunk;
-        if (ensure_room(e, s, s->n_prefilled + chunk)) continue;
-        const int last = s->n_prefilled + chunk == s->n_fill && s->sample_after_fill;
-        if (glint_forward(e->m, s->st, s->fill + s->n_prefilled, chunk, last ? e->logits : NULL, 0)) {
-            end_sequence(e, s, GLINT_FINISH_ERROR, glint_last_error());
-            s->req = NULL;
-            continue;
-        }
-        s->n_prefilled += chunk;
-        pthread_mutex_lock(&e->mu);
-        e->stats.prompt_tokens += (uint64_t)chunk;
-        pthread_mutex_unlock(&e->mu);
-        if (last && sample_and_emit(e, s, e->logits)) s->req = NULL;
+        if (!ensure_room(e, s, s->n_prefilled + chunk)) prefill_chunk(e, s, chunk);
     }
     sequence *batch[GLINT_DECODE_BATCH];
-    int n_batch = 0;
+    int n_batch = 0, rows = 0;
     for (int i = 0; i < n; i++) {
         sequence *s = &e->running[i];
-        if (!s->req || !s->decode_now || ensure_room(e, s, s->st->n_past + 1)) continue;
+        if (!s->req || !s->decode_now) continue;
+        // A draft needs a second row in the cache; near the end of the request it is dropped.
+        if (s->has_draft && s->st->n_past + 2 > s->full_capacity) s->has_draft = 0;
+        if (ensure_room(e, s, s->st->n_past + 1 + s->has_draft)) continue;
+        if (rows + 1 + s->has_draft > GLINT_DECODE_BATCH) decode_batch(e, batch, n_batch), n_batch = 0, rows = 0;
         batch[n_batch++] = s;
-        if (n_batch == GLINT_DECODE_BATCH) decode_batch(e, batch, n_batch), n_batch = 0;
+        rows += 1 + s->has_draft;
     }
     if (n_batch) decode_batch(e, batch, n_batch);
     // Compact the running list, keeping admission order.
@@ -678,19 +806,24 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     if (e->opt.grow_tokens < 1) e->opt.grow_tokens = 256;
     e->running = glint_calloc((size_t)e->opt.max_running, sizeof *e->running, "running sequences");
     e->retracted = glint_calloc((size_t)e->opt.max_running, sizeof *e->retracted, "retracted sequences");
-    const int batch = e->opt.max_running < GLINT_DECODE_BATCH ? e->opt.max_running : GLINT_DECODE_BATCH;
-    e->logits = glint_malloc(sizeof(float) * (size_t)batch * m->cfg.vocab_size, "logits");
-    e->pool = glint_kv_pool_new(m, e->opt.total_pages, e->opt.page_size);
+    const size_t V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.hidden_size;
+    e->logits = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * V, "logits");
+    if (e->opt.speculative) {
+        e->hidden = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * D, "hidden states");
+        e->draft_logits = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * V, "draft logits");
+    }
+    e->pool = glint_kv_pool_new(m, e->opt.total_pages, e->opt.page_size, e->opt.speculative);
     e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
     e->stats.pages_total = e->opt.total_pages;
-    if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->pool) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
+    if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->pool ||
+        (e->opt.speculative && (!e->hidden || !e->draft_logits))) {
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->draft_logits);
         glint_kv_pool_free(m, e->pool);
         free(e);
         return NULL;
     }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->draft_logits);
         glint_kv_pool_free(m, e->pool);
         free(e);
         glint_set_error("cannot start the engine thread");
@@ -730,7 +863,8 @@ void glint_engine_free(glint_engine *e) {
     glint_engine_shutdown(e);
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
     glint_kv_pool_free(e->m, e->pool);
-    free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch);
+    free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
+    free(e->draft_logits);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -15,6 +15,13 @@
 // keeps finished sequences' pages (LRU); a new sequence shares the whole pages of the longest
 // matching token prefix by reference and copies the rows of a last partial page, so a repeated
 // system prompt or the earlier turns of a chat are neither prefilled again nor stored twice.
+//
+// Speculative decoding (options.speculative): the model's MTP layer, whose cache rows live in the
+// same pages (an extra pool layer), drafts one token per step; the decode forward runs the last
+// token and the draft as two rows; the sequence's own sampler picks the token of row 0 and, when it
+// equals the draft, also the token of row 1. Tokens are sampled from exactly the logits and in the
+// order of plain decoding, so the output is the same with or without speculation, for every
+// sampling setting; only the number of tokens per step changes.
 #ifndef GLINT_SCHEDULER_H
 #define GLINT_SCHEDULER_H
 
@@ -101,6 +108,7 @@ typedef struct {
     int context_length;     // longest sequence (prompt + output)
     int prefix_cache;       // 0 disables the prefix cache (--disable-radix-cache)
     int grow_tokens;        // pages reserved at admission beyond the prompt, in tokens (256)
+    int speculative;        // MTP speculative decoding (the model must have an MTP layer)
 } glint_engine_options;
 
 typedef struct {
@@ -109,6 +117,7 @@ typedef struct {
     int64_t pages_used, pages_total;
     int prefix_entries;
     uint64_t retractions;  // sequences that gave their cache back to make room
+    uint64_t spec_drafted, spec_accepted;  // MTP draft tokens verified, and accepted
     double ttft_sum, itl_sum;  // seconds
     uint64_t ttft_count, itl_count;
     uint64_t ttft_buckets[8], itl_buckets[8];  // cumulative counts at the bounds below

@@ -428,8 +428,19 @@ fail:
     return NULL;
 }
 
-glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page_size) {
-    return pool_new(m, n_pages, page_size, m->cfg.num_layers, m->cfg.layer_has_indexer);
+glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page_size, int with_mtp) {
+    const int L = m->cfg.num_layers;
+    if (with_mtp && !m->has_mtp) {
+        glint_set_error("this checkpoint has no MTP layer");
+        return NULL;
+    }
+    uint8_t *has_indexer = glint_malloc((size_t)L + 1, "pool layers");
+    if (!has_indexer) return NULL;
+    memcpy(has_indexer, m->cfg.layer_has_indexer, (size_t)L);
+    has_indexer[L] = 1;  // the MTP layer runs its own indexer
+    glint_kv_pool *pool = pool_new(m, n_pages, page_size, L + (with_mtp ? 1 : 0), has_indexer);
+    free(has_indexer);
+    return pool;
 }
 
 void glint_kv_pool_free(const glint_model *m, glint_kv_pool *pool) {
@@ -496,6 +507,7 @@ int glint_state_truncate(glint_state *st, int n) {
         release_pages(st, (n + ps - 1) / ps);
     }
     st->n_past = n;
+    if (st->mtp_past > n) st->mtp_past = n;
     return n;
 }
 
@@ -529,6 +541,7 @@ int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint
         }
     }
     dst->n_past = n;
+    dst->mtp_past = src->mtp_past < n ? src->mtp_past : n;
     return 0;
 }
 
@@ -708,18 +721,22 @@ static void end_forward(glint_backend *be, scratch *s, batch_caches *bc) {
     be->free(be, bc->tables);
 }
 
-// Checks, scratch, positions and the page tables for a batch; *T_out = its rows, *ids_out = their
-// token ids side by side (host, caller frees). The items' ids may be NULL (the MTP passes them).
-static int begin_forward(glint_model *m, const glint_batch_item *items, int n_items, scratch *s, batch_caches *bc,
-                         int *T_out, int32_t **ids_out) {
+// Where item's rows start: the MTP layer of a shared pool has its own count.
+static int first_position(const glint_state *st, int mtp) { return mtp && !st->own_pool ? st->mtp_past : st->n_past; }
+
+// Checks, scratch, positions and the page tables for a batch (of the MTP layer when mtp); *T_out =
+// its rows, *ids_out = their token ids side by side (host, caller frees).
+static int begin_forward(glint_model *m, const glint_batch_item *items, int n_items, int mtp, scratch *s,
+                         batch_caches *bc, int *T_out, int32_t **ids_out) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     int T = 0, stride = 1, max_position = 0;
     glint_kv_pool *pool = items[0].st->pool;
     for (int i = 0; i < n_items; i++) {
         const glint_state *st = items[i].st;
-        if (st->n_past + items[i].n_tokens > st->capacity) {
-            glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", st->n_past,
+        const int start = first_position(st, mtp);
+        if (start + items[i].n_tokens > st->capacity) {
+            glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", start,
                             items[i].n_tokens, st->capacity);
             return -1;
         }
@@ -733,7 +750,7 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
                                 c->vocab_size - 1);
                 return -1;
             }
-        const int end = st->n_past + items[i].n_tokens;
+        const int end = start + items[i].n_tokens;
         const int pages = (end + pool->page_size - 1) / pool->page_size;
         stride = pages > stride ? pages : stride;
         max_position = end - 1 > max_position ? end - 1 : max_position;
@@ -749,7 +766,7 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
         const glint_state *st = items[i].st;
         for (int t = 0; t < items[i].n_tokens; t++, row++) {
             ids[row] = items[i].ids ? items[i].ids[t] : 0;
-            positions[row] = st->n_past + t;
+            positions[row] = first_position(st, mtp) + t;
             row_seq[row] = i;
         }
         // The pages holding positions < n_past + n_tokens (reserved pages beyond are not needed).
@@ -777,13 +794,18 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
     return 0;
 }
 
-// Final norm (weight `norm`) of the rows whose logits the items ask for, then the logits (and the
-// normalized rows when an item asks for hidden states) to the host.
+// Final norm (weight `norm`) of the items' rows: the hidden states they ask for and the logits of
+// the rows they ask for, to the host.
 static int finish_forward(glint_model *m, const glint_weight *norm, const glint_batch_item *items, int n_items,
                           scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size, V = c->vocab_size;
+    for (int i = 0, row = 0; i < n_items; row += items[i].n_tokens, i++)
+        if (items[i].hidden) {  // every row's final-norm state (s->y is free scratch [T, D])
+            be->rmsnorm(be, s->y, s->x + (size_t)row * D, D, items[i].n_tokens, D, norm, c->rms_norm_eps);
+            be->download(be, items[i].hidden, s->y, (size_t)items[i].n_tokens * D);
+        }
     int n_out = 0;
     for (int i = 0; i < n_items; i++)
         if (items[i].logits) n_out += items[i].all_logits ? items[i].n_tokens : 1;
@@ -803,7 +825,6 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         if (!items[i].logits) continue;
         const int n = items[i].all_logits ? items[i].n_tokens : 1;
         be->download(be, items[i].logits, dev_logits + (size_t)out * V, (size_t)n * V);
-        if (items[i].hidden) be->download(be, items[i].hidden, s->xn + (size_t)out * D, (size_t)n * D);
         out += n;
     }
     be->free(be, dev_logits);
@@ -817,7 +838,7 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
     batch_caches bc;
     int T;
     int32_t *ids;
-    if (begin_forward(m, items, n_items, &s, &bc, &T, &ids)) return -1;
+    if (begin_forward(m, items, n_items, 0, &s, &bc, &T, &ids)) return -1;
     if (T > 0) {
         m->be->embed(m->be, s.x, &m->embed, ids, T);
         for (int l = 0; l < c->num_layers; l++) decoder_layer(m, &bc, l, &m->layers[l], T, &s);
@@ -833,7 +854,7 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
 int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
                          float *hidden) {
     if (T <= 0) return 0;
-    glint_batch_item item = {st, ids, T, logits, all_logits, hidden};
+    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL};
     return glint_forward_batch(m, &item, 1);
 }
 
@@ -841,8 +862,8 @@ int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, fl
     return glint_forward_hidden(m, st, ids, T, logits, all_logits, NULL);
 }
 
-int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidden, const int32_t *next_ids, int T,
-                      float *logits) {
+// The MTP layer (spec §2.10) on a batch: layer index `layer` of the items' pool.
+static int mtp_forward(glint_model *m, glint_batch_item *items, int n_items, int layer) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
@@ -850,30 +871,53 @@ int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidde
         glint_set_error("this checkpoint has no MTP layer");
         return -1;
     }
-    if (T <= 0) return 0;
-    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL};
     scratch s;
     batch_caches bc;
-    int rows;
+    int T;
     int32_t *ids;
-    if (begin_forward(m, &item, 1, &s, &bc, &rows, &ids)) return -1;
-    float *joined = be->alloc(be, sizeof(float) * 2 * (size_t)T * D, "MTP input");  // [T, 2D]
-    int rc = -1;
+    if (begin_forward(m, items, n_items, 1, &s, &bc, &T, &ids)) return -1;
+    float *joined = T > 0 ? be->alloc(be, sizeof(float) * 2 * (size_t)T * D, "MTP input") : NULL;  // [T, 2D]
+    int rc = T > 0 ? -1 : 0;
     if (joined) {
-        // [enorm(embed(token p+1)) | hnorm(h_p)] -> eh_proj -> the MTP decoder block (spec §2.10)
-        be->embed(be, s.y, &m->embed, next_ids, T);
+        // [enorm(embed(token p+1)) | hnorm(h_p)] -> eh_proj -> the MTP decoder block
+        be->embed(be, s.y, &m->embed, ids, T);
         be->rmsnorm(be, s.y, s.y, D, T, D, &m->mtp_enorm, c->rms_norm_eps);
         be->copy_rows(be, joined, 2 * D, s.y, D, T, D);
-        be->upload(be, s.y2, hidden, sizeof(float) * (size_t)T * D);
+        for (int i = 0, row = 0; i < n_items; row += items[i].n_tokens, i++)
+            be->upload(be, s.y2 + (size_t)row * D, items[i].hidden_in, sizeof(float) * (size_t)items[i].n_tokens * D);
         be->rmsnorm(be, s.y2, s.y2, D, T, D, &m->mtp_hnorm, c->rms_norm_eps);
         be->copy_rows(be, joined + D, 2 * D, s.y2, D, T, D);
         be->matmul(be, s.x, D, joined, 2 * D, T, &m->mtp_eh_proj);
-        decoder_layer(m, &bc, 0, &m->mtp, T, &s);
-        rc = finish_forward(m, &m->mtp_head_norm, &item, 1, &s);
+        decoder_layer(m, &bc, layer, &m->mtp, T, &s);
+        rc = finish_forward(m, &m->mtp_head_norm, items, n_items, &s);
         be->free(be, joined);
     }
     end_forward(be, &s, &bc);
     free(ids);
-    if (!rc) mtp_state->n_past += T;
     return rc;
+}
+
+int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidden, const int32_t *next_ids, int T,
+                      float *logits) {
+    if (T <= 0) return 0;
+    if (!mtp_state->own_pool || mtp_state->pool->n_layers != 1) {
+        glint_set_error("glint_mtp_forward needs a state from glint_mtp_state_new");
+        return -1;
+    }
+    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden};
+    if (mtp_forward(m, &item, 1, 0)) return -1;
+    mtp_state->n_past += T;
+    return 0;
+}
+
+int glint_mtp_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
+    if (n_items <= 0) return 0;
+    const glint_kv_pool *pool = items[0].st->pool;
+    if (items[0].st->own_pool || pool->n_layers != m->cfg.num_layers + 1) {
+        glint_set_error("the MTP layer's cache is not in this KV pool (made without with_mtp)");
+        return -1;
+    }
+    if (mtp_forward(m, items, n_items, m->cfg.num_layers)) return -1;
+    for (int i = 0; i < n_items; i++) items[i].st->mtp_past += items[i].n_tokens;
+    return 0;
 }

@@ -109,9 +109,10 @@ typedef struct {
     int n_free;
 } glint_kv_pool;
 
-// A pool of n_pages pages of page_size tokens for the main model's layers. NULL + error if the
-// backend cannot allocate it.
-glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page_size);
+// A pool of n_pages pages of page_size tokens for the main model's layers, plus the MTP layer's
+// (layer num_layers) when with_mtp (the model must have one). NULL + error if the backend cannot
+// allocate it.
+glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page_size, int with_mtp);
 void glint_kv_pool_free(const glint_model *m, glint_kv_pool *pool);
 
 // One sequence: its pages (host list, in position order) and how many positions are cached.
@@ -120,6 +121,7 @@ typedef struct {
     int own_pool;  // made by glint_state_new: a private pool of one page, freed with the state
     int capacity;  // tokens the held pages can take (n_pages·page_size)
     int n_past;    // tokens already in the cache
+    int mtp_past;  // pools with the MTP layer: positions whose MTP rows are in the cache
     int32_t *pages;
     int n_pages, cap_pages;
 } glint_state;
@@ -134,12 +136,13 @@ void glint_state_free(const glint_model *m, glint_state *st);
 int glint_state_reserve(glint_state *st, int tokens);
 // Gives back the pages beyond those holding the cached tokens.
 void glint_state_trim(glint_state *st);
-// Keeps the first n cached tokens and gives back the pages after them. A page that would be written
+// Keeps the first n cached tokens (and at most n MTP rows) and gives back the pages after them. A page that would be written
 // next but is shared with another holder is given back too (n is rounded down to its start).
 // Returns the new n_past.
 int glint_state_truncate(glint_state *st, int n);
-// dst (empty, same pool) gets the first n cached tokens of src: whole pages are shared, the rows of
-// a last partial page are copied into a page of dst's own. Returns 0, 1 when no page is free.
+// dst (empty, same pool) gets the first n cached tokens of src (and its MTP rows among them): whole
+// pages are shared, the rows of a last partial page are copied into a page of dst's own. Returns 0,
+// 1 when no page is free.
 int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n);
 // Bytes of cache per token of context.
 uint64_t glint_state_bytes_per_token(const glint_config *cfg);
@@ -154,7 +157,8 @@ typedef struct {
     int n_tokens;
     float *logits;   // host: [V] of the last token, [n_tokens, V] with all_logits, or NULL (none)
     int all_logits;
-    float *hidden;   // host, optional: the final-norm hidden states of the rows whose logits are written
+    float *hidden;   // host, optional: the final-norm hidden states of every row [n_tokens, D]
+    const float *hidden_in;  // MTP forwards: the main model's hidden states the rows pair with [n_tokens, D]
 } glint_batch_item;
 
 // Runs several sequences' tokens as one batch (every weight is read once for all of them); each
@@ -171,7 +175,12 @@ int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, in
                          float *hidden);
 // MTP draft logits [T, V] for positions n_past.. of mtp_state: row t from the main model's final-norm
 // hidden state at that position (hidden [T, D], host) and the token that follows it (next_ids).
+// mtp_state is a private MTP cache (glint_mtp_state_new).
 int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidden, const int32_t *next_ids, int T,
                       float *logits);
+// The MTP layer for several sequences of a pool made with_mtp: item i's rows are positions
+// st->mtp_past.. (ids: the tokens that follow them, hidden_in: the main model's hidden states there;
+// logits as in glint_forward_batch), and st->mtp_past advances. Row results do not depend on the batch.
+int glint_mtp_forward_batch(glint_model *m, glint_batch_item *items, int n_items);
 
 #endif

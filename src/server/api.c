@@ -1457,11 +1457,14 @@ static void handle_metrics(glint_server *s, glint_api_response *out) {
     metric(b, "sglang:generation_tokens_total", "counter", "Tokens generated.", (double)st.generation_tokens);
     metric(b, "sglang:num_running_reqs", "gauge", "Sequences running.", st.running);
     metric(b, "sglang:num_queue_reqs", "gauge", "Requests waiting in the queue.", st.queued);
-    metric(b, "sglang:kv_pages_used", "gauge", "KV pages reserved (running + prefix cache).", (double)st.pages_used);
+    metric(b, "sglang:kv_pages_used", "gauge", "KV pages held (running sequences + prefix cache).", (double)st.pages_used);
     metric(b, "sglang:kv_pages_total", "gauge", "KV pages in the pool.", (double)st.pages_total);
     metric(b, "sglang:prefix_cache_entries", "gauge", "Finished sequences kept for prefix reuse.", st.prefix_entries);
     metric(b, "sglang:num_retractions_total", "counter", "Sequences that gave their KV cache back to make room.",
            (double)st.retractions);
+    metric(b, "glint:spec_draft_tokens_total", "counter", "MTP draft tokens verified (speculative decoding).",
+           (double)st.spec_drafted);
+    metric(b, "glint:spec_accepted_tokens_total", "counter", "MTP draft tokens accepted.", (double)st.spec_accepted);
     histogram(b, "sglang:time_to_first_token_seconds", "Time to first token.", st.ttft_buckets, st.ttft_count,
               st.ttft_sum);
     histogram(b, "sglang:inter_token_latency_seconds", "Time between consecutive tokens of a request.", st.itl_buckets,

@@ -209,7 +209,7 @@ static void test_matmul(int quick) {
         const int tiny_block = formats[f].f == GLINT_WFMT_FP8_BLOCK ? 32 : formats[f].block;
         test_weight w = make_weight(formats[f].f, formats[f].d, formats[f].f == GLINT_WFMT_GPTQ_INT4 ? 40 : 37, tiny_k,
                                     tiny_block);
-        const int Ts[] = {1, 3, 8, 13, 40};
+        const int Ts[] = {1, 3, 8, 13, 40, 64, 65};
         for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) test_matmul_case(&w, Ts[i], (int)tiny_k, (int)w.host.rows, 0);
         test_matmul_case(&w, 2, (int)tiny_k + 3, (int)w.host.rows + 5, 1);
         free_host_weight(&w.host, 0);
@@ -222,6 +222,48 @@ static void test_matmul(int quick) {
         test_matmul_case(&w, 1, 6145, 2048, 1);
         free_host_weight(&w.host, 0);
     }
+}
+
+// Row invariance: row t of a T-row product is bitwise the product of row t alone, for every T the
+// server batches (decode rows, T <= 64) and every weight format.
+static void test_row_invariance(void) {
+    printf("row invariance (bitwise, T <= 64)\n");
+    const struct {
+        glint_weight_format f;
+        glint_dtype d;
+        int block;
+    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
+                   {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
+                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},         {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
+                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 128},   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 32}};
+    const int Ts[] = {1, 2, 5, 16, 32, 64}, N = 136, K = 2048, maxT = 64;
+    float *x = rand_floats((size_t)maxT * K, 1.0f);
+    float *dx = to_device(x, sizeof(float) * maxT * K), *dy = to_device(NULL, sizeof(float) * maxT * N);
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        test_weight w = make_weight(formats[f].f, formats[f].d, N, K, formats[f].block);
+        float *solo = malloc(sizeof(float) * maxT * N);
+        for (int t = 0; t < maxT; t++) {
+            gpu->matmul(gpu, dy, N, dx + (size_t)t * K, K, 1, &w.dev);
+            gpu->download(gpu, solo + (size_t)t * N, dy, N);
+        }
+        int ok = 1;
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            poison(dy, (size_t)maxT * N);
+            gpu->matmul(gpu, dy, N, dx, K, Ts[i], &w.dev);
+            float *got = from_device(dy, (size_t)Ts[i] * N);
+            if (memcmp(got, solo, sizeof(float) * Ts[i] * N)) {
+                ok = 0;
+                printf("    T=%d differs from the rows alone\n", Ts[i]);
+            }
+            free(got);
+        }
+        char what[128];
+        snprintf(what, sizeof what, "matmul %-9s [%d x %d] T in {1,2,5,16,32,64} = rows alone",
+                 format_name(formats[f].f, formats[f].d), N, K);
+        expect(ok, what);
+        free(solo), free_host_weight(&w.host, 0);
+    }
+    gpu->free(gpu, dx), gpu->free(gpu, dy), free(x);
 }
 
 static void test_embed_norms(void) {
@@ -553,6 +595,46 @@ static void test_moe_case(int T, int D, int I, glint_moe_routing r, glint_weight
     free(hg), free(dg);
 }
 
+// The MoE's rows alone vs batched (bitwise), E experts in one format.
+static void test_moe_row_invariance(glint_weight_format f, glint_dtype dt, int block, int E, int D, int I) {
+    glint_moe_routing r = {.n_experts = E, .top_k = 8, .n_group = 1, .topk_group = 1, .norm_topk_prob = 1,
+                           .routed_scaling_factor = 2.5f};
+    glint_weight *dg = calloc((size_t)E * 3, sizeof *dg), *hg = calloc((size_t)E * 3, sizeof *hg);
+    for (int m = 0; m < 3; m++)
+        for (int e = 0; e < E; e++) {
+            test_weight w = prepare(make_host_weight(f, dt, m == 2 ? D : I, m == 2 ? I : D, block, NULL));
+            hg[m * E + e] = w.host, dg[m * E + e] = w.dev;
+        }
+    test_weight router = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, E, D, 0);
+    test_weight bias = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, E, 1, 0);
+    glint_experts ex = {dg, dg + E, dg + 2 * E, E};
+    const int Ts[] = {1, 2, 5, 16, 32, 64}, maxT = 64;
+    float *x = rand_floats((size_t)maxT * D, 1.0f), *solo = malloc(sizeof(float) * maxT * D);
+    float *dx = to_device(x, sizeof(float) * maxT * D), *dy = to_device(NULL, sizeof(float) * maxT * D);
+    for (int t = 0; t < maxT; t++) {
+        gpu->moe(gpu, dy, dx + (size_t)t * D, 1, D, I, &router.dev, &bias.dev, &r, &ex);
+        gpu->download(gpu, solo + (size_t)t * D, dy, D);
+    }
+    int ok = 1;
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+        poison(dy, (size_t)maxT * D);
+        gpu->moe(gpu, dy, dx, Ts[i], D, I, &router.dev, &bias.dev, &r, &ex);
+        float *got = from_device(dy, (size_t)Ts[i] * D);
+        if (memcmp(got, solo, sizeof(float) * Ts[i] * D)) {
+            ok = 0;
+            printf("    T=%d differs from the rows alone\n", Ts[i]);
+        }
+        free(got);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "moe %s E=%d top-8 D=%d I=%d: T in {1,2,5,16,32,64} = rows alone", format_name(f, dt), E,
+             D, I);
+    expect(ok, what);
+    for (int i = 0; i < 3 * E; i++) free_host_weight(&hg[i], 0);
+    free_host_weight(&router.host, 0), free_host_weight(&bias.host, 0);
+    free(hg), free(dg), free(x), free(solo), gpu->free(gpu, dx), gpu->free(gpu, dy);
+}
+
 static void test_moe(int quick) {
     printf("moe\n");
     glint_moe_routing grouped = {.n_experts = 16, .top_k = 4, .n_group = 4, .topk_group = 2, .norm_topk_prob = 1,
@@ -566,11 +648,18 @@ static void test_moe(int quick) {
     glint_moe_routing wide = {.n_experts = 256, .top_k = 8, .n_group = 8, .topk_group = 4, .norm_topk_prob = 1,
                               .routed_scaling_factor = 2.5f};
     test_moe_case(9, 64, 32, wide, GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0, 0);
+    test_moe_case(64, 64, 32, wide, GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16, 0);
+    test_moe_case(65, 64, 32, grouped, GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16, 0);
+    test_moe_row_invariance(GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16, 32, 256, 128);
+    test_moe_row_invariance(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0, 32, 256, 128);
     if (quick) return;
+    test_moe_row_invariance(GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128, 32, 512, 256);
     glint_moe_routing glm = {.n_experts = 160, .top_k = 8, .n_group = 1, .topk_group = 1, .norm_topk_prob = 1,
                              .routed_scaling_factor = 2.5f};
     test_moe_case(1, 6144, 2048, glm, GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128, 1);
     test_moe_case(24, 6144, 2048, glm, GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128, 1);
+    test_moe_case(1, 6144, 2048, glm, GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16, 1);
+    test_moe_case(7, 6144, 2048, glm, GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16, 1);
 }
 
 // A launch the kernels refuse must set the error and leave NaN, not crash.
@@ -612,6 +701,7 @@ int main(int argc, char **argv) {
     }
     printf("device: %s%s\n", gpu->describe(gpu), quick ? " (quick)" : "");
     test_matmul(quick);
+    test_row_invariance();
     test_embed_norms();
     test_indexer(quick);
     test_mla(quick);

@@ -1,6 +1,9 @@
 """glint serve with the trained demo model (models/demo, GLM-5 layout, taught to call a `lookup`
 tool): a real tool-call round trip through the openai SDK, streamed and not, reasoning on and off,
-and 8 concurrent streams identical to the same requests alone.
+and 8 concurrent streams identical to the same requests alone. Then MTP speculative decoding
+(--speculative-algorithm EAGLE, as in the sglang launch line): the same answers as without it, greedy
+and seeded sampling, alone, concurrent and in a small pool where requests wait for pages, with drafts
+accepted (from /metrics). Retraction with speculation: tests/demo/test_spec_engine.c.
 
 usage: test_demo_model.py GLINT REPO_ROOT
 """
@@ -101,9 +104,73 @@ def main():
             t.join()
         for i, m in enumerate(alone):
             check(got[i] == {"r": m.reasoning_content or "", "c": m.content}, "concurrent %d == alone" % i)
+        plain = answers(client, questions)
+        forced_plain = client.chat.completions.create(model="demo", messages=fortune, tools=[LOOKUP], temperature=0,
+                                                      max_tokens=60, tool_choice="required").choices[0].message
     finally:
         srv.stop()
+    spec_flags = ("--speculative-algorithm", "EAGLE", "--speculative-num-steps", "3", "--speculative-eagle-topk", "1",
+                  "--speculative-num-draft-tokens", "4")
+    for extra in ((), ("--max-total-tokens", "320", "--page-size", "16")):
+        srv = Server(GLINT, MODEL, "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--served-model-name",
+                     "demo", *spec_flags, *extra)
+        try:
+            client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+            what = "speculative%s" % (" (small pool)" if extra else "")
+            check("speculative decoding MTP" in srv.read_log(), "%s: announced at start" % what)
+            got = answers(client, questions, concurrent=True)
+            for key in plain:
+                check(got[key] == plain[key], "%s: %s identical to plain decoding" % (what, key))
+            if not extra:
+                alone_spec = answers(client, questions)
+                check(alone_spec == plain, "%s: alone identical to plain decoding" % what)
+                forced = client.chat.completions.create(model="demo", messages=fortune, tools=[LOOKUP], temperature=0,
+                                                        max_tokens=60, tool_choice="required").choices[0].message
+                check(forced.tool_calls and forced_plain.tool_calls and
+                      forced.tool_calls[0].function.arguments == forced_plain.tool_calls[0].function.arguments,
+                      "%s: forced tool call identical" % what)
+            metrics = request_metrics(srv)
+            drafted, accepted = metrics.get("glint:spec_draft_tokens_total", 0), metrics.get("glint:spec_accepted_tokens_total", 0)
+            check(drafted > 50 and 0 < accepted <= drafted, "%s: drafts verified %d, accepted %d" % (what, drafted, accepted))
+            print("  %s: %d of %d drafts accepted (%.0f%%)" % (what, accepted, drafted, 100.0 * accepted / max(drafted, 1)))
+        finally:
+            srv.stop()
     finish("server with the demo model")
+
+
+def answers(client, questions, concurrent=False):
+    """Greedy and seeded-sampling answers (reasoning + content) per question, alone or all at once."""
+    jobs = [("greedy %d" % i, q, {"temperature": 0}) for i, q in enumerate(questions)]
+    jobs += [("sampled %d" % i, q, {"temperature": 0.9, "top_p": 0.95, "seed": 1000 + i})
+             for i, q in enumerate(questions[:4])]
+    out = {}
+
+    def run(key, question, kw):
+        m = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": question}],
+                                           max_tokens=60, **kw).choices[0].message
+        out[key] = (m.reasoning_content or "", m.content or "")
+
+    if concurrent:
+        threads = [threading.Thread(target=run, args=job) for job in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for job in jobs:
+            run(*job)
+    return out
+
+
+def request_metrics(srv):
+    import urllib.request
+    text = urllib.request.urlopen(srv.base + "/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name.split("{")[0]] = values.get(name.split("{")[0], 0) + float(value)
+    return values
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ static void test_share_prefix(glint_model *m) {
     make_prompt(0, ids);
     int V = m->cfg.vocab_size;
     float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
-    glint_kv_pool *pool = glint_kv_pool_new(m, 12, 8);
+    glint_kv_pool *pool = glint_kv_pool_new(m, 12, 8, 0);
     glint_state *full = glint_state_in_pool(pool), *copy = glint_state_in_pool(pool);
     CHECK(!glint_state_reserve(full, N_PROMPT) && full->n_pages == 3, "reserve 3 pages");
     glint_forward(m, full, ids, N_PROMPT, a, 0);
@@ -107,25 +107,25 @@ static void test_batched_forward(glint_model *m) {
         }
         glint_state_free(m, st);
     }
-    glint_kv_pool *pool = glint_kv_pool_new(m, 64, PS);
+    glint_kv_pool *pool = glint_kv_pool_new(m, 64, PS, 0);
     glint_state *sts[N_SEQ];
     for (int i = 0; i < N_SEQ; i++) sts[i] = glint_state_in_pool(pool);
     for (int grow = PS; grow <= N_PROMPT + STEPS; grow += PS)  // page by page, round robin
         for (int i = 0; i < N_SEQ; i++) glint_state_reserve(sts[i], grow);
     glint_batch_item items[N_SEQ];
-    for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], prompts[i], lens[i], batched + (size_t)i * V, 0, NULL};
+    for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], prompts[i], lens[i], batched + (size_t)i * V, 0, NULL, NULL};
     CHECK(!glint_forward_batch(m, items, N_SEQ), "batched prefill: %s", glint_last_error());
     for (int k = 0; k < STEPS; k++) {
         for (int i = 0; i < N_SEQ; i++)
             CHECK(!memcmp(batched + (size_t)i * V, solo + ((size_t)i * STEPS + k) * V, sizeof(float) * (size_t)V),
                   "sequence %d step %d: batched logits differ from solo", i, k);
         if (k + 1 == STEPS) break;
-        for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], &next[i][k], 1, batched + (size_t)i * V, 0, NULL};
+        for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], &next[i][k], 1, batched + (size_t)i * V, 0, NULL, NULL};
         CHECK(!glint_forward_batch(m, items, N_SEQ), "batched decode: %s", glint_last_error());
     }
     // A batch that does not fit is refused whole: nothing is appended.
-    items[0] = (glint_batch_item){sts[0], prompts[0], 1, NULL, 0, NULL};
-    items[1] = (glint_batch_item){sts[1], prompts[1], N_PROMPT, NULL, 0, NULL};
+    items[0] = (glint_batch_item){sts[0], prompts[0], 1, NULL, 0, NULL, NULL};
+    items[1] = (glint_batch_item){sts[1], prompts[1], N_PROMPT, NULL, 0, NULL, NULL};
     const int before0 = sts[0]->n_past;
     CHECK(glint_forward_batch(m, items, 2) == -1 && sts[0]->n_past == before0, "overfull batch accepted");
     for (int i = 0; i < N_SEQ; i++) glint_state_free(m, sts[i]);

@@ -2,9 +2,9 @@
 // weights are copied to the device in their checkpoint format by prepare_weight and dequantized in
 // the kernels, accumulation is FP32. Everything runs on the default stream; a download waits for it.
 //
-// Host-assisted steps (stated in the report): the indexer reads the T query positions back to size
-// its score buffer, and the MoE reads the per-expert token counts back to launch one matmul per
-// active expert. Routing, top-k selection and gathering run on the GPU.
+// Nothing is read back during a decode step (T <= 64): the indexer sizes its grid from the cache
+// map's host-side max_position, the MoE routes and plans on the device (cuda_moe.cu). Prefill
+// (T > 64) reads the MoE's per-expert counts back to launch one tiled matmul per active expert.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +32,7 @@ typedef struct {
 } cuda_backend;
 
 enum {
-    SCR_IDS, SCR_SCORES, SCR_MOE_LOGITS, SCR_MOE_IDS, SCR_MOE_WTS, SCR_MOE_COUNTS, SCR_MOE_OFFSETS,
-    SCR_MOE_ROW_OF_PAIR, SCR_MOE_PAIR_OF_ROW, SCR_MOE_XG, SCR_MOE_GU, SCR_MOE_H, SCR_MOE_OUT, SCR_BW, SCR_ATTEND
+    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND
 };
 
 static cuda_backend *cuda_of(glint_backend *be) { return (cuda_backend *)be; }
@@ -222,6 +221,10 @@ static const void *copy_to_device(cuda_backend *cb, const void *host, size_t byt
 
 static int cuda_prepare_weight(glint_backend *be, glint_weight *w) {
     cuda_backend *cb = cuda_of(be);
+    cudaPointerAttributes attr;
+    if (w->data && cudaPointerGetAttributes(&attr, w->data) == cudaSuccess && attr.type == cudaMemoryTypeDevice)
+        return 0;  // made on the device already (synthesize)
+    cudaGetLastError();
     const size_t rows = (size_t)w->rows, cols = (size_t)(w->cols > 0 ? w->cols : 1);
     size_t data_bytes = 0, scale_bytes = 0, zero_bytes = 0;
     switch (w->format) {
@@ -909,193 +912,6 @@ static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T
 }
 
 // ---------------------------------------------------------------------------------------------
-// MoE: routing on the GPU, one matmul per active expert (counts read back), weighted sum on the GPU.
-
-enum { MOE_MAX_TOPK = 64, MOE_MAX_GROUPS = 64, MOE_MAX_EXPERTS = 1024 };
-
-// True when (a_score, a_index) ranks before (b_score, b_index): the CPU's total order.
-__device__ __forceinline__ bool ranks_before(float as, int ai, float bs, int bi) {
-    return as > bs || (as == bs && ai < bi);
-}
-
-struct routing_args {
-    int n_experts, top_k, n_group, topk_group, norm_topk_prob, has_bias;
-    float routed_scaling_factor;
-};
-
-enum { ROUTE_WARPS = 4 };
-
-// One warp per token (spec §2.8): sigmoid + bias for every expert into shared memory, the
-// topk_group groups with the best top-2 sums (lane 0; masked experts score -inf but stay
-// selectable, as on the CPU), then top_k rounds of a warp argmax under the CPU's total order.
-// Weights are the sigmoids, renormalized and scaled.
-__global__ void __launch_bounds__(ROUTE_WARPS * 32)
-    route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias, routing_args r,
-                 int T) {
-    __shared__ float sig_s[ROUTE_WARPS][MOE_MAX_EXPERTS], choice_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
-    __shared__ uint8_t taken_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = blockIdx.x * ROUTE_WARPS + warp;
-    if (t >= T) return;  // whole warps leave together
-    const float *lg = logits + (size_t)t * r.n_experts;
-    float *sig = sig_s[warp], *choice = choice_s[warp];
-    uint8_t *taken = taken_s[warp];
-    for (int e = lane; e < r.n_experts; e += 32) {
-        sig[e] = 1.0f / (1.0f + expf(-lg[e]));
-        choice[e] = sig[e] + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
-        taken[e] = 0;
-    }
-    __syncwarp();
-    if (r.n_group > 1 && lane == 0) {
-        const int per_group = r.n_experts / r.n_group;
-        float group_score[MOE_MAX_GROUPS];
-        for (int g = 0; g < r.n_group; g++) {
-            float a = -INFINITY, b = -INFINITY;
-            for (int e = g * per_group; e < (g + 1) * per_group; e++) {
-                if (choice[e] > a) b = a, a = choice[e];
-                else if (choice[e] > b) b = choice[e];
-            }
-            group_score[g] = a + b;
-        }
-        uint64_t keep = 0;
-        for (int i = 0; i < r.topk_group; i++) {
-            int best = -1;
-            for (int g = 0; g < r.n_group; g++)
-                if (!(keep >> g & 1) && (best < 0 || ranks_before(group_score[g], g, group_score[best], best))) best = g;
-            keep |= 1ull << best;
-        }
-        for (int e = 0; e < r.n_experts; e++)
-            if (!(keep >> (e / per_group) & 1)) choice[e] = -INFINITY;
-    }
-    __syncwarp();
-    int chosen[MOE_MAX_TOPK];
-    for (int k = 0; k < r.top_k; k++) {
-        float best_score = -INFINITY;
-        int best = -1;
-        for (int e = lane; e < r.n_experts; e += 32)
-            if (!taken[e] && (best < 0 || ranks_before(choice[e], e, best_score, best))) best = e, best_score = choice[e];
-        for (int o = 16; o; o >>= 1) {
-            const float other_score = __shfl_xor_sync(0xffffffffu, best_score, o);
-            const int other = __shfl_xor_sync(0xffffffffu, best, o);
-            if (other >= 0 && (best < 0 || ranks_before(other_score, other, best_score, best)))
-                best = other, best_score = other_score;
-        }
-        chosen[k] = best;
-        if (lane == 0) taken[best] = 1;
-        __syncwarp();
-    }
-    if (lane != 0) return;
-    float sum = 0.0f;
-    for (int k = 0; k < r.top_k; k++) sum += sig[chosen[k]];
-    for (int k = 0; k < r.top_k; k++) {
-        float w = sig[chosen[k]];
-        if (r.norm_topk_prob) w /= sum + 1e-20f;
-        ids[(size_t)t * r.top_k + k] = chosen[k];
-        weights[(size_t)t * r.top_k + k] = w * r.routed_scaling_factor;
-        atomicAdd(&counts[chosen[k]], 1);
-    }
-}
-
-// Places every (token, slot) pair in its expert's row range; order within an expert is arbitrary
-// (each row's result does not depend on the others).
-__global__ void place_kernel(int32_t *row_of_pair, int32_t *pair_of_row, int32_t *fill, const int32_t *offsets,
-                             const int32_t *ids, int pairs) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= pairs) return;
-    const int e = ids[i], row = offsets[e] + atomicAdd(&fill[e], 1);
-    row_of_pair[i] = row, pair_of_row[row] = i;
-}
-
-__global__ void gather_kernel(float *xg, const float *x, const int32_t *pair_of_row, int top_k, int D, int rows) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)rows * D) return;
-    const size_t row = i / D, d = i % D;
-    xg[i] = x[(size_t)(pair_of_row[row] / top_k) * D + d];
-}
-
-// y[t, d] = Σ_k w[t, k] · out[row(t, k), d], slots in order (fixed summation order).
-__global__ void combine_kernel(float *y, const float *out, const float *weights, const int32_t *row_of_pair, int top_k,
-                               int D, int T) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)T * D) return;
-    const size_t t = i / D, d = i % D;
-    float acc = 0.0f;
-    for (int k = 0; k < top_k; k++)
-        acc += weights[t * top_k + k] * out[(size_t)row_of_pair[t * top_k + k] * D + d];
-    y[i] = acc;
-}
-
-__global__ void fill_nan_kernel(float *y, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = __int_as_float(0x7fc00000);
-}
-
-static void cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I, const glint_weight *router,
-                     const glint_weight *bias, const glint_moe_routing *r, const glint_experts *ex) {
-    if (T <= 0) return;
-    const int E = r->n_experts, K = r->top_k, pairs = T * K;
-    if (E > MOE_MAX_EXPERTS || K > MOE_MAX_TOPK || r->n_group > MOE_MAX_GROUPS || r->n_group < 1 || K > E) {
-        glint_set_error("CUDA moe: %d experts, top-%d, %d groups exceed the kernel's limits", E, K, r->n_group);
-        op_failed = 1;
-        fill_nan_kernel<<<blocks_for((size_t)T * D, 256), 256>>>(y, (size_t)T * D);
-        return;
-    }
-    float *logits = (float *)scratch(be, SCR_MOE_LOGITS, sizeof(float) * (size_t)T * E);
-    int32_t *ids = (int32_t *)scratch(be, SCR_MOE_IDS, sizeof(int32_t) * (size_t)pairs);
-    float *wts = (float *)scratch(be, SCR_MOE_WTS, sizeof(float) * (size_t)pairs);
-    int32_t *counts = (int32_t *)scratch(be, SCR_MOE_COUNTS, sizeof(int32_t) * 2 * (size_t)E);  // counts, fill
-    int32_t *offsets = (int32_t *)scratch(be, SCR_MOE_OFFSETS, sizeof(int32_t) * ((size_t)E + 1));
-    int32_t *row_of_pair = (int32_t *)scratch(be, SCR_MOE_ROW_OF_PAIR, sizeof(int32_t) * (size_t)pairs);
-    int32_t *pair_of_row = (int32_t *)scratch(be, SCR_MOE_PAIR_OF_ROW, sizeof(int32_t) * (size_t)pairs);
-    float *xg = (float *)scratch(be, SCR_MOE_XG, sizeof(float) * (size_t)pairs * D);
-    float *gu = (float *)scratch(be, SCR_MOE_GU, sizeof(float) * (size_t)pairs * 2 * I);
-    float *h = (float *)scratch(be, SCR_MOE_H, sizeof(float) * (size_t)pairs * I);
-    float *out = (float *)scratch(be, SCR_MOE_OUT, sizeof(float) * (size_t)pairs * D);
-    int32_t *host_counts = (int32_t *)malloc(sizeof(int32_t) * (size_t)(2 * E + 1));
-    if (!logits || !ids || !wts || !counts || !offsets || !row_of_pair || !pair_of_row || !xg || !gu || !h || !out ||
-        !host_counts) {
-        free(host_counts);
-        op_failed = 1;
-        fill_nan_kernel<<<blocks_for((size_t)T * D, 256), 256>>>(y, (size_t)T * D);
-        return;
-    }
-    glint_cuda_matmul_batched(logits, E, x, D, T, dev_weight_of(router), 1, 0, 0, 0);
-    cudaMemsetAsync(counts, 0, sizeof(int32_t) * 2 * (size_t)E);
-    routing_args ra = {E, K, r->n_group, r->topk_group, r->norm_topk_prob, bias && bias->data, r->routed_scaling_factor};
-    dev_weight bias_w = bias ? dev_weight_of(bias) : dev_weight{};
-    route_kernel<<<blocks_for((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32>>>(ids, wts, counts, logits, bias_w, ra, T);
-    // Host-assisted: the per-expert counts decide which expert matmuls to launch, and their sizes.
-    cudaMemcpy(host_counts, counts, sizeof(int32_t) * (size_t)E, cudaMemcpyDeviceToHost);
-    if (glint_cuda_check("moe routing")) {
-        free(host_counts);
-        return;
-    }
-    int32_t *host_offsets = host_counts + E;
-    host_offsets[0] = 0;
-    for (int e = 0; e < E; e++) host_offsets[e + 1] = host_offsets[e] + host_counts[e];
-    cudaMemcpy(offsets, host_offsets, sizeof(int32_t) * ((size_t)E + 1), cudaMemcpyHostToDevice);
-    place_kernel<<<blocks_for((size_t)pairs, 256), 256>>>(row_of_pair, pair_of_row, counts + E, offsets, ids, pairs);
-    gather_kernel<<<blocks_for((size_t)pairs * D, 256), 256>>>(xg, x, pair_of_row, K, D, pairs);
-    for (int e = 0; e < E; e++) {
-        const int n = host_counts[e], off = host_offsets[e];
-        if (!n) continue;
-        glint_cuda_matmul_batched(gu + (size_t)off * 2 * I, 2 * I, xg + (size_t)off * D, D, n, dev_weight_of(&ex->gate[e]),
-                                  1, 0, 0, 0);
-        glint_cuda_matmul_batched(gu + (size_t)off * 2 * I + I, 2 * I, xg + (size_t)off * D, D, n,
-                                  dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
-    }
-    silu_mul_kernel<<<blocks_for((size_t)pairs * I, 256), 256>>>(h, gu, gu + I, 2 * I, pairs, I);
-    for (int e = 0; e < E; e++) {
-        const int n = host_counts[e], off = host_offsets[e];
-        if (!n) continue;
-        glint_cuda_matmul_batched(out + (size_t)off * D, D, h + (size_t)off * I, I, n, dev_weight_of(&ex->down[e]), 1, 0,
-                                  0, 0);
-    }
-    combine_kernel<<<blocks_for((size_t)T * D, 256), 256>>>(y, out, wts, row_of_pair, K, D, T);
-    free(host_counts);
-    glint_cuda_check("moe");
-}
-
-// ---------------------------------------------------------------------------------------------
 
 extern "C" glint_backend *glint_backend_cuda(int device) {
     static cuda_backend cb;
@@ -1148,7 +964,8 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     be->mla_absorb_q = cuda_mla_absorb_q;
     be->mla_attend = cuda_mla_attend;
     be->mla_up_v = cuda_mla_up_v;
-    be->moe = cuda_moe;
+    be->moe = glint_cuda_moe;
+    be->synthesize = glint_cuda_synthesize;
     ready = 1;
     return be;
 }

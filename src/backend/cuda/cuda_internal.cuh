@@ -93,6 +93,29 @@ int glint_cuda_profiling(void);
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
                                int batch, int64_t w_row_step, int64_t x_step, int64_t y_step);
 
+// Device-side routing result of one MoE layer (cuda_moe.cu): the experts that got tokens, in expert
+// order, and each expert's rows [offsets[e], offsets[e+1]) of the (token, slot) pairs.
+struct glint_moe_plan {
+    const int32_t *n_active;     // [1]
+    const int32_t *active;       // [n_active]
+    const int32_t *offsets;      // [E + 1]
+    const int32_t *pair_of_row;  // [pairs]: pair t·top_k + k of each row
+    int top_k;
+};
+
+// The vector format the grouped expert kernels use for W (-1: W has none, or is misaligned).
+int glint_cuda_moe_format(const dev_weight &W);
+// out[row, D] = down_e(silu(gate_e x) ⊙ up_e x) of every (token, expert) row of the plan; tab is the
+// device table [gate x E, up x E, down x E]; slots = the most experts that can be active; vf from
+// glint_cuda_moe_format (the same for every expert matrix).
+void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
+                            int vf, const glint_moe_plan &plan);
+
+extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
+                               const glint_weight *router, const glint_weight *bias, const glint_moe_routing *r,
+                               const glint_experts *ex);
+extern "C" int glint_cuda_synthesize(glint_backend *be, glint_weight *w, uint64_t seed, float lo, float hi);
+
 extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                   const glint_weight *W);
 

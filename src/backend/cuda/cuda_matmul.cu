@@ -1,12 +1,16 @@
 // CUDA matrix multiply y = x · W^T with W in its checkpoint format and FP32 activations/accumulation.
-// Small T (decode): one warp per weight row, 16-byte weight loads, up to 8 tokens per pass, so the
-// weight stream runs at HBM speed. Larger T (prefill): a 64x64 tiled kernel that dequantizes each
-// weight tile once into shared memory and reuses it for 64 tokens.
+// Small T (decode and batched decode, T <= 64): one warp per weight row, 16-byte weight loads, up to
+// 8 tokens per pass (the passes of one row block run side by side, so the weight rows come from L2
+// after the first), so the weight stream runs at HBM speed. Every token's sum is formed in the same
+// order whatever T is and whichever tokens share its pass: row t of a T-row product is bitwise the
+// product of row t alone (the server batches decode rows and must match solo runs).
+// Larger T (prefill): a 64x64 tiled kernel that dequantizes each weight tile once into shared memory
+// and reuses it for 64 tokens.
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cuda_internal.cuh"
 
-enum { GEMV_WARPS = 8, GEMV_MAX_T = 8, GEMV_T_LIMIT = 16 };
+enum { GEMV_WARPS = 8, GEMV_MAX_T = 8, GEMV_T_LIMIT = 64 };
 
 // Formats with a 16-byte vector path; the enum value selects the decode at compile time.
 enum vec_format { VEC_F32, VEC_BF16, VEC_F16, VEC_FP8, VEC_FP8_BLOCK, VEC_NVFP4 };
@@ -67,35 +71,44 @@ __device__ __forceinline__ void decode_chunk(uint4 raw, const void *scale_row, u
     }
 }
 
-// acc[t] += Σ_i w_i · x[t][c·E + i] with the chunk's group scales applied once per group. With
+// acc += Σ_i w_i · xt[c·E + i] for a decoded chunk, the group scales applied once per group. With
 // PERMUTED, x rows are in the lane-major order of permute_x_kernel (coalesced across the warp).
+template <int F, bool PERMUTED>
+__device__ __forceinline__ void decoded_dot(const float *w, const float *scale, unsigned c, const float *xt,
+                                            float &acc) {
+    constexpr int E = vec_traits<F>::ELEMS, GROUP = E < 16 ? E : 16;
+#pragma unroll
+    for (int g = 0; g < E / GROUP; g++) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int i = g * GROUP / 4; i < (g + 1) * GROUP / 4; i++) {
+            const float4 v = PERMUTED ? *(const float4 *)(xt + ((size_t)(c / 32) * (E / 4) + i) * 128 + (c % 32) * 4)
+                                      : *(const float4 *)(xt + (size_t)c * E + 4 * i);
+            sum += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
+        }
+        acc += sum * scale[g];
+    }
+}
+
+// acc[t] += the chunk's products with x row t, for the nt rows x_stride floats apart.
 template <int F, int MAX_T, bool PERMUTED>
 __device__ __forceinline__ void chunk_dot(uint4 raw, const void *scale_row, unsigned c, unsigned chunks_per_block,
                                           const float *x, int x_stride, int nt, float *acc) {
-    constexpr int E = vec_traits<F>::ELEMS, GROUP = E < 16 ? E : 16;
+    constexpr int E = vec_traits<F>::ELEMS;
     float w[E], scale[2];
     decode_chunk<F>(raw, scale_row, c, chunks_per_block, w, scale);
 #pragma unroll
     for (int t = 0; t < MAX_T; t++) {
         if (t >= nt) break;
-        const float *xt = x + (size_t)t * x_stride;
-#pragma unroll
-        for (int g = 0; g < E / GROUP; g++) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int i = g * GROUP / 4; i < (g + 1) * GROUP / 4; i++) {
-                const float4 v = PERMUTED ? *(const float4 *)(xt + ((size_t)(c / 32) * (E / 4) + i) * 128 + (c % 32) * 4)
-                                          : *(const float4 *)(xt + (size_t)c * E + 4 * i);
-                sum += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
-            }
-            acc[t] += sum * scale[g];
-        }
+        decoded_dot<F, PERMUTED>(w, scale, c, x + (size_t)t * x_stride, acc[t]);
     }
 }
 
 enum { GEMV_UNROLL = 4 };
 
-// One warp per row of W; grid (rows / GEMV_WARPS, batch, token chunks of MAX_T). Each lane keeps
+// One warp per row of W; grid (row blocks of GEMV_WARPS x token chunks of MAX_T, batch), the chunk
+// index fastest: the chunks of one row block are neighbours in launch order, so they share the
+// weight rows in L2. Each lane keeps
 // GEMV_UNROLL 16-byte weight loads in flight.
 template <int F, int MAX_T, bool PERMUTED>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
@@ -103,9 +116,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                     int64_t x_step, int64_t y_step) {
     constexpr int E = vec_traits<F>::ELEMS;
     const int lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const unsigned token_chunks = (unsigned)(T + MAX_T - 1) / MAX_T;
+    const int64_t n = (int64_t)(blockIdx.x / token_chunks) * GEMV_WARPS + (threadIdx.x >> 5);
     if (n >= W.rows) return;
-    const int t0 = blockIdx.z * MAX_T, nt = min(MAX_T, T - t0);
+    const int t0 = (int)(blockIdx.x % token_chunks) * MAX_T, nt = min(MAX_T, T - t0);
     const int64_t r = W.row0 + (int64_t)blockIdx.y * w_row_step + n, K = W.cols, chunks = K / E;
     const size_t row_bytes = F == VEC_NVFP4 ? (size_t)K / 2 : (size_t)K * (E == 4 ? 4 : E == 8 ? 2 : 1);
     const uint4 *row = (const uint4 *)((const char *)W.data + (size_t)r * row_bytes);
@@ -148,9 +162,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_scalar_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W,
                        int64_t w_row_step, int64_t x_step, int64_t y_step) {
     const int lane = threadIdx.x & 31;
-    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const unsigned token_chunks = (unsigned)(T + GEMV_MAX_T - 1) / GEMV_MAX_T;
+    const int64_t n = (int64_t)(blockIdx.x / token_chunks) * GEMV_WARPS + (threadIdx.x >> 5);
     if (n >= W.rows) return;
-    const int t0 = blockIdx.z * GEMV_MAX_T, nt = min(GEMV_MAX_T, T - t0);
+    const int t0 = (int)(blockIdx.x % token_chunks) * GEMV_MAX_T, nt = min(GEMV_MAX_T, T - t0);
     const int64_t nb = (int64_t)blockIdx.y * w_row_step + n;
     x += blockIdx.y * x_step + (int64_t)t0 * x_stride;
     float acc[GEMV_MAX_T];
@@ -368,7 +383,7 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
                                                                 y_step);
         return;
     }
-    dim3 grid((unsigned)((W.rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)batch, token_chunks);
+    dim3 grid(token_chunks * (unsigned)((W.rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)batch);
     const int vf = vec_format_of(W);
     // The vector path needs 16-byte aligned weight rows and float4-aligned activation rows.
     bool aligned = vf >= 0;
@@ -390,6 +405,183 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
         launch_vec<VEC_FP8_BLOCK>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
         break;
     default: launch_vec<VEC_NVFP4>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routed experts of one MoE layer for T <= 64 tokens, without a host round trip: a block owns 8 rows
+// of one active expert (blockIdx.y: the j-th expert that got tokens, read from the device-side plan)
+// and runs all of that expert's tokens through them, 8 per pass. Gate and up rows are streamed side
+// by side and SwiGLU is applied before the write, so h is written once, in the order the down
+// projection's kernel reads (lane-major for FP8/NVFP4 chunks). Every (token, expert) row is computed
+// in the same order whatever else is batched with it.
+
+// Float index of element k in a permuted row of E-element chunks (see permute_x_kernel).
+__device__ __forceinline__ int64_t permuted_index(int64_t k, int E) {
+    const int64_t c = k / E, e = k % E;
+    return 4 * ((c / 32) * (E / 4) * 32 + (e / 4) * 32 + c % 32) + e % 4;
+}
+
+template <int F>
+__device__ __forceinline__ const void *scale_row_of(const dev_weight &W, int64_t r, unsigned *chunks_per_block) {
+    constexpr int E = vec_traits<F>::ELEMS;
+    *chunks_per_block = 1;
+    if (F == VEC_FP8_BLOCK) {
+        *chunks_per_block = (unsigned)W.block / E;
+        return (const float *)W.scales + (r / W.block) * ((W.cols + W.block - 1) / W.block);
+    }
+    if (F == VEC_NVFP4) return (const uint8_t *)W.scales + r * (W.cols / 16);
+    return NULL;
+}
+
+template <int F>
+__device__ __forceinline__ const uint4 *row_of(const dev_weight &W, int64_t r) {
+    constexpr int E = vec_traits<F>::ELEMS;
+    const size_t row_bytes = F == VEC_NVFP4 ? (size_t)W.cols / 2 : (size_t)W.cols * (E == 4 ? 4 : E == 8 ? 2 : 1);
+    return (const uint4 *)((const char *)W.data + (size_t)r * row_bytes);
+}
+
+// GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) for n < I;
+// else out[row, n] = down_e[n] · h[row] for n < D. tab: [3][E] device weights (gate, up, down).
+template <int F, bool GATE_UP>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    moe_gemv_kernel(float *out, const float *x, int64_t x_row_floats, const dev_weight *tab, int E, glint_moe_plan plan,
+                    int64_t out_row_floats, int h_elems) {
+    constexpr int EL = vec_traits<F>::ELEMS, MAX_T = GEMV_MAX_T;
+    constexpr bool PERMUTED = EL >= 16;
+    const int j = blockIdx.y;
+    if (j >= *plan.n_active) return;
+    const int e = plan.active[j], lane = threadIdx.x & 31;
+    const dev_weight &A = tab[(GATE_UP ? 0 : 2) * E + e];
+    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (n >= A.rows) return;
+    const int64_t chunks = A.cols / EL;
+    unsigned cpb_a = 1, cpb_b = 1;
+    const uint4 *row_a = row_of<F>(A, n), *row_b = NULL;
+    const void *scale_a = scale_row_of<F>(A, n, &cpb_a), *scale_b = NULL;
+    float gs_b = 1.0f;
+    if (GATE_UP) {
+        const dev_weight &B = tab[E + e];
+        row_b = row_of<F>(B, n), scale_b = scale_row_of<F>(B, n, &cpb_b), gs_b = B.global_scale;
+    }
+    const int first = plan.offsets[e], count = plan.offsets[e + 1] - first;
+    for (int p0 = 0; p0 < count; p0 += MAX_T) {
+        const int nt = min(MAX_T, count - p0);
+        const float *xr[MAX_T];
+#pragma unroll
+        for (int t = 0; t < MAX_T; t++) {
+            const int row = first + p0 + (t < nt ? t : 0);
+            xr[t] = x + (GATE_UP ? (int64_t)(plan.pair_of_row[row] / plan.top_k) : (int64_t)row) * x_row_floats;
+        }
+        float acc_a[MAX_T], acc_b[MAX_T];
+#pragma unroll
+        for (int t = 0; t < MAX_T; t++) acc_a[t] = 0.0f, acc_b[t] = 0.0f;
+        for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
+            uint4 raw_a[GEMV_UNROLL], raw_b[GEMV_UNROLL];
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; u++) {
+                const bool in = c0 + 32 * u < chunks;
+                raw_a[u] = in ? __ldg(row_a + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+                if (GATE_UP) raw_b[u] = in ? __ldg(row_b + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; u++) {
+                if (c0 + 32 * u >= chunks) break;
+                const unsigned c = (unsigned)(c0 + 32 * u);
+                float w[EL], scale[2];
+                decode_chunk<F>(raw_a[u], scale_a, c, cpb_a, w, scale);
+#pragma unroll
+                for (int t = 0; t < MAX_T; t++) {
+                    if (t >= nt) break;
+                    decoded_dot<F, PERMUTED>(w, scale, c, xr[t], acc_a[t]);
+                }
+                if (GATE_UP) {
+                    decode_chunk<F>(raw_b[u], scale_b, c, cpb_b, w, scale);
+#pragma unroll
+                    for (int t = 0; t < MAX_T; t++) {
+                        if (t >= nt) break;
+                        decoded_dot<F, PERMUTED>(w, scale, c, xr[t], acc_b[t]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < MAX_T; t++) {
+            if (t >= nt) break;
+            float a = acc_a[t], b = acc_b[t];
+#pragma unroll
+            for (int o = 16; o; o >>= 1) {
+                a += __shfl_xor_sync(0xffffffffu, a, o);
+                if (GATE_UP) b += __shfl_xor_sync(0xffffffffu, b, o);
+            }
+            if (lane) continue;
+            if (F == VEC_NVFP4) a *= A.global_scale, b *= gs_b;
+            float *o = out + (int64_t)(first + p0 + t) * out_row_floats;
+            if (GATE_UP) {
+                const float h = a / (1.0f + expf(-a)) * b;
+                o[PERMUTED ? permuted_index(n, h_elems) : n] = h;
+            } else {
+                o[n] = a;
+            }
+        }
+    }
+}
+
+static float *moe_xp, *moe_h;  // grow-only: permuted token rows, SwiGLU outputs
+static size_t moe_xp_bytes, moe_h_bytes;
+
+static int grow(float **buf, size_t *have, size_t bytes) {
+    if (bytes <= *have) return 0;
+    cudaFree(*buf);
+    *buf = NULL, *have = 0;
+    if (cudaMalloc(buf, bytes + bytes / 4) != cudaSuccess) {
+        cudaGetLastError();
+        glint_set_error("CUDA moe: out of device memory for %zu bytes of activations", bytes);
+        glint_cuda_fail();
+        return -1;
+    }
+    *have = bytes + bytes / 4;
+    return 0;
+}
+
+int glint_cuda_moe_format(const dev_weight &W) {
+    const int vf = vec_format_of(W);
+    if (vf < 0) return -1;
+    const size_t rb = row_bytes_of(W, vf);
+    if (rb % 16 || (uintptr_t)W.data % 16) return -1;
+    return vf;
+}
+
+template <int F>
+static void launch_moe(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
+                       const glint_moe_plan &plan) {
+    constexpr int EL = vec_traits<F>::ELEMS;
+    const int64_t x_row = EL >= 16 ? ((int64_t)D / EL + 31) / 32 * 32 * EL : D;
+    const int64_t h_row = EL >= 16 ? ((int64_t)I / EL + 31) / 32 * 32 * EL : I;
+    const int pairs = T * plan.top_k;
+    if (grow(&moe_h, &moe_h_bytes, sizeof(float) * (size_t)pairs * (size_t)h_row)) return;
+    if (EL >= 16) {
+        if (grow(&moe_xp, &moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row)) return;
+        const size_t total = (size_t)T * (size_t)(x_row / 4);
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256>>>((float4 *)moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
+                                                                   total);
+        x = moe_xp;
+    }
+    moe_gemv_kernel<F, true><<<dim3((unsigned)((I + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots), GEMV_WARPS * 32>>>(
+        moe_h, x, x_row, tab, E, plan, h_row, EL);
+    moe_gemv_kernel<F, false><<<dim3((unsigned)((D + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots), GEMV_WARPS * 32>>>(
+        out, moe_h, h_row, tab, E, plan, D, EL);
+}
+
+void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
+                            int vf, const glint_moe_plan &plan) {
+    switch (vf) {
+    case VEC_F32: launch_moe<VEC_F32>(out, x, T, D, I, tab, E, slots, plan); break;
+    case VEC_BF16: launch_moe<VEC_BF16>(out, x, T, D, I, tab, E, slots, plan); break;
+    case VEC_F16: launch_moe<VEC_F16>(out, x, T, D, I, tab, E, slots, plan); break;
+    case VEC_FP8: launch_moe<VEC_FP8>(out, x, T, D, I, tab, E, slots, plan); break;
+    case VEC_FP8_BLOCK: launch_moe<VEC_FP8_BLOCK>(out, x, T, D, I, tab, E, slots, plan); break;
+    default: launch_moe<VEC_NVFP4>(out, x, T, D, I, tab, E, slots, plan); break;
     }
 }
 

@@ -1,0 +1,363 @@
+// CUDA MoE (routed experts of one layer): router matmul, routing on the GPU (sigmoid + bias, groups,
+// top-k, renormalize, scale), then
+//   T <= 64 (decode, batched decode): a device-side plan (per-expert counts, offsets, the list of
+//     active experts) feeds the grouped expert kernels of cuda_matmul.cu directly; nothing is read
+//     back, so the step can be queued (and captured) without waiting for the GPU;
+//   T > 64 (prefill): the per-expert counts are read back and each active expert runs the tiled
+//     matmuls on its rows.
+// The weighted sum over a token's experts runs in slot order (fixed summation order), so a token's
+// output does not depend on the other tokens of the batch.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+enum { MOE_MAX_TOPK = 64, MOE_MAX_GROUPS = 64, MOE_MAX_EXPERTS = 1024, MOE_GROUPED_T = 64 };
+
+// True when (a_score, a_index) ranks before (b_score, b_index): the CPU's total order.
+__device__ __forceinline__ bool moe_ranks_before(float as, int ai, float bs, int bi) {
+    return as > bs || (as == bs && ai < bi);
+}
+
+struct moe_routing_args {
+    int n_experts, top_k, n_group, topk_group, norm_topk_prob, has_bias;
+    float routed_scaling_factor;
+};
+
+enum { ROUTE_WARPS = 4 };
+
+// One warp per token (spec §2.8): sigmoid + bias for every expert into shared memory, the
+// topk_group groups with the best top-2 sums (lane 0; masked experts score -inf but stay
+// selectable, as on the CPU), then top_k rounds of a warp argmax under the CPU's total order.
+// Weights are the sigmoids, renormalized and scaled; counts[e] counts the tokens of expert e.
+__global__ void __launch_bounds__(ROUTE_WARPS * 32)
+    moe_route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias,
+                     moe_routing_args r, int T) {
+    __shared__ float sig_s[ROUTE_WARPS][MOE_MAX_EXPERTS], choice_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
+    __shared__ uint8_t taken_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = blockIdx.x * ROUTE_WARPS + warp;
+    if (t >= T) return;  // whole warps leave together
+    const float *lg = logits + (size_t)t * r.n_experts;
+    float *sig = sig_s[warp], *choice = choice_s[warp];
+    uint8_t *taken = taken_s[warp];
+    for (int e = lane; e < r.n_experts; e += 32) {
+        sig[e] = 1.0f / (1.0f + expf(-lg[e]));
+        choice[e] = sig[e] + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
+        taken[e] = 0;
+    }
+    __syncwarp();
+    if (r.n_group > 1 && lane == 0) {
+        const int per_group = r.n_experts / r.n_group;
+        float group_score[MOE_MAX_GROUPS];
+        for (int g = 0; g < r.n_group; g++) {
+            float a = -INFINITY, b = -INFINITY;
+            for (int e = g * per_group; e < (g + 1) * per_group; e++) {
+                if (choice[e] > a) b = a, a = choice[e];
+                else if (choice[e] > b) b = choice[e];
+            }
+            group_score[g] = a + b;
+        }
+        uint64_t keep = 0;
+        for (int i = 0; i < r.topk_group; i++) {
+            int best = -1;
+            for (int g = 0; g < r.n_group; g++)
+                if (!(keep >> g & 1) && (best < 0 || moe_ranks_before(group_score[g], g, group_score[best], best)))
+                    best = g;
+            keep |= 1ull << best;
+        }
+        for (int e = 0; e < r.n_experts; e++)
+            if (!(keep >> (e / per_group) & 1)) choice[e] = -INFINITY;
+    }
+    __syncwarp();
+    int chosen[MOE_MAX_TOPK];
+    for (int k = 0; k < r.top_k; k++) {
+        float best_score = -INFINITY;
+        int best = -1;
+        for (int e = lane; e < r.n_experts; e += 32)
+            if (!taken[e] && (best < 0 || moe_ranks_before(choice[e], e, best_score, best)))
+                best = e, best_score = choice[e];
+        for (int o = 16; o; o >>= 1) {
+            const float other_score = __shfl_xor_sync(0xffffffffu, best_score, o);
+            const int other = __shfl_xor_sync(0xffffffffu, best, o);
+            if (other >= 0 && (best < 0 || moe_ranks_before(other_score, other, best_score, best)))
+                best = other, best_score = other_score;
+        }
+        chosen[k] = best;
+        if (lane == 0) taken[best] = 1;
+        __syncwarp();
+    }
+    if (lane != 0) return;
+    float sum = 0.0f;
+    for (int k = 0; k < r.top_k; k++) sum += sig[chosen[k]];
+    for (int k = 0; k < r.top_k; k++) {
+        float w = sig[chosen[k]];
+        if (r.norm_topk_prob) w /= sum + 1e-20f;
+        ids[(size_t)t * r.top_k + k] = chosen[k];
+        weights[(size_t)t * r.top_k + k] = w * r.routed_scaling_factor;
+        atomicAdd(&counts[chosen[k]], 1);
+    }
+}
+
+// One block of 1024 threads (E <= 1024): offsets = exclusive scan of counts, the list of experts
+// with tokens (in expert order), every (token, slot) pair placed in its expert's rows (order within
+// an expert is arbitrary: rows are computed independently). Resets counts for the next layer.
+__global__ void __launch_bounds__(1024)
+    moe_plan_kernel(int32_t *counts, int32_t *offsets, int32_t *active, int32_t *n_active, int32_t *row_of_pair,
+                    int32_t *pair_of_row, const int32_t *ids, int E, int pairs) {
+    __shared__ int32_t warp_sum[2][32], fill[MOE_MAX_EXPERTS], start[MOE_MAX_EXPERTS];
+    const int e = threadIdx.x, lane = e & 31, warp = e >> 5;
+    const int c = e < E ? counts[e] : 0, has = c > 0;
+    int inc_c = c, inc_a = has;
+    for (int o = 1; o < 32; o <<= 1) {
+        const int nc = __shfl_up_sync(0xffffffffu, inc_c, o), na = __shfl_up_sync(0xffffffffu, inc_a, o);
+        if (lane >= o) inc_c += nc, inc_a += na;
+    }
+    if (lane == 31) warp_sum[0][warp] = inc_c, warp_sum[1][warp] = inc_a;
+    __syncthreads();
+    if (warp == 0) {
+        int sc = warp_sum[0][lane], sa = warp_sum[1][lane];
+        for (int o = 1; o < 32; o <<= 1) {
+            const int nc = __shfl_up_sync(0xffffffffu, sc, o), na = __shfl_up_sync(0xffffffffu, sa, o);
+            if (lane >= o) sc += nc, sa += na;
+        }
+        warp_sum[0][lane] = sc, warp_sum[1][lane] = sa;  // inclusive over warps
+    }
+    __syncthreads();
+    const int before_c = (warp ? warp_sum[0][warp - 1] : 0) + inc_c - c;
+    const int before_a = (warp ? warp_sum[1][warp - 1] : 0) + inc_a - has;
+    if (e < E) {
+        offsets[e] = before_c, start[e] = before_c, fill[e] = 0;
+        if (has) active[before_a] = e;
+        counts[e] = 0;
+    }
+    if (e == 0) offsets[E] = warp_sum[0][31], *n_active = warp_sum[1][31];
+    __syncthreads();
+    for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
+        const int x = ids[i], row = start[x] + atomicAdd(&fill[x], 1);
+        row_of_pair[i] = row, pair_of_row[row] = i;
+    }
+}
+
+// Prefill path: rows placed from host-computed offsets.
+__global__ void moe_place_kernel(int32_t *row_of_pair, int32_t *pair_of_row, int32_t *fill, const int32_t *offsets,
+                                 const int32_t *ids, int pairs) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= pairs) return;
+    const int e = ids[i], row = offsets[e] + atomicAdd(&fill[e], 1);
+    row_of_pair[i] = row, pair_of_row[row] = i;
+}
+
+__global__ void moe_gather_kernel(float *xg, const float *x, const int32_t *pair_of_row, int top_k, int D, int rows) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * D) return;
+    const size_t row = i / D, d = i % D;
+    xg[i] = x[(size_t)(pair_of_row[row] / top_k) * D + d];
+}
+
+__global__ void moe_silu_mul_kernel(float *y, const float *gu, int I, int rows) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * I) return;
+    const size_t t = i / I, c = i % I;
+    const float g = gu[t * 2 * I + c];
+    y[i] = g / (1.0f + expf(-g)) * gu[t * 2 * I + I + c];
+}
+
+// y[t, d] = Σ_k w[t, k] · out[row(t, k), d], slots in order (fixed summation order).
+__global__ void moe_combine_kernel(float *y, const float *out, const float *weights, const int32_t *row_of_pair,
+                                   int top_k, int D, int T) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)T * D) return;
+    const size_t t = i / D, d = i % D;
+    float acc = 0.0f;
+    for (int k = 0; k < top_k; k++) acc += weights[t * top_k + k] * out[(size_t)row_of_pair[t * top_k + k] * D + d];
+    y[i] = acc;
+}
+
+__global__ void moe_fill_nan_kernel(float *y, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __int_as_float(0x7fc00000);
+}
+
+static unsigned moe_blocks(size_t n, unsigned threads) {
+    size_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < 1 ? 1 : b > 1u << 30 ? 1u << 30 : b);
+}
+
+// Grow-only device buffers of this file.
+enum { B_LOGITS, B_IDS, B_WTS, B_COUNTS, B_OFFSETS, B_ACTIVE, B_ROW_OF_PAIR, B_PAIR_OF_ROW, B_XG, B_GU, B_H, B_OUT, B_N };
+static void *bufs[B_N];
+static size_t buf_bytes[B_N];
+
+static void *moe_buffer(int slot, size_t bytes, int zero) {
+    if (bytes == 0) bytes = 16;
+    if (buf_bytes[slot] >= bytes) return bufs[slot];
+    cudaFree(bufs[slot]);
+    bufs[slot] = NULL, buf_bytes[slot] = 0;
+    const size_t want = bytes + bytes / 4;
+    if (cudaMalloc(&bufs[slot], want) != cudaSuccess) {
+        cudaGetLastError();
+        bufs[slot] = NULL;
+        glint_set_error("CUDA moe: out of device memory for %zu bytes of scratch", want);
+        glint_cuda_fail();
+        return NULL;
+    }
+    if (zero) cudaMemset(bufs[slot], 0, want);
+    buf_bytes[slot] = want;
+    return bufs[slot];
+}
+
+// Device tables of the experts' weights [gate x E, up x E, down x E], one per MoE layer, found by
+// the host table's address and checked against its weights' device pointers (a freed and reused
+// host table gets a new device table).
+struct expert_table {
+    const glint_weight *gate;
+    int E, vf;
+    const void **ptrs;  // data and scales pointers of the 3E weights when the table was made
+    dev_weight *dev;
+};
+static expert_table *tables;
+static size_t n_tables, cap_tables;
+
+static const expert_table *expert_table_of(const glint_experts *ex) {
+    const int E = ex->n_experts;
+    for (size_t i = 0; i < n_tables; i++) {
+        expert_table *t = &tables[i];
+        if (t->gate != ex->gate || t->E != E) continue;
+        int same = 1;
+        for (int e = 0; e < E && same; e++) {
+            const glint_weight *w[3] = {&ex->gate[e], &ex->up[e], &ex->down[e]};
+            for (int m = 0; m < 3; m++)
+                if (t->ptrs[2 * (m * E + e)] != w[m]->data || t->ptrs[2 * (m * E + e) + 1] != w[m]->scales) same = 0;
+        }
+        if (same) return t;
+        // stale: rebuild in place
+        cudaFree(t->dev);
+        free(t->ptrs);
+        *t = tables[--n_tables];
+        break;
+    }
+    dev_weight *host = (dev_weight *)malloc(sizeof(dev_weight) * 3 * (size_t)E);
+    const void **ptrs = (const void **)malloc(sizeof(void *) * 6 * (size_t)E);
+    if (!host || !ptrs) {
+        free(host), free(ptrs);
+        return NULL;
+    }
+    int vf = glint_cuda_moe_format(dev_weight_of(&ex->gate[0]));
+    for (int m = 0; m < 3; m++)
+        for (int e = 0; e < E; e++) {
+            const glint_weight *w = m == 0 ? &ex->gate[e] : m == 1 ? &ex->up[e] : &ex->down[e];
+            host[m * E + e] = dev_weight_of(w);
+            ptrs[2 * (m * E + e)] = w->data, ptrs[2 * (m * E + e) + 1] = w->scales;
+            if (glint_cuda_moe_format(host[m * E + e]) != vf) vf = -1;
+        }
+    dev_weight *dev = NULL;
+    if (cudaMalloc(&dev, sizeof(dev_weight) * 3 * (size_t)E) != cudaSuccess ||
+        cudaMemcpy(dev, host, sizeof(dev_weight) * 3 * (size_t)E, cudaMemcpyHostToDevice) != cudaSuccess) {
+        cudaGetLastError();
+        cudaFree(dev);
+        free(host), free(ptrs);
+        return NULL;
+    }
+    free(host);
+    if (n_tables == cap_tables) {
+        size_t cap = cap_tables ? 2 * cap_tables : 64;
+        expert_table *grown = (expert_table *)realloc(tables, cap * sizeof *grown);
+        if (!grown) {
+            cudaFree(dev), free(ptrs);
+            return NULL;
+        }
+        tables = grown, cap_tables = cap;
+    }
+    expert_table *t = &tables[n_tables++];
+    t->gate = ex->gate, t->E = E, t->vf = vf, t->ptrs = ptrs, t->dev = dev;
+    return t;
+}
+
+static void moe_fail(float *y, size_t n) {
+    glint_cuda_fail();
+    moe_fill_nan_kernel<<<moe_blocks(n, 256), 256>>>(y, n);
+}
+
+extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
+                               const glint_weight *router, const glint_weight *bias, const glint_moe_routing *r,
+                               const glint_experts *ex) {
+    (void)be;
+    if (T <= 0) return;
+    const int E = r->n_experts, K = r->top_k, pairs = T * K;
+    if (E > MOE_MAX_EXPERTS || K > MOE_MAX_TOPK || r->n_group > MOE_MAX_GROUPS || r->n_group < 1 || K > E) {
+        glint_set_error("CUDA moe: %d experts, top-%d, %d groups exceed the kernel's limits", E, K, r->n_group);
+        moe_fail(y, (size_t)T * D);
+        return;
+    }
+    float *logits = (float *)moe_buffer(B_LOGITS, sizeof(float) * (size_t)T * E, 0);
+    int32_t *ids = (int32_t *)moe_buffer(B_IDS, sizeof(int32_t) * (size_t)pairs, 0);
+    float *wts = (float *)moe_buffer(B_WTS, sizeof(float) * (size_t)pairs, 0);
+    // counts and fill; kept zero between calls (the plan kernel resets counts)
+    int32_t *counts = (int32_t *)moe_buffer(B_COUNTS, sizeof(int32_t) * 2 * MOE_MAX_EXPERTS, 1);
+    int32_t *offsets = (int32_t *)moe_buffer(B_OFFSETS, sizeof(int32_t) * (MOE_MAX_EXPERTS + 2), 0);
+    int32_t *active = (int32_t *)moe_buffer(B_ACTIVE, sizeof(int32_t) * MOE_MAX_EXPERTS, 0);
+    int32_t *row_of_pair = (int32_t *)moe_buffer(B_ROW_OF_PAIR, sizeof(int32_t) * (size_t)pairs, 0);
+    int32_t *pair_of_row = (int32_t *)moe_buffer(B_PAIR_OF_ROW, sizeof(int32_t) * (size_t)pairs, 0);
+    float *out = (float *)moe_buffer(B_OUT, sizeof(float) * (size_t)pairs * D, 0);
+    if (!logits || !ids || !wts || !counts || !offsets || !active || !row_of_pair || !pair_of_row || !out) {
+        moe_fail(y, (size_t)T * D);
+        return;
+    }
+    glint_cuda_matmul_batched(logits, E, x, D, T, dev_weight_of(router), 1, 0, 0, 0);
+    moe_routing_args ra = {E, K, r->n_group, r->topk_group, r->norm_topk_prob, bias && bias->data,
+                           r->routed_scaling_factor};
+    dev_weight bias_w = bias ? dev_weight_of(bias) : dev_weight{};
+    moe_route_kernel<<<moe_blocks((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32>>>(ids, wts, counts, logits, bias_w, ra, T);
+    const expert_table *tab = T <= MOE_GROUPED_T ? expert_table_of(ex) : NULL;
+    if (tab && tab->vf >= 0) {
+        // Decode: everything stays on the device.
+        int32_t *n_active = offsets + MOE_MAX_EXPERTS + 1;
+        moe_plan_kernel<<<1, 1024>>>(counts, offsets, active, n_active, row_of_pair, pair_of_row, ids, E, pairs);
+        glint_moe_plan plan = {n_active, active, offsets, pair_of_row, K};
+        glint_cuda_moe_experts(out, x, T, D, I, tab->dev, E, pairs < E ? pairs : E, tab->vf, plan);
+    } else {
+        // Prefill: the per-expert counts decide which expert matmuls to launch, and their sizes.
+        float *xg = (float *)moe_buffer(B_XG, sizeof(float) * (size_t)pairs * D, 0);
+        float *gu = (float *)moe_buffer(B_GU, sizeof(float) * (size_t)pairs * 2 * I, 0);
+        float *h = (float *)moe_buffer(B_H, sizeof(float) * (size_t)pairs * I, 0);
+        int32_t *host = (int32_t *)malloc(sizeof(int32_t) * (size_t)(2 * E + 1));
+        if (!xg || !gu || !h || !host) {
+            free(host);
+            moe_fail(y, (size_t)T * D);
+            return;
+        }
+        cudaMemcpy(host, counts, sizeof(int32_t) * (size_t)E, cudaMemcpyDeviceToHost);
+        cudaMemsetAsync(counts, 0, sizeof(int32_t) * (size_t)E);
+        if (glint_cuda_check("moe routing")) {
+            free(host);
+            return;
+        }
+        int32_t *host_offsets = host + E;
+        host_offsets[0] = 0;
+        for (int e = 0; e < E; e++) host_offsets[e + 1] = host_offsets[e] + host[e];
+        cudaMemcpy(offsets, host_offsets, sizeof(int32_t) * ((size_t)E + 1), cudaMemcpyHostToDevice);
+        int32_t *fill = counts + MOE_MAX_EXPERTS;
+        cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E);
+        moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
+        moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256>>>(xg, x, pair_of_row, K, D, pairs);
+        for (int e = 0; e < E; e++) {
+            const int n = host[e], off = host_offsets[e];
+            if (!n) continue;
+            glint_cuda_matmul_batched(gu + (size_t)off * 2 * I, 2 * I, xg + (size_t)off * D, D, n,
+                                      dev_weight_of(&ex->gate[e]), 1, 0, 0, 0);
+            glint_cuda_matmul_batched(gu + (size_t)off * 2 * I + I, 2 * I, xg + (size_t)off * D, D, n,
+                                      dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
+        }
+        moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256>>>(h, gu, I, pairs);
+        for (int e = 0; e < E; e++) {
+            const int n = host[e], off = host_offsets[e];
+            if (!n) continue;
+            glint_cuda_matmul_batched(out + (size_t)off * D, D, h + (size_t)off * I, I, n, dev_weight_of(&ex->down[e]), 1,
+                                      0, 0, 0);
+        }
+        free(host);
+    }
+    moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256>>>(y, out, wts, row_of_pair, K, D, T);
+    glint_cuda_check("moe");
+}

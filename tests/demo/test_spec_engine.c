@@ -1,0 +1,130 @@
+// The server engine with MTP speculative decoding on the demo model: every request's tokens are the
+// ones plain decoding gives (greedy and seeded sampling), alone or 6 at a time, in a roomy pool and in
+// one so small that sequences are retracted mid-decode and resumed (with and without the prefix
+// cache), and drafts are accepted. Prompts are slices of the text in tests/fixtures/demo.
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "engine/scheduler.h"
+
+#include "../check.h"
+
+enum { N_REQ = 6, N_NEW = 40, MAX_PROMPT = 48 };
+
+typedef struct {
+    int32_t ids[MAX_PROMPT];
+    int n;
+    float temperature;
+} prompt;
+
+static glint_gen_request *make_request(const prompt *p, int i) {
+    glint_gen_request *r = glint_gen_request_new();
+    r->prompt = malloc(sizeof(int32_t) * (size_t)p->n);
+    memcpy(r->prompt, p->ids, sizeof(int32_t) * (size_t)p->n);
+    r->n_prompt = p->n;
+    glint_sampling_defaults(&r->sampling);
+    r->sampling.temperature = p->temperature;
+    r->sampling.top_p = 0.95f;
+    r->sampling.seed = 77 + (uint64_t)i;
+    r->max_new_tokens = N_NEW;
+    r->ignore_eos = 1;
+    return r;
+}
+
+static void wait_done(glint_gen_request *r) {
+    pthread_mutex_lock(&r->mu);
+    while (r->finish == GLINT_FINISH_NONE) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+// Runs the prompts (all submitted at once when together, else one by one) and stores the tokens.
+static void run(glint_model *m, const glint_engine_options *eo, const prompt *prompts, int together,
+                int32_t out[N_REQ][N_NEW], glint_engine_stats *stats) {
+    glint_engine *e = glint_engine_new(m, eo);
+    CHECK(e != NULL, "engine: %s", glint_last_error());
+    if (!e) return;
+    glint_gen_request *reqs[N_REQ];
+    for (int i = 0; i < N_REQ; i++) {
+        reqs[i] = make_request(&prompts[i], i);
+        CHECK(glint_engine_submit(e, reqs[i]) == GLINT_SUBMIT_OK, "submit %d", i);
+        if (!together) wait_done(reqs[i]);
+    }
+    for (int i = 0; i < N_REQ; i++) {
+        wait_done(reqs[i]);
+        CHECK(reqs[i]->finish == GLINT_FINISH_LENGTH && reqs[i]->n_tokens == N_NEW, "request %d: finish %d, %d tokens (%s)",
+              i, reqs[i]->finish, reqs[i]->n_tokens, reqs[i]->error);
+        for (int k = 0; k < N_NEW; k++) out[i][k] = k < reqs[i]->n_tokens ? reqs[i]->tokens[k].id : -1;
+        glint_gen_request_release(reqs[i]);
+    }
+    glint_engine_get_stats(e, stats);
+    glint_engine_free(e);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_spec_engine MODEL_DIR FIXTURE_DIR\n");
+        return 2;
+    }
+    char *ref_path = glint_path_join(argv[2], "mtp_reference.json");
+    json_error_t err;
+    json_t *ref = json_load_file(ref_path, 0, &err);
+    glint_model *m = ref ? glint_model_load(argv[1], NULL, glint_backend_cpu(0)) : NULL;
+    if (!m || !m->has_mtp) {
+        fprintf(stderr, "%s\n", ref ? (m ? "no MTP layer" : glint_last_error()) : err.text);
+        return 1;
+    }
+    json_t *text = json_object_get(ref, "ids");
+    const int n_text = (int)json_array_size(text);
+    prompt prompts[N_REQ];
+    for (int i = 0; i < N_REQ; i++) {
+        prompts[i].n = 8 + 7 * i < MAX_PROMPT ? 8 + 7 * i : MAX_PROMPT;
+        prompts[i].temperature = i % 3 == 2 ? 0.9f : 0.0f;
+        for (int k = 0; k < prompts[i].n; k++)
+            prompts[i].ids[k] = (int32_t)json_integer_value(json_array_get(text, (size_t)((5 * i + k) % n_text)));
+    }
+    static int32_t expect[N_REQ][N_NEW], got[N_REQ][N_NEW];
+    glint_engine_stats st;
+    const glint_engine_options plain = {.max_running = 8, .max_queued = 16, .page_size = 16, .total_pages = 64,
+                                        .chunked_prefill = 32, .context_length = 128, .prefix_cache = 1};
+    run(m, &plain, prompts, 0, expect, &st);
+
+    glint_engine_options spec = plain;
+    spec.speculative = 1;
+    // Pages of 4 tokens; a request needs up to (48 + 40) / 4 = 22 of 30, growing 4 tokens at a time.
+    glint_engine_options small = spec;
+    small.page_size = 4, small.total_pages = 30, small.grow_tokens = 4;
+    struct {
+        const char *what;
+        glint_engine_options eo;
+        int together, cache, want_retractions;
+    } cases[] = {{"speculative, alone", spec, 0, 1, 0},
+                 {"speculative, together", spec, 1, 1, 0},
+                 {"speculative, small pool", small, 1, 1, 1},
+                 {"speculative, small pool, no prefix cache", small, 1, 0, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        cases[c].eo.prefix_cache = cases[c].cache;
+        run(m, &cases[c].eo, prompts, cases[c].together, got, &st);
+        for (int i = 0; i < N_REQ; i++)
+            for (int k = 0; k < N_NEW; k++)
+                CHECK(got[i][k] == expect[i][k], "%s: request %d token %d: %d, plain decoding %d", cases[c].what, i, k,
+                      got[i][k], expect[i][k]);
+        CHECK(st.spec_accepted > 0 && st.spec_accepted <= st.spec_drafted, "%s: %llu of %llu drafts accepted",
+              cases[c].what, (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted);
+        CHECK(!cases[c].want_retractions || st.retractions > 0, "%s: no retraction happened", cases[c].what);
+        printf("%s: %llu of %llu drafts accepted, %llu retractions\n", cases[c].what,
+               (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted,
+               (unsigned long long)st.retractions);
+    }
+    glint_model_free(m);
+    json_decref(ref);
+    free(ref_path);
+    if (failures) {
+        fprintf(stderr, "%d failures\n", failures);
+        return 1;
+    }
+    printf("speculative engine: all checks pass\n");
+    return 0;
+}
