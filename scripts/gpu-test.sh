@@ -53,15 +53,20 @@ if want e2e; then
 fi
 
 if want bench; then
+    # BENCH_LAYERS: layers of the NVFP4 flagship preset (3 dense + the rest MoE; 12 fit an 80 GB card
+    # with the 128k caches).
+    layers=${BENCH_LAYERS:-12}
     {
         echo "### glint bench --kernels --backend cuda"
         "$BUILD/glint" bench --kernels --backend cuda
+        echo "### glint bench --synthetic glm-5.1-478b-nvfp4 --layers $layers --ctx 256,4096,16384,65536,131072 --backend cuda"
+        "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" --ctx 256,4096,16384,65536,131072 \
+            --backend cuda
         echo "### glint bench --synthetic glm-5.1-bf16 --layers 4 (32 experts) --ctx 256,4096 --backend cuda"
         "$BUILD/glint" bench --synthetic glm-5.1-bf16 --layers 4 --json-model-override-args '{"n_routed_experts":32}' \
             --ctx 256,4096 --backend cuda
-        echo "### the same at ctx 4096 with GLINT_CUDA_PROFILE=1 (each op synchronized: where the time goes)"
-        GLINT_CUDA_PROFILE=1 "$BUILD/glint" bench --synthetic glm-5.1-bf16 --layers 4 \
-            --json-model-override-args '{"n_routed_experts":32}' --ctx 4096 --backend cuda 2>&1 |
+        echo "### the NVFP4 preset at ctx 4096 with GLINT_CUDA_PROFILE=1 (each op synchronized: where the time goes)"
+        GLINT_CUDA_PROFILE=1 "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers 5 --ctx 4096 --backend cuda 2>&1 |
             grep -v "^bench: making" | head -40
     } >"$OUT/bench.log" 2>&1 || status=1
     note "bench:"

@@ -138,6 +138,12 @@ struct glint_backend {
     // y[T, D] = Σ_k w_k · down_e(silu(gate_e x) ⊙ up_e x). Shared experts are not included.
     void (*moe)(glint_backend *be, float *y, const float *x, int T, int D, int I, const glint_weight *router,
                 const glint_weight *bias, const glint_moe_routing *routing, const glint_experts *experts);
+    // Optional (NULL: the model makes host data and prepare_weight copies it): makes w's storage in
+    // backend memory, filled from seed, for synthetic benchmarks of the real shapes. rows, cols,
+    // format (DENSE BF16/F16/F32, or NVFP4) and name are set by the caller; values uniform in
+    // [lo, hi] (NVFP4: random E2M1 codes, block scales making them span about ±max(|lo|, |hi|)).
+    // prepare_weight leaves such a weight where it is.
+    int (*synthesize)(glint_backend *be, glint_weight *w, uint64_t seed, float lo, float hi);
 };
 
 glint_backend *glint_backend_cpu(int n_threads);

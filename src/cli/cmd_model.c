@@ -345,6 +345,10 @@ static const struct {
      "\"routed_scaling_factor\":2.5,\"rms_norm_eps\":1e-5,\"index_n_heads\":32,\"index_head_dim\":128,"
      "\"index_topk\":2048,\"first_k_dense_replace\":3,\"max_position_embeddings\":202752,"
      "\"rope_parameters\":{\"rope_theta\":1000000,\"rope_type\":\"default\"},\"eos_token_id\":[154820,154827,154829]}"},
+    // The product checkpoint (GLM-5.1-478B-A42B-REAP-NVFP4, spec/GLM5.md): 160 routed experts in
+    // NVFP4 (E4M3 block scales per 16, weight_scale_2), everything else BF16; weights are made in
+    // the backend's memory where it can (CUDA: a seeded fill kernel, no host copy).
+    {"glm-5.1-478b-nvfp4", NULL},
 };
 
 // KV bytes one decode step reads at context ctx: the selected latents of every layer, and every
@@ -356,6 +360,38 @@ static double kv_bytes_per_token(const glint_config *c, int ctx) {
         if (c->layer_has_indexer[l]) bytes += (double)ctx * c->index_head_dim * sizeof(float);
     }
     return bytes;
+}
+
+// Weight bytes one decode step of the full model (config full) reads, scaled per module kind from
+// the measured model m (the same shapes with fewer layers): attention and norms by layers,
+// the indexer by F layers, the dense MLP by dense layers, router and experts by MoE layers.
+static double full_model_bytes(const glint_model *m, const glint_config *full) {
+    const glint_config *c = &m->cfg;
+    int n[2][3] = {{0}};  // [measured, full][layers, F layers, MoE layers]
+    for (int k = 0; k < 2; k++) {
+        const glint_config *x = k ? full : c;
+        n[k][0] = x->num_layers;
+        for (int l = 0; l < x->num_layers; l++) n[k][1] += x->layer_has_indexer[l], n[k][2] += x->layer_is_moe[l];
+    }
+    const double by_layers = (double)n[1][0] / n[0][0], by_f = n[0][1] ? (double)n[1][1] / n[0][1] : 0;
+    const double by_moe = n[0][2] ? (double)n[1][2] / n[0][2] : 0;
+    const double by_dense = n[0][0] > n[0][2] ? (double)(n[1][0] - n[1][2]) / (n[0][0] - n[0][2]) : 0;
+    double total = 0;
+    for (int k = 0; k < GLINT_KIND_COUNT; k++) {
+        double b = (double)m->kinds[k].bytes_per_token;
+        switch (k) {
+        case GLINT_KIND_ATTENTION:
+        case GLINT_KIND_NORMS: b *= by_layers; break;
+        case GLINT_KIND_INDEXER: b *= by_f; break;
+        case GLINT_KIND_DENSE_MLP: b *= by_dense; break;
+        case GLINT_KIND_ROUTER:
+        case GLINT_KIND_SHARED_EXPERT:
+        case GLINT_KIND_ROUTED_EXPERTS: b *= by_moe; break;
+        default: break;
+        }
+        total += b;
+    }
+    return total;
 }
 
 // Weight streaming of the matrix-vector kernels, one format at a time, on matrices of ~10x the
@@ -429,12 +465,16 @@ static int bench_kernels(glint_backend *be) {
                 rc = 1;
             } else {
                 be->upload(be, dx, x, sizeof(float) * (size_t)K);
-                for (int rep = 0; rep < 6; rep++) {
+                for (int rep = 0; rep < 6 && !rc; rep++) {
                     double t0 = glint_now_seconds();
                     be->matmul(be, dy, (int)N, dx, (int)K, 1, &W);
                     be->download(be, y, dy, 1);  // waits for the kernel on device backends
                     double dt = glint_now_seconds() - t0;
                     if (rep && dt < best) best = dt;  // first pass warms the pages
+                    if (isnan(y[0])) {  // a failed op downloads NaN
+                        fprintf(stderr, "glint bench: the %s matmul failed: %s\n", formats[f].name, glint_last_error());
+                        rc = 1;
+                    }
                 }
             }
             be->free(be, dx), be->free(be, dy);
@@ -503,10 +543,14 @@ int cmd_bench(int argc, char **argv) {
     glint_backend *be = make_backend(&o);
     if (!be) return 1;
     glint_model *m = NULL;
+    glint_config full_cfg;
+    memset(&full_cfg, 0, sizeof full_cfg);
+    int experts_nvfp4 = 0;
     if (o.synthetic) {
         const char *json = NULL;
         for (size_t i = 0; i < sizeof synthetic_models / sizeof synthetic_models[0]; i++)
             if (!strcmp(o.synthetic, synthetic_models[i].name)) json = synthetic_models[i].config_json;
+        if (!strcmp(o.synthetic, "glm-5.1-478b-nvfp4")) json = synthetic_models[1].config_json, experts_nvfp4 = 1;
         if (!json) {
             fprintf(stderr, "glint bench: unknown synthetic model '%s' (known:", o.synthetic);
             for (size_t i = 0; i < sizeof synthetic_models / sizeof synthetic_models[0]; i++)
@@ -519,6 +563,7 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "glint bench: %s\n", glint_last_error());
             return 1;
         }
+        full_cfg = cfg;
         if (o.layers) {
             if (o.layers > cfg.num_layers) {
                 fprintf(stderr, "glint bench: --layers %lld exceeds the model's %d\n", (long long)o.layers,
@@ -528,7 +573,7 @@ int cmd_bench(int argc, char **argv) {
             cfg.num_layers = (int)o.layers;
         }
         fprintf(stderr, "bench: making %d layers of random %s weights in memory...\n", cfg.num_layers, o.synthetic);
-        m = glint_model_synthetic(&cfg, be);
+        m = glint_model_synthetic_quant(&cfg, be, experts_nvfp4 ? GLINT_WFMT_NVFP4 : GLINT_WFMT_DENSE);
         if (!m) {
             fprintf(stderr, "glint bench: %s\n", glint_last_error());
             return 1;
@@ -585,6 +630,12 @@ int cmd_bench(int argc, char **argv) {
         double bytes = (double)m->bytes_per_token + kv_bytes_per_token(c, (int)ctx);
         printf("%8ld %10.2f %12.2f %12.3f %10.2f %9.1f%% %9.1f%%\n", ctx, 1.0 / dt, dt * 1e3, bytes / 1e9,
                bytes / dt / 1e9, 100.0 * bytes / dt / copy_bw, 100.0 * bytes / dt / read_bw);
+        if (o.synthetic && full_cfg.num_layers > c->num_layers) {
+            const double full = full_model_bytes(m, &full_cfg) + kv_bytes_per_token(&full_cfg, (int)ctx);
+            printf("%8s %10.2f %12.2f %12.3f   (%d layers at this GB/s; KV + indexer keys %.3f GB of it)\n", "",
+                   bytes / dt / full, full / (bytes / dt) * 1e3, full / 1e9, full_cfg.num_layers,
+                   kv_bytes_per_token(&full_cfg, (int)ctx) / 1e9);
+        }
         glint_state_free(m, st);
     }
     if (!rc && o.prefill_list) rc = bench_prefill(m, &o, logits);

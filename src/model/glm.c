@@ -20,18 +20,38 @@ struct binder {
     int failed;
     uint64_t rng;
     glint_quant_config qc;
+    glint_weight_format synthetic_experts;  // format of synthetic routed experts (DENSE: BF16)
 };
 
 static int is_float_dtype(glint_dtype d) {
     return d == GLINT_DTYPE_F32 || d == GLINT_DTYPE_BF16 || d == GLINT_DTYPE_F16;
 }
 
-// Synthetic weights (benchmarks): BF16 uniform in ±1/sqrt(cols), norms 1, router bias F32 0.
+// Synthetic weights (benchmarks): BF16 uniform in ±1/sqrt(cols) (routed experts optionally NVFP4
+// of about that range), norms 1, router bias F32 0. Made in backend memory when the backend can.
 static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, int64_t cols) {
-    glint_weight w = {.dtype = GLINT_DTYPE_BF16, .rows = rows, .cols = cols ? cols : 1};
+    glint_weight w = {.dtype = GLINT_DTYPE_BF16, .rows = rows, .cols = cols ? cols : 1, .name = "synthetic"};
     int is_bias = strstr(name, "e_score_correction_bias") != NULL;
     if (is_bias) w.dtype = GLINT_DTYPE_F32;
-    size_t n = (size_t)w.rows * (size_t)w.cols, bytes = n * glint_dtype_size(w.dtype);
+    const int nvfp4 = cols && b->synthetic_experts == GLINT_WFMT_NVFP4 && strstr(name, ".mlp.experts.") != NULL;
+    if (nvfp4) {
+        w.format = GLINT_WFMT_NVFP4, w.dtype = GLINT_DTYPE_U8, w.scales_dtype = GLINT_DTYPE_F8_E4M3, w.block = 16;
+        w.global_scale = 1.0f;
+    }
+    size_t n = (size_t)w.rows * (size_t)w.cols, bytes = nvfp4 ? n / 2 + n / 16 : n * glint_dtype_size(w.dtype);
+    const float amplitude = cols ? 1.0f / sqrtf((float)cols) : 1.0f;
+    const uint64_t seed = b->rng += 0x9E3779B97F4A7C15ull;
+    glint_backend *be = b->m->be;
+    if (be && be->synthesize) {
+        const float lo = is_bias ? 0.0f : cols ? -amplitude : 1.0f, hi = is_bias ? 0.0f : amplitude;
+        if (be->synthesize(be, &w, seed, lo, hi)) {
+            b->failed = 1;
+            return w;
+        }
+        b->m->n_params += n;
+        b->m->weight_bytes += bytes;
+        return w;
+    }
     glint_synthetic_block *blk = glint_malloc(sizeof *blk + bytes, name);
     if (!blk) {
         b->failed = 1;
@@ -42,9 +62,19 @@ static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, in
     if (is_bias) memset(blk->data, 0, bytes);
     else if (!cols) {
         for (size_t i = 0; i < n; i++) ((uint16_t *)blk->data)[i] = glint_f32_to_bf16(1.0f);
+    } else if (nvfp4) {  // random E2M1 codes; E4M3 block scale ~amplitude/6 (|E2M1| <= 6)
+        uint8_t *codes = (uint8_t *)blk->data, *scales = codes + n / 2, scale_code = 0x08;
+        for (int code = 0x08; code < 0x7f; code++)
+            if (ldexpf(1.0f + (float)(code & 7) / 8.0f, (code >> 3) - 7) <= amplitude / 6.0f) scale_code = (uint8_t)code;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n / 2; i++) {
+            uint64_t z = seed + i * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
+            codes[i] = (uint8_t)(z >> 24);
+        }
+        memset(scales, scale_code, n / 16);
+        w.scales = scales;
     } else {
-        const float amplitude = 1.0f / sqrtf((float)cols);
-        const uint64_t seed = b->rng += 0x9E3779B97F4A7C15ull;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) {
             uint64_t z = seed + i * 0xBF58476D1CE4E5B9ull;
@@ -54,7 +84,6 @@ static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, in
         }
     }
     w.data = blk->data;
-    w.name = "synthetic";
     b->m->n_params += n;
     b->m->weight_bytes += bytes;
     return w;
@@ -338,7 +367,7 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
         goto fail;
     m->ckpt = glint_checkpoint_open(dir);
     if (!m->ckpt) goto fail;
-    binder b = {m->ckpt, dir, m, 0, 0, {0}};
+    binder b = {m->ckpt, dir, m, 0, 0, {0}, GLINT_WFMT_DENSE};
     if (glint_quant_config_load(dir, &b.qc)) goto fail;
     int rc = bind_all(&b);
     glint_quant_config_free(&b.qc);
@@ -354,11 +383,15 @@ fail:
 }
 
 glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be) {
+    return glint_model_synthetic_quant(cfg, be, GLINT_WFMT_DENSE);
+}
+
+glint_model *glint_model_synthetic_quant(const glint_config *cfg, glint_backend *be, glint_weight_format experts) {
     glint_model *m = glint_calloc(1, sizeof *m, "model");
     if (!m) return NULL;
     m->be = be;
     m->cfg = *cfg;
-    binder b = {NULL, "synthetic model", m, 0, 12345, {0}};
+    binder b = {NULL, "synthetic model", m, 0, 12345, {0}, experts};
     if (bind_all(&b) || prepare_weights(m)) {
         glint_model_free(m);
         return NULL;

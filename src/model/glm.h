@@ -97,6 +97,9 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
 void glint_model_free(glint_model *m);
 // A model of the config's shapes with random BF16 weights made in memory (benchmarks; no files).
 glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be);
+// The same with the routed experts in `experts` format (GLINT_WFMT_DENSE: BF16, or GLINT_WFMT_NVFP4),
+// made in backend memory when the backend can (be->synthesize).
+glint_model *glint_model_synthetic_quant(const glint_config *cfg, glint_backend *be, glint_weight_format experts);
 
 // A paged cache: per layer a pool of n_pages·page_size rows of MLA latents c_t [C] and rotated keys
 // kpe_t [Dr] (spec §2.4) and, for layers with an indexer, indexer keys [Di]. Sequences (glint_state)
