@@ -17,6 +17,10 @@ download)
     cd "$root/.debs"
     apt-get download $packages
     ls -l "$root/.debs"
+    # NVIDIA ModelOpt for tools/quant/crosscheck_modelopt.py (pure Python; the GPU machine has torch)
+    mkdir -p "$root/.whl"
+    pip download --no-deps -q -d "$root/.whl" nvidia-modelopt==0.47.0
+    ls -l "$root/.whl"
     ;;
 unpack)
     prefix=${2:-/tmp/deps}

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
-#   scripts/gpu-test.sh [build] [ops] [memcheck] [e2e] [bench]     (no argument: all of them)
+#   scripts/gpu-test.sh [build] [ops] [memcheck] [e2e] [engine] [modelopt] [bench]   (no argument: all)
+# engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
+# plain decoding); modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
+# (carry .whl, where scripts/gpu-deps.sh download puts the nvidia-modelopt wheel).
 # The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
 # carried along) is unpacked into /tmp/deps and CMake is pointed at it.
 set -uo pipefail
@@ -8,7 +11,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
-steps=${*:-build ops memcheck e2e bench}
+steps=${*:-build ops memcheck e2e engine modelopt bench}
 want() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -50,6 +53,25 @@ fi
 if want e2e; then
     python3 tests/cuda/test_e2e.py "$BUILD/glint" >"$OUT/e2e.log" 2>&1 && note "e2e ok: $(tail -1 "$OUT/e2e.log")" ||
         { status=1; note "e2e FAILED: $(tail -1 "$OUT/e2e.log")"; grep -v " ok" "$OUT/e2e.log" | head -20; }
+fi
+
+if want engine; then
+    GLINT_TEST_BACKEND=cuda "$BUILD/tests/demo_spec_engine" models/demo tests/fixtures/demo >"$OUT/engine.log" 2>&1 &&
+        note "engine ok: $(tail -1 "$OUT/engine.log")" ||
+        { status=1; note "engine FAILED"; grep -v "^speculative" "$OUT/engine.log" | head -20; }
+    grep "^speculative" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
+fi
+
+if want modelopt; then
+    wheel=$(ls .whl/nvidia_modelopt-*.whl 2>/dev/null | head -1)
+    if [ -z "$wheel" ]; then
+        note "modelopt: no wheel in .whl/ (scripts/gpu-deps.sh download; carry .whl)"
+    else
+        rm -rf /tmp/modelopt && mkdir -p /tmp/modelopt && python3 -m zipfile -e "$wheel" /tmp/modelopt
+        PYTHONPATH=/tmp/modelopt python3 tools/quant/crosscheck_modelopt.py >"$OUT/modelopt.log" 2>&1 &&
+            note "modelopt cross-check ($(basename "$wheel")): $(tail -1 "$OUT/modelopt.log")" ||
+            { status=1; note "modelopt cross-check FAILED: $(tail -3 "$OUT/modelopt.log")"; }
+    fi
 fi
 
 if want bench; then

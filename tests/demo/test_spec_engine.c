@@ -71,7 +71,21 @@ int main(int argc, char **argv) {
     char *ref_path = glint_path_join(argv[2], "mtp_reference.json");
     json_error_t err;
     json_t *ref = json_load_file(ref_path, 0, &err);
-    glint_model *m = ref ? glint_model_load(argv[1], NULL, glint_backend_cpu(0)) : NULL;
+    // GLINT_TEST_BACKEND=cuda (scripts/gpu-test.sh engine): the same checks on the GPU.
+    const char *which = getenv("GLINT_TEST_BACKEND");
+    glint_backend *be = NULL;
+#ifdef GLINT_HAVE_CUDA
+    if (which && !strcmp(which, "cuda") && !(be = glint_backend_cuda(0))) {
+        fprintf(stderr, "%s\n", glint_last_error());
+        return 1;
+    }
+#endif
+    if (which && strcmp(which, "cpu") && !be) {
+        fprintf(stderr, "GLINT_TEST_BACKEND=%s is not available in this build\n", which);
+        return 1;
+    }
+    if (!be) be = glint_backend_cpu(0);
+    glint_model *m = ref ? glint_model_load(argv[1], NULL, be) : NULL;
     if (!m || !m->has_mtp) {
         fprintf(stderr, "%s\n", ref ? (m ? "no MTP layer" : glint_last_error()) : err.text);
         return 1;

@@ -4,9 +4,12 @@ NVFP4QTensor.quantize on random tensors (bit-exact codes, scales and global scal
 
     PYTHONPATH=<dir with modelopt unpacked> python3 tools/quant/crosscheck_modelopt.py
 
-ModelOpt's package __init__ pulls in many optional dependencies; the qtensor module itself needs
-only torch, so the parent packages are registered as bare namespaces and the module loaded alone.
+ModelOpt's package __init__ files pull in many optional dependencies (pydantic, accelerate, ...);
+the NVFP4 quantize path needs only torch, so the parent packages are registered as bare namespaces
+and the modules it uses are loaded alone (see load_modelopt_nvfp4). On the GPU machine:
+    bash scripts/gpu-test.sh modelopt    (carry .whl/nvidia_modelopt-*.whl; downloaded by scripts/gpu-deps.sh)
 """
+import ast
 import importlib
 import importlib.util
 import os
@@ -19,16 +22,56 @@ sys.path.insert(0, os.path.dirname(__file__))
 import reference as ref  # noqa: E402
 
 
+def load_file(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def load_modelopt_nvfp4():
+    """ModelOpt's NVFP4QTensor with only the code its quantize path runs: the nvfp4_tensor and
+    base_qtensor modules, backends/utils.py and utils/numeric_utils.py as shipped, and the three
+    reduce_* helpers (plus the _FP8_DTYPES table they read) taken verbatim from utils/core_utils.py,
+    whose own imports (the pydantic config system, FSDP helpers) the quantize path never touches."""
     spec = importlib.util.find_spec("modelopt")
     if spec is None:
         raise ImportError("modelopt is not on the path")
     root = os.path.dirname(spec.origin)
-    for pkg in ["modelopt", "modelopt.torch", "modelopt.torch.quantization"]:
+    quant = os.path.join(root, "torch", "quantization")
+    for pkg, path in [("modelopt", root), ("modelopt.torch", os.path.join(root, "torch")),
+                      ("modelopt.torch.quantization", quant),
+                      ("modelopt.torch.quantization.backends", os.path.join(quant, "backends")),
+                      ("modelopt.torch.quantization.qtensor", os.path.join(quant, "qtensor"))]:
         mod = types.ModuleType(pkg)
-        mod.__path__ = [os.path.join(root, *pkg.split(".")[1:])]
+        mod.__path__ = [path]
         sys.modules[pkg] = mod
-    return importlib.import_module("modelopt.torch.quantization.qtensor.nvfp4_tensor").NVFP4QTensor
+    utils = types.ModuleType("modelopt.torch.quantization.utils")
+    utils.__path__ = [os.path.join(quant, "utils")]
+    sys.modules[utils.__name__] = utils
+    core_path = os.path.join(quant, "utils", "core_utils.py")
+    with open(core_path) as f:
+        core = f.read()
+    wanted = {"reduce_amax", "reduce_block_amax", "reduce_block_padding", "_FP8_DTYPES"}
+    nodes = [n for n in ast.parse(core).body
+             if (isinstance(n, ast.FunctionDef) and n.name in wanted) or
+             (isinstance(n, ast.Assign) and any(getattr(t, "id", None) in wanted for t in n.targets))]
+    code = compile(ast.Module(body=nodes, type_ignores=[]), core_path, "exec")
+    namespace = {"torch": torch, "F": torch.nn.functional}
+    exec(code, namespace)
+    missing = wanted - set(namespace)
+    if missing:
+        raise ImportError("core_utils.py no longer defines %s" % sorted(missing))
+    for name in wanted:
+        setattr(utils, name, namespace[name])
+    utils.fsdp2_aware_weight_update = utils.patch_fsdp_mp_dtypes = None  # FSDP paths only
+    utils.numeric_utils = load_file("modelopt.torch.quantization.utils.numeric_utils",
+                                    os.path.join(quant, "utils", "numeric_utils.py"))
+    load_file("modelopt.torch.quantization.backends.utils", os.path.join(quant, "backends", "utils.py"))
+    load_file("modelopt.torch.quantization.qtensor.base_qtensor", os.path.join(quant, "qtensor", "base_qtensor.py"))
+    return load_file("modelopt.torch.quantization.qtensor.nvfp4_tensor",
+                     os.path.join(quant, "qtensor", "nvfp4_tensor.py")).NVFP4QTensor
 
 
 def main():
