@@ -264,15 +264,35 @@ int cmd_serve(int argc, char **argv) {
     if (use_mtp)  // the MTP layer's rows live in the same pages
         per_token += (uint64_t)(s.model->cfg.kv_lora_rank + s.model->cfg.qk_rope_head_dim + s.model->cfg.index_head_dim) *
                      sizeof(float);
-    uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
-    double budget = mem_fraction * (double)ram - (double)s.model->weight_bytes;
+    double budget;
+    const char *budget_of = "RAM";
+#ifdef GLINT_HAVE_CUDA
+    if (want_cuda) {
+        // sglang's meaning: weights + KV pool take at most this fraction of the card's memory; the
+        // rest is left for activations. The weights are on the card now: pool = free - (1 - f) total.
+        size_t free_bytes, total_bytes;
+        if (glint_cuda_memory_info(&free_bytes, &total_bytes)) {
+            fprintf(stderr, "glint serve: %s\n", glint_last_error());
+            goto done;
+        }
+        budget = (double)free_bytes - (1.0 - mem_fraction) * (double)total_bytes;
+        budget_of = "GPU memory";
+        fprintf(stderr, "glint serve: GPU memory %.1f GiB, %.1f GiB in use after loading the weights; KV pool %.1f GiB "
+                        "(--mem-fraction-static %.2f)\n", total_bytes / 1073741824.0,
+                (total_bytes - free_bytes) / 1073741824.0, budget > 0 ? budget / 1073741824.0 : 0.0, mem_fraction);
+    } else
+#endif
+    {
+        uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+        budget = mem_fraction * (double)ram - (double)s.model->weight_bytes;
+    }
     if (budget < 0) budget = 0;
     int64_t pool_tokens = max_total_tokens ? max_total_tokens : (int64_t)(budget / (double)(per_token ? per_token : 1));
     int64_t ctx = context ? context : s.model->cfg.max_position_embeddings;
     if (ctx > pool_tokens) ctx = pool_tokens;
     if (ctx < 2) {
-        fprintf(stderr, "glint serve: the KV pool (%lld tokens from --mem-fraction-static %.2f) cannot hold a sequence\n",
-                (long long)pool_tokens, mem_fraction);
+        fprintf(stderr, "glint serve: the KV pool (%lld tokens from --mem-fraction-static %.2f of the %s) cannot hold "
+                        "a sequence\n", (long long)pool_tokens, mem_fraction, budget_of);
         goto done;
     }
     s.context_length = (int)ctx;
