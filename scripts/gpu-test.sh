@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
-#   scripts/gpu-test.sh [build] [ops] [memcheck] [e2e] [engine] [modelopt] [bench]   (no argument: all)
+#   scripts/gpu-test.sh [build] [ops] [memcheck] [e2e] [engine] [serve] [modelopt] [bench]   (no argument: all)
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
-# plain decoding); modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
+# plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
+# modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
 # (carry .whl, where scripts/gpu-deps.sh download puts the nvidia-modelopt wheel).
 # The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
 # carried along) is unpacked into /tmp/deps and CMake is pointed at it.
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
-steps=${*:-build ops memcheck e2e engine modelopt bench}
+steps=${*:-build ops memcheck e2e engine serve modelopt bench}
 want() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -60,6 +61,12 @@ if want engine; then
         note "engine ok: $(tail -1 "$OUT/engine.log")" ||
         { status=1; note "engine FAILED"; grep -v "^speculative" "$OUT/engine.log" | head -20; }
     grep "^speculative" "$OUT/engine.log" | tee -a "$OUT/summary.txt"
+fi
+
+if want serve; then
+    python3 tests/cuda/test_serve_cuda.py "$BUILD/glint" . >"$OUT/serve.log" 2>&1 && note "serve ok: $(tail -1 "$OUT/serve.log")" ||
+        { status=1; note "serve FAILED: $(tail -1 "$OUT/serve.log")"; grep -E "FAIL|Error|error" "$OUT/serve.log" | head -20; }
+    grep "drafts" "$OUT/serve.log" | tee -a "$OUT/summary.txt"
 fi
 
 if want modelopt; then
