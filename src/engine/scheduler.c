@@ -91,6 +91,12 @@ void glint_gen_request_release(glint_gen_request *r) {
     free(r);
 }
 
+void glint_gen_request_wait(glint_gen_request *r) {
+    pthread_mutex_lock(&r->mu);
+    while (r->finish == GLINT_FINISH_NONE) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void finish_request(glint_engine *e, glint_gen_request *r, glint_finish_reason why, const char *error) {
     pthread_mutex_lock(&r->mu);
     if (r->finish == GLINT_FINISH_NONE) {

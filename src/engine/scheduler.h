@@ -136,6 +136,8 @@ void glint_engine_free(glint_engine *e);
 // A new request with refs = 1 (the caller's). NULL on allocation failure.
 glint_gen_request *glint_gen_request_new(void);
 void glint_gen_request_release(glint_gen_request *r);
+// Blocks until r has finished (any reason).
+void glint_gen_request_wait(glint_gen_request *r);
 
 typedef enum { GLINT_SUBMIT_OK = 0, GLINT_SUBMIT_QUEUE_FULL, GLINT_SUBMIT_TOO_LARGE, GLINT_SUBMIT_STOPPED } glint_submit_result;
 // Queues r (the engine takes its own reference). TOO_LARGE: prompt + max_new_tokens can never

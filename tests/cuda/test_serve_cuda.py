@@ -11,11 +11,10 @@ import json
 import os
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
 os.environ.setdefault("GLINT_SERVER_FIXTURES", tempfile.mkdtemp(prefix="glint-serve-cuda-"))
-from common import Server, check, finish, post_json, request  # noqa: E402
+from common import Server, check, finish, metrics, post_json, run_jobs  # noqa: E402
 
 GLINT, ROOT = sys.argv[1], sys.argv[2]
 MODEL = os.path.join(ROOT, "models", "demo")
@@ -46,26 +45,8 @@ def answers(base, concurrent):
     def run(key, q, kw):
         out[key] = chat(base, q, **kw)
 
-    if concurrent:
-        threads = [threading.Thread(target=run, args=j) for j in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-        for j in jobs:
-            run(*j)
+    run_jobs(jobs, run, concurrent)
     return out
-
-
-def metrics(base):
-    _, _, text = request("GET", base + "/metrics")
-    values = {}
-    for line in text.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name.split("{")[0]] = values.get(name.split("{")[0], 0) + float(value)
-    return values
 
 
 def main():

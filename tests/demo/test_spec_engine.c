@@ -34,12 +34,6 @@ static glint_gen_request *make_request(const prompt *p, int i) {
     return r;
 }
 
-static void wait_done(glint_gen_request *r) {
-    pthread_mutex_lock(&r->mu);
-    while (r->finish == GLINT_FINISH_NONE) pthread_cond_wait(&r->cv, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-}
-
 // Runs the prompts (all submitted at once when together, else one by one) and stores the tokens.
 static void run(glint_model *m, const glint_engine_options *eo, const prompt *prompts, int together,
                 int32_t out[N_REQ][N_NEW], glint_engine_stats *stats) {
@@ -50,10 +44,10 @@ static void run(glint_model *m, const glint_engine_options *eo, const prompt *pr
     for (int i = 0; i < N_REQ; i++) {
         reqs[i] = make_request(&prompts[i], i);
         CHECK(glint_engine_submit(e, reqs[i]) == GLINT_SUBMIT_OK, "submit %d", i);
-        if (!together) wait_done(reqs[i]);
+        if (!together) glint_gen_request_wait(reqs[i]);
     }
     for (int i = 0; i < N_REQ; i++) {
-        wait_done(reqs[i]);
+        glint_gen_request_wait(reqs[i]);
         CHECK(reqs[i]->finish == GLINT_FINISH_LENGTH && reqs[i]->n_tokens == N_NEW, "request %d: finish %d, %d tokens (%s)",
               i, reqs[i]->finish, reqs[i]->n_tokens, reqs[i]->error);
         for (int k = 0; k < N_NEW; k++) out[i][k] = k < reqs[i]->n_tokens ? reqs[i]->tokens[k].id : -1;

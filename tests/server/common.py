@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 FAILURES = []
@@ -86,6 +87,30 @@ class Server:
         check("AddressSanitizer" not in log and "runtime error" not in log and "LeakSanitizer" not in log,
               "sanitizer report in the server log:\n" + log[-6000:])
         self.log.close()
+
+
+def run_jobs(jobs, fn, concurrent):
+    """fn(*job) for every job, one after another or all at once in threads."""
+    if not concurrent:
+        for job in jobs:
+            fn(*job)
+        return
+    threads = [threading.Thread(target=fn, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def metrics(base):
+    """GET /metrics as {name: value}, label sets summed."""
+    _, _, text = request("GET", base + "/metrics")
+    values = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name.split("{")[0]] = values.get(name.split("{")[0], 0) + float(value)
+    return values
 
 
 def request(method, url, body=None, headers=None, timeout=120):

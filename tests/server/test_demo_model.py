@@ -14,7 +14,7 @@ import threading
 
 import openai
 
-from common import Server, check, finish
+from common import Server, check, finish, metrics, run_jobs
 
 GLINT, ROOT = sys.argv[1], sys.argv[2]
 MODEL = os.path.join(ROOT, "models", "demo")
@@ -129,8 +129,8 @@ def main():
                 check(forced.tool_calls and forced_plain.tool_calls and
                       forced.tool_calls[0].function.arguments == forced_plain.tool_calls[0].function.arguments,
                       "%s: forced tool call identical" % what)
-            metrics = request_metrics(srv)
-            drafted, accepted = metrics.get("glint:spec_draft_tokens_total", 0), metrics.get("glint:spec_accepted_tokens_total", 0)
+            mt = metrics(srv.base)
+            drafted, accepted = mt.get("glint:spec_draft_tokens_total", 0), mt.get("glint:spec_accepted_tokens_total", 0)
             check(drafted > 50 and 0 < accepted <= drafted, "%s: drafts verified %d, accepted %d" % (what, drafted, accepted))
             print("  %s: %d of %d drafts accepted (%.0f%%)" % (what, accepted, drafted, 100.0 * accepted / max(drafted, 1)))
         finally:
@@ -150,27 +150,8 @@ def answers(client, questions, concurrent=False):
                                            max_tokens=60, **kw).choices[0].message
         out[key] = (m.reasoning_content or "", m.content or "")
 
-    if concurrent:
-        threads = [threading.Thread(target=run, args=job) for job in jobs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    else:
-        for job in jobs:
-            run(*job)
+    run_jobs(jobs, run, concurrent)
     return out
-
-
-def request_metrics(srv):
-    import urllib.request
-    text = urllib.request.urlopen(srv.base + "/metrics", timeout=10).read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name.split("{")[0]] = values.get(name.split("{")[0], 0) + float(value)
-    return values
 
 
 if __name__ == "__main__":

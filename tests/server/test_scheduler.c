@@ -52,12 +52,6 @@ static glint_gen_request *make_request(const int32_t *prompt, int max_new) {
     return r;
 }
 
-static void wait_done(glint_gen_request *r) {
-    pthread_mutex_lock(&r->mu);
-    while (r->finish == GLINT_FINISH_NONE) pthread_cond_wait(&r->cv, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-}
-
 // A prefix shared from another sequence's pages (two whole pages by reference, one row copied)
 // continues exactly like a full prefill; the pages go back to the pool when both are freed.
 static void test_share_prefix(glint_model *m) {
@@ -164,7 +158,7 @@ int main(int argc, char **argv) {
         CHECK(glint_engine_submit(e, reqs[i]) == GLINT_SUBMIT_OK, "submit %d", i);
     }
     for (int i = 0; i < N_REQ; i++) {
-        wait_done(reqs[i]);
+        glint_gen_request_wait(reqs[i]);
         CHECK(reqs[i]->finish == GLINT_FINISH_LENGTH && reqs[i]->n_tokens == N_NEW, "request %d finish %d, %d tokens",
               i, reqs[i]->finish, reqs[i]->n_tokens);
         for (int k = 0; k < reqs[i]->n_tokens && k < N_NEW; k++)
@@ -179,7 +173,7 @@ int main(int argc, char **argv) {
     // The last prompt again: its cache entry (prompt + all but the last token) is reused.
     glint_gen_request *again = make_request(prompts[N_REQ - 1], N_NEW);
     CHECK(glint_engine_submit(e, again) == GLINT_SUBMIT_OK, "submit again");
-    wait_done(again);
+    glint_gen_request_wait(again);
     CHECK(again->cached_tokens == N_PROMPT - 1, "cached tokens %d, want %d", again->cached_tokens, N_PROMPT - 1);
     for (int k = 0; k < again->n_tokens && k < N_NEW; k++)
         CHECK(again->tokens[k].id == expect[N_REQ - 1][k], "prefix-cached token %d differs", k);
@@ -194,7 +188,7 @@ int main(int argc, char **argv) {
     glint_gen_request *cancel = make_request(prompts[1], N_NEW);
     glint_engine_submit(e, cancel);
     glint_engine_cancel(e, cancel);
-    wait_done(cancel);
+    glint_gen_request_wait(cancel);
     CHECK(cancel->finish == GLINT_FINISH_ABORT || cancel->n_tokens == N_NEW, "cancel finish %d", cancel->finish);
     glint_gen_request_release(cancel);
 
@@ -226,7 +220,7 @@ int main(int argc, char **argv) {
             CHECK(glint_engine_submit(e, reqs[i]) == GLINT_SUBMIT_OK, "submit %d", i);
         }
         for (int i = 0; i < N_REQ; i++) {
-            wait_done(reqs[i]);
+            glint_gen_request_wait(reqs[i]);
             CHECK(reqs[i]->finish == GLINT_FINISH_LENGTH && reqs[i]->n_tokens == N_NEW, "small pool: request %d finish %d",
                   i, reqs[i]->finish);
             for (int k = 0; k < reqs[i]->n_tokens && k < N_NEW; k++)
@@ -249,7 +243,7 @@ int main(int argc, char **argv) {
         p[N_PROMPT - 2] = 100 + i, p[N_PROMPT - 1] = 200 + i;  // same first 22 tokens
         glint_gen_request *r = make_request(p, 4);
         glint_engine_submit(e, r);
-        wait_done(r);
+        glint_gen_request_wait(r);
         CHECK(r->cached_tokens == (i ? N_PROMPT - 2 : 0), "shared prefix request %d: %d cached", i, r->cached_tokens);
         glint_gen_request_release(r);
     }
