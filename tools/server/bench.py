@@ -8,9 +8,11 @@
 2. Throughput at 1, 4 and 16 concurrent streams (generated tokens per second of wall time).
 
 usage: bench.py GLINT MODEL_DIR [--tokens 256] [--repeat 3] [--threads N] [--backend cpu|cuda]
+                [--speculative]   (serve with --speculative-algorithm EAGLE: the MTP layer drafts)
 """
 import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -67,6 +69,9 @@ def itl_metrics(port):
 
 def main():
     glint, model = sys.argv[1], sys.argv[2]
+    with open(os.path.join(model, "config.json")) as f:  # prompt ids valid for any vocabulary
+        vocab = json.load(f)["vocab_size"]
+    PROMPT[:] = [i % vocab for i in PROMPT]
     n = int(sys.argv[sys.argv.index("--tokens") + 1]) if "--tokens" in sys.argv else 256
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 3
     for flag in ("--threads", "--backend"):  # passed to both glint generate and glint serve
@@ -74,8 +79,9 @@ def main():
             THREADS.extend([flag, sys.argv[sys.argv.index(flag) + 1]])
     gen = min(generate_per_token(glint, model, n)[0] for _ in range(repeat))
     port = free_port()
-    proc = subprocess.Popen([glint, "serve", "-m", model, "--port", str(port), "--max-running-requests", "16"] + THREADS,
-                            stderr=subprocess.DEVNULL)
+    spec = ["--speculative-algorithm", "EAGLE"] if "--speculative" in sys.argv else []
+    proc = subprocess.Popen([glint, "serve", "-m", model, "--port", str(port), "--max-running-requests", "16"] + THREADS +
+                            spec, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
             try:
