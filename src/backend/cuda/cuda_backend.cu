@@ -346,9 +346,11 @@ __global__ void rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_
     const float *xr = x + (size_t)blockIdx.x * stride;
     float *yr = y + (size_t)blockIdx.x * stride;
     float ss = 0.0f;
+#pragma unroll 4
     for (int d = threadIdx.x; d < D; d += blockDim.x) ss += xr[d] * xr[d];
     ss = block_sum(ss);
     const float inv = 1.0f / sqrtf(ss / (float)D + eps);
+#pragma unroll 4
     for (int d = threadIdx.x; d < D; d += blockDim.x) yr[d] = dense_element(w.data, w.dtype, d) * (xr[d] * inv);
 }
 
@@ -356,7 +358,8 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
                          float eps) {
     (void)be;
     if (T <= 0) return;
-    rmsnorm_kernel<<<T, 256>>>(y, x, stride, D, dev_weight_of(w), eps);
+    // a row per block; wide rows get 1024 threads (a decode step's norms are one row: latency-bound)
+    rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256>>>(y, x, stride, D, dev_weight_of(w), eps);
     glint_cuda_check("rmsnorm");
 }
 
@@ -585,14 +588,33 @@ __global__ void __launch_bounds__(TOPK_THREADS)
             }
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
-            int above = 0, digit = 255;
-            for (; digit > 0; digit--) {
-                if (above + hist[digit] >= remaining) break;
-                above += hist[digit];
+        if (threadIdx.x < 32) {
+            // warp 0: lane l holds digits 255-8l .. 248-8l (high to low); suffix sums by shuffles
+            const int lane = threadIdx.x;
+            int c[8], lane_total = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) c[j] = hist[255 - 8 * lane - j], lane_total += c[j];
+            int above = lane_total;  // inclusive prefix over lanes = counts of digits >= this lane's lowest
+            for (int o = 1; o < 32; o <<= 1) {
+                const int v = __shfl_up_sync(0xffffffffu, above, o);
+                if (lane >= o) above += v;
             }
-            prefix_s = prefix | ((uint32_t)digit << shift);
-            remaining_s = remaining - above;
+            above -= lane_total;  // digits above this lane's highest
+            // the digit where the running count from the top first reaches `remaining`
+            int found = -1, found_above = 0, run = above;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (found < 0 && run + c[j] >= remaining) found = 255 - 8 * lane - j, found_above = run;
+                run += c[j];
+            }
+            const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
+            const int first = hit ? __ffs(hit) - 1 : 31;
+            int digit = __shfl_sync(0xffffffffu, found, first), dig_above = __shfl_sync(0xffffffffu, found_above, first);
+            if (!hit) digit = 0, dig_above = __shfl_sync(0xffffffffu, run - c[7], 31);  // as the serial scan: digit 0
+            if (lane == 0) {
+                prefix_s = prefix | ((uint32_t)digit << shift);
+                remaining_s = remaining - dig_above;
+            }
         }
         __syncthreads();
         prefix = prefix_s, remaining = remaining_s, mask |= 255u << shift;
@@ -666,7 +688,27 @@ __global__ void __launch_bounds__(ABSORB_COLS * ABSORB_SPLIT)
     float acc[ABSORB_TOKENS];
 #pragma unroll
     for (int t = 0; t < ABSORB_TOKENS; t++) acc[t] = 0.0f;
-    if (c < C)
+    if (c < C && kv_b.format == GLINT_WFMT_DENSE && kv_b.dtype == GLINT_DTYPE_BF16) {
+        // BF16 (the checkpoints' kv_b): 8 rows' loads issued together, the sum in the same j order
+        const uint16_t *col = (const uint16_t *)kv_b.data + ((int64_t)h * (Dn + Dv)) * C + c;
+        int j = threadIdx.y;
+        for (; j + 7 * ABSORB_SPLIT < Dn; j += 8 * ABSORB_SPLIT) {
+            float w[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) w[u] = bf16_bits_to_float(__ldg(col + (int64_t)(j + u * ABSORB_SPLIT) * C));
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+#pragma unroll
+                for (int t = 0; t < ABSORB_TOKENS; t++)
+                    if (t < nt) acc[t] += qn[t * Dn + j + u * ABSORB_SPLIT] * w[u];
+        }
+        for (; j < Dn; j += ABSORB_SPLIT) {
+            const float w = bf16_bits_to_float(__ldg(col + (int64_t)j * C));
+#pragma unroll
+            for (int t = 0; t < ABSORB_TOKENS; t++)
+                if (t < nt) acc[t] += qn[t * Dn + j] * w;
+        }
+    } else if (c < C)
         for (int j = threadIdx.y; j < Dn; j += ABSORB_SPLIT) {
             const float w = weight_element(kv_b, (int64_t)h * (Dn + Dv) + j, c);
 #pragma unroll
@@ -704,23 +746,27 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
 enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4 };
 
 // One block per (query, group of 8 heads, slice of the selected keys): key tiles of 16 selected
-// cache rows are staged in shared memory and used by all 8 heads; online softmax. A thread owns up
-// to 4 latent columns of all 8 heads in registers (C <= 1024). With one slice the block writes the
-// normalized output; with several (decode: few queries, so the keys are split to fill the GPU) it
-// writes its unnormalized output and (max, sum) to `partial`, merged by combine_attend_kernel.
-// Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [16][C], kpe [16][Dr], p [8][16],
+// cache rows are staged in shared memory and used by all 8 heads; online softmax. With one slice
+// the block writes the normalized output; with several (decode: few queries, so the keys are split
+// to fill the GPU) it writes its unnormalized output and (max, sum) to `partial`, merged by
+// combine_attend_kernel. VEC4 (C, Dr multiples of 4, C <= 512, aligned caches): 16-byte shared
+// loads; scores: a warp per (head, key), lanes over float4s; values: a thread owns one float4
+// column of 4 heads. Otherwise a thread owns up to 4 latent columns of all 8 heads (C <= 1024).
+// Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [16][C], kpe [16][Dr], p [16 keys][8 heads],
 // running max/sum/rescale [8] each.
+template <bool VEC4>
 __global__ void __launch_bounds__(ATTEND_THREADS)
     attend_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                   const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
                   int sel_stride, int H, int C, int Dr, float scale, int keys_per_slice, float *partial_out,
-                  float *partial_stats, int vec4) {
+                  float *partial_stats) {
     extern __shared__ float smem[];
     const int s = blockIdx.x, h0 = blockIdx.y * ATTEND_HEADS, nh = min(ATTEND_HEADS, H - h0);
     float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat = qp + ATTEND_HEADS * Dr, *kpe = lat + ATTEND_KEYS * C;
     float *p = kpe + ATTEND_KEYS * Dr, *run_max = p + ATTEND_HEADS * ATTEND_KEYS, *run_sum = run_max + ATTEND_HEADS;
     float *rescale = run_sum + ATTEND_HEADS;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int C4 = C / 4, D4 = Dr / 4;
     for (int i = tid; i < ATTEND_HEADS * C; i += ATTEND_THREADS) {
         const int hh = i / C, c = i % C;
         qs[i] = hh < nh ? q_lat[((size_t)s * H + h0 + hh) * C + c] : 0.0f;
@@ -730,22 +776,29 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         qp[i] = hh < nh ? q[((size_t)s * H + h0 + hh) * q_head_stride + pe_offset + d] : 0.0f;
     }
     if (tid < ATTEND_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
+    // VEC4: thread owns float4 column c4 = tid % 128 of heads hb·4 .. hb·4+3
+    const int hb = tid / 128, c4 = tid % 128;
+    float4 acc4[4];
     float acc[ATTEND_HEADS][ATTEND_MAX_COLS];
+    if (VEC4) {
 #pragma unroll
-    for (int hh = 0; hh < ATTEND_HEADS; hh++)
+        for (int i = 0; i < 4; i++) acc4[i] = make_float4(0, 0, 0, 0);
+    } else {
 #pragma unroll
-        for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] = 0.0f;
+        for (int hh = 0; hh < ATTEND_HEADS; hh++)
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] = 0.0f;
+    }
     const int32_t *idx = sel + (size_t)s * sel_stride;
     const int begin = blockIdx.z * keys_per_slice, n = min(n_sel[s], begin + keys_per_slice);
     for (int i0 = begin; i0 < n; i0 += ATTEND_KEYS) {
         const int ni = min(ATTEND_KEYS, n - i0);
         __syncthreads();  // previous tile fully used
-        if (vec4) {  // 16-byte loads, all of a thread's issued together: the tile load is latency-bound
-            const int C4 = C / 4, D4 = Dr / 4;
+        if (VEC4) {  // 16-byte loads, all of a thread's issued together: the tile load is latency-bound
 #pragma unroll 8
             for (int i = tid; i < ATTEND_KEYS * C4; i += ATTEND_THREADS) {
-                const int key = i / C4, c4 = i % C4;
-                ((float4 *)lat)[i] = key < ni ? ((const float4 *)(latent_cache + (size_t)idx[i0 + key] * C))[c4]
+                const int key = i / C4, k4 = i % C4;
+                ((float4 *)lat)[i] = key < ni ? ((const float4 *)(latent_cache + (size_t)idx[i0 + key] * C))[k4]
                                               : make_float4(0, 0, 0, 0);
             }
             for (int i = tid; i < ATTEND_KEYS * D4; i += ATTEND_THREADS) {
@@ -767,51 +820,102 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         // scores: one warp per (head, key) pair at a time, lanes split the C + Dr dimensions
         for (int pair = warp; pair < ATTEND_HEADS * ATTEND_KEYS; pair += ATTEND_THREADS / 32) {
             const int hh = pair / ATTEND_KEYS, key = pair % ATTEND_KEYS;
-            const float *qh = qs + hh * C, *lk = lat + key * C;
             float dot = 0.0f, dot2 = 0.0f;
+            if (VEC4) {
+                const float4 *qh = (const float4 *)(qs + hh * C), *lk = (const float4 *)(lat + key * C);
+                for (int k = lane; k < C4; k += 32) {
+                    const float4 a = qh[k], b = lk[k];
+                    dot += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+                }
+                if (lane < D4) {
+                    const float4 a = ((const float4 *)(qp + hh * Dr))[lane], b = ((const float4 *)(kpe + key * Dr))[lane];
+                    dot2 = a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+                }
+                for (int k = 32 + lane; k < D4; k += 32) {
+                    const float4 a = ((const float4 *)(qp + hh * Dr))[k], b = ((const float4 *)(kpe + key * Dr))[k];
+                    dot2 += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+                }
+            } else {
+                const float *qh = qs + hh * C, *lk = lat + key * C;
 #pragma unroll 4
-            for (int c = lane; c < C; c += 64) {
-                dot += qh[c] * lk[c];
-                if (c + 32 < C) dot2 += qh[c + 32] * lk[c + 32];
+                for (int c = lane; c < C; c += 64) {
+                    dot += qh[c] * lk[c];
+                    if (c + 32 < C) dot2 += qh[c + 32] * lk[c + 32];
+                }
+                for (int d = lane; d < Dr; d += 32) dot2 += qp[hh * Dr + d] * kpe[key * Dr + d];
             }
-            for (int d = lane; d < Dr; d += 32) dot2 += qp[hh * Dr + d] * kpe[key * Dr + d];
             dot += dot2;
             for (int o = 16; o; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-            if (lane == 0) p[pair] = key < ni ? dot * scale : -INFINITY;
+            if (lane == 0) p[key * ATTEND_HEADS + hh] = key < ni ? dot * scale : -INFINITY;
         }
         __syncthreads();
         if (tid < ATTEND_HEADS) {
             float tile_max = -INFINITY;
-            for (int i = 0; i < ni; i++) tile_max = fmaxf(tile_max, p[tid * ATTEND_KEYS + i]);
+            for (int i = 0; i < ni; i++) tile_max = fmaxf(tile_max, p[i * ATTEND_HEADS + tid]);
             const float new_max = fmaxf(tile_max, run_max[tid]);
             const float r = expf(run_max[tid] - new_max);  // exp(-inf) = 0 on the first tile
             float sum = run_sum[tid] * r;
             for (int i = 0; i < ATTEND_KEYS; i++) {
-                const float e = i < ni ? expf(p[tid * ATTEND_KEYS + i] - new_max) : 0.0f;
-                p[tid * ATTEND_KEYS + i] = e;
+                const float e = i < ni ? expf(p[i * ATTEND_HEADS + tid] - new_max) : 0.0f;
+                p[i * ATTEND_HEADS + tid] = e;
                 sum += e;
             }
             run_max[tid] = new_max, run_sum[tid] = sum, rescale[tid] = r;
         }
         __syncthreads();
+        if (VEC4) {
+            if (c4 < C4) {
 #pragma unroll
-        for (int hh = 0; hh < ATTEND_HEADS; hh++)
+                for (int i = 0; i < 4; i++) {
+                    const float r = rescale[hb * 4 + i];
+                    acc4[i].x *= r, acc4[i].y *= r, acc4[i].z *= r, acc4[i].w *= r;
+                }
+                for (int key = 0; key < ni; key++) {
+                    const float4 l = ((const float4 *)lat)[key * C4 + c4];
+                    const float4 pk = *(const float4 *)(p + key * ATTEND_HEADS + hb * 4);
+                    const float pw[4] = {pk.x, pk.y, pk.z, pk.w};
 #pragma unroll
-            for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] *= rescale[hh];
-        for (int key = 0; key < ni; key++) {
+                    for (int i = 0; i < 4; i++) {
+                        acc4[i].x += pw[i] * l.x, acc4[i].y += pw[i] * l.y;
+                        acc4[i].z += pw[i] * l.z, acc4[i].w += pw[i] * l.w;
+                    }
+                }
+            }
+        } else {
 #pragma unroll
-            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
-                const int c = tid + j * ATTEND_THREADS;
-                if (c >= C) break;
-                const float l = lat[key * C + c];
+            for (int hh = 0; hh < ATTEND_HEADS; hh++)
 #pragma unroll
-                for (int hh = 0; hh < ATTEND_HEADS; hh++) acc[hh][j] += p[hh * ATTEND_KEYS + key] * l;
+                for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] *= rescale[hh];
+            for (int key = 0; key < ni; key++) {
+#pragma unroll
+                for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+                    const int c = tid + j * ATTEND_THREADS;
+                    if (c >= C) break;
+                    const float l = lat[key * C + c];
+#pragma unroll
+                    for (int hh = 0; hh < ATTEND_HEADS; hh++) acc[hh][j] += p[key * ATTEND_HEADS + hh] * l;
+                }
             }
         }
     }
     __syncthreads();
-    if (partial_out) {  // slice result: [T][H][slices] rows of C, and (max, sum) pairs
-        const size_t row0 = ((size_t)s * H + h0) * gridDim.z + blockIdx.z;
+    const size_t row0 = ((size_t)s * H + h0) * gridDim.z + blockIdx.z;  // slice rows: [T][H][slices]
+    if (VEC4) {
+        if (c4 < C4)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int hh = hb * 4 + i;
+                if (hh >= nh) continue;
+                float4 v = acc4[i];
+                if (partial_out) {
+                    ((float4 *)(partial_out + (row0 + (size_t)hh * gridDim.z) * C))[c4] = v;
+                } else {
+                    const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
+                    v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
+                    ((float4 *)(o_lat + ((size_t)s * H + h0 + hh) * C))[c4] = v;
+                }
+            }
+    } else if (partial_out) {
 #pragma unroll
         for (int hh = 0; hh < ATTEND_HEADS; hh++)
 #pragma unroll
@@ -819,20 +923,20 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
                 const int c = tid + j * ATTEND_THREADS;
                 if (hh < nh && c < C) partial_out[(row0 + (size_t)hh * gridDim.z) * C + c] = acc[hh][j];
             }
-        if (tid < nh) {
-            partial_stats[2 * (row0 + (size_t)tid * gridDim.z)] = run_max[tid];
-            partial_stats[2 * (row0 + (size_t)tid * gridDim.z) + 1] = run_sum[tid];
+    } else {
+#pragma unroll
+        for (int hh = 0; hh < ATTEND_HEADS; hh++) {
+            const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+                const int c = tid + j * ATTEND_THREADS;
+                if (hh < nh && c < C) o_lat[((size_t)s * H + h0 + hh) * C + c] = acc[hh][j] * inv;
+            }
         }
-        return;
     }
-#pragma unroll
-    for (int hh = 0; hh < ATTEND_HEADS; hh++) {
-        const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
-#pragma unroll
-        for (int j = 0; j < ATTEND_MAX_COLS; j++) {
-            const int c = tid + j * ATTEND_THREADS;
-            if (hh < nh && c < C) o_lat[((size_t)s * H + h0 + hh) * C + c] = acc[hh][j] * inv;
-        }
+    if (partial_out && tid < nh) {
+        partial_stats[2 * (row0 + (size_t)tid * gridDim.z)] = run_max[tid];
+        partial_stats[2 * (row0 + (size_t)tid * gridDim.z) + 1] = run_sum[tid];
     }
 }
 
@@ -845,8 +949,10 @@ __global__ void combine_attend_kernel(float *o_lat, const float *partial_out, co
     const size_t row = i / C, c = i % C;
     const float *st = partial_stats + 2 * row * slices;
     float m = -INFINITY;
+#pragma unroll 8
     for (int k = 0; k < slices; k++) m = fmaxf(m, st[2 * k]);
     float sum = 0.0f, acc = 0.0f;
+#pragma unroll 8
     for (int k = 0; k < slices; k++) {
         const float w = st[2 * k] == -INFINITY ? 0.0f : expf(st[2 * k] - m);
         sum += st[2 * k + 1] * w;
@@ -867,17 +973,20 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
                                          ATTEND_HEADS * ATTEND_KEYS + 3 * ATTEND_HEADS);
     if (smem > 48 * 1024 &&
-        cudaFuncSetAttribute(attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) {
+        (cudaFuncSetAttribute(attend_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
+         cudaFuncSetAttribute(attend_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
+             cudaSuccess)) {
         glint_cuda_check("mla_attend shared memory");
         return;
     }
-    // Few (query, head group) blocks: split the selected keys into slices of at least 64 so that
-    // about two blocks per SM run (sel_stride bounds n_sel; slices past n_sel[s] come out empty).
-    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, blocks = T * groups, target = 2 * cuda_of(be)->sms;
+    // Few (query, head group) blocks: split the selected keys into slices of at least 32 so that
+    // about four blocks per SM run (a block is latency-bound: occupancy hides it; sel_stride bounds
+    // n_sel; slices past n_sel[s] come out empty).
+    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, blocks = T * groups, target = 4 * cuda_of(be)->sms;
     int slices = 1;
     if (blocks < target) {
         slices = (target + blocks - 1) / blocks;
-        const int max_slices = (sel_stride + 63) / 64;
+        const int max_slices = (sel_stride + 31) / 32;
         slices = slices < max_slices ? slices : max_slices;
         slices = slices < 1 ? 1 : slices;
     }
@@ -889,11 +998,17 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         partial_stats = partial_out + (size_t)T * H * slices * C;
     }
     // shared offsets are multiples of 8·C and 8·Dr floats, so only the caches' alignment matters
-    const int vec4 = C % 4 == 0 && Dr % 4 == 0 && (uintptr_t)latent_cache % 16 == 0 && (uintptr_t)kpe_cache % 16 == 0;
+    const bool vec4 = C % 4 == 0 && Dr % 4 == 0 && C <= 4 * 128 && (uintptr_t)latent_cache % 16 == 0 &&
+                      (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0;
     dim3 grid((unsigned)T, (unsigned)groups, (unsigned)slices);
-    attend_kernel<<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache,
-                                                  sel, n_sel, sel_stride, H, C, Dr, scale, keys_per_slice, partial_out,
-                                                  partial_stats, vec4);
+    if (vec4)
+        attend_kernel<true><<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
+                                                            kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+                                                            keys_per_slice, partial_out, partial_stats);
+    else
+        attend_kernel<false><<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
+                                                             kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+                                                             keys_per_slice, partial_out, partial_stats);
     if (slices > 1)
         combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256>>>(o_lat, partial_out, partial_stats, slices,
                                                                             T * H, C);

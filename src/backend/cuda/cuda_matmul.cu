@@ -135,13 +135,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     float acc[MAX_T];
 #pragma unroll
     for (int t = 0; t < MAX_T; t++) acc[t] = 0.0f;
-    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-        uint4 raw[GEMV_UNROLL];
+    constexpr int U = GEMV_UNROLL;
+    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+        uint4 raw[U];
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++)
+        for (int u = 0; u < U; u++)
             raw[u] = c0 + 32 * u < chunks ? __ldg(row + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++)
+        for (int u = 0; u < U; u++)
             if (c0 + 32 * u < chunks)
                 chunk_dot<F, MAX_T, PERMUTED>(raw[u], scale_row, (unsigned)(c0 + 32 * u), chunks_per_block, x, x_stride,
                                               nt, acc);
@@ -443,11 +444,11 @@ __device__ __forceinline__ const uint4 *row_of(const dev_weight &W, int64_t r) {
 
 // GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) for n < I;
 // else out[row, n] = down_e[n] · h[row] for n < D. tab: [3][E] device weights (gate, up, down).
-template <int F, bool GATE_UP>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
+template <int F, bool GATE_UP, int MAX_T>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 3 : 1)
     moe_gemv_kernel(float *out, const float *x, int64_t x_row_floats, const dev_weight *tab, int E, glint_moe_plan plan,
                     int64_t out_row_floats, int h_elems) {
-    constexpr int EL = vec_traits<F>::ELEMS, MAX_T = GEMV_MAX_T;
+    constexpr int EL = vec_traits<F>::ELEMS;
     constexpr bool PERMUTED = EL >= 16;
     const int j = blockIdx.y;
     if (j >= *plan.n_active) return;
@@ -476,16 +477,18 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         float acc_a[MAX_T], acc_b[MAX_T];
 #pragma unroll
         for (int t = 0; t < MAX_T; t++) acc_a[t] = 0.0f, acc_b[t] = 0.0f;
-        for (int64_t c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-            uint4 raw_a[GEMV_UNROLL], raw_b[GEMV_UNROLL];
+        // one token: the down rows (K = I, short) get twice the loads in flight
+        constexpr int U = MAX_T == 1 && !GATE_UP ? 2 * GEMV_UNROLL : GEMV_UNROLL;
+        for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+            uint4 raw_a[U], raw_b[U];
 #pragma unroll
-            for (int u = 0; u < GEMV_UNROLL; u++) {
+            for (int u = 0; u < U; u++) {
                 const bool in = c0 + 32 * u < chunks;
                 raw_a[u] = in ? __ldg(row_a + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
                 if (GATE_UP) raw_b[u] = in ? __ldg(row_b + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
-            for (int u = 0; u < GEMV_UNROLL; u++) {
+            for (int u = 0; u < U; u++) {
                 if (c0 + 32 * u >= chunks) break;
                 const unsigned c = (unsigned)(c0 + 32 * u);
                 float w[EL], scale[2];
@@ -567,10 +570,17 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
                                                                    total);
         x = moe_xp;
     }
-    moe_gemv_kernel<F, true><<<dim3((unsigned)((I + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots), GEMV_WARPS * 32>>>(
-        moe_h, x, x_row, tab, E, plan, h_row, EL);
-    moe_gemv_kernel<F, false><<<dim3((unsigned)((D + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots), GEMV_WARPS * 32>>>(
-        out, moe_h, h_row, tab, E, plan, D, EL);
+    // One token: the 1-token kernels (fewer registers, more warps per SM); the per-token
+    // arithmetic is the same in both, so rows stay bitwise equal to their solo runs.
+    const dim3 grid_gu((unsigned)((I + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots);
+    const dim3 grid_down((unsigned)((D + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots);
+    if (T == 1) {
+        moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
+        moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+    } else {
+        moe_gemv_kernel<F, true, GEMV_MAX_T><<<grid_gu, GEMV_WARPS * 32>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
+        moe_gemv_kernel<F, false, GEMV_MAX_T><<<grid_down, GEMV_WARPS * 32>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+    }
 }
 
 void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
