@@ -750,7 +750,7 @@ enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS
 // the block writes the normalized output; with several (decode: few queries, so the keys are split
 // to fill the GPU) it writes its unnormalized output and (max, sum) to `partial`, merged by
 // combine_attend_kernel. VEC4 (C, Dr multiples of 4, C <= 512, aligned caches): 16-byte shared
-// loads; scores: a warp per (head, key), lanes over float4s; values: a thread owns one float4
+// loads; scores: a warp per two keys of all 8 heads, lanes over float4s; values: a thread owns one float4
 // column of 4 heads. Otherwise a thread owns up to 4 latent columns of all 8 heads (C <= 1024).
 // Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [16][C], kpe [16][Dr], p [16 keys][8 heads],
 // running max/sum/rescale [8] each.
@@ -817,36 +817,58 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
             }
         }
         __syncthreads();
-        // scores: one warp per (head, key) pair at a time, lanes split the C + Dr dimensions
-        for (int pair = warp; pair < ATTEND_HEADS * ATTEND_KEYS; pair += ATTEND_THREADS / 32) {
-            const int hh = pair / ATTEND_KEYS, key = pair % ATTEND_KEYS;
-            float dot = 0.0f, dot2 = 0.0f;
-            if (VEC4) {
-                const float4 *qh = (const float4 *)(qs + hh * C), *lk = (const float4 *)(lat + key * C);
-                for (int k = lane; k < C4; k += 32) {
-                    const float4 a = qh[k], b = lk[k];
-                    dot += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+        if (VEC4) {
+            // scores: warp w takes keys 2w and 2w+1 for all 8 heads (each key float4 read once from
+            // shared memory for 8 heads: shared-memory bandwidth is what limits this phase)
+            static_assert(ATTEND_KEYS == 2 * (ATTEND_THREADS / 32), "two keys per warp");
+            const int k0 = 2 * warp;
+            float d[2][ATTEND_HEADS];
+#pragma unroll
+            for (int hh = 0; hh < ATTEND_HEADS; hh++) d[0][hh] = 0.0f, d[1][hh] = 0.0f;
+            const float4 *l0 = (const float4 *)(lat + k0 * C), *l1 = (const float4 *)(lat + (k0 + 1) * C);
+            for (int k = lane; k < C4; k += 32) {
+                const float4 a = l0[k], b = l1[k];
+#pragma unroll
+                for (int hh = 0; hh < ATTEND_HEADS; hh++) {
+                    const float4 v = ((const float4 *)(qs + hh * C))[k];
+                    d[0][hh] += v.x * a.x + v.y * a.y + v.z * a.z + v.w * a.w;
+                    d[1][hh] += v.x * b.x + v.y * b.y + v.z * b.z + v.w * b.w;
                 }
-                if (lane < D4) {
-                    const float4 a = ((const float4 *)(qp + hh * Dr))[lane], b = ((const float4 *)(kpe + key * Dr))[lane];
-                    dot2 = a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+            }
+            const float4 *r0 = (const float4 *)(kpe + k0 * Dr), *r1 = (const float4 *)(kpe + (k0 + 1) * Dr);
+            for (int k = lane; k < D4; k += 32) {
+                const float4 a = r0[k], b = r1[k];
+#pragma unroll
+                for (int hh = 0; hh < ATTEND_HEADS; hh++) {
+                    const float4 v = ((const float4 *)(qp + hh * Dr))[k];
+                    d[0][hh] += v.x * a.x + v.y * a.y + v.z * a.z + v.w * a.w;
+                    d[1][hh] += v.x * b.x + v.y * b.y + v.z * b.z + v.w * b.w;
                 }
-                for (int k = 32 + lane; k < D4; k += 32) {
-                    const float4 a = ((const float4 *)(qp + hh * Dr))[k], b = ((const float4 *)(kpe + key * Dr))[k];
-                    dot2 += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+#pragma unroll
+                for (int hh = 0; hh < ATTEND_HEADS; hh++) {
+                    float v = d[j][hh];
+                    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                    if (lane == 0) p[(k0 + j) * ATTEND_HEADS + hh] = k0 + j < ni ? v * scale : -INFINITY;
                 }
-            } else {
+        } else {
+            // scores: one warp per (head, key) pair at a time, lanes split the C + Dr dimensions
+            for (int pair = warp; pair < ATTEND_HEADS * ATTEND_KEYS; pair += ATTEND_THREADS / 32) {
+                const int hh = pair / ATTEND_KEYS, key = pair % ATTEND_KEYS;
                 const float *qh = qs + hh * C, *lk = lat + key * C;
+                float dot = 0.0f, dot2 = 0.0f;
 #pragma unroll 4
                 for (int c = lane; c < C; c += 64) {
                     dot += qh[c] * lk[c];
                     if (c + 32 < C) dot2 += qh[c + 32] * lk[c + 32];
                 }
                 for (int d = lane; d < Dr; d += 32) dot2 += qp[hh * Dr + d] * kpe[key * Dr + d];
+                dot += dot2;
+                for (int o = 16; o; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                if (lane == 0) p[key * ATTEND_HEADS + hh] = key < ni ? dot * scale : -INFINITY;
             }
-            dot += dot2;
-            for (int o = 16; o; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-            if (lane == 0) p[key * ATTEND_HEADS + hh] = key < ni ? dot * scale : -INFINITY;
         }
         __syncthreads();
         if (tid < ATTEND_HEADS) {
@@ -979,14 +1001,13 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         glint_cuda_check("mla_attend shared memory");
         return;
     }
-    // Few (query, head group) blocks: split the selected keys into slices of at least 32 so that
-    // about four blocks per SM run (a block is latency-bound: occupancy hides it; sel_stride bounds
-    // n_sel; slices past n_sel[s] come out empty).
-    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, blocks = T * groups, target = 4 * cuda_of(be)->sms;
+    // Few (query, head group) blocks: split the selected keys into slices of at least 64 so that
+    // about two blocks per SM run (sel_stride bounds n_sel; slices past n_sel[s] come out empty).
+    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, blocks = T * groups, target = 2 * cuda_of(be)->sms;
     int slices = 1;
     if (blocks < target) {
         slices = (target + blocks - 1) / blocks;
-        const int max_slices = (sel_stride + 31) / 32;
+        const int max_slices = (sel_stride + 63) / 64;
         slices = slices < max_slices ? slices : max_slices;
         slices = slices < 1 ? 1 : slices;
     }
