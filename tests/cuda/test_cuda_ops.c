@@ -470,6 +470,11 @@ static void test_indexer(int quick) {
     test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 1, 0);
     test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 0, 16);
     test_indexer_case(6, tiny_pos, 4, 16, 8, 40, 1, 7);
+    // past 16384 keys the top-k runs on many blocks per query (also under compute-sanitizer)
+    const int32_t long_pos[] = {100, 16500, 17000};
+    test_indexer_case(3, long_pos, 4, 16, 64, 17001, 0, 0);
+    test_indexer_case(3, long_pos, 4, 16, 64, 17001, 1, 0);
+    test_indexer_case(3, long_pos, 4, 16, 64, 17001, 0, 256);
     if (quick) return;
     const int32_t pos[] = {100, 2047, 2048, 2500, 4999};
     test_indexer_case(5, pos, 32, 128, 2048, 5000, 0, 0);
@@ -477,6 +482,9 @@ static void test_indexer(int quick) {
     test_indexer_case(5, pos, 32, 128, 2048, 5000, 0, 64);
     const int32_t far[] = {70000};
     test_indexer_case(1, far, 32, 128, 2048, 70001, 0, 0);
+    test_indexer_case(1, far, 32, 128, 2048, 70001, 1, 0);
+    const int32_t far2[] = {30000, 70000};
+    test_indexer_case(2, far2, 32, 128, 2048, 70001, 0, 4096);
 }
 
 // Absorbed MLA: q_lat, attention over selected keys, up-projection, for a kv_b in each format.

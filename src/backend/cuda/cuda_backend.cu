@@ -32,7 +32,7 @@ typedef struct {
 } cuda_backend;
 
 enum {
-    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND
+    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK
 };
 
 static cuda_backend *cuda_of(glint_backend *be) { return (cuda_backend *)be; }
@@ -558,6 +558,39 @@ __device__ int block_exclusive_scan(int v, int *total) {
     return (warp ? warp_prefix[warp - 1] : 0) + inclusive - v;
 }
 
+// Warp 0 of a block: the digit d (255 .. 0) where the count of keys with digit >= d first reaches
+// `remaining`, and the count of keys with digit > d (as a serial scan from 255 down would find;
+// digit 0 if none). Lane l holds digits 255-8l .. 248-8l; suffix sums by shuffles. GLOBAL: hist is
+// global memory written by other blocks (read through L2), else shared memory.
+template <bool GLOBAL>
+__device__ void radix_digit_warp(const int *hist, int remaining, int *digit_out, int *above_out) {
+    const int lane = threadIdx.x & 31;
+    int c[8], lane_total = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int *h = hist + 255 - 8 * lane - j;
+        c[j] = GLOBAL ? __ldcg(h) : *h;
+        lane_total += c[j];
+    }
+    int above = lane_total;  // inclusive prefix over lanes
+    for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, above, o);
+        if (lane >= o) above += v;
+    }
+    above -= lane_total;  // digits above this lane's highest
+    int found = -1, found_above = 0, run = above;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        if (found < 0 && run + c[j] >= remaining) found = 255 - 8 * lane - j, found_above = run;
+        run += c[j];
+    }
+    const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
+    const int first = hit ? __ffs(hit) - 1 : 31;
+    int digit = __shfl_sync(0xffffffffu, found, first), dig_above = __shfl_sync(0xffffffffu, found_above, first);
+    if (!hit) digit = 0, dig_above = __shfl_sync(0xffffffffu, run - c[7], 31);
+    *digit_out = digit, *above_out = dig_above;
+}
+
 __global__ void __launch_bounds__(TOPK_THREADS)
     topk_kernel(int32_t *sel, int32_t *n_sel, const float *scores, int scores_stride, const int32_t *pos,
                 glint_cache_map map, int s0, int topk) {
@@ -589,31 +622,11 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         }
         __syncthreads();
         if (threadIdx.x < 32) {
-            // warp 0: lane l holds digits 255-8l .. 248-8l (high to low); suffix sums by shuffles
-            const int lane = threadIdx.x;
-            int c[8], lane_total = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++) c[j] = hist[255 - 8 * lane - j], lane_total += c[j];
-            int above = lane_total;  // inclusive prefix over lanes = counts of digits >= this lane's lowest
-            for (int o = 1; o < 32; o <<= 1) {
-                const int v = __shfl_up_sync(0xffffffffu, above, o);
-                if (lane >= o) above += v;
-            }
-            above -= lane_total;  // digits above this lane's highest
-            // the digit where the running count from the top first reaches `remaining`
-            int found = -1, found_above = 0, run = above;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                if (found < 0 && run + c[j] >= remaining) found = 255 - 8 * lane - j, found_above = run;
-                run += c[j];
-            }
-            const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
-            const int first = hit ? __ffs(hit) - 1 : 31;
-            int digit = __shfl_sync(0xffffffffu, found, first), dig_above = __shfl_sync(0xffffffffu, found_above, first);
-            if (!hit) digit = 0, dig_above = __shfl_sync(0xffffffffu, run - c[7], 31);  // as the serial scan: digit 0
-            if (lane == 0) {
+            int digit, above;
+            radix_digit_warp<false>(hist, remaining, &digit, &above);
+            if (threadIdx.x == 0) {
                 prefix_s = prefix | ((uint32_t)digit << shift);
-                remaining_s = remaining - dig_above;
+                remaining_s = remaining - above;
             }
         }
         __syncthreads();
@@ -635,6 +648,140 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         base_eq += eq_total, base_out += out_total;
     }
     if (threadIdx.x == 0) n_sel[s] = topk;
+}
+
+// Long contexts: the same selection spread over many blocks per query (the one-block kernel reads
+// every score 5 times on one SM). Per query: 4 histogram passes (blocks of TK_CHUNK keys add their
+// digit counts to a global histogram; the last block to finish picks the digit), a count pass
+// (keys above the threshold and equal to it, per block; the last block turns them into prefix
+// sums), a write pass (each selected key's output slot: keys above before it + min(equal before
+// it, remaining)). Same result as topk_kernel: same set, ascending positions.
+enum { TK_THREADS = 256, TK_PER_THREAD = 4, TK_CHUNK = TK_THREADS * TK_PER_THREAD, TK_MULTI_MIN = 16384 };
+struct topk_state {  // one per query of the pass, zeroed before the first histogram pass
+    uint32_t prefix;
+    int remaining, done, pad;
+    int hist[256];
+};
+
+__global__ void __launch_bounds__(TK_THREADS)
+    topk_hist_kernel(topk_state *states, const float *scores, int scores_stride, const int32_t *pos, int s0, int topk,
+                     int shift) {
+    __shared__ int hist[256];
+    __shared__ int last;
+    const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
+    if (visible <= topk) return;  // whole query: every block leaves, the write pass copies all keys
+    topk_state *st = states + row;
+    const uint32_t prefix = shift == 24 ? 0u : st->prefix, mask = shift == 24 ? 0u : 0xffffffffu << (shift + 8);
+    const int remaining = shift == 24 ? topk : st->remaining;
+    hist[threadIdx.x] = 0;  // TK_THREADS == 256
+    __syncthreads();
+    const float *sc = scores + (size_t)row * scores_stride;
+    const int t0 = blockIdx.x * TK_CHUNK;
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        const uint32_t key = t < visible ? order_key(sc[t]) : 0u;
+        const bool in = t < visible && (key & mask) == prefix;
+        const uint32_t digit = in ? (key >> shift) & 255u : 256u;
+        const unsigned peers = __match_any_sync(0xffffffffu, digit);
+        if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
+    }
+    __syncthreads();
+    if (hist[threadIdx.x]) atomicAdd(&st->hist[threadIdx.x], hist[threadIdx.x]);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == (int)gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x < 32) {
+        int digit, above;
+        radix_digit_warp<true>(st->hist, remaining, &digit, &above);
+        __syncwarp();
+        for (int i = threadIdx.x; i < 256; i += 32) st->hist[i] = 0;  // for the next pass
+        if (threadIdx.x == 0) {
+            st->prefix = prefix | ((uint32_t)digit << shift);
+            st->remaining = remaining - above;
+            st->done = 0;
+        }
+    }
+}
+
+// counts [rows][blocks][2]: keys above the threshold, keys equal to it; turned into exclusive
+// prefix sums over the blocks by the last block of each query.
+__global__ void __launch_bounds__(TK_THREADS)
+    topk_count_kernel(topk_state *states, int2 *counts, const float *scores, int scores_stride, const int32_t *pos,
+                      int s0, int topk) {
+    __shared__ int last;
+    const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
+    if (visible <= topk) return;
+    topk_state *st = states + row;
+    const uint32_t threshold = st->prefix;
+    const float *sc = scores + (size_t)row * scores_stride;
+    const int t0 = blockIdx.x * TK_CHUNK;
+    int gt = 0, eq = 0;
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        const uint32_t key = t < visible ? order_key(sc[t]) : 0u;
+        gt += t < visible && key > threshold, eq += t < visible && key == threshold;
+    }
+    int total_gt, total_eq;
+    block_exclusive_scan(gt, &total_gt);
+    block_exclusive_scan(eq, &total_eq);
+    int2 *mine = counts + (size_t)row * gridDim.x;
+    if (threadIdx.x == 0) mine[blockIdx.x] = make_int2(total_gt, total_eq);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == (int)gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    int base_gt = 0, base_eq = 0;
+    for (int b0 = 0; b0 < (int)gridDim.x; b0 += TK_THREADS) {
+        const int b = b0 + threadIdx.x;
+        const int2 c = b < (int)gridDim.x ? __ldcg(mine + b) : make_int2(0, 0);
+        int sum_gt, sum_eq;
+        const int before_gt = block_exclusive_scan(c.x, &sum_gt), before_eq = block_exclusive_scan(c.y, &sum_eq);
+        if (b < (int)gridDim.x) mine[b] = make_int2(base_gt + before_gt, base_eq + before_eq);
+        base_gt += sum_gt, base_eq += sum_eq;
+    }
+    if (threadIdx.x == 0) st->done = 0;
+}
+
+__global__ void __launch_bounds__(TK_THREADS)
+    topk_write_kernel(int32_t *sel, int32_t *n_sel, const topk_state *states, const int2 *counts, const float *scores,
+                      int scores_stride, const int32_t *pos, glint_cache_map map, int s0, int topk) {
+    const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1, seq = map.row_seq[s];
+    int32_t *out = sel + (size_t)s * topk;
+    const int t0 = blockIdx.x * TK_CHUNK;
+    if (visible <= topk) {  // every visible key is selected
+        for (int t = t0 + threadIdx.x; t < visible && t < t0 + TK_CHUNK; t += TK_THREADS)
+            out[t] = (int32_t)cache_row(map, seq, t);
+        if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = visible;
+        return;
+    }
+    const topk_state *st = states + row;
+    const uint32_t threshold = st->prefix;
+    const int remaining = st->remaining;
+    const int2 base = counts[(size_t)row * gridDim.x + blockIdx.x];
+    const float *sc = scores + (size_t)row * scores_stride;
+    int base_gt = base.x, base_eq = base.y;
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        const uint32_t key = t < visible ? order_key(sc[t]) : 0u;
+        const int is_gt = t < visible && key > threshold, is_eq = t < visible && key == threshold;
+        int sum_gt, sum_eq;
+        const int gt_before = base_gt + block_exclusive_scan(is_gt, &sum_gt);
+        const int eq_before = base_eq + block_exclusive_scan(is_eq, &sum_eq);
+        if (is_gt || (is_eq && eq_before < remaining)) {
+            const int at = gt_before + min(eq_before, remaining);
+            if (at < topk) out[at] = (int32_t)cache_row(map, seq, t);
+        }
+        base_gt += sum_gt, base_eq += sum_eq;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = topk;
 }
 
 static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
@@ -660,7 +807,21 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         dim3 grid((unsigned)((max_visible + IDX_KEYS - 1) / IDX_KEYS), (unsigned)n);
         indexer_scores_kernel<<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0, n_heads,
                                                            head_dim, scale, weight_scale);
-        topk_kernel<<<n, TOPK_THREADS>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
+        if (max_visible < TK_MULTI_MIN) {
+            topk_kernel<<<n, TOPK_THREADS>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
+            continue;
+        }
+        const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
+        topk_state *states = (topk_state *)scratch(
+            be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass + sizeof(int2) * (size_t)per_pass * blocks);
+        if (!states) return;
+        int2 *counts = (int2 *)(states + per_pass);
+        cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n);
+        const dim3 tk_grid((unsigned)blocks, (unsigned)n);
+        for (int shift = 24; shift >= 0; shift -= 8)
+            topk_hist_kernel<<<tk_grid, TK_THREADS>>>(states, scores, max_visible, pos, s0, topk, shift);
+        topk_count_kernel<<<tk_grid, TK_THREADS>>>(states, counts, scores, max_visible, pos, s0, topk);
+        topk_write_kernel<<<tk_grid, TK_THREADS>>>(sel, n_sel, states, counts, scores, max_visible, pos, *map, s0, topk);
     }
     glint_cuda_check("indexer_select");
 }
