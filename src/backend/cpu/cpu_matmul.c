@@ -81,6 +81,7 @@ __attribute__((target("avx512f,avx512bw"))) static float dot_bf16_avx512(const u
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
+        _mm_prefetch((const char *)(w + k) + 6144, _MM_HINT_T0);  // far ahead: see cpu_quant.c
         __m512 w0 = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16));
         __m512 w1 = _mm512_castsi512_ps(
@@ -161,6 +162,7 @@ static struct {
     axpy_fn axpy;
     const char *isa;
     int bf16_dots;  // AVX512-BF16 dot products allowed (quantized kernels)
+    int vbmi;       // AVX512-VBMI byte permutes (the NVFP4 kernel)
 } kernels;
 
 void glint_cpu_select_kernels(const char *force_isa) {
@@ -172,6 +174,8 @@ void glint_cpu_select_kernels(const char *force_isa) {
     // The AVX512-BF16 NVFP4 kernel is opt-in ("avx512-bf16"): one run on another machine returned
     // NaN from it that could not be reproduced, and it measured only a few % faster here.
     kernels.bf16_dots = avx512 && __builtin_cpu_supports("avx512bf16") && force_isa && !strcmp(force_isa, "avx512-bf16");
+    // "avx512-novbmi": AVX-512 without the VBMI NVFP4 kernel (as on CPUs before Ice Lake / Zen 4).
+    kernels.vbmi = avx512 && __builtin_cpu_supports("avx512vbmi") && !(force_isa && !strcmp(force_isa, "avx512-novbmi"));
     kernels.fp8 = (dot_fn)dot_fp8_generic;
     if (avx512) {
         kernels.f32 = (dot_fn)dot_f32_avx512, kernels.bf16 = (dot_fn)dot_bf16_avx512;
@@ -189,6 +193,11 @@ void glint_cpu_select_kernels(const char *force_isa) {
 const char *glint_cpu_isa(void) {
     if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
     return kernels.bf16_dots ? "avx512+bf16" : kernels.isa;
+}
+
+int glint_cpu_use_vbmi(void) {
+    if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
+    return kernels.vbmi;
 }
 
 int glint_cpu_use_bf16(void) {
@@ -226,8 +235,11 @@ void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x,
     const size_t row_bytes = (size_t)K * glint_dtype_size(W->dtype);
     const char *base = W->data;
     int threads = N * K < 65536 ? 1 : be->n_threads;
-    // Dynamic chunks of ~64 KiB of weights: a core slowed by other work gets fewer rows.
-    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
+    // Dynamic chunks of up to 1 MiB of weights (a core slowed by other work gets fewer rows; a
+    // chunk's rows are consecutive, so the kernels' prefetch runs ahead within it).
+    int64_t chunk_bytes = (int64_t)(N * (int64_t)row_bytes) / (4 * threads);
+    chunk_bytes = chunk_bytes > (1 << 20) ? (1 << 20) : chunk_bytes < 65536 ? 65536 : chunk_bytes;
+    int chunk = (int)(chunk_bytes / (int64_t)(row_bytes ? row_bytes : 1));
     chunk = chunk < 1 ? 1 : chunk;
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
     for (int64_t n = 0; n < N; n++) {

@@ -196,6 +196,154 @@ static void deinterleave_pairs(const float *x, float *out, int64_t K) {
     for (; k < K; k++) out[k] = x[k];
 }
 
+// NVFP4 on AVX-512 VBMI, the main AVX-512 kernel. Per group of 128 elements (8 blocks of 16, 64
+// code bytes) the codes are regrouped with one masked VPERMB each into 32-bit lanes so that lane i
+// always holds a byte of block i % 8: lane i of vector j (j = 0..3) holds byte j + 4·(i / 8) of
+// block i % 8, i.e. elements 2(j + 4·(i / 8)) (low nibble) and that + 1 (high nibble). The E2M1
+// table lookup is one VPERMPS per 16 weights, and since every lane stays in one block the block
+// scales are applied once per group: a lane-wise vector of the 8 scales (twice). x is permuted once
+// per call into the same lane order (nvfp4_prep_x_vbmi).
+//
+// The arithmetic of one output is fixed (it defines the result, which batching must not change):
+// per group g, with W[0..7] the decoded vectors [even_0, odd_0, .., even_3, odd_3] and X[0..7] the
+// matching x vectors: a0 = W0·X0, a1 = W1·X1, a0 += W2·X2, a1 += W3·X3, a0 += W4·X4, a1 += W5·X5,
+// a0 += W6·X6, a1 += W7·X7 (FMAs); tot[g % 2] += (a0 + a1) · S_g, S_g the scales as F16-decoded
+// (true value / 256); the row is reduce(tot0 + tot1) · 256 + (the tail blocks past the last whole
+// group, nvfp4_dot_generic on x in plain order). The T = 1 kernel decodes in registers; the batched
+// kernel decodes a row once into memory (nvfp4_decode_row_vbmi) and runs the same operations.
+#define T_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi,f16c")))
+enum { NV_GROUP_FLOATS = 144, NV_PREFETCH = 8192 };  // decoded group: 8 W vectors + S_g
+
+T_VBMI static inline void nv_decode_group(const uint8_t *c, __m512 lut, __m512 w[8]) {
+    const __m512i base = _mm512_set_epi32(60, 52, 44, 36, 28, 20, 12, 4, 56, 48, 40, 32, 24, 16, 8, 0);
+    const __m512i raw = _mm512_loadu_si512(c);
+    #pragma GCC unroll 8
+    for (int j = 0; j < 4; j++) {
+        __m512i v = _mm512_maskz_permutexvar_epi8(0x1111111111111111ull, _mm512_add_epi32(base, _mm512_set1_epi32(j)), raw);
+        w[2 * j] = _mm512_permutexvar_ps(v, lut);
+        w[2 * j + 1] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+    }
+}
+
+// The FP8 E4M3 block scales of 16 blocks (g, g+1) as F16-decoded values (true / 256): lanes
+// [s0..s7 s0..s7] and [s8..s15 s8..s15]. E4M3 -> F16: sign-extend, shift left by 7, clear bit 14.
+T_VBMI static inline void nv_scales16(const uint8_t *s, __m512 *lo, __m512 *hi) {
+    __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s));
+    __m512 v = _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(s16, 7), _mm256_set1_epi16((short)0xBFFF)));
+    *lo = _mm512_permutexvar_ps(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0), v);
+    *hi = _mm512_permutexvar_ps(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 15, 14, 13, 12, 11, 10, 9, 8), v);
+}
+T_VBMI static inline __m512 nv_scales8(const uint8_t *s) {
+    __m128i s16 = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)s));
+    __m256 v = _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(s16, 7), _mm_set1_epi16((short)0xBFFF)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0),
+                                 _mm512_castps256_ps512(v));
+}
+
+T_VBMI static inline __m512 nv_group_sum(const __m512 w[8], const float *xg) {
+    __m512 a0 = _mm512_mul_ps(w[0], _mm512_loadu_ps(xg));
+    __m512 a1 = _mm512_mul_ps(w[1], _mm512_loadu_ps(xg + 16));
+    #pragma GCC unroll 8
+    for (int j = 2; j < 8; j += 2) {
+        a0 = _mm512_fmadd_ps(w[j], _mm512_loadu_ps(xg + 16 * j), a0);
+        a1 = _mm512_fmadd_ps(w[j + 1], _mm512_loadu_ps(xg + 16 * j + 16), a1);
+    }
+    return _mm512_add_ps(a0, a1);
+}
+
+T_VBMI static inline float nv_finish(__m512 tot0, __m512 tot1, const uint8_t *codes, const uint8_t *scales,
+                                     const float *xq, int64_t K) {
+    const int64_t done = K / 128 * 128;
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(tot0, tot1)) * 256.0f;
+    if (done < K) acc += nvfp4_dot_generic(codes + done / 2, scales + done / 16, xq + done, K - done);
+    return acc;
+}
+
+// x -> the lane order of nvfp4_dot_vbmi: per group of 128, [even_j | odd_j] for j = 0..3 (see
+// above); the elements past the last whole group stay in plain order.
+static void nvfp4_prep_x_vbmi(const float *x, float *xq, int64_t K) {
+    int64_t g0 = 0;
+    for (; g0 + 128 <= K; g0 += 128)
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < 16; i++) {
+                const int64_t e = g0 + (i & 7) * 16 + 2 * (j + 4 * (i >> 3));
+                xq[g0 + 32 * j + i] = x[e], xq[g0 + 32 * j + 16 + i] = x[e + 1];
+            }
+    for (int64_t k = g0; k < K; k++) xq[k] = x[k];
+}
+
+T_VBMI static float nvfp4_dot_vbmi(const uint8_t *codes, const uint8_t *scales, const float *xq, int64_t K) {
+    const __m512 lut = _mm512_loadu_ps(e2m1_values);
+    const int64_t G = K / 128;
+    __m512 tot0 = _mm512_setzero_ps(), tot1 = _mm512_setzero_ps(), w[8], s0, s1;
+    int64_t g = 0;
+    for (; g + 2 <= G; g += 2) {
+        // far ahead: at two cores the hardware prefetcher alone leaves the memory bus idle
+        _mm_prefetch((const char *)codes + g * 64 + NV_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)codes + g * 64 + 64 + NV_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)scales + g * 8 + NV_PREFETCH / 8, _MM_HINT_T0);
+        nv_scales16(scales + g * 8, &s0, &s1);
+        nv_decode_group(codes + g * 64, lut, w);
+        tot0 = _mm512_fmadd_ps(nv_group_sum(w, xq + g * 128), s0, tot0);
+        nv_decode_group(codes + g * 64 + 64, lut, w);
+        tot1 = _mm512_fmadd_ps(nv_group_sum(w, xq + g * 128 + 128), s1, tot1);
+    }
+    if (g < G) {  // g even
+        nv_decode_group(codes + g * 64, lut, w);
+        tot0 = _mm512_fmadd_ps(nv_group_sum(w, xq + g * 128), nv_scales8(scales + g * 8), tot0);
+    }
+    return nv_finish(tot0, tot1, codes, scales, xq, K);
+}
+
+// One row decoded for the batched kernel: per group the 8 W vectors and S_g (NV_GROUP_FLOATS).
+T_VBMI static void nvfp4_decode_row_vbmi(const uint8_t *codes, const uint8_t *scales, float *d, int64_t K) {
+    const __m512 lut = _mm512_loadu_ps(e2m1_values);
+    const int64_t G = K / 128;
+    __m512 w[8], s[2];
+    for (int64_t g = 0; g < G; g++) {
+        nv_decode_group(codes + g * 64, lut, w);
+        #pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) _mm512_storeu_ps(d + g * NV_GROUP_FLOATS + 16 * i, w[i]);
+        if (g % 2 == 0 && g + 2 <= G) nv_scales16(scales + g * 8, &s[0], &s[1]);
+        else if (g % 2 == 0) s[0] = nv_scales8(scales + g * 8);
+        _mm512_storeu_ps(d + g * NV_GROUP_FLOATS + 128, s[g % 2]);
+    }
+}
+
+// tot += (group sum) · S_g for one decoded row against two tokens.
+T_VBMI static inline void nv_tile_step(const float *d, const float *x0, const float *x1, __m512 *tot0, __m512 *tot1) {
+    __m512 w[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) w[i] = _mm512_loadu_ps(d + 16 * i);
+    const __m512 s = _mm512_loadu_ps(d + 128);
+    *tot0 = _mm512_fmadd_ps(nv_group_sum(w, x0), s, *tot0);
+    *tot1 = _mm512_fmadd_ps(nv_group_sum(w, x1), s, *tot1);
+}
+
+// Two decoded rows times two tokens, the operations of nvfp4_dot_vbmi per output (without the tail
+// blocks): out = {row 0 · x0, row 0 · x1, row 1 · x0, row 1 · x1}.
+T_VBMI static void nvfp4_tile_vbmi(const float *d0, const float *d1, const float *x0, const float *x1, int64_t K,
+                                   float out[4]) {
+    const int64_t G = K / 128;
+    __m512 e00 = _mm512_setzero_ps(), e01 = e00, e10 = e00, e11 = e00;  // even groups: row, token
+    __m512 o00 = e00, o01 = e00, o10 = e00, o11 = e00;                   // odd groups
+    int64_t g = 0;
+    for (; g + 2 <= G; g += 2) {
+        nv_tile_step(d0 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e00, &e01);
+        nv_tile_step(d1 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e10, &e11);
+        nv_tile_step(d0 + (g + 1) * NV_GROUP_FLOATS, x0 + g * 128 + 128, x1 + g * 128 + 128, &o00, &o01);
+        nv_tile_step(d1 + (g + 1) * NV_GROUP_FLOATS, x0 + g * 128 + 128, x1 + g * 128 + 128, &o10, &o11);
+    }
+    if (g < G) {
+        nv_tile_step(d0 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e00, &e01);
+        nv_tile_step(d1 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e10, &e11);
+    }
+    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(e00, o00)) * 256.0f;
+    out[1] = _mm512_reduce_add_ps(_mm512_add_ps(e01, o01)) * 256.0f;
+    out[2] = _mm512_reduce_add_ps(_mm512_add_ps(e10, o10)) * 256.0f;
+    out[3] = _mm512_reduce_add_ps(_mm512_add_ps(e11, o11)) * 256.0f;
+}
+
 __attribute__((target("avx2,fma"))) static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales,
                                                                 const float *x, int64_t K) {
     const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
@@ -247,11 +395,22 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_span_avx512(const u
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
 }
 
-// A whole FP8-block row: per block a vector accumulator scaled once by its block scale, one
-// horizontal sum per row (block sizes that are multiples of 32; others take the span path).
-__attribute__((target("avx512f,avx512bw"))) static float fp8_row_avx512(const uint8_t *w, const float *scales,
-                                                                        const float *x, int64_t K, int block) {
-    const __m512i clear_bit14 = _mm512_set1_epi16((short)0xBFFF);
+#define T512 __attribute__((target("avx512f,avx512bw")))
+
+// A whole FP8-block row on AVX-512 (block sizes that are multiples of 32; others take the span
+// path). The arithmetic of one output, shared by the T = 1 kernel and the batched one: weights
+// decoded E4M3 -> F16 (value / 256) -> F32; per whole block four accumulators (64 columns per step,
+// columns 16i..16i+15 of a step into acc_i; a last step of 32 into acc_0, acc_1), then total +=
+// ((acc0 + acc1) + (acc2 + acc3)) · (scale · 256); the row is reduce(total) plus the columns past
+// the last whole block (fp8_span_generic · their scale).
+enum { F8_PREFETCH = 12288 };
+
+T512 static inline __m512i f8_to_f16x32(const uint8_t *w) {
+    __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)w));
+    return _mm512_and_si512(_mm512_slli_epi16(h, 7), _mm512_set1_epi16((short)0xBFFF));
+}
+
+T512 static float fp8_row_avx512(const uint8_t *w, const float *scales, const float *x, int64_t K, int block) {
     __m512 total = _mm512_setzero_ps();
     int64_t k0 = 0;
     for (; k0 + block <= K; k0 += block) {
@@ -259,18 +418,15 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_row_avx512(const ui
                acc3 = _mm512_setzero_ps();
         int64_t k = k0;
         for (; k + 64 <= k0 + block; k += 64) {  // 64 weights, four independent chains
-            __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
-            __m512i b = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k + 32)));
-            a = _mm512_and_si512(_mm512_slli_epi16(a, 7), clear_bit14);
-            b = _mm512_and_si512(_mm512_slli_epi16(b, 7), clear_bit14);
+            _mm_prefetch((const char *)w + k + F8_PREFETCH, _MM_HINT_T0);
+            __m512i a = f8_to_f16x32(w + k), b = f8_to_f16x32(w + k + 32);
             acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(a)), _mm512_loadu_ps(x + k), acc0);
             acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)), _mm512_loadu_ps(x + k + 16), acc1);
             acc2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(b)), _mm512_loadu_ps(x + k + 32), acc2);
             acc3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(b, 1)), _mm512_loadu_ps(x + k + 48), acc3);
         }
-        for (; k < k0 + block; k += 32) {
-            __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + k)));
-            a = _mm512_and_si512(_mm512_slli_epi16(a, 7), clear_bit14);
+        if (k < k0 + block) {
+            __m512i a = f8_to_f16x32(w + k);
             acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(a)), _mm512_loadu_ps(x + k), acc0);
             acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)), _mm512_loadu_ps(x + k + 16), acc1);
         }
@@ -280,6 +436,53 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_row_avx512(const ui
     float acc = _mm512_reduce_add_ps(total);
     if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
     return acc;
+}
+
+// The whole blocks of one row decoded to F32 (the values fp8_row_avx512 multiplies).
+T512 static void fp8_decode_row_avx512(const uint8_t *w, float *d, int64_t K, int block) {
+    for (int64_t k = 0; k + 32 <= K / block * block; k += 32) {
+        __m512i a = f8_to_f16x32(w + k);
+        _mm512_storeu_ps(d + k, _mm512_cvtph_ps(_mm512_castsi512_si256(a)));
+        _mm512_storeu_ps(d + k + 16, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)));
+    }
+}
+
+// acc[i] += d[16i..] · x[16i..] for i < n (one step of fp8_row_avx512 on decoded weights)
+#define F8_FMA(acc, d, x, i) acc = _mm512_fmadd_ps(_mm512_loadu_ps((d) + 16 * (i)), _mm512_loadu_ps((x) + 16 * (i)), acc)
+
+// Two decoded rows times two tokens, the operations of fp8_row_avx512 per output (whole blocks
+// only): out = {row 0 · x0, row 0 · x1, row 1 · x0, row 1 · x1}.
+T512 static void fp8_tile_avx512(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                 const float *x0, const float *x1, int64_t K, int block, float out[4]) {
+    __m512 t00 = _mm512_setzero_ps(), t01 = t00, t10 = t00, t11 = t00;
+    for (int64_t k0 = 0; k0 + block <= K; k0 += block) {
+        __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, b00 = a00, b01 = a00, b02 = a00, b03 = a00;
+        __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00, b10 = a00, b11 = a00, b12 = a00, b13 = a00;
+        int64_t k = k0;
+        for (; k + 64 <= k0 + block; k += 64) {  // a: token 0, b: token 1; digit 1: row, digit 2: chain
+            F8_FMA(a00, d0 + k, x0 + k, 0), F8_FMA(a01, d0 + k, x0 + k, 1), F8_FMA(a02, d0 + k, x0 + k, 2),
+                F8_FMA(a03, d0 + k, x0 + k, 3);
+            F8_FMA(b00, d0 + k, x1 + k, 0), F8_FMA(b01, d0 + k, x1 + k, 1), F8_FMA(b02, d0 + k, x1 + k, 2),
+                F8_FMA(b03, d0 + k, x1 + k, 3);
+            F8_FMA(a10, d1 + k, x0 + k, 0), F8_FMA(a11, d1 + k, x0 + k, 1), F8_FMA(a12, d1 + k, x0 + k, 2),
+                F8_FMA(a13, d1 + k, x0 + k, 3);
+            F8_FMA(b10, d1 + k, x1 + k, 0), F8_FMA(b11, d1 + k, x1 + k, 1), F8_FMA(b12, d1 + k, x1 + k, 2),
+                F8_FMA(b13, d1 + k, x1 + k, 3);
+        }
+        if (k < k0 + block) {
+            F8_FMA(a00, d0 + k, x0 + k, 0), F8_FMA(a01, d0 + k, x0 + k, 1);
+            F8_FMA(b00, d0 + k, x1 + k, 0), F8_FMA(b01, d0 + k, x1 + k, 1);
+            F8_FMA(a10, d1 + k, x0 + k, 0), F8_FMA(a11, d1 + k, x0 + k, 1);
+            F8_FMA(b10, d1 + k, x1 + k, 0), F8_FMA(b11, d1 + k, x1 + k, 1);
+        }
+        const __m512 s0 = _mm512_set1_ps(sc0[k0 / block] * 256.0f), s1 = _mm512_set1_ps(sc1[k0 / block] * 256.0f);
+        t00 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(a00, a01), _mm512_add_ps(a02, a03)), s0, t00);
+        t01 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(b00, b01), _mm512_add_ps(b02, b03)), s0, t01);
+        t10 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(a10, a11), _mm512_add_ps(a12, a13)), s1, t10);
+        t11 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(b10, b11), _mm512_add_ps(b12, b13)), s1, t11);
+    }
+    out[0] = _mm512_reduce_add_ps(t00), out[1] = _mm512_reduce_add_ps(t01);
+    out[2] = _mm512_reduce_add_ps(t10), out[3] = _mm512_reduce_add_ps(t11);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
@@ -298,49 +501,30 @@ __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_
 }
 
 // ---------------------------------------------------------------------------------------------
-// Dispatch
+// Dispatch. Every output y[t, n] is computed by the same sequence of floating-point operations
+// whatever T is and wherever the row falls in a batch (row invariance: a token's result does not
+// depend on the other tokens batched with it). On AVX-512 a batch of two or more tokens decodes each
+// row once into memory and runs the T = 1 kernel's operations on it (tiles of 2 rows x 2 tokens);
+// the other paths run the T = 1 kernel for every token.
 
 typedef float (*nvfp4_dot_fn)(const uint8_t *codes, const uint8_t *scales, const float *x, int64_t K);
 typedef float (*fp8_span_fn)(const uint8_t *w, const float *x, int64_t n);
-
-static nvfp4_dot_fn pick_nvfp4(void) {
-    const char *isa = glint_cpu_isa();
-    return !strncmp(isa, "avx512", 6) ? nvfp4_dot_avx512 : !strcmp(isa, "avx2") ? nvfp4_dot_avx2 : nvfp4_dot_generic;
-}
-
-static fp8_span_fn pick_fp8(void) {
-    const char *isa = glint_cpu_isa();
-    return !strncmp(isa, "avx512", 6) ? fp8_span_avx512 : !strcmp(isa, "avx2") ? fp8_span_avx2 : fp8_span_generic;
-}
 
 static float fp8_block_scale(const glint_weight *W, int64_t row, int64_t col) {
     int64_t blocks_per_row = (W->cols + W->block - 1) / W->block;
     return ((const float *)W->scales)[(row / W->block) * blocks_per_row + col / W->block];
 }
 
-// y[t, n] for one row n of an NVFP4 or FP8-block weight.
-static void quant_row_dots(const glint_weight *W, int64_t n, const float *x, int x_stride, int T, float *y,
-                           int y_stride, nvfp4_dot_fn nv, fp8_span_fn f8) {
+// FP8-block row against x with a span kernel (block sizes the AVX-512 row kernel does not take).
+static float fp8_row_spans(const glint_weight *W, int64_t n, const float *x, fp8_span_fn f8) {
     const int64_t K = W->cols;
-    if (W->format == GLINT_WFMT_NVFP4) {
-        const uint8_t *codes = (const uint8_t *)W->data + n * (K / 2), *sc = (const uint8_t *)W->scales + n * (K / 16);
-        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = nv(codes, sc, x + (size_t)t * x_stride, K) * W->global_scale;
-        return;
-    }
     const uint8_t *row = (const uint8_t *)W->data + n * K;
-    if (f8 == fp8_span_avx512 && W->block % 32 == 0) {
-        const float *scales = (const float *)W->scales + (n / W->block) * ((K + W->block - 1) / W->block);
-        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = fp8_row_avx512(row, scales, x + (size_t)t * x_stride, K, W->block);
-        return;
+    float acc = 0;
+    for (int64_t k0 = 0; k0 < K; k0 += W->block) {
+        int64_t len = K - k0 < W->block ? K - k0 : W->block;
+        acc += f8(row + k0, x + k0, len) * fp8_block_scale(W, n, k0);
     }
-    for (int t = 0; t < T; t++) {
-        float acc = 0;
-        for (int64_t k0 = 0; k0 < K; k0 += W->block) {
-            int64_t len = K - k0 < W->block ? K - k0 : W->block;
-            acc += f8(row + k0, x + (size_t)t * x_stride + k0, len) * fp8_block_scale(W, n, k0);
-        }
-        y[(size_t)t * y_stride + n] = acc;
-    }
+    return acc;
 }
 
 static float scale_value(const glint_weight *W, size_t index) {
@@ -351,6 +535,7 @@ static float scale_value(const glint_weight *W, size_t index) {
 // GPTQ (desc_act false, checked at load: group of column k is k / G): qweight is [K/8, N], so
 // outputs are contiguous. Per group the integer codes are accumulated against x, and the zero point
 // enters once through the group's sum of x: Σ s·(q - z - 1)·x = s·(Σ q·x - (z + 1)·Σ x).
+// Each token runs the same loop, so results do not depend on T.
 static void gptq_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                         const glint_weight *W) {
     enum { COLS = 64 };
@@ -388,6 +573,90 @@ static void gptq_matmul(glint_backend *be, float *y, int y_stride, const float *
     }
 }
 
+typedef enum { PATH_NV_VBMI, PATH_NV_BF16, PATH_NV_DEINT, PATH_NV_PLAIN, PATH_F8_AVX512, PATH_F8_SPANS } quant_path;
+
+typedef struct {
+    const glint_weight *W;
+    quant_path path;
+    nvfp4_dot_fn nv;  // PATH_NV_PLAIN
+    fp8_span_fn f8;   // PATH_F8_SPANS
+    const float *x;   // x as the kernel reads it (prepared copy or the caller's)
+    int64_t x_stride;
+    const uint16_t *x_bf16;  // PATH_NV_BF16
+    const float *x_plain;    // the caller's x (PATH_NV_BF16 tail)
+    int plain_stride;
+} quant_job;
+
+// y[t, n] by the T = 1 kernel.
+static float quant_dot(const quant_job *j, int64_t n, int t) {
+    const glint_weight *W = j->W;
+    const int64_t K = W->cols;
+    const float *xt = j->x + (size_t)t * (size_t)j->x_stride;
+    if (W->format == GLINT_WFMT_NVFP4) {
+        const uint8_t *codes = (const uint8_t *)W->data + n * (K / 2), *sc = (const uint8_t *)W->scales + n * (K / 16);
+        float d;
+        switch (j->path) {
+        case PATH_NV_VBMI: d = nvfp4_dot_vbmi(codes, sc, xt, K); break;
+        case PATH_NV_BF16:
+            d = nvfp4_dot_bf16(codes, sc, j->x_bf16 + (size_t)t * 2 * (size_t)K,
+                               j->x_plain + (size_t)t * (size_t)j->plain_stride, K);
+            break;
+        case PATH_NV_DEINT: d = nvfp4_dot_avx512_deinterleaved(codes, sc, xt, K); break;
+        default: d = j->nv(codes, sc, xt, K);
+        }
+        return d * W->global_scale;
+    }
+    if (j->path == PATH_F8_AVX512) {
+        const float *scales = (const float *)W->scales + (n / W->block) * ((K + W->block - 1) / W->block);
+        return fp8_row_avx512((const uint8_t *)W->data + n * K, scales, xt, K, W->block);
+    }
+    return fp8_row_spans(W, n, xt, j->f8);
+}
+
+// Batched AVX-512 paths: rows [n0, n1) decoded into d (row_floats each), then every token.
+static void quant_rows_batched(const quant_job *j, int64_t n0, int64_t n1, int T, float *d, int64_t row_floats,
+                               float *y, int y_stride) {
+    const glint_weight *W = j->W;
+    const int64_t K = W->cols;
+    const int nvfp4 = W->format == GLINT_WFMT_NVFP4;
+    const int64_t blocks_per_row = (K + W->block - 1) / W->block;
+    for (int64_t n = n0; n < n1; n++) {
+        float *dn = d + (n - n0) * row_floats;
+        if (nvfp4)
+            nvfp4_decode_row_vbmi((const uint8_t *)W->data + n * (K / 2), (const uint8_t *)W->scales + n * (K / 16), dn, K);
+        else fp8_decode_row_avx512((const uint8_t *)W->data + n * K, dn, K, W->block);
+    }
+    const int64_t done = nvfp4 ? K / 128 * 128 : K / W->block * W->block;  // columns the tiles cover
+    for (int t = 0; t < T; t += 2) {
+        const int t1 = t + 1 < T ? t + 1 : t;
+        const float *x0 = j->x + (size_t)t * (size_t)j->x_stride, *x1 = j->x + (size_t)t1 * (size_t)j->x_stride;
+        for (int64_t n = n0; n < n1; n += 2) {
+            const int64_t m = n + 1 < n1 ? n + 1 : n;
+            const float *d0 = d + (n - n0) * row_floats, *d1 = d + (m - n0) * row_floats;
+            float out[4];
+            const float *sc0 = NULL, *sc1 = NULL;
+            if (nvfp4) nvfp4_tile_vbmi(d0, d1, x0, x1, K, out);
+            else {
+                sc0 = (const float *)W->scales + (n / W->block) * blocks_per_row;
+                sc1 = (const float *)W->scales + (m / W->block) * blocks_per_row;
+                fp8_tile_avx512(d0, d1, sc0, sc1, x0, x1, K, W->block, out);
+            }
+            for (int p = 0; p < 4; p++) {
+                const int64_t row = p < 2 ? n : m;
+                const float *xt = p % 2 ? x1 : x0;
+                float acc = out[p];
+                if (done < K && nvfp4)
+                    acc += nvfp4_dot_generic((const uint8_t *)W->data + row * (K / 2) + done / 2,
+                                             (const uint8_t *)W->scales + row * (K / 16) + done / 16, xt + done, K - done);
+                else if (done < K)
+                    acc += fp8_span_generic((const uint8_t *)W->data + row * K + done, xt + done, K - done) *
+                           (p < 2 ? sc0 : sc1)[done / W->block];
+                y[(size_t)(p % 2 ? t1 : t) * (size_t)y_stride + row] = nvfp4 ? acc * W->global_scale : acc;
+            }
+        }
+    }
+}
+
 void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                 const glint_weight *W) {
     init_tables();
@@ -395,54 +664,73 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
         gptq_matmul(be, y, y_stride, x, x_stride, T, W);
         return;
     }
-    nvfp4_dot_fn nv = pick_nvfp4();
-    fp8_span_fn f8 = pick_fp8();
+    const char *isa = glint_cpu_isa();
+    const int avx512 = !strncmp(isa, "avx512", 6), avx2 = !strcmp(isa, "avx2");
     const int64_t N = W->rows, K = W->cols;
-    const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 : (size_t)K;
-    int threads = N * K < 65536 ? 1 : be->n_threads;
-    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
-    chunk = chunk < 1 ? 1 : chunk;
-    if (T >= 4) {  // prefill: dequantize each row once and reuse it for every token
+    quant_job j = {.W = W, .x = x, .x_stride = x_stride, .x_plain = x, .plain_stride = x_stride};
+    void *prepared = NULL;
+    if (W->format == GLINT_WFMT_NVFP4) {
+        j.path = !avx512                                   ? PATH_NV_PLAIN
+                 : glint_cpu_use_bf16()                    ? PATH_NV_BF16
+                 : glint_cpu_use_vbmi()     ? PATH_NV_VBMI
+                                                           : PATH_NV_DEINT;
+        j.nv = avx2 ? nvfp4_dot_avx2 : nvfp4_dot_generic;
+        if (j.path == PATH_NV_BF16) {
+            uint16_t *xb = prepared = malloc(sizeof(uint16_t) * 2 * (size_t)T * (size_t)K + 64);
+            if (!xb) j.path = PATH_NV_DEINT;
+            else
+                for (int t = 0; t < T; t++) prepare_bf16_pairs(x + (size_t)t * x_stride, xb + (size_t)t * 2 * K, K);
+            j.x_bf16 = xb;
+        }
+        if (j.path == PATH_NV_VBMI || j.path == PATH_NV_DEINT) {
+            float *xp = prepared = malloc(sizeof(float) * (size_t)T * (size_t)K);
+            if (!xp) j.path = PATH_NV_PLAIN, j.nv = nvfp4_dot_avx512;
+            else {
+                for (int t = 0; t < T; t++) {
+                    if (j.path == PATH_NV_VBMI) nvfp4_prep_x_vbmi(x + (size_t)t * x_stride, xp + (size_t)t * K, K);
+                    else deinterleave_pairs(x + (size_t)t * x_stride, xp + (size_t)t * K, K);
+                }
+                j.x = xp, j.x_stride = K;
+            }
+        }
+    } else {
+        j.path = avx512 && W->block % 32 == 0 ? PATH_F8_AVX512 : PATH_F8_SPANS;
+        j.f8 = avx512 ? fp8_span_avx512 : avx2 ? fp8_span_avx2 : fp8_span_generic;
+    }
+    const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 + (size_t)K / 16 : (size_t)K;
+    const int threads = N * K < 65536 ? 1 : be->n_threads;
+    const int batched = T >= 2 && (j.path == PATH_NV_VBMI || j.path == PATH_F8_AVX512);
+    if (!batched) {
+        // Chunks of ~1 MiB of weights, fewer when the matrix is small: the kernels prefetch ahead
+        // within a chunk's consecutive rows.
+        int64_t chunk_bytes = (int64_t)(N * row_bytes) / (4 * threads);
+        chunk_bytes = chunk_bytes > (1 << 20) ? (1 << 20) : chunk_bytes < 65536 ? 65536 : chunk_bytes;
+        int chunk = (int)(chunk_bytes / (int64_t)row_bytes);
+        chunk = chunk < 1 ? 1 : chunk;
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+        for (int64_t n = 0; n < N; n++)
+            for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = quant_dot(&j, n, t);
+    } else {
+        // Rows in groups whose decoded F32 copies stay in the L2 (~256 KiB), every token against them.
+        const int64_t row_floats = j.path == PATH_NV_VBMI ? K / 128 * NV_GROUP_FLOATS : K / W->block * W->block;
+        int64_t rows = (int64_t)(65536 / (row_floats + 1));
+        rows = rows < 2 ? 2 : rows > 16 ? 16 : rows;
 #pragma omp parallel num_threads(threads)
         {
-            float *row = malloc(sizeof(float) * (size_t)K);
-#pragma omp for schedule(dynamic, chunk)
-            for (int64_t n = 0; n < N; n++) {
-                if (!row) continue;
-                glint_cpu_weight_row_f32(W, n, row);
-                for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = glint_cpu_dot_f32(row, x + (size_t)t * x_stride, K);
+            float *d = malloc(sizeof(float) * (size_t)(rows * row_floats + 16));
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t n0 = 0; n0 < N; n0 += rows) {
+                const int64_t n1 = n0 + rows < N ? n0 + rows : N;
+                if (d) quant_rows_batched(&j, n0, n1, T, d, row_floats, y, y_stride);
+                else {  // no memory for the decoded rows: the T = 1 kernel, same results
+                    for (int64_t n = n0; n < n1; n++)
+                        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = quant_dot(&j, n, t);
+                }
             }
-            free(row);
-        }
-        return;
-    }
-    if (W->format == GLINT_WFMT_NVFP4 && nv == nvfp4_dot_avx512 && glint_cpu_use_bf16()) {
-        uint16_t *x_prep = malloc(sizeof(uint16_t) * 2 * (size_t)T * (size_t)K + 64);
-        if (x_prep) {
-            for (int t = 0; t < T; t++) prepare_bf16_pairs(x + (size_t)t * x_stride, x_prep + (size_t)t * 2 * K, K);
-            const int64_t scales_per_row = K / 16;
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
-            for (int64_t n = 0; n < N; n++) {
-                const uint8_t *codes = (const uint8_t *)W->data + n * (K / 2);
-                const uint8_t *sc = (const uint8_t *)W->scales + n * scales_per_row;
-                for (int t = 0; t < T; t++)
-                    y[(size_t)t * y_stride + n] =
-                        nvfp4_dot_bf16(codes, sc, x_prep + (size_t)t * 2 * K, x + (size_t)t * x_stride, K) *
-                        W->global_scale;
-            }
-            free(x_prep);
-            return;
+            free(d);
         }
     }
-    float *x_deint = NULL;  // AVX-512 NVFP4 reads x in deinterleaved order
-    if (W->format == GLINT_WFMT_NVFP4 && nv == nvfp4_dot_avx512 &&
-        (x_deint = malloc(sizeof(float) * (size_t)T * (size_t)K))) {
-        for (int t = 0; t < T; t++) deinterleave_pairs(x + (size_t)t * x_stride, x_deint + (size_t)t * K, K);
-        x = x_deint, x_stride = (int)K, nv = nvfp4_dot_avx512_deinterleaved;
-    }
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
-    for (int64_t n = 0; n < N; n++) quant_row_dots(W, n, x, x_stride, T, y, y_stride, nv, f8);
-    free(x_deint);
+    free(prepared);
 }
 
 float glint_cpu_weight_element(const glint_weight *W, int64_t row, int64_t col) {
