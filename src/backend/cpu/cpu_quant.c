@@ -206,18 +206,19 @@ static void deinterleave_pairs(const float *x, float *out, int64_t K) {
 //
 // The arithmetic of one output is fixed (it defines the result, which batching must not change):
 // per group g, with W[0..7] the decoded vectors [even_0, odd_0, .., even_3, odd_3] and X[0..7] the
-// matching x vectors: a0 = W0·X0, a1 = W1·X1, a0 += W2·X2, a1 += W3·X3, a0 += W4·X4, a1 += W5·X5,
-// a0 += W6·X6, a1 += W7·X7 (FMAs); tot[g % 2] += (a0 + a1) · S_g, S_g the scales as F16-decoded
-// (true value / 256); the row is reduce(tot0 + tot1) · 256 + (the tail blocks past the last whole
-// group, nvfp4_dot_generic on x in plain order). The T = 1 kernel decodes in registers; the batched
-// kernel decodes a row once into memory (nvfp4_decode_row_vbmi) and runs the same operations.
+// matching x vectors, a = W0·X0 then a += Wi·Xi for i = 1..7 (FMAs, one chain), tot += a · S_g
+// (FMA), S_g the group's scales F16-decoded (true value / 256); the row is reduce(tot) · 256 plus
+// the tail blocks past the last whole group (nvfp4_dot_generic on x in plain order). The T = 1
+// kernel decodes in registers; the batched one decodes rows once into memory and runs the same
+// operations on them, several rows and tokens at a time (an outer product in registers).
 #define T_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi,f16c")))
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
 enum { NV_GROUP_FLOATS = 144, NV_PREFETCH = 8192 };  // decoded group: 8 W vectors + S_g
 
-T_VBMI static inline void nv_decode_group(const uint8_t *c, __m512 lut, __m512 w[8]) {
+T_VBMI static ALWAYS_INLINE void nv_decode_group(const uint8_t *c, __m512 lut, __m512 w[8]) {
     const __m512i base = _mm512_set_epi32(60, 52, 44, 36, 28, 20, 12, 4, 56, 48, 40, 32, 24, 16, 8, 0);
     const __m512i raw = _mm512_loadu_si512(c);
-    #pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         __m512i v = _mm512_maskz_permutexvar_epi8(0x1111111111111111ull, _mm512_add_epi32(base, _mm512_set1_epi32(j)), raw);
         w[2 * j] = _mm512_permutexvar_ps(v, lut);
@@ -225,57 +226,48 @@ T_VBMI static inline void nv_decode_group(const uint8_t *c, __m512 lut, __m512 w
     }
 }
 
-// The FP8 E4M3 block scales of 16 blocks (g, g+1) as F16-decoded values (true / 256): lanes
+// The FP8 E4M3 block scales of 16 blocks (groups g, g+1) as F16-decoded values (true / 256): lanes
 // [s0..s7 s0..s7] and [s8..s15 s8..s15]. E4M3 -> F16: sign-extend, shift left by 7, clear bit 14.
-T_VBMI static inline void nv_scales16(const uint8_t *s, __m512 *lo, __m512 *hi) {
+T_VBMI static ALWAYS_INLINE void nv_scales16(const uint8_t *s, __m512 *lo, __m512 *hi) {
     __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s));
     __m512 v = _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(s16, 7), _mm256_set1_epi16((short)0xBFFF)));
     *lo = _mm512_permutexvar_ps(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0), v);
     *hi = _mm512_permutexvar_ps(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 15, 14, 13, 12, 11, 10, 9, 8), v);
 }
-T_VBMI static inline __m512 nv_scales8(const uint8_t *s) {
+T_VBMI static ALWAYS_INLINE __m512 nv_scales8(const uint8_t *s) {
     __m128i s16 = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)s));
     __m256 v = _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(s16, 7), _mm_set1_epi16((short)0xBFFF)));
     return _mm512_permutexvar_ps(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0),
                                  _mm512_castps256_ps512(v));
 }
 
-T_VBMI static inline __m512 nv_group_sum(const __m512 w[8], const float *xg) {
-    __m512 a0 = _mm512_mul_ps(w[0], _mm512_loadu_ps(xg));
-    __m512 a1 = _mm512_mul_ps(w[1], _mm512_loadu_ps(xg + 16));
-    #pragma GCC unroll 8
-    for (int j = 2; j < 8; j += 2) {
-        a0 = _mm512_fmadd_ps(w[j], _mm512_loadu_ps(xg + 16 * j), a0);
-        a1 = _mm512_fmadd_ps(w[j + 1], _mm512_loadu_ps(xg + 16 * j + 16), a1);
-    }
-    return _mm512_add_ps(a0, a1);
-}
-
-T_VBMI static inline float nv_finish(__m512 tot0, __m512 tot1, const uint8_t *codes, const uint8_t *scales,
-                                     const float *xq, int64_t K) {
-    const int64_t done = K / 128 * 128;
-    float acc = _mm512_reduce_add_ps(_mm512_add_ps(tot0, tot1)) * 256.0f;
-    if (done < K) acc += nvfp4_dot_generic(codes + done / 2, scales + done / 16, xq + done, K - done);
-    return acc;
+T_VBMI static ALWAYS_INLINE __m512 nv_group_dot(const __m512 w[8], const float *xg) {
+    __m512 a = _mm512_mul_ps(w[0], _mm512_loadu_ps(xg));
+#pragma GCC unroll 8
+    for (int i = 1; i < 8; i++) a = _mm512_fmadd_ps(w[i], _mm512_loadu_ps(xg + 16 * i), a);
+    return a;
 }
 
 // x -> the lane order of nvfp4_dot_vbmi: per group of 128, [even_j | odd_j] for j = 0..3 (see
-// above); the elements past the last whole group stay in plain order.
-static void nvfp4_prep_x_vbmi(const float *x, float *xq, int64_t K) {
+// above), one gather per vector; the elements past the last whole group stay in plain order.
+T_VBMI static void nvfp4_prep_x_vbmi(const float *x, float *xq, int64_t K) {
+    __m512i idx[8];
+    for (int v = 0; v < 8; v++) {  // vector v = 2j + (odd): lane i <- element (i % 8)·16 + 2(j + 4(i / 8)) + odd
+        int32_t lanes[16];
+        for (int i = 0; i < 16; i++) lanes[i] = (i & 7) * 16 + 2 * (v / 2 + 4 * (i >> 3)) + v % 2;
+        idx[v] = _mm512_loadu_si512(lanes);
+    }
     int64_t g0 = 0;
     for (; g0 + 128 <= K; g0 += 128)
-        for (int j = 0; j < 4; j++)
-            for (int i = 0; i < 16; i++) {
-                const int64_t e = g0 + (i & 7) * 16 + 2 * (j + 4 * (i >> 3));
-                xq[g0 + 32 * j + i] = x[e], xq[g0 + 32 * j + 16 + i] = x[e + 1];
-            }
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) _mm512_storeu_ps(xq + g0 + 16 * v, _mm512_i32gather_ps(idx[v], x + g0, 4));
     for (int64_t k = g0; k < K; k++) xq[k] = x[k];
 }
 
 T_VBMI static float nvfp4_dot_vbmi(const uint8_t *codes, const uint8_t *scales, const float *xq, int64_t K) {
     const __m512 lut = _mm512_loadu_ps(e2m1_values);
     const int64_t G = K / 128;
-    __m512 tot0 = _mm512_setzero_ps(), tot1 = _mm512_setzero_ps(), w[8], s0, s1;
+    __m512 tot = _mm512_setzero_ps(), w[8], s0, s1;
     int64_t g = 0;
     for (; g + 2 <= G; g += 2) {
         // far ahead: at two cores the hardware prefetcher alone leaves the memory bus idle
@@ -284,15 +276,17 @@ T_VBMI static float nvfp4_dot_vbmi(const uint8_t *codes, const uint8_t *scales, 
         _mm_prefetch((const char *)scales + g * 8 + NV_PREFETCH / 8, _MM_HINT_T0);
         nv_scales16(scales + g * 8, &s0, &s1);
         nv_decode_group(codes + g * 64, lut, w);
-        tot0 = _mm512_fmadd_ps(nv_group_sum(w, xq + g * 128), s0, tot0);
+        tot = _mm512_fmadd_ps(nv_group_dot(w, xq + g * 128), s0, tot);
         nv_decode_group(codes + g * 64 + 64, lut, w);
-        tot1 = _mm512_fmadd_ps(nv_group_sum(w, xq + g * 128 + 128), s1, tot1);
+        tot = _mm512_fmadd_ps(nv_group_dot(w, xq + g * 128 + 128), s1, tot);
     }
-    if (g < G) {  // g even
+    if (g < G) {
         nv_decode_group(codes + g * 64, lut, w);
-        tot0 = _mm512_fmadd_ps(nv_group_sum(w, xq + g * 128), nv_scales8(scales + g * 8), tot0);
+        tot = _mm512_fmadd_ps(nv_group_dot(w, xq + g * 128), nv_scales8(scales + g * 8), tot);
     }
-    return nv_finish(tot0, tot1, codes, scales, xq, K);
+    float acc = _mm512_reduce_add_ps(tot) * 256.0f;
+    if (G * 128 < K) acc += nvfp4_dot_generic(codes + G * 64, scales + G * 8, xq + G * 128, K - G * 128);
+    return acc;
 }
 
 // One row decoded for the batched kernel: per group the 8 W vectors and S_g (NV_GROUP_FLOATS).
@@ -302,7 +296,7 @@ T_VBMI static void nvfp4_decode_row_vbmi(const uint8_t *codes, const uint8_t *sc
     __m512 w[8], s[2];
     for (int64_t g = 0; g < G; g++) {
         nv_decode_group(codes + g * 64, lut, w);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int i = 0; i < 8; i++) _mm512_storeu_ps(d + g * NV_GROUP_FLOATS + 16 * i, w[i]);
         if (g % 2 == 0 && g + 2 <= G) nv_scales16(scales + g * 8, &s[0], &s[1]);
         else if (g % 2 == 0) s[0] = nv_scales8(scales + g * 8);
@@ -310,38 +304,44 @@ T_VBMI static void nvfp4_decode_row_vbmi(const uint8_t *codes, const uint8_t *sc
     }
 }
 
-// tot += (group sum) · S_g for one decoded row against two tokens.
-T_VBMI static inline void nv_tile_step(const float *d, const float *x0, const float *x1, __m512 *tot0, __m512 *tot1) {
-    __m512 w[8];
-    #pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) w[i] = _mm512_loadu_ps(d + 16 * i);
-    const __m512 s = _mm512_loadu_ps(d + 128);
-    *tot0 = _mm512_fmadd_ps(nv_group_sum(w, x0), s, *tot0);
-    *tot1 = _mm512_fmadd_ps(nv_group_sum(w, x1), s, *tot1);
+// Two decoded rows d0, d1 times C tokens xs[0..C) (xs[t] in nvfp4_prep_x_vbmi order), the
+// operations of nvfp4_dot_vbmi per output without the tail blocks: out[r·C + t] = row r · token t.
+T_VBMI static ALWAYS_INLINE void nv_tile(const float *d0, const float *d1, const float *const *xs, int64_t G,
+                                          const int C, float *out) {
+    __m512 tot[2][4], a[2][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < C; t++) tot[0][t] = tot[1][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g++) {
+        const float *e0 = d0 + g * NV_GROUP_FLOATS, *e1 = d1 + g * NV_GROUP_FLOATS;
+        __m512 w0 = _mm512_loadu_ps(e0), w1 = _mm512_loadu_ps(e1);
+#pragma GCC unroll 4
+        for (int t = 0; t < C; t++) {
+            __m512 xv = _mm512_loadu_ps(xs[t] + g * 128);
+            a[0][t] = _mm512_mul_ps(w0, xv), a[1][t] = _mm512_mul_ps(w1, xv);
+        }
+#pragma GCC unroll 8
+        for (int i = 1; i < 8; i++) {
+            w0 = _mm512_loadu_ps(e0 + 16 * i), w1 = _mm512_loadu_ps(e1 + 16 * i);
+#pragma GCC unroll 4
+            for (int t = 0; t < C; t++) {
+                __m512 xv = _mm512_loadu_ps(xs[t] + g * 128 + 16 * i);
+                a[0][t] = _mm512_fmadd_ps(w0, xv, a[0][t]), a[1][t] = _mm512_fmadd_ps(w1, xv, a[1][t]);
+            }
+        }
+        const __m512 s0 = _mm512_loadu_ps(e0 + 128), s1 = _mm512_loadu_ps(e1 + 128);
+#pragma GCC unroll 4
+        for (int t = 0; t < C; t++)
+            tot[0][t] = _mm512_fmadd_ps(a[0][t], s0, tot[0][t]), tot[1][t] = _mm512_fmadd_ps(a[1][t], s1, tot[1][t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < C; t++)
+        out[t] = _mm512_reduce_add_ps(tot[0][t]) * 256.0f, out[C + t] = _mm512_reduce_add_ps(tot[1][t]) * 256.0f;
 }
-
-// Two decoded rows times two tokens, the operations of nvfp4_dot_vbmi per output (without the tail
-// blocks): out = {row 0 · x0, row 0 · x1, row 1 · x0, row 1 · x1}.
-T_VBMI static void nvfp4_tile_vbmi(const float *d0, const float *d1, const float *x0, const float *x1, int64_t K,
-                                   float out[4]) {
-    const int64_t G = K / 128;
-    __m512 e00 = _mm512_setzero_ps(), e01 = e00, e10 = e00, e11 = e00;  // even groups: row, token
-    __m512 o00 = e00, o01 = e00, o10 = e00, o11 = e00;                   // odd groups
-    int64_t g = 0;
-    for (; g + 2 <= G; g += 2) {
-        nv_tile_step(d0 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e00, &e01);
-        nv_tile_step(d1 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e10, &e11);
-        nv_tile_step(d0 + (g + 1) * NV_GROUP_FLOATS, x0 + g * 128 + 128, x1 + g * 128 + 128, &o00, &o01);
-        nv_tile_step(d1 + (g + 1) * NV_GROUP_FLOATS, x0 + g * 128 + 128, x1 + g * 128 + 128, &o10, &o11);
-    }
-    if (g < G) {
-        nv_tile_step(d0 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e00, &e01);
-        nv_tile_step(d1 + g * NV_GROUP_FLOATS, x0 + g * 128, x1 + g * 128, &e10, &e11);
-    }
-    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(e00, o00)) * 256.0f;
-    out[1] = _mm512_reduce_add_ps(_mm512_add_ps(e01, o01)) * 256.0f;
-    out[2] = _mm512_reduce_add_ps(_mm512_add_ps(e10, o10)) * 256.0f;
-    out[3] = _mm512_reduce_add_ps(_mm512_add_ps(e11, o11)) * 256.0f;
+T_VBMI static void nvfp4_tile4_vbmi(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
+    nv_tile(d0, d1, xs, K / 128, 4, out);
+}
+T_VBMI static void nvfp4_tile1_vbmi(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
+    nv_tile(d0, d1, xs, K / 128, 1, out);
 }
 
 __attribute__((target("avx2,fma"))) static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales,
@@ -397,41 +397,42 @@ __attribute__((target("avx512f,avx512bw"))) static float fp8_span_avx512(const u
 
 #define T512 __attribute__((target("avx512f,avx512bw")))
 
-// A whole FP8-block row on AVX-512 (block sizes that are multiples of 32; others take the span
+// A whole FP8-block row on AVX-512 (block sizes that are multiples of 16; others take the span
 // path). The arithmetic of one output, shared by the T = 1 kernel and the batched one: weights
-// decoded E4M3 -> F16 (value / 256) -> F32; per whole block four accumulators (64 columns per step,
-// columns 16i..16i+15 of a step into acc_i; a last step of 32 into acc_0, acc_1), then total +=
-// ((acc0 + acc1) + (acc2 + acc3)) · (scale · 256); the row is reduce(total) plus the columns past
-// the last whole block (fp8_span_generic · their scale).
+// decoded E4M3 -> F16 (value / 256) -> F32; per whole block of B columns, with W_v, X_v its
+// 16-column vectors, a = W_0·X_0 then a += W_v·X_v for v = 1..B/16-1 (FMAs, one chain), total +=
+// a · (scale · 256) (FMA); the row is reduce(total) plus the columns past the last whole block
+// (fp8_span_generic · their scale).
 enum { F8_PREFETCH = 12288 };
 
-T512 static inline __m512i f8_to_f16x32(const uint8_t *w) {
+T512 static ALWAYS_INLINE __m512i f8_to_f16x32(const uint8_t *w) {
     __m512i h = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)w));
     return _mm512_and_si512(_mm512_slli_epi16(h, 7), _mm512_set1_epi16((short)0xBFFF));
+}
+T512 static ALWAYS_INLINE __m512 f8_to_f32x16(const uint8_t *w) {
+    __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
+    return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xBFFF)));
 }
 
 T512 static float fp8_row_avx512(const uint8_t *w, const float *scales, const float *x, int64_t K, int block) {
     __m512 total = _mm512_setzero_ps();
     int64_t k0 = 0;
     for (; k0 + block <= K; k0 += block) {
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(),
-               acc3 = _mm512_setzero_ps();
-        int64_t k = k0;
-        for (; k + 64 <= k0 + block; k += 64) {  // 64 weights, four independent chains
-            _mm_prefetch((const char *)w + k + F8_PREFETCH, _MM_HINT_T0);
-            __m512i a = f8_to_f16x32(w + k), b = f8_to_f16x32(w + k + 32);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(a)), _mm512_loadu_ps(x + k), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)), _mm512_loadu_ps(x + k + 16), acc1);
-            acc2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(b)), _mm512_loadu_ps(x + k + 32), acc2);
-            acc3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(b, 1)), _mm512_loadu_ps(x + k + 48), acc3);
+        for (int p = 0; p < block; p += 64) _mm_prefetch((const char *)w + k0 + p + F8_PREFETCH, _MM_HINT_T0);
+        __m512 a;
+        int64_t k = k0 + 32;
+        if (block % 32 == 0) {
+            __m512i h = f8_to_f16x32(w + k0);
+            a = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_loadu_ps(x + k0));
+            a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), _mm512_loadu_ps(x + k0 + 16), a);
+        } else
+            a = _mm512_mul_ps(f8_to_f32x16(w + k0), _mm512_loadu_ps(x + k0)), k = k0 + 16;
+        for (; k + 32 <= k0 + block; k += 32) {
+            __m512i h = f8_to_f16x32(w + k);
+            a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_loadu_ps(x + k), a);
+            a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), _mm512_loadu_ps(x + k + 16), a);
         }
-        if (k < k0 + block) {
-            __m512i a = f8_to_f16x32(w + k);
-            acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(a)), _mm512_loadu_ps(x + k), acc0);
-            acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)), _mm512_loadu_ps(x + k + 16), acc1);
-        }
-        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
-        total = _mm512_fmadd_ps(sum, _mm512_set1_ps(scales[k0 / block] * 256.0f), total);
+        total = _mm512_fmadd_ps(a, _mm512_set1_ps(scales[k0 / block] * 256.0f), total);
     }
     float acc = _mm512_reduce_add_ps(total);
     if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
@@ -440,49 +441,46 @@ T512 static float fp8_row_avx512(const uint8_t *w, const float *scales, const fl
 
 // The whole blocks of one row decoded to F32 (the values fp8_row_avx512 multiplies).
 T512 static void fp8_decode_row_avx512(const uint8_t *w, float *d, int64_t K, int block) {
-    for (int64_t k = 0; k + 32 <= K / block * block; k += 32) {
-        __m512i a = f8_to_f16x32(w + k);
-        _mm512_storeu_ps(d + k, _mm512_cvtph_ps(_mm512_castsi512_si256(a)));
-        _mm512_storeu_ps(d + k + 16, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(a, 1)));
-    }
+    for (int64_t k = 0; k + 16 <= K / block * block; k += 16) _mm512_storeu_ps(d + k, f8_to_f32x16(w + k));
 }
 
-// acc[i] += d[16i..] · x[16i..] for i < n (one step of fp8_row_avx512 on decoded weights)
-#define F8_FMA(acc, d, x, i) acc = _mm512_fmadd_ps(_mm512_loadu_ps((d) + 16 * (i)), _mm512_loadu_ps((x) + 16 * (i)), acc)
-
-// Two decoded rows times two tokens, the operations of fp8_row_avx512 per output (whole blocks
-// only): out = {row 0 · x0, row 0 · x1, row 1 · x0, row 1 · x1}.
-T512 static void fp8_tile_avx512(const float *d0, const float *d1, const float *sc0, const float *sc1,
-                                 const float *x0, const float *x1, int64_t K, int block, float out[4]) {
-    __m512 t00 = _mm512_setzero_ps(), t01 = t00, t10 = t00, t11 = t00;
+// Two decoded rows d0, d1 (scales sc0, sc1) times C tokens xs[0..C), the operations of
+// fp8_row_avx512 per output without the columns past the last whole block: out[r·C + t].
+T512 static ALWAYS_INLINE void f8_tile(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                        const float *const *xs, int64_t K, int block, const int C, float *out) {
+    __m512 tot[2][4], a[2][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < C; t++) tot[0][t] = tot[1][t] = _mm512_setzero_ps();
     for (int64_t k0 = 0; k0 + block <= K; k0 += block) {
-        __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, b00 = a00, b01 = a00, b02 = a00, b03 = a00;
-        __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00, b10 = a00, b11 = a00, b12 = a00, b13 = a00;
-        int64_t k = k0;
-        for (; k + 64 <= k0 + block; k += 64) {  // a: token 0, b: token 1; digit 1: row, digit 2: chain
-            F8_FMA(a00, d0 + k, x0 + k, 0), F8_FMA(a01, d0 + k, x0 + k, 1), F8_FMA(a02, d0 + k, x0 + k, 2),
-                F8_FMA(a03, d0 + k, x0 + k, 3);
-            F8_FMA(b00, d0 + k, x1 + k, 0), F8_FMA(b01, d0 + k, x1 + k, 1), F8_FMA(b02, d0 + k, x1 + k, 2),
-                F8_FMA(b03, d0 + k, x1 + k, 3);
-            F8_FMA(a10, d1 + k, x0 + k, 0), F8_FMA(a11, d1 + k, x0 + k, 1), F8_FMA(a12, d1 + k, x0 + k, 2),
-                F8_FMA(a13, d1 + k, x0 + k, 3);
-            F8_FMA(b10, d1 + k, x1 + k, 0), F8_FMA(b11, d1 + k, x1 + k, 1), F8_FMA(b12, d1 + k, x1 + k, 2),
-                F8_FMA(b13, d1 + k, x1 + k, 3);
+        __m512 w0 = _mm512_loadu_ps(d0 + k0), w1 = _mm512_loadu_ps(d1 + k0);
+#pragma GCC unroll 4
+        for (int t = 0; t < C; t++) {
+            __m512 xv = _mm512_loadu_ps(xs[t] + k0);
+            a[0][t] = _mm512_mul_ps(w0, xv), a[1][t] = _mm512_mul_ps(w1, xv);
         }
-        if (k < k0 + block) {
-            F8_FMA(a00, d0 + k, x0 + k, 0), F8_FMA(a01, d0 + k, x0 + k, 1);
-            F8_FMA(b00, d0 + k, x1 + k, 0), F8_FMA(b01, d0 + k, x1 + k, 1);
-            F8_FMA(a10, d1 + k, x0 + k, 0), F8_FMA(a11, d1 + k, x0 + k, 1);
-            F8_FMA(b10, d1 + k, x1 + k, 0), F8_FMA(b11, d1 + k, x1 + k, 1);
+        for (int64_t k = k0 + 16; k < k0 + block; k += 16) {
+            w0 = _mm512_loadu_ps(d0 + k), w1 = _mm512_loadu_ps(d1 + k);
+#pragma GCC unroll 4
+            for (int t = 0; t < C; t++) {
+                __m512 xv = _mm512_loadu_ps(xs[t] + k);
+                a[0][t] = _mm512_fmadd_ps(w0, xv, a[0][t]), a[1][t] = _mm512_fmadd_ps(w1, xv, a[1][t]);
+            }
         }
         const __m512 s0 = _mm512_set1_ps(sc0[k0 / block] * 256.0f), s1 = _mm512_set1_ps(sc1[k0 / block] * 256.0f);
-        t00 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(a00, a01), _mm512_add_ps(a02, a03)), s0, t00);
-        t01 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(b00, b01), _mm512_add_ps(b02, b03)), s0, t01);
-        t10 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(a10, a11), _mm512_add_ps(a12, a13)), s1, t10);
-        t11 = _mm512_fmadd_ps(_mm512_add_ps(_mm512_add_ps(b10, b11), _mm512_add_ps(b12, b13)), s1, t11);
+#pragma GCC unroll 4
+        for (int t = 0; t < C; t++)
+            tot[0][t] = _mm512_fmadd_ps(a[0][t], s0, tot[0][t]), tot[1][t] = _mm512_fmadd_ps(a[1][t], s1, tot[1][t]);
     }
-    out[0] = _mm512_reduce_add_ps(t00), out[1] = _mm512_reduce_add_ps(t01);
-    out[2] = _mm512_reduce_add_ps(t10), out[3] = _mm512_reduce_add_ps(t11);
+#pragma GCC unroll 4
+    for (int t = 0; t < C; t++) out[t] = _mm512_reduce_add_ps(tot[0][t]), out[C + t] = _mm512_reduce_add_ps(tot[1][t]);
+}
+T512 static void fp8_tile4_avx512(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                  const float *const *xs, int64_t K, int block, float *out) {
+    f8_tile(d0, d1, sc0, sc1, xs, K, block, 4, out);
+}
+T512 static void fp8_tile1_avx512(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                  const float *const *xs, int64_t K, int block, float *out) {
+    f8_tile(d0, d1, sc0, sc1, xs, K, block, 1, out);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
@@ -503,9 +501,9 @@ __attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_
 // ---------------------------------------------------------------------------------------------
 // Dispatch. Every output y[t, n] is computed by the same sequence of floating-point operations
 // whatever T is and wherever the row falls in a batch (row invariance: a token's result does not
-// depend on the other tokens batched with it). On AVX-512 a batch of two or more tokens decodes each
-// row once into memory and runs the T = 1 kernel's operations on it (tiles of 2 rows x 2 tokens);
-// the other paths run the T = 1 kernel for every token.
+// depend on the other tokens batched with it). On AVX-512 a batch of four or more tokens decodes
+// each row once into memory and runs the T = 1 kernel's operations on it (tiles of 2 rows x 4
+// tokens); smaller batches and the other paths run the T = 1 kernel for every token.
 
 typedef float (*nvfp4_dot_fn)(const uint8_t *codes, const uint8_t *scales, const float *x, int64_t K);
 typedef float (*fp8_span_fn)(const uint8_t *w, const float *x, int64_t n);
@@ -613,7 +611,9 @@ static float quant_dot(const quant_job *j, int64_t n, int t) {
     return fp8_row_spans(W, n, xt, j->f8);
 }
 
-// Batched AVX-512 paths: rows [n0, n1) decoded into d (row_floats each), then every token.
+// Batched AVX-512 paths: rows [n0, n1) decoded into d (row_floats each), then every token against
+// them in tiles of 2 rows x 4 tokens (then 2 x 1 for the last tokens; an odd last row is paired
+// with itself).
 static void quant_rows_batched(const quant_job *j, int64_t n0, int64_t n1, int T, float *d, int64_t row_floats,
                                float *y, int y_stride) {
     const glint_weight *W = j->W;
@@ -627,33 +627,35 @@ static void quant_rows_batched(const quant_job *j, int64_t n0, int64_t n1, int T
         else fp8_decode_row_avx512((const uint8_t *)W->data + n * K, dn, K, W->block);
     }
     const int64_t done = nvfp4 ? K / 128 * 128 : K / W->block * W->block;  // columns the tiles cover
-    for (int t = 0; t < T; t += 2) {
-        const int t1 = t + 1 < T ? t + 1 : t;
-        const float *x0 = j->x + (size_t)t * (size_t)j->x_stride, *x1 = j->x + (size_t)t1 * (size_t)j->x_stride;
+    for (int t = 0; t < T;) {
+        const int C = T - t >= 4 ? 4 : 1;
+        const float *xs[4];
+        for (int c = 0; c < C; c++) xs[c] = j->x + (size_t)(t + c) * (size_t)j->x_stride;
         for (int64_t n = n0; n < n1; n += 2) {
             const int64_t m = n + 1 < n1 ? n + 1 : n;
             const float *d0 = d + (n - n0) * row_floats, *d1 = d + (m - n0) * row_floats;
-            float out[4];
-            const float *sc0 = NULL, *sc1 = NULL;
-            if (nvfp4) nvfp4_tile_vbmi(d0, d1, x0, x1, K, out);
-            else {
-                sc0 = (const float *)W->scales + (n / W->block) * blocks_per_row;
-                sc1 = (const float *)W->scales + (m / W->block) * blocks_per_row;
-                fp8_tile_avx512(d0, d1, sc0, sc1, x0, x1, K, W->block, out);
-            }
-            for (int p = 0; p < 4; p++) {
-                const int64_t row = p < 2 ? n : m;
-                const float *xt = p % 2 ? x1 : x0;
-                float acc = out[p];
-                if (done < K && nvfp4)
-                    acc += nvfp4_dot_generic((const uint8_t *)W->data + row * (K / 2) + done / 2,
-                                             (const uint8_t *)W->scales + row * (K / 16) + done / 16, xt + done, K - done);
-                else if (done < K)
-                    acc += fp8_span_generic((const uint8_t *)W->data + row * K + done, xt + done, K - done) *
-                           (p < 2 ? sc0 : sc1)[done / W->block];
-                y[(size_t)(p % 2 ? t1 : t) * (size_t)y_stride + row] = nvfp4 ? acc * W->global_scale : acc;
-            }
+            const float *sc0 = nvfp4 ? NULL : (const float *)W->scales + (n / W->block) * blocks_per_row;
+            const float *sc1 = nvfp4 ? NULL : (const float *)W->scales + (m / W->block) * blocks_per_row;
+            float out[8];
+            if (nvfp4 && C == 4) nvfp4_tile4_vbmi(d0, d1, xs, K, out);
+            else if (nvfp4) nvfp4_tile1_vbmi(d0, d1, xs, K, out);
+            else if (C == 4) fp8_tile4_avx512(d0, d1, sc0, sc1, xs, K, W->block, out);
+            else fp8_tile1_avx512(d0, d1, sc0, sc1, xs, K, W->block, out);
+            for (int r = 0; r < 2; r++)
+                for (int c = 0; c < C; c++) {
+                    const int64_t row = r ? m : n;
+                    float acc = out[r * C + c];
+                    if (done < K && nvfp4)
+                        acc += nvfp4_dot_generic((const uint8_t *)W->data + row * (K / 2) + done / 2,
+                                                 (const uint8_t *)W->scales + row * (K / 16) + done / 16, xs[c] + done,
+                                                 K - done);
+                    else if (done < K)
+                        acc += fp8_span_generic((const uint8_t *)W->data + row * K + done, xs[c] + done, K - done) *
+                               (r ? sc1 : sc0)[done / W->block];
+                    y[(size_t)(t + c) * (size_t)y_stride + row] = nvfp4 ? acc * W->global_scale : acc;
+                }
         }
+        t += C;
     }
 }
 
@@ -694,12 +696,13 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
             }
         }
     } else {
-        j.path = avx512 && W->block % 32 == 0 ? PATH_F8_AVX512 : PATH_F8_SPANS;
+        j.path = avx512 && W->block % 16 == 0 ? PATH_F8_AVX512 : PATH_F8_SPANS;
         j.f8 = avx512 ? fp8_span_avx512 : avx2 ? fp8_span_avx2 : fp8_span_generic;
     }
     const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 + (size_t)K / 16 : (size_t)K;
     const int threads = N * K < 65536 ? 1 : be->n_threads;
-    const int batched = T >= 2 && (j.path == PATH_NV_VBMI || j.path == PATH_F8_AVX512);
+    // From 4 tokens on, decoding rows into memory once beats decoding them in registers per token.
+    const int batched = T >= 4 && (j.path == PATH_NV_VBMI || j.path == PATH_F8_AVX512);
     if (!batched) {
         // Chunks of ~1 MiB of weights, fewer when the matrix is small: the kernels prefetch ahead
         // within a chunk's consecutive rows.
