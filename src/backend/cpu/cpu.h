@@ -16,12 +16,10 @@ void glint_cpu_weight_row_f32(const glint_weight *W, int64_t row, float *out);
 float glint_cpu_dot_f32(const float *a, const float *b, int64_t n);
 void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64_t n);
 // Picks the kernels: "generic", "avx2", "avx512-bf16" (AVX-512 plus the opt-in BF16 dot-product
-// NVFP4 kernel), "avx512-novbmi" (AVX-512 without the VBMI NVFP4 kernel), or NULL/anything else
-// for the best available AVX-512/AVX2/generic kernels.
+// NVFP4 kernel), or NULL/anything else for the best available AVX-512/AVX2/generic kernels.
 void glint_cpu_select_kernels(const char *force_isa);
 const char *glint_cpu_isa(void);
-int glint_cpu_use_bf16(void);
-int glint_cpu_use_vbmi(void);  // AVX512-VBMI NVFP4 kernel  // AVX512-BF16 dot products in the quantized kernels
+int glint_cpu_use_bf16(void);  // AVX512-BF16 dot products in the quantized kernels
 // Streaming copy (read + write bytes per second) and streaming read bandwidth with `threads` threads.
 int glint_cpu_measure_bandwidth(int threads, double *copy_bytes_per_s, double *read_bytes_per_s);
 

@@ -162,7 +162,6 @@ static struct {
     axpy_fn axpy;
     const char *isa;
     int bf16_dots;  // AVX512-BF16 dot products allowed (quantized kernels)
-    int vbmi;       // AVX512-VBMI byte permutes (the NVFP4 kernel)
 } kernels;
 
 void glint_cpu_select_kernels(const char *force_isa) {
@@ -174,8 +173,6 @@ void glint_cpu_select_kernels(const char *force_isa) {
     // The AVX512-BF16 NVFP4 kernel is opt-in ("avx512-bf16"): one run on another machine returned
     // NaN from it that could not be reproduced, and it measured only a few % faster here.
     kernels.bf16_dots = avx512 && __builtin_cpu_supports("avx512bf16") && force_isa && !strcmp(force_isa, "avx512-bf16");
-    // "avx512-novbmi": AVX-512 without the VBMI NVFP4 kernel (as on CPUs before Ice Lake / Zen 4).
-    kernels.vbmi = avx512 && __builtin_cpu_supports("avx512vbmi") && !(force_isa && !strcmp(force_isa, "avx512-novbmi"));
     kernels.fp8 = (dot_fn)dot_fp8_generic;
     if (avx512) {
         kernels.f32 = (dot_fn)dot_f32_avx512, kernels.bf16 = (dot_fn)dot_bf16_avx512;
@@ -193,11 +190,6 @@ void glint_cpu_select_kernels(const char *force_isa) {
 const char *glint_cpu_isa(void) {
     if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
     return kernels.bf16_dots ? "avx512+bf16" : kernels.isa;
-}
-
-int glint_cpu_use_vbmi(void) {
-    if (!kernels.ready) glint_cpu_select_kernels(getenv("GLINT_CPU_ISA"));
-    return kernels.vbmi;
 }
 
 int glint_cpu_use_bf16(void) {

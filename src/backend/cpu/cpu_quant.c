@@ -37,9 +37,10 @@ static float nvfp4_dot_generic(const uint8_t *codes, const uint8_t *scales, cons
     return acc;
 }
 
-__attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512(const uint8_t *codes,
-                                                                          const uint8_t *scales, const float *x,
-                                                                          int64_t K) {
+// Plain element order (only when there is no memory for the grouped kernel's copy of x).
+__attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512_plain(const uint8_t *codes,
+                                                                                const uint8_t *scales,
+                                                                                const float *x, int64_t K) {
     const __m512 lut = _mm512_loadu_ps(e2m1_values);
     const __m128i low_mask = _mm_set1_epi8(0x0f);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -57,76 +58,6 @@ __attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512(const 
     }
     float acc = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (b < K / 16) acc += nvfp4_dot_generic(codes + b * 8, scales + b, x + b * 16, 16);
-    return acc;
-}
-
-// Faster AVX-512 form on x "deinterleaved" per 32 elements ([x0 x2 .. x30 | x1 x3 .. x31]): a 32-bit
-// lane holding one code byte indexes the E2M1 table with its low nibble (even element) and, shifted,
-// its high nibble (odd element), so no nibble shuffling is needed. Lanes 0-7 belong to block b, 8-15
-// to block b+1, hence the two-scale vectors s0 (blocks b, b+1) and s1 (b+2, b+3).
-// 64 weights from block b on, into two independent accumulator chains.
-__attribute__((target("avx512f,avx512bw"))) static inline void nvfp4_64(const uint8_t *codes, const float *x_deint,
-                                                                        int64_t b, __m512 lut, __m512 s0, __m512 s1,
-                                                                        __m512 *acc0, __m512 *acc1) {
-    __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8)));
-    __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + b * 8 + 16)));
-    __m512 p0 = _mm512_mul_ps(_mm512_permutexvar_ps(v0, lut), _mm512_loadu_ps(x_deint + b * 16));
-    __m512 p1 = _mm512_mul_ps(_mm512_permutexvar_ps(v1, lut), _mm512_loadu_ps(x_deint + b * 16 + 32));
-    p0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut), _mm512_loadu_ps(x_deint + b * 16 + 16),
-                         p0);
-    p1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut), _mm512_loadu_ps(x_deint + b * 16 + 48),
-                         p1);
-    *acc0 = _mm512_fmadd_ps(p0, s0, *acc0);
-    *acc1 = _mm512_fmadd_ps(p1, s1, *acc1);
-}
-
-__attribute__((target("avx512f,avx512bw"))) static float nvfp4_dot_avx512_deinterleaved(const uint8_t *codes,
-                                                                                        const uint8_t *scales,
-                                                                                        const float *x_deint,
-                                                                                        int64_t K) {
-    const __m512 lut = _mm512_loadu_ps(e2m1_values);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t b = 0;
-    // 256 weights (16 blocks) per outer step: the 16 FP8 block scales are decoded at once (E4M3 ->
-    // F16 by a shift, times 2^8), then spread to block pairs.
-    const __m512i clear_bit14 = _mm512_set1_epi16((short)0xBFFF);
-    for (; b + 16 <= K / 16; b += 16) {
-        __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(scales + b)));
-        __m512 svec = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(s16, 7),
-                                                                     _mm512_castsi512_si256(clear_bit14))),
-                                    _mm512_set1_ps(256.0f));
-        for (int j = 0; j < 16; j += 4) {
-            __m512 s0 = _mm512_permutexvar_ps(
-                _mm512_set_epi32(j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j, j, j, j, j, j, j, j), svec);
-            __m512 s1 = _mm512_permutexvar_ps(_mm512_set_epi32(j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 3,
-                                                               j + 2, j + 2, j + 2, j + 2, j + 2, j + 2, j + 2, j + 2),
-                                              svec);
-            nvfp4_64(codes, x_deint, b + j, lut, s0, s1, &acc0, &acc1);
-        }
-    }
-    for (; b + 4 <= K / 16; b += 4) {
-        __m512 s0 = _mm512_mask_broadcastss_ps(_mm512_set1_ps(fp8_table[scales[b]]), 0xFF00,
-                                               _mm_set_ss(fp8_table[scales[b + 1]]));
-        __m512 s1 = _mm512_mask_broadcastss_ps(_mm512_set1_ps(fp8_table[scales[b + 2]]), 0xFF00,
-                                               _mm_set_ss(fp8_table[scales[b + 3]]));
-        nvfp4_64(codes, x_deint, b, lut, s0, s1, &acc0, &acc1);
-    }
-    float acc = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    for (; b < K / 16; b++) {  // tail blocks: x_deint holds pairs of blocks; a lone last block is plain order
-        const float *xb = x_deint + b * 16;
-        float block = 0;
-        if ((K / 16) % 2 && b == K / 16 - 1)
-            for (int j = 0; j < 8; j++)
-                block += e2m1_values[codes[b * 8 + j] & 15] * xb[2 * j] + e2m1_values[codes[b * 8 + j] >> 4] * xb[2 * j + 1];
-        else {
-            const float *pair = x_deint + (b & ~(int64_t)1) * 16;
-            int half = (int)(b & 1) * 8;
-            for (int j = 0; j < 8; j++)
-                block += e2m1_values[codes[b * 8 + j] & 15] * pair[half + j] +
-                         e2m1_values[codes[b * 8 + j] >> 4] * pair[16 + half + j];
-        }
-        acc += block * fp8_table[scales[b]];
-    }
     return acc;
 }
 
@@ -187,22 +118,12 @@ static void prepare_bf16_pairs(const float *x, uint16_t *out, int64_t K) {
     }
 }
 
-// x -> per 32 elements [even | odd], the order nvfp4_dot_avx512_deinterleaved reads; a trailing
-// group of 16 stays in plain order.
-static void deinterleave_pairs(const float *x, float *out, int64_t K) {
-    int64_t k = 0;
-    for (; k + 32 <= K; k += 32)
-        for (int j = 0; j < 16; j++) out[k + j] = x[k + 2 * j], out[k + 16 + j] = x[k + 2 * j + 1];
-    for (; k < K; k++) out[k] = x[k];
-}
-
-// NVFP4 on AVX-512 VBMI, the main AVX-512 kernel. Per group of 128 elements (8 blocks of 16, 64
-// code bytes) the codes are regrouped with one masked VPERMB each into 32-bit lanes so that lane i
-// always holds a byte of block i % 8: lane i of vector j (j = 0..3) holds byte j + 4·(i / 8) of
-// block i % 8, i.e. elements 2(j + 4·(i / 8)) (low nibble) and that + 1 (high nibble). The E2M1
-// table lookup is one VPERMPS per 16 weights, and since every lane stays in one block the block
-// scales are applied once per group: a lane-wise vector of the 8 scales (twice). x is permuted once
-// per call into the same lane order (nvfp4_prep_x_vbmi).
+// NVFP4 on AVX-512, grouped. Per group of 128 elements (8 blocks of 16, 64 code bytes) one VPERMD
+// puts into lane i the 4 code bytes 4·(i / 8) .. 4·(i / 8) + 3 of block i % 8, so every lane stays
+// in one block: vector j (j = 0..3) takes byte j of each lane, i.e. elements 2(j + 4·(i / 8)) (low
+// nibble) and that + 1 (high nibble), by a shift. The E2M1 table lookup is one VPERMPS per 16
+// weights, and the block scales are applied once per group: a lane-wise vector of the 8 scales
+// (twice). x is permuted once per call into the same lane order (nvfp4_prep_x_grouped).
 //
 // The arithmetic of one output is fixed (it defines the result, which batching must not change):
 // per group g, with W[0..7] the decoded vectors [even_0, odd_0, .., even_3, odd_3] and X[0..7] the
@@ -211,46 +132,48 @@ static void deinterleave_pairs(const float *x, float *out, int64_t K) {
 // the tail blocks past the last whole group (nvfp4_dot_generic on x in plain order). The T = 1
 // kernel decodes in registers; the batched one decodes rows once into memory and runs the same
 // operations on them, several rows and tokens at a time (an outer product in registers).
-#define T_VBMI __attribute__((target("avx512f,avx512bw,avx512vbmi,f16c")))
+#define T_NV __attribute__((target("avx512f,avx512bw,f16c")))
 #define ALWAYS_INLINE __attribute__((always_inline)) inline
 enum { NV_GROUP_FLOATS = 144, NV_PREFETCH = 8192 };  // decoded group: 8 W vectors + S_g
 
-T_VBMI static ALWAYS_INLINE void nv_decode_group(const uint8_t *c, __m512 lut, __m512 w[8]) {
-    const __m512i base = _mm512_set_epi32(60, 52, 44, 36, 28, 20, 12, 4, 56, 48, 40, 32, 24, 16, 8, 0);
-    const __m512i raw = _mm512_loadu_si512(c);
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        __m512i v = _mm512_maskz_permutexvar_epi8(0x1111111111111111ull, _mm512_add_epi32(base, _mm512_set1_epi32(j)), raw);
-        w[2 * j] = _mm512_permutexvar_ps(v, lut);
-        w[2 * j + 1] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+T_NV static ALWAYS_INLINE void nv_decode_group(const uint8_t *c, __m512 lut, __m512 w[8]) {
+    // lane i <- the dword holding bytes (i % 8)·8 + 4·(i / 8) .. + 3; byte j of it is vector j's code pair
+    const __m512i dwords = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i v = _mm512_permutexvar_epi32(dwords, _mm512_loadu_si512(c));
+    w[0] = _mm512_permutexvar_ps(v, lut);  // VPERMPS reads the low 4 bits of each lane
+    w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+#pragma GCC unroll 3
+    for (int j = 1; j < 4; j++) {
+        w[2 * j] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8 * j), lut);
+        w[2 * j + 1] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 8 * j + 4), lut);
     }
 }
 
 // The FP8 E4M3 block scales of 16 blocks (groups g, g+1) as F16-decoded values (true / 256): lanes
 // [s0..s7 s0..s7] and [s8..s15 s8..s15]. E4M3 -> F16: sign-extend, shift left by 7, clear bit 14.
-T_VBMI static ALWAYS_INLINE void nv_scales16(const uint8_t *s, __m512 *lo, __m512 *hi) {
+T_NV static ALWAYS_INLINE void nv_scales16(const uint8_t *s, __m512 *lo, __m512 *hi) {
     __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)s));
     __m512 v = _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(s16, 7), _mm256_set1_epi16((short)0xBFFF)));
     *lo = _mm512_permutexvar_ps(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0), v);
     *hi = _mm512_permutexvar_ps(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 15, 14, 13, 12, 11, 10, 9, 8), v);
 }
-T_VBMI static ALWAYS_INLINE __m512 nv_scales8(const uint8_t *s) {
+T_NV static ALWAYS_INLINE __m512 nv_scales8(const uint8_t *s) {
     __m128i s16 = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)s));
     __m256 v = _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(s16, 7), _mm_set1_epi16((short)0xBFFF)));
     return _mm512_permutexvar_ps(_mm512_set_epi32(7, 6, 5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3, 2, 1, 0),
                                  _mm512_castps256_ps512(v));
 }
 
-T_VBMI static ALWAYS_INLINE __m512 nv_group_dot(const __m512 w[8], const float *xg) {
+T_NV static ALWAYS_INLINE __m512 nv_group_dot(const __m512 w[8], const float *xg) {
     __m512 a = _mm512_mul_ps(w[0], _mm512_loadu_ps(xg));
 #pragma GCC unroll 8
     for (int i = 1; i < 8; i++) a = _mm512_fmadd_ps(w[i], _mm512_loadu_ps(xg + 16 * i), a);
     return a;
 }
 
-// x -> the lane order of nvfp4_dot_vbmi: per group of 128, [even_j | odd_j] for j = 0..3 (see
+// x -> the lane order of nvfp4_dot_grouped: per group of 128, [even_j | odd_j] for j = 0..3 (see
 // above), one gather per vector; the elements past the last whole group stay in plain order.
-T_VBMI static void nvfp4_prep_x_vbmi(const float *x, float *xq, int64_t K) {
+T_NV static void nvfp4_prep_x_grouped(const float *x, float *xq, int64_t K) {
     __m512i idx[8];
     for (int v = 0; v < 8; v++) {  // vector v = 2j + (odd): lane i <- element (i % 8)·16 + 2(j + 4(i / 8)) + odd
         int32_t lanes[16];
@@ -264,7 +187,7 @@ T_VBMI static void nvfp4_prep_x_vbmi(const float *x, float *xq, int64_t K) {
     for (int64_t k = g0; k < K; k++) xq[k] = x[k];
 }
 
-T_VBMI static float nvfp4_dot_vbmi(const uint8_t *codes, const uint8_t *scales, const float *xq, int64_t K) {
+T_NV static float nvfp4_dot_grouped(const uint8_t *codes, const uint8_t *scales, const float *xq, int64_t K) {
     const __m512 lut = _mm512_loadu_ps(e2m1_values);
     const int64_t G = K / 128;
     __m512 tot = _mm512_setzero_ps(), w[8], s0, s1;
@@ -290,7 +213,7 @@ T_VBMI static float nvfp4_dot_vbmi(const uint8_t *codes, const uint8_t *scales, 
 }
 
 // One row decoded for the batched kernel: per group the 8 W vectors and S_g (NV_GROUP_FLOATS).
-T_VBMI static void nvfp4_decode_row_vbmi(const uint8_t *codes, const uint8_t *scales, float *d, int64_t K) {
+T_NV static void nvfp4_decode_row_grouped(const uint8_t *codes, const uint8_t *scales, float *d, int64_t K) {
     const __m512 lut = _mm512_loadu_ps(e2m1_values);
     const int64_t G = K / 128;
     __m512 w[8], s[2];
@@ -304,9 +227,9 @@ T_VBMI static void nvfp4_decode_row_vbmi(const uint8_t *codes, const uint8_t *sc
     }
 }
 
-// Two decoded rows d0, d1 times C tokens xs[0..C) (xs[t] in nvfp4_prep_x_vbmi order), the
-// operations of nvfp4_dot_vbmi per output without the tail blocks: out[r·C + t] = row r · token t.
-T_VBMI static ALWAYS_INLINE void nv_tile(const float *d0, const float *d1, const float *const *xs, int64_t G,
+// Two decoded rows d0, d1 times C tokens xs[0..C) (xs[t] in nvfp4_prep_x_grouped order), the
+// operations of nvfp4_dot_grouped per output without the tail blocks: out[r·C + t] = row r · token t.
+T_NV static ALWAYS_INLINE void nv_tile(const float *d0, const float *d1, const float *const *xs, int64_t G,
                                           const int C, float *out) {
     __m512 tot[2][4], a[2][4];
 #pragma GCC unroll 4
@@ -337,35 +260,86 @@ T_VBMI static ALWAYS_INLINE void nv_tile(const float *d0, const float *d1, const
     for (int t = 0; t < C; t++)
         out[t] = _mm512_reduce_add_ps(tot[0][t]) * 256.0f, out[C + t] = _mm512_reduce_add_ps(tot[1][t]) * 256.0f;
 }
-T_VBMI static void nvfp4_tile4_vbmi(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
+T_NV static void nvfp4_tile4_grouped(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
     nv_tile(d0, d1, xs, K / 128, 4, out);
 }
-T_VBMI static void nvfp4_tile1_vbmi(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
+T_NV static void nvfp4_tile1_grouped(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
     nv_tile(d0, d1, xs, K / 128, 1, out);
 }
 
-__attribute__((target("avx2,fma"))) static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales,
-                                                                const float *x, int64_t K) {
-    const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
-    const __m128i low_mask = _mm_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < K / 16; b++) {
-        __m128i raw = _mm_loadl_epi64((const __m128i *)(codes + b * 8));
-        __m128i lo = _mm_and_si128(raw, low_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low_mask);
-        __m128i idx = _mm_unpacklo_epi8(lo, hi);  // 16 codes in element order
-        __m256 s = _mm256_set1_ps(fp8_table[scales[b]]);
-        for (int half = 0; half < 2; half++) {
-            __m256i i8 = _mm256_cvtepu8_epi32(half ? _mm_srli_si128(idx, 8) : idx);
-            // codes 0-7 from lut_lo, 8-15 from lut_hi (bit 3 selects)
-            __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lut_lo, i8), _mm256_permutevar8x32_ps(lut_hi, i8),
-                                        _mm256_castsi256_ps(_mm256_slli_epi32(i8, 28)));
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(v, _mm256_loadu_ps(x + b * 16 + half * 8)), s, acc);
-        }
-    }
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+T_AVX2 static ALWAYS_INLINE float hsum_avx2(__m256 acc) {
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     r = _mm_hadd_ps(r, r);
     r = _mm_hadd_ps(r, r);
     return _mm_cvtss_f32(r);
+}
+
+// The 16 E2M1 values of one NVFP4 block (8 code bytes), element order, into v[0..1].
+T_AVX2 static ALWAYS_INLINE void nv_decode_block_avx2(const uint8_t *codes, __m256 lut_lo, __m256 lut_hi, __m256 v[2]) {
+    const __m128i low_mask = _mm_set1_epi8(0x0f);
+    __m128i raw = _mm_loadl_epi64((const __m128i *)codes);
+    __m128i lo = _mm_and_si128(raw, low_mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low_mask);
+    __m128i idx = _mm_unpacklo_epi8(lo, hi);  // 16 codes in element order
+    for (int half = 0; half < 2; half++) {
+        __m256i i8 = _mm256_cvtepu8_epi32(half ? _mm_srli_si128(idx, 8) : idx);
+        // codes 0-7 from lut_lo, 8-15 from lut_hi (bit 3 selects)
+        v[half] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lut_lo, i8), _mm256_permutevar8x32_ps(lut_hi, i8),
+                                   _mm256_castsi256_ps(_mm256_slli_epi32(i8, 28)));
+    }
+}
+
+// NVFP4 on AVX2. Per output: acc += (v · x) · s per 8 elements (a multiply and an FMA) in element
+// order, s the block's scale, one vector accumulator; then hsum_avx2. The batched kernel decodes
+// rows into memory (nvfp4_decode_row_avx2) and runs the same operations.
+T_AVX2 static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales, const float *x, int64_t K) {
+    const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
+    __m256 acc = _mm256_setzero_ps(), v[2];
+    for (int64_t b = 0; b < K / 16; b++) {
+        _mm_prefetch((const char *)codes + b * 8 + 4096, _MM_HINT_T0);
+        nv_decode_block_avx2(codes + b * 8, lut_lo, lut_hi, v);
+        __m256 s = _mm256_set1_ps(fp8_table[scales[b]]);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(v[0], _mm256_loadu_ps(x + b * 16)), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(v[1], _mm256_loadu_ps(x + b * 16 + 8)), s, acc);
+    }
+    return hsum_avx2(acc);
+}
+
+// One row for the batched AVX2 kernel: K decoded values, then the K / 16 block scales.
+T_AVX2 static void nvfp4_decode_row_avx2(const uint8_t *codes, const uint8_t *scales, float *d, int64_t K) {
+    const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
+    __m256 v[2];
+    for (int64_t b = 0; b < K / 16; b++) {
+        nv_decode_block_avx2(codes + b * 8, lut_lo, lut_hi, v);
+        _mm256_storeu_ps(d + b * 16, v[0]), _mm256_storeu_ps(d + b * 16 + 8, v[1]);
+        d[K + b] = fp8_table[scales[b]];
+    }
+}
+
+// Two decoded rows times C (1 or 2) tokens, nvfp4_dot_avx2's operations: out[r·C + t].
+T_AVX2 static ALWAYS_INLINE void nv_tile_avx2(const float *d0, const float *d1, const float *const *xs, int64_t K,
+                                               const int C, float *out) {
+    __m256 acc[2][2];
+    for (int t = 0; t < C; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < K / 16; b++) {
+        const __m256 s0 = _mm256_set1_ps(d0[K + b]), s1 = _mm256_set1_ps(d1[K + b]);
+        for (int half = 0; half < 2; half++) {
+            const __m256 w0 = _mm256_loadu_ps(d0 + b * 16 + 8 * half), w1 = _mm256_loadu_ps(d1 + b * 16 + 8 * half);
+            for (int t = 0; t < C; t++) {
+                const __m256 xv = _mm256_loadu_ps(xs[t] + b * 16 + 8 * half);
+                acc[0][t] = _mm256_fmadd_ps(_mm256_mul_ps(w0, xv), s0, acc[0][t]);
+                acc[1][t] = _mm256_fmadd_ps(_mm256_mul_ps(w1, xv), s1, acc[1][t]);
+            }
+        }
+    }
+    for (int t = 0; t < C; t++) out[t] = hsum_avx2(acc[0][t]), out[C + t] = hsum_avx2(acc[1][t]);
+}
+T_AVX2 static void nvfp4_tile2_avx2(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
+    nv_tile_avx2(d0, d1, xs, K, 2, out);
+}
+T_AVX2 static void nvfp4_tile1_avx2(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
+    nv_tile_avx2(d0, d1, xs, K, 1, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -483,19 +457,73 @@ T512 static void fp8_tile1_avx512(const float *d0, const float *d1, const float 
     f8_tile(d0, d1, sc0, sc1, xs, K, block, 1, out);
 }
 
-__attribute__((target("avx2,fma,f16c"))) static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
+T_AVX2 static ALWAYS_INLINE __m256 f8_to_f32x8(const uint8_t *w) {
+    __m128i b16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)w));
+    __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b16, _mm_set1_epi16(0x80)), 8),
+                             _mm_slli_epi16(_mm_and_si128(b16, _mm_set1_epi16(0x7f)), 7));
+    return _mm256_cvtph_ps(h);
+}
+
+T_AVX2 static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int64_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        __m128i b16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(w + k)));
-        __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(b16, _mm_set1_epi16(0x80)), 8),
-                                 _mm_slli_epi16(_mm_and_si128(b16, _mm_set1_epi16(0x7f)), 7));
-        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(x + k), acc);
+    for (; k + 8 <= n; k += 8) acc = _mm256_fmadd_ps(f8_to_f32x8(w + k), _mm256_loadu_ps(x + k), acc);
+    return hsum_avx2(acc) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
+}
+
+// A whole FP8-block row on AVX2 (block sizes that are multiples of 8; others take the span path),
+// the AVX-512 row kernel's scheme on 8 lanes: per whole block a = W_0·X_0, a += W_v·X_v (one FMA
+// chain over its 8-column vectors), total += a · (scale · 256); the row is hsum_avx2(total) plus
+// the columns past the last whole block (fp8_span_generic · their scale).
+T_AVX2 static float fp8_row_avx2(const uint8_t *w, const float *scales, const float *x, int64_t K, int block) {
+    __m256 total = _mm256_setzero_ps();
+    int64_t k0 = 0;
+    for (; k0 + block <= K; k0 += block) {
+        for (int p = 0; p < block; p += 64) _mm_prefetch((const char *)w + k0 + p + 4096, _MM_HINT_T0);
+        __m256 a = _mm256_mul_ps(f8_to_f32x8(w + k0), _mm256_loadu_ps(x + k0));
+        for (int64_t k = k0 + 8; k < k0 + block; k += 8) a = _mm256_fmadd_ps(f8_to_f32x8(w + k), _mm256_loadu_ps(x + k), a);
+        total = _mm256_fmadd_ps(a, _mm256_set1_ps(scales[k0 / block] * 256.0f), total);
     }
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    r = _mm_hadd_ps(r, r);
-    r = _mm_hadd_ps(r, r);
-    return _mm_cvtss_f32(r) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
+    float acc = hsum_avx2(total);
+    if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
+    return acc;
+}
+
+T_AVX2 static void fp8_decode_row_avx2(const uint8_t *w, float *d, int64_t K, int block) {
+    for (int64_t k = 0; k + 8 <= K / block * block; k += 8) _mm256_storeu_ps(d + k, f8_to_f32x8(w + k));
+}
+
+// Two decoded rows times C (1 or 2) tokens, fp8_row_avx2's operations (whole blocks): out[r·C + t].
+T_AVX2 static ALWAYS_INLINE void f8_tile_avx2(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                               const float *const *xs, int64_t K, int block, const int C, float *out) {
+    __m256 tot[2][2], a[2][2];
+    for (int t = 0; t < C; t++) tot[0][t] = tot[1][t] = _mm256_setzero_ps();
+    for (int64_t k0 = 0; k0 + block <= K; k0 += block) {
+        __m256 w0 = _mm256_loadu_ps(d0 + k0), w1 = _mm256_loadu_ps(d1 + k0);
+        for (int t = 0; t < C; t++) {
+            const __m256 xv = _mm256_loadu_ps(xs[t] + k0);
+            a[0][t] = _mm256_mul_ps(w0, xv), a[1][t] = _mm256_mul_ps(w1, xv);
+        }
+        for (int64_t k = k0 + 8; k < k0 + block; k += 8) {
+            w0 = _mm256_loadu_ps(d0 + k), w1 = _mm256_loadu_ps(d1 + k);
+            for (int t = 0; t < C; t++) {
+                const __m256 xv = _mm256_loadu_ps(xs[t] + k);
+                a[0][t] = _mm256_fmadd_ps(w0, xv, a[0][t]), a[1][t] = _mm256_fmadd_ps(w1, xv, a[1][t]);
+            }
+        }
+        const __m256 s0 = _mm256_set1_ps(sc0[k0 / block] * 256.0f), s1 = _mm256_set1_ps(sc1[k0 / block] * 256.0f);
+        for (int t = 0; t < C; t++)
+            tot[0][t] = _mm256_fmadd_ps(a[0][t], s0, tot[0][t]), tot[1][t] = _mm256_fmadd_ps(a[1][t], s1, tot[1][t]);
+    }
+    for (int t = 0; t < C; t++) out[t] = hsum_avx2(tot[0][t]), out[C + t] = hsum_avx2(tot[1][t]);
+}
+T_AVX2 static void fp8_tile2_avx2(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                  const float *const *xs, int64_t K, int block, float *out) {
+    f8_tile_avx2(d0, d1, sc0, sc1, xs, K, block, 2, out);
+}
+T_AVX2 static void fp8_tile1_avx2(const float *d0, const float *d1, const float *sc0, const float *sc1,
+                                  const float *const *xs, int64_t K, int block, float *out) {
+    f8_tile_avx2(d0, d1, sc0, sc1, xs, K, block, 1, out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,7 +599,15 @@ static void gptq_matmul(glint_backend *be, float *y, int y_stride, const float *
     }
 }
 
-typedef enum { PATH_NV_VBMI, PATH_NV_BF16, PATH_NV_DEINT, PATH_NV_PLAIN, PATH_F8_AVX512, PATH_F8_SPANS } quant_path;
+typedef enum {
+    PATH_NV_GROUPED,  // AVX-512 (batched too)
+    PATH_NV_AVX2,     // (batched too)
+    PATH_NV_BF16,     // the opt-in AVX512-BF16 kernel
+    PATH_NV_PLAIN,    // generic, or AVX-512 when there is no memory for the grouped x
+    PATH_F8_AVX512,   // block % 16 == 0 (batched too)
+    PATH_F8_AVX2,     // block % 8 == 0 (batched too)
+    PATH_F8_SPANS,    // other block sizes, and generic
+} quant_path;
 
 typedef struct {
     const glint_weight *W;
@@ -594,41 +630,46 @@ static float quant_dot(const quant_job *j, int64_t n, int t) {
         const uint8_t *codes = (const uint8_t *)W->data + n * (K / 2), *sc = (const uint8_t *)W->scales + n * (K / 16);
         float d;
         switch (j->path) {
-        case PATH_NV_VBMI: d = nvfp4_dot_vbmi(codes, sc, xt, K); break;
+        case PATH_NV_GROUPED: d = nvfp4_dot_grouped(codes, sc, xt, K); break;
+        case PATH_NV_AVX2: d = nvfp4_dot_avx2(codes, sc, xt, K); break;
         case PATH_NV_BF16:
             d = nvfp4_dot_bf16(codes, sc, j->x_bf16 + (size_t)t * 2 * (size_t)K,
                                j->x_plain + (size_t)t * (size_t)j->plain_stride, K);
             break;
-        case PATH_NV_DEINT: d = nvfp4_dot_avx512_deinterleaved(codes, sc, xt, K); break;
         default: d = j->nv(codes, sc, xt, K);
         }
         return d * W->global_scale;
     }
-    if (j->path == PATH_F8_AVX512) {
-        const float *scales = (const float *)W->scales + (n / W->block) * ((K + W->block - 1) / W->block);
-        return fp8_row_avx512((const uint8_t *)W->data + n * K, scales, xt, K, W->block);
-    }
+    const float *scales = (const float *)W->scales + (n / W->block) * ((K + W->block - 1) / W->block);
+    if (j->path == PATH_F8_AVX512) return fp8_row_avx512((const uint8_t *)W->data + n * K, scales, xt, K, W->block);
+    if (j->path == PATH_F8_AVX2) return fp8_row_avx2((const uint8_t *)W->data + n * K, scales, xt, K, W->block);
     return fp8_row_spans(W, n, xt, j->f8);
 }
 
-// Batched AVX-512 paths: rows [n0, n1) decoded into d (row_floats each), then every token against
-// them in tiles of 2 rows x 4 tokens (then 2 x 1 for the last tokens; an odd last row is paired
-// with itself).
+// Batched paths: rows [n0, n1) decoded into d (row_floats each), then every token against them in
+// tiles of 2 rows x 4 tokens on AVX-512, 2 x 2 on AVX2 (then 2 x 1 for the last tokens; an odd
+// last row is paired with itself).
 static void quant_rows_batched(const quant_job *j, int64_t n0, int64_t n1, int T, float *d, int64_t row_floats,
                                float *y, int y_stride) {
     const glint_weight *W = j->W;
     const int64_t K = W->cols;
-    const int nvfp4 = W->format == GLINT_WFMT_NVFP4;
+    const int nvfp4 = W->format == GLINT_WFMT_NVFP4, wide = j->path == PATH_NV_GROUPED || j->path == PATH_F8_AVX512;
     const int64_t blocks_per_row = (K + W->block - 1) / W->block;
     for (int64_t n = n0; n < n1; n++) {
         float *dn = d + (n - n0) * row_floats;
-        if (nvfp4)
-            nvfp4_decode_row_vbmi((const uint8_t *)W->data + n * (K / 2), (const uint8_t *)W->scales + n * (K / 16), dn, K);
-        else fp8_decode_row_avx512((const uint8_t *)W->data + n * K, dn, K, W->block);
+        const uint8_t *codes = (const uint8_t *)W->data + n * (nvfp4 ? K / 2 : K);
+        const uint8_t *nv_scales = nvfp4 ? (const uint8_t *)W->scales + n * (K / 16) : NULL;
+        switch (j->path) {
+        case PATH_NV_GROUPED: nvfp4_decode_row_grouped(codes, nv_scales, dn, K); break;
+        case PATH_NV_AVX2: nvfp4_decode_row_avx2(codes, nv_scales, dn, K); break;
+        case PATH_F8_AVX512: fp8_decode_row_avx512(codes, dn, K, W->block); break;
+        default: fp8_decode_row_avx2(codes, dn, K, W->block);
+        }
     }
-    const int64_t done = nvfp4 ? K / 128 * 128 : K / W->block * W->block;  // columns the tiles cover
+    // columns the tiles cover; the rest goes through the generic code as in the T = 1 kernels
+    const int64_t done = j->path == PATH_NV_GROUPED ? K / 128 * 128 : nvfp4 ? K : K / W->block * W->block;
     for (int t = 0; t < T;) {
-        const int C = T - t >= 4 ? 4 : 1;
+        const int C = T - t >= (wide ? 4 : 2) ? (wide ? 4 : 2) : 1;
         const float *xs[4];
         for (int c = 0; c < C; c++) xs[c] = j->x + (size_t)(t + c) * (size_t)j->x_stride;
         for (int64_t n = n0; n < n1; n += 2) {
@@ -637,10 +678,14 @@ static void quant_rows_batched(const quant_job *j, int64_t n0, int64_t n1, int T
             const float *sc0 = nvfp4 ? NULL : (const float *)W->scales + (n / W->block) * blocks_per_row;
             const float *sc1 = nvfp4 ? NULL : (const float *)W->scales + (m / W->block) * blocks_per_row;
             float out[8];
-            if (nvfp4 && C == 4) nvfp4_tile4_vbmi(d0, d1, xs, K, out);
-            else if (nvfp4) nvfp4_tile1_vbmi(d0, d1, xs, K, out);
-            else if (C == 4) fp8_tile4_avx512(d0, d1, sc0, sc1, xs, K, W->block, out);
-            else fp8_tile1_avx512(d0, d1, sc0, sc1, xs, K, W->block, out);
+            switch (j->path) {
+            case PATH_NV_GROUPED: (C == 4 ? nvfp4_tile4_grouped : nvfp4_tile1_grouped)(d0, d1, xs, K, out); break;
+            case PATH_NV_AVX2: (C == 2 ? nvfp4_tile2_avx2 : nvfp4_tile1_avx2)(d0, d1, xs, K, out); break;
+            case PATH_F8_AVX512:
+                (C == 4 ? fp8_tile4_avx512 : fp8_tile1_avx512)(d0, d1, sc0, sc1, xs, K, W->block, out);
+                break;
+            default: (C == 2 ? fp8_tile2_avx2 : fp8_tile1_avx2)(d0, d1, sc0, sc1, xs, K, W->block, out);
+            }
             for (int r = 0; r < 2; r++)
                 for (int c = 0; c < C; c++) {
                     const int64_t row = r ? m : n;
@@ -672,37 +717,31 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
     quant_job j = {.W = W, .x = x, .x_stride = x_stride, .x_plain = x, .plain_stride = x_stride};
     void *prepared = NULL;
     if (W->format == GLINT_WFMT_NVFP4) {
-        j.path = !avx512                                   ? PATH_NV_PLAIN
-                 : glint_cpu_use_bf16()                    ? PATH_NV_BF16
-                 : glint_cpu_use_vbmi()     ? PATH_NV_VBMI
-                                                           : PATH_NV_DEINT;
-        j.nv = avx2 ? nvfp4_dot_avx2 : nvfp4_dot_generic;
+        j.path = avx2 ? PATH_NV_AVX2 : !avx512 ? PATH_NV_PLAIN : glint_cpu_use_bf16() ? PATH_NV_BF16 : PATH_NV_GROUPED;
+        j.nv = nvfp4_dot_generic;
         if (j.path == PATH_NV_BF16) {
             uint16_t *xb = prepared = malloc(sizeof(uint16_t) * 2 * (size_t)T * (size_t)K + 64);
-            if (!xb) j.path = PATH_NV_DEINT;
+            if (!xb) j.path = PATH_NV_GROUPED;
             else
                 for (int t = 0; t < T; t++) prepare_bf16_pairs(x + (size_t)t * x_stride, xb + (size_t)t * 2 * K, K);
             j.x_bf16 = xb;
         }
-        if (j.path == PATH_NV_VBMI || j.path == PATH_NV_DEINT) {
+        if (j.path == PATH_NV_GROUPED) {
             float *xp = prepared = malloc(sizeof(float) * (size_t)T * (size_t)K);
-            if (!xp) j.path = PATH_NV_PLAIN, j.nv = nvfp4_dot_avx512;
+            if (!xp) j.path = PATH_NV_PLAIN, j.nv = nvfp4_dot_avx512_plain;
             else {
-                for (int t = 0; t < T; t++) {
-                    if (j.path == PATH_NV_VBMI) nvfp4_prep_x_vbmi(x + (size_t)t * x_stride, xp + (size_t)t * K, K);
-                    else deinterleave_pairs(x + (size_t)t * x_stride, xp + (size_t)t * K, K);
-                }
+                for (int t = 0; t < T; t++) nvfp4_prep_x_grouped(x + (size_t)t * x_stride, xp + (size_t)t * K, K);
                 j.x = xp, j.x_stride = K;
             }
         }
     } else {
-        j.path = avx512 && W->block % 16 == 0 ? PATH_F8_AVX512 : PATH_F8_SPANS;
+        j.path = avx512 && W->block % 16 == 0 ? PATH_F8_AVX512 : avx2 && W->block % 8 == 0 ? PATH_F8_AVX2 : PATH_F8_SPANS;
         j.f8 = avx512 ? fp8_span_avx512 : avx2 ? fp8_span_avx2 : fp8_span_generic;
     }
     const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 + (size_t)K / 16 : (size_t)K;
     const int threads = N * K < 65536 ? 1 : be->n_threads;
     // From 4 tokens on, decoding rows into memory once beats decoding them in registers per token.
-    const int batched = T >= 4 && (j.path == PATH_NV_VBMI || j.path == PATH_F8_AVX512);
+    const int batched = T >= 4 && j.path != PATH_NV_BF16 && j.path != PATH_NV_PLAIN && j.path != PATH_F8_SPANS;
     if (!batched) {
         // Chunks of ~1 MiB of weights, fewer when the matrix is small: the kernels prefetch ahead
         // within a chunk's consecutive rows.
@@ -715,7 +754,9 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
             for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = quant_dot(&j, n, t);
     } else {
         // Rows in groups whose decoded F32 copies stay in the L2 (~256 KiB), every token against them.
-        const int64_t row_floats = j.path == PATH_NV_VBMI ? K / 128 * NV_GROUP_FLOATS : K / W->block * W->block;
+        const int64_t row_floats = j.path == PATH_NV_GROUPED ? K / 128 * NV_GROUP_FLOATS
+                                   : j.path == PATH_NV_AVX2  ? K + K / 16
+                                                             : K / W->block * W->block;
         int64_t rows = (int64_t)(65536 / (row_floats + 1));
         rows = rows < 2 ? 2 : rows > 16 ? 16 : rows;
 #pragma omp parallel num_threads(threads)
