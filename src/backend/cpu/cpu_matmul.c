@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu.h"
 #include "common/util.h"
@@ -215,6 +216,19 @@ void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64
     kernels.axpy(y, row, dtype, a, n);
 }
 
+void *glint_cpu_alloc_aligned(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+const float *glint_cpu_aligned_rows(const float *x, int x_stride, int T, int64_t K, int *stride, void **copy) {
+    *copy = NULL, *stride = x_stride;
+    if ((uintptr_t)x % 64 == 0 && ((size_t)x_stride * sizeof(float) % 64 == 0 || T == 1)) return x;
+    const int s = (int)((K + 15) / 16 * 16);
+    float *c = glint_cpu_alloc_aligned(sizeof(float) * (size_t)s * (size_t)T);
+    if (!c) return NULL;
+    for (int t = 0; t < T; t++) memcpy(c + (size_t)t * s, x + (size_t)t * x_stride, sizeof(float) * (size_t)K);
+    *copy = c, *stride = s;
+    return c;
+}
+
 // Rows of W are split across threads; each row is read once for all T tokens (decode: T = 1).
 void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                       const glint_weight *W) {
@@ -224,6 +238,9 @@ void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x,
     }
     dot_fn dot = dot_for(W->dtype);
     const int64_t N = W->rows, K = W->cols;
+    void *copy = NULL;
+    const float *xa = kernels.f32 != (dot_fn)dot_f32_generic ? glint_cpu_aligned_rows(x, x_stride, T, K, &x_stride, &copy) : x;
+    x = xa ? xa : x;  // out of memory: the unaligned x, same results
     const size_t row_bytes = (size_t)K * glint_dtype_size(W->dtype);
     const char *base = W->data;
     int threads = N * K < 65536 ? 1 : be->n_threads;
@@ -238,4 +255,5 @@ void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x,
         const void *row = base + (size_t)n * row_bytes;
         for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = dot(row, x + (size_t)t * x_stride, K);
     }
+    free(copy);
 }

@@ -720,23 +720,29 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
         j.path = avx2 ? PATH_NV_AVX2 : !avx512 ? PATH_NV_PLAIN : glint_cpu_use_bf16() ? PATH_NV_BF16 : PATH_NV_GROUPED;
         j.nv = nvfp4_dot_generic;
         if (j.path == PATH_NV_BF16) {
-            uint16_t *xb = prepared = malloc(sizeof(uint16_t) * 2 * (size_t)T * (size_t)K + 64);
+            uint16_t *xb = prepared = glint_cpu_alloc_aligned(sizeof(uint16_t) * 2 * (size_t)T * (size_t)K + 64);
             if (!xb) j.path = PATH_NV_GROUPED;
             else
                 for (int t = 0; t < T; t++) prepare_bf16_pairs(x + (size_t)t * x_stride, xb + (size_t)t * 2 * K, K);
             j.x_bf16 = xb;
         }
         if (j.path == PATH_NV_GROUPED) {
-            float *xp = prepared = malloc(sizeof(float) * (size_t)T * (size_t)K);
+            const int64_t stride = (K + 15) / 16 * 16;  // rows 64-byte aligned
+            float *xp = prepared = glint_cpu_alloc_aligned(sizeof(float) * (size_t)T * (size_t)stride);
             if (!xp) j.path = PATH_NV_PLAIN, j.nv = nvfp4_dot_avx512_plain;
             else {
-                for (int t = 0; t < T; t++) nvfp4_prep_x_grouped(x + (size_t)t * x_stride, xp + (size_t)t * K, K);
-                j.x = xp, j.x_stride = K;
+                for (int t = 0; t < T; t++) nvfp4_prep_x_grouped(x + (size_t)t * x_stride, xp + (size_t)t * stride, K);
+                j.x = xp, j.x_stride = stride;
             }
         }
     } else {
         j.path = avx512 && W->block % 16 == 0 ? PATH_F8_AVX512 : avx2 && W->block % 8 == 0 ? PATH_F8_AVX2 : PATH_F8_SPANS;
         j.f8 = avx512 ? fp8_span_avx512 : avx2 ? fp8_span_avx2 : fp8_span_generic;
+    }
+    if (!prepared && (avx512 || avx2)) {  // the kernels read the caller's x: aligned rows (a copy if need be)
+        int stride;
+        const float *xa = glint_cpu_aligned_rows(x, x_stride, T, K, &stride, &prepared);
+        if (xa) j.x = xa, j.x_stride = stride;
     }
     const size_t row_bytes = W->format == GLINT_WFMT_NVFP4 ? (size_t)K / 2 + (size_t)K / 16 : (size_t)K;
     const int threads = N * K < 65536 ? 1 : be->n_threads;
@@ -754,14 +760,15 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
             for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = quant_dot(&j, n, t);
     } else {
         // Rows in groups whose decoded F32 copies stay in the L2 (~256 KiB), every token against them.
-        const int64_t row_floats = j.path == PATH_NV_GROUPED ? K / 128 * NV_GROUP_FLOATS
+        const int64_t row_floats_used = j.path == PATH_NV_GROUPED ? K / 128 * NV_GROUP_FLOATS
                                    : j.path == PATH_NV_AVX2  ? K + K / 16
                                                              : K / W->block * W->block;
+        const int64_t row_floats = (row_floats_used + 15) / 16 * 16;  // rows 64-byte aligned
         int64_t rows = (int64_t)(65536 / (row_floats + 1));
         rows = rows < 2 ? 2 : rows > 16 ? 16 : rows;
 #pragma omp parallel num_threads(threads)
         {
-            float *d = malloc(sizeof(float) * (size_t)(rows * row_floats + 16));
+            float *d = glint_cpu_alloc_aligned(sizeof(float) * (size_t)(rows * row_floats + 16));
 #pragma omp for schedule(dynamic, 1)
             for (int64_t n0 = 0; n0 < N; n0 += rows) {
                 const int64_t n1 = n0 + rows < N ? n0 + rows : N;
