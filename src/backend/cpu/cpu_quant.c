@@ -739,7 +739,7 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
         j.path = avx512 && W->block % 16 == 0 ? PATH_F8_AVX512 : avx2 && W->block % 8 == 0 ? PATH_F8_AVX2 : PATH_F8_SPANS;
         j.f8 = avx512 ? fp8_span_avx512 : avx2 ? fp8_span_avx2 : fp8_span_generic;
     }
-    if (!prepared && (avx512 || avx2)) {  // the kernels read the caller's x: aligned rows (a copy if need be)
+    if (!prepared && (avx512 || avx2) && (int64_t)T * 16 <= N) {  // aligned rows of x (see glint_cpu_matmul)
         int stride;
         const float *xa = glint_cpu_aligned_rows(x, x_stride, T, K, &stride, &prepared);
         if (xa) j.x = xa, j.x_stride = stride;
@@ -749,9 +749,9 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
     // From 4 tokens on, decoding rows into memory once beats decoding them in registers per token.
     const int batched = T >= 4 && j.path != PATH_NV_BF16 && j.path != PATH_NV_PLAIN && j.path != PATH_F8_SPANS;
     if (!batched) {
-        // Chunks of ~1 MiB of weights, fewer when the matrix is small: the kernels prefetch ahead
-        // within a chunk's consecutive rows.
-        int64_t chunk_bytes = (int64_t)(N * row_bytes) / (4 * threads);
+        // Chunks of up to 1 MiB of weights for one token (the kernels prefetch ahead within a
+        // chunk's consecutive rows), ~64 KiB for 2-3.
+        int64_t chunk_bytes = T > 1 ? 65536 : (int64_t)(N * row_bytes) / (4 * threads);
         chunk_bytes = chunk_bytes > (1 << 20) ? (1 << 20) : chunk_bytes < 65536 ? 65536 : chunk_bytes;
         int chunk = (int)(chunk_bytes / (int64_t)row_bytes);
         chunk = chunk < 1 ? 1 : chunk;
