@@ -739,7 +739,7 @@ void glint_cpu_matmul_quantized(glint_backend *be, float *y, int y_stride, const
         j.path = avx512 && W->block % 16 == 0 ? PATH_F8_AVX512 : avx2 && W->block % 8 == 0 ? PATH_F8_AVX2 : PATH_F8_SPANS;
         j.f8 = avx512 ? fp8_span_avx512 : avx2 ? fp8_span_avx2 : fp8_span_generic;
     }
-    if (!prepared && (avx512 || avx2) && (int64_t)T * 16 <= N) {  // aligned rows of x (see glint_cpu_matmul)
+    if (!prepared && (avx512 || avx2)) {  // aligned rows of x: the copy is cheap next to decoding N rows
         int stride;
         const float *xa = glint_cpu_aligned_rows(x, x_stride, T, K, &stride, &prepared);
         if (xa) j.x = xa, j.x_stride = stride;
