@@ -1,6 +1,8 @@
 // CPU kernels for quantized weights (spec/FORMATS.md): NVFP4 (ModelOpt / compressed-tensors),
-// FP8 E4M3 with 128x128 block scales, GPTQ int4. Weights are dequantized in registers; activations
-// stay FP32 and accumulation is FP32, so results match a dequantized FP32 model closely.
+// FP8 E4M3 with 128x128 block scales, GPTQ int4. Weights are dequantized in registers (batches of
+// 4+ tokens: once per row into memory, then the same operations per token); activations stay FP32
+// and accumulation is FP32, so results match a dequantized FP32 model closely. Each output's
+// operations do not depend on T (see the dispatch below).
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
