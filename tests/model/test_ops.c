@@ -1,6 +1,7 @@
 // CPU kernels: every ISA path (generic, AVX2, AVX-512 where the machine has it) against the generic
 // reference, for every weight dtype, on shapes that exercise the vector tails; and F16/BF16 weights
-// against F32 weights holding the same (exactly representable) values.
+// against F32 weights holding the same (exactly representable) values. Then row invariance: for
+// every weight format and ISA path, row t of a T-row matmul is bitwise the matmul of that row alone.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,88 @@ static void expect_close(const char *what, const float *a, const float *b, size_
     int ok = worst / scale <= 1e-5;
     printf("%-52s rel %.2e %s\n", what, worst / scale, ok ? "ok" : "FAIL");
     failures += !ok;
+}
+
+// Row invariance (exact batched decoding needs it): glint_cpu_matmul on T rows of x must give, for
+// each row t, the same bits as on row t alone, for every weight format, ISA path and T.
+static void row_invariance(glint_backend *be) {
+    enum { N = 97, MAXK = 1040, MAXT = 130 };  // N odd and N·K > 65536 for the larger K: two threads
+    const int stride = MAXK + 3;                // rows of x and y not packed
+    float *x = malloc(sizeof(float) * (size_t)MAXT * stride), *y = malloc(sizeof(float) * (size_t)MAXT * (N + 5));
+    float *w32 = malloc(sizeof(float) * N * MAXK), one[N];
+    uint16_t *wb16 = malloc(2 * (size_t)N * MAXK), *wh16 = malloc(2 * (size_t)N * MAXK);
+    uint16_t *gscales = malloc(2 * (size_t)N * (MAXK / 32 + 1));
+    uint8_t *w8 = malloc((size_t)N * MAXK), *codes = malloc((size_t)N * MAXK / 2), *bscales = malloc((size_t)N * MAXK / 16);
+    float *fscales = malloc(sizeof(float) * ((N + 31) / 32) * (MAXK / 32 + 1));
+    int32_t *qweight = malloc(sizeof(int32_t) * (MAXK / 8) * N), *qzeros = malloc(sizeof(int32_t) * ((MAXK / 32 + 1) * N / 8 + 64));
+    for (int i = 0; i < MAXT * stride; i++) x[i] = uniform() * (i % 5 == 0 ? 40.0f : 1.0f);
+    for (int i = 0; i < N * MAXK; i++) {
+        w32[i] = uniform();
+        wb16[i] = glint_f32_to_bf16(w32[i]);
+        wh16[i] = f32_to_f16_exact(roundf(w32[i] * 256.0f) / 256.0f);
+        w8[i] = (uint8_t)(rng >> 32);
+        if ((w8[i] & 0x7f) == 0x7f) w8[i] = 0x38;
+    }
+    for (int i = 0; i < N * MAXK / 2; i++) codes[i] = (uint8_t)(rng >> 24), uniform();
+    for (int i = 0; i < N * MAXK / 16; i++) bscales[i] = (uint8_t)(0x08 + (rng >> 40) % 0x60), uniform();
+    for (int i = 0; i < ((N + 31) / 32) * (MAXK / 32 + 1); i++) fscales[i] = 0.001f * (float)(1 + i % 7);
+    for (int i = 0; i < (MAXK / 8) * N; i++) qweight[i] = (int32_t)(rng >> 16), uniform();
+    for (int i = 0; i < (MAXK / 32 + 1) * N / 8 + 64; i++) qzeros[i] = (int32_t)(rng >> 20), uniform();
+    for (int i = 0; i < N * (MAXK / 32 + 1); i++) gscales[i] = f32_to_f16_exact(0.0625f * (float)(1 + i % 3));
+    const int Ts[] = {1, 2, 3, 4, 5, 16, 33, 64, 130};
+    const char *isas[] = {"generic", "avx2", "avx512-bf16", "best"};
+    struct {
+        glint_weight w;
+        int64_t Ks[3];
+    } cases[] = {
+        {{.dtype = GLINT_DTYPE_F32, .data = w32, .name = "F32"}, {203, 1040, 0}},
+        {{.dtype = GLINT_DTYPE_BF16, .data = wb16, .name = "BF16"}, {203, 1040, 0}},
+        {{.dtype = GLINT_DTYPE_F16, .data = wh16, .name = "F16"}, {203, 1040, 0}},
+        {{.dtype = GLINT_DTYPE_F8_E4M3, .data = w8, .name = "F8_E4M3"}, {203, 1040, 0}},
+        {{.format = GLINT_WFMT_NVFP4, .dtype = GLINT_DTYPE_U8, .data = codes, .scales = bscales,
+          .scales_dtype = GLINT_DTYPE_F8_E4M3, .global_scale = 0.75f, .block = 16, .name = "NVFP4"},
+         {80, 384, 1040}},
+        {{.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .data = w8, .scales = fscales,
+          .scales_dtype = GLINT_DTYPE_F32, .block = 32, .name = "FP8-block 32"},
+         {80, 1040, 0}},
+        {{.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .data = w8, .scales = fscales,
+          .scales_dtype = GLINT_DTYPE_F32, .block = 128, .name = "FP8-block 128"},
+         {200, 1040, 0}},
+        {{.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .data = w8, .scales = fscales,
+          .scales_dtype = GLINT_DTYPE_F32, .block = 48, .name = "FP8-block 48"},
+         {1040, 0, 0}},
+        {{.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .data = w8, .scales = fscales,
+          .scales_dtype = GLINT_DTYPE_F32, .block = 36, .name = "FP8-block 36"},
+         {1040, 0, 0}},
+        {{.format = GLINT_WFMT_GPTQ_INT4, .dtype = GLINT_DTYPE_I32, .data = qweight, .scales = gscales,
+          .scales_dtype = GLINT_DTYPE_F16, .block = 32, .zeros = qzeros, .name = "GPTQ"},
+         {96, 1024, 0}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int ki = 0; ki < 3 && cases[c].Ks[ki]; ki++)
+            for (int i = 0; i < 4; i++) {
+                glint_weight W = cases[c].w;
+                W.rows = N, W.cols = cases[c].Ks[ki];
+                glint_cpu_select_kernels(isas[i]);
+                int bad_t = -1, bad_T = 0;
+                for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0] && bad_t < 0; ti++) {
+                    const int T = Ts[ti];
+                    for (int k = 0; k < T * (N + 5); k++) y[k] = NAN;
+                    glint_cpu_matmul(be, y, N + 5, x, stride, T, &W);
+                    for (int t = 0; t < T && bad_t < 0; t++) {
+                        glint_cpu_matmul(be, one, N, x + (size_t)t * stride, stride, 1, &W);
+                        if (memcmp(one, y + (size_t)t * (N + 5), sizeof one)) bad_t = t, bad_T = T;
+                    }
+                }
+                char what[96];
+                snprintf(what, sizeof what, "row invariance %s K=%lld, %s kernels (%s)", W.name, (long long)W.cols,
+                         isas[i], glint_cpu_isa());
+                if (bad_t < 0) printf("%-64s bitwise ok\n", what);
+                else printf("%-64s FAIL: row %d of T=%d differs from T=1\n", what, bad_t, bad_T);
+                failures += bad_t >= 0;
+            }
+    free(x), free(y), free(w32), free(wb16), free(wh16), free(gscales), free(w8), free(codes), free(bscales);
+    free(fscales), free(qweight), free(qzeros);
 }
 
 int main(void) {
@@ -141,6 +224,7 @@ int main(void) {
         }
         free(codes), free(bscales), free(fscales), free(deq), free(qx), free(qweight), free(qzeros), free(gscales);
     }
+    row_invariance(be);
     printf("%s\n", failures ? "FAILED" : "all ok");
     return failures ? 1 : 0;
 }

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu.h"
 #include "common/util.h"
@@ -76,11 +77,14 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const uint16_
     return acc;
 }
 
-__attribute__((target("avx512f,avx512bw"))) static float dot_bf16_avx512(const uint16_t *w, const float *x,
-                                                                         int64_t K) {
+// prefetch: far ahead for one token streaming rows from memory (see cpu_quant.c); for more tokens
+// the rows come from the caches and the prefetches only cost issue slots.
+__attribute__((target("avx512f,avx512bw"))) static inline __attribute__((always_inline)) float
+bf16_dot_avx512(const uint16_t *w, const float *x, int64_t K, const int prefetch) {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
+        if (prefetch) _mm_prefetch((const char *)(w + k) + 6144, _MM_HINT_T0);
         __m512 w0 = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16));
         __m512 w1 = _mm512_castsi512_ps(
@@ -91,6 +95,14 @@ __attribute__((target("avx512f,avx512bw"))) static float dot_bf16_avx512(const u
     float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
     for (; k < K; k++) acc += glint_bf16_to_f32(w[k]) * x[k];
     return acc;
+}
+__attribute__((target("avx512f,avx512bw"))) static float dot_bf16_avx512(const uint16_t *w, const float *x,
+                                                                         int64_t K) {
+    return bf16_dot_avx512(w, x, K, 0);
+}
+__attribute__((target("avx512f,avx512bw"))) static float dot_bf16_avx512_stream(const uint16_t *w, const float *x,
+                                                                                int64_t K) {
+    return bf16_dot_avx512(w, x, K, 1);
 }
 
 __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *w, const float *x, int64_t K) {
@@ -214,6 +226,19 @@ void glint_cpu_axpy(float *y, const void *row, glint_dtype dtype, float a, int64
     kernels.axpy(y, row, dtype, a, n);
 }
 
+void *glint_cpu_alloc_aligned(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
+const float *glint_cpu_aligned_rows(const float *x, int x_stride, int T, int64_t K, int *stride, void **copy) {
+    *copy = NULL, *stride = x_stride;
+    if ((uintptr_t)x % 64 == 0 && ((size_t)x_stride * sizeof(float) % 64 == 0 || T == 1)) return x;
+    const int s = (int)((K + 15) / 16 * 16);
+    float *c = glint_cpu_alloc_aligned(sizeof(float) * (size_t)s * (size_t)T);
+    if (!c) return NULL;
+    for (int t = 0; t < T; t++) memcpy(c + (size_t)t * s, x + (size_t)t * x_stride, sizeof(float) * (size_t)K);
+    *copy = c, *stride = s;
+    return c;
+}
+
 // Rows of W are split across threads; each row is read once for all T tokens (decode: T = 1).
 void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                       const glint_weight *W) {
@@ -222,16 +247,32 @@ void glint_cpu_matmul(glint_backend *be, float *y, int y_stride, const float *x,
         return;
     }
     dot_fn dot = dot_for(W->dtype);
+    if (T == 1 && dot == (dot_fn)dot_bf16_avx512) dot = (dot_fn)dot_bf16_avx512_stream;  // same arithmetic
     const int64_t N = W->rows, K = W->cols;
     const size_t row_bytes = (size_t)K * glint_dtype_size(W->dtype);
+    // Aligned rows of x where copying them costs little next to reading the weights (x is read
+    // from the caches for every row; the values, and so the results, are the same either way).
+    void *copy = NULL;
+    int aligned_stride = x_stride;
+    const float *xa = kernels.f32 != (dot_fn)dot_f32_generic && (int64_t)T * 16 <= N * (int64_t)glint_dtype_size(W->dtype)
+                          ? glint_cpu_aligned_rows(x, x_stride, T, K, &aligned_stride, &copy)
+                          : NULL;
+    // plain locals for the loop below (not address-taken, so OpenMP passes them by value)
+    const float *const xr = xa ? xa : x;  // NULL: not needed, or out of memory
+    const int xs = xa ? aligned_stride : x_stride;
     const char *base = W->data;
     int threads = N * K < 65536 ? 1 : be->n_threads;
-    // Dynamic chunks of ~64 KiB of weights: a core slowed by other work gets fewer rows.
-    int chunk = (int)(65536 / (row_bytes ? row_bytes : 1));
+    // Dynamic chunks (a core slowed by other work gets fewer rows): for one token up to 1 MiB of
+    // weights, so that the kernels' prefetch runs ahead within a chunk's consecutive rows; for
+    // more tokens ~64 KiB, each row being used T times.
+    int64_t chunk_bytes = T > 1 ? 65536 : (int64_t)(N * (int64_t)row_bytes) / (4 * threads);
+    chunk_bytes = chunk_bytes > (1 << 20) ? (1 << 20) : chunk_bytes < 65536 ? 65536 : chunk_bytes;
+    int chunk = (int)(chunk_bytes / (int64_t)(row_bytes ? row_bytes : 1));
     chunk = chunk < 1 ? 1 : chunk;
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
     for (int64_t n = 0; n < N; n++) {
         const void *row = base + (size_t)n * row_bytes;
-        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = dot(row, x + (size_t)t * x_stride, K);
+        for (int t = 0; t < T; t++) y[(size_t)t * y_stride + n] = dot(row, xr + (size_t)t * xs, K);
     }
+    free(copy);
 }
