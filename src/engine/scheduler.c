@@ -298,8 +298,13 @@ static int place_sequence(glint_engine *e, sequence *s) {
         }
         if (entry >= 0) e->prefix[entry].last_used = ++e->clock;
     }
-    // Speculation needs the MTP rows of every cached position: recompute from where they end.
-    if (s->spec && s->st->mtp_past < match) match = glint_state_truncate(s->st, s->st->mtp_past);
+    if (s->spec) {
+        // Speculation needs the MTP rows of every cached position. Row p pairs position p with token
+        // p + 1, so the entry's row match - 1 saw the entry's next token, not necessarily s's: it is
+        // recomputed, with whatever else is missing.
+        if (s->st->mtp_past > match - 1) s->st->mtp_past = match > 0 ? match - 1 : 0;
+        match = glint_state_truncate(s->st, s->st->mtp_past);
+    }
     int rc = reserve_with_room(e, s->st, initial);
     if (rc) {
         if (rc > 0 && !e->n_running) rc = -1;  // cannot happen: submit checked the request fits
@@ -578,7 +583,6 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         return;
     }
     int n_drafting = 0;
-    uint64_t drafted = 0, accepted = 0;
     for (int k = 0; k < n; k++) {
         sequence *s = batch[k];
         float *logits = items[k].logits, *hidden = items[k].hidden;
@@ -592,9 +596,12 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         int n_rows = 1;
         next_ids[k][0] = s->last_token;
         if (had_draft) {
-            drafted++;
-            if (s->last_token == s->step_ids[1]) {  // row 1 ran on the token that was chosen
-                accepted++;
+            const int accepted = s->last_token == s->step_ids[1];  // row 1 ran on the chosen token
+            // Counted before row 1's token is published: stats are complete when its waiter wakes.
+            pthread_mutex_lock(&e->mu);
+            e->stats.spec_drafted++, e->stats.spec_accepted += (uint64_t)accepted;
+            pthread_mutex_unlock(&e->mu);
+            if (accepted) {
                 s->st->n_past += 1;
                 if (sample_and_emit(e, s, logits + V)) {
                     s->req = NULL;
@@ -608,11 +615,6 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden};
     }
     if (n_drafting) draft_batch(e, drafting, drafts, n_drafting);
-    if (drafted) {
-        pthread_mutex_lock(&e->mu);
-        e->stats.spec_drafted += drafted, e->stats.spec_accepted += accepted;
-        pthread_mutex_unlock(&e->mu);
-    }
 }
 
 // A prefill chunk of s (one forward of its own, so a prompt is computed as it would be alone; with

@@ -145,7 +145,8 @@ void glint_state_trim(glint_state *st);
 int glint_state_truncate(glint_state *st, int n);
 // dst (empty, same pool) gets the first n cached tokens of src (and its MTP rows among them): whole
 // pages are shared, the rows of a last partial page are copied into a page of dst's own. Returns 0,
-// 1 when no page is free.
+// 1 when no page is free. (MTP row p pairs position p with token p + 1: a dst whose token n may
+// differ from src's must not use row n - 1.)
 int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n);
 // Bytes of cache per token of context.
 uint64_t glint_state_bytes_per_token(const glint_config *cfg);

@@ -1,7 +1,8 @@
-// The server engine with MTP speculative decoding on the demo model: every request's tokens are the
-// ones plain decoding gives (greedy and seeded sampling), alone or 6 at a time, in a roomy pool and in
-// one so small that sequences are retracted mid-decode and resumed (with and without the prefix
-// cache), and drafts are accepted. Prompts are slices of the text in tests/fixtures/demo.
+// The server engine with MTP speculative decoding on the demo model (BF16, and NVFP4 whose quantized
+// CPU kernels must be row-invariant for this): every request's tokens are the ones plain decoding
+// gives (greedy and seeded sampling), alone or 6 at a time, in a roomy pool and in one so small that
+// sequences are retracted mid-decode and resumed (with and without the prefix cache), and the same
+// drafts are made and accepted in every case. Prompts are slices of the text in tests/fixtures/demo.
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,7 @@ int main(int argc, char **argv) {
                  {"speculative, together", spec, 1, 1, 0},
                  {"speculative, small pool", small, 1, 1, 1},
                  {"speculative, small pool, no prefix cache", small, 1, 0, 1}};
+    uint64_t first_drafted = 0, first_accepted = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         cases[c].eo.prefix_cache = cases[c].cache;
         run(m, &cases[c].eo, prompts, cases[c].together, got, &st);
@@ -122,6 +124,12 @@ int main(int argc, char **argv) {
         CHECK(st.spec_accepted > 0 && st.spec_accepted <= st.spec_drafted, "%s: %llu of %llu drafts accepted",
               cases[c].what, (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted);
         CHECK(!cases[c].want_retractions || st.retractions > 0, "%s: no retraction happened", cases[c].what);
+        // Drafts are deterministic too: the same drafts whatever runs beside a sequence.
+        if (c == 0) first_drafted = st.spec_drafted, first_accepted = st.spec_accepted;
+        CHECK(st.spec_drafted == first_drafted && st.spec_accepted == first_accepted,
+              "%s: %llu of %llu drafts accepted, alone %llu of %llu", cases[c].what,
+              (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted,
+              (unsigned long long)first_accepted, (unsigned long long)first_drafted);
         printf("%s: %llu of %llu drafts accepted, %llu retractions\n", cases[c].what,
                (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted,
                (unsigned long long)st.retractions);
