@@ -485,42 +485,66 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
 // DSA indexer: scores, then a radix top-k per query with the CPU's total order (higher score
 // first, then lower position).
 
-enum { IDX_KEYS = 32, IDX_THREADS = 256, IDX_GROUPS = IDX_THREADS / IDX_KEYS };
+enum { IDX_KEYS = 32, IDX_TILES = 4, IDX_THREADS = 256, IDX_GROUPS = IDX_THREADS / IDX_KEYS };
 
-// scores[s, t] for keys t of one 32-key tile; grid (tiles, queries). Shared: q [Hi·Di], w [Hi],
-// keys [32][Di+1] (padded against bank conflicts), partial sums [8][32].
+// scores[s, t] for keys t of IDX_TILES 32-key tiles (q staged once per block); grid (tile groups,
+// queries). Shared: q [Hi·Di], keys [32][Di+4] (VEC4; else Di+1: padded against bank conflicts),
+// partial sums [8][32], w [Hi].
+template <bool VEC4>
 __global__ void __launch_bounds__(IDX_THREADS)
     indexer_scores_kernel(float *scores, int scores_stride, const float *q, const float *w, const float *k_pool,
                           const int32_t *pos, glint_cache_map map, int s0, int n_heads, int head_dim, float scale,
-                          float weight_scale) {
+                          float weight_scale, int tiles) {
     extern __shared__ float smem[];
-    const int s = s0 + blockIdx.y, visible = pos[s] + 1, t0 = blockIdx.x * IDX_KEYS, seq = map.row_seq[s];
-    if (t0 >= visible) return;
-    float *qs = smem, *ws = qs + n_heads * head_dim, *ks = ws + n_heads, *part = ks + IDX_KEYS * (head_dim + 1);
+    const int s = s0 + blockIdx.y, visible = pos[s] + 1, first = blockIdx.x * IDX_KEYS * tiles;
+    const int seq = map.row_seq[s];
+    if (first >= visible) return;
+    const int ks_stride = head_dim + (VEC4 ? 4 : 1), D4 = head_dim / 4;
+    float *qs = smem, *ks = qs + n_heads * head_dim, *part = ks + IDX_KEYS * ks_stride, *ws = part + IDX_GROUPS * IDX_KEYS;
     for (int i = threadIdx.x; i < n_heads * head_dim; i += IDX_THREADS) qs[i] = q[(size_t)s * n_heads * head_dim + i];
     for (int i = threadIdx.x; i < n_heads; i += IDX_THREADS) ws[i] = w[(size_t)s * n_heads + i] * weight_scale;
-    for (int i = threadIdx.x; i < IDX_KEYS * head_dim; i += IDX_THREADS) {
-        const int key = i / head_dim, d = i % head_dim;
-        ks[key * (head_dim + 1) + d] =
-            t0 + key < visible ? k_pool[cache_row(map, seq, t0 + key) * head_dim + d] : 0.0f;
-    }
-    __syncthreads();
     const int key = threadIdx.x % IDX_KEYS, group = threadIdx.x / IDX_KEYS;
-    const float *kr = ks + key * (head_dim + 1);
-    float total = 0.0f;
-    for (int h = group; h < n_heads; h += IDX_GROUPS) {
-        const float *qh = qs + h * head_dim;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; d++) dot += qh[d] * kr[d];
-        dot *= scale;
-        total += ws[h] * (dot > 0.0f ? dot : 0.0f);
-    }
-    part[group * IDX_KEYS + key] = total;
-    __syncthreads();
-    if (threadIdx.x < IDX_KEYS && t0 + threadIdx.x < visible) {
-        float sum = 0.0f;
-        for (int g = 0; g < IDX_GROUPS; g++) sum += part[g * IDX_KEYS + threadIdx.x];
-        scores[(size_t)blockIdx.y * scores_stride + t0 + threadIdx.x] = sum;
+    for (int tile = 0; tile < tiles; tile++) {
+        const int t0 = first + tile * IDX_KEYS;
+        if (t0 >= visible) break;  // the same for the whole block
+        __syncthreads();           // q loaded; the previous tile's keys and partial sums used
+        if (VEC4) {
+            for (int i = threadIdx.x; i < IDX_KEYS * D4; i += IDX_THREADS) {
+                const int k = i / D4, d4 = i % D4;
+                ((float4 *)(ks + k * ks_stride))[d4] =
+                    t0 + k < visible ? ((const float4 *)(k_pool + cache_row(map, seq, t0 + k) * head_dim))[d4]
+                                     : make_float4(0, 0, 0, 0);
+            }
+        } else {
+            for (int i = threadIdx.x; i < IDX_KEYS * head_dim; i += IDX_THREADS) {
+                const int k = i / head_dim, d = i % head_dim;
+                ks[k * ks_stride + d] = t0 + k < visible ? k_pool[cache_row(map, seq, t0 + k) * head_dim + d] : 0.0f;
+            }
+        }
+        __syncthreads();
+        const float *kr = ks + key * ks_stride;
+        float total = 0.0f;
+        for (int h = group; h < n_heads; h += IDX_GROUPS) {
+            const float *qh = qs + h * head_dim;
+            float dot = 0.0f;
+            if (VEC4) {  // 16-byte shared loads: q broadcast, keys conflict-free with the +4 padding
+                for (int d4 = 0; d4 < D4; d4++) {
+                    const float4 a = ((const float4 *)qh)[d4], b = ((const float4 *)kr)[d4];
+                    dot += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+                }
+            } else {
+                for (int d = 0; d < head_dim; d++) dot += qh[d] * kr[d];
+            }
+            dot *= scale;
+            total += ws[h] * (dot > 0.0f ? dot : 0.0f);
+        }
+        part[group * IDX_KEYS + key] = total;
+        __syncthreads();
+        if (threadIdx.x < IDX_KEYS && t0 + threadIdx.x < visible) {
+            float sum = 0.0f;
+            for (int g = 0; g < IDX_GROUPS; g++) sum += part[g * IDX_KEYS + threadIdx.x];
+            scores[(size_t)blockIdx.y * scores_stride + t0 + threadIdx.x] = sum;
+        }
     }
 }
 
@@ -794,19 +818,30 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
     const int per_pass = (int)fmin(fmin((double)T, 65535.0), fmax(1.0, (double)(64 << 20) / max_visible));
     float *scores = (float *)scratch(be, SCR_SCORES, sizeof(float) * (size_t)per_pass * max_visible);
     if (!scores) return;
-    const size_t smem = sizeof(float) * ((size_t)n_heads * head_dim + n_heads + IDX_KEYS * (head_dim + 1) +
+    const bool vec4 = head_dim % 4 == 0 && (uintptr_t)k_pool % 16 == 0;
+    const size_t smem = sizeof(float) * ((size_t)n_heads * head_dim + n_heads + IDX_KEYS * (head_dim + 4) +
                                          IDX_GROUPS * IDX_KEYS);
     if (smem > 48 * 1024 &&
-        cudaFuncSetAttribute(indexer_scores_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
-            cudaSuccess) {
+        (cudaFuncSetAttribute(indexer_scores_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
+             cudaSuccess ||
+         cudaFuncSetAttribute(indexer_scores_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
+             cudaSuccess)) {
         glint_cuda_check("indexer shared memory");
         return;
     }
     for (int s0 = 0; s0 < T; s0 += per_pass) {
         const int n = T - s0 < per_pass ? T - s0 : per_pass;
-        dim3 grid((unsigned)((max_visible + IDX_KEYS - 1) / IDX_KEYS), (unsigned)n);
-        indexer_scores_kernel<<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0, n_heads,
-                                                           head_dim, scale, weight_scale);
+        // up to IDX_TILES key tiles per block (q staged once), as long as about two blocks per SM remain
+        const int n_tiles = (max_visible + IDX_KEYS - 1) / IDX_KEYS;
+        int tiles = n_tiles * n / (2 * cuda_of(be)->sms);
+        tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
+        dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
+        if (vec4)
+            indexer_scores_kernel<true><<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
+                                                                     n_heads, head_dim, scale, weight_scale, tiles);
+        else
+            indexer_scores_kernel<false><<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
+                                                                      n_heads, head_dim, scale, weight_scale, tiles);
         if (max_visible < TK_MULTI_MIN) {
             topk_kernel<<<n, TOPK_THREADS>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
             continue;
