@@ -206,8 +206,13 @@ int cmd_serve(int argc, char **argv) {
     }
 #endif
     if (!be) {
+        // One core is left to the HTTP threads by default: when they must preempt a compute thread
+        // to send a token, the whole parallel region waits for it (on 2 cores this cost 5x per token
+        // on the demo model; tools/server/bench.py).
+        if (!threads) threads = omp_get_num_procs() > 1 ? omp_get_num_procs() - 1 : 1;
         be = glint_backend_cpu((int)threads);
         omp_set_num_threads(be->n_threads);
+        fprintf(stderr, "glint serve: CPU backend, %d compute threads\n", be->n_threads);
     }
     s.model = glint_model_load(s.model_path, &load, be);
     if (!s.model) {

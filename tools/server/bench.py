@@ -7,7 +7,8 @@
    time per token curl observes (after its first byte).
 2. Throughput at 1, 4 and 16 concurrent streams (generated tokens per second of wall time).
 
-usage: bench.py GLINT MODEL_DIR [--tokens 256] [--repeat 3] [--threads N] [--backend cpu|cuda]
+usage: bench.py GLINT MODEL_DIR [--tokens 256] [--repeat 3] [--threads N (default: cores - 1, as serve)]
+                [--backend cpu|cuda]
                 [--speculative]   (serve with --speculative-algorithm EAGLE: the MTP layer drafts)
 """
 import http.client
@@ -77,6 +78,8 @@ def main():
     for flag in ("--threads", "--backend"):  # passed to both glint generate and glint serve
         if flag in sys.argv:
             THREADS.extend([flag, sys.argv[sys.argv.index(flag) + 1]])
+    if "--threads" not in sys.argv:  # serve's default on the CPU: a core left for HTTP; compare alike
+        THREADS.extend(["--threads", str(max(1, (os.cpu_count() or 2) - 1))])
     gen = min(generate_per_token(glint, model, n)[0] for _ in range(repeat))
     port = free_port()
     spec = ["--speculative-algorithm", "EAGLE"] if "--speculative" in sys.argv else []
