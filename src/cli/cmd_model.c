@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "backend/cpu/cpu.h"
+#ifdef GLINT_HAVE_CUDA
+#include "backend/cuda/cuda_bench.h"
+#endif
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "common/util.h"
@@ -489,12 +492,44 @@ static int bench_kernels(glint_backend *be) {
     return rc;
 }
 
+// The dense BF16 tensor-core rate of the card measured now (the larger of cuBLAS and glint's kernel
+// on a square BF16 problem), and glint's prefill matmul per weight format at T = 4096; 0 when the
+// backend is not CUDA (or the measurement failed).
+static double bench_gemm_peak(glint_backend *be, int print_formats) {
+#ifdef GLINT_HAVE_CUDA
+    if (strcmp(be->name, "cuda")) return 0;
+    const int sq = 8192, T = 4096, N = 6144, K = 6144;
+    glint_cuda_gemm_rates r;
+    if (glint_cuda_gemm_bench(sq, T, N, K, &r)) {
+        fprintf(stderr, "glint bench: GEMM peak: %s\n", glint_last_error());
+        return 0;
+    }
+    const double peak = r.cublas_bf16 > r.tc_bf16 ? r.cublas_bf16 : r.tc_bf16;
+    printf("dense BF16 tensor-core peak, measured now on %dx%dx%d: cuBLAS %.1f TFLOP/s%s, glint mma.sync kernel "
+           "%.1f TFLOP/s (%.1f%%); peak used: %.1f TFLOP/s\n",
+           sq, sq, sq, r.cublas_bf16, r.cublas_bf16 > 0 ? "" : " (not linked)", r.tc_bf16,
+           peak > 0 ? 100.0 * r.tc_bf16 / peak : 0.0, peak);
+    if (print_formats) {
+        static const char *names[] = {"BF16", "FP8-block", "NVFP4", "BF16 SIMT"};
+        printf("prefill matmul (FP32 x in, FP32 y out) T=%d N=%d K=%d:\n%-10s %12s %10s\n", T, N, K, "format",
+               "TFLOP/s", "% of peak");
+        for (int f = 0; f < 4; f++)
+            printf("%-10s %12.1f %9.1f%%\n", names[f], r.format[f], peak > 0 ? 100.0 * r.format[f] / peak : 0.0);
+    }
+    return peak;
+#else
+    (void)be, (void)print_formats;
+    return 0;
+#endif
+}
+
 // Prefill: N tokens from an empty cache in chunks of --prefill-chunk (default 2048), as a server's
 // chunked prefill runs them. FLOP/s counts the weight products only (2 per weight element per token).
 static int bench_prefill(glint_model *m, const model_options *o, float *logits) {
     const glint_config *c = &m->cfg;
     const int chunk = o->prefill_chunk ? (int)o->prefill_chunk : 2048;
-    printf("%8s %10s %10s %14s\n", "prefill", "tok/s", "seconds", "weight TFLOP/s");
+    const double peak = bench_gemm_peak(m->be, 1);
+    printf("%8s %10s %10s %14s %10s\n", "prefill", "tok/s", "seconds", "weight TFLOP/s", "% of peak");
     for (const char *p = o->prefill_list; *p;) {
         char *end;
         long n = strtol(p, &end, 10);
@@ -520,7 +555,10 @@ static int bench_prefill(glint_model *m, const model_options *o, float *logits) 
         double dt = glint_now_seconds() - t0;
         if (rc) fprintf(stderr, "glint bench: %s\n", glint_last_error());
         else
-            printf("%8ld %10.1f %10.3f %14.2f\n", n, n / dt, dt, 2.0 * (double)m->params_per_token * n / dt / 1e12);
+        {
+            const double tflops = 2.0 * (double)m->params_per_token * n / dt / 1e12;
+            printf("%8ld %10.1f %10.3f %14.2f %9.1f%%\n", n, n / dt, dt, tflops, peak > 0 ? 100.0 * tflops / peak : 0.0);
+        }
         glint_state_free(m, st);
         free(ids);
         if (rc) return 1;
@@ -534,7 +572,10 @@ int cmd_bench(int argc, char **argv) {
     if (rc) return rc;
     if (o.kernels) {
         glint_backend *kbe = make_backend(&o);
-        return kbe ? bench_kernels(kbe) : 1;
+        if (!kbe) return 1;
+        rc = bench_kernels(kbe);
+        if (!rc) bench_gemm_peak(kbe, 1);
+        return rc;
     }
     if (!o.model_dir == !o.synthetic) {
         fprintf(stderr, "glint bench: give -m DIR or --synthetic NAME\n");

@@ -4,8 +4,9 @@
 // after the first), so the weight stream runs at HBM speed. Every token's sum is formed in the same
 // order whatever T is and whichever tokens share its pass: row t of a T-row product is bitwise the
 // product of row t alone (the server batches decode rows and must match solo runs).
-// Larger T (prefill): a 64x64 tiled kernel that dequantizes each weight tile once into shared memory
-// and reuses it for 64 tokens.
+// Larger T (prefill): tensor cores (cuda_gemm.cu) for BF16/FP8/NVFP4 weights; for the other formats
+// a 64x64 FP32 tiled kernel that dequantizes each weight tile once into shared memory and reuses it
+// for 64 tokens.
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cuda_internal.cuh"
@@ -291,6 +292,12 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+void glint_cuda_matmul_simt(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
+                            int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    dim3 grid((unsigned)((W.rows + TILE_N - 1) / TILE_N), (unsigned)((T + TILE_M - 1) / TILE_M), (unsigned)batch);
+    gemm_tiled_kernel<<<grid, 256>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+}
+
 static int vec_format_of(const dev_weight &W) {
     if (W.format == GLINT_WFMT_NVFP4) return W.cols % 32 == 0 ? VEC_NVFP4 : -1;
     if (W.format == GLINT_WFMT_FP8_BLOCK) return W.block % 16 == 0 ? VEC_FP8_BLOCK : -1;
@@ -373,8 +380,9 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
                                int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
     if (T <= 0 || W.rows <= 0 || batch <= 0) return;
     if (T > GEMV_T_LIMIT) {
-        dim3 grid((unsigned)((W.rows + TILE_N - 1) / TILE_N), (unsigned)((T + TILE_M - 1) / TILE_M), (unsigned)batch);
-        gemm_tiled_kernel<<<grid, 256>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        // tensor cores (cuda_gemm.cu) for BF16, FP8 and NVFP4 weights; the FP32 tiles otherwise
+        if (!glint_cuda_matmul_tc(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step))
+            glint_cuda_matmul_simt(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
         return;
     }
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
@@ -611,7 +619,7 @@ extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, con
         while (*name >= '0' && *name <= '9') name++;
         if (*name == '.') name++;
     }
-    snprintf(label, sizeof label, "matmul %.40s%s", name, T > GEMV_T_LIMIT ? " (tiled)" : "");
+    snprintf(label, sizeof label, "matmul %.40s%s", name, T > GEMV_T_LIMIT ? " (prefill)" : "");
     char *suffix = strstr(label, ".weight");
     if (suffix) *suffix = 0;
     glint_cuda_check(label);

@@ -1,0 +1,445 @@
+// Prefill matrix multiply on tensor cores (T > 64): y[T, N] = x[T, K] · W^T with mma.sync m16n8k16
+// BF16 x BF16 -> FP32, portable to sm_80+ (mma.sync, ldmatrix, cp.async).
+// x (FP32) is first rounded to BF16 into a scratch buffer [batch][T][Kp] (Kp = K rounded up to the
+// k tile, zeros past K); the weight stays in its checkpoint format:
+//   BF16: tiles copied into shared memory as they are (cp.async);
+//   FP8-block / FP8: the E4M3 codes copied raw (cp.async), then each thread turns its own 16 codes
+//     into BF16 times their block scale (rounded to BF16);
+//   NVFP4: the packed E2M1 codes copied raw, turned into BF16 times their E4M3 group scale (exact in
+//     BF16: 2 x 4 significant bits); the global scale is applied to the FP32 sums.
+// Block tile 128 tokens x 128 weight rows x 32 k, 4-stage cp.async pipeline, 8 warps each owning
+// 64 x 32 of the tile; shared tiles are rows of 64 bytes with the 16-byte chunks XOR-swizzled so
+// ldmatrix reads are conflict free. Other formats (F32/F16 dense, GPTQ) and misaligned weights stay
+// on the FP32 SIMT kernel (cuda_matmul.cu).
+#include <cuda_bf16.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_bench.h"
+#include "backend/cuda/cuda_internal.cuh"
+
+#ifdef GLINT_HAVE_CUBLAS
+#include <cublas_v2.h>
+#endif
+
+enum { TC_BM = 128, TC_BN = 128, TC_BK = 32, TC_STAGES = 4, TC_THREADS = 256 };
+enum tc_format { TC_BF16, TC_FP8, TC_NVFP4 };
+
+enum {
+    TC_TILE_BYTES = TC_BM * TC_BK * 2,  // one BF16 tile (A or B), 8 KiB
+    TC_SMEM_BF16 = 2 * TC_STAGES * TC_TILE_BYTES,
+    TC_RAW_FP8 = TC_BN * TC_BK,  // E4M3 codes of one B tile
+    TC_RAW_NVFP4 = TC_BN * TC_BK / 2,
+    TC_SMEM_FP8 = TC_STAGES * TC_TILE_BYTES + TC_STAGES * TC_RAW_FP8 + 2 * TC_TILE_BYTES,
+    TC_SMEM_NVFP4 = TC_STAGES * TC_TILE_BYTES + TC_STAGES * TC_RAW_NVFP4 + 2 * TC_TILE_BYTES,
+};
+
+// Byte offset of 16-byte chunk `ch` (0..3) of row r in a [rows][32] BF16 tile.
+__device__ __forceinline__ uint32_t tc_swz(int r, int ch) { return (uint32_t)(r * 64 + ((ch ^ ((r >> 1) & 3)) << 4)); }
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 (or 8) bytes global -> shared; src_bytes 0 fills zeros (the source is not read).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 8 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, const uint32_t *b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(const uint32_t *)&v;
+}
+
+// xb[b][t][k] = bf16(x[b·x_step + t·x_stride + k]) for k < K, 0 up to Kp; 8 elements per thread.
+__global__ void tc_convert_x_kernel(uint4 *xb, const float *x, int x_stride, int64_t x_step, int T, int64_t K,
+                                    int64_t Kp, size_t total) {
+    const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= total) return;
+    const int64_t per_row = Kp / 8, row = (int64_t)(o / per_row), k0 = (int64_t)(o % per_row) * 8;
+    const int64_t b = row / T, t = row % T;
+    const float *src = x + b * x_step + t * x_stride;
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) v[i] = k0 + i < K ? src[k0 + i] : 0.0f;
+    xb[o] = make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
+}
+
+struct tc_args {
+    float *y;
+    const __nv_bfloat16 *xb;  // [batch][T][Kp]
+    int y_stride, T;
+    int64_t Kp, y_step, w_row_step;
+    float out_scale;  // NVFP4 global scale, else 1
+};
+
+template <int F>
+__global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_weight W) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    unsigned char *As = smem;                                 // [STAGES][128][32] bf16, swizzled
+    unsigned char *Bs = smem + TC_STAGES * TC_TILE_BYTES;     // BF16: [STAGES] tiles; else raw codes
+    constexpr int RAW = F == TC_FP8 ? TC_RAW_FP8 : TC_RAW_NVFP4;
+    unsigned char *Bc = Bs + TC_STAGES * RAW;                 // quantized: [2] converted BF16 tiles
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp & 1, wn = warp >> 1;  // warp tile: rows wm·64.. of tokens, wn·32.. of weight rows
+    const int m0 = blockIdx.x * TC_BM;
+    const int64_t n0 = (int64_t)blockIdx.y * TC_BN, N = W.rows, K = W.cols;
+    const int64_t nb = (int64_t)blockIdx.z * a.w_row_step;  // the batch's first row in the view
+    const __nv_bfloat16 *xb = a.xb + (size_t)blockIdx.z * a.T * a.Kp;
+    const int KT = (int)((K + TC_BK - 1) / TC_BK);
+
+    // The raw-code share of this thread (quantized formats): weight row qr of the tile, 16 k at qh·16.
+    const int qr = tid >> 1, qh = tid & 1;
+    const bool q_row_in = n0 + qr < N;
+    const int64_t q_stored = W.row0 + nb + n0 + (q_row_in ? qr : 0);
+
+    auto load_tile = [&](int stage, int kt) {
+        const int64_t k0 = (int64_t)kt * TC_BK;
+        const uint32_t a_base = smem_u32(As + stage * TC_TILE_BYTES);
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int i = tid + j * TC_THREADS, r = i >> 2, ch = i & 3;
+            const bool ok = m0 + r < a.T;
+            cp_async16(a_base + tc_swz(r, ch), xb + (size_t)(ok ? m0 + r : 0) * a.Kp + k0 + ch * 8, ok);
+        }
+        if (F == TC_BF16) {
+            const uint32_t b_base = smem_u32(Bs + stage * TC_TILE_BYTES);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int i = tid + j * TC_THREADS, r = i >> 2, ch = i & 3;
+                const int64_t k = k0 + ch * 8;
+                const bool ok = n0 + r < N && k < K;
+                const int64_t row = W.row0 + nb + n0 + (ok ? r : 0);
+                cp_async16(b_base + tc_swz(r, ch), (const uint16_t *)W.data + (size_t)row * K + (ok ? k : 0), ok);
+            }
+        } else if (F == TC_FP8) {
+            const int64_t k = k0 + qh * 16;
+            const bool ok = q_row_in && k < K;
+            cp_async16(smem_u32(Bs + stage * RAW + qr * 32 + qh * 16),
+                       (const uint8_t *)W.data + (size_t)q_stored * K + (ok ? k : 0), ok);
+        } else {
+            const int64_t k = k0 + qh * 16;
+            const bool ok = q_row_in && k < K;
+            cp_async8(smem_u32(Bs + stage * RAW + qr * 16 + qh * 8),
+                      (const uint8_t *)W.data + (size_t)q_stored * (K / 2) + (ok ? k / 2 : 0), ok);
+        }
+    };
+    // The scale of this thread's 16 codes in k tile kt (quantized formats).
+    auto scale_of = [&](int kt) -> float {
+        const int64_t k = (int64_t)kt * TC_BK + qh * 16;
+        if (k >= K) return 0.0f;
+        if (F == TC_NVFP4) return fp8_bits_to_float(__ldg((const uint8_t *)W.scales + q_stored * (K / 16) + k / 16));
+        if (W.format != GLINT_WFMT_FP8_BLOCK) return 1.0f;
+        return __ldg((const float *)W.scales + (q_stored / W.block) * ((K + W.block - 1) / W.block) + k / W.block);
+    };
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < TC_STAGES - 1; s++) {
+        if (s < KT) load_tile(s, s);
+        cp_async_commit();
+    }
+    float scale = F == TC_BF16 ? 1.0f : scale_of(0);
+    // Quantized formats: this thread turns its own 16 codes of k tile kt (raw stage kt % STAGES, its
+    // own copies complete) into BF16 times their scale, in converted buffer kt % 2.
+    auto convert = [&](int kt) {
+        const unsigned char *raw = Bs + (kt % TC_STAGES) * RAW + qr * (RAW / TC_BN) + qh * (RAW / TC_BN / 2);
+        float w[16];
+        if (F == TC_FP8) {
+            const uint4 v = *(const uint4 *)raw;
+            const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const uint32_t pair = (words[i / 2] >> (16 * (i % 2))) & 0xffffu;
+                w[2 * i] = fp8_bits_to_float(pair & 0xffu) * scale;
+                w[2 * i + 1] = fp8_bits_to_float(pair >> 8) * scale;
+            }
+        } else {
+            const uint2 v = *(const uint2 *)raw;
+            const uint32_t words[2] = {v.x, v.y};
+            const float s = scale * 16384.0f;  // the f16 placement below is the value times 2^-14
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const uint32_t byte = (words[i / 4] >> (8 * (i % 4))) & 0xffu;
+                const uint32_t lo = byte & 15u, hi = byte >> 4;
+                w[2 * i] = f16_bits_to_float(((lo & 8u) << 12) | ((lo & 7u) << 9)) * s;
+                w[2 * i + 1] = f16_bits_to_float(((hi & 8u) << 12) | ((hi & 7u) << 9)) * s;
+            }
+        }
+        unsigned char *dst = Bc + (kt & 1) * TC_TILE_BYTES;
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+            *(uint4 *)(dst + tc_swz(qr, 2 * qh + c)) =
+                make_uint4(pack_bf16(w[8 * c], w[8 * c + 1]), pack_bf16(w[8 * c + 2], w[8 * c + 3]),
+                           pack_bf16(w[8 * c + 4], w[8 * c + 5]), pack_bf16(w[8 * c + 6], w[8 * c + 7]));
+        if (kt + 1 < KT) scale = scale_of(kt + 1);
+    };
+    if (F != TC_BF16) {
+        cp_async_wait<TC_STAGES - 2>();  // tile 0
+        convert(0);
+    }
+
+    for (int kt = 0; kt < KT; kt++) {
+        const int stage = kt % TC_STAGES;
+        // BF16: tile kt complete; quantized: tile kt+1 too (its codes are converted during this step,
+        // off the barrier's path, while tile kt's converted copy waits in buffer kt % 2)
+        if (F == TC_BF16) cp_async_wait<TC_STAGES - 2>();
+        else cp_async_wait<TC_STAGES - 3>();
+        __syncthreads();
+        {
+            const int nk = kt + TC_STAGES - 1;
+            if (nk < KT) load_tile(nk % TC_STAGES, nk);
+            cp_async_commit();
+        }
+        const uint32_t a_base = smem_u32(As + stage * TC_TILE_BYTES),
+                       b_base = smem_u32(F == TC_BF16 ? Bs + stage * TC_TILE_BYTES : Bc + (kt & 1) * TC_TILE_BYTES);
+#pragma unroll
+        for (int ks = 0; ks < 2; ks++) {
+            if (F != TC_BF16 && ks == 1 && kt + 1 < KT) convert(kt + 1);
+            uint32_t af[4][4], bf[4][2];
+#pragma unroll
+            for (int mi = 0; mi < 4; mi++) {
+                const int r = wm * 64 + mi * 16 + (lane & 15), ch = ks * 2 + (lane >> 4);
+                ldmatrix_x4(a_base + tc_swz(r, ch), af[mi][0], af[mi][1], af[mi][2], af[mi][3]);
+            }
+#pragma unroll
+            for (int nj = 0; nj < 2; nj++) {
+                const int r = wn * 32 + nj * 16 + (lane >> 4) * 8 + (lane & 7), ch = ks * 2 + ((lane >> 3) & 1);
+                ldmatrix_x4(b_base + tc_swz(r, ch), bf[2 * nj][0], bf[2 * nj][1], bf[2 * nj + 1][0], bf[2 * nj + 1][1]);
+            }
+#pragma unroll
+            for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+        }
+    }
+    cp_async_wait<0>();
+
+    float *y = a.y + (size_t)blockIdx.z * a.y_step;
+    const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int m = m0 + wm * 64 + mi * 16 + g + 8 * h;
+            if (m >= a.T) continue;
+            float *yr = y + (size_t)m * a.y_stride;
+#pragma unroll
+            for (int ni = 0; ni < 4; ni++) {
+                const int64_t n = n0 + wn * 32 + ni * 8 + 2 * t4;
+                if (n < N) yr[n] = acc[mi][ni][2 * h] * a.out_scale;
+                if (n + 1 < N) yr[n + 1] = acc[mi][ni][2 * h + 1] * a.out_scale;
+            }
+        }
+}
+
+static __nv_bfloat16 *tc_xb;  // grow-only BF16 activations; stream order keeps one use before the next
+static size_t tc_xb_bytes;
+
+static int tc_enabled(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GLINT_CUDA_TC");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
+// The tensor-core format of W, or -1 (stays on the SIMT kernel).
+static int tc_format_of(const dev_weight &W, int64_t w_row_step) {
+    const uintptr_t base = (uintptr_t)W.data;
+    if (W.format == GLINT_WFMT_NVFP4)
+        return W.cols % 16 == 0 && base % 8 == 0 ? TC_NVFP4 : -1;
+    if (W.format == GLINT_WFMT_FP8_BLOCK)
+        return W.cols % 16 == 0 && base % 16 == 0 && W.block > 0 && W.block % 16 == 0 ? TC_FP8 : -1;
+    if (W.format != GLINT_WFMT_DENSE) return -1;
+    if (W.dtype == GLINT_DTYPE_F8_E4M3) return W.cols % 16 == 0 && base % 16 == 0 ? TC_FP8 : -1;
+    (void)w_row_step;
+    if (W.dtype == GLINT_DTYPE_BF16) return W.cols % 8 == 0 && base % 16 == 0 ? TC_BF16 : -1;
+    return -1;
+}
+
+template <int F> static void tc_launch(const tc_args &a, const dev_weight &W, int batch) {
+    static bool configured = false;
+    const int smem = F == TC_BF16 ? TC_SMEM_BF16 : F == TC_FP8 ? TC_SMEM_FP8 : TC_SMEM_NVFP4;
+    if (!configured) {
+        cudaFuncSetAttribute(tc_gemm_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        configured = true;
+    }
+    dim3 grid((unsigned)((a.T + TC_BM - 1) / TC_BM), (unsigned)((W.rows + TC_BN - 1) / TC_BN), (unsigned)batch);
+    tc_gemm_kernel<F><<<grid, TC_THREADS, smem>>>(a, W);
+}
+
+static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, int64_t Kp, int T, const dev_weight &W,
+                   int batch, int64_t w_row_step, int64_t y_step) {
+    tc_args a = {y, xb, y_stride, T, Kp, y_step, w_row_step, F == TC_NVFP4 ? W.global_scale : 1.0f};
+    if (F == TC_BF16) tc_launch<TC_BF16>(a, W, batch);
+    else if (F == TC_FP8) tc_launch<TC_FP8>(a, W, batch);
+    else tc_launch<TC_NVFP4>(a, W, batch);
+}
+
+int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
+                         int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    if (!tc_enabled()) return 0;
+    const int F = tc_format_of(W, w_row_step);
+    if (F < 0 || W.rows > 65535LL * TC_BN || batch > 65535) return 0;
+    const int64_t K = W.cols, Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
+    const size_t bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2;
+    if (bytes > tc_xb_bytes) {
+        cudaFree(tc_xb);
+        tc_xb = NULL, tc_xb_bytes = 0;
+        if (cudaMalloc(&tc_xb, bytes + bytes / 4) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;  // the SIMT kernel needs no scratch
+        }
+        tc_xb_bytes = bytes + bytes / 4;
+    }
+    const size_t total = bytes / 16;
+    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256>>>((uint4 *)tc_xb, x, x_stride, x_step, T, K, Kp, total);
+    tc_run(F, y, y_stride, tc_xb, Kp, T, W, batch, w_row_step, y_step);
+    return 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks (glint bench): the card's dense BF16 tensor-core rate and this kernel's rate per format.
+
+__global__ void tc_fill_kernel(uint8_t *p, size_t n, int kind) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t z = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i >> 13);
+        z ^= z >> 15, z *= 0x2c1b3c6du, z ^= z >> 12;
+        uint8_t b = (uint8_t)z;
+        if (kind == 1) b = i % 2 ? (uint8_t)(0x3c | (z & 0x80)) : b;  // BF16 bytes: |w| in [2^-7, 1)
+        if (kind == 2 && (b & 0x7f) == 0x7f) b = 0x30;                // E4M3 without NaN
+        if (kind == 3) b = 0x30;                                      // E4M3 scale 0.5
+        p[i] = b;
+    }
+}
+
+static void *bench_buffer(size_t bytes, int kind) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    tc_fill_kernel<<<1024, 256>>>((uint8_t *)p, bytes, kind);
+    return p;
+}
+
+// Best of `reps` timed runs of fn (after one warm-up), seconds.
+template <class Fn> static double time_best(Fn fn, int reps) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    fn();
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        cudaEventRecord(e0);
+        fn();
+        cudaEventRecord(e1);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (ms * 1e-3 < best) best = ms * 1e-3;
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    return best;
+}
+
+extern "C" int glint_cuda_gemm_bench(int square, int T, int N, int K, glint_cuda_gemm_rates *out) {
+    memset(out, 0, sizeof *out);
+    const double sq_flop = 2.0 * square * (double)square * square, flop = 2.0 * T * (double)N * K;
+    // the square BF16 problem: activations already BF16
+    __nv_bfloat16 *xs = (__nv_bfloat16 *)bench_buffer((size_t)square * square * 2, 1);
+    void *ws = bench_buffer((size_t)square * square * 2, 1);
+    float *ys = NULL;
+    if (cudaMalloc(&ys, (size_t)square * square * 4) != cudaSuccess || !xs || !ws) {
+        cudaGetLastError();
+        cudaFree(xs), cudaFree(ws), cudaFree(ys);
+        glint_set_error("CUDA gemm bench: out of device memory");
+        return -1;
+    }
+    dev_weight Wsq = {};
+    Wsq.data = ws, Wsq.rows = square, Wsq.cols = square, Wsq.all_rows = square, Wsq.format = GLINT_WFMT_DENSE;
+    Wsq.dtype = GLINT_DTYPE_BF16, Wsq.global_scale = 1.0f;
+    out->tc_bf16 = sq_flop / time_best([&] { tc_run(TC_BF16, ys, square, xs, square, square, Wsq, 1, 0, 0); }, 5) / 1e12;
+#ifdef GLINT_HAVE_CUBLAS
+    cublasHandle_t h = NULL;
+    if (cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
+        const float one = 1.0f, zero = 0.0f;
+        cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+        // column-major: y^T[N, M] = W[N, K] (stored [N][K] row-major = K x N column-major, transposed) · x^T
+        out->cublas_bf16 = sq_flop /
+                           time_best(
+                               [&] {
+                                   st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, square, square, square, &one, ws,
+                                                     CUDA_R_16BF, square, xs, CUDA_R_16BF, square, &zero, ys,
+                                                     CUDA_R_32F, square, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                               },
+                               5) /
+                           1e12;
+        if (st != CUBLAS_STATUS_SUCCESS) out->cublas_bf16 = 0;
+        cublasDestroy(h);
+    }
+#endif
+    cudaFree(xs), cudaFree(ws), cudaFree(ys);
+
+    // per format through the whole matmul path (FP32 x converted, FP32 y)
+    float *x = (float *)bench_buffer((size_t)T * K * 4, 0), *y = NULL;
+    if (x) cudaMemset(x, 0x3c, (size_t)T * K * 4);  // FP32 0x3c3c3c3c = 0.0115
+    if (cudaMalloc(&y, (size_t)T * N * 4) != cudaSuccess || !x) {
+        cudaGetLastError();
+        cudaFree(x), cudaFree(y);
+        glint_set_error("CUDA gemm bench: out of device memory");
+        return -1;
+    }
+    for (int f = 0; f < 4; f++) {
+        dev_weight W = {};
+        W.rows = N, W.cols = K, W.all_rows = N, W.global_scale = 1.0f, W.block = 128;
+        void *data = NULL, *scales = NULL;
+        if (f == 0 || f == 3) {
+            W.format = GLINT_WFMT_DENSE, W.dtype = GLINT_DTYPE_BF16, data = bench_buffer((size_t)N * K * 2, 1);
+        } else if (f == 1) {
+            W.format = GLINT_WFMT_FP8_BLOCK, W.dtype = GLINT_DTYPE_F8_E4M3, data = bench_buffer((size_t)N * K, 2);
+            scales = bench_buffer((size_t)((N + 127) / 128) * ((K + 127) / 128) * 4, 0);
+            if (scales) cudaMemset(scales, 0x3c, (size_t)((N + 127) / 128) * ((K + 127) / 128) * 4);
+        } else {
+            W.format = GLINT_WFMT_NVFP4, W.dtype = GLINT_DTYPE_U8, W.block = 16, W.scales_dtype = GLINT_DTYPE_F8_E4M3;
+            data = bench_buffer((size_t)N * K / 2, 0), scales = bench_buffer((size_t)N * K / 16, 3);
+        }
+        W.data = data, W.scales = scales;
+        if (data && (f == 0 || f == 3 || scales)) {
+            double dt;
+            if (f < 3) {
+                dt = time_best([&] { glint_cuda_matmul_tc(y, N, x, K, T, W, 1, 0, 0, 0); }, 5);
+            } else {  // the FP32 SIMT kernel this replaces (BF16 weights)
+                dt = time_best([&] { glint_cuda_matmul_simt(y, N, x, K, T, W, 1, 0, 0, 0); }, 2);
+            }
+            out->format[f] = flop / dt / 1e12;
+        }
+        cudaFree(data), cudaFree(scales);
+    }
+    cudaFree(x), cudaFree(y);
+    return glint_cuda_check("gemm bench") ? -1 : 0;
+}
