@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
-#   scripts/gpu-test.sh [build] [ops] [memcheck] [e2e] [engine] [serve] [modelopt] [bench]   (no argument: all)
+#   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [e2e] [engine] [serve] [modelopt] [bench]   (no argument: all)
+# graphs: decode with CUDA graphs bitwise equal to decode without (tests/cuda/test_cuda_graphs.c);
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
-steps=${*:-build ops memcheck e2e engine serve modelopt bench}
+steps=${*:-build ops memcheck graphs e2e engine serve modelopt bench}
 want() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -49,6 +50,11 @@ if want memcheck; then
     rc=$?
     [ $rc = 0 ] && note "memcheck clean: $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log")" ||
         { status=1; note "memcheck rc $rc: $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck.log")"; tail -30 "$OUT/memcheck.log"; }
+fi
+
+if want graphs; then
+    "$BUILD/tests/cuda/test_cuda_graphs" models/demo >"$OUT/graphs.log" 2>&1 && note "graphs ok: $(tail -1 "$OUT/graphs.log")" ||
+        { status=1; note "graphs FAILED: $(tail -1 "$OUT/graphs.log")"; grep FAIL "$OUT/graphs.log" | head -20; }
 fi
 
 if want e2e; then
@@ -91,6 +97,9 @@ if want bench; then
         echo "### glint bench --synthetic glm-5.1-478b-nvfp4 --layers $layers --ctx 256,4096,16384,65536,131072 --backend cuda"
         "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" --ctx 256,4096,16384,65536,131072 \
             --backend cuda
+        echo "### the same with GLINT_CUDA_GRAPHS=0 (every op launched every step)"
+        GLINT_CUDA_GRAPHS=0 "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" \
+            --ctx 256,4096,16384,65536,131072 --backend cuda
         echo "### glint bench --synthetic glm-5.1-bf16 --layers 4 (32 experts) --ctx 256,4096 --backend cuda"
         "$BUILD/glint" bench --synthetic glm-5.1-bf16 --layers 4 --json-model-override-args '{"n_routed_experts":32}' \
             --ctx 256,4096 --backend cuda

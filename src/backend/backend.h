@@ -144,6 +144,17 @@ struct glint_backend {
     // [lo, hi] (NVFP4: random E2M1 codes, block scales making them span about ±max(|lo|, |hi|)).
     // prepare_weight leaves such a weight where it is.
     int (*synthesize)(glint_backend *be, glint_weight *w, uint64_t seed, float lo, float hi);
+    // Optional (NULL: the ops are called every step), for replaying a decode step's layer stack
+    // (CUDA graphs). The model calls graph_begin(key) before the stack's ops and graph_end after;
+    // key stands for everything the ops' arguments hold (sizes, buffer addresses, which layers),
+    // so equal keys make equal op sequences. graph_begin: 1 = the backend has this key's ops
+    // recorded: the model skips them and graph_end replays them; 0 = the model calls the ops (the
+    // backend runs them, or records them and graph_end runs the record). Every pointer argument of
+    // the ops must then stay valid and hold the step's inputs before graph_begin (uploads go first).
+    // graph_end: 0, or -1 when recording failed and nothing ran: the model calls the ops again
+    // without graph_begin.
+    int (*graph_begin)(glint_backend *be, uint64_t key);
+    int (*graph_end)(glint_backend *be);
 };
 
 glint_backend *glint_backend_cpu(int n_threads);

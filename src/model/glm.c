@@ -399,8 +399,11 @@ glint_model *glint_model_synthetic_quant(const glint_config *cfg, glint_backend 
     return m;
 }
 
+static void forward_cache_free(glint_model *m);
+
 void glint_model_free(glint_model *m) {
     if (!m) return;
+    forward_cache_free(m);
     free_layers(m);
     glint_checkpoint_close(m->ckpt);
     while (m->synthetic_blocks) {
@@ -666,6 +669,67 @@ static int scratch_alloc(glint_backend *be, const glint_config *c, int T, scratc
     return 0;
 }
 
+// Decode batches (T <= GRAPH_MAX_T) on a backend that replays layer stacks (be->graph_begin) use
+// activations and tables kept with the model, so the addresses a recorded stack holds stay valid
+// from step to step; their page-table stride and max_position are rounded up (buckets) so that
+// steps of a growing context make equal op arguments (the kernels read the real positions).
+enum { GRAPH_MAX_T = 64 };
+typedef struct {
+    scratch s;  // GRAPH_MAX_T rows
+    int32_t *tables;
+    size_t table_ints;
+    uint64_t id;  // a later model may get a freed one's addresses: keys differ by id
+} forward_cache;
+
+static void forward_cache_free(glint_model *m) {
+    forward_cache *fc = m->forward_cache;
+    if (!fc) return;
+    scratch_free(m->be, &fc->s);
+    m->be->free(m->be, fc->tables);
+    free(fc);
+    m->forward_cache = NULL;
+}
+
+// The model's cache with tables of at least table_ints ints; NULL + error when out of memory.
+static forward_cache *forward_cache_get(glint_model *m, size_t table_ints) {
+    static uint64_t next_id;
+    forward_cache *fc = m->forward_cache;
+    if (!fc) {
+        fc = glint_calloc(1, sizeof *fc, "forward cache");
+        if (!fc) return NULL;
+        if (scratch_alloc(m->be, &m->cfg, GRAPH_MAX_T, &fc->s)) {
+            free(fc);
+            return NULL;
+        }
+        fc->id = ++next_id;
+        m->forward_cache = fc;
+    }
+    if (fc->table_ints < table_ints) {
+        m->be->free(m->be, fc->tables);
+        const size_t want = table_ints + table_ints / 2;
+        fc->tables = m->be->alloc(m->be, sizeof(int32_t) * want, "page tables");
+        fc->table_ints = fc->tables ? want : 0;
+        if (!fc->tables) return NULL;
+    }
+    return fc;
+}
+
+// v rounded up to a quarter octave (v <= 2^k: a multiple of 2^(k-3)), at least lo.
+static int bucket_up(int v, int lo) {
+    if (v <= lo) return lo;
+    long p = 1;
+    while (p < v) p <<= 1;
+    const long step = p >= 8 ? p / 8 : 1;
+    return (int)((v + step - 1) / step * step);
+}
+
+static uint64_t key_mix(uint64_t h, uint64_t v) {
+    uint64_t z = (h ^ v) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 // down(silu(gate x) ⊙ up x) for a dense MLP or the shared expert; y[T, D].
 static void mlp(glint_backend *be, const glm_layer *L, const float *xn, int T, int D, scratch *s, float *y) {
     const int I = (int)L->gate.rows;
@@ -680,6 +744,7 @@ typedef struct {
     glint_kv_pool *pool;
     glint_cache_map map;  // row_seq and page_table point into tables (backend memory)
     int32_t *tables;
+    forward_cache *cached;  // scratch and tables are the model's forward cache (replayable steps)
 } batch_caches;
 
 // MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; adds the
@@ -749,7 +814,38 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
     be->add(be, s->x, s->y, (size_t)T * D);
 }
 
+// The layer stack of a forward: every decoder layer, or the MTP layer as layer mtp_layer (>= 0).
+static void layer_stack(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer) {
+    if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, T, s);
+    else
+        for (int l = 0; l < m->cfg.num_layers; l++) decoder_layer(m, bc, l, &m->layers[l], T, s);
+}
+
+// The layer stack, recorded and replayed by the backend when the batch uses the forward cache: the
+// key holds everything the ops' arguments depend on beyond the model's weights and the cache.
+static void run_layers(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer) {
+    glint_backend *be = m->be;
+    if (!bc->cached) {
+        layer_stack(m, bc, T, s, mtp_layer);
+        return;
+    }
+    uint64_t key = key_mix(bc->cached->id, (uint64_t)T);
+    key = key_mix(key, (uint64_t)(uint32_t)mtp_layer);
+    key = key_mix(key, (uint64_t)bc->map.pages_stride << 32 | (uint32_t)bc->map.page_size);
+    key = key_mix(key, (uint64_t)bc->map.max_position);
+    key = key_mix(key, (uint64_t)(uintptr_t)bc->tables);
+    const glint_kv_pool *pool = bc->pool;
+    for (int l = mtp_layer >= 0 ? mtp_layer : 0; l < (mtp_layer >= 0 ? mtp_layer + 1 : m->cfg.num_layers); l++) {
+        key = key_mix(key, (uint64_t)(uintptr_t)pool->latent[l]);
+        key = key_mix(key, (uint64_t)(uintptr_t)pool->kpe[l]);
+        key = key_mix(key, (uint64_t)(uintptr_t)pool->index_k[l]);
+    }
+    if (!be->graph_begin(be, key)) layer_stack(m, bc, T, s, mtp_layer);
+    if (be->graph_end(be)) layer_stack(m, bc, T, s, mtp_layer);  // recording failed: nothing ran
+}
+
 static void end_forward(glint_backend *be, scratch *s, batch_caches *bc) {
+    if (bc->cached) return;  // the model keeps them
     scratch_free(be, s);
     be->free(be, bc->tables);
 }
@@ -790,6 +886,13 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
         T += items[i].n_tokens;
     }
     memset(bc, 0, sizeof *bc);
+    const int replayable = be->graph_begin && be->graph_end && T > 0 && T <= GRAPH_MAX_T;
+    if (replayable) {
+        int p = 1;
+        while (p < stride) p <<= 1;
+        stride = p;
+        max_position = bucket_up(max_position + 1, 256) - 1;
+    }
     // Host side: ids [T], positions [T], then the tables as uploaded: row_seq [T], pages [n_items, stride].
     const size_t table_ints = (size_t)T + (size_t)n_items * stride;
     int32_t *ids = glint_malloc(sizeof(int32_t) * (2 * (size_t)T + table_ints), "batch tables");
@@ -807,12 +910,21 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
         memcpy(page_table + (size_t)i * stride, st->pages, sizeof(int32_t) * (size_t)used);
         for (int p = used; p < stride; p++) page_table[(size_t)i * stride + p] = 0;  // never read
     }
-    if (scratch_alloc(be, c, T, s)) {
+    bc->pool = pool;
+    if (replayable) {
+        bc->cached = forward_cache_get(m, table_ints);
+        if (!bc->cached) {
+            free(ids);
+            return -1;
+        }
+        *s = bc->cached->s;
+        bc->tables = bc->cached->tables;
+    } else if (scratch_alloc(be, c, T, s)) {
         free(ids);
         return -1;
+    } else {
+        bc->tables = be->alloc(be, sizeof(int32_t) * table_ints, "page tables");
     }
-    bc->pool = pool;
-    bc->tables = be->alloc(be, sizeof(int32_t) * table_ints, "page tables");
     if (!bc->tables) {
         end_forward(be, s, bc);
         free(ids);
@@ -865,7 +977,6 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
 }
 
 int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
-    const glint_config *c = &m->cfg;
     if (n_items <= 0) return 0;
     scratch s;
     batch_caches bc;
@@ -874,7 +985,7 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
     if (begin_forward(m, items, n_items, 0, &s, &bc, &T, &ids)) return -1;
     if (T > 0) {
         m->be->embed(m->be, s.x, &m->embed, ids, T);
-        for (int l = 0; l < c->num_layers; l++) decoder_layer(m, &bc, l, &m->layers[l], T, &s);
+        run_layers(m, &bc, T, &s, -1);
     }
     int rc = T > 0 ? finish_forward(m, &m->final_norm, items, n_items, &s) : 0;
     end_forward(m->be, &s, &bc);
@@ -921,7 +1032,7 @@ static int mtp_forward(glint_model *m, glint_batch_item *items, int n_items, int
         be->rmsnorm(be, s.y2, s.y2, D, T, D, &m->mtp_hnorm, c->rms_norm_eps);
         be->copy_rows(be, joined + D, 2 * D, s.y2, D, T, D);
         be->matmul(be, s.x, D, joined, 2 * D, T, &m->mtp_eh_proj);
-        decoder_layer(m, &bc, layer, &m->mtp, T, &s);
+        run_layers(m, &bc, T, &s, layer);
         rc = finish_forward(m, &m->mtp_head_norm, items, n_items, &s);
         be->free(be, joined);
     }

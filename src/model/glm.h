@@ -84,6 +84,7 @@ typedef struct {
     uint64_t params_per_token;  // weight elements each token is multiplied with (not the embedding)
     glint_module_stats kinds[GLINT_KIND_COUNT];
     glint_synthetic_block *synthetic_blocks;  // synthetic models: the memory behind the weights
+    void *forward_cache;  // decode activations kept across forwards when the backend replays steps (glm.c)
 } glint_model;
 
 typedef struct {

@@ -1,6 +1,7 @@
 // CUDA backend: the contract of backend/backend.h on one GPU. Activations are FP32 in device memory,
 // weights are copied to the device in their checkpoint format by prepare_weight and dequantized in
-// the kernels, accumulation is FP32. Everything runs on the default stream; a download waits for it.
+// the kernels, accumulation is FP32. Everything runs on one stream (glint_cuda_stream); a download
+// waits for it. Decode steps' layer stacks are replayed as CUDA graphs (GLINT_CUDA_GRAPHS=0: not).
 //
 // Nothing is read back during a decode step (T <= 64): the indexer sizes its grid from the cache
 // map's host-side max_position, the MoE routes and plans on the device (cuda_moe.cu). Prefill
@@ -98,6 +99,7 @@ static void *scratch(glint_backend *be, int slot, size_t bytes) {
     cuda_backend *cb = cuda_of(be);
     if (bytes == 0) bytes = 16;
     if (cb->scratch_bytes[slot] >= bytes) return cb->scratch[slot];
+    glint_cuda_buffer_epoch++;
     cudaFree(cb->scratch[slot]);
     cb->scratch[slot] = NULL, cb->scratch_bytes[slot] = 0;
     size_t want = bytes + bytes / 4;  // headroom so slowly growing contexts don't reallocate each step
@@ -133,7 +135,7 @@ static void *cuda_alloc(glint_backend *be, size_t bytes, const char *what) {
             best = (long)i;
     if (best >= 0) {
         cb->pool[best].in_use = 1;
-        cudaMemsetAsync(cb->pool[best].ptr, 0, need);
+        cudaMemsetAsync(cb->pool[best].ptr, 0, need, glint_cuda_stream);
         return cb->pool[best].ptr;
     }
     if (cb->n_pool == cb->cap_pool) {
@@ -155,7 +157,7 @@ static void *cuda_alloc(glint_backend *be, size_t bytes, const char *what) {
             return NULL;
         }
     }
-    cudaMemsetAsync(p, 0, need);
+    cudaMemsetAsync(p, 0, need, glint_cuda_stream);
     cb->pool[cb->n_pool].ptr = p, cb->pool[cb->n_pool].bytes = need ? need : 256, cb->pool[cb->n_pool].in_use = 1;
     cb->n_pool++;
     return p;
@@ -277,15 +279,15 @@ static int cuda_measure_bandwidth(glint_backend *be, double *copy_bytes_per_s, d
     double best_copy = 0, best_read = 0;
     for (int rep = 0; rep < 6; rep++) {
         float ms = 0;
-        cudaEventRecord(a);
-        cudaMemcpyAsync(buf + bytes, buf, bytes, cudaMemcpyDeviceToDevice);
-        cudaEventRecord(b);
+        cudaEventRecord(a, glint_cuda_stream);
+        cudaMemcpyAsync(buf + bytes, buf, bytes, cudaMemcpyDeviceToDevice, glint_cuda_stream);
+        cudaEventRecord(b, glint_cuda_stream);
         cudaEventSynchronize(b);
         cudaEventElapsedTime(&ms, a, b);
         if (rep && ms > 0 && 2.0 * bytes / (ms * 1e-3) > best_copy) best_copy = 2.0 * bytes / (ms * 1e-3);
-        cudaEventRecord(a);
-        read_kernel<<<sms * 8, 512>>>((const float4 *)buf, bytes / 16, (float *)(buf + bytes));
-        cudaEventRecord(b);
+        cudaEventRecord(a, glint_cuda_stream);
+        read_kernel<<<sms * 8, 512, 0, glint_cuda_stream>>>((const float4 *)buf, bytes / 16, (float *)(buf + bytes));
+        cudaEventRecord(b, glint_cuda_stream);
         cudaEventSynchronize(b);
         cudaEventElapsedTime(&ms, a, b);
         if (rep && ms > 0 && bytes / (ms * 1e-3) > best_read) best_read = bytes / (ms * 1e-3);
@@ -320,7 +322,7 @@ static void cuda_embed(glint_backend *be, float *x, const glint_weight *table, c
     int32_t *dids = (int32_t *)scratch(be, SCR_IDS, sizeof(int32_t) * (size_t)T);
     if (!dids) return;
     cudaMemcpy(dids, ids, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
-    embed_kernel<<<T, 256>>>(x, dev_weight_of(table), dids, T);
+    embed_kernel<<<T, 256, 0, glint_cuda_stream>>>(x, dev_weight_of(table), dids, T);
     glint_cuda_check("embed");
 }
 
@@ -359,7 +361,7 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
     (void)be;
     if (T <= 0) return;
     // a row per block; wide rows get 1024 threads (a decode step's norms are one row: latency-bound)
-    rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256>>>(y, x, stride, D, dev_weight_of(w), eps);
+    rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream>>>(y, x, stride, D, dev_weight_of(w), eps);
     glint_cuda_check("rmsnorm");
 }
 
@@ -380,7 +382,7 @@ static void cuda_layernorm(glint_backend *be, float *y, const float *x, int stri
                            const glint_weight *w, const glint_weight *b, float eps) {
     (void)be;
     if (T <= 0) return;
-    layernorm_kernel<<<T, 256>>>(y, x, stride, D, dev_weight_of(w), dev_weight_of(b), eps);
+    layernorm_kernel<<<T, 256, 0, glint_cuda_stream>>>(y, x, stride, D, dev_weight_of(w), dev_weight_of(b), eps);
     glint_cuda_check("layernorm");
 }
 
@@ -418,7 +420,7 @@ static void cuda_rope(glint_backend *be, float *x, int T, int n_heads, int head_
     memset(&f, 0, sizeof f);
     memcpy(f.inv_freq, inv_freq, sizeof(float) * (size_t)pairs);
     const size_t n = (size_t)T * pairs * n_heads;
-    rope_kernel<<<blocks_for(n, 256), 256>>>(x, T, n_heads, head_stride, row_stride, offset, pairs, pos, f,
+    rope_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream>>>(x, T, n_heads, head_stride, row_stride, offset, pairs, pos, f,
                                              attn_factor);
     glint_cuda_check("rope");
 }
@@ -434,7 +436,7 @@ __global__ void silu_mul_kernel(float *y, const float *g, const float *u, int st
 static void cuda_silu_mul(glint_backend *be, float *y, const float *g, const float *u, int stride, int T, int I) {
     (void)be;
     if (T <= 0 || I <= 0) return;
-    silu_mul_kernel<<<blocks_for((size_t)T * I, 256), 256>>>(y, g, u, stride, T, I);
+    silu_mul_kernel<<<blocks_for((size_t)T * I, 256), 256, 0, glint_cuda_stream>>>(y, g, u, stride, T, I);
     glint_cuda_check("silu_mul");
 }
 
@@ -446,7 +448,7 @@ __global__ void add_kernel(float *y, const float *x, size_t n) {
 static void cuda_add(glint_backend *be, float *y, const float *x, size_t n) {
     (void)be;
     if (!n) return;
-    add_kernel<<<blocks_for(n, 256), 256>>>(y, x, n);
+    add_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream>>>(y, x, n);
     glint_cuda_check("add");
 }
 
@@ -454,7 +456,7 @@ static void cuda_copy_rows(glint_backend *be, float *y, int y_stride, const floa
     (void)be;
     if (T <= 0 || n <= 0) return;
     cudaMemcpy2DAsync(y, (size_t)y_stride * sizeof(float), x, (size_t)x_stride * sizeof(float), (size_t)n * sizeof(float),
-                      (size_t)T, cudaMemcpyDeviceToDevice);
+                      (size_t)T, cudaMemcpyDeviceToDevice, glint_cuda_stream);
     glint_cuda_check("copy_rows");
 }
 
@@ -477,7 +479,7 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
                              int n, const int32_t *pos, const glint_cache_map *map) {
     (void)be;
     if (T <= 0 || n <= 0) return;
-    write_cache_kernel<<<T, 128>>>(pool, pool_stride, x, x_stride, n, pos, *map);
+    write_cache_kernel<<<T, 128, 0, glint_cuda_stream>>>(pool, pool_stride, x, x_stride, n, pos, *map);
     glint_cuda_check("write_cache");
 }
 
@@ -837,13 +839,13 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
         dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
         if (vec4)
-            indexer_scores_kernel<true><<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
+            indexer_scores_kernel<true><<<grid, IDX_THREADS, smem, glint_cuda_stream>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
                                                                      n_heads, head_dim, scale, weight_scale, tiles);
         else
-            indexer_scores_kernel<false><<<grid, IDX_THREADS, smem>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
+            indexer_scores_kernel<false><<<grid, IDX_THREADS, smem, glint_cuda_stream>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
                                                                       n_heads, head_dim, scale, weight_scale, tiles);
         if (max_visible < TK_MULTI_MIN) {
-            topk_kernel<<<n, TOPK_THREADS>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
+            topk_kernel<<<n, TOPK_THREADS, 0, glint_cuda_stream>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
             continue;
         }
         const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
@@ -851,12 +853,12 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
             be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass + sizeof(int2) * (size_t)per_pass * blocks);
         if (!states) return;
         int2 *counts = (int2 *)(states + per_pass);
-        cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n);
+        cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n, glint_cuda_stream);
         const dim3 tk_grid((unsigned)blocks, (unsigned)n);
         for (int shift = 24; shift >= 0; shift -= 8)
-            topk_hist_kernel<<<tk_grid, TK_THREADS>>>(states, scores, max_visible, pos, s0, topk, shift);
-        topk_count_kernel<<<tk_grid, TK_THREADS>>>(states, counts, scores, max_visible, pos, s0, topk);
-        topk_write_kernel<<<tk_grid, TK_THREADS>>>(sel, n_sel, states, counts, scores, max_visible, pos, *map, s0, topk);
+            topk_hist_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream>>>(states, scores, max_visible, pos, s0, topk, shift);
+        topk_count_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream>>>(states, counts, scores, max_visible, pos, s0, topk);
+        topk_write_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream>>>(sel, n_sel, states, counts, scores, max_visible, pos, *map, s0, topk);
     }
     glint_cuda_check("indexer_select");
 }
@@ -935,7 +937,7 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
     }
     dim3 grid((unsigned)((kv_b->cols + ABSORB_COLS - 1) / ABSORB_COLS), (unsigned)H,
               (unsigned)((T + ABSORB_TOKENS - 1) / ABSORB_TOKENS));
-    absorb_q_kernel<<<grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
+    absorb_q_kernel<<<grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem, glint_cuda_stream>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
     glint_cuda_check("mla_absorb_q");
 }
 
@@ -1219,15 +1221,15 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
                       (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0;
     dim3 grid((unsigned)T, (unsigned)groups, (unsigned)slices);
     if (vec4)
-        attend_kernel<true><<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
+        attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
                                                             kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
                                                             keys_per_slice, partial_out, partial_stats);
     else
-        attend_kernel<false><<<grid, ATTEND_THREADS, smem>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
+        attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
                                                              kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
                                                              keys_per_slice, partial_out, partial_stats);
     if (slices > 1)
-        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256>>>(o_lat, partial_out, partial_stats, slices,
+        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256, 0, glint_cuda_stream>>>(o_lat, partial_out, partial_stats, slices,
                                                                             T * H, C);
     glint_cuda_check("mla_attend");
 }
@@ -1241,6 +1243,116 @@ static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T
     w.rows = Dv, w.row0 = Dn;
     glint_cuda_matmul_batched(o, H * Dv, o_lat, H * C, T, w, H, Dn + Dv, C, Dv);
     glint_cuda_check("mla_up_v");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs of decode steps (backend.h graph_begin / graph_end). A key seen for the first time
+// runs eagerly (grow-only buffers reach the sizes its ops need, per-layer tables get made); the
+// second time its ops are captured on glint_cuda_stream and the graph is launched; from then on
+// the graph is replayed. A key whose step reads back from the device is never captured; graphs
+// captured before a grow-only buffer moved are captured again.
+
+cudaStream_t glint_cuda_stream;
+unsigned long long glint_cuda_buffer_epoch, glint_cuda_uncapturable;
+
+enum { GRAPH_SLOTS = 256 };
+enum { G_NONE, G_EAGER_FIRST, G_CAPTURE, G_REPLAY };
+static struct graph_entry {
+    uint64_t key;
+    int state;  // 0: ran once eagerly, 1: captured, -1: never capture
+    cudaGraphExec_t exec;
+    unsigned long long epoch, last_use;
+} graphs[GRAPH_SLOTS];
+static int n_graphs;
+static struct {
+    int mode;
+    graph_entry *e;
+    unsigned long long epoch, uncapturable, clock;
+    int op_failed;
+} graph_step;
+
+// The entry of key, made (state 0, least recently used entry evicted when full) if new (*is_new).
+static graph_entry *graph_entry_of(uint64_t key, int *is_new) {
+    *is_new = 0;
+    for (int i = 0; i < n_graphs; i++)
+        if (graphs[i].key == key) return &graphs[i];
+    *is_new = 1;
+    graph_entry *e = &graphs[0];
+    if (n_graphs < GRAPH_SLOTS) e = &graphs[n_graphs++];
+    else
+        for (int i = 1; i < GRAPH_SLOTS; i++)
+            if (graphs[i].last_use < e->last_use) e = &graphs[i];
+    if (e->exec) cudaGraphExecDestroy(e->exec);
+    memset(e, 0, sizeof *e);
+    e->key = key;
+    return e;
+}
+
+static int cuda_graph_begin(glint_backend *be, uint64_t key) {
+    (void)be;
+    graph_step.mode = G_NONE, graph_step.e = NULL;
+    if (profile.on) return 0;  // per-op timing synchronizes after every op
+    int is_new;
+    graph_entry *e = graph_entry_of(key, &is_new);
+    e->last_use = ++graph_step.clock;
+    graph_step.e = e;
+    if (is_new) {  // run eagerly and see whether the step could be captured
+        graph_step.mode = G_EAGER_FIRST, graph_step.uncapturable = glint_cuda_uncapturable;
+        return 0;
+    }
+    if (e->state < 0) return 0;
+    if (e->state == 1 && e->epoch == glint_cuda_buffer_epoch) {
+        graph_step.mode = G_REPLAY;
+        return 1;
+    }
+    if (e->exec) cudaGraphExecDestroy(e->exec);
+    e->exec = NULL, e->state = 0;
+    cudaGetLastError();
+    graph_step.epoch = glint_cuda_buffer_epoch, graph_step.uncapturable = glint_cuda_uncapturable;
+    graph_step.op_failed = op_failed;
+    if (cudaStreamBeginCapture(glint_cuda_stream, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
+        cudaGetLastError();
+        e->state = -1;
+        return 0;
+    }
+    graph_step.mode = G_CAPTURE;
+    return 0;
+}
+
+static int cuda_graph_end(glint_backend *be) {
+    (void)be;
+    graph_entry *e = graph_step.e;
+    const int mode = graph_step.mode;
+    graph_step.mode = G_NONE;
+    if (mode == G_EAGER_FIRST) {
+        if (glint_cuda_uncapturable != graph_step.uncapturable) e->state = -1;
+        return 0;
+    }
+    if (mode == G_REPLAY) {
+        if (cudaGraphLaunch(e->exec, glint_cuda_stream) == cudaSuccess) return 0;
+        cudaGetLastError();
+        cudaGraphExecDestroy(e->exec);
+        e->exec = NULL, e->state = -1;
+        return -1;
+    }
+    if (mode != G_CAPTURE) return 0;
+    cudaGraph_t graph = NULL;
+    cudaError_t err = cudaStreamEndCapture(glint_cuda_stream, &graph);
+    cudaGraphExec_t exec = NULL;
+    if (err == cudaSuccess && graph && glint_cuda_buffer_epoch == graph_step.epoch &&
+        glint_cuda_uncapturable == graph_step.uncapturable && !op_failed &&
+        cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && cudaGraphLaunch(exec, glint_cuda_stream) == cudaSuccess) {
+        cudaGraphDestroy(graph);
+        e->exec = exec, e->state = 1, e->epoch = glint_cuda_buffer_epoch;
+        return 0;
+    }
+    // Nothing ran: forget the capture and its errors; the model calls the ops again.
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    op_failed = graph_step.op_failed;
+    e->state = -1;
+    return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,6 +1410,15 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     be->mla_up_v = cuda_mla_up_v;
     be->moe = glint_cuda_moe;
     be->synthesize = glint_cuda_synthesize;
+    if (cudaStreamCreate(&glint_cuda_stream) != cudaSuccess) {
+        glint_cuda_check("creating the stream");
+        return NULL;
+    }
+    const char *graphs_env = getenv("GLINT_CUDA_GRAPHS");  // 0: every op launched every step
+    if (!graphs_env || strcmp(graphs_env, "0")) {
+        be->graph_begin = cuda_graph_begin;
+        be->graph_end = cuda_graph_end;
+    }
     ready = 1;
     return be;
 }

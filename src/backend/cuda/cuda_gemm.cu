@@ -290,7 +290,7 @@ template <int F> static void tc_launch(const tc_args &a, const dev_weight &W, in
         configured = true;
     }
     dim3 grid((unsigned)((a.T + TC_BM - 1) / TC_BM), (unsigned)((W.rows + TC_BN - 1) / TC_BN), (unsigned)batch);
-    tc_gemm_kernel<F><<<grid, TC_THREADS, smem>>>(a, W);
+    tc_gemm_kernel<F><<<grid, TC_THREADS, smem, glint_cuda_stream>>>(a, W);
 }
 
 static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, int64_t Kp, int T, const dev_weight &W,
@@ -309,6 +309,7 @@ int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, i
     const int64_t K = W.cols, Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
     const size_t bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2;
     if (bytes > tc_xb_bytes) {
+        glint_cuda_buffer_epoch++;
         cudaFree(tc_xb);
         tc_xb = NULL, tc_xb_bytes = 0;
         if (cudaMalloc(&tc_xb, bytes + bytes / 4) != cudaSuccess) {
@@ -318,7 +319,7 @@ int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, i
         tc_xb_bytes = bytes + bytes / 4;
     }
     const size_t total = bytes / 16;
-    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256>>>((uint4 *)tc_xb, x, x_stride, x_step, T, K, Kp, total);
+    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((uint4 *)tc_xb, x, x_stride, x_step, T, K, Kp, total);
     tc_run(F, y, y_stride, tc_xb, Kp, T, W, batch, w_row_step, y_step);
     return 1;
 }
@@ -344,7 +345,7 @@ static void *bench_buffer(size_t bytes, int kind) {
         cudaGetLastError();
         return NULL;
     }
-    tc_fill_kernel<<<1024, 256>>>((uint8_t *)p, bytes, kind);
+    tc_fill_kernel<<<1024, 256, 0, glint_cuda_stream>>>((uint8_t *)p, bytes, kind);
     return p;
 }
 

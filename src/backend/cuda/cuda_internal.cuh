@@ -81,6 +81,17 @@ __device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, 
     }
 }
 
+// The stream every kernel, memset and device copy of the backend runs on (a blocking stream made at
+// startup: synchronous cudaMemcpy on the legacy stream still waits for it). Not the legacy default
+// stream because that one cannot be captured into a CUDA graph.
+extern cudaStream_t glint_cuda_stream;
+// Bumped whenever a grow-only device buffer of the backend is reallocated (its address changes):
+// captured graphs made before then are stale.
+extern unsigned long long glint_cuda_buffer_epoch;
+// Bumped by an op that reads back from the device or otherwise cannot be captured (e.g. the MoE's
+// host-planned path): a decode step that ran one is never captured.
+extern unsigned long long glint_cuda_uncapturable;
+
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.
 int glint_cuda_check(const char *what);
 // Marks the current step failed without a CUDA error (limits, memory): the next download is NaN.

@@ -295,7 +295,7 @@ __global__ void __launch_bounds__(256)
 void glint_cuda_matmul_simt(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                             int64_t w_row_step, int64_t x_step, int64_t y_step) {
     dim3 grid((unsigned)((W.rows + TILE_N - 1) / TILE_N), (unsigned)((T + TILE_M - 1) / TILE_M), (unsigned)batch);
-    gemm_tiled_kernel<<<grid, 256>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+    gemm_tiled_kernel<<<grid, 256, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
 }
 
 static int vec_format_of(const dev_weight &W) {
@@ -347,6 +347,7 @@ static void launch_vec(dim3 grid, float *y, int y_stride, const float *x, int x_
         const int64_t chunks = W.cols / E, row_floats = (chunks + 31) / 32 * 32 * E;
         const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
         if (bytes > permuted_x_bytes) {
+            glint_cuda_buffer_epoch++;
             cudaFree(permuted_x);
             permuted_x = NULL, permuted_x_bytes = 0;
             if (cudaMalloc(&permuted_x, bytes + bytes / 4) != cudaSuccess) {
@@ -357,23 +358,23 @@ static void launch_vec(dim3 grid, float *y, int y_stride, const float *x, int x_
             permuted_x_bytes = bytes + bytes / 4;
         }
         const size_t total = rows * (size_t)(row_floats / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256>>>((float4 *)permuted_x, x, x_stride, x_step, T, E, chunks,
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((float4 *)permuted_x, x, x_stride, x_step, T, E, chunks,
                                                                    row_floats / 4, total);
         x = permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
         if (T == 1)
             gemv_vec_kernel<F, 1, true>
-                <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+                <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
         else
             gemv_vec_kernel<F, GEMV_MAX_T, true>
-                <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+                <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
         return;
     }
     if (T == 1)
         gemv_vec_kernel<F, 1, false>
-            <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+            <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
     else
         gemv_vec_kernel<F, GEMV_MAX_T, false>
-            <<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+            <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
@@ -388,7 +389,7 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
     if (W.format == GLINT_WFMT_GPTQ_INT4) {
         dim3 grid((unsigned)((W.rows + GPTQ_COLS - 1) / GPTQ_COLS), (unsigned)batch, token_chunks);
-        gemv_gptq_kernel<<<grid, dim3(GPTQ_COLS, GPTQ_SPLIT)>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step,
+        gemv_gptq_kernel<<<grid, dim3(GPTQ_COLS, GPTQ_SPLIT), 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step,
                                                                 y_step);
         return;
     }
@@ -402,7 +403,7 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
                   ((size_t)w_row_step * rb) % 16 == 0 && (uintptr_t)x % 16 == 0 && x_stride % 4 == 0 && x_step % 4 == 0;
     }
     if (!aligned) {
-        gemv_scalar_kernel<<<grid, GEMV_WARPS * 32>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        gemv_scalar_kernel<<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
         return;
     }
     switch (vf) {
@@ -543,6 +544,7 @@ static size_t moe_xp_bytes, moe_h_bytes;
 
 static int grow(float **buf, size_t *have, size_t bytes) {
     if (bytes <= *have) return 0;
+    glint_cuda_buffer_epoch++;
     cudaFree(*buf);
     *buf = NULL, *have = 0;
     if (cudaMalloc(buf, bytes + bytes / 4) != cudaSuccess) {
@@ -574,7 +576,7 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     if (EL >= 16) {
         if (grow(&moe_xp, &moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row)) return;
         const size_t total = (size_t)T * (size_t)(x_row / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256>>>((float4 *)moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((float4 *)moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
                                                                    total);
         x = moe_xp;
     }
@@ -583,11 +585,11 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     const dim3 grid_gu((unsigned)((I + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots);
     const dim3 grid_down((unsigned)((D + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots);
     if (T == 1) {
-        moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
-        moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+        moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
+        moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(out, moe_h, h_row, tab, E, plan, D, EL);
     } else {
-        moe_gemv_kernel<F, true, GEMV_MAX_T><<<grid_gu, GEMV_WARPS * 32>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
-        moe_gemv_kernel<F, false, GEMV_MAX_T><<<grid_down, GEMV_WARPS * 32>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+        moe_gemv_kernel<F, true, GEMV_MAX_T><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
+        moe_gemv_kernel<F, false, GEMV_MAX_T><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(out, moe_h, h_row, tab, E, plan, D, EL);
     }
 }
 

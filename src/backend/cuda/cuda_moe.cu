@@ -192,6 +192,7 @@ static size_t buf_bytes[B_N];
 static void *moe_buffer(int slot, size_t bytes, int zero) {
     if (bytes == 0) bytes = 16;
     if (buf_bytes[slot] >= bytes) return bufs[slot];
+    glint_cuda_buffer_epoch++;
     cudaFree(bufs[slot]);
     bufs[slot] = NULL, buf_bytes[slot] = 0;
     const size_t want = bytes + bytes / 4;
@@ -232,6 +233,7 @@ static const expert_table *expert_table_of(const glint_experts *ex) {
         }
         if (same) return t;
         // stale: rebuild in place
+        glint_cuda_buffer_epoch++;
         cudaFree(t->dev);
         free(t->ptrs);
         *t = tables[--n_tables];
@@ -276,7 +278,7 @@ static const expert_table *expert_table_of(const glint_experts *ex) {
 
 static void moe_fail(float *y, size_t n) {
     glint_cuda_fail();
-    moe_fill_nan_kernel<<<moe_blocks(n, 256), 256>>>(y, n);
+    moe_fill_nan_kernel<<<moe_blocks(n, 256), 256, 0, glint_cuda_stream>>>(y, n);
 }
 
 extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
@@ -308,16 +310,17 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
     moe_routing_args ra = {E, K, r->n_group, r->topk_group, r->norm_topk_prob, bias && bias->data,
                            r->routed_scaling_factor};
     dev_weight bias_w = bias ? dev_weight_of(bias) : dev_weight{};
-    moe_route_kernel<<<moe_blocks((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32>>>(ids, wts, counts, logits, bias_w, ra, T);
+    moe_route_kernel<<<moe_blocks((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32, 0, glint_cuda_stream>>>(ids, wts, counts, logits, bias_w, ra, T);
     const expert_table *tab = T <= MOE_GROUPED_T ? expert_table_of(ex) : NULL;
     if (tab && tab->vf >= 0) {
         // Decode: everything stays on the device.
         int32_t *n_active = offsets + MOE_MAX_EXPERTS + 1;
-        moe_plan_kernel<<<1, 1024>>>(counts, offsets, active, n_active, row_of_pair, pair_of_row, ids, E, pairs);
+        moe_plan_kernel<<<1, 1024, 0, glint_cuda_stream>>>(counts, offsets, active, n_active, row_of_pair, pair_of_row, ids, E, pairs);
         glint_moe_plan plan = {n_active, active, offsets, pair_of_row, K};
         glint_cuda_moe_experts(out, x, T, D, I, tab->dev, E, pairs < E ? pairs : E, tab->vf, plan);
     } else {
         // Prefill: the per-expert counts decide which expert matmuls to launch, and their sizes.
+        glint_cuda_uncapturable++;  // reads the counts back
         float *xg = (float *)moe_buffer(B_XG, sizeof(float) * (size_t)pairs * D, 0);
         float *gu = (float *)moe_buffer(B_GU, sizeof(float) * (size_t)pairs * 2 * I, 0);
         float *h = (float *)moe_buffer(B_H, sizeof(float) * (size_t)pairs * I, 0);
@@ -328,7 +331,7 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
             return;
         }
         cudaMemcpy(host, counts, sizeof(int32_t) * (size_t)E, cudaMemcpyDeviceToHost);
-        cudaMemsetAsync(counts, 0, sizeof(int32_t) * (size_t)E);
+        cudaMemsetAsync(counts, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream);
         if (glint_cuda_check("moe routing")) {
             free(host);
             return;
@@ -338,9 +341,9 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
         for (int e = 0; e < E; e++) host_offsets[e + 1] = host_offsets[e] + host[e];
         cudaMemcpy(offsets, host_offsets, sizeof(int32_t) * ((size_t)E + 1), cudaMemcpyHostToDevice);
         int32_t *fill = counts + MOE_MAX_EXPERTS;
-        cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E);
-        moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
-        moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256>>>(xg, x, pair_of_row, K, D, pairs);
+        cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream);
+        moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256, 0, glint_cuda_stream>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
+        moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256, 0, glint_cuda_stream>>>(xg, x, pair_of_row, K, D, pairs);
         for (int e = 0; e < E; e++) {
             const int n = host[e], off = host_offsets[e];
             if (!n) continue;
@@ -349,7 +352,7 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
             glint_cuda_matmul_batched(gu + (size_t)off * 2 * I + I, 2 * I, xg + (size_t)off * D, D, n,
                                       dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
         }
-        moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256>>>(h, gu, I, pairs);
+        moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream>>>(h, gu, I, pairs);
         for (int e = 0; e < E; e++) {
             const int n = host[e], off = host_offsets[e];
             if (!n) continue;
@@ -358,6 +361,6 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
         }
         free(host);
     }
-    moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256>>>(y, out, wts, row_of_pair, K, D, T);
+    moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256, 0, glint_cuda_stream>>>(y, out, wts, row_of_pair, K, D, T);
     glint_cuda_check("moe");
 }
