@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
-steps=${*:-build ops memcheck graphs e2e engine serve modelopt bench}
+steps=${*:-build ops memcheck graphs e2e long engine serve modelopt bench}
 want() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -60,6 +60,12 @@ fi
 if want e2e; then
     python3 tests/cuda/test_e2e.py "$BUILD/glint" >"$OUT/e2e.log" 2>&1 && note "e2e ok: $(tail -1 "$OUT/e2e.log")" ||
         { status=1; note "e2e FAILED: $(tail -1 "$OUT/e2e.log")"; grep -v " ok" "$OUT/e2e.log" | head -20; }
+fi
+
+if want long; then  # prompts of 200-700 tokens: the tensor-core prefill path end to end
+    python3 tests/cuda/test_e2e_long.py "$BUILD/glint" >"$OUT/e2e_long.log" 2>&1 && note "long prompts ok: $(tail -1 "$OUT/e2e_long.log")" ||
+        { status=1; note "long prompts FAILED: $(tail -1 "$OUT/e2e_long.log")"; grep -v " ok;" "$OUT/e2e_long.log" | head -20; }
+    grep "prompt tokens" "$OUT/e2e_long.log" | tee -a "$OUT/summary.txt"
 fi
 
 if want engine; then
