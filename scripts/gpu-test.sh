@@ -44,6 +44,9 @@ fi
 if want ops; then
     "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops.log" 2>&1 && note "ops ok: $(tail -1 "$OUT/ops.log")" ||
         { status=1; note "ops FAILED: $(tail -1 "$OUT/ops.log")"; grep FAIL "$OUT/ops.log" | head -20; }
+    # again with the opt-in tensor-core prefill GEMM (T > 64)
+    GLINT_CUDA_TC=1 "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops_tc.log" 2>&1 && note "ops (GLINT_CUDA_TC=1) ok: $(tail -1 "$OUT/ops_tc.log")" ||
+        { status=1; note "ops (GLINT_CUDA_TC=1) FAILED: $(tail -1 "$OUT/ops_tc.log")"; grep FAIL "$OUT/ops_tc.log" | head -20; }
 fi
 
 if want memcheck; then
@@ -67,6 +70,11 @@ if want long; then  # prompts of 200-700 tokens: the tensor-core prefill path en
     python3 tests/cuda/test_e2e_long.py "$BUILD/glint" >"$OUT/e2e_long.log" 2>&1 && note "long prompts ok: $(tail -1 "$OUT/e2e_long.log")" ||
         { status=1; note "long prompts FAILED: $(tail -1 "$OUT/e2e_long.log")"; grep -v " ok;" "$OUT/e2e_long.log" | head -20; }
     grep "prompt tokens" "$OUT/e2e_long.log" | tee -a "$OUT/summary.txt"
+    # The opt-in tensor-core prefill GEMM (GLINT_CUDA_TC=1), reported, not gating: it is known wrong
+    # on the small fixture shapes.
+    GLINT_CUDA_TC=1 python3 tests/cuda/test_e2e_long.py "$BUILD/glint" >"$OUT/e2e_long_tc.log" 2>&1
+    note "long prompts with GLINT_CUDA_TC=1 (not gating): $(tail -1 "$OUT/e2e_long_tc.log")"
+    grep "prompt tokens" "$OUT/e2e_long_tc.log" | tee -a "$OUT/summary.txt"
 fi
 
 if want engine; then

@@ -259,11 +259,14 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
 static __nv_bfloat16 *tc_xb;  // grow-only BF16 activations; stream order keeps one use before the next
 static size_t tc_xb_bytes;
 
+// Opt-in (GLINT_CUDA_TC=1) until fixed: on the small fixture models (K of 16-64, few rows) long
+// prompts give wrong logits through this kernel (tests/cuda/test_e2e_long.py), while the op tests
+// at GLM-5.1 shapes pass.
 static int tc_enabled(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("GLINT_CUDA_TC");
-        on = !(e && e[0] == '0');
+        on = e && e[0] == '1';
     }
     return on;
 }
