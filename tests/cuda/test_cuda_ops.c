@@ -206,17 +206,23 @@ static void test_matmul_case(const test_weight *w, int T, int x_stride, int y_st
     free(x), free(ref), free(got);
 }
 
+// Every weight format the kernels take, with the block (group) size used for it.
+typedef struct {
+    glint_weight_format f;
+    glint_dtype d;
+    int block;
+} test_format;
+static const test_format ALL_FORMATS[] = {
+    {GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 0},       {GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
+    {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},       {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
+    {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},       {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
+    {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 128}, {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 32}};
+enum { N_FORMATS = sizeof ALL_FORMATS / sizeof ALL_FORMATS[0] };
+
 static void test_matmul(int quick) {
     printf("matmul\n");
-    const struct {
-        glint_weight_format f;
-        glint_dtype d;
-        int block;
-    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
-                   {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
-                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},         {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
-                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 128},   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 32}};
-    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+    const test_format *formats = ALL_FORMATS;
+    for (size_t f = 0; f < N_FORMATS; f++) {
         // tiny: odd row count, K not a multiple of the vector width for dense (scalar path)
         const int64_t tiny_k = formats[f].f == GLINT_WFMT_DENSE ? 100 : formats[f].f == GLINT_WFMT_NVFP4 ? 48 : 96;
         const int tiny_block = formats[f].f == GLINT_WFMT_FP8_BLOCK ? 32 : formats[f].block;
@@ -242,13 +248,10 @@ static void test_matmul(int quick) {
 // counts and K tails, strided and unaligned activations, poisoned outputs.
 static void test_matmul_prefill(int quick) {
     printf("matmul prefill (T > 64)\n");
-    const struct {
-        glint_weight_format f;
-        glint_dtype d;
-        int block;
-    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},       {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
-                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},       {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
-                   {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},       {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 128}};
+    const test_format formats[] = {
+        {GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},    {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
+        {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},     {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
+        {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},     {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 128}};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
         const int main_format = f < 3;
         // small: K tails (not a multiple of the 32-wide k tile), rows not a multiple of 128
@@ -278,18 +281,11 @@ static void test_matmul_prefill(int quick) {
 // server batches (decode rows, T <= 64) and every weight format.
 static void test_row_invariance(void) {
     printf("row invariance (bitwise, T <= 64)\n");
-    const struct {
-        glint_weight_format f;
-        glint_dtype d;
-        int block;
-    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_F32, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
-                   {GLINT_WFMT_DENSE, GLINT_DTYPE_F16, 0},         {GLINT_WFMT_DENSE, GLINT_DTYPE_F8_E4M3, 0},
-                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},         {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
-                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_F16, 128},   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 32}};
+    const test_format *formats = ALL_FORMATS;
     const int Ts[] = {1, 2, 5, 16, 32, 64}, N = 136, K = 2048, maxT = 64;
     float *x = rand_floats((size_t)maxT * K, 1.0f);
     float *dx = to_device(x, sizeof(float) * maxT * K), *dy = to_device(NULL, sizeof(float) * maxT * N);
-    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+    for (size_t f = 0; f < N_FORMATS; f++) {
         test_weight w = make_weight(formats[f].f, formats[f].d, N, K, formats[f].block);
         float *solo = malloc(sizeof(float) * maxT * N);
         for (int t = 0; t < maxT; t++) {
@@ -600,14 +596,10 @@ static void test_mla(int quick) {
     }
     if (quick) return;
     const int H = 64, Dn = 192, Dr = 64, Dv = 256, C = 512;
-    const struct {
-        glint_weight_format f;
-        glint_dtype d;
-        int block;
-    } formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
-                   {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
-                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},
-                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 128}};
+    const test_format formats[] = {{GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 0},
+                                   {GLINT_WFMT_FP8_BLOCK, GLINT_DTYPE_F8_E4M3, 128},
+                                   {GLINT_WFMT_NVFP4, GLINT_DTYPE_U8, 16},
+                                   {GLINT_WFMT_GPTQ_INT4, GLINT_DTYPE_BF16, 128}};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
         test_weight kv_b = make_weight(formats[f].f, formats[f].d, H * (Dn + Dv), C, formats[f].block);
         test_mla_case(&kv_b, f == 0 ? 20 : 3, H, Dn, Dr, Dv, C, 3000, 2048);
