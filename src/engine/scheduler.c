@@ -545,15 +545,20 @@ static int argmax_row(const float *v, int n) {
     return best;
 }
 
+// Ends the sequences of a failed batched forward with its error.
+static void end_all_with_error(glint_engine *e, sequence **seqs, int n) {
+    char error[256];
+    snprintf(error, sizeof error, "%s", glint_last_error());  // end_sequence may set another
+    for (int k = 0; k < n; k++) end_sequence(e, seqs[k], GLINT_FINISH_ERROR, error), seqs[k]->req = NULL;
+}
+
 // The MTP layer on the given rows of several sequences; each sequence's draft is the guess its
 // last row gives. A failure ends those sequences with the error.
 static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *items, int n) {
     const int V = e->m->cfg.vocab_size;
     for (int k = 0; k < n; k++) items[k].logits = e->draft_logits + (size_t)k * V, items[k].all_logits = 0;
     if (glint_mtp_forward_batch(e->m, items, n)) {
-        char error[256];
-        snprintf(error, sizeof error, "%s", glint_last_error());
-        for (int k = 0; k < n; k++) end_sequence(e, seqs[k], GLINT_FINISH_ERROR, error), seqs[k]->req = NULL;
+        end_all_with_error(e, seqs, n);
         return;
     }
     for (int k = 0; k < n; k++) {
@@ -577,9 +582,7 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
                                       s->spec ? e->hidden + (size_t)row * D : NULL, NULL};
     }
     if (glint_forward_batch(e->m, items, n)) {
-        char error[256];
-        snprintf(error, sizeof error, "%s", glint_last_error());
-        for (int k = 0; k < n; k++) end_sequence(e, batch[k], GLINT_FINISH_ERROR, error), batch[k]->req = NULL;
+        end_all_with_error(e, batch, n);
         return;
     }
     int n_drafting = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/cpu_simd.h"
 #include "common/util.h"
 
 // Reference dot products (any x86-64).
@@ -30,14 +31,6 @@ static float dot_fp8_generic(const uint8_t *w, const float *x, int64_t K) {
     return acc;
 }
 
-__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_hadd_ps(lo, lo);
-    lo = _mm_hadd_ps(lo, lo);
-    return _mm_cvtss_f32(lo);
-}
-
 __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *w, const float *x, int64_t K) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t k = 0;
@@ -45,7 +38,7 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *w, co
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
     }
-    float acc = hsum256(_mm256_add_ps(a0, a1));
+    float acc = glint_hsum256(_mm256_add_ps(a0, a1));
     for (; k < K; k++) acc += w[k] * x[k];
     return acc;
 }
@@ -62,7 +55,7 @@ __attribute__((target("avx2,fma"))) static float dot_bf16_avx2(const uint16_t *w
         a0 = _mm256_fmadd_ps(bf16x8_to_f32(w + k), _mm256_loadu_ps(x + k), a0);
         a1 = _mm256_fmadd_ps(bf16x8_to_f32(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
     }
-    float acc = hsum256(_mm256_add_ps(a0, a1));
+    float acc = glint_hsum256(_mm256_add_ps(a0, a1));
     for (; k < K; k++) acc += glint_bf16_to_f32(w[k]) * x[k];
     return acc;
 }
@@ -72,7 +65,7 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const uint16_
     int64_t k = 0;
     for (; k + 8 <= K; k += 8)
         a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))), _mm256_loadu_ps(x + k), a0);
-    float acc = hsum256(a0);
+    float acc = glint_hsum256(a0);
     for (; k < K; k++) acc += glint_f16_to_f32(w[k]) * x[k];
     return acc;
 }

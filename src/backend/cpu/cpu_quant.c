@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/cpu_simd.h"
 #include "common/util.h"
 
 static const float e2m1_values[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
@@ -271,13 +272,6 @@ T_NV static void nvfp4_tile1_grouped(const float *d0, const float *d1, const flo
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-T_AVX2 static ALWAYS_INLINE float hsum_avx2(__m256 acc) {
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    r = _mm_hadd_ps(r, r);
-    r = _mm_hadd_ps(r, r);
-    return _mm_cvtss_f32(r);
-}
-
 // The 16 E2M1 values of one NVFP4 block (8 code bytes), element order, into v[0..1].
 T_AVX2 static ALWAYS_INLINE void nv_decode_block_avx2(const uint8_t *codes, __m256 lut_lo, __m256 lut_hi, __m256 v[2]) {
     const __m128i low_mask = _mm_set1_epi8(0x0f);
@@ -293,7 +287,7 @@ T_AVX2 static ALWAYS_INLINE void nv_decode_block_avx2(const uint8_t *codes, __m2
 }
 
 // NVFP4 on AVX2. Per output: acc += (v · x) · s per 8 elements (a multiply and an FMA) in element
-// order, s the block's scale, one vector accumulator; then hsum_avx2. The batched kernel decodes
+// order, s the block's scale, one vector accumulator; then glint_hsum256. The batched kernel decodes
 // rows into memory (nvfp4_decode_row_avx2) and runs the same operations.
 T_AVX2 static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales, const float *x, int64_t K) {
     const __m256 lut_lo = _mm256_loadu_ps(e2m1_values), lut_hi = _mm256_loadu_ps(e2m1_values + 8);
@@ -305,7 +299,7 @@ T_AVX2 static float nvfp4_dot_avx2(const uint8_t *codes, const uint8_t *scales, 
         acc = _mm256_fmadd_ps(_mm256_mul_ps(v[0], _mm256_loadu_ps(x + b * 16)), s, acc);
         acc = _mm256_fmadd_ps(_mm256_mul_ps(v[1], _mm256_loadu_ps(x + b * 16 + 8)), s, acc);
     }
-    return hsum_avx2(acc);
+    return glint_hsum256(acc);
 }
 
 // One row for the batched AVX2 kernel: K decoded values, then the K / 16 block scales.
@@ -335,7 +329,7 @@ T_AVX2 static ALWAYS_INLINE void nv_tile_avx2(const float *d0, const float *d1, 
             }
         }
     }
-    for (int t = 0; t < C; t++) out[t] = hsum_avx2(acc[0][t]), out[C + t] = hsum_avx2(acc[1][t]);
+    for (int t = 0; t < C; t++) out[t] = glint_hsum256(acc[0][t]), out[C + t] = glint_hsum256(acc[1][t]);
 }
 T_AVX2 static void nvfp4_tile2_avx2(const float *d0, const float *d1, const float *const *xs, int64_t K, float *out) {
     nv_tile_avx2(d0, d1, xs, K, 2, out);
@@ -470,12 +464,12 @@ T_AVX2 static float fp8_span_avx2(const uint8_t *w, const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= n; k += 8) acc = _mm256_fmadd_ps(f8_to_f32x8(w + k), _mm256_loadu_ps(x + k), acc);
-    return hsum_avx2(acc) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
+    return glint_hsum256(acc) * 256.0f + fp8_span_generic(w + k, x + k, n - k);
 }
 
 // A whole FP8-block row on AVX2 (block sizes that are multiples of 8; others take the span path),
 // the AVX-512 row kernel's scheme on 8 lanes: per whole block a = W_0·X_0, a += W_v·X_v (one FMA
-// chain over its 8-column vectors), total += a · (scale · 256); the row is hsum_avx2(total) plus
+// chain over its 8-column vectors), total += a · (scale · 256); the row is glint_hsum256(total) plus
 // the columns past the last whole block (fp8_span_generic · their scale).
 T_AVX2 static float fp8_row_avx2(const uint8_t *w, const float *scales, const float *x, int64_t K, int block) {
     __m256 total = _mm256_setzero_ps();
@@ -486,7 +480,7 @@ T_AVX2 static float fp8_row_avx2(const uint8_t *w, const float *scales, const fl
         for (int64_t k = k0 + 8; k < k0 + block; k += 8) a = _mm256_fmadd_ps(f8_to_f32x8(w + k), _mm256_loadu_ps(x + k), a);
         total = _mm256_fmadd_ps(a, _mm256_set1_ps(scales[k0 / block] * 256.0f), total);
     }
-    float acc = hsum_avx2(total);
+    float acc = glint_hsum256(total);
     if (k0 < K) acc += fp8_span_generic(w + k0, x + k0, K - k0) * scales[k0 / block];
     return acc;
 }
@@ -517,7 +511,7 @@ T_AVX2 static ALWAYS_INLINE void f8_tile_avx2(const float *d0, const float *d1, 
         for (int t = 0; t < C; t++)
             tot[0][t] = _mm256_fmadd_ps(a[0][t], s0, tot[0][t]), tot[1][t] = _mm256_fmadd_ps(a[1][t], s1, tot[1][t]);
     }
-    for (int t = 0; t < C; t++) out[t] = hsum_avx2(tot[0][t]), out[C + t] = hsum_avx2(tot[1][t]);
+    for (int t = 0; t < C; t++) out[t] = glint_hsum256(tot[0][t]), out[C + t] = glint_hsum256(tot[1][t]);
 }
 T_AVX2 static void fp8_tile2_avx2(const float *d0, const float *d1, const float *sc0, const float *sc1,
                                   const float *const *xs, int64_t K, int block, float *out) {
