@@ -296,8 +296,12 @@ int cmd_serve(int argc, char **argv) {
     int64_t ctx = context ? context : s.model->cfg.max_position_embeddings;
     if (ctx > pool_tokens) ctx = pool_tokens;
     if (ctx < 2) {
-        fprintf(stderr, "glint serve: the KV pool (%lld tokens from --mem-fraction-static %.2f of the %s) cannot hold "
-                        "a sequence\n", (long long)pool_tokens, mem_fraction, budget_of);
+        if (max_total_tokens)
+            fprintf(stderr, "glint serve: the KV pool (--max-total-tokens %lld) cannot hold a sequence of 2 tokens\n",
+                    (long long)max_total_tokens);
+        else
+            fprintf(stderr, "glint serve: the KV pool (%lld tokens from --mem-fraction-static %.2f of the %s) cannot "
+                            "hold a sequence\n", (long long)pool_tokens, mem_fraction, budget_of);
         goto done;
     }
     s.context_length = (int)ctx;
