@@ -1,9 +1,11 @@
 // CUDA matrix multiply y = x · W^T with W in its checkpoint format and FP32 activations/accumulation.
-// Small T (decode and batched decode, T <= 64): one warp per weight row, 16-byte weight loads, up to
-// 8 tokens per pass (the passes of one row block run side by side, so the weight rows come from L2
-// after the first), so the weight stream runs at HBM speed. Every token's sum is formed in the same
-// order whatever T is and whichever tokens share its pass: row t of a T-row product is bitwise the
-// product of row t alone (the server batches decode rows and must match solo runs).
+// Small T (decode and batched decode, T <= 64): a warp streams 1-4 weight rows at once (more for the
+// formats whose 16-byte chunks need more x: the x loads are shared by the rows), 16-byte weight loads,
+// up to 8 tokens per pass (the passes of one row block run side by side, so the weight rows come from
+// L2 after the first); long rows and small matrices are split over up to 8 warps (gemv_splits) so the
+// grid ends in a short last wave. Every token's sum is formed in the same order whatever T is and
+// whichever tokens share its pass: row t of a T-row product is bitwise the product of row t alone
+// (the server batches decode rows and must match solo runs).
 // Larger T (prefill): tensor cores (cuda_gemm.cu) for BF16/FP8/NVFP4 weights; for the other formats
 // a 64x64 FP32 tiled kernel that dequantizes each weight tile once into shared memory and reuses it
 // for 64 tokens.
@@ -24,14 +26,13 @@ template <> struct vec_traits<VEC_FP8> { enum { ELEMS = 16 }; };
 template <> struct vec_traits<VEC_FP8_BLOCK> { enum { ELEMS = 16 }; };
 template <> struct vec_traits<VEC_NVFP4> { enum { ELEMS = 32 }; };
 
-// Decodes the 16 bytes `raw` (elements k0 .. k0+ELEMS of stored row r) into w[] without their
-// scales; scale[] gets the scale of each 16-element group (one per chunk except NVFP4's two).
-// scale_row: the row's FP32 block scales (FP8-block) or E4M3 group scales (NVFP4); c: chunk index.
+// Elements j·8 .. j·8+7 of a 16-byte chunk (4 for F32), dequantized and times `scale` (the chunk's
+// FP8 block scale, or the E4M3 group scale of NVFP4 sub-chunk j; 1 for the dense formats).
+template <int F> struct sub_traits { enum { N = vec_traits<F>::ELEMS < 8 ? vec_traits<F>::ELEMS : 8 }; };
+
 template <int F>
-__device__ __forceinline__ void decode_chunk(uint4 raw, const void *scale_row, unsigned c, unsigned chunks_per_block,
-                                             float *w, float *scale) {
+__device__ __forceinline__ void decode_sub(uint4 raw, int j, float scale, float *w) {
     const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-    scale[0] = scale[1] = 1.0f;
     if (F == VEC_F32) {
 #pragma unroll
         for (int i = 0; i < 4; i++) w[i] = __uint_as_float(words[i]);
@@ -42,120 +43,178 @@ __device__ __forceinline__ void decode_chunk(uint4 raw, const void *scale_row, u
             w[2 * i + 1] = F == VEC_BF16 ? bf16_bits_to_float(words[i] >> 16) : f16_bits_to_float(words[i] >> 16);
         }
     } else if (F == VEC_FP8 || F == VEC_FP8_BLOCK) {
-        if (F == VEC_FP8_BLOCK) scale[0] = ((const float *)scale_row)[c / chunks_per_block];
         // two E4M3 codes -> half2 in one conversion (exact: E4M3 values are all halves)
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 4; i++) {
             const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
-                (__nv_fp8x2_storage_t)((words[i / 2] >> (16 * (i % 2))) & 0xffffu), __NV_E4M3);
+                (__nv_fp8x2_storage_t)((words[2 * j + i / 2] >> (16 * (i % 2))) & 0xffffu), __NV_E4M3);
             const float2 f = __half22float2(*(const __half2 *)&h);
-            w[2 * i] = f.x, w[2 * i + 1] = f.y;
+            w[2 * i] = f.x * scale, w[2 * i + 1] = f.y * scale;
         }
-    } else {  // NVFP4: 32 codes, two 16-element scale blocks; even element in the low nibble
-        const uint8_t *sc = (const uint8_t *)scale_row + 2 * c;
+    } else {  // NVFP4: word j holds elements 8j .. 8j+7, even element in the low nibble
         // An E2M1 code placed in an f16's sign, exponent low bits and mantissa top bit is the value
-        // times 2^-14; the factor goes into the block scale.
-        scale[0] = fp8_bits_to_float(sc[0]) * 16384.0f, scale[1] = fp8_bits_to_float(sc[1]) * 16384.0f;
+        // times 2^-14 (the factor is in `scale`); one byte_perm puts two nibbles at bytes 0 and 2.
+        const uint32_t even = words[j] & 0x0f0f0f0fu, odd = (words[j] >> 4) & 0x0f0f0f0fu;
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
-            // byte j of the word holds elements 2j (low nibble) and 2j+1 (high nibble): one byte_perm
-            // puts the two nibbles at bytes 0 and 2, shifts and masks make the f16 pair
-            const uint32_t even = words[q] & 0x0f0f0f0fu, odd = (words[q] >> 4) & 0x0f0f0f0fu;
+        for (int b = 0; b < 4; b++) {
+            const uint32_t nib = __byte_perm(even, odd, (unsigned)(b | b << 4 | (4 + b) << 8 | (4 + b) << 12));
+            const uint32_t pair = ((nib << 9) & 0x0e000e00u) | ((nib << 12) & 0x80008000u);
+            const float2 f = __half22float2(*(const __half2 *)&pair);
+            w[2 * b] = f.x * scale, w[2 * b + 1] = f.y * scale;  // exact: 2 x 4 significant bits
+        }
+    }
+}
+
+// The scale of sub-chunk j of chunk c of a row (see decode_sub); scale_row as scale_row_of gives it.
+template <int F>
+__device__ __forceinline__ float sub_scale(const void *scale_row, unsigned c, unsigned chunks_per_block, int j) {
+    if (F == VEC_FP8_BLOCK) return __ldg((const float *)scale_row + c / chunks_per_block);
+    if (F == VEC_NVFP4) return fp8_bits_to_float(__ldg((const uint8_t *)scale_row + 2 * c + j / 2)) * 16384.0f;
+    return 1.0f;
+}
+
+enum { GEMV_LOADS = 8 };  // 16-byte weight loads in flight per lane (over the rows of a warp)
+
+// acc[r][t] += row r's chunks [c_begin, c_end) · x row t (chunk c at lane c % 32), for NR weight rows
+// that share the x loads (a 16-byte chunk of NVFP4 needs 128 bytes of x: reading x once for several
+// rows is what lets the weight stream run at HBM speed). Per token the arithmetic is the same
+// whatever nt is (the server relies on batched rows matching solo rows bitwise).
+template <int F, int NR, int MAX_T, bool PERMUTED>
+__device__ __forceinline__ void rows_dot(const uint4 *const *rows, const void *const *scales, unsigned chunks_per_block,
+                                         int64_t c_begin, int64_t c_end, int lane, const float *const *xr, int nt,
+                                         float (*acc)[MAX_T]) {
+    constexpr int E = vec_traits<F>::ELEMS, SUB = sub_traits<F>::N, U = GEMV_LOADS / NR > 0 ? GEMV_LOADS / NR : 1;
+    for (int64_t c0 = c_begin + lane; c0 < c_end; c0 += 32 * U) {
+        uint4 raw[U][NR];
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint32_t nib = __byte_perm(even, odd, (unsigned)(j | j << 4 | (4 + j) << 8 | (4 + j) << 12));
-                const uint32_t pair = ((nib << 9) & 0x0e000e00u) | ((nib << 12) & 0x80008000u);
-                const float2 f = __half22float2(*(const __half2 *)&pair);
-                w[8 * q + 2 * j] = f.x, w[8 * q + 2 * j + 1] = f.y;
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int r = 0; r < NR; r++)
+                raw[u][r] = c0 + 32 * u < c_end ? __ldg(rows[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c0 + 32 * u >= c_end) break;
+            const unsigned c = (unsigned)(c0 + 32 * u);
+#pragma unroll
+            for (int j = 0; j < E / SUB; j++) {
+                float w[NR][SUB];
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+                    decode_sub<F>(raw[u][r], j, sub_scale<F>(scales[r], c, chunks_per_block, j), w[r]);
+#pragma unroll
+                for (int t = 0; t < MAX_T; t++) {
+                    if (t >= nt) break;
+#pragma unroll
+                    for (int q = 0; q < SUB / 4; q++) {
+                        const int i = j * (SUB / 4) + q;  // float4 i of the chunk
+                        const float *xp = PERMUTED ? xr[t] + ((size_t)(c / 32) * (E / 4) + i) * 128 + (c % 32) * 4
+                                                   : xr[t] + (size_t)c * E + 4 * i;
+                        const float4 v = *(const float4 *)xp;
+#pragma unroll
+                        for (int r = 0; r < NR; r++) {
+                            float a = acc[r][t];
+                            a = fmaf(w[r][4 * q], v.x, a);
+                            a = fmaf(w[r][4 * q + 1], v.y, a);
+                            a = fmaf(w[r][4 * q + 2], v.z, a);
+                            a = fmaf(w[r][4 * q + 3], v.w, a);
+                            acc[r][t] = a;
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-// acc += Σ_i w_i · xt[c·E + i] for a decoded chunk, the group scales applied once per group. With
-// PERMUTED, x rows are in the lane-major order of permute_x_kernel (coalesced across the warp).
-template <int F, bool PERMUTED>
-__device__ __forceinline__ void decoded_dot(const float *w, const float *scale, unsigned c, const float *xt,
-                                            float &acc) {
-    constexpr int E = vec_traits<F>::ELEMS, GROUP = E < 16 ? E : 16;
+__device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-    for (int g = 0; g < E / GROUP; g++) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int i = g * GROUP / 4; i < (g + 1) * GROUP / 4; i++) {
-            const float4 v = PERMUTED ? *(const float4 *)(xt + ((size_t)(c / 32) * (E / 4) + i) * 128 + (c % 32) * 4)
-                                      : *(const float4 *)(xt + (size_t)c * E + 4 * i);
-            sum += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
-        }
-        acc += sum * scale[g];
-    }
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
 }
 
-// acc[t] += the chunk's products with x row t, for the nt rows x_stride floats apart.
-template <int F, int MAX_T, bool PERMUTED>
-__device__ __forceinline__ void chunk_dot(uint4 raw, const void *scale_row, unsigned c, unsigned chunks_per_block,
-                                          const float *x, int x_stride, int nt, float *acc) {
+template <int F>
+__device__ __forceinline__ const void *scale_row_of(const dev_weight &W, int64_t r, unsigned *chunks_per_block) {
     constexpr int E = vec_traits<F>::ELEMS;
-    float w[E], scale[2];
-    decode_chunk<F>(raw, scale_row, c, chunks_per_block, w, scale);
-#pragma unroll
-    for (int t = 0; t < MAX_T; t++) {
-        if (t >= nt) break;
-        decoded_dot<F, PERMUTED>(w, scale, c, x + (size_t)t * x_stride, acc[t]);
+    *chunks_per_block = 1;
+    if (F == VEC_FP8_BLOCK) {
+        *chunks_per_block = (unsigned)W.block / E;
+        return (const float *)W.scales + (r / W.block) * ((W.cols + W.block - 1) / W.block);
     }
+    if (F == VEC_NVFP4) return (const uint8_t *)W.scales + r * (W.cols / 16);
+    return NULL;
 }
 
-enum { GEMV_UNROLL = 4 };
+template <int F>
+__device__ __forceinline__ const uint4 *row_of(const dev_weight &W, int64_t r) {
+    constexpr int E = vec_traits<F>::ELEMS;
+    const size_t row_bytes = F == VEC_NVFP4 ? (size_t)W.cols / 2 : (size_t)W.cols * (E == 4 ? 4 : E == 8 ? 2 : 1);
+    return (const uint4 *)((const char *)W.data + (size_t)r * row_bytes);
+}
 
-// One warp per row of W; grid (row blocks of GEMV_WARPS x token chunks of MAX_T, batch), the chunk
-// index fastest: the chunks of one row block are neighbours in launch order, so they share the
-// weight rows in L2. Each lane keeps
-// GEMV_UNROLL 16-byte weight loads in flight.
+// Rows of W a warp streams together (sharing its x loads): more for the formats whose chunks need
+// more x per weight byte.
+template <int F> struct gemv_rows { enum { R = vec_traits<F>::ELEMS >= 16 ? 4 : vec_traits<F>::ELEMS == 8 ? 2 : 1 }; };
+
+// A block of GEMV_WARPS warps = (GEMV_WARPS / splits) row groups x `splits` warps per group; a group
+// owns R consecutive rows of W and its warps split their chunks into `splits` equal ranges (long rows
+// and small matrices get more, shorter work units, so the grid ends in a short last wave). Partial
+// sums meet in shared memory and are added in split order: each output is formed the same way for
+// any T. Grid: (row blocks x token chunks of MAX_T, batch), the chunk index fastest, so the chunks of
+// a row block share its weight rows in L2.
 template <int F, int MAX_T, bool PERMUTED>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_vec_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W, int64_t w_row_step,
-                    int64_t x_step, int64_t y_step) {
-    constexpr int E = vec_traits<F>::ELEMS;
-    const int lane = threadIdx.x & 31;
+                    int64_t x_step, int64_t y_step, int splits) {
+    constexpr int E = vec_traits<F>::ELEMS, R = gemv_rows<F>::R;
+    __shared__ float partial[GEMV_WARPS][R][MAX_T];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int groups = GEMV_WARPS / splits, split = warp % splits, group = warp / splits;
     const unsigned token_chunks = (unsigned)(T + MAX_T - 1) / MAX_T;
-    const int64_t n = (int64_t)(blockIdx.x / token_chunks) * GEMV_WARPS + (threadIdx.x >> 5);
-    if (n >= W.rows) return;
+    const int64_t n0 = ((int64_t)(blockIdx.x / token_chunks) * groups + group) * R;
     const int t0 = (int)(blockIdx.x % token_chunks) * MAX_T, nt = min(MAX_T, T - t0);
-    const int64_t r = W.row0 + (int64_t)blockIdx.y * w_row_step + n, K = W.cols, chunks = K / E;
-    const size_t row_bytes = F == VEC_NVFP4 ? (size_t)K / 2 : (size_t)K * (E == 4 ? 4 : E == 8 ? 2 : 1);
-    const uint4 *row = (const uint4 *)((const char *)W.data + (size_t)r * row_bytes);
-    const void *scale_row = NULL;
+    const int64_t chunks = W.cols / E, per = (chunks + splits - 1) / splits;
+    const int64_t c_begin = split * per, c_end = min(chunks, c_begin + per);
+    const uint4 *rows[R];
+    const void *scales[R];
     unsigned chunks_per_block = 1;
-    if (F == VEC_FP8_BLOCK) {
-        scale_row = (const float *)W.scales + (r / W.block) * ((K + W.block - 1) / W.block);
-        chunks_per_block = (unsigned)W.block / E;
-    } else if (F == VEC_NVFP4) {
-        scale_row = (const uint8_t *)W.scales + r * (K / 16);
+#pragma unroll
+    for (int r = 0; r < R; r++) {  // rows past the end re-read the last row; their sums are dropped
+        const int64_t s = W.row0 + (int64_t)blockIdx.y * w_row_step + min(n0 + r, W.rows - 1);
+        rows[r] = row_of<F>(W, s), scales[r] = scale_row_of<F>(W, s, &chunks_per_block);
     }
     x += blockIdx.y * x_step + (int64_t)t0 * x_stride;
-    float acc[MAX_T];
+    const float *xr[MAX_T];
 #pragma unroll
-    for (int t = 0; t < MAX_T; t++) acc[t] = 0.0f;
-    constexpr int U = GEMV_UNROLL;
-    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-        uint4 raw[U];
+    for (int t = 0; t < MAX_T; t++) xr[t] = x + (size_t)(t < nt ? t : 0) * x_stride;
+    float acc[R][MAX_T];
 #pragma unroll
-        for (int u = 0; u < U; u++)
-            raw[u] = c0 + 32 * u < chunks ? __ldg(row + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+    for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int u = 0; u < U; u++)
-            if (c0 + 32 * u < chunks)
-                chunk_dot<F, MAX_T, PERMUTED>(raw[u], scale_row, (unsigned)(c0 + 32 * u), chunks_per_block, x, x_stride,
-                                              nt, acc);
-    }
+        for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
+    rows_dot<F, R, MAX_T, PERMUTED>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc);
     y += blockIdx.y * y_step + (int64_t)t0 * y_stride;
+    const float out_scale = F == VEC_NVFP4 ? W.global_scale : 1.0f;
 #pragma unroll
-    for (int t = 0; t < MAX_T; t++) {
-        if (t >= nt) break;
-        float v = acc[t];
+    for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) y[(size_t)t * y_stride + n] = v * (F == VEC_NVFP4 ? W.global_scale : 1.0f);
+        for (int t = 0; t < MAX_T; t++) {
+            if (t >= nt) break;
+            const float v = warp_sum(acc[r][t]);
+            if (splits == 1) {
+                if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = v * out_scale;
+            } else if (lane == 0) {
+                partial[warp][r][t] = v;
+            }
+        }
+    if (splits == 1) return;
+    __syncthreads();
+    for (int i = threadIdx.x; i < groups * R * MAX_T; i += blockDim.x) {
+        const int g = i / (R * MAX_T), r = i / MAX_T % R, t = i % MAX_T;
+        const int64_t n = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R + r;
+        if (t >= nt || n >= W.rows) continue;
+        float v = partial[g * splits][r][t];
+        for (int s = 1; s < splits; s++) v += partial[g * splits + s][r][t];
+        y[(size_t)t * y_stride + n] = v * out_scale;
     }
 }
 
@@ -339,12 +398,45 @@ __global__ void permute_x_kernel(float4 *xp, const float *x, int x_stride, int64
 static float *permuted_x;  // grow-only; stream order keeps one matmul's use before the next's rewrite
 static size_t permuted_x_bytes;
 
+static int sm_count(void) {
+    static int sms = 0;
+    if (!sms && (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || sms < 1)) {
+        cudaGetLastError();
+        sms = 1;
+    }
+    return sms;
+}
+
+// Warps per row group of gemv_vec_kernel, from W's shape, the batch and the card, never from T (the
+// split decides the order of the sums, which must not change with the number of tokens). Doubled
+// while each warp keeps a chunk per lane and the grid has under 8 blocks per SM; past that, work
+// units under 4 KiB per warp are only made while the grid has under 2 blocks per SM (the setup of a
+// work unit costs about as much as streaming a few KiB).
+static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int batch) {
+    const int64_t sms = sm_count();
+    int splits = 1;
+    while (splits < GEMV_WARPS && chunks / (2 * splits) >= 32) {
+        const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * rows_per_group;
+        const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block * batch;
+        const int64_t next_warp_chunks = chunks / (2 * splits) * rows_per_group;
+        if (blocks >= 8 * sms || (next_warp_chunks < 256 && blocks >= 2 * sms)) break;
+        splits *= 2;
+    }
+    return splits;
+}
+
 template <int F>
-static void launch_vec(dim3 grid, float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
-                       int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
-    constexpr int E = vec_traits<F>::ELEMS;
+static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
+                       int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    constexpr int E = vec_traits<F>::ELEMS, R = gemv_rows<F>::R;
+    const int64_t chunks = W.cols / E;
+    const int splits = gemv_splits(W.rows, chunks, R, batch);
+    const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * R;
+    const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
+    const dim3 grid(token_chunks * (unsigned)((W.rows + rows_per_block - 1) / rows_per_block),
+                    (unsigned)batch);
     if (E >= 16) {  // FP8 and NVFP4 chunks: reorder x first
-        const int64_t chunks = W.cols / E, row_floats = (chunks + 31) / 32 * 32 * E;
+        const int64_t row_floats = (chunks + 31) / 32 * 32 * E;
         const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
         if (bytes > permuted_x_bytes) {
             glint_cuda_buffer_epoch++;
@@ -358,23 +450,17 @@ static void launch_vec(dim3 grid, float *y, int y_stride, const float *x, int x_
             permuted_x_bytes = bytes + bytes / 4;
         }
         const size_t total = rows * (size_t)(row_floats / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((float4 *)permuted_x, x, x_stride, x_step, T, E, chunks,
-                                                                   row_floats / 4, total);
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>(
+            (float4 *)permuted_x, x, x_stride, x_step, T, E, chunks, row_floats / 4, total);
         x = permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
-        if (T == 1)
-            gemv_vec_kernel<F, 1, true>
-                <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
-        else
-            gemv_vec_kernel<F, GEMV_MAX_T, true>
-                <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
-        return;
     }
+    constexpr bool P = E >= 16;
     if (T == 1)
-        gemv_vec_kernel<F, 1, false>
-            <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        gemv_vec_kernel<F, 1, P><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W,
+                                                                                  w_row_step, x_step, y_step, splits);
     else
-        gemv_vec_kernel<F, GEMV_MAX_T, false>
-            <<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        gemv_vec_kernel<F, GEMV_MAX_T, P><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(
+            y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
@@ -393,7 +479,6 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
                                                                 y_step);
         return;
     }
-    dim3 grid(token_chunks * (unsigned)((W.rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)batch);
     const int vf = vec_format_of(W);
     // The vector path needs 16-byte aligned weight rows and float4-aligned activation rows.
     bool aligned = vf >= 0;
@@ -403,18 +488,19 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
                   ((size_t)w_row_step * rb) % 16 == 0 && (uintptr_t)x % 16 == 0 && x_stride % 4 == 0 && x_step % 4 == 0;
     }
     if (!aligned) {
+        const dim3 grid(token_chunks * (unsigned)((W.rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)batch);
         gemv_scalar_kernel<<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
         return;
     }
     switch (vf) {
-    case VEC_F32: launch_vec<VEC_F32>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
-    case VEC_BF16: launch_vec<VEC_BF16>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
-    case VEC_F16: launch_vec<VEC_F16>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
-    case VEC_FP8: launch_vec<VEC_FP8>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_F32: launch_vec<VEC_F32>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_BF16: launch_vec<VEC_BF16>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_F16: launch_vec<VEC_F16>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    case VEC_FP8: launch_vec<VEC_FP8>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
     case VEC_FP8_BLOCK:
-        launch_vec<VEC_FP8_BLOCK>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
+        launch_vec<VEC_FP8_BLOCK>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
         break;
-    default: launch_vec<VEC_NVFP4>(grid, y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
+    default: launch_vec<VEC_NVFP4>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
     }
 }
 
@@ -432,48 +518,34 @@ __device__ __forceinline__ int64_t permuted_index(int64_t k, int E) {
     return 4 * ((c / 32) * (E / 4) * 32 + (e / 4) * 32 + c % 32) + e % 4;
 }
 
-template <int F>
-__device__ __forceinline__ const void *scale_row_of(const dev_weight &W, int64_t r, unsigned *chunks_per_block) {
-    constexpr int E = vec_traits<F>::ELEMS;
-    *chunks_per_block = 1;
-    if (F == VEC_FP8_BLOCK) {
-        *chunks_per_block = (unsigned)W.block / E;
-        return (const float *)W.scales + (r / W.block) * ((W.cols + W.block - 1) / W.block);
-    }
-    if (F == VEC_NVFP4) return (const uint8_t *)W.scales + r * (W.cols / 16);
-    return NULL;
-}
-
-template <int F>
-__device__ __forceinline__ const uint4 *row_of(const dev_weight &W, int64_t r) {
-    constexpr int E = vec_traits<F>::ELEMS;
-    const size_t row_bytes = F == VEC_NVFP4 ? (size_t)W.cols / 2 : (size_t)W.cols * (E == 4 ? 4 : E == 8 ? 2 : 1);
-    return (const uint4 *)((const char *)W.data + (size_t)r * row_bytes);
-}
-
-// GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) for n < I;
-// else out[row, n] = down_e[n] · h[row] for n < D. tab: [3][E] device weights (gate, up, down).
+// GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) for n < I (a warp:
+// MOE_GU_ROWS gate rows and the same up rows, sharing the x loads); else out[row, n] = down_e[n] · h[row]
+// for n < D (a warp: MOE_DOWN_ROWS rows). tab: [3][E] device weights (gate, up, down).
+enum { MOE_GU_ROWS = 2, MOE_DOWN_ROWS = 4 };
 template <int F, bool GATE_UP, int MAX_T>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 3 : 1)
+__global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 2 : 1)
     moe_gemv_kernel(float *out, const float *x, int64_t x_row_floats, const dev_weight *tab, int E, glint_moe_plan plan,
                     int64_t out_row_floats, int h_elems) {
-    constexpr int EL = vec_traits<F>::ELEMS;
+    constexpr int EL = vec_traits<F>::ELEMS, R = GATE_UP ? MOE_GU_ROWS : MOE_DOWN_ROWS, NR = GATE_UP ? 2 * R : R;
     constexpr bool PERMUTED = EL >= 16;
     const int j = blockIdx.y;
     if (j >= *plan.n_active) return;
     const int e = plan.active[j], lane = threadIdx.x & 31;
     const dev_weight &A = tab[(GATE_UP ? 0 : 2) * E + e];
-    const int64_t n = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (n >= A.rows) return;
+    const int64_t n0 = ((int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R;
+    if (n0 >= A.rows) return;
     const int64_t chunks = A.cols / EL;
-    unsigned cpb_a = 1, cpb_b = 1;
-    const uint4 *row_a = row_of<F>(A, n), *row_b = NULL;
-    const void *scale_a = scale_row_of<F>(A, n, &cpb_a), *scale_b = NULL;
-    float gs_b = 1.0f;
-    if (GATE_UP) {
-        const dev_weight &B = tab[E + e];
-        row_b = row_of<F>(B, n), scale_b = scale_row_of<F>(B, n, &cpb_b), gs_b = B.global_scale;
+    const uint4 *rows[NR];
+    const void *scales[NR];
+    unsigned chunks_per_block = 1;
+#pragma unroll
+    for (int r = 0; r < NR; r++) {  // gate rows, then up rows; rows past the end re-read the last one
+        const dev_weight &W = GATE_UP && r >= R ? tab[E + e] : A;
+        const int64_t s = W.row0 + min(n0 + r % R, W.rows - 1);
+        rows[r] = row_of<F>(W, s), scales[r] = scale_row_of<F>(W, s, &chunks_per_block);
     }
+    const float gs_a = F == VEC_NVFP4 ? A.global_scale : 1.0f;
+    const float gs_b = F == VEC_NVFP4 && GATE_UP ? tab[E + e].global_scale : 1.0f;
     const int first = plan.offsets[e], count = plan.offsets[e + 1] - first;
     for (int p0 = 0; p0 < count; p0 += MAX_T) {
         const int nt = min(MAX_T, count - p0);
@@ -483,57 +555,27 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 3 : 1)
             const int row = first + p0 + (t < nt ? t : 0);
             xr[t] = x + (GATE_UP ? (int64_t)(plan.pair_of_row[row] / plan.top_k) : (int64_t)row) * x_row_floats;
         }
-        float acc_a[MAX_T], acc_b[MAX_T];
+        float acc[NR][MAX_T];
 #pragma unroll
-        for (int t = 0; t < MAX_T; t++) acc_a[t] = 0.0f, acc_b[t] = 0.0f;
-        // one token: the down rows (K = I, short) get twice the loads in flight
-        constexpr int U = MAX_T == 1 && !GATE_UP ? 2 * GEMV_UNROLL : GEMV_UNROLL;
-        for (int64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-            uint4 raw_a[U], raw_b[U];
+        for (int r = 0; r < NR; r++)
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                const bool in = c0 + 32 * u < chunks;
-                raw_a[u] = in ? __ldg(row_a + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
-                if (GATE_UP) raw_b[u] = in ? __ldg(row_b + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                if (c0 + 32 * u >= chunks) break;
-                const unsigned c = (unsigned)(c0 + 32 * u);
-                float w[EL], scale[2];
-                decode_chunk<F>(raw_a[u], scale_a, c, cpb_a, w, scale);
-#pragma unroll
-                for (int t = 0; t < MAX_T; t++) {
-                    if (t >= nt) break;
-                    decoded_dot<F, PERMUTED>(w, scale, c, xr[t], acc_a[t]);
-                }
-                if (GATE_UP) {
-                    decode_chunk<F>(raw_b[u], scale_b, c, cpb_b, w, scale);
-#pragma unroll
-                    for (int t = 0; t < MAX_T; t++) {
-                        if (t >= nt) break;
-                        decoded_dot<F, PERMUTED>(w, scale, c, xr[t], acc_b[t]);
-                    }
-                }
-            }
-        }
+            for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
+        rows_dot<F, NR, MAX_T, PERMUTED>(rows, scales, chunks_per_block, 0, chunks, lane, xr, nt, acc);
 #pragma unroll
         for (int t = 0; t < MAX_T; t++) {
             if (t >= nt) break;
-            float a = acc_a[t], b = acc_b[t];
-#pragma unroll
-            for (int o = 16; o; o >>= 1) {
-                a += __shfl_xor_sync(0xffffffffu, a, o);
-                if (GATE_UP) b += __shfl_xor_sync(0xffffffffu, b, o);
-            }
-            if (lane) continue;
-            if (F == VEC_NVFP4) a *= A.global_scale, b *= gs_b;
             float *o = out + (int64_t)(first + p0 + t) * out_row_floats;
-            if (GATE_UP) {
-                const float h = a / (1.0f + expf(-a)) * b;
-                o[PERMUTED ? permuted_index(n, h_elems) : n] = h;
-            } else {
-                o[n] = a;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const float a = warp_sum(acc[r][t]) * gs_a;
+                const int64_t n = n0 + r;
+                if (GATE_UP) {
+                    const float b = warp_sum(acc[R + r][t]) * gs_b;
+                    if (lane == 0 && n < A.rows)
+                        o[PERMUTED ? permuted_index(n, h_elems) : n] = a / (1.0f + expf(-a)) * b;
+                } else if (lane == 0 && n < A.rows) {
+                    o[n] = a;
+                }
             }
         }
     }
@@ -582,8 +624,9 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     }
     // One token: the 1-token kernels (fewer registers, more warps per SM); the per-token
     // arithmetic is the same in both, so rows stay bitwise equal to their solo runs.
-    const dim3 grid_gu((unsigned)((I + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots);
-    const dim3 grid_down((unsigned)((D + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)slots);
+    const unsigned gu_rows = GEMV_WARPS * MOE_GU_ROWS, down_rows = GEMV_WARPS * MOE_DOWN_ROWS;
+    const dim3 grid_gu((unsigned)((I + gu_rows - 1) / gu_rows), (unsigned)slots);
+    const dim3 grid_down((unsigned)((D + down_rows - 1) / down_rows), (unsigned)slots);
     if (T == 1) {
         moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
         moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(out, moe_h, h_row, tab, E, plan, D, EL);
