@@ -42,11 +42,15 @@ if want build; then
 fi
 
 if want ops; then
+    # default: the precise tensor-core prefill GEMM (T > 64, x as hi + lo BF16), held to the FP32 tolerance
     "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops.log" 2>&1 && note "ops ok: $(tail -1 "$OUT/ops.log")" ||
         { status=1; note "ops FAILED: $(tail -1 "$OUT/ops.log")"; grep FAIL "$OUT/ops.log" | head -20; }
-    # again with the opt-in tensor-core prefill GEMM (T > 64)
-    GLINT_CUDA_TC=1 "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops_tc.log" 2>&1 && note "ops (GLINT_CUDA_TC=1) ok: $(tail -1 "$OUT/ops_tc.log")" ||
-        { status=1; note "ops (GLINT_CUDA_TC=1) FAILED: $(tail -1 "$OUT/ops_tc.log")"; grep FAIL "$OUT/ops_tc.log" | head -20; }
+    # again with the FP32 SIMT kernel for everything (0) and the fast BF16-activation GEMM (bf16, 1e-2)
+    for mode in 0 bf16; do
+        log="$OUT/ops_tc_$mode.log"
+        GLINT_CUDA_TC=$mode "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops (GLINT_CUDA_TC=$mode) ok: $(tail -1 "$log")" ||
+            { status=1; note "ops (GLINT_CUDA_TC=$mode) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }
+    done
 fi
 
 if want memcheck; then
@@ -66,15 +70,15 @@ if want e2e; then
         { status=1; note "e2e FAILED: $(tail -1 "$OUT/e2e.log")"; grep -v " ok" "$OUT/e2e.log" | head -20; }
 fi
 
-if want long; then  # prompts of 200-700 tokens: the tensor-core prefill path end to end
+if want long; then  # prompts of 200-700 tokens: the (default, precise) tensor-core prefill path end to end
     python3 tests/cuda/test_e2e_long.py "$BUILD/glint" >"$OUT/e2e_long.log" 2>&1 && note "long prompts ok: $(tail -1 "$OUT/e2e_long.log")" ||
         { status=1; note "long prompts FAILED: $(tail -1 "$OUT/e2e_long.log")"; grep -v " ok;" "$OUT/e2e_long.log" | head -20; }
     grep "prompt tokens" "$OUT/e2e_long.log" | tee -a "$OUT/summary.txt"
-    # The opt-in tensor-core prefill GEMM (GLINT_CUDA_TC=1), reported, not gating: its BF16 activations
+    # The fast tensor-core prefill GEMM (GLINT_CUDA_TC=bf16), reported, not gating: its BF16 activations
     # flip routing / top-k decisions of the small test models on long prompts.
-    GLINT_CUDA_TC=1 python3 tests/cuda/test_e2e_long.py "$BUILD/glint" >"$OUT/e2e_long_tc.log" 2>&1
-    note "long prompts with GLINT_CUDA_TC=1 (not gating): $(tail -1 "$OUT/e2e_long_tc.log")"
-    grep "prompt tokens" "$OUT/e2e_long_tc.log" | tee -a "$OUT/summary.txt"
+    GLINT_CUDA_TC=bf16 python3 tests/cuda/test_e2e_long.py "$BUILD/glint" >"$OUT/e2e_long_bf16.log" 2>&1
+    note "long prompts with GLINT_CUDA_TC=bf16 (not gating): $(tail -1 "$OUT/e2e_long_bf16.log")"
+    grep "prompt tokens" "$OUT/e2e_long_bf16.log" | tee -a "$OUT/summary.txt"
 fi
 
 if want engine; then

@@ -493,8 +493,8 @@ static int bench_kernels(glint_backend *be) {
 }
 
 // The dense BF16 tensor-core rate of the card measured now (the larger of cuBLAS and glint's kernel
-// on a square BF16 problem), and glint's prefill matmul per weight format at T = 4096; 0 when the
-// backend is not CUDA (or the measurement failed).
+// on a square BF16 problem), and glint's prefill matmul per weight format and mode at T = 4096; 0
+// when the backend is not CUDA (or the measurement failed).
 static double bench_gemm_peak(glint_backend *be, int print_formats) {
 #ifdef GLINT_HAVE_CUDA
     if (strcmp(be->name, "cuda")) return 0;
@@ -510,11 +510,18 @@ static double bench_gemm_peak(glint_backend *be, int print_formats) {
            sq, sq, sq, r.cublas_bf16, r.cublas_bf16 > 0 ? "" : " (not linked)", r.tc_bf16,
            peak > 0 ? 100.0 * r.tc_bf16 / peak : 0.0, peak);
     if (print_formats) {
-        static const char *names[] = {"BF16", "FP8-block", "NVFP4", "BF16 SIMT"};
-        printf("prefill matmul (FP32 x in, FP32 y out) T=%d N=%d K=%d:\n%-10s %12s %10s\n", T, N, K, "format",
-               "TFLOP/s", "% of peak");
-        for (int f = 0; f < 4; f++)
-            printf("%-10s %12.1f %9.1f%%\n", names[f], r.format[f], peak > 0 ? 100.0 * r.format[f] / peak : 0.0);
+        // precise: the default (x as hi + lo BF16, FP8-block on the FP32 SIMT kernel); fast:
+        // GLINT_CUDA_TC=bf16 (x rounded to BF16); FLOPs counted once (2·T·N·K) in both
+        static const char *names[GLINT_GEMM_FORMATS] = {"BF16", "FP8-block", "NVFP4"};
+        printf("prefill matmul (FP32 x in, FP32 y out) T=%d N=%d K=%d, TFLOP/s (%% of peak):\n%-10s %20s  %20s\n", T,
+               N, K, "format", "precise (default)", "fast (TC=bf16)");
+        for (int f = 0; f < GLINT_GEMM_FORMATS; f++)
+            printf("%-10s %12.1f (%4.1f%%)%s %12.1f (%4.1f%%)\n", names[f], r.precise[f],
+                   peak > 0 ? 100.0 * r.precise[f] / peak : 0.0, f == GLINT_GEMM_FP8_BLOCK ? "*" : " ", r.fast[f],
+                   peak > 0 ? 100.0 * r.fast[f] / peak : 0.0);
+        printf("%-10s %12.1f (%4.1f%%)  (the FP32 SIMT kernel, GLINT_CUDA_TC=0)\n", "BF16 SIMT", r.simt_bf16,
+               peak > 0 ? 100.0 * r.simt_bf16 / peak : 0.0);
+        printf("* precise mode keeps FP8-block weights on the FP32 SIMT kernel\n");
     }
     return peak;
 #else

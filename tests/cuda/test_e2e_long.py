@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Long prompts on the GPU (prefill rows > 64 take the tensor-core GEMM, whose activations are rounded
-to BF16): `glint logits` with --backend cuda against --backend cpu, every position within 2e-3 of
+"""Long prompts on the GPU (prefill rows > 64 take the tensor-core GEMM: activations as hi + lo BF16
+parts by default, rounded to BF16 with GLINT_CUDA_TC=bf16): `glint logits` with --backend cuda against --backend cpu, every position within 2e-3 of
 max|cpu| (the issue's end-to-end tolerance), on the fixture models (200-token prompts, their context
 is 256) and the demo model in BF16 and NVFP4 (English text from README.md, ~700 tokens). The greedy
 continuations are compared and reported; near-ties may differ, so only the logits decide.

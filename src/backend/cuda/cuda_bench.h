@@ -6,13 +6,20 @@
 extern "C" {
 #endif
 
+// Weight formats of glint_cuda_gemm_rates' per-format rates.
+enum { GLINT_GEMM_BF16, GLINT_GEMM_FP8_BLOCK, GLINT_GEMM_NVFP4, GLINT_GEMM_FORMATS };
+
 // TFLOP/s measured now on the current device. cublas_bf16 / tc_bf16: a square BF16 x BF16 -> FP32
 // GEMM (square^3) by cuBLAS (0 when not linked) and by glint's tensor-core kernel with BF16
-// activations; format[]: glint's T > 64 matmul path (FP32 activations in and out) on [T, K] x [N, K]^T
-// with BF16, FP8-block, NVFP4 weights, and [3] the FP32 SIMT tile kernel with BF16 weights.
+// activations. The rest: glint's T > 64 matmul path (FP32 activations in and out) on [T, K] x [N, K]^T
+// per weight format, FLOPs counted once (2·T·N·K) whatever the kernel runs: precise[] in the default
+// mode (x as hi + lo BF16 parts, two MMAs per tile; FP8-block weights stay on the FP32 SIMT kernel
+// there, so precise[GLINT_GEMM_FP8_BLOCK] is that kernel), fast[] with x rounded to BF16
+// (GLINT_CUDA_TC=bf16), simt_bf16 the FP32 SIMT tile kernel with BF16 weights (GLINT_CUDA_TC=0).
 typedef struct {
     double cublas_bf16, tc_bf16;
-    double format[4];
+    double precise[GLINT_GEMM_FORMATS], fast[GLINT_GEMM_FORMATS];
+    double simt_bf16;
 } glint_cuda_gemm_rates;
 
 int glint_cuda_gemm_bench(int square, int T, int N, int K, glint_cuda_gemm_rates *out);

@@ -1,7 +1,16 @@
 // Prefill matrix multiply on tensor cores (T > 64): y[T, N] = x[T, K] · W^T with mma.sync m16n8k16
 // BF16 x BF16 -> FP32, portable to sm_80+ (mma.sync, ldmatrix, cp.async).
-// x (FP32) is first rounded to BF16 into a scratch buffer [batch][T][Kp] (Kp = K rounded up to the
-// k tile, zeros past K); the weight stays in its checkpoint format:
+// x (FP32) is first converted into a scratch buffer [batch][T][Kp] (Kp = K rounded up to the k tile,
+// zeros past K). Modes (env GLINT_CUDA_TC, read once):
+//   unset or 1 (or anything but the two below), precise, the default: x = hi + lo, hi = bf16(x),
+//     lo = bf16(x - hi) (relative error <= 2^-16, vs 2^-8 for hi alone); each tile runs two MMAs on
+//     the same weight fragments. Only weights whose BF16 form is exact (BF16, NVFP4) take it; FP8 /
+//     FP8-block stay on the SIMT kernel (their code times block scale is rounded to BF16).
+//   bf16, fast: x rounded to BF16 once, one MMA per tile, BF16 / FP8 / FP8-block / NVFP4 weights.
+//     Rounding x flips MoE routing and DSA top-k on the small test models' long prompts
+//     (bench/cuda-first.md), so it is opt-in.
+//   0, off: every format on the FP32 SIMT kernel.
+// The weight stays in its checkpoint format:
 //   BF16: tiles copied into shared memory as they are (cp.async);
 //   FP8-block / FP8: the E4M3 codes copied raw (cp.async), then each thread turns its own 16 codes
 //     into BF16 times their block scale (rounded to BF16);
@@ -32,7 +41,15 @@ enum {
     TC_RAW_NVFP4 = TC_BN * TC_BK / 2,
     TC_SMEM_FP8 = TC_STAGES * TC_TILE_BYTES + TC_STAGES * TC_RAW_FP8 + 2 * TC_TILE_BYTES,
     TC_SMEM_NVFP4 = TC_STAGES * TC_TILE_BYTES + TC_STAGES * TC_RAW_NVFP4 + 2 * TC_TILE_BYTES,
+    // hi + lo activations: the lo A tiles of every stage, after the hi ones (BF16 96 KiB, NVFP4
+    // 88 KiB: still 2 blocks per SM on sm_90's 227 KiB, 1 on sm_80's 164 KiB)
+    TC_SMEM_LO = TC_STAGES * TC_TILE_BYTES,
 };
+enum tc_mode { TC_MODE_OFF, TC_MODE_PRECISE, TC_MODE_FAST };
+
+template <int F, bool SPLIT> constexpr int tc_smem_bytes() {
+    return (F == TC_BF16 ? TC_SMEM_BF16 : F == TC_FP8 ? TC_SMEM_FP8 : TC_SMEM_NVFP4) + (SPLIT ? TC_SMEM_LO : 0);
+}
 
 // Byte offset of 16-byte chunk `ch` (0..3) of row r in a [rows][32] BF16 tile.
 __device__ __forceinline__ uint32_t tc_swz(int r, int ch) { return (uint32_t)(r * 64 + ((ch ^ ((r >> 1) & 3)) << 4)); }
@@ -67,9 +84,16 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(const uint32_t *)&v;
 }
 
-// xb[b][t][k] = bf16(x[b·x_step + t·x_stride + k]) for k < K, 0 up to Kp; 8 elements per thread.
-__global__ void tc_convert_x_kernel(uint4 *xb, const float *x, int x_stride, int64_t x_step, int T, int64_t K,
-                                    int64_t Kp, size_t total) {
+// The part of (a, b) that bf16 rounding dropped, rounded to bf16 itself (x - hi is exact in FP32).
+__device__ __forceinline__ uint32_t pack_bf16_residual(float a, float b, uint32_t hi_bits) {
+    const float2 hi = __bfloat1622float2(*(const __nv_bfloat162 *)&hi_bits);
+    return pack_bf16(a - hi.x, b - hi.y);
+}
+
+// xb_hi[b][t][k] = bf16(x[b·x_step + t·x_stride + k]) for k < K, 0 up to Kp; with xb_lo (precise
+// mode) also xb_lo[b][t][k] = bf16(x - xb_hi). 8 elements per thread.
+__global__ void tc_convert_x_kernel(uint4 *xb_hi, uint4 *xb_lo, const float *x, int x_stride, int64_t x_step, int T,
+                                    int64_t K, int64_t Kp, size_t total) {
     const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= total) return;
     const int64_t per_row = Kp / 8, row = (int64_t)(o / per_row), k0 = (int64_t)(o % per_row) * 8;
@@ -78,22 +102,32 @@ __global__ void tc_convert_x_kernel(uint4 *xb, const float *x, int x_stride, int
     float v[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) v[i] = k0 + i < K ? src[k0 + i] : 0.0f;
-    xb[o] = make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
+    const uint4 hi =
+        make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
+    xb_hi[o] = hi;
+    if (xb_lo)
+        xb_lo[o] = make_uint4(pack_bf16_residual(v[0], v[1], hi.x), pack_bf16_residual(v[2], v[3], hi.y),
+                              pack_bf16_residual(v[4], v[5], hi.z), pack_bf16_residual(v[6], v[7], hi.w));
 }
 
 struct tc_args {
     float *y;
-    const __nv_bfloat16 *xb;  // [batch][T][Kp]
+    const __nv_bfloat16 *xb;     // [batch][T][Kp] hi (or only) parts
+    const __nv_bfloat16 *xb_lo;  // [batch][T][Kp] lo parts (SPLIT kernels)
     int y_stride, T;
     int64_t Kp, y_step, w_row_step;
     float out_scale;  // NVFP4 global scale, else 1
 };
 
-template <int F>
+// SPLIT: x comes as hi + lo parts (precise mode); each k step runs the MMAs of the hi tile, then
+// reloads the same A fragment registers from the lo tile and runs them again with the same B
+// fragments (both A sets at once would cost 16 more registers; the kernel is near its 128).
+template <int F, bool SPLIT>
 __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_weight W) {
     extern __shared__ __align__(128) unsigned char smem[];
-    unsigned char *As = smem;                                 // [STAGES][128][32] bf16, swizzled
-    unsigned char *Bs = smem + TC_STAGES * TC_TILE_BYTES;     // BF16: [STAGES] tiles; else raw codes
+    unsigned char *As = smem;  // [STAGES][128][32] bf16, swizzled; SPLIT: then [STAGES] lo tiles
+    // BF16: [STAGES] tiles; else raw codes
+    unsigned char *Bs = smem + TC_STAGES * TC_TILE_BYTES + (SPLIT ? TC_SMEM_LO : 0);
     constexpr int RAW = F == TC_FP8 ? TC_RAW_FP8 : TC_RAW_NVFP4;
     unsigned char *Bc = Bs + TC_STAGES * RAW;                 // quantized: [2] converted BF16 tiles
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -102,6 +136,7 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
     const int64_t n0 = (int64_t)blockIdx.y * TC_BN, N = W.rows, K = W.cols;
     const int64_t nb = (int64_t)blockIdx.z * a.w_row_step;  // the batch's first row in the view
     const __nv_bfloat16 *xb = a.xb + (size_t)blockIdx.z * a.T * a.Kp;
+    const __nv_bfloat16 *xb_lo = SPLIT ? a.xb_lo + (size_t)blockIdx.z * a.T * a.Kp : NULL;
     const int KT = (int)((K + TC_BK - 1) / TC_BK);
 
     // The raw-code share of this thread (quantized formats): weight row qr of the tile, 16 k at qh·16.
@@ -116,7 +151,9 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
         for (int j = 0; j < 2; j++) {
             const int i = tid + j * TC_THREADS, r = i >> 2, ch = i & 3;
             const bool ok = m0 + r < a.T;
-            cp_async16(a_base + tc_swz(r, ch), xb + (size_t)(ok ? m0 + r : 0) * a.Kp + k0 + ch * 8, ok);
+            const size_t src = (size_t)(ok ? m0 + r : 0) * a.Kp + k0 + ch * 8;
+            cp_async16(a_base + tc_swz(r, ch), xb + src, ok);
+            if (SPLIT) cp_async16(a_base + TC_SMEM_LO + tc_swz(r, ch), xb_lo + src, ok);
         }
         if (F == TC_BF16) {
             const uint32_t b_base = smem_u32(Bs + stage * TC_TILE_BYTES);
@@ -234,6 +271,17 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
             for (int mi = 0; mi < 4; mi++)
 #pragma unroll
                 for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+            if (SPLIT) {  // the lo parts of x, into the same registers
+#pragma unroll
+                for (int mi = 0; mi < 4; mi++) {
+                    const int r = wm * 64 + mi * 16 + (lane & 15), ch = ks * 2 + (lane >> 4);
+                    ldmatrix_x4(a_base + TC_SMEM_LO + tc_swz(r, ch), af[mi][0], af[mi][1], af[mi][2], af[mi][3]);
+                }
+#pragma unroll
+                for (int mi = 0; mi < 4; mi++)
+#pragma unroll
+                    for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], af[mi], bf[ni]);
+            }
         }
     }
     cp_async_wait<0>();
@@ -256,62 +304,74 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
         }
 }
 
-static __nv_bfloat16 *tc_xb;  // grow-only BF16 activations; stream order keeps one use before the next
+// Grow-only BF16 activations (precise mode: the hi parts, then the lo parts); stream order keeps one
+// use before the next.
+static __nv_bfloat16 *tc_xb;
 static size_t tc_xb_bytes;
 
-// Opt-in (GLINT_CUDA_TC=1): rounding the activations to BF16 changes the logits of long prompts on
-// the small test models by 0.2-1.2 of max|logit| (tests/cuda/test_e2e_long.py), because routing and
-// DSA top-k decisions flip; a CPU emulation of the same rounding gives the same numbers, so the
-// kernel computes what it should. Default-on needs activations kept to ~FP32 (hi + lo BF16 parts).
-static int tc_enabled(void) {
-    static int on = -1;
-    if (on < 0) {
+// GLINT_CUDA_TC: unset, 1 (or any other value): precise; bf16: fast; 0: off. The fast mode's BF16
+// activations change the logits of long prompts on the small test models by 0.2-1.2 of max|logit|
+// (tests/cuda/test_e2e_long.py): routing and DSA top-k decisions flip. A CPU emulation of hi + lo
+// activations on BF16 / NVFP4 weights stays within 2.9e-5 of FP32 there, hence the default.
+static int tc_mode(void) {
+    static int mode = -1;
+    if (mode < 0) {
         const char *e = getenv("GLINT_CUDA_TC");
-        on = e && e[0] == '1';
+        mode = e && !strcmp(e, "0") ? TC_MODE_OFF : e && !strcmp(e, "bf16") ? TC_MODE_FAST : TC_MODE_PRECISE;
     }
-    return on;
+    return mode;
 }
 
-// The tensor-core format of W, or -1 (stays on the SIMT kernel).
-static int tc_format_of(const dev_weight &W, int64_t w_row_step) {
+// The tensor-core format of W in `mode`, or -1 (stays on the SIMT kernel).
+static int tc_format_of(const dev_weight &W, int mode) {
     const uintptr_t base = (uintptr_t)W.data;
+    if (mode == TC_MODE_OFF) return -1;
     if (W.format == GLINT_WFMT_NVFP4)
         return W.cols % 16 == 0 && base % 8 == 0 ? TC_NVFP4 : -1;
+    // FP8 code times scale rounded to BF16 is not exact: precise mode keeps FP8 on FP32
+    const bool fp8_ok = mode == TC_MODE_FAST;
     if (W.format == GLINT_WFMT_FP8_BLOCK)
-        return W.cols % 16 == 0 && base % 16 == 0 && W.block > 0 && W.block % 16 == 0 ? TC_FP8 : -1;
+        return fp8_ok && W.cols % 16 == 0 && base % 16 == 0 && W.block > 0 && W.block % 16 == 0 ? TC_FP8 : -1;
     if (W.format != GLINT_WFMT_DENSE) return -1;
-    if (W.dtype == GLINT_DTYPE_F8_E4M3) return W.cols % 16 == 0 && base % 16 == 0 ? TC_FP8 : -1;
-    (void)w_row_step;
+    if (W.dtype == GLINT_DTYPE_F8_E4M3) return fp8_ok && W.cols % 16 == 0 && base % 16 == 0 ? TC_FP8 : -1;
     if (W.dtype == GLINT_DTYPE_BF16) return W.cols % 8 == 0 && base % 16 == 0 ? TC_BF16 : -1;
     return -1;
 }
 
-template <int F> static void tc_launch(const tc_args &a, const dev_weight &W, int batch) {
+template <int F, bool SPLIT> static void tc_launch(const tc_args &a, const dev_weight &W, int batch) {
     static bool configured = false;
-    const int smem = F == TC_BF16 ? TC_SMEM_BF16 : F == TC_FP8 ? TC_SMEM_FP8 : TC_SMEM_NVFP4;
+    constexpr int smem = tc_smem_bytes<F, SPLIT>();
     if (!configured) {
-        cudaFuncSetAttribute(tc_gemm_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaFuncSetAttribute(tc_gemm_kernel<F, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         configured = true;
     }
     dim3 grid((unsigned)((a.T + TC_BM - 1) / TC_BM), (unsigned)((W.rows + TC_BN - 1) / TC_BN), (unsigned)batch);
-    tc_gemm_kernel<F><<<grid, TC_THREADS, smem, glint_cuda_stream>>>(a, W);
+    tc_gemm_kernel<F, SPLIT><<<grid, TC_THREADS, smem, glint_cuda_stream>>>(a, W);
 }
 
-static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, int64_t Kp, int T, const dev_weight &W,
-                   int batch, int64_t w_row_step, int64_t y_step) {
-    tc_args a = {y, xb, y_stride, T, Kp, y_step, w_row_step, F == TC_NVFP4 ? W.global_scale : 1.0f};
-    if (F == TC_BF16) tc_launch<TC_BF16>(a, W, batch);
-    else if (F == TC_FP8) tc_launch<TC_FP8>(a, W, batch);
-    else tc_launch<TC_NVFP4>(a, W, batch);
+// xb_lo NULL: x as BF16 only (fast); else hi + lo (BF16 and NVFP4 weights only).
+static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, const __nv_bfloat16 *xb_lo, int64_t Kp,
+                   int T, const dev_weight &W, int batch, int64_t w_row_step, int64_t y_step) {
+    tc_args a = {y, xb, xb_lo, y_stride, T, Kp, y_step, w_row_step, F == TC_NVFP4 ? W.global_scale : 1.0f};
+    if (xb_lo) {
+        if (F == TC_BF16) tc_launch<TC_BF16, true>(a, W, batch);
+        else tc_launch<TC_NVFP4, true>(a, W, batch);
+    } else if (F == TC_BF16) {
+        tc_launch<TC_BF16, false>(a, W, batch);
+    } else if (F == TC_FP8) {
+        tc_launch<TC_FP8, false>(a, W, batch);
+    } else {
+        tc_launch<TC_NVFP4, false>(a, W, batch);
+    }
 }
 
-int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
-                         int64_t w_row_step, int64_t x_step, int64_t y_step) {
-    if (!tc_enabled()) return 0;
-    const int F = tc_format_of(W, w_row_step);
+static int tc_matmul(int mode, float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
+                     int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    const int F = tc_format_of(W, mode);
     if (F < 0 || W.rows > 65535LL * TC_BN || batch > 65535) return 0;
+    const bool split = mode == TC_MODE_PRECISE;
     const int64_t K = W.cols, Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
-    const size_t bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2;
+    const size_t part_bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2, bytes = split ? 2 * part_bytes : part_bytes;
     if (bytes > tc_xb_bytes) {
         glint_cuda_buffer_epoch++;
         cudaFree(tc_xb);
@@ -322,14 +382,22 @@ int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, i
         }
         tc_xb_bytes = bytes + bytes / 4;
     }
-    const size_t total = bytes / 16;
-    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((uint4 *)tc_xb, x, x_stride, x_step, T, K, Kp, total);
-    tc_run(F, y, y_stride, tc_xb, Kp, T, W, batch, w_row_step, y_step);
+    __nv_bfloat16 *xb_lo = split ? tc_xb + part_bytes / 2 : NULL;
+    const size_t total = part_bytes / 16;
+    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>(
+        (uint4 *)tc_xb, (uint4 *)xb_lo, x, x_stride, x_step, T, K, Kp, total);
+    tc_run(F, y, y_stride, tc_xb, xb_lo, Kp, T, W, batch, w_row_step, y_step);
     return 1;
 }
 
+int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
+                         int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    return tc_matmul(tc_mode(), y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
+}
+
 // ---------------------------------------------------------------------------------------------
-// Benchmarks (glint bench): the card's dense BF16 tensor-core rate and this kernel's rate per format.
+// Benchmarks (glint bench): the card's dense BF16 tensor-core rate and this kernel's rate per format
+// and mode.
 
 __global__ void tc_fill_kernel(uint8_t *p, size_t n, int kind) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -388,7 +456,8 @@ extern "C" int glint_cuda_gemm_bench(int square, int T, int N, int K, glint_cuda
     dev_weight Wsq = {};
     Wsq.data = ws, Wsq.rows = square, Wsq.cols = square, Wsq.all_rows = square, Wsq.format = GLINT_WFMT_DENSE;
     Wsq.dtype = GLINT_DTYPE_BF16, Wsq.global_scale = 1.0f;
-    out->tc_bf16 = sq_flop / time_best([&] { tc_run(TC_BF16, ys, square, xs, square, square, Wsq, 1, 0, 0); }, 5) / 1e12;
+    out->tc_bf16 =
+        sq_flop / time_best([&] { tc_run(TC_BF16, ys, square, xs, NULL, square, square, Wsq, 1, 0, 0); }, 5) / 1e12;
 #ifdef GLINT_HAVE_CUBLAS
     cublasHandle_t h = NULL;
     if (cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
@@ -419,13 +488,13 @@ extern "C" int glint_cuda_gemm_bench(int square, int T, int N, int K, glint_cuda
         glint_set_error("CUDA gemm bench: out of device memory");
         return -1;
     }
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < GLINT_GEMM_FORMATS; f++) {
         dev_weight W = {};
         W.rows = N, W.cols = K, W.all_rows = N, W.global_scale = 1.0f, W.block = 128;
         void *data = NULL, *scales = NULL;
-        if (f == 0 || f == 3) {
+        if (f == GLINT_GEMM_BF16) {
             W.format = GLINT_WFMT_DENSE, W.dtype = GLINT_DTYPE_BF16, data = bench_buffer((size_t)N * K * 2, 1);
-        } else if (f == 1) {
+        } else if (f == GLINT_GEMM_FP8_BLOCK) {
             W.format = GLINT_WFMT_FP8_BLOCK, W.dtype = GLINT_DTYPE_F8_E4M3, data = bench_buffer((size_t)N * K, 2);
             scales = bench_buffer((size_t)((N + 127) / 128) * ((K + 127) / 128) * 4, 0);
             if (scales) cudaMemset(scales, 0x3c, (size_t)((N + 127) / 128) * ((K + 127) / 128) * 4);
@@ -434,14 +503,21 @@ extern "C" int glint_cuda_gemm_bench(int square, int T, int N, int K, glint_cuda
             data = bench_buffer((size_t)N * K / 2, 0), scales = bench_buffer((size_t)N * K / 16, 3);
         }
         W.data = data, W.scales = scales;
-        if (data && (f == 0 || f == 3 || scales)) {
-            double dt;
-            if (f < 3) {
-                dt = time_best([&] { glint_cuda_matmul_tc(y, N, x, K, T, W, 1, 0, 0, 0); }, 5);
-            } else {  // the FP32 SIMT kernel this replaces (BF16 weights)
-                dt = time_best([&] { glint_cuda_matmul_simt(y, N, x, K, T, W, 1, 0, 0, 0); }, 2);
+        if (data && (f == GLINT_GEMM_BF16 || scales)) {
+            // each mode as the matmul path runs it: a format a mode leaves off tensor cores is timed
+            // on the FP32 SIMT kernel (fewer repetitions: it is slow)
+            const int modes[2] = {TC_MODE_PRECISE, TC_MODE_FAST};
+            for (int mode : modes) {
+                double dt;
+                if (tc_format_of(W, mode) >= 0)
+                    dt = time_best([&] { tc_matmul(mode, y, N, x, K, T, W, 1, 0, 0, 0); }, 5);
+                else
+                    dt = time_best([&] { glint_cuda_matmul_simt(y, N, x, K, T, W, 1, 0, 0, 0); }, 2);
+                (mode == TC_MODE_PRECISE ? out->precise : out->fast)[f] = flop / dt / 1e12;
             }
-            out->format[f] = flop / dt / 1e12;
+            if (f == GLINT_GEMM_BF16)  // the FP32 SIMT kernel the tensor cores replace
+                out->simt_bf16 =
+                    flop / time_best([&] { glint_cuda_matmul_simt(y, N, x, K, T, W, 1, 0, 0, 0); }, 2) / 1e12;
         }
         cudaFree(data), cudaFree(scales);
     }

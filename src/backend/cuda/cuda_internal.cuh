@@ -104,8 +104,9 @@ int glint_cuda_profiling(void);
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
                                int batch, int64_t w_row_step, int64_t x_step, int64_t y_step);
 
-// The T > 64 paths: tensor cores for BF16 / FP8 / FP8-block / NVFP4 weights (cuda_gemm.cu; returns 0
-// without launching anything when W's format or alignment is not covered), and the FP32 SIMT tiles.
+// The T > 64 paths: tensor cores for BF16 / NVFP4 weights, FP8 / FP8-block too with GLINT_CUDA_TC=bf16
+// (cuda_gemm.cu; returns 0 without launching anything when the mode, W's format or alignment is not
+// covered), and the FP32 SIMT tiles.
 int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                          int64_t w_row_step, int64_t x_step, int64_t y_step);
 void glint_cuda_matmul_simt(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,

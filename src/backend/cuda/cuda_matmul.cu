@@ -6,9 +6,9 @@
 // grid ends in a short last wave. Every token's sum is formed in the same order whatever T is and
 // whichever tokens share its pass: row t of a T-row product is bitwise the product of row t alone
 // (the server batches decode rows and must match solo runs).
-// Larger T (prefill): tensor cores (cuda_gemm.cu) for BF16/FP8/NVFP4 weights; for the other formats
-// a 64x64 FP32 tiled kernel that dequantizes each weight tile once into shared memory and reuses it
-// for 64 tokens.
+// Larger T (prefill): tensor cores (cuda_gemm.cu) for BF16/NVFP4 weights (and FP8 with
+// GLINT_CUDA_TC=bf16); for the other formats a 64x64 FP32 tiled kernel that dequantizes each weight
+// tile once into shared memory and reuses it for 64 tokens.
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cuda_internal.cuh"
@@ -467,7 +467,7 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
                                int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
     if (T <= 0 || W.rows <= 0 || batch <= 0) return;
     if (T > GEMV_T_LIMIT) {
-        // tensor cores (cuda_gemm.cu) for BF16, FP8 and NVFP4 weights; the FP32 tiles otherwise
+        // tensor cores (cuda_gemm.cu) where the GLINT_CUDA_TC mode takes W's format; the FP32 tiles otherwise
         if (!glint_cuda_matmul_tc(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step))
             glint_cuda_matmul_simt(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
         return;
