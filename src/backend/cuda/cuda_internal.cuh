@@ -130,6 +130,11 @@ int glint_cuda_moe_format(const dev_weight &W);
 void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
                             int vf, const glint_moe_plan &plan);
 
+// The same for NVFP4 experts on tensor cores (cuda_moe_mma.cu); 0 when it does not apply (shapes not
+// multiples of 32, or GLINT_CUDA_MMA_DECODE=0) and nothing was launched.
+int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
+                             const glint_moe_plan &plan);
+
 extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
                                const glint_weight *router, const glint_weight *bias, const glint_moe_routing *r,
                                const glint_experts *ex);

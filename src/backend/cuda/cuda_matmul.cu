@@ -644,7 +644,10 @@ void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, con
     case VEC_F16: launch_moe<VEC_F16>(out, x, T, D, I, tab, E, slots, plan); break;
     case VEC_FP8: launch_moe<VEC_FP8>(out, x, T, D, I, tab, E, slots, plan); break;
     case VEC_FP8_BLOCK: launch_moe<VEC_FP8_BLOCK>(out, x, T, D, I, tab, E, slots, plan); break;
-    default: launch_moe<VEC_NVFP4>(out, x, T, D, I, tab, E, slots, plan); break;
+    default:  // tensor cores where the shapes allow (cuda_moe_mma.cu)
+        if (!glint_cuda_moe_nvfp4_mma(out, x, T, D, I, tab, E, slots, plan))
+            launch_moe<VEC_NVFP4>(out, x, T, D, I, tab, E, slots, plan);
+        break;
     }
 }
 

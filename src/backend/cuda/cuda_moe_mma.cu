@@ -1,0 +1,297 @@
+// Routed experts with NVFP4 weights for T <= 64 tokens on tensor cores (mma.sync m16n8k16 F16 -> FP32,
+// sm_80+). The one-token FP32 kernels of cuda_matmul.cu spend ~5 instructions per weight (E2M1 decode,
+// conversion, scale, FMA) and so stream NVFP4 at about half the card's bandwidth; here the tensor core
+// does the products and sums, leaving ~2.5 instructions per weight for the decode.
+//
+// Exactness: an E2M1 code placed in an f16 (sign, exponent low bits, mantissa top bit) is its value
+// times 2^-14; times the E4M3 group scale (an f16, exactly) the product is exact in f16 (at most 6
+// significant bits, smallest 2^-15 · 2^-9 = 2^-24, the least f16 subnormal; largest 6·448·2^-14).
+// Activations are split x·s = hi + lo in f16 (s: a power of two per token row putting max|x·s| in
+// [2^13, 2^14), so nothing overflows; hi + lo keeps ~22 bits), two MMAs per weight fragment; the sums
+// are FP32 and the result is scaled by 2^14 · global scale / s.
+//
+// Layout: a warp owns 16 weight rows (per matrix) and a range of K; lane (g = lane/4, t = lane%4) takes
+// UNROLL consecutive 16-byte chunks (32 codes each) of rows g and g+8 per step, the 4 lanes of a row
+// covering 64·UNROLL contiguous bytes. A chunk feeds 8 k16 steps: step j = 2w + s takes the codes
+// (2s, 2s+4) and (2s+1, 2s+5) of its word w as the fragment's k = (2t, 2t+1) and (2t+8, 2t+9) (the dot
+// product does not care which k is which, as long as x is permuted alike: lane (g, t) reads token g's
+// x at the same chunk, stored with each 8 elements in the order 0 4 1 5 2 6 3 7). The C fragment holds (row g | g+8, token 2t | 2t+1). Warps splitting K add their
+// partial sums in shared memory in a fixed order, so each (row, token) output is computed the same way
+// whatever the number of tokens (the server's batched rows match solo rows bitwise).
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+enum { MMA_GU_SPLIT = 4, MMA_DOWN_SPLIT = 2, MMA_TOKENS = 8, MMA_ROWS = 16 };
+
+// rows [rows][K] FP32 (row r at x + r·x_stride) -> hi, lo [rows][K] f16 and scale[rows] (see above);
+// one block per row, the row held in registers between the max and the split.
+enum { SPLIT_THREADS = 1024, SPLIT_PER_THREAD = 8 };  // rows of up to 8192
+__global__ void __launch_bounds__(SPLIT_THREADS)
+    mma_split_x_kernel(__half *hi, __half *lo, float *scale, const float *x, int64_t x_stride, int K) {
+    __shared__ float warp_max[SPLIT_THREADS / 32];
+    const float *row = x + (int64_t)blockIdx.x * x_stride;
+    float v[SPLIT_PER_THREAD], m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < SPLIT_PER_THREAD; i++) {
+        const int k = threadIdx.x + i * SPLIT_THREADS;
+        v[i] = k < K ? row[k] : 0.0f;
+        m = fmaxf(m, fabsf(v[i]));
+    }
+#pragma unroll
+    for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = 0.0f;
+#pragma unroll
+    for (int w = 0; w < SPLIT_THREADS / 32; w++) m = fmaxf(m, warp_max[w]);
+    int e = 0;
+    if (m > 0.0f && isfinite(m)) frexpf(m, &e);  // m = f · 2^e, f in [0.5, 1)
+    const float s = ldexpf(1.0f, 14 - e);       // max|x·s| in [2^13, 2^14)
+    if (threadIdx.x == 0) scale[blockIdx.x] = s;
+    __half *h = hi + (int64_t)blockIdx.x * K, *l = lo + (int64_t)blockIdx.x * K;
+#pragma unroll
+    for (int i = 0; i < SPLIT_PER_THREAD; i++) {
+        const int k = threadIdx.x + i * SPLIT_THREADS;
+        if (k >= K) break;
+        const float xs = v[i] * s;
+        const __half xh = __float2half_rn(xs);
+        const int p = (k & ~7) | (k & 3) << 1 | (k >> 2 & 1);  // per 8: 0 4 1 5 2 6 3 7 (e2m1_pair's order)
+        h[p] = xh, l[p] = __float2half_rn(xs - __half2float(xh));
+    }
+}
+
+__device__ __forceinline__ void mma_f16(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Codes k and k+4 of a word (nibbles at bits 4k and 16 + 4k) as an f16 pair, each the E2M1 value times
+// 2^-14: the magnitude bits go to 9-11, the sign to 15; two shifts and a LOP3 (the usual byte-wise
+// pairing costs twice the integer instructions, and those are what limit this kernel).
+__device__ __forceinline__ uint32_t e2m1_pair(uint32_t q, int k) {
+    const uint32_t mag = k < 3 ? q << (9 - 4 * k) : q >> 3, sign = q << (12 - 4 * k);
+    return (mag & 0x0e000e00u) | (sign & 0x80008000u);
+}
+
+__device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
+    const __half2 r = __hmul2(*(const __half2 *)&a, *(const __half2 *)&b);
+    return *(const uint32_t *)&r;
+}
+
+// c[m] += rows {g, g+8} of matrix m · token g's x over chunks [c_begin, c_end) (32 codes each).
+// rows[m][h]: row g + 8h's codes; scales[m][h]: its E4M3 group scales; xh/xl: token g's split x
+// (NULL: no token in this column, zeros).
+template <int NW, int UNROLL>
+__device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW][2], const uint16_t *const (&scales)[NW][2],
+                                               int64_t c_begin, int64_t c_end, const uint4 *xh, const uint4 *xl,
+                                               float (&c)[NW][4]) {
+    const int t = threadIdx.x & 3;
+    for (int64_t cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
+        uint4 raw[UNROLL][NW][2];
+        uint32_t sc[UNROLL][NW][2];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            const int64_t ch = cb + UNROLL * t + u;
+            const bool ok = ch < c_end;
+#pragma unroll
+            for (int m = 0; m < NW; m++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    raw[u][m][h] = ok ? __ldg(rows[m][h] + ch) : make_uint4(0, 0, 0, 0);
+                    sc[u][m][h] = ok ? __ldg(scales[m][h] + ch) : 0u;
+                }
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            const int64_t ch = cb + UNROLL * t + u;
+            const bool ok = ch < c_end && xh;
+            uint4 xhi[4], xlo[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                xhi[i] = ok ? __ldg(xh + ch * 4 + i) : make_uint4(0, 0, 0, 0);
+                xlo[i] = ok ? __ldg(xl + ch * 4 + i) : make_uint4(0, 0, 0, 0);
+            }
+            // group scales of rows g, g+8 per matrix as f16 pairs: (group 0, group 1)
+            uint32_t sp[NW][2];
+#pragma unroll
+            for (int m = 0; m < NW; m++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const __half2_raw s2 = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sc[u][m][h], __NV_E4M3);
+                    sp[m][h] = (uint32_t)s2.x | (uint32_t)s2.y << 16;
+                }
+#pragma unroll
+            for (int j = 0; j < 8; j++) {  // k16 step j: word w = j/2 of the chunk, its pairs 2s and 2s+1
+                const int w = j / 2, s = j % 2;
+                const uint32_t *xhw = (const uint32_t *)&xhi[w], *xlw = (const uint32_t *)&xlo[w];
+                const uint32_t bh0 = xhw[2 * s], bh1 = xhw[2 * s + 1], bl0 = xlw[2 * s], bl1 = xlw[2 * s + 1];
+#pragma unroll
+                for (int m = 0; m < NW; m++) {
+                    uint32_t a[2][2];  // [row g | g+8][k 2t.. | 2t+8..]
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const uint32_t word = ((const uint32_t *)&raw[u][m][h])[w];
+                        const uint32_t scale = w < 2 ? (sp[m][h] & 0xffffu) * 0x10001u : (sp[m][h] >> 16) * 0x10001u;
+                        a[h][0] = hmul2_bits(e2m1_pair(word, 2 * s), scale);
+                        a[h][1] = hmul2_bits(e2m1_pair(word, 2 * s + 1), scale);
+                    }
+                    mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
+                    mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+                }
+            }
+        }
+    }
+}
+
+// Sums the SPLIT warps' fragments of a block in warp order into warp 0's c (shared memory).
+template <int NW, int SPLIT>
+__device__ __forceinline__ bool reduce_split(float (&c)[NW][4], float (*part)[NW][4][32]) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (SPLIT == 1) return true;
+#pragma unroll
+    for (int m = 0; m < NW; m++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) part[warp][m][i][lane] = c[m][i];
+    __syncthreads();
+    if (warp) return false;
+#pragma unroll
+    for (int m = 0; m < NW; m++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float v = part[0][m][i][lane];
+            for (int w = 1; w < SPLIT; w++) v += part[w][m][i][lane];
+            c[m][i] = v;
+        }
+    return true;
+}
+
+struct mma_split_x {
+    const __half *hi, *lo;
+    const float *scale;
+};
+
+// GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) (FP32, [pairs][I]);
+// else out[row, n] = down_e[n] · h[row] ([pairs][D]). A block: SPLIT warps over K for 16 rows of one
+// active expert (blockIdx.y: the j-th expert that got tokens), tokens in passes of 8.
+template <bool GATE_UP, int SPLIT>
+__global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
+    moe_nvfp4_mma_kernel(float *out, int64_t out_row, mma_split_x x, const dev_weight *tab, int E,
+                         glint_moe_plan plan) {
+    constexpr int NW = GATE_UP ? 2 : 1, UNROLL = GATE_UP ? 2 : 4;
+    __shared__ float part[SPLIT][NW][4][32];
+    const int j = blockIdx.y;
+    if (j >= *plan.n_active) return;
+    const int e = plan.active[j], warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const dev_weight &A = tab[(GATE_UP ? 0 : 2) * E + e];
+    const int64_t n0 = (int64_t)blockIdx.x * MMA_ROWS, K = A.cols, chunks = K / 32;
+    const int64_t per = (chunks + SPLIT - 1) / SPLIT, c_begin = warp * per, c_end = min(chunks, c_begin + per);
+    const uint4 *rows[NW][2];
+    const uint16_t *scales[NW][2];
+    float gs[NW];
+#pragma unroll
+    for (int m = 0; m < NW; m++) {
+        const dev_weight &W = m ? tab[E + e] : A;
+        gs[m] = W.global_scale * 16384.0f;  // the f16 code placement's 2^-14
+#pragma unroll
+        for (int h = 0; h < 2; h++) {  // rows past the end re-read the last row; their sums are dropped
+            const int64_t r = W.row0 + min(n0 + g + 8 * h, W.rows - 1);
+            rows[m][h] = (const uint4 *)((const uint8_t *)W.data + r * (K / 2));
+            scales[m][h] = (const uint16_t *)((const uint8_t *)W.scales + r * (K / 16));
+        }
+    }
+    const int first = plan.offsets[e], count = plan.offsets[e + 1] - first;
+    for (int p0 = 0; p0 < count; p0 += MMA_TOKENS) {
+        const int nt = min(MMA_TOKENS, count - p0);
+        // this lane's token column g: its x row (the token for gate/up, the pair row for down)
+        const uint4 *xh = NULL, *xl = NULL;
+        if (g < nt) {
+            const int row = first + p0 + g;
+            const int64_t xr = GATE_UP ? plan.pair_of_row[row] / plan.top_k : row;
+            xh = (const uint4 *)(x.hi + xr * K), xl = (const uint4 *)(x.lo + xr * K);
+        }
+        float c[NW][4];
+#pragma unroll
+        for (int m = 0; m < NW; m++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) c[m][i] = 0.0f;
+        nvfp4_mma_rows<NW, UNROLL>(rows, scales, c_begin, c_end, xh, xl, c);
+        if (reduce_split<NW, SPLIT>(c, part)) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int tok = 2 * t + (i & 1);
+                const int64_t n = n0 + g + 8 * (i >> 1);
+                if (tok >= nt || n >= A.rows) continue;
+                const int row = first + p0 + tok;
+                const int64_t xr = GATE_UP ? plan.pair_of_row[row] / plan.top_k : row;
+                const float inv = 1.0f / x.scale[xr];
+                const float a = c[0][i] * gs[0] * inv;
+                if (GATE_UP) {
+                    const float b = c[NW - 1][i] * gs[NW - 1] * inv;
+                    out[(int64_t)row * out_row + n] = a / (1.0f + expf(-a)) * b;
+                } else {
+                    out[(int64_t)row * out_row + n] = a;
+                }
+            }
+        }
+        if (SPLIT > 1) __syncthreads();  // part[] is reused by the next pass
+    }
+}
+
+static __half *mma_x;      // grow-only: split token rows, then split SwiGLU rows (hi, lo)
+static float *mma_h;       // [pairs][I] SwiGLU outputs
+static float *mma_scales;  // [T] token rows, then [pairs] h rows
+static size_t mma_x_bytes, mma_h_bytes, mma_scales_bytes;
+
+static int grow_buffer(void **buf, size_t *have, size_t bytes) {
+    if (bytes <= *have) return 0;
+    glint_cuda_buffer_epoch++;
+    cudaFree(*buf);
+    *buf = NULL, *have = 0;
+    if (cudaMalloc(buf, bytes + bytes / 4) != cudaSuccess) {
+        cudaGetLastError();
+        glint_set_error("CUDA moe: out of device memory for %zu bytes of activations", bytes);
+        glint_cuda_fail();
+        return -1;
+    }
+    *have = bytes + bytes / 4;
+    return 0;
+}
+
+static int mma_decode_enabled(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GLINT_CUDA_MMA_DECODE");  // 0: the FP32 kernels of cuda_matmul.cu
+        on = !e || strcmp(e, "0");
+    }
+    return on;
+}
+
+int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
+                             const glint_moe_plan &plan) {
+    if (!mma_decode_enabled() || D % 32 || I % 32 || D > SPLIT_THREADS * SPLIT_PER_THREAD ||
+        I > SPLIT_THREADS * SPLIT_PER_THREAD)
+        return 0;
+    const int pairs = T * plan.top_k;
+    const size_t split_halves = 2 * ((size_t)T * D > (size_t)pairs * I ? (size_t)T * D : (size_t)pairs * I);
+    if (grow_buffer((void **)&mma_x, &mma_x_bytes, sizeof(__half) * split_halves) ||
+        grow_buffer((void **)&mma_h, &mma_h_bytes, sizeof(float) * (size_t)pairs * I) ||
+        grow_buffer((void **)&mma_scales, &mma_scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs)))
+        return 1;  // the error is set; the step's output is poisoned
+    mma_split_x_kernel<<<T, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)T * D, mma_scales, x, D, D);
+    mma_split_x xs = {mma_x, mma_x + (size_t)T * D, mma_scales};
+    moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>
+        <<<dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, glint_cuda_stream>>>(
+            mma_h, I, xs, tab, E, plan);
+    mma_split_x_kernel<<<pairs, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)pairs * I, mma_scales, mma_h, I,
+                                                              I);
+    mma_split_x hs = {mma_x, mma_x + (size_t)pairs * I, mma_scales};
+    moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>
+        <<<dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0,
+           glint_cuda_stream>>>(out, D, hs, tab, E, plan);
+    return 1;
+}
