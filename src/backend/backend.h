@@ -155,6 +155,19 @@ struct glint_backend {
     // without graph_begin.
     int (*graph_begin)(glint_backend *be, uint64_t key);
     int (*graph_end)(glint_backend *be);
+    // Optional fusions (NULL: the model calls the ops they stand for; results must be what those
+    // give). add_rmsnorm: a += b when b is given, x += a, then xn = rmsnorm(x) with w when xn is given
+    // (rows D apart).
+    void (*add_rmsnorm)(glint_backend *be, float *x, float *a, const float *b, float *xn, int T, int D,
+                        const glint_weight *w, float eps);
+    // norm_rope_cache: per row t of x [T, width] (rows x_stride apart): x[t, 0..n_norm) normalized in
+    // place (rmsnorm with w, or layernorm with w and b when b is given), then the RoPE op on
+    // x[t, rope_offset .. + rope_dim) (one head), then x[t, 0..split) written to the cache rows of
+    // pool_a (stride split) and, when pool_b is given, x[t, split..width) to pool_b (stride width - split).
+    void (*norm_rope_cache)(glint_backend *be, float *x, int x_stride, int T, int n_norm, const glint_weight *w,
+                            const glint_weight *b, float eps, int rope_offset, int rope_dim, const int32_t *pos,
+                            const float *inv_freq, float attn_factor, float *pool_a, int split, float *pool_b,
+                            int width, const glint_cache_map *map);
 };
 
 glint_backend *glint_backend_cpu(int n_threads);

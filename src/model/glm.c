@@ -739,6 +739,37 @@ static void mlp(glint_backend *be, const glm_layer *L, const float *xn, int T, i
     be->matmul(be, y, D, s->mlp_h, I, T, &L->down);
 }
 
+// x += a (+ b, added to a first), then xn = rmsnorm(x) when xn is given: one fused op where the backend
+// has it.
+static void residual_norm(glint_backend *be, float *x, float *a, const float *b, float *xn, int T, int D,
+                          const glint_weight *w, float eps) {
+    if (be->add_rmsnorm) {
+        be->add_rmsnorm(be, x, a, b, xn, T, D, w, eps);
+        return;
+    }
+    if (b) be->add(be, a, b, (size_t)T * D);
+    be->add(be, x, a, (size_t)T * D);
+    if (xn) be->rmsnorm(be, xn, x, D, T, D, w, eps);
+}
+
+// New rows of a cache: norm, RoPE, then the cache writes (see backend.h, norm_rope_cache).
+static void norm_rope_cache(glint_backend *be, const glint_config *c, float *x, int x_stride, int T, int n_norm,
+                            const glint_weight *w, const glint_weight *b, float eps, int rope_offset,
+                            const int32_t *pos, float *pool_a, int split, float *pool_b, int width,
+                            const glint_cache_map *map) {
+    const int Dr = c->qk_rope_head_dim;
+    if (be->norm_rope_cache) {
+        be->norm_rope_cache(be, x, x_stride, T, n_norm, w, b, eps, rope_offset, Dr, pos, c->rope_inv_freq,
+                            c->rope_attention_factor, pool_a, split, pool_b, width, map);
+        return;
+    }
+    if (b) be->layernorm(be, x, x, x_stride, T, n_norm, w, b, eps);
+    else be->rmsnorm(be, x, x, x_stride, T, n_norm, w, eps);
+    be->rope(be, x, T, 1, x_stride, x_stride, rope_offset, Dr, pos, c->rope_inv_freq, c->rope_attention_factor);
+    be->write_cache(be, pool_a, split, x, x_stride, T, split, pos, map);
+    if (pool_b) be->write_cache(be, pool_b, width - split, x + split, x_stride, T, width - split, pos, map);
+}
+
 // The caches a batch works on: the pool and where each row's positions live in it.
 typedef struct {
     glint_kv_pool *pool;
@@ -747,8 +778,8 @@ typedef struct {
     forward_cache *cached;  // scratch and tables are the model's forward cache (replayable steps)
 } batch_caches;
 
-// MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; adds the
-// attention output to s->x.
+// MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; leaves the
+// attention output in s->y (the caller adds it to s->x).
 static void attention(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
@@ -764,19 +795,16 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     // New latents and rotated keys go into the cache rows of their positions before anything reads
     // the cache: a token attends to itself and to the earlier tokens of its chunk.
     be->matmul(be, s->kv, C + Dr, s->xn, D, T, &L->kv_a);
-    be->rmsnorm(be, s->kv, s->kv, C + Dr, T, C, &L->kv_a_norm, c->rms_norm_eps);
-    be->rope(be, s->kv, T, 1, C + Dr, C + Dr, C, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-    be->write_cache(be, pool->latent[l], C, s->kv, C + Dr, T, C, s->pos, &bc->map);
-    be->write_cache(be, pool->kpe[l], Dr, s->kv + C, C + Dr, T, Dr, s->pos, &bc->map);
+    norm_rope_cache(be, c, s->kv, C + Dr, T, C, &L->kv_a_norm, NULL, c->rms_norm_eps, C, s->pos, pool->latent[l], C,
+                    pool->kpe[l], C + Dr, &bc->map);
 
     if (L->has_indexer) {
         const int Hi = c->index_n_heads, Di = c->index_head_dim;
         be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
         be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
-        be->layernorm(be, s->ki, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f);
-        be->rope(be, s->ki, T, 1, Di, Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-        be->write_cache(be, pool->index_k[l], Di, s->ki, Di, T, Di, s->pos, &bc->map);
+        norm_rope_cache(be, c, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f, 0, s->pos,
+                        pool->index_k[l], Di, NULL, Di, &bc->map);
         be->matmul(be, s->iw, Hi, s->xn, D, T, &L->idx_weights_proj);
         be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, pool->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
@@ -788,17 +816,22 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
                    c->index_topk, T, H, C, Dr, c->softmax_scale);
     be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
     be->matmul(be, s->y, D, s->o, H * Dv, T, &L->o_proj);
-    be->add(be, s->x, s->y, (size_t)T * D);
 }
 
-// One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x.
-static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
+// One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x. The previous
+// block's output is still pending in s->y (+ s->y2 when *pending_y2) if *pending: it is added to s->x
+// together with this block's input norm. Leaves its own output pending the same way.
+static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s,
+                          int *pending, int *pending_y2) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
-    be->rmsnorm(be, s->xn, s->x, D, T, D, &L->input_norm, c->rms_norm_eps);
+    if (*pending)
+        residual_norm(be, s->x, s->y, *pending_y2 ? s->y2 : NULL, s->xn, T, D, &L->input_norm, c->rms_norm_eps);
+    else be->rmsnorm(be, s->xn, s->x, D, T, D, &L->input_norm, c->rms_norm_eps);
     attention(m, bc, l, L, T, s);
-    be->rmsnorm(be, s->xn, s->x, D, T, D, &L->post_attn_norm, c->rms_norm_eps);
+    residual_norm(be, s->x, s->y, NULL, s->xn, T, D, &L->post_attn_norm, c->rms_norm_eps);
+    *pending = 1, *pending_y2 = 0;
     if (L->is_moe) {
         glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
                                      c->norm_topk_prob, c->routed_scaling_factor};
@@ -806,19 +839,21 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
         be->moe(be, s->y, s->xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
         if (c->n_shared_experts > 0) {
             mlp(be, L, s->xn, T, D, s, s->y2);
-            be->add(be, s->y, s->y2, (size_t)T * D);
+            *pending_y2 = 1;
         }
     } else {
         mlp(be, L, s->xn, T, D, s, s->y);
     }
-    be->add(be, s->x, s->y, (size_t)T * D);
 }
 
 // The layer stack of a forward: every decoder layer, or the MTP layer as layer mtp_layer (>= 0).
 static void layer_stack(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer) {
-    if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, T, s);
+    int pending = 0, pending_y2 = 0;
+    if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, T, s, &pending, &pending_y2);
     else
-        for (int l = 0; l < m->cfg.num_layers; l++) decoder_layer(m, bc, l, &m->layers[l], T, s);
+        for (int l = 0; l < m->cfg.num_layers; l++) decoder_layer(m, bc, l, &m->layers[l], T, s, &pending, &pending_y2);
+    if (pending)
+        residual_norm(m->be, s->x, s->y, pending_y2 ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0.0f);
 }
 
 // The layer stack, recorded and replayed by the backend when the batch uses the forward cache: the

@@ -484,6 +484,108 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fused small ops of a decode layer (backend.h: add_rmsnorm, norm_rope_cache): the same arithmetic as
+// the ops they stand for, in one launch instead of two to four (each launch of these one-row kernels
+// costs a few microseconds of mostly idle GPU).
+
+// x[t] += a[t] (+ b[t], added to a first), then xn[t] = rmsnorm(x[t]) (xn may be NULL); a row per block,
+// rmsnorm_kernel's thread count and order.
+__global__ void add_rmsnorm_kernel(float *x, float *a, const float *b, float *xn, int D, dev_weight w, float eps) {
+    const size_t row = (size_t)blockIdx.x * D;
+    float *xr = x + row, *ar = a + row;
+    float ss = 0.0f;
+#pragma unroll 4
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float v = ar[d];
+        if (b) ar[d] = v = v + b[row + d];
+        const float xv = xr[d] + v;
+        xr[d] = xv;
+        ss += xv * xv;
+    }
+    if (!xn) return;
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / (float)D + eps);
+    float *yr = xn + row;
+#pragma unroll 4
+    for (int d = threadIdx.x; d < D; d += blockDim.x) yr[d] = dense_element(w.data, w.dtype, d) * (xr[d] * inv);
+}
+
+static void cuda_add_rmsnorm(glint_backend *be, float *x, float *a, const float *b, float *xn, int T, int D,
+                             const glint_weight *w, float eps) {
+    (void)be;
+    if (T <= 0 || D <= 0) return;
+    add_rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream>>>(x, a, b, xn, D,
+                                                                           xn ? dev_weight_of(w) : dev_weight{}, eps);
+    glint_cuda_check("add_rmsnorm");
+}
+
+// One row per block (the thread count of the norm it stands for): norm in place, rope, cache writes.
+__global__ void norm_rope_cache_kernel(float *x, int x_stride, int n_norm, dev_weight w, dev_weight b, int layer,
+                                       float eps, int rope_offset, int pairs, const int32_t *pos, rope_freqs f,
+                                       float attn_factor, float *pool_a, int split, float *pool_b, int width,
+                                       glint_cache_map map) {
+    const int t = blockIdx.x;
+    float *xr = x + (size_t)t * x_stride;
+    if (layer) {
+        float s = 0.0f;
+        for (int d = threadIdx.x; d < n_norm; d += blockDim.x) s += xr[d];
+        const float mean = block_sum(s) / (float)n_norm;
+        float v = 0.0f;
+        for (int d = threadIdx.x; d < n_norm; d += blockDim.x) v += (xr[d] - mean) * (xr[d] - mean);
+        const float inv = 1.0f / sqrtf(block_sum(v) / (float)n_norm + eps);
+        for (int d = threadIdx.x; d < n_norm; d += blockDim.x)
+            xr[d] = (xr[d] - mean) * inv * dense_element(w.data, w.dtype, d) + dense_element(b.data, b.dtype, d);
+    } else {
+        float ss = 0.0f;
+#pragma unroll 4
+        for (int d = threadIdx.x; d < n_norm; d += blockDim.x) ss += xr[d] * xr[d];
+        ss = block_sum(ss);
+        const float inv = 1.0f / sqrtf(ss / (float)n_norm + eps);
+#pragma unroll 4
+        for (int d = threadIdx.x; d < n_norm; d += blockDim.x)
+            xr[d] = dense_element(w.data, w.dtype, d) * (xr[d] * inv);
+    }
+    __syncthreads();
+    for (int pair = threadIdx.x; pair < pairs; pair += blockDim.x) {  // rope_kernel's arithmetic
+        const float angle = f.inv_freq[pair] * (float)pos[t];
+        const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
+        float *p = xr + rope_offset + 2 * pair;
+        const float a = p[0], bb = p[1];
+        p[0] = a * c - bb * s;
+        p[1] = bb * c + a * s;
+    }
+    __syncthreads();
+    const size_t cache = cache_row(map, map.row_seq[t], pos[t]);
+    for (int i = threadIdx.x; i < split; i += blockDim.x) pool_a[cache * split + i] = xr[i];
+    if (pool_b)
+        for (int i = threadIdx.x; i < width - split; i += blockDim.x)
+            pool_b[cache * (width - split) + i] = xr[split + i];
+}
+
+static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int T, int n_norm, const glint_weight *w,
+                                 const glint_weight *b, float eps, int rope_offset, int rope_dim, const int32_t *pos,
+                                 const float *inv_freq, float attn_factor, float *pool_a, int split, float *pool_b,
+                                 int width, const glint_cache_map *map) {
+    (void)be;
+    const int pairs = rope_dim / 2;
+    if (T <= 0) return;
+    if (pairs > ROPE_MAX_PAIRS) {
+        glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
+        op_failed = 1;
+        return;
+    }
+    rope_freqs f;
+    memset(&f, 0, sizeof f);
+    memcpy(f.inv_freq, inv_freq, sizeof(float) * (size_t)(pairs > 0 ? pairs : 0));
+    const int threads = !b && n_norm >= 2048 ? 1024 : 256;  // as cuda_rmsnorm / cuda_layernorm
+    norm_rope_cache_kernel<<<T, threads, 0, glint_cuda_stream>>>(x, x_stride, n_norm, dev_weight_of(w),
+                                                             b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps,
+                                                             rope_offset, pairs, pos, f, attn_factor, pool_a, split,
+                                                             pool_b, width, *map);
+    glint_cuda_check("norm_rope_cache");
+}
+
+// ---------------------------------------------------------------------------------------------
 // DSA indexer: scores, then a radix top-k per query with the CPU's total order (higher score
 // first, then lower position).
 
@@ -1410,6 +1512,8 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     be->mla_up_v = cuda_mla_up_v;
     be->moe = glint_cuda_moe;
     be->synthesize = glint_cuda_synthesize;
+    be->add_rmsnorm = cuda_add_rmsnorm;
+    be->norm_rope_cache = cuda_norm_rope_cache;
     if (cudaStreamCreate(&glint_cuda_stream) != cudaSuccess) {
         glint_cuda_check("creating the stream");
         return NULL;

@@ -407,22 +407,39 @@ static int sm_count(void) {
     return sms;
 }
 
-// Warps per row group of gemv_vec_kernel, from W's shape, the batch and the card, never from T (the
-// split decides the order of the sums, which must not change with the number of tokens). Doubled
-// while each warp keeps a chunk per lane and the grid has under 8 blocks per SM; past that, work
-// units under 4 KiB per warp are only made while the grid has under 2 blocks per SM (the setup of a
-// work unit costs about as much as streaming a few KiB).
-static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int batch) {
-    const int64_t sms = sm_count();
-    int splits = 1;
-    while (splits < GEMV_WARPS && chunks / (2 * splits) >= 32) {
+// Warps per row group of gemv_vec_kernel (1, 2, 4 or 8), from W's shape, the batch and the card, never
+// from T (the split decides the order of the sums, which must not change with the number of tokens;
+// `slots` is the one-token kernel's resident blocks per SM for every T). Picks the split whose grid
+// fills its last wave best (blocks / (waves x resident blocks)); within 3% the smaller split, whose
+// warps keep longer runs of loads. Each warp keeps at least a chunk per lane, and at least 128 chunks
+// (2 KiB) over its rows unless the grid does not fill the card once (a work unit's setup costs about
+// as much as streaming a few KiB).
+static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int batch, int slots_per_sm) {
+    const int64_t slots = (int64_t)sm_count() * (slots_per_sm > 0 ? slots_per_sm : 1);
+    int best = 1;
+    int64_t best_blocks = 0;
+    double best_fill = 0.0;
+    for (int splits = 1; splits <= GEMV_WARPS; splits *= 2) {
+        if (splits > 1 && (chunks / splits < 32 || (chunks / splits * rows_per_group < 128 && best_blocks >= slots)))
+            break;
         const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * rows_per_group;
         const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block * batch;
-        const int64_t next_warp_chunks = chunks / (2 * splits) * rows_per_group;
-        if (blocks >= 8 * sms || (next_warp_chunks < 256 && blocks >= 2 * sms)) break;
-        splits *= 2;
+        const double fill = (double)blocks / (double)(((blocks + slots - 1) / slots) * slots);
+        if (fill > best_fill * 1.03) best = splits, best_fill = fill, best_blocks = blocks;
     }
-    return splits;
+    return best;
+}
+
+// Resident blocks per SM of the one-token kernel for format F (fixed per process).
+template <int F> static int gemv_slots_per_sm() {
+    static int slots = 0;
+    constexpr bool permuted = vec_traits<F>::ELEMS >= 16;
+    if (!slots && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&slots, gemv_vec_kernel<F, 1, permuted>, GEMV_WARPS * 32,
+                                                                0) != cudaSuccess) {
+        cudaGetLastError();
+        slots = 1;
+    }
+    return slots;
 }
 
 template <int F>
@@ -430,7 +447,7 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
                        int64_t w_row_step, int64_t x_step, int64_t y_step) {
     constexpr int E = vec_traits<F>::ELEMS, R = gemv_rows<F>::R;
     const int64_t chunks = W.cols / E;
-    const int splits = gemv_splits(W.rows, chunks, R, batch);
+    const int splits = gemv_splits(W.rows, chunks, R, batch, gemv_slots_per_sm<F>());
     const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * R;
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
     const dim3 grid(token_chunks * (unsigned)((W.rows + rows_per_block - 1) / rows_per_block),

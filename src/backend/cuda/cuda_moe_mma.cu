@@ -12,12 +12,13 @@
 //
 // Layout: a warp owns 16 weight rows (per matrix) and a range of K; lane (g = lane/4, t = lane%4) takes
 // UNROLL consecutive 16-byte chunks (32 codes each) of rows g and g+8 per step, the 4 lanes of a row
-// covering 64·UNROLL contiguous bytes. A chunk feeds 8 k16 steps: step j = 2w + s takes the codes
-// (2s, 2s+4) and (2s+1, 2s+5) of its word w as the fragment's k = (2t, 2t+1) and (2t+8, 2t+9) (the dot
-// product does not care which k is which, as long as x is permuted alike: lane (g, t) reads token g's
-// x at the same chunk, stored with each 8 elements in the order 0 4 1 5 2 6 3 7). The C fragment holds (row g | g+8, token 2t | 2t+1). Warps splitting K add their
-// partial sums in shared memory in a fixed order, so each (row, token) output is computed the same way
-// whatever the number of tokens (the server's batched rows match solo rows bitwise).
+// covering 64·UNROLL contiguous bytes. A chunk feeds 8 k16 steps: step j = 2w + s takes the codes (2s,
+// 2s+4) and (2s+1, 2s+5) of its word w as the fragment's k = (2t, 2t+1) and (2t+8, 2t+9) (the dot product
+// does not care which k is which, as long as x is permuted alike: lane (g, t) reads token g's x at the
+// same chunk, stored with each 8 elements in the order 0 4 1 5 2 6 3 7). The C fragment holds (row g |
+// g+8, token 2t | 2t+1). Warps splitting K add their partial sums in shared memory in a fixed order, so
+// each (row, token) output is computed the same way whatever the number of tokens (the server's batched
+// rows match solo rows bitwise).
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -87,9 +88,9 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
 // rows[m][h]: row g + 8h's codes; scales[m][h]: its E4M3 group scales; xh/xl: token g's split x
 // (NULL: no token in this column, zeros).
 template <int NW, int UNROLL>
-__device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW][2], const uint16_t *const (&scales)[NW][2],
-                                               int64_t c_begin, int64_t c_end, const uint4 *xh, const uint4 *xl,
-                                               float (&c)[NW][4]) {
+__device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW][2],
+                                               const uint16_t *const (&scales)[NW][2], int64_t c_begin,
+                                               int64_t c_end, const uint4 *xh, const uint4 *xl, float (&c)[NW][4]) {
     const int t = threadIdx.x & 3;
     for (int64_t cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
         uint4 raw[UNROLL][NW][2];
@@ -287,8 +288,8 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
     moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>
         <<<dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, glint_cuda_stream>>>(
             mma_h, I, xs, tab, E, plan);
-    mma_split_x_kernel<<<pairs, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)pairs * I, mma_scales, mma_h, I,
-                                                              I);
+    mma_split_x_kernel<<<pairs, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)pairs * I,
+                                                                        mma_scales, mma_h, I, I);
     mma_split_x hs = {mma_x, mma_x + (size_t)pairs * I, mma_scales};
     moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>
         <<<dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0,
