@@ -413,6 +413,112 @@ static void test_embed_norms(void) {
     }
 }
 
+// The fused ops (backend.h: add_rmsnorm, norm_rope_cache) against the CPU's sequence of plain ops, and
+// bitwise against the CUDA backend's own plain ops (the model may take either path).
+static void test_fused_ops(void) {
+    printf("add_rmsnorm, norm_rope_cache\n");
+    {
+        const int T = 4, D = 6144;
+        const size_t n = (size_t)T * D;
+        float *x = rand_floats(n, 3.0f), *a = rand_floats(n, 1.0f), *b = rand_floats(n, 1.0f);
+        test_weight w = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, D, 1, 0);
+        for (int with_b = 0; with_b < 2; with_b++) {
+            float *rx = malloc(sizeof(float) * n), *ra = malloc(sizeof(float) * n), *rn = malloc(sizeof(float) * n);
+            memcpy(rx, x, sizeof(float) * n), memcpy(ra, a, sizeof(float) * n);
+            if (with_b) cpu->add(cpu, ra, b, n);
+            cpu->add(cpu, rx, ra, n);
+            cpu->rmsnorm(cpu, rn, rx, D, T, D, &w.host, 1e-5f);
+            float *dx = to_device(x, sizeof(float) * n), *da = to_device(a, sizeof(float) * n);
+            float *db = to_device(b, sizeof(float) * n), *dn = to_device(NULL, sizeof(float) * n);
+            float *ux = to_device(x, sizeof(float) * n), *ua = to_device(a, sizeof(float) * n);
+            float *un = to_device(NULL, sizeof(float) * n);
+            poison(dn, n), poison(un, n);
+            gpu->add_rmsnorm(gpu, dx, da, with_b ? db : NULL, dn, T, D, &w.dev, 1e-5f);
+            if (with_b) gpu->add(gpu, ua, db, n);
+            gpu->add(gpu, ux, ua, n);
+            gpu->rmsnorm(gpu, un, ux, D, T, D, &w.dev, 1e-5f);
+            float *gx = from_device(dx, n), *ga = from_device(da, n), *gn = from_device(dn, n);
+            float *px = from_device(ux, n), *pa = from_device(ua, n), *pn = from_device(un, n);
+            char what[96];
+            snprintf(what, sizeof what, "add_rmsnorm T=4 D=6144%s: x", with_b ? ", b given" : "");
+            check(what, gx, rx, n);
+            snprintf(what, sizeof what, "add_rmsnorm T=4 D=6144%s: norm", with_b ? ", b given" : "");
+            check(what, gn, rn, n);
+            snprintf(what, sizeof what, "add_rmsnorm%s bitwise = add, add, rmsnorm on the GPU", with_b ? " (b)" : "");
+            expect(!memcmp(gx, px, sizeof(float) * n) && !memcmp(ga, pa, sizeof(float) * n) &&
+                       !memcmp(gn, pn, sizeof(float) * n),
+                   what);
+            gpu->add_rmsnorm(gpu, dx, da, NULL, NULL, T, D, NULL, 0.0f);  // adds only
+            gpu->add(gpu, ux, ua, n);
+            free(gx), free(px);
+            gx = from_device(dx, n), px = from_device(ux, n);
+            expect(!memcmp(gx, px, sizeof(float) * n), "add_rmsnorm without a norm bitwise = add");
+            free(gx), free(ga), free(gn), free(px), free(pa), free(pn), free(rx), free(ra), free(rn);
+            gpu->free(gpu, dx), gpu->free(gpu, da), gpu->free(gpu, db), gpu->free(gpu, dn);
+            gpu->free(gpu, ux), gpu->free(gpu, ua), gpu->free(gpu, un);
+        }
+        free(x), free(a), free(b), free_host_weight(&w.host, 0);
+    }
+    // the MLA latent + rope key rows (rmsnorm of 512, rope on [512, 576), two pools) and the indexer key
+    // rows (layernorm of 128, rope on [0, 64), one pool), through pages in reverse order
+    const int cases[][4] = {{512, 576, 512, 0}, {128, 128, 0, 1}};  // n_norm, width, rope offset, layernorm
+    for (int ci = 0; ci < 2; ci++) {
+        const int n_norm = cases[ci][0], width = cases[ci][1], rope_offset = cases[ci][2], layer = cases[ci][3];
+        const int T = 3, ps = 16, n_pages = 4, rows = ps * n_pages, split = layer ? width : n_norm;
+        const int32_t pos[] = {5, 17, 40}, row_seq[] = {0, 0, 0}, page_table[] = {3, 2, 1, 0};
+        const glint_cache_map map = {row_seq, page_table, n_pages, ps, 40};
+        float inv_freq[32];
+        for (int i = 0; i < 32; i++) inv_freq[i] = (float)pow(1e6, -2.0 * i / 64.0);
+        const size_t n = (size_t)T * width;
+        float *x = rand_floats(n, 2.0f);
+        test_weight w = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, n_norm, 1, 0);
+        test_weight b = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_F32, n_norm, 1, 0);
+        float *rx = malloc(sizeof(float) * n), *ra = calloc((size_t)rows * split, sizeof(float));
+        float *rb = calloc((size_t)rows * (width - split + 1), sizeof(float));
+        memcpy(rx, x, sizeof(float) * n);
+        if (layer) cpu->layernorm(cpu, rx, rx, width, T, n_norm, &w.host, &b.host, 1e-6f);
+        else cpu->rmsnorm(cpu, rx, rx, width, T, n_norm, &w.host, 1e-5f);
+        cpu->rope(cpu, rx, T, 1, width, width, rope_offset, 64, pos, inv_freq, 1.2f);
+        cpu->write_cache(cpu, ra, split, rx, width, T, split, pos, &map);
+        if (!layer) cpu->write_cache(cpu, rb, width - split, rx + split, width, T, width - split, pos, &map);
+        int32_t *dpos = to_device(pos, sizeof pos);
+        glint_cache_map dmap = {to_device(row_seq, sizeof row_seq), to_device(page_table, sizeof page_table), n_pages,
+                                ps, 40};
+        float *dx = to_device(x, sizeof(float) * n), *ux = to_device(x, sizeof(float) * n);
+        float *dpa = to_device(NULL, sizeof(float) * rows * split);
+        float *upa = to_device(NULL, sizeof(float) * rows * split);
+        float *dpb = to_device(NULL, sizeof(float) * rows * (width - split + 1));
+        float *upb = to_device(NULL, sizeof(float) * rows * (width - split + 1));
+        gpu->norm_rope_cache(gpu, dx, width, T, n_norm, &w.dev, layer ? &b.dev : NULL, layer ? 1e-6f : 1e-5f,
+                             rope_offset, 64, dpos, inv_freq, 1.2f, dpa, split, layer ? NULL : dpb, width, &dmap);
+        if (layer) gpu->layernorm(gpu, ux, ux, width, T, n_norm, &w.dev, &b.dev, 1e-6f);
+        else gpu->rmsnorm(gpu, ux, ux, width, T, n_norm, &w.dev, 1e-5f);
+        gpu->rope(gpu, ux, T, 1, width, width, rope_offset, 64, dpos, inv_freq, 1.2f);
+        gpu->write_cache(gpu, upa, split, ux, width, T, split, dpos, &dmap);
+        if (!layer) gpu->write_cache(gpu, upb, width - split, ux + split, width, T, width - split, dpos, &dmap);
+        float *gx = from_device(dx, n), *ga = from_device(dpa, (size_t)rows * split);
+        float *gb = from_device(dpb, (size_t)rows * (width - split + 1)), *px = from_device(ux, n);
+        float *pa = from_device(upa, (size_t)rows * split), *pb = from_device(upb, (size_t)rows * (width - split + 1));
+        char what[128];
+        snprintf(what, sizeof what, "norm_rope_cache %s of %d, rope at %d, pages of %d: rows",
+                 layer ? "layernorm" : "rmsnorm", n_norm, rope_offset, ps);
+        check(what, gx, rx, n);
+        snprintf(what, sizeof what, "norm_rope_cache %s of %d: first pool", layer ? "layernorm" : "rmsnorm", n_norm);
+        check(what, ga, ra, (size_t)rows * split);
+        if (!layer) check("norm_rope_cache rmsnorm of 512: second pool", gb, rb, (size_t)rows * (width - split));
+        snprintf(what, sizeof what, "norm_rope_cache %s bitwise = norm, rope, write_cache on the GPU",
+                 layer ? "layernorm" : "rmsnorm");
+        expect(!memcmp(gx, px, sizeof(float) * n) && !memcmp(ga, pa, sizeof(float) * rows * split) &&
+                   !memcmp(gb, pb, sizeof(float) * rows * (width - split + 1)),
+               what);
+        free(gx), free(ga), free(gb), free(px), free(pa), free(pb), free(x), free(rx), free(ra), free(rb);
+        gpu->free(gpu, dx), gpu->free(gpu, ux), gpu->free(gpu, dpa), gpu->free(gpu, upa), gpu->free(gpu, dpb);
+        gpu->free(gpu, upb), gpu->free(gpu, dpos), gpu->free(gpu, (void *)dmap.row_seq);
+        gpu->free(gpu, (void *)dmap.page_table);
+        free_host_weight(&w.host, 0), free_host_weight(&b.host, 0);
+    }
+}
+
 // Indexer: selections compared as sets. Elements in only one of the two sets are accepted only
 // when their exact (double) score ties the boundary score to within FP32 rounding. With page_size
 // > 0 the keys sit in a paged pool (pages in reverse order) and the selected pool rows are mapped
@@ -588,6 +694,35 @@ static void test_mla_case(const test_weight *kv_b, int T, int H, int Dn, int Dr,
     snprintf(what, sizeof what, "mla_up_v %s H=%d Dv=%d C=%d T=%d", fmt, H, Dv, C, T);
     check(what, got, ref_v, (size_t)T * H * Dv);
     free(got);
+    if (T > 1 && T <= 64) {  // each row alone is bitwise the batched row (the server batches decode rows)
+        const size_t lat_row = (size_t)H * C, v_row = (size_t)H * Dv;
+        float *b_lat, *b_o, *b_v, *a_lat, *a_o, *a_v;
+        gpu->mla_absorb_q(gpu, dlat, dq, T, H, Dq, Dn, Dv, &kv_b->dev);
+        b_lat = from_device(dlat, (size_t)T * lat_row);
+        gpu->upload(gpu, dlat, ref_lat, sizeof(float) * T * lat_row);
+        gpu->mla_attend(gpu, do_lat, dlat, dq, Dq, Dn, dlatent, dkpe, dsel, dn, topk, T, H, C, Dr, scale);
+        b_o = from_device(do_lat, (size_t)T * lat_row);
+        gpu->mla_up_v(gpu, dv, do_lat, T, H, C, Dn, Dv, &kv_b->dev);
+        b_v = from_device(dv, (size_t)T * v_row);
+        int same = 1;
+        for (int r = 1; r < T; r += T > 4 ? T / 4 : 1) {
+            gpu->mla_absorb_q(gpu, dlat, dq + (size_t)r * H * Dq, 1, H, Dq, Dn, Dv, &kv_b->dev);
+            a_lat = from_device(dlat, lat_row);
+            gpu->upload(gpu, dlat, ref_lat + (size_t)r * lat_row, sizeof(float) * lat_row);
+            gpu->mla_attend(gpu, do_lat, dlat, dq + (size_t)r * H * Dq, Dq, Dn, dlatent, dkpe, dsel + (size_t)r * topk,
+                            dn + r, topk, 1, H, C, Dr, scale);
+            a_o = from_device(do_lat, lat_row);
+            gpu->mla_up_v(gpu, dv, do_lat, 1, H, C, Dn, Dv, &kv_b->dev);
+            a_v = from_device(dv, v_row);
+            same &= !memcmp(a_lat, b_lat + (size_t)r * lat_row, sizeof(float) * lat_row) &&
+                    !memcmp(a_o, b_o + (size_t)r * lat_row, sizeof(float) * lat_row) &&
+                    !memcmp(a_v, b_v + (size_t)r * v_row, sizeof(float) * v_row);
+            free(a_lat), free(a_o), free(a_v);
+        }
+        snprintf(what, sizeof what, "mla_absorb_q / attend / up_v %s T=%d: rows alone bitwise = batched", fmt, T);
+        expect(same, what);
+        free(b_lat), free(b_o), free(b_v);
+    }
     gpu->free(gpu, dq), gpu->free(gpu, dlat), gpu->free(gpu, dlatent), gpu->free(gpu, dkpe), gpu->free(gpu, dsel);
     gpu->free(gpu, dn), gpu->free(gpu, do_lat), gpu->free(gpu, dv);
     free(q), free(ref_lat), free(latent), free(kpe), free(sel), free(n_sel), free(ref_o), free(ref_v);
@@ -774,6 +909,7 @@ int main(int argc, char **argv) {
     test_matmul_prefill(quick);
     test_row_invariance();
     test_embed_norms();
+    test_fused_ops();
     test_indexer(quick);
     test_mla(quick);
     test_moe(quick);
