@@ -168,6 +168,11 @@ struct glint_backend {
                             const glint_weight *b, float eps, int rope_offset, int rope_dim, const int32_t *pos,
                             const float *inv_freq, float attn_factor, float *pool_a, int split, float *pool_b,
                             int width, const glint_cache_map *map);
+    // Optional: y[T, I] = silu(x · gate^T) ⊙ (x · up^T) (rows y_stride / x_stride floats apart), the same
+    // values as two matmuls and silu_mul up to the order of the FP32 sums. Returns 0 without doing
+    // anything when it does not cover the case (the model then calls those ops).
+    int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                         const glint_weight *gate, const glint_weight *up);
 };
 
 glint_backend *glint_backend_cpu(int n_threads);

@@ -733,9 +733,11 @@ static uint64_t key_mix(uint64_t h, uint64_t v) {
 // down(silu(gate x) ⊙ up x) for a dense MLP or the shared expert; y[T, D].
 static void mlp(glint_backend *be, const glm_layer *L, const float *xn, int T, int D, scratch *s, float *y) {
     const int I = (int)L->gate.rows;
-    be->matmul(be, s->mlp_gu, 2 * I, xn, D, T, &L->gate);
-    be->matmul(be, s->mlp_gu + I, 2 * I, xn, D, T, &L->up);
-    be->silu_mul(be, s->mlp_h, s->mlp_gu, s->mlp_gu + I, 2 * I, T, I);
+    if (!be->swiglu_matmul || !be->swiglu_matmul(be, s->mlp_h, I, xn, D, T, &L->gate, &L->up)) {
+        be->matmul(be, s->mlp_gu, 2 * I, xn, D, T, &L->gate);
+        be->matmul(be, s->mlp_gu + I, 2 * I, xn, D, T, &L->up);
+        be->silu_mul(be, s->mlp_h, s->mlp_gu, s->mlp_gu + I, 2 * I, T, I);
+    }
     be->matmul(be, y, D, s->mlp_h, I, T, &L->down);
 }
 

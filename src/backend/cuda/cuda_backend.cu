@@ -1607,8 +1607,12 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     be->mla_up_v = cuda_mla_up_v;
     be->moe = glint_cuda_moe;
     be->synthesize = glint_cuda_synthesize;
-    be->add_rmsnorm = cuda_add_rmsnorm;
-    be->norm_rope_cache = cuda_norm_rope_cache;
+    const char *fused_env = getenv("GLINT_CUDA_FUSED");  // 0: the model calls the plain ops instead
+    if (!fused_env || strcmp(fused_env, "0")) {
+        be->add_rmsnorm = cuda_add_rmsnorm;
+        be->norm_rope_cache = cuda_norm_rope_cache;
+        be->swiglu_matmul = glint_cuda_swiglu_matmul;
+    }
     if (cudaStreamCreate(&glint_cuda_stream) != cudaSuccess) {
         glint_cuda_check("creating the stream");
         return NULL;

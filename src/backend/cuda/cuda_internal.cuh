@@ -142,5 +142,7 @@ extern "C" int glint_cuda_synthesize(glint_backend *be, glint_weight *w, uint64_
 
 extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                   const glint_weight *W);
+extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                        const glint_weight *gate, const glint_weight *up);
 
 #endif

@@ -154,6 +154,11 @@ __device__ __forceinline__ const uint4 *row_of(const dev_weight &W, int64_t r) {
 // Rows of W a warp streams together (sharing its x loads): more for the formats whose chunks need
 // more x per weight byte.
 template <int F> struct gemv_rows { enum { R = vec_traits<F>::ELEMS >= 16 ? 4 : vec_traits<F>::ELEMS == 8 ? 2 : 1 }; };
+// Output rows of a row group: a SWIGLU group streams a gate and an up row per output row, so the
+// FP8 / NVFP4 groups take half as many (registers).
+template <int F, bool SWIGLU> struct gemv_group {
+    enum { R = SWIGLU && vec_traits<F>::ELEMS >= 16 ? gemv_rows<F>::R / 2 : gemv_rows<F>::R };
+};
 
 // A block of GEMV_WARPS warps = (GEMV_WARPS / splits) row groups x `splits` warps per group; a group
 // owns R consecutive rows of W and its warps split their chunks into `splits` equal ranges (long rows
@@ -161,12 +166,14 @@ template <int F> struct gemv_rows { enum { R = vec_traits<F>::ELEMS >= 16 ? 4 : 
 // sums meet in shared memory and are added in split order: each output is formed the same way for
 // any T. Grid: (row blocks x token chunks of MAX_T, batch), the chunk index fastest, so the chunks of
 // a row block share its weight rows in L2.
-template <int F, int MAX_T, bool PERMUTED>
+// SWIGLU: y[t, n] = silu(W[n] · x[t]) · (W2[n] · x[t]) (the gate and up rows of a group share the x
+// loads: a dense MLP's or shared expert's first half in one kernel).
+template <int F, int MAX_T, bool PERMUTED, bool SWIGLU>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_vec_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W, int64_t w_row_step,
-                    int64_t x_step, int64_t y_step, int splits) {
-    constexpr int E = vec_traits<F>::ELEMS, R = gemv_rows<F>::R;
-    __shared__ float partial[GEMV_WARPS][R][MAX_T];
+                    int64_t x_step, int64_t y_step, int splits, dev_weight W2) {
+    constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, SWIGLU>::R, NR = SWIGLU ? 2 * R : R;
+    __shared__ float partial[GEMV_WARPS][NR][MAX_T];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int groups = GEMV_WARPS / splits, split = warp % splits, group = warp / splits;
     const unsigned token_chunks = (unsigned)(T + MAX_T - 1) / MAX_T;
@@ -174,47 +181,63 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const int t0 = (int)(blockIdx.x % token_chunks) * MAX_T, nt = min(MAX_T, T - t0);
     const int64_t chunks = W.cols / E, per = (chunks + splits - 1) / splits;
     const int64_t c_begin = split * per, c_end = min(chunks, c_begin + per);
-    const uint4 *rows[R];
-    const void *scales[R];
+    const uint4 *rows[NR];
+    const void *scales[NR];
     unsigned chunks_per_block = 1;
 #pragma unroll
-    for (int r = 0; r < R; r++) {  // rows past the end re-read the last row; their sums are dropped
-        const int64_t s = W.row0 + (int64_t)blockIdx.y * w_row_step + min(n0 + r, W.rows - 1);
-        rows[r] = row_of<F>(W, s), scales[r] = scale_row_of<F>(W, s, &chunks_per_block);
+    for (int r = 0; r < NR; r++) {  // rows past the end re-read the last row; their sums are dropped
+        const dev_weight &M = SWIGLU && r >= R ? W2 : W;
+        const int64_t s = M.row0 + (int64_t)blockIdx.y * w_row_step + min(n0 + r % R, M.rows - 1);
+        rows[r] = row_of<F>(M, s), scales[r] = scale_row_of<F>(M, s, &chunks_per_block);
     }
     x += blockIdx.y * x_step + (int64_t)t0 * x_stride;
     const float *xr[MAX_T];
 #pragma unroll
     for (int t = 0; t < MAX_T; t++) xr[t] = x + (size_t)(t < nt ? t : 0) * x_stride;
-    float acc[R][MAX_T];
+    float acc[NR][MAX_T];
 #pragma unroll
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < NR; r++)
 #pragma unroll
         for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
-    rows_dot<F, R, MAX_T, PERMUTED>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc);
+    rows_dot<F, NR, MAX_T, PERMUTED>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc);
     y += blockIdx.y * y_step + (int64_t)t0 * y_stride;
     const float out_scale = F == VEC_NVFP4 ? W.global_scale : 1.0f;
+    const float out_scale2 = F == VEC_NVFP4 ? W2.global_scale : 1.0f;
+    // the output of row r of the group from its two (or one) sums
+    auto out = [&](float a, float b) {
+        a *= out_scale;
+        return SWIGLU ? a / (1.0f + expf(-a)) * (b * out_scale2) : a;
+    };
+    if (splits == 1) {
 #pragma unroll
-    for (int r = 0; r < R; r++)
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < MAX_T; t++) {
+                if (t >= nt) break;
+                const float a = warp_sum(acc[r][t]), b = SWIGLU ? warp_sum(acc[NR - R + r][t]) : 0.0f;
+                if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = out(a, b);
+            }
+        return;
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++)
 #pragma unroll
         for (int t = 0; t < MAX_T; t++) {
             if (t >= nt) break;
             const float v = warp_sum(acc[r][t]);
-            if (splits == 1) {
-                if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = v * out_scale;
-            } else if (lane == 0) {
-                partial[warp][r][t] = v;
-            }
+            if (lane == 0) partial[warp][r][t] = v;
         }
-    if (splits == 1) return;
     __syncthreads();
     for (int i = threadIdx.x; i < groups * R * MAX_T; i += blockDim.x) {
         const int g = i / (R * MAX_T), r = i / MAX_T % R, t = i % MAX_T;
         const int64_t n = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R + r;
         if (t >= nt || n >= W.rows) continue;
-        float v = partial[g * splits][r][t];
-        for (int s = 1; s < splits; s++) v += partial[g * splits + s][r][t];
-        y[(size_t)t * y_stride + n] = v * out_scale;
+        float a = partial[g * splits][r][t], b = SWIGLU ? partial[g * splits][NR - R + r][t] : 0.0f;
+        for (int s = 1; s < splits; s++) {
+            a += partial[g * splits + s][r][t];
+            if (SWIGLU) b += partial[g * splits + s][NR - R + r][t];
+        }
+        y[(size_t)t * y_stride + n] = out(a, b);
     }
 }
 
@@ -412,15 +435,16 @@ static int sm_count(void) {
 // `slots` is the one-token kernel's resident blocks per SM for every T). Picks the split whose grid
 // fills its last wave best (blocks / (waves x resident blocks)); within 3% the smaller split, whose
 // warps keep longer runs of loads. Each warp keeps at least a chunk per lane, and at least 128 chunks
-// (2 KiB) over its rows unless the grid does not fill the card once (a work unit's setup costs about
-// as much as streaming a few KiB).
-static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int batch, int slots_per_sm) {
+// (2 KiB) over the streams_per_group rows it reads unless the grid does not fill the card once (a work
+// unit's setup costs about as much as streaming a few KiB).
+static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int streams_per_group, int batch,
+                       int slots_per_sm) {
     const int64_t slots = (int64_t)sm_count() * (slots_per_sm > 0 ? slots_per_sm : 1);
     int best = 1;
     int64_t best_blocks = 0;
     double best_fill = 0.0;
     for (int splits = 1; splits <= GEMV_WARPS; splits *= 2) {
-        if (splits > 1 && (chunks / splits < 32 || (chunks / splits * rows_per_group < 128 && best_blocks >= slots)))
+        if (splits > 1 && (chunks / splits < 32 || (chunks / splits * streams_per_group < 128 && best_blocks >= slots)))
             break;
         const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * rows_per_group;
         const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block * batch;
@@ -431,23 +455,24 @@ static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int bat
 }
 
 // Resident blocks per SM of the one-token kernel for format F (fixed per process).
-template <int F> static int gemv_slots_per_sm() {
+template <int F, bool SWIGLU> static int gemv_slots_per_sm() {
     static int slots = 0;
     constexpr bool permuted = vec_traits<F>::ELEMS >= 16;
-    if (!slots && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&slots, gemv_vec_kernel<F, 1, permuted>, GEMV_WARPS * 32,
-                                                                0) != cudaSuccess) {
+    if (!slots && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&slots, gemv_vec_kernel<F, 1, permuted, SWIGLU>,
+                                                                GEMV_WARPS * 32, 0) != cudaSuccess) {
         cudaGetLastError();
         slots = 1;
     }
     return slots;
 }
 
-template <int F>
+// W2: the up projection of a SWIGLU launch (same shape and format as W), else unused.
+template <int F, bool SWIGLU = false>
 static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
-                       int64_t w_row_step, int64_t x_step, int64_t y_step) {
-    constexpr int E = vec_traits<F>::ELEMS, R = gemv_rows<F>::R;
+                       int64_t w_row_step, int64_t x_step, int64_t y_step, const dev_weight &W2 = dev_weight{}) {
+    constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, SWIGLU>::R;
     const int64_t chunks = W.cols / E;
-    const int splits = gemv_splits(W.rows, chunks, R, batch, gemv_slots_per_sm<F>());
+    const int splits = gemv_splits(W.rows, chunks, R, SWIGLU ? 2 * R : R, batch, gemv_slots_per_sm<F, SWIGLU>());
     const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * R;
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
     const dim3 grid(token_chunks * (unsigned)((W.rows + rows_per_block - 1) / rows_per_block),
@@ -473,11 +498,11 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     }
     constexpr bool P = E >= 16;
     if (T == 1)
-        gemv_vec_kernel<F, 1, P><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W,
-                                                                                  w_row_step, x_step, y_step, splits);
+        gemv_vec_kernel<F, 1, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(
+            y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits, W2);
     else
-        gemv_vec_kernel<F, GEMV_MAX_T, P><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(
-            y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits);
+        gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(
+            y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits, W2);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
@@ -519,6 +544,30 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
         break;
     default: launch_vec<VEC_NVFP4>(y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step); break;
     }
+}
+
+// y[T, I] = silu(x · gate^T) ⊙ (x · up^T) in one launch for T <= 64 (backend.h: swiglu_matmul); 0 when
+// the shapes, formats or alignment do not allow it and nothing was launched.
+extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                        const glint_weight *gate, const glint_weight *up) {
+    (void)be;
+    const dev_weight G = dev_weight_of(gate), U = dev_weight_of(up);
+    const int vf = vec_format_of(G);
+    if (T <= 0 || T > GEMV_T_LIMIT || vf < 0 || vf != vec_format_of(U) || G.rows != U.rows || G.cols != U.cols ||
+        (vf == VEC_FP8_BLOCK && G.block != U.block))
+        return 0;
+    const size_t rb = row_bytes_of(G, vf);
+    if (rb % 16 || (uintptr_t)G.data % 16 || (uintptr_t)U.data % 16 || (uintptr_t)x % 16 || x_stride % 4) return 0;
+    switch (vf) {
+    case VEC_F32: launch_vec<VEC_F32, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
+    case VEC_BF16: launch_vec<VEC_BF16, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
+    case VEC_F16: launch_vec<VEC_F16, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
+    case VEC_FP8: launch_vec<VEC_FP8, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
+    case VEC_FP8_BLOCK: launch_vec<VEC_FP8_BLOCK, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
+    default: launch_vec<VEC_NVFP4, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
+    }
+    glint_cuda_check("swiglu_matmul");
+    return 1;
 }
 
 // ---------------------------------------------------------------------------------------------
