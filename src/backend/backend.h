@@ -173,6 +173,10 @@ struct glint_backend {
     // anything when it does not cover the case (the model then calls those ops).
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
+    // Optional (NULL: the model downloads the logits and takes the argmax on the host): ids (host
+    // memory) [rows] = glint_argmax of each row of logits [rows, n], so that greedy decoding moves
+    // token ids, not logits, off the device.
+    void (*argmax)(glint_backend *be, int32_t *ids, const float *logits, int rows, int n);
 };
 
 glint_backend *glint_backend_cpu(int n_threads);

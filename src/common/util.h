@@ -40,6 +40,15 @@ float glint_fp8e4m3_to_f32(uint8_t v);
 
 double glint_now_seconds(void);
 
+// Index of the first largest value of v[0..n) (greedy decoding): a NaN never beats an earlier value,
+// so a NaN first value stays and later NaNs are skipped.
+static inline int32_t glint_argmax(const float *v, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
 // Parses a non-negative decimal integer that must fill the whole string.
 int glint_parse_int64(const char *s, int64_t *out);
 

@@ -24,13 +24,6 @@ int glint_generate(glint_model *m, glint_state *st, glint_sampler *sampler, floa
     return generated;
 }
 
-static int32_t argmax_row(const float *v, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
 typedef struct {
     int (*on_token)(int32_t id, void *user);
     void *user;
@@ -69,22 +62,22 @@ int glint_generate_speculative(glint_model *m, glint_state *st, glint_state *mtp
         if (pairs > 0 && glint_mtp_forward(m, mtp_state, hidden, prompt + a + 1, pairs, draft_logits)) goto done;
     }
     // Row n-1 of logits/hidden is the last prompt position.
-    int32_t pending = argmax_row(logits + (size_t)(n - 1) * V, V);
+    int32_t pending = glint_argmax(logits + (size_t)(n - 1) * V, V);
     emit(&out, pending);
     if (!out.stop && glint_mtp_forward(m, mtp_state, hidden + (size_t)(n - 1) * D, &pending, 1, draft_logits)) goto done;
-    int32_t draft = argmax_row(draft_logits, V);
+    int32_t draft = glint_argmax(draft_logits, V);
     while (!out.stop) {
         // Verify: the pending token and the draft in one step; row 0 predicts the draft's position.
         const int32_t pair[2] = {pending, draft};
         if (glint_forward_hidden(m, st, pair, 2, logits, 1, hidden)) goto done;
         (*drafted)++;
-        const int32_t target = argmax_row(logits, V);
+        const int32_t target = glint_argmax(logits, V);
         int32_t next_ids[2];
         int pairs;
         if (target == draft) {  // accepted: the draft and the token after it are both the greedy ones
             (*accepted)++;
             emit(&out, draft);
-            pending = argmax_row(logits + V, V);
+            pending = glint_argmax(logits + V, V);
             emit(&out, pending);
             next_ids[0] = draft, next_ids[1] = pending, pairs = 2;
         } else {  // rejected: the cache drops the draft's row; the main model's token goes on
@@ -95,7 +88,7 @@ int glint_generate_speculative(glint_model *m, glint_state *st, glint_state *mtp
         }
         if (out.stop) break;
         if (glint_mtp_forward(m, mtp_state, hidden, next_ids, pairs, draft_logits)) goto done;
-        draft = argmax_row(draft_logits + (size_t)(pairs - 1) * V, V);
+        draft = glint_argmax(draft_logits + (size_t)(pairs - 1) * V, V);
     }
     ok = 1;
 done:

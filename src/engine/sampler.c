@@ -75,12 +75,13 @@ static int by_prob_desc(const void *a, const void *b, void *keys) {
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-static int32_t argmax(const float *v, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
+int glint_sampler_is_plain_greedy(const glint_sampler *s) {
+    const glint_sampling_params *p = &s->params;
+    return (p->temperature < 1e-6f || p->top_k == 1) && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f &&
+           p->repetition_penalty == 1.0f;
 }
+
+void glint_sampler_record(glint_sampler *s, int32_t id) { s->counts[id]++; }
 
 int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
     const glint_sampling_params *p = &s->params;
@@ -93,7 +94,7 @@ int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
     }
     int32_t chosen;
     if (p->temperature < 1e-6f || p->top_k == 1) {
-        chosen = argmax(logits, V);
+        chosen = glint_argmax(logits, V);
     } else {
         float maxv = -INFINITY;
         for (int t = 0; t < V; t++) maxv = logits[t] / p->temperature > maxv ? logits[t] / p->temperature : maxv;

@@ -33,5 +33,9 @@ glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab);
 void glint_sampler_free(glint_sampler *s);
 // Picks the next token from logits [vocab] (modified in place) and records it as generated.
 int32_t glint_sampler_sample(glint_sampler *s, float *logits);
+// 1 when sampling is the argmax of the raw logits (greedy, no penalties): the token can be picked
+// where the logits are (glint_argmax's rule) and recorded with glint_sampler_record.
+int glint_sampler_is_plain_greedy(const glint_sampler *s);
+void glint_sampler_record(glint_sampler *s, int32_t id);
 
 #endif

@@ -63,7 +63,6 @@ struct glint_engine {
     glint_kv_pool *pool;  // every sequence's and cached prefix's pages
     float *logits;        // [GLINT_DECODE_BATCH, V] a decode batch's logits (a row per token row)
     float *hidden;        // [GLINT_DECODE_BATCH, D] its final-norm hidden states (speculative)
-    float *draft_logits;  // [GLINT_DECODE_BATCH, V] the MTP layer's (speculative)
     float *scratch;       // [V]
     glint_engine_stats stats;  // guarded by mu
 };
@@ -393,10 +392,17 @@ static void advance_call_state(const glint_gen_request *r, sequence *s, int32_t 
     else if (id == t[TAG_VALUE_END]) s->call_state = CALL_AFTER_VALUE;
 }
 
-static int sample_and_emit(glint_engine *e, sequence *s, float *logits) {
+static int emit_token(glint_engine *e, sequence *s, int32_t id, glint_token_out out, int forcing_now);
+
+// logits NULL: the forward already took the token, `chosen` (greedy_ids_only held for this row).
+static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t chosen) {
     glint_gen_request *r = s->req;
     const int V = e->m->cfg.vocab_size;
     glint_token_out out = {0};
+    if (!logits) {
+        glint_sampler_record(s->sampler, chosen);
+        return emit_token(e, s, chosen, out, 0);
+    }
     if (r->logprobs) {  // log_softmax of the raw logits, before penalties and temperature
         float mx = logits[0];
         for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
@@ -438,7 +444,13 @@ static int sample_and_emit(glint_engine *e, sequence *s, float *logits) {
         for (int i = 0; i < V; i++) logits[i] = -INFINITY;
         logits[forced] = isfinite(keep) ? keep : 0.0f;
     }
-    int32_t id = glint_sampler_sample(s->sampler, logits);
+    return emit_token(e, s, glint_sampler_sample(s->sampler, logits), out, forcing_now);
+}
+
+// Publishes the chosen token id of s (out: its logprobs, when asked for) and ends s on a stop
+// token or the length limit. Returns 1 when s ended.
+static int emit_token(glint_engine *e, sequence *s, int32_t id, glint_token_out out, int forcing_now) {
+    glint_gen_request *r = s->req;
     if (forcing_now && ++s->n_forced_done == r->n_forced && r->n_special)  // n_special: the tags are known
         s->call_state = r->forced_named ? CALL_AFTER_NAME : CALL_NAME;
     else if (!forcing_now) advance_call_state(r, s, id);
@@ -538,13 +550,6 @@ static int ensure_room(glint_engine *e, sequence *s, int needed) {
     return 1;
 }
 
-static int argmax_row(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
-}
-
 // Ends the sequences of a failed batched forward with its error.
 static void end_all_with_error(glint_engine *e, sequence **seqs, int n) {
     char error[256];
@@ -555,16 +560,24 @@ static void end_all_with_error(glint_engine *e, sequence **seqs, int n) {
 // The MTP layer on the given rows of several sequences; each sequence's draft is the guess its
 // last row gives. A failure ends those sequences with the error.
 static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *items, int n) {
-    const int V = e->m->cfg.vocab_size;
-    for (int k = 0; k < n; k++) items[k].logits = e->draft_logits + (size_t)k * V, items[k].all_logits = 0;
+    // the draft is the argmax of the last row, taken where the logits are (only ids cross)
+    for (int k = 0; k < n; k++)
+        items[k].logits = NULL, items[k].all_logits = 0, items[k].argmax = &seqs[k]->step_ids[1];
     if (glint_mtp_forward_batch(e->m, items, n)) {
         end_all_with_error(e, seqs, n);
         return;
     }
-    for (int k = 0; k < n; k++) {
-        seqs[k]->step_ids[1] = argmax_row(e->draft_logits + (size_t)k * V, V);
-        seqs[k]->has_draft = 1;
-    }
+    for (int k = 0; k < n; k++) seqs[k]->has_draft = 1;
+}
+
+// 1 when s's next tokens are the argmax of the raw logits, so the forward can return ids instead of
+// logits: greedy without penalties, no logprobs or logit bias, no stop tokens held back
+// (min_new_tokens), no forced or open tool call. These hold for the step's draft row too.
+static int greedy_ids_only(const sequence *s) {
+    const glint_gen_request *r = s->req;
+    return glint_sampler_is_plain_greedy(s->sampler) && !r->logprobs && r->n_logit_bias == 0 &&
+           s->n_generated >= r->min_new_tokens && s->n_forced_done >= r->n_forced &&
+           (s->call_state == CALL_NONE || s->call_state == CALL_DONE);
 }
 
 // The next token of the sequences in batch[0..n) (with its draft when it has one: two rows): one
@@ -578,8 +591,10 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
     for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
         sequence *s = batch[k];
         s->step_ids[0] = s->last_token;
-        items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, e->logits + (size_t)row * V, 1,
-                                      s->spec ? e->hidden + (size_t)row * D : NULL, NULL};
+        const int ids_only = greedy_ids_only(s);
+        float *logits = ids_only ? NULL : e->logits + (size_t)row * V;
+        items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, logits, 1,
+                                      s->spec ? e->hidden + (size_t)row * D : NULL, NULL, ids_only ? next_ids[k] : NULL};
     }
     if (glint_forward_batch(e->m, items, n)) {
         end_all_with_error(e, batch, n);
@@ -592,7 +607,7 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         const int had_draft = s->has_draft;
         s->has_draft = 0;
         if (had_draft) s->st->n_past -= 1;  // the draft's row counts once its token is chosen
-        if (sample_and_emit(e, s, logits)) {
+        if (sample_and_emit(e, s, logits, items[k].argmax ? items[k].argmax[0] : -1)) {
             s->req = NULL;
             continue;
         }
@@ -606,7 +621,7 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
             pthread_mutex_unlock(&e->mu);
             if (accepted) {
                 s->st->n_past += 1;
-                if (sample_and_emit(e, s, logits + V)) {
+                if (sample_and_emit(e, s, logits ? logits + V : NULL, items[k].argmax ? items[k].argmax[1] : -1)) {
                     s->req = NULL;
                     continue;
                 }
@@ -615,7 +630,7 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         }
         if (!s->spec) continue;
         drafting[n_drafting] = s;
-        drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden};
+        drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden, NULL};
     }
     if (n_drafting) draft_batch(e, drafting, drafts, n_drafting);
 }
@@ -626,7 +641,7 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
     const int D = e->m->cfg.hidden_size, start = s->n_prefilled, end = start + chunk;
     const int last = end == s->n_fill && s->sample_after_fill;
     float *hidden = s->spec ? glint_malloc(sizeof(float) * (size_t)chunk * D, "prefill hidden states") : NULL;
-    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL};
+    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL, NULL};
     const char *error = NULL;
     if (s->spec && (!hidden || s->st->mtp_past != start)) error = hidden ? "MTP cache out of step" : glint_last_error();
     else if (glint_forward_batch(e->m, &item, 1)) error = glint_last_error();
@@ -641,7 +656,7 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
             else if (!s->sample_after_fill) next[pairs] = s->last_token;
             else break;
         }
-        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden};
+        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden, NULL};
         sequence *self = s;
         if (!next) error = glint_last_error();
         else if (pairs && end == s->n_fill && !s->sample_after_fill) draft_batch(e, &self, &mtp, 1);
@@ -663,9 +678,9 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
     e->stats.prompt_tokens += (uint64_t)chunk;
     pthread_mutex_unlock(&e->mu);
     int left = 0;
-    if (last && (left = sample_and_emit(e, s, e->logits))) s->req = NULL;
+    if (last && (left = sample_and_emit(e, s, e->logits, -1))) s->req = NULL;
     if (last && !left && s->spec) {  // the last prompt row with the first output token: the first draft
-        glint_batch_item mtp = {s->st, &s->last_token, 1, NULL, 0, NULL, hidden + (size_t)(chunk - 1) * D};
+        glint_batch_item mtp = {s->st, &s->last_token, 1, NULL, 0, NULL, hidden + (size_t)(chunk - 1) * D, NULL};
         sequence *self = s;
         draft_batch(e, &self, &mtp, 1);
         left = !s->req;
@@ -819,22 +834,19 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     e->retracted = glint_calloc((size_t)e->opt.max_running, sizeof *e->retracted, "retracted sequences");
     const size_t V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.hidden_size;
     e->logits = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * V, "logits");
-    if (e->opt.speculative) {
-        e->hidden = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * D, "hidden states");
-        e->draft_logits = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * V, "draft logits");
-    }
+    if (e->opt.speculative) e->hidden = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * D, "hidden states");
     e->pool = glint_kv_pool_new(m, e->opt.total_pages, e->opt.page_size, e->opt.speculative);
     e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
     e->stats.pages_total = e->opt.total_pages;
     if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->pool ||
-        (e->opt.speculative && (!e->hidden || !e->draft_logits))) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->draft_logits);
+        (e->opt.speculative && !e->hidden)) {
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
         glint_kv_pool_free(m, e->pool);
         free(e);
         return NULL;
     }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->draft_logits);
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
         glint_kv_pool_free(m, e->pool);
         free(e);
         glint_set_error("cannot start the engine thread");
@@ -875,7 +887,6 @@ void glint_engine_free(glint_engine *e) {
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
     glint_kv_pool_free(e->m, e->pool);
     free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
-    free(e->draft_logits);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -990,11 +990,11 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         }
     int n_out = 0;
     for (int i = 0; i < n_items; i++)
-        if (items[i].logits) n_out += items[i].all_logits ? items[i].n_tokens : 1;
+        if (items[i].logits || items[i].argmax) n_out += items[i].all_logits ? items[i].n_tokens : 1;
     if (!n_out) return 0;
     // Gather the rows into s->y (free now: [T, D] >= [n_out, D]), normalize into s->xn.
     for (int i = 0, row = 0, out = 0; i < n_items; row += items[i].n_tokens, i++) {
-        if (!items[i].logits) continue;
+        if (!items[i].logits && !items[i].argmax) continue;
         const int n = items[i].all_logits ? items[i].n_tokens : 1, first = row + items[i].n_tokens - n;
         be->copy_rows(be, s->y + (size_t)out * D, D, s->x + (size_t)first * D, D, n, D);
         out += n;
@@ -1003,14 +1003,29 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
     float *dev_logits = be->alloc(be, (size_t)n_out * V * sizeof(float), "logits");
     if (!dev_logits) return -1;
     be->matmul(be, dev_logits, V, s->xn, D, n_out, &m->lm_head);
-    for (int i = 0, out = 0; i < n_items; i++) {
-        if (!items[i].logits) continue;
+    int rc = 0;
+    for (int i = 0, out = 0; i < n_items && !rc; i++) {
+        if (!items[i].logits && !items[i].argmax) continue;
         const int n = items[i].all_logits ? items[i].n_tokens : 1;
-        be->download(be, items[i].logits, dev_logits + (size_t)out * V, (size_t)n * V);
+        const float *rows = dev_logits + (size_t)out * V;
         out += n;
+        if (items[i].logits) be->download(be, items[i].logits, rows, (size_t)n * V);
+        if (!items[i].argmax) continue;
+        if (be->argmax) {
+            be->argmax(be, items[i].argmax, rows, n, V);
+            continue;
+        }
+        float *host = items[i].logits;  // the host's argmax of the downloaded rows
+        if (!host && !(host = glint_malloc(sizeof(float) * (size_t)n * V, "logits"))) {
+            rc = -1;
+            break;
+        }
+        if (!items[i].logits) be->download(be, host, rows, (size_t)n * V);
+        for (int r = 0; r < n; r++) items[i].argmax[r] = glint_argmax(host + (size_t)r * V, V);
+        if (host != items[i].logits) free(host);
     }
     be->free(be, dev_logits);
-    return 0;
+    return rc;
 }
 
 int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
@@ -1035,7 +1050,7 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
 int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
                          float *hidden) {
     if (T <= 0) return 0;
-    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL};
+    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL};
     return glint_forward_batch(m, &item, 1);
 }
 
@@ -1085,7 +1100,7 @@ int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidde
         glint_set_error("glint_mtp_forward needs a state from glint_mtp_state_new");
         return -1;
     }
-    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden};
+    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden, NULL};
     if (mtp_forward(m, &item, 1, 0)) return -1;
     mtp_state->n_past += T;
     return 0;

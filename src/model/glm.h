@@ -164,6 +164,8 @@ typedef struct {
     int all_logits;
     float *hidden;   // host, optional: the final-norm hidden states of every row [n_tokens, D]
     const float *hidden_in;  // MTP forwards: the main model's hidden states the rows pair with [n_tokens, D]
+    int32_t *argmax;  // host, optional: glint_argmax of the logits of the rows `logits` would get (the
+                      // last, or every one with all_logits), computed where the logits are
 } glint_batch_item;
 
 // Runs several sequences' tokens as one batch (every weight is read once for all of them); each

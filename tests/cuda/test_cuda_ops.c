@@ -559,6 +559,32 @@ static void test_fused_ops(void) {
     }
 }
 
+// argmax (greedy decoding on the device) against glint_argmax: ties, NaNs, infinities, odd widths.
+static void test_argmax(void) {
+    printf("argmax\n");
+    const int widths[] = {154880, 7, 1025};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        const int n = widths[wi], rows = 8;
+        float *x = rand_floats((size_t)rows * n, 10.0f);
+        float *r1 = x + n, *r2 = x + 2 * n, *r3 = x + 3 * n, *r4 = x + 4 * n, *r5 = x + 5 * n, *r6 = x + 6 * n;
+        r1[n / 3] = 50.0f, r1[n - 1] = 50.0f;        // tie: the first wins
+        r2[0] = NAN, r2[n / 2] = 99.0f;              // NaN first: index 0
+        r3[n / 2] = NAN, r3[n - 1] = 60.0f;          // NaN later: skipped
+        for (int i = 0; i < n; i++) r4[i] = -INFINITY;  // all -inf: index 0
+        r5[n / 4] = INFINITY, r5[n / 2] = INFINITY;  // the first +inf
+        for (int i = 0; i < n; i++) r6[i] = 1.0f;    // all equal: index 0
+        int32_t ref[8], got[8];
+        for (int r = 0; r < rows; r++) ref[r] = glint_argmax(x + (size_t)r * n, n);
+        float *dx = to_device(x, sizeof(float) * rows * n);
+        for (int r = 0; r < rows; r++) got[r] = -7;
+        gpu->argmax(gpu, got, dx, rows, n);
+        char what[96];
+        snprintf(what, sizeof what, "argmax of 8 rows of %d (ties, NaN, inf) = glint_argmax", n);
+        expect(!memcmp(got, ref, sizeof ref), what);
+        free(x), gpu->free(gpu, dx);
+    }
+}
+
 // Indexer: selections compared as sets. Elements in only one of the two sets are accepted only
 // when their exact (double) score ties the boundary score to within FP32 rounding. With page_size
 // > 0 the keys sit in a paged pool (pages in reverse order) and the selected pool rows are mapped
@@ -950,6 +976,7 @@ int main(int argc, char **argv) {
     test_row_invariance();
     test_embed_norms();
     test_fused_ops();
+    test_argmax();
     test_indexer(quick);
     test_mla(quick);
     test_moe(quick);

@@ -33,7 +33,7 @@ typedef struct {
 } cuda_backend;
 
 enum {
-    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK
+    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX
 };
 
 static cuda_backend *cuda_of(glint_backend *be) { return (cuda_backend *)be; }
@@ -583,6 +583,59 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
                                                              rope_offset, pairs, pos, f, attn_factor, pool_a, split,
                                                              pool_b, width, *map);
     glint_cuda_check("norm_rope_cache");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Greedy decoding on the device (backend.h: argmax): glint_argmax of each row, so only the ids are
+// copied to the host. glint_argmax's rule in parallel: v[0] NaN -> 0; otherwise the first index of
+// the largest non-NaN value.
+
+enum { ARGMAX_THREADS = 1024 };
+__global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, const float *logits, int n) {
+    __shared__ float best_v[ARGMAX_THREADS / 32];
+    __shared__ int best_i[ARGMAX_THREADS / 32];
+    const float *row = logits + (size_t)blockIdx.x * n;
+    float bv = 0.0f;
+    int bi = -1;  // no value yet
+    for (int i = threadIdx.x; i < n; i += ARGMAX_THREADS) {
+        const float v = row[i];
+        if (!isnan(v) && (bi < 0 || v > bv)) bv = v, bi = i;  // ascending i: ties keep the first
+    }
+    // (value, index) pairs: a valid one beats none; larger value; equal values: lower index
+    auto better = [](float v, int i, float w, int j) { return j < 0 || (i >= 0 && (v > w || (v == w && i < j))); };
+    for (int o = 16; o; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) best_v[warp] = bv, best_i[warp] = bi;
+    __syncthreads();
+    if (warp) return;
+    bv = best_v[lane], bi = best_i[lane];
+    for (int o = 16; o; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
+    }
+    if (lane == 0) ids[blockIdx.x] = isnan(row[0]) || bi < 0 ? 0 : bi;
+}
+
+static void cuda_argmax(glint_backend *be, int32_t *ids, const float *logits, int rows, int n) {
+    if (rows <= 0) return;
+    int32_t *dev = (int32_t *)scratch(be, SCR_ARGMAX, sizeof(int32_t) * (size_t)rows);
+    if (!dev || n <= 0) {
+        for (int r = 0; r < rows; r++) ids[r] = 0;
+        return;
+    }
+    argmax_kernel<<<rows, ARGMAX_THREADS, 0, glint_cuda_stream>>>(dev, logits, n);
+    if (glint_cuda_check("argmax") ||
+        cudaMemcpyAsync(ids, dev, sizeof(int32_t) * (size_t)rows, cudaMemcpyDeviceToHost, glint_cuda_stream) !=
+            cudaSuccess ||
+        cudaStreamSynchronize(glint_cuda_stream) != cudaSuccess) {
+        glint_cuda_check("argmax download");
+        for (int r = 0; r < rows; r++) ids[r] = 0;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1607,6 +1660,7 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     be->mla_up_v = cuda_mla_up_v;
     be->moe = glint_cuda_moe;
     be->synthesize = glint_cuda_synthesize;
+    be->argmax = cuda_argmax;
     const char *fused_env = getenv("GLINT_CUDA_FUSED");  // 0: the model calls the plain ops instead
     if (!fused_env || strcmp(fused_env, "0")) {
         be->add_rmsnorm = cuda_add_rmsnorm;
