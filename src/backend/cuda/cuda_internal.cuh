@@ -96,6 +96,9 @@ extern unsigned long long glint_cuda_uncapturable;
 int glint_cuda_check(const char *what);
 // Marks the current step failed without a CUDA error (limits, memory): the next download is NaN.
 void glint_cuda_fail(void);
+// Grow-only device buffer: reallocates *buf (with 25% headroom, bumping glint_cuda_buffer_epoch) when
+// it holds fewer than `bytes`; 0, or -1 with the error set and the step marked failed.
+int glint_cuda_grow(void **buf, size_t *have, size_t bytes, const char *what);
 // Nonzero when GLINT_CUDA_PROFILE is set (per-op timing, see cuda_backend.cu).
 int glint_cuda_profiling(void);
 

@@ -480,17 +480,7 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     if (E >= 16) {  // FP8 and NVFP4 chunks: reorder x first
         const int64_t row_floats = (chunks + 31) / 32 * 32 * E;
         const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
-        if (bytes > permuted_x_bytes) {
-            glint_cuda_buffer_epoch++;
-            cudaFree(permuted_x);
-            permuted_x = NULL, permuted_x_bytes = 0;
-            if (cudaMalloc(&permuted_x, bytes + bytes / 4) != cudaSuccess) {
-                glint_set_error("CUDA matmul: out of device memory for %zu bytes of activations", bytes);
-                glint_cuda_fail();
-                return;
-            }
-            permuted_x_bytes = bytes + bytes / 4;
-        }
+        if (glint_cuda_grow((void **)&permuted_x, &permuted_x_bytes, bytes, "matmul")) return;
         const size_t total = rows * (size_t)(row_floats / 4);
         permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>(
             (float4 *)permuted_x, x, x_stride, x_step, T, E, chunks, row_floats / 4, total);
@@ -650,14 +640,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 2 : 1)
 static float *moe_xp, *moe_h;  // grow-only: permuted token rows, SwiGLU outputs
 static size_t moe_xp_bytes, moe_h_bytes;
 
-static int grow(float **buf, size_t *have, size_t bytes) {
+int glint_cuda_grow(void **buf, size_t *have, size_t bytes, const char *what) {
     if (bytes <= *have) return 0;
     glint_cuda_buffer_epoch++;
     cudaFree(*buf);
     *buf = NULL, *have = 0;
     if (cudaMalloc(buf, bytes + bytes / 4) != cudaSuccess) {
         cudaGetLastError();
-        glint_set_error("CUDA moe: out of device memory for %zu bytes of activations", bytes);
+        glint_set_error("CUDA %s: out of device memory for %zu bytes of activations", what, bytes);
         glint_cuda_fail();
         return -1;
     }
@@ -680,9 +670,9 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     const int64_t x_row = EL >= 16 ? ((int64_t)D / EL + 31) / 32 * 32 * EL : D;
     const int64_t h_row = EL >= 16 ? ((int64_t)I / EL + 31) / 32 * 32 * EL : I;
     const int pairs = T * plan.top_k;
-    if (grow(&moe_h, &moe_h_bytes, sizeof(float) * (size_t)pairs * (size_t)h_row)) return;
+    if (glint_cuda_grow((void **)&moe_h, &moe_h_bytes, sizeof(float) * (size_t)pairs * (size_t)h_row, "moe")) return;
     if (EL >= 16) {
-        if (grow(&moe_xp, &moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row)) return;
+        if (glint_cuda_grow((void **)&moe_xp, &moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row, "moe")) return;
         const size_t total = (size_t)T * (size_t)(x_row / 4);
         permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((float4 *)moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
                                                                    total);

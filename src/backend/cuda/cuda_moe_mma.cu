@@ -248,21 +248,6 @@ static float *mma_h;       // [pairs][I] SwiGLU outputs
 static float *mma_scales;  // [T] token rows, then [pairs] h rows
 static size_t mma_x_bytes, mma_h_bytes, mma_scales_bytes;
 
-static int grow_buffer(void **buf, size_t *have, size_t bytes) {
-    if (bytes <= *have) return 0;
-    glint_cuda_buffer_epoch++;
-    cudaFree(*buf);
-    *buf = NULL, *have = 0;
-    if (cudaMalloc(buf, bytes + bytes / 4) != cudaSuccess) {
-        cudaGetLastError();
-        glint_set_error("CUDA moe: out of device memory for %zu bytes of activations", bytes);
-        glint_cuda_fail();
-        return -1;
-    }
-    *have = bytes + bytes / 4;
-    return 0;
-}
-
 static int mma_decode_enabled(void) {
     static int on = -1;
     if (on < 0) {
@@ -279,9 +264,10 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
         return 0;
     const int pairs = T * plan.top_k;
     const size_t split_halves = 2 * ((size_t)T * D > (size_t)pairs * I ? (size_t)T * D : (size_t)pairs * I);
-    if (grow_buffer((void **)&mma_x, &mma_x_bytes, sizeof(__half) * split_halves) ||
-        grow_buffer((void **)&mma_h, &mma_h_bytes, sizeof(float) * (size_t)pairs * I) ||
-        grow_buffer((void **)&mma_scales, &mma_scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs)))
+    if (glint_cuda_grow((void **)&mma_x, &mma_x_bytes, sizeof(__half) * split_halves, "moe") ||
+        glint_cuda_grow((void **)&mma_h, &mma_h_bytes, sizeof(float) * (size_t)pairs * I, "moe") ||
+        glint_cuda_grow((void **)&mma_scales, &mma_scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs),
+                        "moe"))
         return 1;  // the error is set; the step's output is poisoned
     mma_split_x_kernel<<<T, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)T * D, mma_scales, x, D, D);
     mma_split_x xs = {mma_x, mma_x + (size_t)T * D, mma_scales};
