@@ -593,8 +593,9 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         s->step_ids[0] = s->last_token;
         const int ids_only = greedy_ids_only(s);
         float *logits = ids_only ? NULL : e->logits + (size_t)row * V;
-        items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, logits, 1,
-                                      s->spec ? e->hidden + (size_t)row * D : NULL, NULL, ids_only ? next_ids[k] : NULL};
+        float *hidden = s->spec ? e->hidden + (size_t)row * D : NULL;
+        items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, logits, 1, hidden, NULL,
+                                      ids_only ? next_ids[k] : NULL};
     }
     if (glint_forward_batch(e->m, items, n)) {
         end_all_with_error(e, batch, n);

@@ -1442,13 +1442,14 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         glint_cuda_check("mla_attend shared memory");
         return;
     }
-    // Decode (T <= 64): the selected keys are split into slices of at least 64 so that one query's
-    // (head group) blocks fill about two blocks per SM (sel_stride bounds n_sel; slices past n_sel[s]
-    // come out empty). The split sets the order of the sums, so it depends on the shapes and the card
-    // only, never on T: a batched row is bitwise the row alone. Prefill: slices only while the grid
-    // has under two blocks per SM.
+    // Few (query, head group) blocks: split the selected keys into slices of at least 64 so that
+    // about two blocks per SM run (sel_stride bounds n_sel; slices past n_sel[s] come out empty).
+    // The split depends on T, and it sets the order of the sums: at real shapes a row of a batch can
+    // differ from the row alone in the last bits. (A split fixed per shape would make them equal,
+    // but its slice partials cost a 64-row batch ~2.8x the attention's memory traffic; an in-block
+    // merge of fixed-size slices in the combine's order would give both: not done.)
     const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, target = 2 * cuda_of(be)->sms;
-    const int blocks = T <= 64 ? groups : T * groups;
+    const int blocks = T * groups;
     int slices = 1;
     if (blocks < target) {
         slices = (target + blocks - 1) / blocks;
