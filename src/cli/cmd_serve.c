@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "common/util.h"
 #include "server/server.h"
 
@@ -214,6 +215,7 @@ int cmd_serve(int argc, char **argv) {
         omp_set_num_threads(be->n_threads);
         fprintf(stderr, "glint serve: CPU backend, %d compute threads\n", be->n_threads);
     }
+    load.show_progress = want_load_progress(be);
     s.model = glint_model_load(s.model_path, &load, be);
     if (!s.model) {
         fprintf(stderr, "glint serve: %s\n", glint_last_error());

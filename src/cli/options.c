@@ -124,12 +124,20 @@ glint_backend *make_backend(const model_options *o) {
     return be;
 }
 
+int want_load_progress(const glint_backend *be) {
+    const char *e = getenv("GLINT_PROGRESS");  // 1 / 0: always / never; else on a terminal, for devices
+    if (e && *e) return strcmp(e, "0") != 0;
+    return isatty(2) && strcmp(be->name, "cpu") != 0;
+}
+
 glint_model *load_model(const char *cmd, const model_options *o, glint_backend *be) {
     if (!o->model_dir) {
         fprintf(stderr, "glint %s: -m DIR is required\n", cmd);
         return NULL;
     }
-    glint_model *m = glint_model_load(o->model_dir, &o->load, be);
+    glint_load_options load = o->load;
+    load.show_progress = want_load_progress(be);
+    glint_model *m = glint_model_load(o->model_dir, &load, be);
     if (!m) fprintf(stderr, "glint %s: %s\n", cmd, glint_last_error());
     return m;
 }

@@ -41,6 +41,9 @@ typedef struct {
 int parse_options(const char *cmd, int argc, char **argv, model_options *o);
 glint_backend *make_backend(const model_options *o);
 // Loads -m DIR; NULL after printing the error.
+// Whether loading shows the weight-upload progress line: GLINT_PROGRESS=1 / 0, else when stderr is a
+// terminal and the backend is a device.
+int want_load_progress(const glint_backend *be);
 glint_model *load_model(const char *cmd, const model_options *o, glint_backend *be);
 // --context-length, else max_position_embeddings capped so the cache fits a quarter of RAM.
 int context_for(const glint_model *m, const model_options *o);

@@ -309,32 +309,59 @@ static int bind_all(binder *b) {
     return 0;
 }
 
-// Hands every bound weight to the backend (device backends copy them to device memory).
-static int prepare_layer(glint_backend *be, glm_layer *L, int n_experts) {
+// Handing the weights to the backend, with an optional progress line (bytes as stored).
+typedef struct {
+    glint_backend *be;
+    int show;
+    uint64_t done, total;
+    double start, last_print;
+} weight_upload;
+
+static void upload_progress(weight_upload *u, int final) {
+    const double now = glint_now_seconds();
+    if (!u->show || (!final && now - u->last_print < 0.25)) return;
+    u->last_print = now;
+    const double gb = 1e-9, rate = now > u->start ? (double)u->done / (now - u->start) : 0;
+    fprintf(stderr, "\rloading weights: %.2f / %.2f GB (%3.0f%%), %.2f GB/s", (double)u->done * gb,
+            (double)u->total * gb, u->total ? 100.0 * (double)u->done / (double)u->total : 100.0, rate * gb);
+    if (final) fprintf(stderr, ", %.1f s\n", now - u->start);
+}
+
+static int upload_weight(weight_upload *u, glint_weight *w) {
+    if (u->be->prepare_weight(u->be, w)) return -1;
+    u->done += glint_weight_stored_bytes(w);
+    upload_progress(u, 0);
+    return 0;
+}
+
+// Hands every bound weight of a layer to the backend (device backends copy them to device memory).
+static int prepare_layer(weight_upload *u, glm_layer *L, int n_experts) {
     glint_weight *ws[] = {&L->input_norm, &L->post_attn_norm, &L->q_a, &L->q_a_norm, &L->q_b, &L->kv_a,
                           &L->kv_a_norm, &L->kv_b, &L->o_proj, &L->idx_wq_b, &L->idx_wk, &L->idx_k_norm_w,
                           &L->idx_k_norm_b, &L->idx_weights_proj, &L->gate, &L->up, &L->down, &L->router,
                           &L->router_bias};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-        if (ws[i]->data && be->prepare_weight(be, ws[i])) return -1;
+        if (ws[i]->data && upload_weight(u, ws[i])) return -1;
     if (L->is_moe)
         for (int e = 0; e < 3 * n_experts; e++)
-            if (be->prepare_weight(be, &L->expert_gate[e])) return -1;
+            if (upload_weight(u, &L->expert_gate[e])) return -1;
     return 0;
 }
 
-static int prepare_weights(glint_model *m) {
-    glint_backend *be = m->be;
+static int prepare_weights(glint_model *m, int show_progress) {
+    weight_upload u = {m->be, show_progress, 0, m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0), glint_now_seconds(),
+                       0};
     const int tied = m->lm_head.data == m->embed.data;
-    if (be->prepare_weight(be, &m->embed) || be->prepare_weight(be, &m->final_norm)) return -1;
+    if (upload_weight(&u, &m->embed) || upload_weight(&u, &m->final_norm)) return -1;
     if (tied) m->lm_head = m->embed;  // share the prepared copy
-    else if (be->prepare_weight(be, &m->lm_head)) return -1;
+    else if (upload_weight(&u, &m->lm_head)) return -1;
     for (int l = 0; l < m->cfg.num_layers; l++)
-        if (prepare_layer(be, &m->layers[l], m->cfg.n_routed_experts)) return -1;
-    if (m->has_mtp && (prepare_layer(be, &m->mtp, m->cfg.n_routed_experts) || be->prepare_weight(be, &m->mtp_enorm) ||
-                       be->prepare_weight(be, &m->mtp_hnorm) || be->prepare_weight(be, &m->mtp_eh_proj) ||
-                       be->prepare_weight(be, &m->mtp_head_norm)))
+        if (prepare_layer(&u, &m->layers[l], m->cfg.n_routed_experts)) return -1;
+    if (m->has_mtp && (prepare_layer(&u, &m->mtp, m->cfg.n_routed_experts) || upload_weight(&u, &m->mtp_enorm) ||
+                       upload_weight(&u, &m->mtp_hnorm) || upload_weight(&u, &m->mtp_eh_proj) ||
+                       upload_weight(&u, &m->mtp_head_norm)))
         return -1;
+    upload_progress(&u, 1);
     return 0;
 }
 
@@ -375,7 +402,7 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
         glint_prefix_error("%s: ", dir);
         goto fail;
     }
-    if (prepare_weights(m)) goto fail;
+    if (prepare_weights(m, opts && opts->show_progress)) goto fail;
     return m;
 fail:
     glint_model_free(m);
@@ -392,7 +419,7 @@ glint_model *glint_model_synthetic_quant(const glint_config *cfg, glint_backend 
     m->be = be;
     m->cfg = *cfg;
     binder b = {NULL, "synthetic model", m, 0, 12345, {0}, experts};
-    if (bind_all(&b) || prepare_weights(m)) {
+    if (bind_all(&b) || prepare_weights(m, 0)) {
         glint_model_free(m);
         return NULL;
     }

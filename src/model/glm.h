@@ -90,6 +90,7 @@ typedef struct {
 typedef struct {
     const char *override_json;  // --json-model-override-args
     const char *index_topk_pattern;  // --index-topk-pattern
+    int show_progress;  // a progress line on stderr while the weights go to the backend (device upload)
 } glint_load_options;
 
 // Loads DIR (config.json + safetensors), checks every tensor's shape and dtype against the config.

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -57,6 +58,16 @@ report("generate greedy == transformers", rc == 0 and out.split() == [str(i) for
 a = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
 b = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
 report("seeded sampling reproducible", a[0] == 0 and a[1] == b[1] and len(a[1].split()) >= 1, f"{a} {b}")
+
+# --- the weight-upload progress line: GLINT_PROGRESS=1 forces it; by default only device backends on a
+# terminal show it (here: the CPU, stderr a pipe)
+p = subprocess.run([GLINT, "generate", "-m", FSF, "--ids", prompt, "-n", "1"], capture_output=True,
+                   env=dict(os.environ, GLINT_PROGRESS="1"))
+err = p.stderr.decode("utf-8", "replace")
+report("progress line with GLINT_PROGRESS=1", p.returncode == 0 and "loading weights:" in err and "(100%)" in err
+       and err.count("\n") >= 1, repr(err))
+rc, out, err = run("generate", "-m", FSF, "--ids", prompt, "-n", "1")
+report("no progress line by default here", rc == 0 and "loading weights" not in err, repr(err))
 
 # --- info
 rc, out, err = run("info", "-m", FSF)
