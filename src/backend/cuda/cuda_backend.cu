@@ -18,7 +18,7 @@ typedef struct {
     int device, sms;
     char description[256];
     void **owned;  // device copies made by prepare_weight, freed never (they live as long as the model)
-    size_t n_owned, cap_owned;
+    size_t n_owned, cap_owned, owned_bytes;
     // Grow-only scratch buffers for the ops that need temporaries.
     void *scratch[16];
     size_t scratch_bytes[16];
@@ -199,7 +199,11 @@ static const void *copy_to_device(cuda_backend *cb, const void *host, size_t byt
     void *d = NULL;
     if (cudaMalloc(&d, bytes) != cudaSuccess) {
         cudaGetLastError();
-        glint_set_error("CUDA: out of device memory for weight %s (%zu bytes)", name ? name : "?", bytes);
+        size_t free_bytes = 0, total_bytes = 0;
+        cudaMemGetInfo(&free_bytes, &total_bytes);
+        glint_set_error("CUDA: out of device memory for weight %s (%zu bytes) after %.2f GB of weights on a %.1f GB "
+                        "card: the model does not fit this GPU (several GPUs are not supported yet)",
+                        name ? name : "?", bytes, (double)cb->owned_bytes / 1e9, (double)total_bytes / 1e9);
         return NULL;
     }
     if (cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
@@ -218,6 +222,7 @@ static const void *copy_to_device(cuda_backend *cb, const void *host, size_t byt
         cb->owned = grown, cb->cap_owned = cap;
     }
     cb->owned[cb->n_owned++] = d;
+    cb->owned_bytes += bytes;
     return d;
 }
 
