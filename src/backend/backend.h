@@ -138,6 +138,9 @@ struct glint_backend {
     // y[T, D] = Σ_k w_k · down_e(silu(gate_e x) ⊙ up_e x). Shared experts are not included.
     void (*moe)(glint_backend *be, float *y, const float *x, int T, int D, int I, const glint_weight *router,
                 const glint_weight *bias, const glint_moe_routing *routing, const glint_experts *experts);
+    // ids (host memory) [rows] = glint_argmax of each row of logits [rows, n] (backend memory): greedy
+    // decoding moves token ids, not logits, off the device.
+    void (*argmax)(glint_backend *be, int32_t *ids, const float *logits, int rows, int n);
     // Optional (NULL: the model makes host data and prepare_weight copies it): makes w's storage in
     // backend memory, filled from seed, for synthetic benchmarks of the real shapes. rows, cols,
     // format (DENSE BF16/F16/F32, or NVFP4) and name are set by the caller; values uniform in
@@ -173,10 +176,7 @@ struct glint_backend {
     // anything when it does not cover the case (the model then calls those ops).
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
-    // Optional (NULL: the model downloads the logits and takes the argmax on the host): ids (host
-    // memory) [rows] = glint_argmax of each row of logits [rows, n], so that greedy decoding moves
-    // token ids, not logits, off the device.
-    void (*argmax)(glint_backend *be, int32_t *ids, const float *logits, int rows, int n);
+
 };
 
 glint_backend *glint_backend_cpu(int n_threads);

@@ -847,42 +847,43 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     be->matmul(be, s->y, D, s->o, H * Dv, T, &L->o_proj);
 }
 
-// One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x. The previous
-// block's output is still pending in s->y (+ s->y2 when *pending_y2) if *pending: it is added to s->x
-// together with this block's input norm. Leaves its own output pending the same way.
-static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s,
-                          int *pending, int *pending_y2) {
+// The block output a decoder layer leaves in s->y, plus s->y2 (the shared expert) when it returns 1.
+static int leaves_y2(const glint_model *m, const glm_layer *L) { return L->is_moe && m->cfg.n_shared_experts > 0; }
+
+// One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x. The output of
+// `prev` (the previous block, NULL for the first) is still in s->y (+ s->y2): it is added to s->x
+// together with this block's input norm. Leaves its own output there the same way.
+static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, const glm_layer *prev,
+                          int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
-    if (*pending)
-        residual_norm(be, s->x, s->y, *pending_y2 ? s->y2 : NULL, s->xn, T, D, &L->input_norm, c->rms_norm_eps);
+    if (prev)
+        residual_norm(be, s->x, s->y, leaves_y2(m, prev) ? s->y2 : NULL, s->xn, T, D, &L->input_norm,
+                      c->rms_norm_eps);
     else be->rmsnorm(be, s->xn, s->x, D, T, D, &L->input_norm, c->rms_norm_eps);
     attention(m, bc, l, L, T, s);
     residual_norm(be, s->x, s->y, NULL, s->xn, T, D, &L->post_attn_norm, c->rms_norm_eps);
-    *pending = 1, *pending_y2 = 0;
     if (L->is_moe) {
         glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
                                      c->norm_topk_prob, c->routed_scaling_factor};
         glint_experts experts = {L->expert_gate, L->expert_up, L->expert_down, c->n_routed_experts};
         be->moe(be, s->y, s->xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
-        if (c->n_shared_experts > 0) {
-            mlp(be, L, s->xn, T, D, s, s->y2);
-            *pending_y2 = 1;
-        }
+        if (leaves_y2(m, L)) mlp(be, L, s->xn, T, D, s, s->y2);
     } else {
         mlp(be, L, s->xn, T, D, s, s->y);
     }
 }
 
-// The layer stack of a forward: every decoder layer, or the MTP layer as layer mtp_layer (>= 0).
+// The layer stack of a forward: every decoder layer, or the MTP layer as layer mtp_layer (>= 0); the
+// last block's output is added to s->x at the end.
 static void layer_stack(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer) {
-    int pending = 0, pending_y2 = 0;
-    if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, T, s, &pending, &pending_y2);
+    const glm_layer *last = NULL;
+    if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, NULL, T, s), last = &m->mtp;
     else
-        for (int l = 0; l < m->cfg.num_layers; l++) decoder_layer(m, bc, l, &m->layers[l], T, s, &pending, &pending_y2);
-    if (pending)
-        residual_norm(m->be, s->x, s->y, pending_y2 ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0.0f);
+        for (int l = 0; l < m->cfg.num_layers; last = &m->layers[l++])
+            decoder_layer(m, bc, l, &m->layers[l], last, T, s);
+    if (last) residual_norm(m->be, s->x, s->y, leaves_y2(m, last) ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0);
 }
 
 // The layer stack, recorded and replayed by the backend when the batch uses the forward cache: the
@@ -1030,29 +1031,16 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
     float *dev_logits = be->alloc(be, (size_t)n_out * V * sizeof(float), "logits");
     if (!dev_logits) return -1;
     be->matmul(be, dev_logits, V, s->xn, D, n_out, &m->lm_head);
-    int rc = 0;
-    for (int i = 0, out = 0; i < n_items && !rc; i++) {
+    for (int i = 0, out = 0; i < n_items; i++) {
         if (!items[i].logits && !items[i].argmax) continue;
         const int n = items[i].all_logits ? items[i].n_tokens : 1;
         const float *rows = dev_logits + (size_t)out * V;
         out += n;
         if (items[i].logits) be->download(be, items[i].logits, rows, (size_t)n * V);
-        if (!items[i].argmax) continue;
-        if (be->argmax) {
-            be->argmax(be, items[i].argmax, rows, n, V);
-            continue;
-        }
-        float *host = items[i].logits;  // the host's argmax of the downloaded rows
-        if (!host && !(host = glint_malloc(sizeof(float) * (size_t)n * V, "logits"))) {
-            rc = -1;
-            break;
-        }
-        if (!items[i].logits) be->download(be, host, rows, (size_t)n * V);
-        for (int r = 0; r < n; r++) items[i].argmax[r] = glint_argmax(host + (size_t)r * V, V);
-        if (host != items[i].logits) free(host);
+        if (items[i].argmax) be->argmax(be, items[i].argmax, rows, n, V);
     }
     be->free(be, dev_logits);
-    return rc;
+    return 0;
 }
 
 int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {

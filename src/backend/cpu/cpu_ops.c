@@ -406,6 +406,11 @@ done:
     free(xg), free(gu), free(h), free(outg), free(slot_out);
 }
 
+static void cpu_argmax(glint_backend *be, int32_t *ids, const float *logits, int rows, int n) {
+    (void)be;
+    for (int r = 0; r < rows; r++) ids[r] = glint_argmax(logits + (size_t)r * n, n);
+}
+
 glint_backend *glint_backend_cpu(int n_threads) {
     static glint_backend be;
     be = (glint_backend){
@@ -432,6 +437,7 @@ glint_backend *glint_backend_cpu(int n_threads) {
         .mla_attend = cpu_mla_attend,
         .mla_up_v = cpu_mla_up_v,
         .moe = cpu_moe,
+        .argmax = cpu_argmax,
     };
     return &be;
 }

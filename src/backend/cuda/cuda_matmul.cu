@@ -421,9 +421,11 @@ __global__ void permute_x_kernel(float4 *xp, const float *x, int x_stride, int64
 static float *permuted_x;  // grow-only; stream order keeps one matmul's use before the next's rewrite
 static size_t permuted_x_bytes;
 
-static int sm_count(void) {
+static int sm_count(void) {  // of the backend's device (the current one)
     static int sms = 0;
-    if (!sms && (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || sms < 1)) {
+    int device = 0;
+    if (!sms && (cudaGetDevice(&device) != cudaSuccess ||
+                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1)) {
         cudaGetLastError();
         sms = 1;
     }
