@@ -5,6 +5,7 @@
 #ifndef GLINT_BACKEND_H
 #define GLINT_BACKEND_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,19 @@ static inline int64_t glint_cache_row(const glint_cache_map *map, int seq, int p
     return (int64_t)map->page_table[(size_t)seq * map->pages_stride + p / map->page_size] * map->page_size +
            p % map->page_size;
 }
+
+// Tensor parallelism (docs/multi-gpu-plan.md): a model split over n ranks, each rank a backend instance
+// of its own driven by a host thread of its own. The ranks' backends meet through a link the model
+// makes: a barrier and a slot per rank for what a backend publishes to the others.
+enum { GLINT_MAX_TP = 8 };
+typedef struct {
+    int n_ranks;
+    pthread_barrier_t barrier;
+    void *slots[GLINT_MAX_TP];  // backend use: slot r is written by rank r before a wait, read after
+    int failed;                 // set by a rank before a wait when it cannot go on (the others see it after)
+} glint_tp_link;
+// Blocks until every rank of the link has called it.
+void glint_tp_link_wait(glint_tp_link *link);
 
 typedef struct glint_backend glint_backend;
 struct glint_backend {
@@ -139,8 +153,9 @@ struct glint_backend {
     void (*moe)(glint_backend *be, float *y, const float *x, int T, int D, int I, const glint_weight *router,
                 const glint_weight *bias, const glint_moe_routing *routing, const glint_experts *experts);
     // ids (host memory) [rows] = glint_argmax of each row of logits [rows, n] (backend memory): greedy
-    // decoding moves token ids, not logits, off the device.
-    void (*argmax)(glint_backend *be, int32_t *ids, const float *logits, int rows, int n);
+    // decoding moves token ids, not logits, off the device. values (host, optional): the logit each id
+    // names (how ranks holding slices of the vocabulary combine their answers).
+    void (*argmax)(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n);
     // Optional (NULL: the model makes host data and prepare_weight copies it): makes w's storage in
     // backend memory, filled from seed, for synthetic benchmarks of the real shapes. rows, cols,
     // format (DENSE BF16/F16/F32, or NVFP4) and name are set by the caller; values uniform in
@@ -177,11 +192,29 @@ struct glint_backend {
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
 
+    // Tensor parallelism (optional: NULL means one rank only). tp_connect is called once by every rank
+    // on its own thread, all at the same time, before any all_reduce_sum: this backend becomes rank
+    // `rank` of link->n_ranks. 0, or -1 with the error set; every rank passes the same waits on the link
+    // whether it failed or not, so no rank is left waiting.
+    int (*tp_connect)(glint_backend *be, glint_tp_link *link, int rank);
+    // Called by every rank on its own thread, all at the same time, when the model is freed: releases
+    // what tp_connect made (the link is freed after).
+    void (*tp_disconnect)(glint_backend *be);
+    // x[n] (backend memory) <- the sum over the ranks of their x[n], added in rank order so that every
+    // rank gets the same bits. Every rank calls it with the same n, at the same point of the same ops.
+    void (*all_reduce_sum)(glint_backend *be, float *x, size_t n);
+
 };
 
 glint_backend *glint_backend_cpu(int n_threads);
+// A CPU backend instance of its own for tensor-parallel rank `rank` (0..GLINT_MAX_TP-1), with tp_connect
+// and all_reduce_sum; the instance is reused by a later model's rank of the same number.
+glint_backend *glint_backend_cpu_rank(int n_threads, int rank);
 #ifdef GLINT_HAVE_CUDA
-// The CUDA backend on device `device` (backend/cuda/); NULL with the error set if unavailable.
+// The CUDA backend on device `device` (backend/cuda/); NULL with the error set if unavailable. One
+// instance per device. The calling thread is bound to the device: for tensor parallelism each rank's
+// thread calls this for its own device and runs every op of that rank; a single-device backend may
+// be used from any thread.
 glint_backend *glint_backend_cuda(int device);
 // Free and total memory of the device the CUDA backend runs on. 0, or -1 with the error set.
 int glint_cuda_memory_info(size_t *free_bytes, size_t *total_bytes);

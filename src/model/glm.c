@@ -1037,7 +1037,7 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         const float *rows = dev_logits + (size_t)out * V;
         out += n;
         if (items[i].logits) be->download(be, items[i].logits, rows, (size_t)n * V);
-        if (items[i].argmax) be->argmax(be, items[i].argmax, rows, n, V);
+        if (items[i].argmax) be->argmax(be, items[i].argmax, NULL, rows, n, V);
     }
     be->free(be, dev_logits);
     return 0;

@@ -581,7 +581,7 @@ static void test_argmax(void) {
         for (int r = 0; r < rows; r++) ref[r] = glint_argmax(x + (size_t)r * n, n);
         float *dx = to_device(x, sizeof(float) * rows * n);
         for (int r = 0; r < rows; r++) got[r] = -7;
-        gpu->argmax(gpu, got, dx, rows, n);
+        gpu->argmax(gpu, got, NULL, dx, rows, n);
         char what[96];
         snprintf(what, sizeof what, "argmax of 8 rows of %d (ties, NaN, inf) = glint_argmax", n);
         expect(!memcmp(got, ref, sizeof ref), what);

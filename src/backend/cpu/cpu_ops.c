@@ -406,14 +406,89 @@ done:
     free(xg), free(gu), free(h), free(outg), free(slot_out);
 }
 
-static void cpu_argmax(glint_backend *be, int32_t *ids, const float *logits, int rows, int n) {
+static void cpu_argmax(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n) {
     (void)be;
-    for (int r = 0; r < rows; r++) ids[r] = glint_argmax(logits + (size_t)r * n, n);
+    for (int r = 0; r < rows; r++) {
+        ids[r] = glint_argmax(logits + (size_t)r * n, n);
+        if (values) values[r] = logits[(size_t)r * n + ids[r]];
+    }
 }
 
-glint_backend *glint_backend_cpu(int n_threads) {
-    static glint_backend be;
-    be = (glint_backend){
+// ---------------------------------------------------------------------------------------------
+// Tensor parallelism on one machine: each rank is a thread with its own backend instance; the
+// all-reduce publishes each rank's buffer, every rank sums a slice of the elements over all ranks in
+// rank order into a shared result, and every rank copies the whole result back.
+
+typedef struct {
+    glint_backend base;
+    glint_tp_link *link;
+    int rank;
+} cpu_rank_backend;
+
+typedef struct {  // link->slots[0], made by rank 0
+    float *parts[GLINT_MAX_TP];  // each rank's x of the current all-reduce
+    float *sum;
+    size_t sum_cap;
+} cpu_tp_shared;
+
+void glint_tp_link_wait(glint_tp_link *link) { pthread_barrier_wait(&link->barrier); }
+
+static int cpu_tp_connect(glint_backend *be, glint_tp_link *link, int rank) {
+    cpu_rank_backend *rb = (cpu_rank_backend *)be;
+    if (rank == 0) {
+        link->slots[0] = glint_calloc(1, sizeof(cpu_tp_shared), "tensor-parallel state");
+        if (!link->slots[0]) link->failed = 1;
+    }
+    glint_tp_link_wait(link);
+    rb->link = link, rb->rank = rank;
+    return link->failed ? -1 : 0;
+}
+
+static void cpu_tp_disconnect(glint_backend *be) {
+    cpu_rank_backend *rb = (cpu_rank_backend *)be;
+    if (!rb->link) return;
+    glint_tp_link_wait(rb->link);  // no rank is inside an all-reduce
+    if (rb->rank == 0) {
+        cpu_tp_shared *sh = rb->link->slots[0];
+        if (sh) free(sh->sum);
+        free(sh);
+        rb->link->slots[0] = NULL;
+    }
+    rb->link = NULL;
+}
+
+static void cpu_all_reduce_sum(glint_backend *be, float *x, size_t n) {
+    cpu_rank_backend *rb = (cpu_rank_backend *)be;
+    glint_tp_link *link = rb->link;
+    cpu_tp_shared *sh = link->slots[0];
+    const int N = link->n_ranks;
+    sh->parts[rb->rank] = x;
+    if (rb->rank == 0 && sh->sum_cap < n) {  // before the wait: nobody uses sum until after it
+        free(sh->sum);
+        sh->sum = glint_malloc(n * sizeof(float), "all-reduce sum");
+        sh->sum_cap = sh->sum ? n : 0;
+        if (!sh->sum) link->failed = 1;
+    }
+    glint_tp_link_wait(link);
+    if (link->failed) {  // out of memory: every rank gets NaN rather than a partial sum
+        for (size_t i = 0; i < n; i++) x[i] = NAN;
+        glint_tp_link_wait(link);
+        glint_tp_link_wait(link);
+        return;
+    }
+    const size_t lo = n * (size_t)rb->rank / (size_t)N, hi = n * (size_t)(rb->rank + 1) / (size_t)N;
+    for (size_t i = lo; i < hi; i++) {
+        float s = sh->parts[0][i];
+        for (int r = 1; r < N; r++) s += sh->parts[r][i];
+        sh->sum[i] = s;
+    }
+    glint_tp_link_wait(link);  // every slice summed, every part read
+    memcpy(x, sh->sum, n * sizeof(float));
+    glint_tp_link_wait(link);  // every rank copied: the next all-reduce may overwrite sum
+}
+
+static void cpu_fill(glint_backend *be, int n_threads) {
+    *be = (glint_backend){
         .name = "cpu",
         .n_threads = n_threads > 0 ? n_threads : omp_get_num_procs(),
         .alloc = cpu_alloc,
@@ -439,5 +514,25 @@ glint_backend *glint_backend_cpu(int n_threads) {
         .moe = cpu_moe,
         .argmax = cpu_argmax,
     };
+}
+
+glint_backend *glint_backend_cpu(int n_threads) {
+    static glint_backend be;
+    cpu_fill(&be, n_threads);
     return &be;
+}
+
+glint_backend *glint_backend_cpu_rank(int n_threads, int rank) {
+    static cpu_rank_backend ranks[GLINT_MAX_TP];
+    if (rank < 0 || rank >= GLINT_MAX_TP) {
+        glint_set_error("tensor-parallel rank %d out of range (at most %d ranks)", rank, GLINT_MAX_TP);
+        return NULL;
+    }
+    cpu_rank_backend *rb = &ranks[rank];
+    cpu_fill(&rb->base, n_threads);
+    rb->base.tp_connect = cpu_tp_connect;
+    rb->base.tp_disconnect = cpu_tp_disconnect;
+    rb->base.all_reduce_sum = cpu_all_reduce_sum;
+    rb->link = NULL, rb->rank = rank;
+    return &rb->base;
 }

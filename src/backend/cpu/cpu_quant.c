@@ -5,6 +5,7 @@
 // operations do not depend on T (see the dispatch below).
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +17,14 @@
 static const float e2m1_values[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
 
 static float fp8_table[256];
-static int fp8_table_ready;
+static pthread_once_t fp8_table_once = PTHREAD_ONCE_INIT;
 
-static void init_tables(void) {
-    if (fp8_table_ready) return;
+static void fill_tables(void) {
     for (int i = 0; i < 256; i++) fp8_table[i] = glint_fp8e4m3_to_f32((uint8_t)i);
-    fp8_table_ready = 1;
 }
+
+// Tensor-parallel ranks run these kernels on several threads at once.
+static void init_tables(void) { pthread_once(&fp8_table_once, fill_tables); }
 
 // ---------------------------------------------------------------------------------------------
 // NVFP4: one row of [K] against x[K]

@@ -596,7 +596,7 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
 // the largest non-NaN value.
 
 enum { ARGMAX_THREADS = 1024 };
-__global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, const float *logits, int n) {
+__global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, float *values, const float *logits, int n) {
     __shared__ float best_v[ARGMAX_THREADS / 32];
     __shared__ int best_i[ARGMAX_THREADS / 32];
     const float *row = logits + (size_t)blockIdx.x * n;
@@ -623,24 +623,33 @@ __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, co
         const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
         if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
     }
-    if (lane == 0) ids[blockIdx.x] = isnan(row[0]) || bi < 0 ? 0 : bi;
+    if (lane == 0) {
+        const int id = isnan(row[0]) || bi < 0 ? 0 : bi;
+        ids[blockIdx.x] = id, values[blockIdx.x] = row[id];
+    }
 }
 
-static void cuda_argmax(glint_backend *be, int32_t *ids, const float *logits, int rows, int n) {
+static void cuda_argmax(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n) {
     if (rows <= 0) return;
-    int32_t *dev = (int32_t *)scratch(be, SCR_ARGMAX, sizeof(int32_t) * (size_t)rows);
-    if (!dev || n <= 0) {
-        for (int r = 0; r < rows; r++) ids[r] = 0;
-        return;
+    // [rows] ids, then [rows] values: one copy back
+    int32_t *dev = (int32_t *)scratch(be, SCR_ARGMAX, 2 * sizeof(int32_t) * (size_t)rows);
+    int32_t *host = (int32_t *)malloc(2 * sizeof(int32_t) * (size_t)rows);
+    int ok = dev && host && n > 0;
+    if (ok) {
+        argmax_kernel<<<rows, ARGMAX_THREADS, 0, glint_cuda_stream>>>(dev, (float *)(dev + rows), logits, n);
+        ok = !glint_cuda_check("argmax") &&
+             cudaMemcpyAsync(host, dev, 2 * sizeof(int32_t) * (size_t)rows, cudaMemcpyDeviceToHost,
+                             glint_cuda_stream) == cudaSuccess &&
+             cudaStreamSynchronize(glint_cuda_stream) == cudaSuccess;
+        if (!ok) glint_cuda_check("argmax download");
     }
-    argmax_kernel<<<rows, ARGMAX_THREADS, 0, glint_cuda_stream>>>(dev, logits, n);
-    if (glint_cuda_check("argmax") ||
-        cudaMemcpyAsync(ids, dev, sizeof(int32_t) * (size_t)rows, cudaMemcpyDeviceToHost, glint_cuda_stream) !=
-            cudaSuccess ||
-        cudaStreamSynchronize(glint_cuda_stream) != cudaSuccess) {
-        glint_cuda_check("argmax download");
-        for (int r = 0; r < rows; r++) ids[r] = 0;
+    for (int r = 0; r < rows; r++) {
+        float v = NAN;
+        if (ok) memcpy(&v, &host[rows + r], sizeof v);
+        ids[r] = ok ? host[r] : 0;
+        if (values) values[r] = v;
     }
+    free(host);
 }
 
 // ---------------------------------------------------------------------------------------------
