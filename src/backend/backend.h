@@ -99,6 +99,8 @@ struct glint_backend {
     int (*measure_bandwidth)(glint_backend *be, double *copy_bytes_per_s, double *read_bytes_per_s);
     // Kernel ISA / device name, for reports.
     const char *(*describe)(glint_backend *be);
+    // Optional: free and total memory of the device (device backends). 0, or -1 with the error set.
+    int (*memory_info)(glint_backend *be, size_t *free_bytes, size_t *total_bytes);
 
     // x[T, D] <- rows of the embedding table [V, D]; ids are in host memory. Every other pointer
     // argument of the ops below is backend memory (including pos and sel/n_sel), except rope's

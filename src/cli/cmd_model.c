@@ -535,7 +535,7 @@ static double bench_gemm_peak(glint_backend *be, int print_formats) {
 static int bench_prefill(glint_model *m, const model_options *o, float *logits) {
     const glint_config *c = &m->cfg;
     const int chunk = o->prefill_chunk ? (int)o->prefill_chunk : 2048;
-    const double peak = bench_gemm_peak(m->be, 1);
+    const double peak = bench_gemm_peak(m->be, 1) * (m->tp_size > 1 ? m->tp_size : 1);  // every card's
     printf("%8s %10s %10s %14s %10s\n", "prefill", "tok/s", "seconds", "weight TFLOP/s", "% of peak");
     for (const char *p = o->prefill_list; *p;) {
         char *end;
@@ -621,7 +621,9 @@ int cmd_bench(int argc, char **argv) {
             cfg.num_layers = (int)o.layers;
         }
         fprintf(stderr, "bench: making %d layers of random %s weights in memory...\n", cfg.num_layers, o.synthetic);
-        m = glint_model_synthetic_quant(&cfg, be, experts_nvfp4 ? GLINT_WFMT_NVFP4 : GLINT_WFMT_DENSE);
+        const glint_weight_format experts = experts_nvfp4 ? GLINT_WFMT_NVFP4 : GLINT_WFMT_DENSE;
+        glint_load_options tp = {.tp_size = o.load.tp_size, .rank_backend = rank_backend, .rank_backend_ctx = &o};
+        m = tp.tp_size > 1 ? glint_model_synthetic_tp(&cfg, experts, &tp) : glint_model_synthetic_quant(&cfg, be, experts);
         if (!m) {
             fprintf(stderr, "glint bench: %s\n", glint_last_error());
             return 1;
@@ -643,6 +645,12 @@ int cmd_bench(int argc, char **argv) {
     printf("model: %s, %d layers, %.3f B parameters, %.2f GB weights, %.2f GB read per token\n",
            o.synthetic ? o.synthetic : o.model_dir, c->num_layers, m->n_params / 1e9, m->weight_bytes / 1e9,
            m->bytes_per_token / 1e9);
+    // With tensor parallelism the figures below are per card (rank 0's part; every card reads the
+    // selected cache rows and indexer keys of every layer), against card 0's measured bandwidth.
+    const glint_model *card = m->tp_size > 1 ? m->ranks[0] : m;
+    if (card != m)
+        printf("tensor parallel over %d ranks; per card: %.2f GB weights, %.2f GB read per token\n", m->tp_size,
+               card->weight_bytes / 1e9, card->bytes_per_token / 1e9);
     const char *list = o.ctx_list ? o.ctx_list : "256";
     float *logits = malloc(sizeof(float) * (size_t)c->vocab_size);
     rc = logits ? 0 : 1;
@@ -675,11 +683,11 @@ int cmd_bench(int argc, char **argv) {
                 break;
             }
         double dt = (glint_now_seconds() - t0) / (double)o.n_decode;
-        double bytes = (double)m->bytes_per_token + kv_bytes_per_token(c, (int)ctx);
+        double bytes = (double)card->bytes_per_token + kv_bytes_per_token(c, (int)ctx);
         printf("%8ld %10.2f %12.2f %12.3f %10.2f %9.1f%% %9.1f%%\n", ctx, 1.0 / dt, dt * 1e3, bytes / 1e9,
                bytes / dt / 1e9, 100.0 * bytes / dt / copy_bw, 100.0 * bytes / dt / read_bw);
         if (o.synthetic && full_cfg.num_layers > c->num_layers) {
-            const double full = full_model_bytes(m, &full_cfg) + kv_bytes_per_token(&full_cfg, (int)ctx);
+            const double full = full_model_bytes(card, &full_cfg) + kv_bytes_per_token(&full_cfg, (int)ctx);
             printf("%8s %10.2f %12.2f %12.3f   (%d layers at this GB/s; KV + indexer keys %.3f GB of it)\n", "",
                    bytes / dt / full, full / (bytes / dt) * 1e3, full / 1e9, full_cfg.num_layers,
                    kv_bytes_per_token(&full_cfg, (int)ctx) / 1e9);

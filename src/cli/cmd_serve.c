@@ -136,7 +136,7 @@ int cmd_serve(int argc, char **argv) {
             if (int_value(name, v, 0, 65535, &n)) return 2;
             s.port = (int)n;
         } else if (!strcmp(name, "--tensor-parallel-size") || !strcmp(name, "--tp-size") || !strcmp(name, "--tp")) {
-            if (int_value(name, v, 1, 1024, &tp)) return 2;
+            if (int_value(name, v, 1, GLINT_MAX_TP, &tp)) return 2;
         } else if (!strcmp(name, "--pipeline-parallel-size") || !strcmp(name, "--pp-size")) {
             if (int_value(name, v, 1, 1024, &pp)) return 2;
         } else if (!strcmp(name, "--context-length")) {
@@ -194,9 +194,13 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: unknown --backend %s (cpu or cuda)\n", backend);
         return 2;
     }
-    if (tp > 1 || pp > 1)
-        fprintf(stderr, "glint serve: notice: the CPU backend runs on one device; --tensor-parallel-size %lld and "
-                        "--pipeline-parallel-size %lld do not apply\n", (long long)tp, (long long)pp);
+    if (pp > 1)
+        fprintf(stderr, "glint serve: notice: --pipeline-parallel-size %lld does not apply (glint splits a model "
+                        "with --tensor-parallel-size)\n", (long long)pp);
+    // Tensor parallelism: rank r on GPU r (CPU ranks share the cores; for testing)
+    model_options ranks = {.backend = backend, .threads = (int)threads};
+    ranks.load.tp_size = (int)tp;
+    load.tp_size = (int)tp, load.rank_backend = rank_backend, load.rank_backend_ctx = &ranks;
     if (!s.served_model_name) s.served_model_name = s.model_path;
 
     glint_backend *be = NULL;
@@ -278,7 +282,7 @@ int cmd_serve(int argc, char **argv) {
         // sglang's meaning: weights + KV pool take at most this fraction of the card's memory; the
         // rest is left for activations. The weights are on the card now: pool = free - (1 - f) total.
         size_t free_bytes, total_bytes;
-        if (glint_cuda_memory_info(&free_bytes, &total_bytes)) {
+        if (glint_model_memory_info(s.model, &free_bytes, &total_bytes)) {
             fprintf(stderr, "glint serve: %s\n", glint_last_error());
             goto done;
         }

@@ -53,9 +53,9 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
             if (glint_parse_int64(v, &o->context_length) || o->context_length < 1 || o->context_length > (1 << 26))
                 return usage_error(cmd, "bad --context-length '%s'", v);
         } else if (!strcmp(a, "--tp-size") || !strcmp(a, "--tp")) {
-            if (glint_parse_int64(v, &n) || n != 1)
-                return usage_error(cmd, "--tp-size %s: the CPU backend runs on one device (tensor parallel "
-                                        "arrives with the CUDA backend)", v);
+            if (glint_parse_int64(v, &n) || n < 1 || n > GLINT_MAX_TP)
+                return usage_error(cmd, "bad --tp-size '%s' (tensor-parallel ranks: 1 to 8)", v);
+            o->load.tp_size = (int)n;
         } else if (!strcmp(a, "--index-topk-pattern")) o->load.index_topk_pattern = v;
         else if (!strcmp(a, "--json-model-override-args")) o->load.override_json = v;
         else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) o->prompt = v;
@@ -124,6 +124,19 @@ glint_backend *make_backend(const model_options *o) {
     return be;
 }
 
+glint_backend *rank_backend(int rank, void *ctx) {
+    const model_options *o = ctx;
+#ifdef GLINT_HAVE_CUDA
+    if (!strcmp(o->backend, "cuda")) return glint_backend_cuda(rank);  // rank r on GPU r
+#endif
+    // CPU ranks share the cores (tensor parallelism on the CPU is for testing the sharding)
+    const int n = o->load.tp_size > 1 ? o->load.tp_size : 1;
+    int threads = (o->threads ? o->threads : omp_get_num_procs()) / n;
+    glint_backend *be = glint_backend_cpu_rank(threads > 0 ? threads : 1, rank);
+    if (be) omp_set_num_threads(be->n_threads);  // this rank's thread
+    return be;
+}
+
 int want_load_progress(const glint_backend *be) {
     const char *e = getenv("GLINT_PROGRESS");  // 1 / 0: always / never; else on a terminal, for devices
     if (e && *e) return strcmp(e, "0") != 0;
@@ -137,6 +150,7 @@ glint_model *load_model(const char *cmd, const model_options *o, glint_backend *
     }
     glint_load_options load = o->load;
     load.show_progress = want_load_progress(be);
+    load.rank_backend = rank_backend, load.rank_backend_ctx = (void *)o;
     glint_model *m = glint_model_load(o->model_dir, &load, be);
     if (!m) fprintf(stderr, "glint %s: %s\n", cmd, glint_last_error());
     return m;

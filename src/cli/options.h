@@ -40,6 +40,8 @@ typedef struct {
 // Parses argv into o; returns 0, or the exit status of a usage error (already reported).
 int parse_options(const char *cmd, int argc, char **argv, model_options *o);
 glint_backend *make_backend(const model_options *o);
+// The backend of tensor-parallel rank `rank` (glint_load_options.rank_backend; ctx: the model_options).
+glint_backend *rank_backend(int rank, void *ctx);
 // Loads -m DIR; NULL after printing the error.
 // Whether loading shows the weight-upload progress line: GLINT_PROGRESS=1 / 0, else when stderr is a
 // terminal and the backend is a device.

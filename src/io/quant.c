@@ -407,3 +407,102 @@ uint64_t glint_weight_stored_bytes(const glint_weight *w) {
     default: return N * K * glint_dtype_size(w->dtype);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parts of a weight (tensor parallelism)
+
+// Copies `n` runs of `len` bytes, `src_stride` apart, to consecutive runs at dst.
+static void copy_runs(uint8_t *dst, const uint8_t *src, int64_t n, size_t len, size_t src_stride) {
+    for (int64_t i = 0; i < n; i++) memcpy(dst + (size_t)i * len, src + (size_t)i * src_stride, len);
+}
+
+static int part_error(const glint_weight *w, int axis, int64_t start, int64_t count, const char *why) {
+    glint_set_error("%s (%s [%lld, %lld]): cannot take %s %lld..%lld for tensor parallelism: %s",
+                    w->name ? w->name : "weight", glint_weight_format_name(w), (long long)w->rows,
+                    (long long)w->cols, axis ? "columns" : "rows", (long long)start, (long long)(start + count - 1),
+                    why);
+    return -1;
+}
+
+int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t count, glint_weight *out, void **copy) {
+    *out = *w;
+    *copy = NULL;
+    const int64_t N = w->rows, K = w->cols, extent = axis ? K : N;
+    if (start < 0 || count < 1 || start + count > extent) return part_error(w, axis, start, count, "out of range");
+    const int ends = start + count == extent;  // the last part may end inside a block
+    const uint8_t *data = w->data;
+    switch (w->format) {
+    case GLINT_WFMT_DENSE: {
+        const size_t es = glint_dtype_size(w->dtype);
+        if (!axis) {
+            out->rows = count, out->data = data + (size_t)start * (size_t)K * es;
+            return 0;
+        }
+        uint8_t *c = glint_malloc((size_t)N * (size_t)count * es, "weight columns");
+        if (!c) return -1;
+        copy_runs(c, data + (size_t)start * es, N, (size_t)count * es, (size_t)K * es);
+        out->cols = count, out->data = c, *copy = c;
+        return 0;
+    }
+    case GLINT_WFMT_NVFP4: {  // codes [N, K/2], E4M3 scales [N, K/16]
+        const uint8_t *scales = w->scales;
+        if (!axis) {
+            out->rows = count, out->data = data + (size_t)start * (size_t)(K / 2);
+            out->scales = scales + (size_t)start * (size_t)(K / 16);
+            return 0;
+        }
+        if (start % 16 || count % 16) return part_error(w, axis, start, count, "NVFP4 cuts at multiples of 16 columns");
+        uint8_t *c = glint_malloc((size_t)N * (size_t)(count / 2 + count / 16), "weight columns");
+        if (!c) return -1;
+        copy_runs(c, data + start / 2, N, (size_t)count / 2, (size_t)K / 2);
+        uint8_t *cs = c + (size_t)N * (size_t)(count / 2);
+        copy_runs(cs, scales + start / 16, N, (size_t)count / 16, (size_t)K / 16);
+        out->cols = count, out->data = c, out->scales = cs, *copy = c;
+        return 0;
+    }
+    case GLINT_WFMT_FP8_BLOCK: {  // data [N, K], F32 scales [ceil(N/b), ceil(K/b)]
+        const int64_t b = w->block, kb = (K + b - 1) / b;
+        const float *scales = w->scales;
+        if (start % b || (count % b && !ends))
+            return part_error(w, axis, start, count, "FP8 block-scaled weights are cut at their block edge");
+        if (!axis) {
+            out->rows = count, out->data = data + (size_t)start * (size_t)K;
+            out->scales = scales + (size_t)(start / b) * (size_t)kb;
+            return 0;
+        }
+        const int64_t nb = (N + b - 1) / b, cb = (count + b - 1) / b;
+        uint8_t *c = glint_malloc((size_t)N * (size_t)count + (size_t)(nb * cb) * sizeof(float), "weight columns");
+        if (!c) return -1;
+        copy_runs(c, data + start, N, (size_t)count, (size_t)K);
+        float *cs = (float *)(c + (size_t)N * (size_t)count);
+        copy_runs((uint8_t *)cs, (const uint8_t *)(scales + start / b), nb, (size_t)cb * sizeof(float),
+                  (size_t)kb * sizeof(float));
+        out->cols = count, out->data = c, out->scales = cs, *copy = c;
+        return 0;
+    }
+    case GLINT_WFMT_GPTQ_INT4: {  // qweight I32 [K/8, N], qzeros I32 [G, N/8], scales [G, N]; G = K/block
+        const int64_t g = w->block, groups = (K + g - 1) / g;
+        const size_t ss = glint_dtype_size(w->scales_dtype);
+        if (axis) {  // whole groups of K: rows of every array, views
+            if (start % g || (count % g && !ends) || start % 8 || count % 8)
+                return part_error(w, axis, start, count, "GPTQ weights are cut at their group edge");
+            out->cols = count, out->data = (const int32_t *)w->data + (size_t)(start / 8) * (size_t)N;
+            out->zeros = (const int32_t *)w->zeros + (size_t)(start / g) * (size_t)(N / 8);
+            out->scales = (const uint8_t *)w->scales + (size_t)(start / g) * (size_t)N * ss;
+            return 0;
+        }
+        if (start % 8 || count % 8) return part_error(w, axis, start, count, "GPTQ packs 8 rows per zero word");
+        const size_t qbytes = (size_t)(K / 8) * (size_t)count * 4, zbytes = (size_t)groups * (size_t)(count / 8) * 4;
+        uint8_t *c = glint_malloc(qbytes + zbytes + (size_t)groups * (size_t)count * ss, "weight rows");
+        if (!c) return -1;
+        copy_runs(c, (const uint8_t *)w->data + (size_t)start * 4, K / 8, (size_t)count * 4, (size_t)N * 4);
+        copy_runs(c + qbytes, (const uint8_t *)w->zeros + (size_t)(start / 8) * 4, groups, (size_t)(count / 8) * 4,
+                  (size_t)(N / 8) * 4);
+        copy_runs(c + qbytes + zbytes, (const uint8_t *)w->scales + (size_t)start * ss, groups, (size_t)count * ss,
+                  (size_t)N * ss);
+        out->rows = count, out->data = c, out->zeros = c + qbytes, out->scales = c + qbytes + zbytes, *copy = c;
+        return 0;
+    }
+    }
+    return part_error(w, axis, start, count, "unknown format");
+}

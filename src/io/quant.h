@@ -44,5 +44,11 @@ int glint_bind_quantized_linear(const glint_checkpoint *ckpt, const glint_quant_
 const char *glint_weight_format_name(const glint_weight *w);
 // Bytes a weight occupies as stored (codes + scales).
 uint64_t glint_weight_stored_bytes(const glint_weight *w);
+// w's rows [start, start + count) (axis 0) or columns (axis 1) as a weight of its own (tensor
+// parallelism). Row parts of BF16 / NVFP4 / FP8-block weights and column parts of GPTQ weights are
+// views into w's memory (*copy = NULL); the others are copied into *copy, which the caller frees once
+// the part is no longer used. 0, or -1 with the error set (naming the weight) when the format's
+// blocks do not allow the cut.
+int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t count, glint_weight *out, void **copy);
 
 #endif

@@ -1,6 +1,8 @@
 #include "model/glm.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,12 @@ struct binder {
     glint_model *m;
     int failed;
     uint64_t rng;
-    glint_quant_config qc;
+    const glint_quant_config *qc;
     glint_weight_format synthetic_experts;  // format of synthetic routed experts (DENSE: BF16)
+    int tp_rank, tp_size;  // tensor parallelism: the part of the split weights this model takes
+    // Tensor parallelism: what this rank adds to the whole model's stats (split weights: its part;
+    // weights every rank holds: rank 0 only). NULL without tensor parallelism.
+    glint_module_stats *share;
 };
 
 static int is_float_dtype(glint_dtype d) {
@@ -44,12 +50,7 @@ static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, in
     glint_backend *be = b->m->be;
     if (be && be->synthesize) {
         const float lo = is_bias ? 0.0f : cols ? -amplitude : 1.0f, hi = is_bias ? 0.0f : amplitude;
-        if (be->synthesize(be, &w, seed, lo, hi)) {
-            b->failed = 1;
-            return w;
-        }
-        b->m->n_params += n;
-        b->m->weight_bytes += bytes;
+        if (be->synthesize(be, &w, seed, lo, hi)) b->failed = 1;
         return w;
     }
     glint_synthetic_block *blk = glint_malloc(sizeof *blk + bytes, name);
@@ -84,8 +85,6 @@ static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, in
         }
     }
     w.data = blk->data;
-    b->m->n_params += n;
-    b->m->weight_bytes += bytes;
     return w;
 }
 
@@ -130,8 +129,6 @@ static glint_weight bind(binder *b, const char *name, int64_t rows, int64_t cols
     w.cols = cols ? cols : 1;
     w.data = t->data;
     w.name = t->name;
-    b->m->n_params += (uint64_t)rows * (cols ? cols : 1);
-    b->m->weight_bytes += t->nbytes;
     return w;
 }
 
@@ -141,11 +138,17 @@ static glint_weight bind_layer(binder *b, int layer, const char *suffix, int64_t
     return bind(b, name, rows, cols);
 }
 
-static void count(binder *b, glint_module_kind kind, const glint_weight *w) {
-    glint_module_stats *k = &b->m->kinds[kind];
+static void add_stats(glint_module_stats *k, const glint_weight *w) {
     k->stored_bytes += glint_weight_stored_bytes(w);
     k->params += (uint64_t)w->rows * (uint64_t)w->cols;
     k->formats |= 1u << (w->format == GLINT_WFMT_DENSE ? (unsigned)w->dtype : GLINT_DTYPE_COUNT + (unsigned)w->format);
+}
+
+// Counts a bound weight in the model's stats (and, for a tensor-parallel rank, in its share of the
+// whole model's: its part of a split weight, or a weight every rank holds once, from rank 0).
+static void count(binder *b, glint_module_kind kind, const glint_weight *w, int split) {
+    add_stats(&b->m->kinds[kind], w);
+    if (b->share && (split || b->tp_rank == 0)) add_stats(&b->share[kind], w);
 }
 
 // A projection MODULE (e.g. "self_attn.q_a_proj") [rows, cols] of layer L (or of the model when
@@ -158,48 +161,104 @@ static glint_weight bind_linear(binder *b, int layer, const char *module, int64_
     glint_weight w = {0};
     if (b->failed) return w;
     uint64_t bytes = 0;
-    int rc = b->ckpt ? glint_bind_quantized_linear(b->ckpt, &b->qc, name, rows, cols, &w, &bytes) : 0;
+    int rc = b->ckpt ? glint_bind_quantized_linear(b->ckpt, b->qc, name, rows, cols, &w, &bytes) : 0;
     if (rc < 0) {
         b->failed = 1;
         return w;
     }
-    if (rc == 1) {
-        b->m->n_params += (uint64_t)rows * (uint64_t)cols;
-        b->m->weight_bytes += bytes;
-    } else {
+    if (rc == 0) {
         snprintf(name + strlen(name), sizeof name - strlen(name), ".weight");
         w = bind(b, name, rows, cols);
     }
-    if (!b->failed) count(b, kind, &w);
+    if (!b->failed) count(b, kind, &w, 0);
+    return w;
+}
+
+// The part [*start, *start + *count) of extent for rank r of N: equal parts, rounded down.
+static void part_of(int64_t extent, int r, int N, int64_t *start, int64_t *count) {
+    *start = extent * r / N;
+    *count = extent * (r + 1) / N - *start;
+}
+
+// Tensor parallelism: how a rank takes its part of a weight (docs/multi-gpu-plan.md).
+typedef enum { SPLIT_ROWS, SPLIT_COLS } split_axis;
+
+// Remembers a host copy the model owns (a column part of a weight), freed once the backend has its own.
+static int keep_copy(glint_model *m, void *copy) {
+    if (m->n_weight_copies == m->cap_weight_copies) {
+        size_t cap = m->cap_weight_copies ? 2 * m->cap_weight_copies : 256;
+        void **grown = realloc(m->weight_copies, cap * sizeof *grown);
+        if (!grown) {
+            free(copy);
+            glint_set_error("out of memory for the table of weight parts");
+            return -1;
+        }
+        m->weight_copies = grown, m->cap_weight_copies = cap;
+    }
+    m->weight_copies[m->n_weight_copies++] = copy;
+    return 0;
+}
+
+// This rank's part of the linear MODULE of full shape [rows, cols], split along `axis`; the whole
+// weight without tensor parallelism. Synthetic weights are made at the part's shape.
+static glint_weight bind_linear_split(binder *b, int layer, const char *module, int64_t rows, int64_t cols,
+                                      glint_module_kind kind, split_axis axis) {
+    if (b->tp_size <= 1) return bind_linear(b, layer, module, rows, cols, kind);
+    int64_t start, n;
+    part_of(axis == SPLIT_ROWS ? rows : cols, b->tp_rank, b->tp_size, &start, &n);
+    glint_module_stats *share = b->share;
+    b->share = NULL;  // bind_linear counts what the model holds; the rank's share is its part, below
+    glint_weight w = {0};
+    if (!b->ckpt) {
+        w = bind_linear(b, layer, module, axis == SPLIT_ROWS ? n : rows, axis == SPLIT_COLS ? n : cols, kind);
+    } else {
+        const glint_weight whole = bind_linear(b, layer, module, rows, cols, kind);
+        void *copy = NULL;
+        if (!b->failed) {
+            glint_module_stats *held = &b->m->kinds[kind];  // the part is held, not the whole
+            held->stored_bytes -= glint_weight_stored_bytes(&whole);
+            held->params -= (uint64_t)whole.rows * (uint64_t)whole.cols;
+            if (glint_weight_part(&whole, axis == SPLIT_COLS, start, n, &w, &copy) ||
+                (copy && keep_copy(b->m, copy)))
+                b->failed = 1;
+            else add_stats(held, &w);
+        }
+    }
+    b->share = share;
+    if (share && !b->failed) add_stats(&share[kind], &w);
     return w;
 }
 
 static glint_weight bind_vector(binder *b, int layer, const char *suffix, int64_t rows, glint_module_kind kind) {
     glint_weight w = layer >= 0 ? bind_layer(b, layer, suffix, rows, 0) : bind(b, suffix, rows, 0);
-    if (!b->failed) count(b, kind, &w);
+    if (!b->failed) count(b, kind, &w, 0);
     return w;
 }
 
 static glint_weight bind_vector_2d(binder *b, const char *name, int64_t rows, int64_t cols, glint_module_kind kind) {
     glint_weight w = bind(b, name, rows, cols);
-    if (!b->failed) count(b, kind, &w);
+    if (!b->failed) count(b, kind, &w, 0);
     return w;
 }
 
 // The weights of decoder block l into L (L->is_moe and L->has_indexer set by the caller).
+// With tensor parallelism the model's cfg holds the rank's share of the heads and intermediate sizes;
+// the checkpoint's tensors have N times that.
 static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
     const glint_config *c = &b->m->cfg;
-    const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
+    const int N = b->tp_size > 1 ? b->tp_size : 1;
+    const int D = c->hidden_size, H = c->num_heads * N, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank;
     L->input_norm = bind_vector(b, l, "input_layernorm.weight", D, GLINT_KIND_NORMS);
     L->post_attn_norm = bind_vector(b, l, "post_attention_layernorm.weight", D, GLINT_KIND_NORMS);
     L->q_a = bind_linear(b, l, "self_attn.q_a_proj", Qr, D, GLINT_KIND_ATTENTION);
     L->q_a_norm = bind_vector(b, l, "self_attn.q_a_layernorm.weight", Qr, GLINT_KIND_NORMS);
-    L->q_b = bind_linear(b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION);
+    L->q_b = bind_linear_split(b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION, SPLIT_ROWS);
     L->kv_a = bind_linear(b, l, "self_attn.kv_a_proj_with_mqa", C + Dr, D, GLINT_KIND_ATTENTION);
     L->kv_a_norm = bind_vector(b, l, "self_attn.kv_a_layernorm.weight", C, GLINT_KIND_NORMS);
-    L->kv_b = bind_linear(b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION);
-    L->o_proj = bind_linear(b, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION);
+    L->kv_b = bind_linear_split(b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION,
+                                SPLIT_ROWS);
+    L->o_proj = bind_linear_split(b, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION, SPLIT_COLS);
     if (L->has_indexer) {  // S layers ignore indexer weights even when the checkpoint has them
         const int Hi = c->index_n_heads, Di = c->index_head_dim;
         L->idx_wq_b = bind_linear(b, l, "self_attn.indexer.wq_b", (int64_t)Hi * Di, Qr, GLINT_KIND_INDEXER);
@@ -209,20 +268,21 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
         L->idx_weights_proj = bind_linear(b, l, "self_attn.indexer.weights_proj", Hi, D, GLINT_KIND_INDEXER);
     }
     if (!L->is_moe) {
-        L->gate = bind_linear(b, l, "mlp.gate_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
-        L->up = bind_linear(b, l, "mlp.up_proj", c->intermediate_size, D, GLINT_KIND_DENSE_MLP);
-        L->down = bind_linear(b, l, "mlp.down_proj", D, c->intermediate_size, GLINT_KIND_DENSE_MLP);
+        const int64_t I = (int64_t)c->intermediate_size * N;
+        L->gate = bind_linear_split(b, l, "mlp.gate_proj", I, D, GLINT_KIND_DENSE_MLP, SPLIT_ROWS);
+        L->up = bind_linear_split(b, l, "mlp.up_proj", I, D, GLINT_KIND_DENSE_MLP, SPLIT_ROWS);
+        L->down = bind_linear_split(b, l, "mlp.down_proj", D, I, GLINT_KIND_DENSE_MLP, SPLIT_COLS);
         return b->failed ? -1 : 0;
     }
-    const int E = c->n_routed_experts, Im = c->moe_intermediate_size, Is = Im * c->n_shared_experts;
+    const int E = c->n_routed_experts, Im = c->moe_intermediate_size * N, Is = Im * c->n_shared_experts;
     char router[64];
     snprintf(router, sizeof router, "model.layers.%d.mlp.gate.weight", l);
     L->router = bind_vector_2d(b, router, E, D, GLINT_KIND_ROUTER);
     L->router_bias = bind_vector(b, l, "mlp.gate.e_score_correction_bias", E, GLINT_KIND_ROUTER);
     if (c->n_shared_experts > 0) {
-        L->gate = bind_linear(b, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
-        L->up = bind_linear(b, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT);
-        L->down = bind_linear(b, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT);
+        L->gate = bind_linear_split(b, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT, SPLIT_ROWS);
+        L->up = bind_linear_split(b, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT, SPLIT_ROWS);
+        L->down = bind_linear_split(b, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT, SPLIT_COLS);
     }
     L->expert_gate = glint_calloc((size_t)E * 3, sizeof(glint_weight), "expert table");
     if (!L->expert_gate) return -1;
@@ -231,11 +291,11 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
     for (int e = 0; e < E && !b->failed; e++) {
         char name[128];
         snprintf(name, sizeof name, "mlp.experts.%d.gate_proj", e);
-        L->expert_gate[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
+        L->expert_gate[e] = bind_linear_split(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS, SPLIT_ROWS);
         snprintf(name, sizeof name, "mlp.experts.%d.up_proj", e);
-        L->expert_up[e] = bind_linear(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS);
+        L->expert_up[e] = bind_linear_split(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS, SPLIT_ROWS);
         snprintf(name, sizeof name, "mlp.experts.%d.down_proj", e);
-        L->expert_down[e] = bind_linear(b, l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS);
+        L->expert_down[e] = bind_linear_split(b, l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS, SPLIT_COLS);
     }
     return b->failed ? -1 : 0;
 }
@@ -250,9 +310,9 @@ static int bind_mtp(binder *b) {
     char probe[96];
     snprintf(probe, sizeof probe, "model.layers.%d.eh_proj.weight", l);
     if (!b->ckpt || c->num_nextn_predict_layers < 1 || !glint_checkpoint_find(b->ckpt, probe)) return 0;
-    glint_module_stats kinds[GLINT_KIND_COUNT];
+    glint_module_stats kinds[GLINT_KIND_COUNT], share[GLINT_KIND_COUNT];
     memcpy(kinds, m->kinds, sizeof kinds);
-    const uint64_t params = m->n_params, bytes = m->weight_bytes;
+    if (b->share) memcpy(share, b->share, sizeof share);
     m->mtp.is_moe = 1;
     m->mtp.has_indexer = 1;
     if (bind_decoder_layer(b, l, &m->mtp)) return -1;
@@ -260,11 +320,31 @@ static int bind_mtp(binder *b) {
     m->mtp_hnorm = bind_vector(b, l, "hnorm.weight", D, GLINT_KIND_NORMS);
     m->mtp_eh_proj = bind_linear(b, l, "eh_proj", D, 2 * (int64_t)D, GLINT_KIND_ATTENTION);
     m->mtp_head_norm = bind_vector(b, l, "shared_head.norm.weight", D, GLINT_KIND_NORMS);
-    m->mtp_bytes = m->weight_bytes - bytes;
-    m->n_params = params, m->weight_bytes = bytes;
-    memcpy(m->kinds, kinds, sizeof kinds);
+    m->mtp_bytes = 0;
+    for (int k = 0; k < GLINT_KIND_COUNT; k++) m->mtp_bytes += m->kinds[k].stored_bytes - kinds[k].stored_bytes;
+    memcpy(m->kinds, kinds, sizeof kinds);  // the main model's stats leave the MTP layer out
+    if (b->share) memcpy(b->share, share, sizeof share);
     m->has_mtp = !b->failed;
     return b->failed ? -1 : 0;
+}
+
+static void finish_stats(glint_model *m);
+
+// A tied lm_head: the embedding's rows of this model's vocabulary part (all of them without tensor
+// parallelism); a view, so it follows the embedding to the backend.
+static int tied_lm_head_part(glint_model *m) {
+    void *copy = NULL;
+    if (m->vocab_rows == m->cfg.vocab_size) {
+        m->lm_head = m->embed;
+        return 0;
+    }
+    if (glint_weight_part(&m->embed, 0, m->vocab_begin, m->vocab_rows, &m->lm_head, &copy)) return -1;
+    if (copy) {  // a format whose row parts are copies cannot follow the embedding to the device
+        free(copy);
+        glint_set_error("the tied embedding's format cannot be split for tensor parallelism");
+        return -1;
+    }
+    return 0;
 }
 
 static int bind_all(binder *b) {
@@ -278,9 +358,10 @@ static int bind_all(binder *b) {
         m->embed = bind_linear(b, -1, "model.embed_tokens", c->vocab_size, D, GLINT_KIND_EMBEDDING);
     else m->embed = bind_vector_2d(b, "model.embed_tokens.weight", c->vocab_size, D, GLINT_KIND_EMBEDDING);
     m->final_norm = bind_vector(b, -1, "model.norm.weight", D, GLINT_KIND_NORMS);
-    if (c->tie_word_embeddings && (!b->ckpt || !glint_checkpoint_find(b->ckpt, "lm_head.weight")))
-        m->lm_head = m->embed;
-    else m->lm_head = bind_linear(b, -1, "lm_head", c->vocab_size, D, GLINT_KIND_LM_HEAD);
+    m->tied_lm_head = c->tie_word_embeddings && (!b->ckpt || !glint_checkpoint_find(b->ckpt, "lm_head.weight"));
+    if (m->tied_lm_head) {
+        if (tied_lm_head_part(m)) return -1;
+    } else m->lm_head = bind_linear_split(b, -1, "lm_head", c->vocab_size, D, GLINT_KIND_LM_HEAD, SPLIT_ROWS);
     m->layers = glint_calloc((size_t)c->num_layers, sizeof *m->layers, "layer table");
     if (!m->layers) return -1;
     for (int l = 0; l < c->num_layers && !b->failed; l++) {
@@ -290,8 +371,15 @@ static int bind_all(binder *b) {
         if (bind_decoder_layer(b, l, L)) return -1;
     }
     if (b->failed || bind_mtp(b)) return -1;
-    // Bytes one decode step reads: everything used once per token, one embedding row, and the
-    // routed experts' share top_k / E.
+    finish_stats(m);
+    return 0;
+}
+
+// The totals and per-token figures of m->kinds: bytes one decode step reads are everything used
+// once per token, one embedding row, and the routed experts' share top_k / E.
+static void finish_stats(glint_model *m) {
+    const glint_config *c = &m->cfg;
+    m->n_params = m->weight_bytes = m->bytes_per_token = m->params_per_token = 0;
     for (int k = 0; k < GLINT_KIND_COUNT; k++) {
         glint_module_stats *s = &m->kinds[k];
         s->bytes_per_token = s->stored_bytes;
@@ -305,14 +393,16 @@ static int bind_all(binder *b) {
         if (k == GLINT_KIND_EMBEDDING || k == GLINT_KIND_NORMS) s->params_per_token = 0;  // lookups, not products
         m->bytes_per_token += s->bytes_per_token;
         m->params_per_token += s->params_per_token;
+        m->n_params += s->params;
+        m->weight_bytes += s->stored_bytes;
     }
-    return 0;
 }
 
 // Handing the weights to the backend, with an optional progress line (bytes as stored).
 typedef struct {
     glint_backend *be;
     int show;
+    int moved;  // the backend made copies of its own (device memory)
     uint64_t done, total;
     double start, last_print;
 } weight_upload;
@@ -328,10 +418,18 @@ static void upload_progress(weight_upload *u, int final) {
 }
 
 static int upload_weight(weight_upload *u, glint_weight *w) {
+    const void *before = w->data;
     if (u->be->prepare_weight(u->be, w)) return -1;
+    u->moved |= w->data != before;
     u->done += glint_weight_stored_bytes(w);
     upload_progress(u, 0);
     return 0;
+}
+
+static void free_weight_copies(glint_model *m) {
+    for (size_t i = 0; i < m->n_weight_copies; i++) free(m->weight_copies[i]);
+    free(m->weight_copies);
+    m->weight_copies = NULL, m->n_weight_copies = m->cap_weight_copies = 0;
 }
 
 // Hands every bound weight of a layer to the backend (device backends copy them to device memory).
@@ -349,12 +447,12 @@ static int prepare_layer(weight_upload *u, glm_layer *L, int n_experts) {
 }
 
 static int prepare_weights(glint_model *m, int show_progress) {
-    weight_upload u = {m->be, show_progress, 0, m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0), glint_now_seconds(),
-                       0};
-    const int tied = m->lm_head.data == m->embed.data;
+    weight_upload u = {m->be, show_progress, 0, 0, m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0),
+                       glint_now_seconds(), 0};
     if (upload_weight(&u, &m->embed) || upload_weight(&u, &m->final_norm)) return -1;
-    if (tied) m->lm_head = m->embed;  // share the prepared copy
-    else if (upload_weight(&u, &m->lm_head)) return -1;
+    if (m->tied_lm_head) {  // share the prepared copy
+        if (tied_lm_head_part(m)) return -1;
+    } else if (upload_weight(&u, &m->lm_head)) return -1;
     for (int l = 0; l < m->cfg.num_layers; l++)
         if (prepare_layer(&u, &m->layers[l], m->cfg.n_routed_experts)) return -1;
     if (m->has_mtp && (prepare_layer(&u, &m->mtp, m->cfg.n_routed_experts) || upload_weight(&u, &m->mtp_enorm) ||
@@ -362,6 +460,7 @@ static int prepare_weights(glint_model *m, int show_progress) {
                        upload_weight(&u, &m->mtp_head_norm)))
         return -1;
     upload_progress(&u, 1);
+    if (u.moved) free_weight_copies(m);  // the host copies of weight parts are not used any more
     return 0;
 }
 
@@ -380,10 +479,33 @@ static void free_layers(glint_model *m) {
     m->layers = NULL;
 }
 
+// What a model (or each rank of one) is made from: a checkpoint, or random weights of its shapes.
+typedef struct {
+    const char *dir;  // NULL: synthetic
+    const glint_checkpoint *ckpt;
+    const glint_quant_config *qc;
+    glint_weight_format synthetic_experts;
+    int show_progress;
+} model_source;
+
+// Binds and prepares the weights of m, whose cfg, be, rank and vocabulary part are set.
+static int build_model(glint_model *m, const model_source *src, glint_module_stats *share) {
+    static const glint_quant_config no_quantization;
+    binder b = {src->ckpt, src->dir ? src->dir : "synthetic model", m, 0, 12345, src->qc ? src->qc : &no_quantization,
+                src->synthetic_experts, m->tp_rank, m->tp_size, share};
+    if (bind_all(&b)) {
+        if (src->dir) glint_prefix_error("%s: ", src->dir);
+        return -1;
+    }
+    return prepare_weights(m, src->show_progress);
+}
+
+static glint_model *model_new_tp(const glint_config *cfg, const model_source *src, const glint_load_options *opts);
+
 glint_model *glint_model_load(const char *dir, const glint_load_options *opts, glint_backend *be) {
     glint_model *m = glint_calloc(1, sizeof *m, "model");
     if (!m) return NULL;
-    m->be = be;
+    glint_quant_config qc = {0};
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         glint_set_error("%s: model directory does not exist", dir);
@@ -393,18 +515,24 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
         glint_config_merge_generation_eos(dir, &m->cfg))
         goto fail;
     m->ckpt = glint_checkpoint_open(dir);
-    if (!m->ckpt) goto fail;
-    binder b = {m->ckpt, dir, m, 0, 0, {0}, GLINT_WFMT_DENSE};
-    if (glint_quant_config_load(dir, &b.qc)) goto fail;
-    int rc = bind_all(&b);
-    glint_quant_config_free(&b.qc);
-    if (rc) {
-        glint_prefix_error("%s: ", dir);
-        goto fail;
+    if (!m->ckpt || glint_quant_config_load(dir, &qc)) goto fail;
+    const model_source src = {dir, m->ckpt, &qc, GLINT_WFMT_DENSE, opts && opts->show_progress};
+    if (opts && opts->tp_size > 1) {
+        glint_model *tp = model_new_tp(&m->cfg, &src, opts);
+        if (!tp) goto fail;
+        tp->ckpt = m->ckpt;  // the ranks' weights point into it (until they are on their devices)
+        m->ckpt = NULL;
+        glint_quant_config_free(&qc);
+        glint_model_free(m);
+        return tp;
     }
-    if (prepare_weights(m, opts && opts->show_progress)) goto fail;
+    m->be = be;
+    m->vocab_rows = m->cfg.vocab_size;
+    if (build_model(m, &src, NULL)) goto fail;
+    glint_quant_config_free(&qc);
     return m;
 fail:
+    glint_quant_config_free(&qc);
     glint_model_free(m);
     return NULL;
 }
@@ -418,20 +546,31 @@ glint_model *glint_model_synthetic_quant(const glint_config *cfg, glint_backend 
     if (!m) return NULL;
     m->be = be;
     m->cfg = *cfg;
-    binder b = {NULL, "synthetic model", m, 0, 12345, {0}, experts};
-    if (bind_all(&b) || prepare_weights(m, 0)) {
+    m->vocab_rows = cfg->vocab_size;
+    const model_source src = {NULL, NULL, NULL, experts, 0};
+    if (build_model(m, &src, NULL)) {
         glint_model_free(m);
         return NULL;
     }
     return m;
 }
 
+glint_model *glint_model_synthetic_tp(const glint_config *cfg, glint_weight_format experts,
+                                      const glint_load_options *opts) {
+    const model_source src = {NULL, NULL, NULL, experts, 0};
+    return model_new_tp(cfg, &src, opts);
+}
+
 static void forward_cache_free(glint_model *m);
+
+static void tp_free(glint_model *m);
 
 void glint_model_free(glint_model *m) {
     if (!m) return;
+    tp_free(m);
     forward_cache_free(m);
     free_layers(m);
+    free_weight_copies(m);
     glint_checkpoint_close(m->ckpt);
     while (m->synthetic_blocks) {
         glint_synthetic_block *next = m->synthetic_blocks->next;
@@ -452,11 +591,54 @@ uint64_t glint_state_bytes_per_token(const glint_config *c) {
     return per;
 }
 
+static int tp_run(const glint_model *m, int (*task)(glint_model *rank, int r, void *arg), void *arg);
+
+// Rank r's caches of a pool: layer l of rank r is entry r·n_layers + l of latent, kpe and index_k.
+static size_t rank_offset(const glint_model *m, const glint_kv_pool *pool) {
+    return (size_t)(m->tp_size > 1 ? m->tp_rank : 0) * (size_t)pool->n_layers;
+}
+
+typedef struct {
+    glint_kv_pool *pool;
+    const uint8_t *has_indexer;
+} pool_job;
+
+// The cache memory of one rank's (or the whole model's) layers.
+static int pool_alloc_rank(glint_model *m, int r, void *arg) {
+    (void)r;
+    const pool_job *job = arg;
+    glint_kv_pool *pool = job->pool;
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    const size_t rows = (size_t)pool->n_pages * pool->page_size, off = rank_offset(m, pool);
+    for (int l = 0; l < pool->n_layers; l++) {
+        float **latent = &pool->latent[off + l], **kpe = &pool->kpe[off + l], **index_k = &pool->index_k[off + l];
+        *latent = be->alloc(be, rows * c->kv_lora_rank * sizeof(float), "MLA latent cache");
+        *kpe = be->alloc(be, rows * c->qk_rope_head_dim * sizeof(float), "MLA rope-key cache");
+        if (!*latent || !*kpe) return -1;
+        if (job->has_indexer[l]) {
+            *index_k = be->alloc(be, rows * c->index_head_dim * sizeof(float), "indexer key cache");
+            if (!*index_k) return -1;
+        }
+    }
+    return 0;
+}
+
+static int pool_free_rank(glint_model *m, int r, void *arg) {
+    (void)r;
+    glint_kv_pool *pool = arg;
+    const size_t off = rank_offset(m, pool);
+    for (int l = 0; l < pool->n_layers; l++) {
+        m->be->free(m->be, pool->latent[off + l]);
+        m->be->free(m->be, pool->kpe[off + l]);
+        m->be->free(m->be, pool->index_k[off + l]);
+    }
+    return 0;
+}
+
 // A pool for n_layers layers; layer l keeps indexer keys when has_indexer[l].
 static glint_kv_pool *pool_new(const glint_model *m, int64_t n_pages, int page_size, int n_layers,
                                const uint8_t *has_indexer) {
-    const glint_config *c = &m->cfg;
-    glint_backend *be = m->be;
     if (n_pages < 1 || page_size < 1 || n_pages * page_size > INT32_MAX) {
         glint_set_error("KV pool of %lld pages of %d tokens: out of range", (long long)n_pages, page_size);
         return NULL;
@@ -466,22 +648,16 @@ static glint_kv_pool *pool_new(const glint_model *m, int64_t n_pages, int page_s
     pool->page_size = page_size;
     pool->n_pages = (int)n_pages;
     pool->n_layers = n_layers;
-    const size_t rows = (size_t)n_pages * page_size;
-    pool->latent = glint_calloc((size_t)n_layers * 3, sizeof(float *), "cache table");
+    pool->n_ranks = m->tp_size > 1 ? m->tp_size : 1;
+    const size_t tables = (size_t)pool->n_ranks * (size_t)n_layers;
+    pool->latent = glint_calloc(tables * 3, sizeof(float *), "cache table");
     pool->refs = glint_calloc((size_t)n_pages, sizeof(int32_t), "page references");
     pool->free_pages = glint_malloc((size_t)n_pages * sizeof(int32_t), "free pages");
     if (!pool->latent || !pool->refs || !pool->free_pages) goto fail;
-    pool->kpe = pool->latent + n_layers;
-    pool->index_k = pool->latent + 2 * n_layers;
-    for (int l = 0; l < n_layers; l++) {
-        pool->latent[l] = be->alloc(be, rows * c->kv_lora_rank * sizeof(float), "MLA latent cache");
-        pool->kpe[l] = be->alloc(be, rows * c->qk_rope_head_dim * sizeof(float), "MLA rope-key cache");
-        if (!pool->latent[l] || !pool->kpe[l]) goto fail;
-        if (has_indexer[l]) {
-            pool->index_k[l] = be->alloc(be, rows * c->index_head_dim * sizeof(float), "indexer key cache");
-            if (!pool->index_k[l]) goto fail;
-        }
-    }
+    pool->kpe = pool->latent + tables;
+    pool->index_k = pool->latent + 2 * tables;
+    pool_job job = {pool, has_indexer};
+    if (m->tp ? tp_run(m, pool_alloc_rank, &job) : pool_alloc_rank((glint_model *)m, 0, &job)) goto fail;
     // Lowest page ids first (pops from the end).
     for (int i = 0; i < pool->n_pages; i++) pool->free_pages[i] = pool->n_pages - 1 - i;
     pool->n_free = pool->n_pages;
@@ -508,12 +684,10 @@ glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page
 
 void glint_kv_pool_free(const glint_model *m, glint_kv_pool *pool) {
     if (!pool) return;
-    if (pool->latent)
-        for (int l = 0; l < pool->n_layers; l++) {
-            m->be->free(m->be, pool->latent[l]);
-            m->be->free(m->be, pool->kpe[l]);
-            m->be->free(m->be, pool->index_k[l]);
-        }
+    if (pool->latent) {
+        if (m->tp) tp_run(m, pool_free_rank, pool);
+        else pool_free_rank((glint_model *)m, 0, pool);
+    }
     free(pool->latent);
     free(pool->refs);
     free(pool->free_pages);
@@ -574,6 +748,30 @@ int glint_state_truncate(glint_state *st, int n) {
     return n;
 }
 
+typedef struct {
+    const glint_kv_pool *pool;
+    size_t from, to;  // first pool rows
+    int rows;
+} page_copy;
+
+// Cache rows [from, from + rows) to [to, ..) in every layer of one rank (or the whole model).
+static int copy_page_rows(glint_model *m, int r, void *arg) {
+    (void)r;
+    const page_copy *job = arg;
+    const glint_kv_pool *pool = job->pool;
+    const glint_config *c = &m->cfg;
+    glint_backend *be = m->be;
+    const int C = c->kv_lora_rank, Dr = c->qk_rope_head_dim, Di = c->index_head_dim;
+    const size_t off = rank_offset(m, pool), from = job->from, to = job->to;
+    for (int l = 0; l < pool->n_layers; l++) {
+        float *latent = pool->latent[off + l], *kpe = pool->kpe[off + l], *index_k = pool->index_k[off + l];
+        be->copy_rows(be, latent + to * C, C, latent + from * C, C, job->rows, C);
+        be->copy_rows(be, kpe + to * Dr, Dr, kpe + from * Dr, Dr, job->rows, Dr);
+        if (index_k) be->copy_rows(be, index_k + to * Di, Di, index_k + from * Di, Di, job->rows, Di);
+    }
+    return 0;
+}
+
 int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint_state *src, int n) {
     glint_kv_pool *pool = dst->pool;
     const int ps = pool->page_size, whole = n / ps, rest = n % ps;
@@ -592,16 +790,9 @@ int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint
     }
     if (rest) {
         if (glint_state_reserve(dst, n)) return -1;  // a free page was checked above
-        const glint_config *c = &m->cfg;
-        glint_backend *be = m->be;
-        const size_t from = (size_t)src->pages[whole] * ps, to = (size_t)dst->pages[whole] * ps;
-        for (int l = 0; l < pool->n_layers; l++) {
-            const int C = c->kv_lora_rank, Dr = c->qk_rope_head_dim, Di = c->index_head_dim;
-            be->copy_rows(be, pool->latent[l] + to * C, C, pool->latent[l] + from * C, C, rest, C);
-            be->copy_rows(be, pool->kpe[l] + to * Dr, Dr, pool->kpe[l] + from * Dr, Dr, rest, Dr);
-            if (pool->index_k[l])
-                be->copy_rows(be, pool->index_k[l] + to * Di, Di, pool->index_k[l] + from * Di, Di, rest, Di);
-        }
+        page_copy job = {pool, (size_t)src->pages[whole] * ps, (size_t)dst->pages[whole] * ps, rest};
+        if (m->tp) tp_run(m, copy_page_rows, &job);
+        else copy_page_rows((glint_model *)m, 0, &job);
     }
     dst->n_past = n;
     dst->mtp_past = src->mtp_past < n ? src->mtp_past : n;
@@ -719,7 +910,7 @@ static void forward_cache_free(glint_model *m) {
 
 // The model's cache with tables of at least table_ints ints; NULL + error when out of memory.
 static forward_cache *forward_cache_get(glint_model *m, size_t table_ints) {
-    static uint64_t next_id;
+    static _Atomic uint64_t next_id;  // tensor-parallel ranks make theirs at once
     forward_cache *fc = m->forward_cache;
     if (!fc) {
         fc = glint_calloc(1, sizeof *fc, "forward cache");
@@ -728,7 +919,7 @@ static forward_cache *forward_cache_get(glint_model *m, size_t table_ints) {
             free(fc);
             return NULL;
         }
-        fc->id = ++next_id;
+        fc->id = atomic_fetch_add(&next_id, 1) + 1;
         m->forward_cache = fc;
     }
     if (fc->table_ints < table_ints) {
@@ -802,6 +993,7 @@ static void norm_rope_cache(glint_backend *be, const glint_config *c, float *x, 
 // The caches a batch works on: the pool and where each row's positions live in it.
 typedef struct {
     glint_kv_pool *pool;
+    float *const *latent, *const *kpe, *const *index_k;  // this model's (rank's) caches of the pool's layers
     glint_cache_map map;  // row_seq and page_table point into tables (backend memory)
     int32_t *tables;
     forward_cache *cached;  // scratch and tables are the model's forward cache (replayable steps)
@@ -812,7 +1004,6 @@ typedef struct {
 static void attention(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
-    const glint_kv_pool *pool = bc->pool;
     const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
 
@@ -824,8 +1015,8 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     // New latents and rotated keys go into the cache rows of their positions before anything reads
     // the cache: a token attends to itself and to the earlier tokens of its chunk.
     be->matmul(be, s->kv, C + Dr, s->xn, D, T, &L->kv_a);
-    norm_rope_cache(be, c, s->kv, C + Dr, T, C, &L->kv_a_norm, NULL, c->rms_norm_eps, C, s->pos, pool->latent[l], C,
-                    pool->kpe[l], C + Dr, &bc->map);
+    norm_rope_cache(be, c, s->kv, C + Dr, T, C, &L->kv_a_norm, NULL, c->rms_norm_eps, C, s->pos, bc->latent[l], C,
+                    bc->kpe[l], C + Dr, &bc->map);
 
     if (L->has_indexer) {
         const int Hi = c->index_n_heads, Di = c->index_head_dim;
@@ -833,22 +1024,26 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
         be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
         norm_rope_cache(be, c, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f, 0, s->pos,
-                        pool->index_k[l], Di, NULL, Di, &bc->map);
+                        bc->index_k[l], Di, NULL, Di, &bc->map);
         be->matmul(be, s->iw, Hi, s->xn, D, T, &L->idx_weights_proj);
-        be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, pool->index_k[l], T, s->pos, &bc->map, Hi, Di,
+        be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, bc->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
     }
     // S layers reuse the selection left in s->sel by the last F layer (layer 0 is always F).
 
     be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
-    be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, pool->latent[l], pool->kpe[l], s->sel, s->n_sel,
+    be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,
                    c->index_topk, T, H, C, Dr, c->softmax_scale);
     be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
     be->matmul(be, s->y, D, s->o, H * Dv, T, &L->o_proj);
+    if (m->tp_size > 1) be->all_reduce_sum(be, s->y, (size_t)T * D);  // the other ranks' heads
 }
 
 // The block output a decoder layer leaves in s->y, plus s->y2 (the shared expert) when it returns 1.
-static int leaves_y2(const glint_model *m, const glm_layer *L) { return L->is_moe && m->cfg.n_shared_experts > 0; }
+// Tensor-parallel ranks add the two before their all-reduce.
+static int leaves_y2(const glint_model *m, const glm_layer *L) {
+    return L->is_moe && m->cfg.n_shared_experts > 0 && m->tp_size <= 1;
+}
 
 // One decoder block (pre-norm attention, then dense MLP or MoE + shared expert) on s->x. The output of
 // `prev` (the previous block, NULL for the first) is still in s->y (+ s->y2): it is added to s->x
@@ -869,10 +1064,13 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
                                      c->norm_topk_prob, c->routed_scaling_factor};
         glint_experts experts = {L->expert_gate, L->expert_up, L->expert_down, c->n_routed_experts};
         be->moe(be, s->y, s->xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
-        if (leaves_y2(m, L)) mlp(be, L, s->xn, T, D, s, s->y2);
+        if (c->n_shared_experts > 0) mlp(be, L, s->xn, T, D, s, s->y2);
+        if (c->n_shared_experts > 0 && m->tp_size > 1) be->add(be, s->y, s->y2, (size_t)T * D);
     } else {
         mlp(be, L, s->xn, T, D, s, s->y);
     }
+    // Each rank has its part of the intermediate dimension: the sum is the block's output.
+    if (m->tp_size > 1) be->all_reduce_sum(be, s->y, (size_t)T * D);
 }
 
 // The layer stack of a forward: every decoder layer, or the MTP layer as layer mtp_layer (>= 0); the
@@ -899,11 +1097,10 @@ static void run_layers(glint_model *m, const batch_caches *bc, int T, scratch *s
     key = key_mix(key, (uint64_t)bc->map.pages_stride << 32 | (uint32_t)bc->map.page_size);
     key = key_mix(key, (uint64_t)bc->map.max_position);
     key = key_mix(key, (uint64_t)(uintptr_t)bc->tables);
-    const glint_kv_pool *pool = bc->pool;
     for (int l = mtp_layer >= 0 ? mtp_layer : 0; l < (mtp_layer >= 0 ? mtp_layer + 1 : m->cfg.num_layers); l++) {
-        key = key_mix(key, (uint64_t)(uintptr_t)pool->latent[l]);
-        key = key_mix(key, (uint64_t)(uintptr_t)pool->kpe[l]);
-        key = key_mix(key, (uint64_t)(uintptr_t)pool->index_k[l]);
+        key = key_mix(key, (uint64_t)(uintptr_t)bc->latent[l]);
+        key = key_mix(key, (uint64_t)(uintptr_t)bc->kpe[l]);
+        key = key_mix(key, (uint64_t)(uintptr_t)bc->index_k[l]);
     }
     if (!be->graph_begin(be, key)) layer_stack(m, bc, T, s, mtp_layer);
     if (be->graph_end(be)) layer_stack(m, bc, T, s, mtp_layer);  // recording failed: nothing ran
@@ -918,7 +1115,7 @@ static void end_forward(glint_backend *be, scratch *s, batch_caches *bc) {
 // Where item's rows start: the MTP layer of a shared pool has its own count.
 static int first_position(const glint_state *st, int mtp) { return mtp && !st->own_pool ? st->mtp_past : st->n_past; }
 
-// Checks, scratch, positions and the page tables for a batch (of the MTP layer when mtp); *T_out =
+// Scratch, positions and the page tables for a batch (of the MTP layer when mtp); *T_out =
 // its rows, *ids_out = their token ids side by side (host, caller frees).
 static int begin_forward(glint_model *m, const glint_batch_item *items, int n_items, int mtp, scratch *s,
                          batch_caches *bc, int *T_out, int32_t **ids_out) {
@@ -926,25 +1123,8 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
     glint_backend *be = m->be;
     int T = 0, stride = 1, max_position = 0;
     glint_kv_pool *pool = items[0].st->pool;
-    for (int i = 0; i < n_items; i++) {
-        const glint_state *st = items[i].st;
-        const int start = first_position(st, mtp);
-        if (start + items[i].n_tokens > st->capacity) {
-            glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", start,
-                            items[i].n_tokens, st->capacity);
-            return -1;
-        }
-        if (st->pool != pool) {
-            glint_set_error("batched sequences must share one KV pool");
-            return -1;
-        }
-        for (int t = 0; items[i].ids && t < items[i].n_tokens; t++)
-            if (items[i].ids[t] < 0 || items[i].ids[t] >= c->vocab_size) {
-                glint_set_error("token id %d at position %d is outside the vocabulary (0..%d)", items[i].ids[t], t,
-                                c->vocab_size - 1);
-                return -1;
-            }
-        const int end = start + items[i].n_tokens;
+    for (int i = 0; i < n_items; i++) {  // the batch passed check_batch
+        const int end = first_position(items[i].st, mtp) + items[i].n_tokens;
         const int pages = (end + pool->page_size - 1) / pool->page_size;
         stride = pages > stride ? pages : stride;
         max_position = end - 1 > max_position ? end - 1 : max_position;
@@ -976,6 +1156,9 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
         for (int p = used; p < stride; p++) page_table[(size_t)i * stride + p] = 0;  // never read
     }
     bc->pool = pool;
+    bc->latent = pool->latent + rank_offset(m, pool);
+    bc->kpe = pool->kpe + rank_offset(m, pool);
+    bc->index_k = pool->index_k + rank_offset(m, pool);
     if (replayable) {
         bc->cached = forward_cache_get(m, table_ints);
         if (!bc->cached) {
@@ -1004,15 +1187,22 @@ static int begin_forward(glint_model *m, const glint_batch_item *items, int n_it
     return 0;
 }
 
+// Tensor-parallel ranks' greedy answers for their vocabulary parts: [rows asking for argmax] each.
+typedef struct {
+    int32_t *ids[GLINT_MAX_TP];
+    float *values[GLINT_MAX_TP];
+} rank_argmax;
+
 // Final norm (weight `norm`) of the items' rows: the hidden states they ask for and the logits of
-// the rows they ask for, to the host.
+// the rows they ask for, to the host. A tensor-parallel rank computes the logits of its vocabulary
+// part: it writes those columns of the items' logits, and its greedy answers to ranked.
 static int finish_forward(glint_model *m, const glint_weight *norm, const glint_batch_item *items, int n_items,
-                          scratch *s) {
+                          scratch *s, rank_argmax *ranked) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
-    const int D = c->hidden_size, V = c->vocab_size;
+    const int D = c->hidden_size, V = c->vocab_size, Vr = m->vocab_rows, r = m->tp_size > 1 ? m->tp_rank : 0;
     for (int i = 0, row = 0; i < n_items; row += items[i].n_tokens, i++)
-        if (items[i].hidden) {  // every row's final-norm state (s->y is free scratch [T, D])
+        if (items[i].hidden && r == 0) {  // every row's final-norm state (s->y is free scratch [T, D])
             be->rmsnorm(be, s->y, s->x + (size_t)row * D, D, items[i].n_tokens, D, norm, c->rms_norm_eps);
             be->download(be, items[i].hidden, s->y, (size_t)items[i].n_tokens * D);
         }
@@ -1028,23 +1218,62 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         out += n;
     }
     be->rmsnorm(be, s->xn, s->y, D, n_out, D, norm, c->rms_norm_eps);
-    float *dev_logits = be->alloc(be, (size_t)n_out * V * sizeof(float), "logits");
-    if (!dev_logits) return -1;
-    be->matmul(be, dev_logits, V, s->xn, D, n_out, &m->lm_head);
-    for (int i = 0, out = 0; i < n_items; i++) {
+    float *dev_logits = be->alloc(be, (size_t)n_out * Vr * sizeof(float), "logits");
+    float *part = Vr < V ? glint_malloc((size_t)n_out * Vr * sizeof(float), "logits part") : NULL;
+    if (!dev_logits || (Vr < V && !part)) {
+        be->free(be, dev_logits);
+        return -1;
+    }
+    be->matmul(be, dev_logits, Vr, s->xn, D, n_out, &m->lm_head);
+    for (int i = 0, out = 0, asked = 0; i < n_items; i++) {
         if (!items[i].logits && !items[i].argmax) continue;
         const int n = items[i].all_logits ? items[i].n_tokens : 1;
-        const float *rows = dev_logits + (size_t)out * V;
+        const float *rows = dev_logits + (size_t)out * Vr;
         out += n;
-        if (items[i].logits) be->download(be, items[i].logits, rows, (size_t)n * V);
-        if (items[i].argmax) be->argmax(be, items[i].argmax, NULL, rows, n, V);
+        if (items[i].logits && Vr == V) be->download(be, items[i].logits, rows, (size_t)n * V);
+        else if (items[i].logits) {  // this rank's columns of the rows
+            be->download(be, part, rows, (size_t)n * Vr);
+            for (int j = 0; j < n; j++)
+                memcpy(items[i].logits + (size_t)j * V + m->vocab_begin, part + (size_t)j * Vr, sizeof(float) * Vr);
+        }
+        if (items[i].argmax && ranked) {
+            be->argmax(be, ranked->ids[r] + asked, ranked->values[r] + asked, rows, n, Vr);
+            asked += n;
+        } else if (items[i].argmax) be->argmax(be, items[i].argmax, NULL, rows, n, V);
     }
+    free(part);
     be->free(be, dev_logits);
     return 0;
 }
 
-int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
-    if (n_items <= 0) return 0;
+// Checks a batch before anything runs (of the MTP layer when mtp): room in the cache, one pool,
+// token ids in the vocabulary.
+static int check_batch(const glint_model *m, const glint_batch_item *items, int n_items, int mtp) {
+    const glint_kv_pool *pool = items[0].st->pool;
+    for (int i = 0; i < n_items; i++) {
+        const glint_state *st = items[i].st;
+        const int start = first_position(st, mtp);
+        if (start + items[i].n_tokens > st->capacity) {
+            glint_set_error("context full: %d cached + %d new tokens exceed the context length %d", start,
+                            items[i].n_tokens, st->capacity);
+            return -1;
+        }
+        if (st->pool != pool) {
+            glint_set_error("batched sequences must share one KV pool");
+            return -1;
+        }
+        for (int t = 0; items[i].ids && t < items[i].n_tokens; t++)
+            if (items[i].ids[t] < 0 || items[i].ids[t] >= m->cfg.vocab_size) {
+                glint_set_error("token id %d at position %d is outside the vocabulary (0..%d)", items[i].ids[t], t,
+                                m->cfg.vocab_size - 1);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+// The main model's forward of a batch on one rank (or the whole model); positions are not advanced.
+static int forward_items(glint_model *m, glint_batch_item *items, int n_items, rank_argmax *ranked) {
     scratch s;
     batch_caches bc;
     int T;
@@ -1054,34 +1283,18 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
         m->be->embed(m->be, s.x, &m->embed, ids, T);
         run_layers(m, &bc, T, &s, -1);
     }
-    int rc = T > 0 ? finish_forward(m, &m->final_norm, items, n_items, &s) : 0;
+    int rc = T > 0 ? finish_forward(m, &m->final_norm, items, n_items, &s, ranked) : 0;
     end_forward(m->be, &s, &bc);
     free(ids);
-    if (!rc)
-        for (int i = 0; i < n_items; i++) items[i].st->n_past += items[i].n_tokens;
     return rc;
 }
 
-int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
-                         float *hidden) {
-    if (T <= 0) return 0;
-    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL};
-    return glint_forward_batch(m, &item, 1);
-}
-
-int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits) {
-    return glint_forward_hidden(m, st, ids, T, logits, all_logits, NULL);
-}
-
-// The MTP layer (spec §2.10) on a batch: layer index `layer` of the items' pool.
-static int mtp_forward(glint_model *m, glint_batch_item *items, int n_items, int layer) {
+// The MTP layer (spec §2.10) on a batch on one rank (or the whole model): layer index `layer` of the
+// items' pool.
+static int mtp_items(glint_model *m, glint_batch_item *items, int n_items, int layer, rank_argmax *ranked) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
-    if (!m->has_mtp) {
-        glint_set_error("this checkpoint has no MTP layer");
-        return -1;
-    }
     scratch s;
     batch_caches bc;
     int T;
@@ -1100,12 +1313,47 @@ static int mtp_forward(glint_model *m, glint_batch_item *items, int n_items, int
         be->copy_rows(be, joined + D, 2 * D, s.y2, D, T, D);
         be->matmul(be, s.x, D, joined, 2 * D, T, &m->mtp_eh_proj);
         run_layers(m, &bc, T, &s, layer);
-        rc = finish_forward(m, &m->mtp_head_norm, items, n_items, &s);
+        rc = finish_forward(m, &m->mtp_head_norm, items, n_items, &s, ranked);
         be->free(be, joined);
     }
     end_forward(be, &s, &bc);
     free(ids);
     return rc;
+}
+
+static int tp_forward(glint_model *m, glint_batch_item *items, int n_items, int mtp_layer);
+
+// A forward of the main model (mtp_layer < 0) or of the MTP layer, on every rank or on the model.
+static int forward(glint_model *m, glint_batch_item *items, int n_items, int mtp_layer) {
+    if (check_batch(m, items, n_items, mtp_layer >= 0)) return -1;
+    if (m->tp) return tp_forward(m, items, n_items, mtp_layer);
+    return mtp_layer >= 0 ? mtp_items(m, items, n_items, mtp_layer, NULL) : forward_items(m, items, n_items, NULL);
+}
+
+int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
+    if (n_items <= 0) return 0;
+    if (forward(m, items, n_items, -1)) return -1;
+    for (int i = 0; i < n_items; i++) items[i].st->n_past += items[i].n_tokens;
+    return 0;
+}
+
+int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
+                         float *hidden) {
+    if (T <= 0) return 0;
+    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL};
+    return glint_forward_batch(m, &item, 1);
+}
+
+int glint_forward(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits) {
+    return glint_forward_hidden(m, st, ids, T, logits, all_logits, NULL);
+}
+
+static int mtp_forward(glint_model *m, glint_batch_item *items, int n_items, int layer) {
+    if (!m->has_mtp) {
+        glint_set_error("this checkpoint has no MTP layer");
+        return -1;
+    }
+    return forward(m, items, n_items, layer);
 }
 
 int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidden, const int32_t *next_ids, int T,
@@ -1130,5 +1378,291 @@ int glint_mtp_forward_batch(glint_model *m, glint_batch_item *items, int n_items
     }
     if (mtp_forward(m, items, n_items, m->cfg.num_layers)) return -1;
     for (int i = 0; i < n_items; i++) items[i].st->mtp_past += items[i].n_tokens;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor parallelism (docs/multi-gpu-plan.md): rank r's model lives on a host thread of its own (a
+// device backend's state belongs to the thread that drives it). Every call on the whole model runs
+// its rank part on all the threads at once and waits for them; the ranks meet inside the forward at
+// the backends' all-reduces.
+
+typedef int (*rank_task)(glint_model *rank, int r, void *arg);
+
+struct glint_tp {
+    int n;
+    glint_model *owner;
+    glint_tp_link link;
+    int connected;
+    pthread_t threads[GLINT_MAX_TP];
+    int rank_of[GLINT_MAX_TP];  // each thread's argument
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    uint64_t generation;  // bumped for every task
+    int pending, quit;
+    rank_task task;
+    void *arg;
+    int rc[GLINT_MAX_TP];
+    char error[GLINT_MAX_TP][1024];
+};
+
+typedef struct {
+    struct glint_tp *tp;
+    int rank;
+} tp_thread_arg;
+
+static void *tp_worker(void *p) {
+    struct glint_tp *tp = ((tp_thread_arg *)p)->tp;
+    const int r = ((tp_thread_arg *)p)->rank;
+    free(p);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&tp->mu);
+    for (;;) {
+        while (tp->generation == seen && !tp->quit) pthread_cond_wait(&tp->wake, &tp->mu);
+        if (tp->quit) break;
+        seen = tp->generation;
+        const rank_task task = tp->task;
+        void *arg = tp->arg;
+        glint_model *rank = tp->owner->ranks[r];
+        pthread_mutex_unlock(&tp->mu);
+        const int rc = task(rank, r, arg);
+        if (rc) snprintf(tp->error[r], sizeof tp->error[r], "%s", glint_last_error());
+        pthread_mutex_lock(&tp->mu);
+        tp->rc[r] = rc;
+        if (--tp->pending == 0) pthread_cond_signal(&tp->done);
+    }
+    pthread_mutex_unlock(&tp->mu);
+    return NULL;
+}
+
+// Runs task on every rank's thread and waits for all of them. 0, or -1 with the error of the first
+// rank that failed.
+static int tp_run(const glint_model *m, rank_task task, void *arg) {
+    struct glint_tp *tp = m->tp;
+    pthread_mutex_lock(&tp->mu);
+    tp->task = task, tp->arg = arg, tp->pending = tp->n;
+    tp->generation++;
+    pthread_cond_broadcast(&tp->wake);
+    while (tp->pending) pthread_cond_wait(&tp->done, &tp->mu);
+    pthread_mutex_unlock(&tp->mu);
+    for (int r = 0; r < tp->n; r++)
+        if (tp->rc[r]) {
+            glint_set_error("%s", tp->error[r]);
+            if (tp->n > 1) glint_prefix_error("tensor-parallel rank %d: ", r);
+            return -1;
+        }
+    return 0;
+}
+
+typedef struct {
+    glint_model *owner;
+    const model_source *src;
+    const glint_load_options *opts;
+    glint_module_stats share[GLINT_MAX_TP][GLINT_KIND_COUNT];
+} rank_load_job;
+
+// Makes rank r's backend and model: its share of the heads, intermediate sizes and vocabulary.
+static int rank_load(glint_model *unused, int r, void *arg) {
+    (void)unused;
+    rank_load_job *job = arg;
+    const glint_config *cfg = &job->owner->cfg;
+    const int N = job->opts->tp_size;
+    glint_backend *be = job->opts->rank_backend(r, job->opts->rank_backend_ctx);
+    glint_model *rm = be ? glint_calloc(1, sizeof *rm, "rank model") : NULL;
+    if (!rm) return -1;
+    job->owner->ranks[r] = rm;  // freed with the others if building it fails
+    rm->be = be;
+    rm->cfg = *cfg;
+    rm->cfg.num_heads /= N;
+    rm->cfg.moe_intermediate_size /= N;
+    rm->cfg.intermediate_size /= N;
+    rm->tp_size = N, rm->tp_rank = r;
+    int64_t begin, rows;
+    part_of(cfg->vocab_size, r, N, &begin, &rows);
+    rm->vocab_begin = (int)begin, rm->vocab_rows = (int)rows;
+    model_source src = *job->src;
+    src.show_progress = src.show_progress && r == 0;  // the ranks load at once: rank 0's line stands for all
+    return build_model(rm, &src, job->share[r]);
+}
+
+static int rank_connect(glint_model *rm, int r, void *arg) { return rm->be->tp_connect(rm->be, arg, r); }
+
+static int rank_disconnect(glint_model *rm, int r, void *arg) {
+    (void)r, (void)arg;
+    rm->be->tp_disconnect(rm->be);
+    return 0;
+}
+
+static int rank_free(glint_model *rm, int r, void *arg) {
+    (void)r, (void)arg;
+    glint_model_free(rm);
+    return 0;
+}
+
+// Frees the ranks' models (on their threads), then stops the threads.
+static void tp_free(glint_model *m) {
+    struct glint_tp *tp = m->tp;
+    if (!tp) return;
+    if (tp->started == tp->n) {
+        if (tp->connected) tp_run(m, rank_disconnect, NULL);
+        tp_run(m, rank_free, NULL);
+    }
+    pthread_mutex_lock(&tp->mu);
+    tp->quit = 1;
+    pthread_cond_broadcast(&tp->wake);
+    pthread_mutex_unlock(&tp->mu);
+    for (int r = 0; r < tp->started; r++) pthread_join(tp->threads[r], NULL);
+    pthread_barrier_destroy(&tp->link.barrier);
+    pthread_cond_destroy(&tp->wake);
+    pthread_cond_destroy(&tp->done);
+    pthread_mutex_destroy(&tp->mu);
+    free(tp);
+    free(m->ranks);
+    m->tp = NULL, m->ranks = NULL;
+}
+
+// What tensor parallelism over N ranks needs of the config; 0, or -1 with the error set.
+static int check_tp_config(const glint_config *c, int N) {
+    int dense = 0, moe = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        if (c->layer_is_moe[l]) moe = 1;
+        else dense = 1;
+    }
+    const char *what = NULL;
+    int value = 0;
+    if (c->num_heads % N) what = "num_attention_heads", value = c->num_heads;
+    else if (moe && c->moe_intermediate_size % N) what = "moe_intermediate_size", value = c->moe_intermediate_size;
+    else if (dense && c->intermediate_size % N) what = "intermediate_size", value = c->intermediate_size;
+    if (what) {
+        glint_set_error("tensor parallelism over %d ranks: %s = %d is not a multiple of %d", N, what, value, N);
+        return -1;
+    }
+    return 0;
+}
+
+static glint_model *model_new_tp(const glint_config *cfg, const model_source *src, const glint_load_options *opts) {
+    const int N = opts->tp_size;
+    if (N < 2 || N > GLINT_MAX_TP || !opts->rank_backend) {
+        glint_set_error("tensor parallelism over %d ranks: 2 to %d ranks, each with a backend", N, GLINT_MAX_TP);
+        return NULL;
+    }
+    if (check_tp_config(cfg, N)) return NULL;
+    glint_model *m = glint_calloc(1, sizeof *m, "model");
+    struct glint_tp *tp = m ? glint_calloc(1, sizeof *tp, "tensor-parallel state") : NULL;
+    rank_load_job *job = tp ? glint_calloc(1, sizeof *job, "rank load") : NULL;
+    glint_model **ranks = job ? glint_calloc((size_t)N, sizeof *ranks, "rank table") : NULL;
+    if (!ranks) {
+        free(job), free(tp), free(m);
+        return NULL;
+    }
+    m->cfg = *cfg;
+    m->tp_size = N, m->vocab_rows = cfg->vocab_size;
+    m->ranks = ranks, m->tp = tp;
+    tp->n = N, tp->owner = m, tp->link.n_ranks = N;
+    pthread_mutex_init(&tp->mu, NULL);
+    pthread_cond_init(&tp->wake, NULL);
+    pthread_cond_init(&tp->done, NULL);
+    pthread_barrier_init(&tp->link.barrier, NULL, (unsigned)N);
+    for (int r = 0; r < N; r++) {
+        tp_thread_arg *arg = malloc(sizeof *arg);
+        if (arg) arg->tp = tp, arg->rank = r;
+        if (!arg || pthread_create(&tp->threads[r], NULL, tp_worker, arg)) {
+            free(arg);
+            glint_set_error("cannot start the thread of tensor-parallel rank %d", r);
+            goto fail;
+        }
+        tp->started++;
+    }
+    job->owner = m, job->src = src, job->opts = opts;
+    if (tp_run(m, rank_load, job)) goto fail;
+    for (int r = 0; r < N; r++)
+        if (!m->ranks[r]->be->tp_connect || !m->ranks[r]->be->all_reduce_sum) {
+            glint_set_error("the %s backend cannot run tensor parallelism", m->ranks[r]->be->name);
+            goto fail;
+        }
+    if (tp_run(m, rank_connect, &tp->link)) goto fail;
+    tp->connected = 1;
+    // The whole model's stats: every rank's part of the split weights, the others once.
+    for (int r = 0; r < N; r++)
+        for (int k = 0; k < GLINT_KIND_COUNT; k++) {
+            m->kinds[k].stored_bytes += job->share[r][k].stored_bytes;
+            m->kinds[k].params += job->share[r][k].params;
+            m->kinds[k].formats |= job->share[r][k].formats;
+        }
+    finish_stats(m);
+    m->be = m->ranks[0]->be;
+    m->has_mtp = m->ranks[0]->has_mtp;
+    for (int r = 0; r < N; r++) m->mtp_bytes += m->ranks[r]->mtp_bytes;
+    free(job);
+    return m;
+fail:
+    free(job);
+    glint_model_free(m);
+    return NULL;
+}
+
+typedef struct {
+    glint_batch_item *items;
+    int n_items, mtp_layer;
+    rank_argmax ranked;
+} tp_forward_job;
+
+static int rank_forward(glint_model *rm, int r, void *arg) {
+    (void)r;
+    tp_forward_job *job = arg;
+    return job->mtp_layer >= 0 ? mtp_items(rm, job->items, job->n_items, job->mtp_layer, &job->ranked)
+                               : forward_items(rm, job->items, job->n_items, &job->ranked);
+}
+
+// Every rank runs the batch; the greedy answer of a row is the best of the ranks' answers for their
+// vocabulary parts (ties: the lower rank, i.e. the lower id, as glint_argmax). A rank's part that
+// starts with a NaN answers its first id with a NaN value, which never wins: only rank 0's NaN
+// (the whole row's first value) is kept, as glint_argmax keeps it.
+static int tp_forward(glint_model *m, glint_batch_item *items, int n_items, int mtp_layer) {
+    const int N = m->tp_size;
+    int asked = 0;
+    for (int i = 0; i < n_items; i++)
+        if (items[i].argmax) asked += items[i].all_logits ? items[i].n_tokens : 1;
+    tp_forward_job job = {items, n_items, mtp_layer, {{0}, {0}}};
+    int32_t *ids = asked ? glint_malloc((size_t)N * asked * (sizeof(int32_t) + sizeof(float)), "rank answers") : NULL;
+    if (asked && !ids) return -1;
+    for (int r = 0; r < N && asked; r++) {
+        job.ranked.ids[r] = ids + (size_t)r * asked;
+        job.ranked.values[r] = (float *)(ids + (size_t)N * asked) + (size_t)r * asked;
+    }
+    const int rc = tp_run(m, rank_forward, &job);
+    for (int i = 0, k = 0; !rc && i < n_items; i++) {
+        if (!items[i].argmax) continue;
+        const int n = items[i].all_logits ? items[i].n_tokens : 1;
+        for (int j = 0; j < n; j++, k++) {
+            int best = 0;
+            for (int r = 1; r < N; r++)
+                if (job.ranked.values[r][k] > job.ranked.values[best][k]) best = r;
+            items[i].argmax[j] = job.ranked.ids[best][k] + m->ranks[best]->vocab_begin;
+        }
+    }
+    free(ids);
+    return rc;
+}
+
+static int rank_memory_info(glint_model *rm, int r, void *arg) {
+    size_t *out = (size_t *)arg + 2 * r;
+    if (!rm->be->memory_info) {
+        glint_set_error("the %s backend does not report device memory", rm->be->name);
+        return -1;
+    }
+    return rm->be->memory_info(rm->be, &out[0], &out[1]);
+}
+
+int glint_model_memory_info(glint_model *m, size_t *free_bytes, size_t *total_bytes) {
+    size_t info[2 * GLINT_MAX_TP];
+    const int N = m->tp ? m->tp_size : 1;
+    if (m->tp ? tp_run(m, rank_memory_info, info) : rank_memory_info(m, 0, info)) return -1;
+    *free_bytes = info[0], *total_bytes = info[1];
+    for (int r = 1; r < N; r++) {
+        if (info[2 * r] < *free_bytes) *free_bytes = info[2 * r];
+        if (info[2 * r + 1] < *total_bytes) *total_bytes = info[2 * r + 1];
+    }
     return 0;
 }

@@ -63,7 +63,8 @@ typedef struct {
 
 const char *glint_module_kind_name(glint_module_kind kind);
 
-typedef struct {
+typedef struct glint_model glint_model;
+struct glint_model {
     glint_config cfg;
     glint_checkpoint *ckpt;  // NULL for synthetic models
     glint_backend *be;
@@ -85,12 +86,28 @@ typedef struct {
     glint_module_stats kinds[GLINT_KIND_COUNT];
     glint_synthetic_block *synthetic_blocks;  // synthetic models: the memory behind the weights
     void *forward_cache;  // decode activations kept across forwards when the backend replays steps (glm.c)
-} glint_model;
+    // Tensor parallelism (docs/multi-gpu-plan.md). A model of tp_size > 1 holds no weights: ranks[r],
+    // driven by a host thread of its own, holds rank r's share of every layer, and be is rank 0's
+    // backend (for device queries; ops run on the ranks' threads). A rank's cfg has its share of the
+    // attention heads and of the intermediate sizes; its stats count what its device holds and reads.
+    int tp_size, tp_rank;
+    glint_model **ranks;
+    struct glint_tp *tp;
+    int vocab_begin, vocab_rows;  // the lm_head rows (vocabulary entries) this model computes logits of
+    int tied_lm_head;             // lm_head is (this model's rows of) the embedding
+    void **weight_copies;         // host copies of weight parts (column cuts), NULL once the backend has its own
+    size_t n_weight_copies, cap_weight_copies;
+};
 
 typedef struct {
     const char *override_json;  // --json-model-override-args
     const char *index_topk_pattern;  // --index-topk-pattern
     int show_progress;  // a progress line on stderr while the weights go to the backend (device upload)
+    // Tensor parallelism over tp_size ranks (0 or 1: none). Rank r's backend is rank_backend(r, ctx),
+    // called on rank r's thread; the loaders' `be` argument is not used then.
+    int tp_size;
+    glint_backend *(*rank_backend)(int rank, void *ctx);
+    void *rank_backend_ctx;
 } glint_load_options;
 
 // Loads DIR (config.json + safetensors), checks every tensor's shape and dtype against the config.
@@ -102,13 +119,21 @@ glint_model *glint_model_synthetic(const glint_config *cfg, glint_backend *be);
 // The same with the routed experts in `experts` format (GLINT_WFMT_DENSE: BF16, or GLINT_WFMT_NVFP4),
 // made in backend memory when the backend can (be->synthesize).
 glint_model *glint_model_synthetic_quant(const glint_config *cfg, glint_backend *be, glint_weight_format experts);
+// The same split over opts->tp_size ranks (opts: tp_size, rank_backend, rank_backend_ctx).
+glint_model *glint_model_synthetic_tp(const glint_config *cfg, glint_weight_format experts,
+                                      const glint_load_options *opts);
+// The smallest free and total memory of the model's devices (for KV pool sizing). 0, or -1 with the
+// error set (also when the backend cannot tell).
+int glint_model_memory_info(glint_model *m, size_t *free_bytes, size_t *total_bytes);
 
 // A paged cache: per layer a pool of n_pages·page_size rows of MLA latents c_t [C] and rotated keys
 // kpe_t [Dr] (spec §2.4) and, for layers with an indexer, indexer keys [Di]. Sequences (glint_state)
 // hold pages; a page may be held by several (a shared prompt prefix) and is free when none does.
 typedef struct {
     int page_size, n_pages, n_layers;
-    float **latent, **kpe, **index_k;  // [n_layers] each: backend memory [n_pages·page_size, width]
+    int n_ranks;                       // tensor-parallel ranks: each keeps every layer's cache rows
+    float **latent, **kpe, **index_k;  // [n_ranks·n_layers] each (rank r's layer l at r·n_layers + l):
+                                       // backend memory [n_pages·page_size, width]
     int32_t *refs;                     // [n_pages] holders of each page
     int32_t *free_pages;               // stack of free page ids
     int n_free;

@@ -12,6 +12,7 @@
 #include "engine/scheduler.h"
 
 #include "../check.h"
+#include "../test_model.h"
 
 enum { N_REQ = 6, N_NEW = 40, MAX_PROMPT = 48 };
 
@@ -66,23 +67,11 @@ int main(int argc, char **argv) {
     char *ref_path = glint_path_join(argv[2], "mtp_reference.json");
     json_error_t err;
     json_t *ref = json_load_file(ref_path, 0, &err);
-    // GLINT_TEST_BACKEND=cuda (scripts/gpu-test.sh engine): the same checks on the GPU.
-    const char *which = getenv("GLINT_TEST_BACKEND");
-    glint_backend *be = NULL;
-#ifdef GLINT_HAVE_CUDA
-    if (which && !strcmp(which, "cuda") && !(be = glint_backend_cuda(0))) {
-        fprintf(stderr, "%s\n", glint_last_error());
-        return 1;
-    }
-#endif
-    if (which && strcmp(which, "cpu") && !be) {
-        fprintf(stderr, "GLINT_TEST_BACKEND=%s is not available in this build\n", which);
-        return 1;
-    }
-    if (!be) be = glint_backend_cpu(0);
-    glint_model *m = ref ? glint_model_load(argv[1], NULL, be) : NULL;
+    // GLINT_TEST_BACKEND=cuda (scripts/gpu-test.sh engine): the same checks on the GPU; GLINT_TEST_TP=N:
+    // on N tensor-parallel ranks.
+    glint_model *m = ref ? load_test_model(argv[1], NULL) : NULL;
     if (!m || !m->has_mtp) {
-        fprintf(stderr, "%s\n", ref ? (m ? "no MTP layer" : glint_last_error()) : err.text);
+        fprintf(stderr, "%s\n", ref ? (m ? "no MTP layer" : "the model did not load") : err.text);
         return 1;
     }
     json_t *text = json_object_get(ref, "ids");

@@ -59,6 +59,17 @@ a = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.
 b = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
 report("seeded sampling reproducible", a[0] == 0 and a[1] == b[1] and len(a[1].split()) >= 1, f"{a} {b}")
 
+# --- tensor parallelism (CPU ranks): the same greedy continuation; configs and cuts that do not split
+rc, out, err = run("generate", "-m", FSF, "--ids", prompt, "-n", "24", "--temperature", "0", "--tp", "2")
+report("generate --tp 2 greedy == transformers", rc == 0 and out.split() == [str(i) for i in ref["greedy_ids"]],
+       f"{rc} {out!r} {err!r}")
+expect_error("--tp 3 on 4 heads", ["generate", "-m", FSF, "--ids", prompt, "-n", "1", "--tp", "3"],
+             "num_attention_heads = 4 is not a multiple of 3")
+expect_error("--tp 9", ["generate", "-m", FSF, "--ids", prompt, "--tp", "9"], "--tp-size", status=2)
+QUANT = os.path.join(os.path.dirname(MODELS), "quant")
+expect_error("--tp 2 cut inside FP8 blocks", ["generate", "-m", os.path.join(QUANT, "q-fp8-block"), "--ids", prompt,
+             "--tp", "2"], "q_b_proj", "block edge")
+
 # --- the weight-upload progress line: GLINT_PROGRESS=1 forces it; by default only device backends on a
 # terminal show it (here: the CPU, stderr a pipe)
 p = subprocess.run([GLINT, "generate", "-m", FSF, "--ids", prompt, "-n", "1"], capture_output=True,

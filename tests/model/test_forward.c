@@ -1,7 +1,7 @@
 // Forward pass vs transformers 5.17 (tests/fixtures/models/*/reference.json, made by
 // tools/fixtures/make_fixtures.py): logits of every prompt position within 1e-4 of max|ref|, for one
 // prefill, token-by-token decode and chunked prefill; and the 24-token greedy continuation with the
-// cache identical to the oracle's.
+// cache identical to the oracle's. GLINT_TEST_TP=N: the model split over N tensor-parallel ranks.
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +10,8 @@
 
 #include "common/util.h"
 #include "model/glm.h"
+
+#include "../test_model.h"
 
 static const double TOLERANCE = 1e-4;
 
@@ -118,21 +120,17 @@ done:
 
 static int test_model(const char *dir) {
     int failures = 0;
-    glint_backend *be = glint_backend_cpu(0);
     reference ref;
     glint_config probe;
     if (glint_config_load(dir, NULL, NULL, &probe) || load_reference(dir, probe.vocab_size, &ref)) {
         fprintf(stderr, "%s: %s\n", dir, glint_last_error());
         return 1;
     }
-    glint_model *m = glint_model_load(dir, &ref.opts, be);
-    if (!m) {
-        fprintf(stderr, "%s: %s\n", dir, glint_last_error());
-        return 1;
-    }
+    glint_model *m = load_test_model(dir, &ref.opts);  // GLINT_TEST_TP: split over that many ranks
+    if (!m) return 1;
     const int V = m->cfg.vocab_size;
-    printf("%s (%d prompt tokens, index_topk %d%s%s)\n", dir, ref.n_prompt, m->cfg.index_topk,
-           ref.pattern[0] ? ", pattern " : "", ref.pattern);
+    printf("%s (%d prompt tokens, index_topk %d%s%s%s)\n", dir, ref.n_prompt, m->cfg.index_topk,
+           ref.pattern[0] ? ", pattern " : "", ref.pattern, m->tp_size > 1 ? ", tensor parallel" : "");
     check("prefill, all positions", run_chunked(m, &ref, 0), &failures);
     check("token-by-token decode", run_chunked(m, &ref, 1), &failures);
     check("chunked prefill (7 per chunk)", run_chunked(m, &ref, 7), &failures);

@@ -13,6 +13,7 @@
 #include "engine/scheduler.h"
 
 #include "../check.h"
+#include "../test_model.h"
 
 enum { N_PROMPT = 24, N_NEW = 12, N_REQ = 5 };
 
@@ -133,13 +134,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: test_scheduler MODEL_DIR\n");
         return 2;
     }
-    glint_backend *be = glint_backend_cpu(0);
-    glint_load_options lo = {0};
-    glint_model *m = glint_model_load(argv[1], &lo, be);
-    if (!m) {
-        fprintf(stderr, "%s\n", glint_last_error());
-        return 1;
-    }
+    glint_model *m = load_test_model(argv[1], NULL);  // GLINT_TEST_TP=N: over N tensor-parallel ranks
+    if (!m) return 1;
     test_share_prefix(m);
     test_batched_forward(m);
 

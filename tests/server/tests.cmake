@@ -24,3 +24,5 @@ add_test(NAME server_demo_model COMMAND ${GLINT_SERVER_PY} ${CMAKE_CURRENT_LIST_
          $<TARGET_FILE:glint> ${PROJECT_SOURCE_DIR})
 set_tests_properties(server_demo_model PROPERTIES FIXTURES_REQUIRED glint_server TIMEOUT 900 RUN_SERIAL TRUE
                      ENVIRONMENT "GLINT_SERVER_FIXTURES=${GLINT_SERVER_FIXTURES};PYTHONPATH=${CMAKE_CURRENT_LIST_DIR}")
+add_test(NAME test_scheduler_tp2 COMMAND test_scheduler ${GLINT_SERVER_FIXTURES}/model-random)
+set_tests_properties(test_scheduler_tp2 PROPERTIES FIXTURES_REQUIRED glint_server ENVIRONMENT "GLINT_TEST_TP=2")

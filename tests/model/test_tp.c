@@ -1,0 +1,183 @@
+// Tensor parallelism on the CPU: the parts of a weight that ranks take (every format, against the
+// whole weight's dequantized elements; cuts a format cannot make are refused with the weight's name),
+// the greedy answer combined from the ranks' vocabulary parts against the argmax of the logits they
+// return, batched rows equal to rows alone, and the config checks. The logits against transformers
+// are model_forward_tp2 / _tp4 (tests/model/tests.cmake).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu.h"
+#include "common/util.h"
+#include "io/quant.h"
+#include "model/glm.h"
+
+#include "../check.h"
+
+static uint64_t rng = 0x1234567;
+static uint32_t next_u32(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng >> 33);
+}
+
+// Every element of part (rows/cols of axis starting at start) equals the whole weight's.
+static void check_part(const glint_weight *w, int axis, int64_t start, int64_t count, const char *what) {
+    glint_weight part;
+    void *copy = NULL;
+    if (glint_weight_part(w, axis, start, count, &part, &copy)) {
+        CHECK(0, "%s: part %s %lld+%lld refused: %s", what, axis ? "cols" : "rows", (long long)start, (long long)count,
+              glint_last_error());
+        return;
+    }
+    CHECK(part.rows == (axis ? w->rows : count) && part.cols == (axis ? count : w->cols), "%s: part shape", what);
+    int bad = 0;
+    for (int64_t r = 0; r < part.rows; r++)
+        for (int64_t c = 0; c < part.cols; c++) {
+            const float got = glint_cpu_weight_element(&part, r, c);
+            const float want = glint_cpu_weight_element(w, axis ? r : start + r, axis ? start + c : c);
+            if (memcmp(&got, &want, sizeof got)) bad++;
+        }
+    CHECK(!bad, "%s: %d elements of %s %lld..%lld differ from the whole weight's", what, bad, axis ? "columns" : "rows",
+          (long long)start, (long long)(start + count - 1));
+    free(copy);
+}
+
+static void check_refused(const glint_weight *w, int axis, int64_t start, int64_t count, const char *what) {
+    glint_weight part;
+    void *copy = NULL;
+    const int rc = glint_weight_part(w, axis, start, count, &part, &copy);
+    CHECK(rc == -1 && !copy && strstr(glint_last_error(), w->name), "%s: cut %lld+%lld accepted or unnamed (%s)", what,
+          (long long)start, (long long)count, glint_last_error());
+}
+
+static void test_parts(void) {
+    enum { N = 64, K = 96 };  // rows, cols
+    static uint8_t bytes[N * K * 4], scales[N * K], zeros[N * K];
+    for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (uint8_t)next_u32();
+    for (size_t i = 0; i < sizeof scales; i++) scales[i] = (uint8_t)(0x20 + next_u32() % 0x40);  // finite E4M3
+    for (size_t i = 0; i < sizeof zeros; i++) zeros[i] = (uint8_t)next_u32();
+
+    uint16_t *bf16 = (uint16_t *)bytes;
+    for (int i = 0; i < N * K; i++) bf16[i] = glint_f32_to_bf16((float)(next_u32() % 2001) / 1000.0f - 1.0f);
+    glint_weight dense = {.dtype = GLINT_DTYPE_BF16, .rows = N, .cols = K, .data = bytes, .name = "dense.weight"};
+    check_part(&dense, 0, 16, 32, "BF16 rows");
+    check_part(&dense, 1, 40, 56, "BF16 cols");
+
+    glint_weight nvfp4 = {.dtype = GLINT_DTYPE_U8, .rows = N, .cols = K, .data = bytes, .name = "nvfp4.weight",
+                          .format = GLINT_WFMT_NVFP4, .scales = scales, .scales_dtype = GLINT_DTYPE_F8_E4M3,
+                          .global_scale = 0.5f, .block = 16};
+    check_part(&nvfp4, 0, 8, 24, "NVFP4 rows");
+    check_part(&nvfp4, 1, 32, 48, "NVFP4 cols");
+    check_refused(&nvfp4, 1, 8, 16, "NVFP4 cols inside a scale group");
+
+    float fscales[(N / 16) * (K / 16)];
+    for (size_t i = 0; i < sizeof fscales / sizeof fscales[0]; i++) fscales[i] = 0.01f * (float)(1 + i);
+    uint8_t *fp8 = zeros;  // finite codes: no 0x7f / 0xff NaNs
+    for (int i = 0; i < N * K; i++)
+        if ((fp8[i] & 0x7f) == 0x7f) fp8[i] ^= 1;
+    glint_weight fp8w = {.dtype = GLINT_DTYPE_F8_E4M3, .rows = N, .cols = K, .data = fp8, .name = "fp8.weight",
+                         .format = GLINT_WFMT_FP8_BLOCK, .scales = fscales, .scales_dtype = GLINT_DTYPE_F32,
+                         .block = 16};
+    check_part(&fp8w, 0, 16, 32, "FP8-block rows");
+    check_part(&fp8w, 1, 48, 48, "FP8-block cols");
+    check_part(&fp8w, 1, 80, 16, "FP8-block last cols");
+    check_refused(&fp8w, 0, 8, 16, "FP8-block rows inside a block");
+
+    // GPTQ: qweight I32 [K/8, N], qzeros I32 [G, N/8], F16 scales [G, N], group 32 (G = 3)
+    static uint16_t hscales[3 * N];
+    for (int i = 0; i < 3 * N; i++) hscales[i] = (uint16_t)(0x2000 + next_u32() % 0x1000);  // small positive F16
+    glint_weight gptq = {.dtype = GLINT_DTYPE_I32, .rows = N, .cols = K, .data = bytes, .name = "gptq.qweight",
+                         .format = GLINT_WFMT_GPTQ_INT4, .scales = hscales, .scales_dtype = GLINT_DTYPE_F16,
+                         .block = 32, .zeros = zeros};
+    check_part(&gptq, 0, 24, 16, "GPTQ rows");
+    check_part(&gptq, 1, 32, 64, "GPTQ cols");
+    check_refused(&gptq, 1, 16, 32, "GPTQ cols inside a group");
+    check_refused(&dense, 0, 60, 8, "rows out of range");
+}
+
+// The greedy answers of a tensor-parallel batched forward (combined from the ranks' parts) are the
+// argmax of the logits it returns; rows batched equal rows alone; the logits match one rank's.
+static void test_forward(const char *dir, int tp) {
+    glint_load_options one = {0}, split = {.tp_size = tp, .rank_backend = NULL};
+    extern glint_backend *cpu_test_rank(int rank, void *ctx);
+    split.rank_backend = cpu_test_rank;
+    glint_model *whole = glint_model_load(dir, &one, glint_backend_cpu(1));
+    glint_model *m = glint_model_load(dir, &split, NULL);
+    CHECK(whole && m, "%s: load: %s", dir, glint_last_error());
+    if (!whole || !m) {
+        glint_model_free(whole), glint_model_free(m);
+        return;
+    }
+    CHECK(m->n_params == whole->n_params && m->weight_bytes == whole->weight_bytes &&
+              m->bytes_per_token == whole->bytes_per_token,
+          "%s: stats of %d ranks (%llu params, %llu bytes, %llu per token) differ from the whole model's", dir, tp,
+          (unsigned long long)m->n_params, (unsigned long long)m->weight_bytes, (unsigned long long)m->bytes_per_token);
+    const int V = m->cfg.vocab_size, n_a = 9, n_b = 5;
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = (int32_t)(3 + i * 37 % (V - 3));
+    float *solo = malloc(sizeof(float) * (size_t)(n_a + n_b) * V), *both = malloc(sizeof(float) * (size_t)(n_a + n_b) * V);
+    float *ref = malloc(sizeof(float) * (size_t)n_a * V);
+    glint_kv_pool *pool = glint_kv_pool_new(m, 8, 8, 0);  // pages of 8 tokens, shared by a and b
+    glint_state *sa = glint_state_in_pool(pool), *sb = glint_state_in_pool(pool), *sw = glint_state_new(whole, 32);
+    CHECK(pool && !glint_state_reserve(sa, 32) && !glint_state_reserve(sb, 32), "%s: pool: %s", dir,
+          glint_last_error());
+    CHECK(!glint_forward(m, sa, ids, n_a, solo, 1) && !glint_forward(m, sb, ids + 3, n_b, solo + (size_t)n_a * V, 1) &&
+              !glint_forward(whole, sw, ids, n_a, ref, 1),
+          "%s: forward: %s", dir, glint_last_error());
+    double worst = 0, top = 0;
+    for (size_t i = 0; i < (size_t)n_a * V; i++) {
+        worst = fmax(worst, fabs(solo[i] - ref[i]));
+        top = fmax(top, fabs(ref[i]));
+    }
+    CHECK(worst <= 1e-5 * top, "%s: %d ranks' logits differ from one's by %.3g of max|logit|", dir, tp, worst / top);
+    // Both again in one batch, with greedy answers for every row of a and the last row of b.
+    glint_state_truncate(sa, 0), glint_state_truncate(sb, 0);  // gives the pages back
+    CHECK(!glint_state_reserve(sa, 32) && !glint_state_reserve(sb, 32), "%s: pool", dir);
+    int32_t greedy[16];
+    glint_batch_item items[2] = {{sa, ids, n_a, both, 1, NULL, NULL, greedy}, {sb, ids + 3, n_b, NULL, 0, NULL, NULL, greedy + n_a}};
+    CHECK(!glint_forward_batch(m, items, 2), "%s: batch: %s", dir, glint_last_error());
+    CHECK(!memcmp(both, solo, sizeof(float) * (size_t)n_a * V), "%s: batched rows differ from rows alone", dir);
+    for (int t = 0; t < n_a; t++)
+        CHECK(greedy[t] == glint_argmax(solo + (size_t)t * V, V), "%s: row %d greedy %d, argmax of its logits %d", dir,
+              t, greedy[t], glint_argmax(solo + (size_t)t * V, V));
+    CHECK(greedy[n_a] == glint_argmax(solo + (size_t)(n_a + n_b - 1) * V, V), "%s: last row of b: greedy %d", dir,
+          greedy[n_a]);
+    glint_state_free(m, sa), glint_state_free(m, sb), glint_state_free(whole, sw);
+    glint_kv_pool_free(m, pool);
+    free(solo), free(both), free(ref);
+    glint_model_free(m);
+    glint_model_free(whole);
+}
+
+glint_backend *cpu_test_rank(int rank, void *ctx) {
+    (void)ctx;
+    return glint_backend_cpu_rank(1, rank);
+}
+
+static void test_config_errors(const char *dir) {
+    glint_load_options three = {.tp_size = 3, .rank_backend = cpu_test_rank};
+    glint_model *m = glint_model_load(dir, &three, NULL);
+    CHECK(!m && strstr(glint_last_error(), "num_attention_heads = 4 is not a multiple of 3"), "3 ranks: %s",
+          m ? "loaded" : glint_last_error());
+    glint_model_free(m);
+    glint_load_options nine = {.tp_size = 9, .rank_backend = cpu_test_rank};
+    m = glint_model_load(dir, &nine, NULL);
+    CHECK(!m && strstr(glint_last_error(), "2 to 8 ranks"), "9 ranks: %s", m ? "loaded" : glint_last_error());
+    glint_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_tp FOUR_HEAD_MODEL_DIR MODEL_DIR...\n");
+        return 2;
+    }
+    test_parts();
+    test_config_errors(argv[1]);
+    for (int i = 1; i < argc; i++) {
+        test_forward(argv[i], 2);
+        test_forward(argv[i], 4);
+    }
+    printf("%s\n", failures ? "FAILED" : "all ok");
+    return failures ? 1 : 0;
+}
