@@ -24,27 +24,32 @@ static int test_tp_size(void) {
 
 static glint_backend *test_rank_backend(int rank, void *ctx) {
     (void)ctx;
+    if (!test_wants_cuda()) return glint_backend_cpu_rank(1, rank);
 #ifdef GLINT_HAVE_CUDA
-    if (test_wants_cuda()) return glint_backend_cuda(rank);
+    return glint_backend_cuda(rank);
+#else
+    glint_set_error("GLINT_TEST_BACKEND=cuda is not available in this build");
+    return NULL;
 #endif
-    return glint_backend_cpu_rank(1, rank);
 }
 
 // The single-device backend of the tests (NULL + message when the asked one is not built).
 static glint_backend *test_backend(void) {
     const char *which = getenv("GLINT_TEST_BACKEND");
-#ifdef GLINT_HAVE_CUDA
+    glint_backend *be = NULL;
     if (test_wants_cuda()) {
-        glint_backend *be = glint_backend_cuda(0);
-        if (!be) fprintf(stderr, "%s\n", glint_last_error());
-        return be;
-    }
+#ifdef GLINT_HAVE_CUDA
+        be = glint_backend_cuda(0);
+#else
+        glint_set_error("GLINT_TEST_BACKEND=cuda is not available in this build");
 #endif
-    if (which && strcmp(which, "cpu")) {
-        fprintf(stderr, "GLINT_TEST_BACKEND=%s is not available in this build\n", which);
-        return NULL;
+    } else if (which && *which && strcmp(which, "cpu")) {
+        glint_set_error("GLINT_TEST_BACKEND=%s is not a backend (cpu or cuda)", which);
+    } else {
+        be = glint_backend_cpu(0);
     }
-    return glint_backend_cpu(0);
+    if (!be) fprintf(stderr, "%s\n", glint_last_error());
+    return be;
 }
 
 // Loads DIR on the test backend, over GLINT_TEST_TP ranks when set (opts may be NULL).
