@@ -44,6 +44,8 @@ static cuda_backend *cuda_of(glint_backend *be) {
     return (cuda_backend *)be;
 }
 
+extern "C" int glint_cuda_device_of(glint_backend *be) { return ((cuda_backend *)be)->device; }
+
 // Per-device state (cuda_internal.cuh) and the thread's binding.
 glint_cuda_device_state glint_cuda_devices[GLINT_CUDA_MAX_DEVICES];
 thread_local int glint_cuda_thread_device = -1;
@@ -1717,6 +1719,9 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
         be->graph_begin = cuda_graph_begin;
         be->graph_end = cuda_graph_end;
     }
+    be->tp_connect = glint_cuda_tp_connect;
+    be->tp_disconnect = glint_cuda_tp_disconnect;
+    be->all_reduce_sum = glint_cuda_all_reduce_sum;
     return be;
 }
 

@@ -165,6 +165,13 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
                                const glint_experts *ex);
 extern "C" int glint_cuda_synthesize(glint_backend *be, glint_weight *w, uint64_t seed, float lo, float hi);
 
+// Tensor parallelism (cuda_tp.cu): backend.h's tp_connect, tp_disconnect and all_reduce_sum.
+extern "C" int glint_cuda_tp_connect(glint_backend *be, glint_tp_link *link, int rank);
+extern "C" void glint_cuda_tp_disconnect(glint_backend *be);
+extern "C" void glint_cuda_all_reduce_sum(glint_backend *be, float *x, size_t n);
+// The device a backend instance was made for.
+extern "C" int glint_cuda_device_of(glint_backend *be);
+
 extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                   const glint_weight *W);
 extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
