@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
-#   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [e2e] [long] [engine] [serve] [modelopt] [bench]
+#   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [tp] [e2e] [long] [engine] [serve] [modelopt] [bench]
 #   (no argument: all). long: prompts of 200-700 tokens, CUDA vs CPU (tests/cuda/test_e2e_long.py);
 # graphs: decode with CUDA graphs bitwise equal to decode without (tests/cuda/test_cuda_graphs.c);
+# tp: the tensor-parallel all-reduce over up to 4 GPUs (tests/cuda/test_cuda_tp.c; one GPU: skipped);
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
-steps=${*:-build ops memcheck graphs e2e long engine serve modelopt bench}
+steps=${*:-build ops memcheck graphs tp e2e long engine serve modelopt bench}
 want() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -63,6 +64,15 @@ fi
 if want graphs; then
     "$BUILD/tests/cuda/test_cuda_graphs" models/demo >"$OUT/graphs.log" 2>&1 && note "graphs ok: $(tail -1 "$OUT/graphs.log")" ||
         { status=1; note "graphs FAILED: $(tail -1 "$OUT/graphs.log")"; grep FAIL "$OUT/graphs.log" | head -20; }
+fi
+
+if want tp; then  # needs 2 GPUs or more; a stuck all-reduce gives up after 20 s, the timeout is for the rest
+    timeout 900 "$BUILD/tests/cuda/test_cuda_tp" >"$OUT/tp.log" 2>&1 && note "tp $(tail -1 "$OUT/tp.log")" ||
+        { status=1; note "tp FAILED: $(tail -1 "$OUT/tp.log")"; grep -E "FAIL|rank" "$OUT/tp.log" | head -20; }
+    grep "all-reduce of" "$OUT/tp.log" | tee -a "$OUT/summary.txt"
+    # the last rank skips an all-reduce: the others give up after the kernel's timeout and say so
+    timeout 300 "$BUILD/tests/cuda/test_cuda_tp" --stall >"$OUT/tp_stall.log" 2>&1 && note "tp --stall $(tail -1 "$OUT/tp_stall.log")" ||
+        { status=1; note "tp --stall FAILED: $(tail -1 "$OUT/tp_stall.log")"; grep -E "FAIL|rank" "$OUT/tp_stall.log" | head -20; }
 fi
 
 if want e2e; then

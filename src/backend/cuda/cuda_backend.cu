@@ -1,6 +1,7 @@
-// CUDA backend: the contract of backend/backend.h on one GPU. Activations are FP32 in device memory,
-// weights are copied to the device in their checkpoint format by prepare_weight and dequantized in
-// the kernels, accumulation is FP32. Everything runs on one stream (glint_cuda_stream); a download
+// CUDA backend: the contract of backend/backend.h on a GPU (an instance per device, each driven by
+// its own thread for tensor parallelism). Activations are FP32 in device memory, weights are copied
+// to the device in their checkpoint format by prepare_weight and dequantized in the kernels,
+// accumulation is FP32. Everything runs on one stream per device (glint_cuda_stream()); a download
 // waits for it. Decode steps' layer stacks are replayed as CUDA graphs (GLINT_CUDA_GRAPHS=0: not).
 //
 // Nothing is read back during a decode step (T <= 64): the indexer sizes its grid from the cache
@@ -36,38 +37,72 @@ enum {
     SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX
 };
 
-static cuda_backend *cuda_of(glint_backend *be) { return (cuda_backend *)be; }
+// The instance behind be. Its first call on a thread that never made a backend binds that thread
+// (glint_cuda_device), so the op's CUDA calls that precede any stream use go to the right device.
+static cuda_backend *cuda_of(glint_backend *be) {
+    glint_cuda_device();
+    return (cuda_backend *)be;
+}
+
+extern "C" int glint_cuda_device_of(glint_backend *be) { return ((cuda_backend *)be)->device; }
+
+// Per-device state (cuda_internal.cuh) and the thread's binding.
+glint_cuda_device_state glint_cuda_devices[GLINT_CUDA_MAX_DEVICES];
+thread_local int glint_cuda_thread_device = -1;
+static int first_device = -1;  // the first device a backend was made for (atomic: read by unbound threads)
+
+int glint_cuda_bind_first_device(void) {
+    const int device = __atomic_load_n(&first_device, __ATOMIC_ACQUIRE);
+    if (device < 0) return 0;  // no backend yet: nothing to bind to
+    cudaSetDevice(device);
+    glint_cuda_thread_device = device;
+    return device;
+}
 
 // GLINT_CUDA_PROFILE=1: every op waits for the device and its wall time (launch + GPU) is added
-// to its name's total; the table goes to stderr at exit. Ops are called back to back by the model,
-// so the time since the previous op's end is this op's time.
+// to its name's total; the table goes to stderr at exit (one per device). Ops are called back to
+// back by the model, so the time since the previous op's end is this op's time.
 enum { PROFILE_SLOTS = 128 };
-static struct {
-    int on;
+static int profile_on;  // the same for every device (set before any backend is returned)
+static struct profile_table {
     double last;
     char name[PROFILE_SLOTS][64];
     double seconds[PROFILE_SLOTS];
     long calls[PROFILE_SLOTS];
     int n;
-} profile;
+} profiles[GLINT_CUDA_MAX_DEVICES];
 
-static void profile_report(void) {
+static void profile_report_table(profile_table &profile, const char *label) {
     double total = 0;
     for (int i = 0; i < profile.n; i++) total += profile.seconds[i];
-    fprintf(stderr, "GLINT_CUDA_PROFILE: %-40s %10s %12s %10s %7s\n", "op", "calls", "total ms", "us/call", "share");
+    fprintf(stderr, "GLINT_CUDA_PROFILE%s: %-40s %10s %12s %10s %7s\n", label, "op", "calls", "total ms", "us/call",
+            "share");
     for (int done = 0; done < profile.n; done++) {  // largest first
         int best = -1;
         for (int i = 0; i < profile.n; i++)
             if (profile.calls[i] >= 0 && (best < 0 || profile.seconds[i] > profile.seconds[best])) best = i;
-        fprintf(stderr, "GLINT_CUDA_PROFILE: %-40s %10ld %12.3f %10.1f %6.1f%%\n", profile.name[best], profile.calls[best],
-                profile.seconds[best] * 1e3, profile.seconds[best] * 1e6 / (double)profile.calls[best],
+        fprintf(stderr, "GLINT_CUDA_PROFILE%s: %-40s %10ld %12.3f %10.1f %6.1f%%\n", label, profile.name[best],
+                profile.calls[best], profile.seconds[best] * 1e3,
+                profile.seconds[best] * 1e6 / (double)profile.calls[best],
                 100.0 * profile.seconds[best] / (total > 0 ? total : 1));
         profile.calls[best] = -1;
     }
 }
 
+static void profile_report(void) {
+    int used = 0;
+    for (int d = 0; d < GLINT_CUDA_MAX_DEVICES; d++) used += profiles[d].n > 0;
+    for (int d = 0; d < GLINT_CUDA_MAX_DEVICES; d++) {
+        if (!profiles[d].n) continue;
+        char label[32] = "";
+        if (used > 1) snprintf(label, sizeof label, " (device %d)", d);  // one device: the table as before
+        profile_report_table(profiles[d], label);
+    }
+}
+
 static void profile_mark(const char *what) {
     cudaDeviceSynchronize();
+    profile_table &profile = profiles[glint_cuda_device()];
     const double now = glint_now_seconds(), dt = now - profile.last;
     profile.last = now;
     int i = 0;
@@ -79,19 +114,16 @@ static void profile_mark(const char *what) {
     profile.seconds[i] += dt, profile.calls[i]++;
 }
 
-int glint_cuda_profiling(void) { return profile.on; }
+int glint_cuda_profiling(void) { return profile_on; }
 
-// Set when an op could not run (launch error, limits, out of memory): the next download returns
-// NaN instead of whatever the output buffers held, so a failed step never looks like a result.
-static int op_failed;
-void glint_cuda_fail(void) { op_failed = 1; }
+void glint_cuda_fail(void) { glint_cuda_dev().op_failed = 1; }
 
 int glint_cuda_check(const char *what) {
-    if (profile.on) profile_mark(what);
+    if (profile_on) profile_mark(what);
     cudaError_t err = cudaGetLastError();
     if (err == cudaSuccess) return 0;
     glint_set_error("CUDA %s: %s", what, cudaGetErrorString(err));
-    op_failed = 1;
+    glint_cuda_dev().op_failed = 1;
     return -1;
 }
 
@@ -99,14 +131,14 @@ static void *scratch(glint_backend *be, int slot, size_t bytes) {
     cuda_backend *cb = cuda_of(be);
     if (bytes == 0) bytes = 16;
     if (cb->scratch_bytes[slot] >= bytes) return cb->scratch[slot];
-    glint_cuda_buffer_epoch++;
+    glint_cuda_dev().buffer_epoch++;
     cudaFree(cb->scratch[slot]);
     cb->scratch[slot] = NULL, cb->scratch_bytes[slot] = 0;
     size_t want = bytes + bytes / 4;  // headroom so slowly growing contexts don't reallocate each step
     if (cudaMalloc(&cb->scratch[slot], want) != cudaSuccess) {
         cudaGetLastError();
         glint_set_error("CUDA: out of device memory for %zu bytes of scratch", want);
-        op_failed = 1;
+        glint_cuda_dev().op_failed = 1;
         return NULL;
     }
     cb->scratch_bytes[slot] = want;
@@ -135,7 +167,7 @@ static void *cuda_alloc(glint_backend *be, size_t bytes, const char *what) {
             best = (long)i;
     if (best >= 0) {
         cb->pool[best].in_use = 1;
-        cudaMemsetAsync(cb->pool[best].ptr, 0, need, glint_cuda_stream);
+        cudaMemsetAsync(cb->pool[best].ptr, 0, need, glint_cuda_stream());
         return cb->pool[best].ptr;
     }
     if (cb->n_pool == cb->cap_pool) {
@@ -157,7 +189,7 @@ static void *cuda_alloc(glint_backend *be, size_t bytes, const char *what) {
             return NULL;
         }
     }
-    cudaMemsetAsync(p, 0, need, glint_cuda_stream);
+    cudaMemsetAsync(p, 0, need, glint_cuda_stream());
     cb->pool[cb->n_pool].ptr = p, cb->pool[cb->n_pool].bytes = need ? need : 256, cb->pool[cb->n_pool].in_use = 1;
     cb->n_pool++;
     return p;
@@ -176,6 +208,7 @@ static void cuda_free(glint_backend *be, void *p) {
 
 static void cuda_download(glint_backend *be, float *host, const float *src, size_t n) {
     (void)be;
+    int &op_failed = glint_cuda_dev().op_failed;
     if (op_failed) {  // an earlier op failed (its error is set): no partial results
         op_failed = 0;
         for (size_t i = 0; i < n; i++) host[i] = NAN;
@@ -184,13 +217,13 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
     if (cudaMemcpy(host, src, n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess) {
         glint_cuda_check("download");
         for (size_t i = 0; i < n; i++) host[i] = NAN;  // a failed step must not look like a result
-    } else if (profile.on) {
+    } else if (profile_on) {
         profile_mark("download");
     }
 }
 
 static void cuda_upload(glint_backend *be, void *dst, const void *host, size_t bytes) {
-    (void)be;
+    (void)cuda_of(be);  // binds an unbound thread before the copy
     if (cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) glint_cuda_check("upload");
 }
 
@@ -273,7 +306,7 @@ __global__ void read_kernel(const float4 *src, size_t n4, float *sink) {
 // buffers, best of several passes, timed with events.
 static int cuda_measure_bandwidth(glint_backend *be, double *copy_bytes_per_s, double *read_bytes_per_s) {
     const size_t bytes = (size_t)1 << 30;
-    if (profile.on) profile.last = glint_now_seconds();  // count the measurement alone
+    if (profile_on) profiles[glint_cuda_device()].last = glint_now_seconds();  // count the measurement alone
     char *buf = (char *)scratch(be, SCR_BW, 2 * bytes);
     if (!buf) return -1;
     cudaMemset(buf, 0, 2 * bytes);
@@ -284,15 +317,15 @@ static int cuda_measure_bandwidth(glint_backend *be, double *copy_bytes_per_s, d
     double best_copy = 0, best_read = 0;
     for (int rep = 0; rep < 6; rep++) {
         float ms = 0;
-        cudaEventRecord(a, glint_cuda_stream);
-        cudaMemcpyAsync(buf + bytes, buf, bytes, cudaMemcpyDeviceToDevice, glint_cuda_stream);
-        cudaEventRecord(b, glint_cuda_stream);
+        cudaEventRecord(a, glint_cuda_stream());
+        cudaMemcpyAsync(buf + bytes, buf, bytes, cudaMemcpyDeviceToDevice, glint_cuda_stream());
+        cudaEventRecord(b, glint_cuda_stream());
         cudaEventSynchronize(b);
         cudaEventElapsedTime(&ms, a, b);
         if (rep && ms > 0 && 2.0 * bytes / (ms * 1e-3) > best_copy) best_copy = 2.0 * bytes / (ms * 1e-3);
-        cudaEventRecord(a, glint_cuda_stream);
-        read_kernel<<<sms * 8, 512, 0, glint_cuda_stream>>>((const float4 *)buf, bytes / 16, (float *)(buf + bytes));
-        cudaEventRecord(b, glint_cuda_stream);
+        cudaEventRecord(a, glint_cuda_stream());
+        read_kernel<<<sms * 8, 512, 0, glint_cuda_stream()>>>((const float4 *)buf, bytes / 16, (float *)(buf + bytes));
+        cudaEventRecord(b, glint_cuda_stream());
         cudaEventSynchronize(b);
         cudaEventElapsedTime(&ms, a, b);
         if (rep && ms > 0 && bytes / (ms * 1e-3) > best_read) best_read = bytes / (ms * 1e-3);
@@ -327,7 +360,7 @@ static void cuda_embed(glint_backend *be, float *x, const glint_weight *table, c
     int32_t *dids = (int32_t *)scratch(be, SCR_IDS, sizeof(int32_t) * (size_t)T);
     if (!dids) return;
     cudaMemcpy(dids, ids, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
-    embed_kernel<<<T, 256, 0, glint_cuda_stream>>>(x, dev_weight_of(table), dids, T);
+    embed_kernel<<<T, 256, 0, glint_cuda_stream()>>>(x, dev_weight_of(table), dids, T);
     glint_cuda_check("embed");
 }
 
@@ -366,7 +399,7 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
     (void)be;
     if (T <= 0) return;
     // a row per block; wide rows get 1024 threads (a decode step's norms are one row: latency-bound)
-    rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream>>>(y, x, stride, D, dev_weight_of(w), eps);
+    rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream()>>>(y, x, stride, D, dev_weight_of(w), eps);
     glint_cuda_check("rmsnorm");
 }
 
@@ -387,7 +420,7 @@ static void cuda_layernorm(glint_backend *be, float *y, const float *x, int stri
                            const glint_weight *w, const glint_weight *b, float eps) {
     (void)be;
     if (T <= 0) return;
-    layernorm_kernel<<<T, 256, 0, glint_cuda_stream>>>(y, x, stride, D, dev_weight_of(w), dev_weight_of(b), eps);
+    layernorm_kernel<<<T, 256, 0, glint_cuda_stream()>>>(y, x, stride, D, dev_weight_of(w), dev_weight_of(b), eps);
     glint_cuda_check("layernorm");
 }
 
@@ -418,14 +451,14 @@ static void cuda_rope(glint_backend *be, float *x, int T, int n_heads, int head_
     if (T <= 0 || pairs <= 0) return;
     if (pairs > ROPE_MAX_PAIRS) {
         glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
-        op_failed = 1;
+        glint_cuda_dev().op_failed = 1;
         return;
     }
     rope_freqs f;
     memset(&f, 0, sizeof f);
     memcpy(f.inv_freq, inv_freq, sizeof(float) * (size_t)pairs);
     const size_t n = (size_t)T * pairs * n_heads;
-    rope_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream>>>(x, T, n_heads, head_stride, row_stride, offset, pairs, pos, f,
+    rope_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream()>>>(x, T, n_heads, head_stride, row_stride, offset, pairs, pos, f,
                                              attn_factor);
     glint_cuda_check("rope");
 }
@@ -441,7 +474,7 @@ __global__ void silu_mul_kernel(float *y, const float *g, const float *u, int st
 static void cuda_silu_mul(glint_backend *be, float *y, const float *g, const float *u, int stride, int T, int I) {
     (void)be;
     if (T <= 0 || I <= 0) return;
-    silu_mul_kernel<<<blocks_for((size_t)T * I, 256), 256, 0, glint_cuda_stream>>>(y, g, u, stride, T, I);
+    silu_mul_kernel<<<blocks_for((size_t)T * I, 256), 256, 0, glint_cuda_stream()>>>(y, g, u, stride, T, I);
     glint_cuda_check("silu_mul");
 }
 
@@ -453,7 +486,7 @@ __global__ void add_kernel(float *y, const float *x, size_t n) {
 static void cuda_add(glint_backend *be, float *y, const float *x, size_t n) {
     (void)be;
     if (!n) return;
-    add_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream>>>(y, x, n);
+    add_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream()>>>(y, x, n);
     glint_cuda_check("add");
 }
 
@@ -461,7 +494,7 @@ static void cuda_copy_rows(glint_backend *be, float *y, int y_stride, const floa
     (void)be;
     if (T <= 0 || n <= 0) return;
     cudaMemcpy2DAsync(y, (size_t)y_stride * sizeof(float), x, (size_t)x_stride * sizeof(float), (size_t)n * sizeof(float),
-                      (size_t)T, cudaMemcpyDeviceToDevice, glint_cuda_stream);
+                      (size_t)T, cudaMemcpyDeviceToDevice, glint_cuda_stream());
     glint_cuda_check("copy_rows");
 }
 
@@ -484,7 +517,7 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
                              int n, const int32_t *pos, const glint_cache_map *map) {
     (void)be;
     if (T <= 0 || n <= 0) return;
-    write_cache_kernel<<<T, 128, 0, glint_cuda_stream>>>(pool, pool_stride, x, x_stride, n, pos, *map);
+    write_cache_kernel<<<T, 128, 0, glint_cuda_stream()>>>(pool, pool_stride, x, x_stride, n, pos, *map);
     glint_cuda_check("write_cache");
 }
 
@@ -519,7 +552,7 @@ static void cuda_add_rmsnorm(glint_backend *be, float *x, float *a, const float 
                              const glint_weight *w, float eps) {
     (void)be;
     if (T <= 0 || D <= 0) return;
-    add_rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream>>>(x, a, b, xn, D,
+    add_rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream()>>>(x, a, b, xn, D,
                                                                            xn ? dev_weight_of(w) : dev_weight{}, eps);
     glint_cuda_check("add_rmsnorm");
 }
@@ -576,14 +609,14 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
     if (T <= 0) return;
     if (pairs > ROPE_MAX_PAIRS) {
         glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
-        op_failed = 1;
+        glint_cuda_dev().op_failed = 1;
         return;
     }
     rope_freqs f;
     memset(&f, 0, sizeof f);
     memcpy(f.inv_freq, inv_freq, sizeof(float) * (size_t)(pairs > 0 ? pairs : 0));
     const int threads = !b && n_norm >= 2048 ? 1024 : 256;  // as cuda_rmsnorm / cuda_layernorm
-    norm_rope_cache_kernel<<<T, threads, 0, glint_cuda_stream>>>(x, x_stride, n_norm, dev_weight_of(w),
+    norm_rope_cache_kernel<<<T, threads, 0, glint_cuda_stream()>>>(x, x_stride, n_norm, dev_weight_of(w),
                                                              b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps,
                                                              rope_offset, pairs, pos, f, attn_factor, pool_a, split,
                                                              pool_b, width, *map);
@@ -636,11 +669,11 @@ static void cuda_argmax(glint_backend *be, int32_t *ids, float *values, const fl
     int32_t *host = (int32_t *)malloc(2 * sizeof(int32_t) * (size_t)rows);
     int ok = dev && host && n > 0;
     if (ok) {
-        argmax_kernel<<<rows, ARGMAX_THREADS, 0, glint_cuda_stream>>>(dev, (float *)(dev + rows), logits, n);
+        argmax_kernel<<<rows, ARGMAX_THREADS, 0, glint_cuda_stream()>>>(dev, (float *)(dev + rows), logits, n);
         ok = !glint_cuda_check("argmax") &&
              cudaMemcpyAsync(host, dev, 2 * sizeof(int32_t) * (size_t)rows, cudaMemcpyDeviceToHost,
-                             glint_cuda_stream) == cudaSuccess &&
-             cudaStreamSynchronize(glint_cuda_stream) == cudaSuccess;
+                             glint_cuda_stream()) == cudaSuccess &&
+             cudaStreamSynchronize(glint_cuda_stream()) == cudaSuccess;
         if (!ok) glint_cuda_check("argmax download");
     }
     for (int r = 0; r < rows; r++) {
@@ -1008,13 +1041,13 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
         dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
         if (vec4)
-            indexer_scores_kernel<true><<<grid, IDX_THREADS, smem, glint_cuda_stream>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
+            indexer_scores_kernel<true><<<grid, IDX_THREADS, smem, glint_cuda_stream()>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
                                                                      n_heads, head_dim, scale, weight_scale, tiles);
         else
-            indexer_scores_kernel<false><<<grid, IDX_THREADS, smem, glint_cuda_stream>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
+            indexer_scores_kernel<false><<<grid, IDX_THREADS, smem, glint_cuda_stream()>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
                                                                       n_heads, head_dim, scale, weight_scale, tiles);
         if (max_visible < TK_MULTI_MIN) {
-            topk_kernel<<<n, TOPK_THREADS, 0, glint_cuda_stream>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
+            topk_kernel<<<n, TOPK_THREADS, 0, glint_cuda_stream()>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
             continue;
         }
         const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
@@ -1022,12 +1055,12 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
             be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass + sizeof(int2) * (size_t)per_pass * blocks);
         if (!states) return;
         int2 *counts = (int2 *)(states + per_pass);
-        cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n, glint_cuda_stream);
+        cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n, glint_cuda_stream());
         const dim3 tk_grid((unsigned)blocks, (unsigned)n);
         for (int shift = 24; shift >= 0; shift -= 8)
-            topk_hist_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream>>>(states, scores, max_visible, pos, s0, topk, shift);
-        topk_count_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream>>>(states, counts, scores, max_visible, pos, s0, topk);
-        topk_write_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream>>>(sel, n_sel, states, counts, scores, max_visible, pos, *map, s0, topk);
+            topk_hist_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream()>>>(states, scores, max_visible, pos, s0, topk, shift);
+        topk_count_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream()>>>(states, counts, scores, max_visible, pos, s0, topk);
+        topk_write_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream()>>>(sel, n_sel, states, counts, scores, max_visible, pos, *map, s0, topk);
     }
     glint_cuda_check("indexer_select");
 }
@@ -1159,7 +1192,7 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
         (uintptr_t)kv_b->data % 8 == 0) {
         dim3 grid((unsigned)((C + 4 * ABSORB4_COLS - 1) / (4 * ABSORB4_COLS)), (unsigned)H,
                   (unsigned)((T + ABSORB4_TOKENS - 1) / ABSORB4_TOKENS));
-        absorb_q_bf16_kernel<<<grid, dim3(ABSORB4_COLS, ABSORB4_SPLIT), 0, glint_cuda_stream>>>(
+        absorb_q_bf16_kernel<<<grid, dim3(ABSORB4_COLS, ABSORB4_SPLIT), 0, glint_cuda_stream()>>>(
             q_lat, q, T, H, q_head_stride, Dn, Dv, (int)C, (const uint16_t *)kv_b->data);
         glint_cuda_check("mla_absorb_q");
         return;
@@ -1172,7 +1205,7 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
     }
     dim3 grid((unsigned)((kv_b->cols + ABSORB_COLS - 1) / ABSORB_COLS), (unsigned)H,
               (unsigned)((T + ABSORB_TOKENS - 1) / ABSORB_TOKENS));
-    absorb_q_kernel<<<grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem, glint_cuda_stream>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
+    absorb_q_kernel<<<grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem, glint_cuda_stream()>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
     glint_cuda_check("mla_absorb_q");
 }
 
@@ -1444,7 +1477,7 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     if (T <= 0) return;
     if (C > ATTEND_THREADS * ATTEND_MAX_COLS) {
         glint_set_error("CUDA mla_attend: kv_lora_rank %d exceeds %d", C, ATTEND_THREADS * ATTEND_MAX_COLS);
-        op_failed = 1;
+        glint_cuda_dev().op_failed = 1;
         return;
     }
     const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
@@ -1483,18 +1516,18 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
                       (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0;
     dim3 grid((unsigned)T, (unsigned)groups, (unsigned)slices);
     if (vec4)
-        attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
+        attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
                                                             kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
                                                             keys_per_slice, partial_out, partial_stats);
     else
-        attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
+        attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
                                                              kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
                                                              keys_per_slice, partial_out, partial_stats);
     if (slices > 1 && vec4)
-        combine_attend4_kernel<<<blocks_for((size_t)T * H * C / 4, 256), 256, 0, glint_cuda_stream>>>(
+        combine_attend4_kernel<<<blocks_for((size_t)T * H * C / 4, 256), 256, 0, glint_cuda_stream()>>>(
             (float4 *)o_lat, (const float4 *)partial_out, partial_stats, slices, T * H, C / 4);
     else if (slices > 1)
-        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256, 0, glint_cuda_stream>>>(o_lat, partial_out, partial_stats, slices,
+        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256, 0, glint_cuda_stream()>>>(o_lat, partial_out, partial_stats, slices,
                                                                             T * H, C);
     glint_cuda_check("mla_attend");
 }
@@ -1513,31 +1546,35 @@ static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T
 // ---------------------------------------------------------------------------------------------
 // CUDA graphs of decode steps (backend.h graph_begin / graph_end). A key seen for the first time
 // runs eagerly (grow-only buffers reach the sizes its ops need, per-layer tables get made); the
-// second time its ops are captured on glint_cuda_stream and the graph is launched; from then on
+// second time its ops are captured on glint_cuda_stream() and the graph is launched; from then on
 // the graph is replayed. A key whose step reads back from the device is never captured; graphs
 // captured before a grow-only buffer moved are captured again.
 
-cudaStream_t glint_cuda_stream;
-unsigned long long glint_cuda_buffer_epoch, glint_cuda_uncapturable;
+// The graphs are per device: each rank's thread captures and replays its own.
 
 enum { GRAPH_SLOTS = 256 };
 enum { G_NONE, G_EAGER_FIRST, G_CAPTURE, G_REPLAY };
-static struct graph_entry {
+struct graph_entry {
     uint64_t key;
     int state;  // 0: ran once eagerly, 1: captured, -1: never capture
     cudaGraphExec_t exec;
     unsigned long long epoch, last_use;
-} graphs[GRAPH_SLOTS];
-static int n_graphs;
-static struct {
-    int mode;
-    graph_entry *e;
-    unsigned long long epoch, uncapturable, clock;
-    int op_failed;
-} graph_step;
+};
+static struct graph_table {
+    graph_entry graphs[GRAPH_SLOTS];
+    int n_graphs;
+    struct {
+        int mode;
+        graph_entry *e;
+        unsigned long long epoch, uncapturable, clock;
+        int op_failed;
+    } step;
+} graph_tables[GLINT_CUDA_MAX_DEVICES];
 
 // The entry of key, made (state 0, least recently used entry evicted when full) if new (*is_new).
-static graph_entry *graph_entry_of(uint64_t key, int *is_new) {
+static graph_entry *graph_entry_of(graph_table &g, uint64_t key, int *is_new) {
+    graph_entry *graphs = g.graphs;
+    int &n_graphs = g.n_graphs;
     *is_new = 0;
     for (int i = 0; i < n_graphs; i++)
         if (graphs[i].key == key) return &graphs[i];
@@ -1555,27 +1592,30 @@ static graph_entry *graph_entry_of(uint64_t key, int *is_new) {
 
 static int cuda_graph_begin(glint_backend *be, uint64_t key) {
     (void)be;
+    graph_table &g = graph_tables[glint_cuda_device()];
+    glint_cuda_device_state &dev = glint_cuda_dev();
+    auto &graph_step = g.step;
     graph_step.mode = G_NONE, graph_step.e = NULL;
-    if (profile.on) return 0;  // per-op timing synchronizes after every op
+    if (profile_on) return 0;  // per-op timing synchronizes after every op
     int is_new;
-    graph_entry *e = graph_entry_of(key, &is_new);
+    graph_entry *e = graph_entry_of(g, key, &is_new);
     e->last_use = ++graph_step.clock;
     graph_step.e = e;
     if (is_new) {  // run eagerly and see whether the step could be captured
-        graph_step.mode = G_EAGER_FIRST, graph_step.uncapturable = glint_cuda_uncapturable;
+        graph_step.mode = G_EAGER_FIRST, graph_step.uncapturable = dev.uncapturable;
         return 0;
     }
     if (e->state < 0) return 0;
-    if (e->state == 1 && e->epoch == glint_cuda_buffer_epoch) {
+    if (e->state == 1 && e->epoch == dev.buffer_epoch) {
         graph_step.mode = G_REPLAY;
         return 1;
     }
     if (e->exec) cudaGraphExecDestroy(e->exec);
     e->exec = NULL, e->state = 0;
     cudaGetLastError();
-    graph_step.epoch = glint_cuda_buffer_epoch, graph_step.uncapturable = glint_cuda_uncapturable;
-    graph_step.op_failed = op_failed;
-    if (cudaStreamBeginCapture(glint_cuda_stream, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
+    graph_step.epoch = dev.buffer_epoch, graph_step.uncapturable = dev.uncapturable;
+    graph_step.op_failed = dev.op_failed;
+    if (cudaStreamBeginCapture(dev.stream, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
         cudaGetLastError();
         e->state = -1;
         return 0;
@@ -1586,15 +1626,17 @@ static int cuda_graph_begin(glint_backend *be, uint64_t key) {
 
 static int cuda_graph_end(glint_backend *be) {
     (void)be;
+    glint_cuda_device_state &dev = glint_cuda_dev();
+    auto &graph_step = graph_tables[glint_cuda_device()].step;
     graph_entry *e = graph_step.e;
     const int mode = graph_step.mode;
     graph_step.mode = G_NONE;
     if (mode == G_EAGER_FIRST) {
-        if (glint_cuda_uncapturable != graph_step.uncapturable) e->state = -1;
+        if (dev.uncapturable != graph_step.uncapturable) e->state = -1;
         return 0;
     }
     if (mode == G_REPLAY) {
-        if (cudaGraphLaunch(e->exec, glint_cuda_stream) == cudaSuccess) return 0;
+        if (cudaGraphLaunch(e->exec, dev.stream) == cudaSuccess) return 0;
         cudaGetLastError();
         cudaGraphExecDestroy(e->exec);
         e->exec = NULL, e->state = -1;
@@ -1602,42 +1644,28 @@ static int cuda_graph_end(glint_backend *be) {
     }
     if (mode != G_CAPTURE) return 0;
     cudaGraph_t graph = NULL;
-    cudaError_t err = cudaStreamEndCapture(glint_cuda_stream, &graph);
+    cudaError_t err = cudaStreamEndCapture(dev.stream, &graph);
     cudaGraphExec_t exec = NULL;
-    if (err == cudaSuccess && graph && glint_cuda_buffer_epoch == graph_step.epoch &&
-        glint_cuda_uncapturable == graph_step.uncapturable && !op_failed &&
-        cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && cudaGraphLaunch(exec, glint_cuda_stream) == cudaSuccess) {
+    if (err == cudaSuccess && graph && dev.buffer_epoch == graph_step.epoch &&
+        dev.uncapturable == graph_step.uncapturable && !dev.op_failed &&
+        cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && cudaGraphLaunch(exec, dev.stream) == cudaSuccess) {
         cudaGraphDestroy(graph);
-        e->exec = exec, e->state = 1, e->epoch = glint_cuda_buffer_epoch;
+        e->exec = exec, e->state = 1, e->epoch = dev.buffer_epoch;
         return 0;
     }
     // Nothing ran: forget the capture and its errors; the model calls the ops again.
     if (exec) cudaGraphExecDestroy(exec);
     if (graph) cudaGraphDestroy(graph);
     cudaGetLastError();
-    op_failed = graph_step.op_failed;
+    dev.op_failed = graph_step.op_failed;
     e->state = -1;
     return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
 
-extern "C" glint_backend *glint_backend_cuda(int device) {
-    static cuda_backend cb;
-    static int ready;
-    if (ready) return &cb.base;
-    int count = 0;
-    cudaError_t err = cudaGetDeviceCount(&count);
-    if (err != cudaSuccess || count <= device || device < 0) {
-        glint_set_error("no CUDA device %d (%s)", device,
-                        err != cudaSuccess ? cudaGetErrorString(err) : "fewer devices present");
-        cudaGetLastError();
-        return NULL;
-    }
-    if ((err = cudaSetDevice(device)) != cudaSuccess) {
-        glint_set_error("CUDA device %d: %s", device, cudaGetErrorString(err));
-        return NULL;
-    }
+// Makes the backend instance of `device` (the calling thread is bound to it); NULL with the error set.
+static glint_backend *cuda_make(cuda_backend &cb, int device) {
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, device);
     memset(&cb, 0, sizeof cb);
@@ -1647,8 +1675,8 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
              prop.multiProcessorCount, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
     const char *prof = getenv("GLINT_CUDA_PROFILE");
     if (prof && *prof && strcmp(prof, "0")) {
-        profile.on = 1, profile.last = glint_now_seconds();
-        atexit(profile_report);
+        if (!profile_on) atexit(profile_report);
+        profile_on = 1, profiles[device].last = glint_now_seconds();
     }
     glint_backend *be = &cb.base;
     be->name = "cuda";
@@ -1682,7 +1710,7 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
         be->norm_rope_cache = cuda_norm_rope_cache;
         be->swiglu_matmul = glint_cuda_swiglu_matmul;
     }
-    if (cudaStreamCreate(&glint_cuda_stream) != cudaSuccess) {
+    if (cudaStreamCreate(&glint_cuda_devices[device].stream) != cudaSuccess) {
         glint_cuda_check("creating the stream");
         return NULL;
     }
@@ -1691,6 +1719,37 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
         be->graph_begin = cuda_graph_begin;
         be->graph_end = cuda_graph_end;
     }
-    ready = 1;
+    be->tp_connect = glint_cuda_tp_connect;
+    be->tp_disconnect = glint_cuda_tp_disconnect;
+    be->all_reduce_sum = glint_cuda_all_reduce_sum;
+    return be;
+}
+
+extern "C" glint_backend *glint_backend_cuda(int device) {
+    static cuda_backend instances[GLINT_CUDA_MAX_DEVICES];
+    static int ready[GLINT_CUDA_MAX_DEVICES];
+    static pthread_mutex_t make_lock = PTHREAD_MUTEX_INITIALIZER;  // ranks' threads may call this at once
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count <= device || device < 0 || device >= GLINT_CUDA_MAX_DEVICES) {
+        glint_set_error("no CUDA device %d (%s)", device,
+                        err != cudaSuccess ? cudaGetErrorString(err)
+                        : device >= GLINT_CUDA_MAX_DEVICES ? "the backend takes devices 0 to 15"
+                                                          : "fewer devices present");
+        cudaGetLastError();
+        return NULL;
+    }
+    if ((err = cudaSetDevice(device)) != cudaSuccess) {
+        glint_set_error("CUDA device %d: %s", device, cudaGetErrorString(err));
+        return NULL;
+    }
+    glint_cuda_thread_device = device;
+    pthread_mutex_lock(&make_lock);
+    glint_backend *be = ready[device] ? &instances[device].base : cuda_make(instances[device], device);
+    if (be && !ready[device]) {
+        ready[device] = 1;
+        if (first_device < 0) __atomic_store_n(&first_device, device, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&make_lock);
     return be;
 }

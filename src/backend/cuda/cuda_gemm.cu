@@ -304,21 +304,22 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
         }
 }
 
-// Grow-only BF16 activations (precise mode: the hi parts, then the lo parts); stream order keeps one
-// use before the next.
-static __nv_bfloat16 *tc_xb;
-static size_t tc_xb_bytes;
+// Grow-only BF16 activations per device (precise mode: the hi parts, then the lo parts); stream order
+// keeps one use before the next.
+static struct {
+    __nv_bfloat16 *xb;
+    size_t bytes;
+} tc_x[GLINT_CUDA_MAX_DEVICES];
 
 // GLINT_CUDA_TC: unset, 1 (or any other value): precise; bf16: fast; 0: off. The fast mode's BF16
 // activations change the logits of long prompts on the small test models by 0.2-1.2 of max|logit|
 // (tests/cuda/test_e2e_long.py): routing and DSA top-k decisions flip. A CPU emulation of hi + lo
 // activations on BF16 / NVFP4 weights stays within 2.9e-5 of FP32 there, hence the default.
 static int tc_mode(void) {
-    static int mode = -1;
-    if (mode < 0) {
+    static const int mode = [] {  // a function-local static: read once, also when ranks' threads race
         const char *e = getenv("GLINT_CUDA_TC");
-        mode = e && !strcmp(e, "0") ? TC_MODE_OFF : e && !strcmp(e, "bf16") ? TC_MODE_FAST : TC_MODE_PRECISE;
-    }
+        return e && !strcmp(e, "0") ? TC_MODE_OFF : e && !strcmp(e, "bf16") ? TC_MODE_FAST : TC_MODE_PRECISE;
+    }();
     return mode;
 }
 
@@ -339,14 +340,14 @@ static int tc_format_of(const dev_weight &W, int mode) {
 }
 
 template <int F, bool SPLIT> static void tc_launch(const tc_args &a, const dev_weight &W, int batch) {
-    static bool configured = false;
+    static bool configured[GLINT_CUDA_MAX_DEVICES];  // the attribute is per device
     constexpr int smem = tc_smem_bytes<F, SPLIT>();
-    if (!configured) {
+    if (!configured[glint_cuda_device()]) {
         cudaFuncSetAttribute(tc_gemm_kernel<F, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        configured = true;
+        configured[glint_cuda_device()] = true;
     }
     dim3 grid((unsigned)((a.T + TC_BM - 1) / TC_BM), (unsigned)((W.rows + TC_BN - 1) / TC_BN), (unsigned)batch);
-    tc_gemm_kernel<F, SPLIT><<<grid, TC_THREADS, smem, glint_cuda_stream>>>(a, W);
+    tc_gemm_kernel<F, SPLIT><<<grid, TC_THREADS, smem, glint_cuda_stream()>>>(a, W);
 }
 
 // xb_lo NULL: x as BF16 only (fast); else hi + lo (BF16 and NVFP4 weights only).
@@ -372,21 +373,22 @@ static int tc_matmul(int mode, float *y, int y_stride, const float *x, int x_str
     const bool split = mode == TC_MODE_PRECISE;
     const int64_t K = W.cols, Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
     const size_t part_bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2, bytes = split ? 2 * part_bytes : part_bytes;
-    if (bytes > tc_xb_bytes) {
-        glint_cuda_buffer_epoch++;
-        cudaFree(tc_xb);
-        tc_xb = NULL, tc_xb_bytes = 0;
-        if (cudaMalloc(&tc_xb, bytes + bytes / 4) != cudaSuccess) {
+    auto &tc = tc_x[glint_cuda_device()];
+    if (bytes > tc.bytes) {
+        glint_cuda_dev().buffer_epoch++;
+        cudaFree(tc.xb);
+        tc.xb = NULL, tc.bytes = 0;
+        if (cudaMalloc(&tc.xb, bytes + bytes / 4) != cudaSuccess) {
             cudaGetLastError();
             return 0;  // the SIMT kernel needs no scratch
         }
-        tc_xb_bytes = bytes + bytes / 4;
+        tc.bytes = bytes + bytes / 4;
     }
-    __nv_bfloat16 *xb_lo = split ? tc_xb + part_bytes / 2 : NULL;
+    __nv_bfloat16 *xb_lo = split ? tc.xb + part_bytes / 2 : NULL;
     const size_t total = part_bytes / 16;
-    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>(
-        (uint4 *)tc_xb, (uint4 *)xb_lo, x, x_stride, x_step, T, K, Kp, total);
-    tc_run(F, y, y_stride, tc_xb, xb_lo, Kp, T, W, batch, w_row_step, y_step);
+    tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>(
+        (uint4 *)tc.xb, (uint4 *)xb_lo, x, x_stride, x_step, T, K, Kp, total);
+    tc_run(F, y, y_stride, tc.xb, xb_lo, Kp, T, W, batch, w_row_step, y_step);
     return 1;
 }
 
@@ -417,7 +419,7 @@ static void *bench_buffer(size_t bytes, int kind) {
         cudaGetLastError();
         return NULL;
     }
-    tc_fill_kernel<<<1024, 256, 0, glint_cuda_stream>>>((uint8_t *)p, bytes, kind);
+    tc_fill_kernel<<<1024, 256, 0, glint_cuda_stream()>>>((uint8_t *)p, bytes, kind);
     return p;
 }
 

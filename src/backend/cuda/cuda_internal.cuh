@@ -81,16 +81,38 @@ __device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, 
     }
 }
 
-// The stream every kernel, memset and device copy of the backend runs on (a blocking stream made at
-// startup: synchronous cudaMemcpy on the legacy stream still waits for it). Not the legacy default
-// stream because that one cannot be captured into a CUDA graph.
-extern cudaStream_t glint_cuda_stream;
-// Bumped whenever a grow-only device buffer of the backend is reallocated (its address changes):
-// captured graphs made before then are stale.
-extern unsigned long long glint_cuda_buffer_epoch;
-// Bumped by an op that reads back from the device or otherwise cannot be captured (e.g. the MoE's
-// host-planned path): a decode step that ran one is never captured.
-extern unsigned long long glint_cuda_uncapturable;
+// Several devices (tensor parallelism): each device has a backend instance and the state below;
+// glint_backend_cuda(d) binds the calling thread to device d, and every op runs on the calling
+// thread's device. A thread that never called it (e.g. a server's engine thread using a backend made
+// on the main thread) is bound to the first device a backend was made for on its first use.
+enum { GLINT_CUDA_MAX_DEVICES = 16 };
+struct glint_cuda_device_state {
+    // The stream every kernel, memset and device copy of the device's backend runs on (a blocking
+    // stream made at startup: synchronous cudaMemcpy on the legacy stream still waits for it). Not the
+    // legacy default stream because that one cannot be captured into a CUDA graph.
+    cudaStream_t stream;
+    // Bumped whenever a grow-only device buffer is reallocated (its address changes): captured graphs
+    // made before then are stale.
+    unsigned long long buffer_epoch;
+    // Bumped by an op that reads back from the device or otherwise cannot be captured (e.g. the MoE's
+    // host-planned path): a decode step that ran one is never captured.
+    unsigned long long uncapturable;
+    // Set when an op could not run (launch error, limits, out of memory): the next download returns
+    // NaN instead of whatever the output buffers held, so a failed step never looks like a result.
+    int op_failed;
+};
+extern glint_cuda_device_state glint_cuda_devices[GLINT_CUDA_MAX_DEVICES];
+extern thread_local int glint_cuda_thread_device;  // -1 until the thread is bound
+// Binds an unbound thread to the first device a backend was made for; that device (0 if none yet).
+int glint_cuda_bind_first_device(void);
+
+// The calling thread's device: indexes every per-device table of the backend.
+static inline int glint_cuda_device(void) {
+    const int d = glint_cuda_thread_device;
+    return d >= 0 ? d : glint_cuda_bind_first_device();
+}
+static inline glint_cuda_device_state &glint_cuda_dev(void) { return glint_cuda_devices[glint_cuda_device()]; }
+static inline cudaStream_t glint_cuda_stream(void) { return glint_cuda_devices[glint_cuda_device()].stream; }
 
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.
 int glint_cuda_check(const char *what);
@@ -142,6 +164,13 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
                                const glint_weight *router, const glint_weight *bias, const glint_moe_routing *r,
                                const glint_experts *ex);
 extern "C" int glint_cuda_synthesize(glint_backend *be, glint_weight *w, uint64_t seed, float lo, float hi);
+
+// Tensor parallelism (cuda_tp.cu): backend.h's tp_connect, tp_disconnect and all_reduce_sum.
+extern "C" int glint_cuda_tp_connect(glint_backend *be, glint_tp_link *link, int rank);
+extern "C" void glint_cuda_tp_disconnect(glint_backend *be);
+extern "C" void glint_cuda_all_reduce_sum(glint_backend *be, float *x, size_t n);
+// The device a backend instance was made for.
+extern "C" int glint_cuda_device_of(glint_backend *be);
 
 extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                   const glint_weight *W);

@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(256)
 void glint_cuda_matmul_simt(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                             int64_t w_row_step, int64_t x_step, int64_t y_step) {
     dim3 grid((unsigned)((W.rows + TILE_N - 1) / TILE_N), (unsigned)((T + TILE_M - 1) / TILE_M), (unsigned)batch);
-    gemm_tiled_kernel<<<grid, 256, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+    gemm_tiled_kernel<<<grid, 256, 0, glint_cuda_stream()>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
 }
 
 static int vec_format_of(const dev_weight &W) {
@@ -418,14 +418,19 @@ __global__ void permute_x_kernel(float4 *xp, const float *x, int x_stride, int64
     xp[o] = c < chunks ? make_float4(src[0], src[1], src[2], src[3]) : make_float4(0, 0, 0, 0);
 }
 
-static float *permuted_x;  // grow-only; stream order keeps one matmul's use before the next's rewrite
-static size_t permuted_x_bytes;
+// Grow-only device buffers of this file, per device; stream order keeps one op's use before the next's
+// rewrite.
+static struct {
+    float *permuted_x;      // matmul: x with 16-element chunks reordered
+    float *moe_xp, *moe_h;  // grouped experts: permuted token rows, SwiGLU outputs
+    size_t permuted_x_bytes, moe_xp_bytes, moe_h_bytes;
+} buffers[GLINT_CUDA_MAX_DEVICES];
 
-static int sm_count(void) {  // of the backend's device (the current one)
-    static int sms = 0;
-    int device = 0;
-    if (!sms && (cudaGetDevice(&device) != cudaSuccess ||
-                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1)) {
+static int sm_count(void) {  // of the calling thread's device
+    static int sm_counts[GLINT_CUDA_MAX_DEVICES];
+    const int device = glint_cuda_device();
+    int &sms = sm_counts[device];
+    if (!sms && (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1)) {
         cudaGetLastError();
         sms = 1;
     }
@@ -456,9 +461,10 @@ static int gemv_splits(int64_t rows, int64_t chunks, int rows_per_group, int str
     return best;
 }
 
-// Resident blocks per SM of the one-token kernel for format F (fixed per process).
+// Resident blocks per SM of the one-token kernel for format F (fixed per device).
 template <int F, bool SWIGLU> static int gemv_slots_per_sm() {
-    static int slots = 0;
+    static int slots_of_device[GLINT_CUDA_MAX_DEVICES];
+    int &slots = slots_of_device[glint_cuda_device()];
     constexpr bool permuted = vec_traits<F>::ELEMS >= 16;
     if (!slots && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&slots, gemv_vec_kernel<F, 1, permuted, SWIGLU>,
                                                                 GEMV_WARPS * 32, 0) != cudaSuccess) {
@@ -482,18 +488,19 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     if (E >= 16) {  // FP8 and NVFP4 chunks: reorder x first
         const int64_t row_floats = (chunks + 31) / 32 * 32 * E;
         const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
-        if (glint_cuda_grow((void **)&permuted_x, &permuted_x_bytes, bytes, "matmul")) return;
+        auto &buf = buffers[glint_cuda_device()];
+        if (glint_cuda_grow((void **)&buf.permuted_x, &buf.permuted_x_bytes, bytes, "matmul")) return;
         const size_t total = rows * (size_t)(row_floats / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>(
-            (float4 *)permuted_x, x, x_stride, x_step, T, E, chunks, row_floats / 4, total);
-        x = permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>(
+            (float4 *)buf.permuted_x, x, x_stride, x_step, T, E, chunks, row_floats / 4, total);
+        x = buf.permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
     }
     constexpr bool P = E >= 16;
     if (T == 1)
-        gemv_vec_kernel<F, 1, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(
+        gemv_vec_kernel<F, 1, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(
             y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits, W2);
     else
-        gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(
+        gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(
             y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits, W2);
 }
 
@@ -509,7 +516,7 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
     if (W.format == GLINT_WFMT_GPTQ_INT4) {
         dim3 grid((unsigned)((W.rows + GPTQ_COLS - 1) / GPTQ_COLS), (unsigned)batch, token_chunks);
-        gemv_gptq_kernel<<<grid, dim3(GPTQ_COLS, GPTQ_SPLIT), 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step,
+        gemv_gptq_kernel<<<grid, dim3(GPTQ_COLS, GPTQ_SPLIT), 0, glint_cuda_stream()>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step,
                                                                 y_step);
         return;
     }
@@ -523,7 +530,7 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
     }
     if (!aligned) {
         const dim3 grid(token_chunks * (unsigned)((W.rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)batch);
-        gemv_scalar_kernel<<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        gemv_scalar_kernel<<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
         return;
     }
     switch (vf) {
@@ -639,12 +646,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 2 : 1)
     }
 }
 
-static float *moe_xp, *moe_h;  // grow-only: permuted token rows, SwiGLU outputs
-static size_t moe_xp_bytes, moe_h_bytes;
-
 int glint_cuda_grow(void **buf, size_t *have, size_t bytes, const char *what) {
     if (bytes <= *have) return 0;
-    glint_cuda_buffer_epoch++;
+    glint_cuda_dev().buffer_epoch++;
     cudaFree(*buf);
     *buf = NULL, *have = 0;
     if (cudaMalloc(buf, bytes + bytes / 4) != cudaSuccess) {
@@ -672,13 +676,17 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     const int64_t x_row = EL >= 16 ? ((int64_t)D / EL + 31) / 32 * 32 * EL : D;
     const int64_t h_row = EL >= 16 ? ((int64_t)I / EL + 31) / 32 * 32 * EL : I;
     const int pairs = T * plan.top_k;
-    if (glint_cuda_grow((void **)&moe_h, &moe_h_bytes, sizeof(float) * (size_t)pairs * (size_t)h_row, "moe")) return;
+    auto &buf = buffers[glint_cuda_device()];
+    if (glint_cuda_grow((void **)&buf.moe_h, &buf.moe_h_bytes, sizeof(float) * (size_t)pairs * (size_t)h_row, "moe"))
+        return;
+    float *moe_h = buf.moe_h;
     if (EL >= 16) {
-        if (glint_cuda_grow((void **)&moe_xp, &moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row, "moe")) return;
+        if (glint_cuda_grow((void **)&buf.moe_xp, &buf.moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row, "moe"))
+            return;
         const size_t total = (size_t)T * (size_t)(x_row / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream>>>((float4 *)moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
+        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>((float4 *)buf.moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
                                                                    total);
-        x = moe_xp;
+        x = buf.moe_xp;
     }
     // One token: the 1-token kernels (fewer registers, more warps per SM); the per-token
     // arithmetic is the same in both, so rows stay bitwise equal to their solo runs.
@@ -686,11 +694,11 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     const dim3 grid_gu((unsigned)((I + gu_rows - 1) / gu_rows), (unsigned)slots);
     const dim3 grid_down((unsigned)((D + down_rows - 1) / down_rows), (unsigned)slots);
     if (T == 1) {
-        moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
-        moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+        moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
+        moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(out, moe_h, h_row, tab, E, plan, D, EL);
     } else {
-        moe_gemv_kernel<F, true, GEMV_MAX_T><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
-        moe_gemv_kernel<F, false, GEMV_MAX_T><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+        moe_gemv_kernel<F, true, GEMV_MAX_T><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
+        moe_gemv_kernel<F, false, GEMV_MAX_T><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(out, moe_h, h_row, tab, E, plan, D, EL);
     }
 }
 

@@ -1,12 +1,9 @@
-// Device memory of the current CUDA device, for the server's KV pool plan (--mem-fraction-static).
-#include <cuda_runtime.h>
-
-extern "C" {
-#include "backend/backend.h"
-#include "common/util.h"
-}
+// Device memory of the calling thread's CUDA device, for the server's KV pool plan
+// (--mem-fraction-static).
+#include "backend/cuda/cuda_internal.cuh"
 
 extern "C" int glint_cuda_memory_info(size_t *free_bytes, size_t *total_bytes) {
+    glint_cuda_device();  // a thread that never made a backend asks about the first backend's device
     cudaError_t err = cudaMemGetInfo(free_bytes, total_bytes);
     if (err != cudaSuccess) {
         glint_set_error("cudaMemGetInfo: %s", cudaGetErrorString(err));

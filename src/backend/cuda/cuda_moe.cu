@@ -184,15 +184,19 @@ static unsigned moe_blocks(size_t n, unsigned threads) {
     return (unsigned)(b < 1 ? 1 : b > 1u << 30 ? 1u << 30 : b);
 }
 
-// Grow-only device buffers of this file.
+// Grow-only device buffers of this file, per device.
 enum { B_LOGITS, B_IDS, B_WTS, B_COUNTS, B_OFFSETS, B_ACTIVE, B_ROW_OF_PAIR, B_PAIR_OF_ROW, B_XG, B_GU, B_H, B_OUT, B_N };
-static void *bufs[B_N];
-static size_t buf_bytes[B_N];
+static struct {
+    void *ptr[B_N];
+    size_t bytes[B_N];
+} moe_buffers[GLINT_CUDA_MAX_DEVICES];
 
 static void *moe_buffer(int slot, size_t bytes, int zero) {
+    void **bufs = moe_buffers[glint_cuda_device()].ptr;  // this device's
+    size_t *buf_bytes = moe_buffers[glint_cuda_device()].bytes;
     if (bytes == 0) bytes = 16;
     if (buf_bytes[slot] >= bytes) return bufs[slot];
-    glint_cuda_buffer_epoch++;
+    glint_cuda_dev().buffer_epoch++;
     cudaFree(bufs[slot]);
     bufs[slot] = NULL, buf_bytes[slot] = 0;
     const size_t want = bytes + bytes / 4;
@@ -217,10 +221,14 @@ struct expert_table {
     const void **ptrs;  // data and scales pointers of the 3E weights when the table was made
     dev_weight *dev;
 };
-static expert_table *tables;
-static size_t n_tables, cap_tables;
+static struct {
+    expert_table *all;
+    size_t n, cap;
+} expert_tables[GLINT_CUDA_MAX_DEVICES];
 
 static const expert_table *expert_table_of(const glint_experts *ex) {
+    expert_table *&tables = expert_tables[glint_cuda_device()].all;  // this device's
+    size_t &n_tables = expert_tables[glint_cuda_device()].n, &cap_tables = expert_tables[glint_cuda_device()].cap;
     const int E = ex->n_experts;
     for (size_t i = 0; i < n_tables; i++) {
         expert_table *t = &tables[i];
@@ -233,7 +241,7 @@ static const expert_table *expert_table_of(const glint_experts *ex) {
         }
         if (same) return t;
         // stale: rebuild in place
-        glint_cuda_buffer_epoch++;
+        glint_cuda_dev().buffer_epoch++;
         cudaFree(t->dev);
         free(t->ptrs);
         *t = tables[--n_tables];
@@ -278,7 +286,7 @@ static const expert_table *expert_table_of(const glint_experts *ex) {
 
 static void moe_fail(float *y, size_t n) {
     glint_cuda_fail();
-    moe_fill_nan_kernel<<<moe_blocks(n, 256), 256, 0, glint_cuda_stream>>>(y, n);
+    moe_fill_nan_kernel<<<moe_blocks(n, 256), 256, 0, glint_cuda_stream()>>>(y, n);
 }
 
 extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
@@ -310,17 +318,17 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
     moe_routing_args ra = {E, K, r->n_group, r->topk_group, r->norm_topk_prob, bias && bias->data,
                            r->routed_scaling_factor};
     dev_weight bias_w = bias ? dev_weight_of(bias) : dev_weight{};
-    moe_route_kernel<<<moe_blocks((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32, 0, glint_cuda_stream>>>(ids, wts, counts, logits, bias_w, ra, T);
+    moe_route_kernel<<<moe_blocks((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32, 0, glint_cuda_stream()>>>(ids, wts, counts, logits, bias_w, ra, T);
     const expert_table *tab = T <= MOE_GROUPED_T ? expert_table_of(ex) : NULL;
     if (tab && tab->vf >= 0) {
         // Decode: everything stays on the device.
         int32_t *n_active = offsets + MOE_MAX_EXPERTS + 1;
-        moe_plan_kernel<<<1, 1024, 0, glint_cuda_stream>>>(counts, offsets, active, n_active, row_of_pair, pair_of_row, ids, E, pairs);
+        moe_plan_kernel<<<1, 1024, 0, glint_cuda_stream()>>>(counts, offsets, active, n_active, row_of_pair, pair_of_row, ids, E, pairs);
         glint_moe_plan plan = {n_active, active, offsets, pair_of_row, K};
         glint_cuda_moe_experts(out, x, T, D, I, tab->dev, E, pairs < E ? pairs : E, tab->vf, plan);
     } else {
         // Prefill: the per-expert counts decide which expert matmuls to launch, and their sizes.
-        glint_cuda_uncapturable++;  // reads the counts back
+        glint_cuda_dev().uncapturable++;  // reads the counts back
         float *xg = (float *)moe_buffer(B_XG, sizeof(float) * (size_t)pairs * D, 0);
         float *gu = (float *)moe_buffer(B_GU, sizeof(float) * (size_t)pairs * 2 * I, 0);
         float *h = (float *)moe_buffer(B_H, sizeof(float) * (size_t)pairs * I, 0);
@@ -331,7 +339,7 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
             return;
         }
         cudaMemcpy(host, counts, sizeof(int32_t) * (size_t)E, cudaMemcpyDeviceToHost);
-        cudaMemsetAsync(counts, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream);
+        cudaMemsetAsync(counts, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream());
         if (glint_cuda_check("moe routing")) {
             free(host);
             return;
@@ -341,9 +349,9 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
         for (int e = 0; e < E; e++) host_offsets[e + 1] = host_offsets[e] + host[e];
         cudaMemcpy(offsets, host_offsets, sizeof(int32_t) * ((size_t)E + 1), cudaMemcpyHostToDevice);
         int32_t *fill = counts + MOE_MAX_EXPERTS;
-        cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream);
-        moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256, 0, glint_cuda_stream>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
-        moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256, 0, glint_cuda_stream>>>(xg, x, pair_of_row, K, D, pairs);
+        cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream());
+        moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256, 0, glint_cuda_stream()>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
+        moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256, 0, glint_cuda_stream()>>>(xg, x, pair_of_row, K, D, pairs);
         for (int e = 0; e < E; e++) {
             const int n = host[e], off = host_offsets[e];
             if (!n) continue;
@@ -352,7 +360,7 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
             glint_cuda_matmul_batched(gu + (size_t)off * 2 * I + I, 2 * I, xg + (size_t)off * D, D, n,
                                       dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
         }
-        moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream>>>(h, gu, I, pairs);
+        moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream()>>>(h, gu, I, pairs);
         for (int e = 0; e < E; e++) {
             const int n = host[e], off = host_offsets[e];
             if (!n) continue;
@@ -361,6 +369,6 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
         }
         free(host);
     }
-    moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256, 0, glint_cuda_stream>>>(y, out, wts, row_of_pair, K, D, T);
+    moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256, 0, glint_cuda_stream()>>>(y, out, wts, row_of_pair, K, D, T);
     glint_cuda_check("moe");
 }

@@ -243,17 +243,18 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     }
 }
 
-static __half *mma_x;      // grow-only: split token rows, then split SwiGLU rows (hi, lo)
-static float *mma_h;       // [pairs][I] SwiGLU outputs
-static float *mma_scales;  // [T] token rows, then [pairs] h rows
-static size_t mma_x_bytes, mma_h_bytes, mma_scales_bytes;
+static struct {  // grow-only, per device
+    __half *x;      // split token rows, then split SwiGLU rows (hi, lo)
+    float *h;       // [pairs][I] SwiGLU outputs
+    float *scales;  // [T] token rows, then [pairs] h rows
+    size_t x_bytes, h_bytes, scales_bytes;
+} mma_buffers[GLINT_CUDA_MAX_DEVICES];
 
 static int mma_decode_enabled(void) {
-    static int on = -1;
-    if (on < 0) {
+    static const int on = [] {  // a function-local static: read once, also when ranks' threads race
         const char *e = getenv("GLINT_CUDA_MMA_DECODE");  // 0: the FP32 kernels of cuda_matmul.cu
-        on = !e || strcmp(e, "0");
-    }
+        return !e || strcmp(e, "0");
+    }();
     return on;
 }
 
@@ -263,22 +264,25 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
         I > SPLIT_THREADS * SPLIT_PER_THREAD)
         return 0;
     const int pairs = T * plan.top_k;
+    auto &buf = mma_buffers[glint_cuda_device()];
     const size_t split_halves = 2 * ((size_t)T * D > (size_t)pairs * I ? (size_t)T * D : (size_t)pairs * I);
-    if (glint_cuda_grow((void **)&mma_x, &mma_x_bytes, sizeof(__half) * split_halves, "moe") ||
-        glint_cuda_grow((void **)&mma_h, &mma_h_bytes, sizeof(float) * (size_t)pairs * I, "moe") ||
-        glint_cuda_grow((void **)&mma_scales, &mma_scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs),
+    if (glint_cuda_grow((void **)&buf.x, &buf.x_bytes, sizeof(__half) * split_halves, "moe") ||
+        glint_cuda_grow((void **)&buf.h, &buf.h_bytes, sizeof(float) * (size_t)pairs * I, "moe") ||
+        glint_cuda_grow((void **)&buf.scales, &buf.scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs),
                         "moe"))
         return 1;  // the error is set; the step's output is poisoned
-    mma_split_x_kernel<<<T, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)T * D, mma_scales, x, D, D);
+    __half *mma_x = buf.x;
+    float *mma_h = buf.h, *mma_scales = buf.scales;
+    mma_split_x_kernel<<<T, SPLIT_THREADS, 0, glint_cuda_stream()>>>(mma_x, mma_x + (size_t)T * D, mma_scales, x, D, D);
     mma_split_x xs = {mma_x, mma_x + (size_t)T * D, mma_scales};
     moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>
-        <<<dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, glint_cuda_stream>>>(
+        <<<dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, glint_cuda_stream()>>>(
             mma_h, I, xs, tab, E, plan);
-    mma_split_x_kernel<<<pairs, SPLIT_THREADS, 0, glint_cuda_stream>>>(mma_x, mma_x + (size_t)pairs * I,
+    mma_split_x_kernel<<<pairs, SPLIT_THREADS, 0, glint_cuda_stream()>>>(mma_x, mma_x + (size_t)pairs * I,
                                                                         mma_scales, mma_h, I, I);
     mma_split_x hs = {mma_x, mma_x + (size_t)pairs * I, mma_scales};
     moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>
         <<<dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0,
-           glint_cuda_stream>>>(out, D, hs, tab, E, plan);
+           glint_cuda_stream()>>>(out, D, hs, tab, E, plan);
     return 1;
 }

@@ -65,16 +65,16 @@ extern "C" int glint_cuda_synthesize(glint_backend *be, glint_weight *w, uint64_
             cudaFree(codes);
             return -1;
         }
-        synth_bytes_kernel<<<blocks, 256, 0, glint_cuda_stream>>>(codes, n / 2, seed, -1);
+        synth_bytes_kernel<<<blocks, 256, 0, glint_cuda_stream()>>>(codes, n / 2, seed, -1);
         // |E2M1| <= 6: block scale hi/6 (E4M3) makes the weights span about [-hi, hi]
-        synth_bytes_kernel<<<blocks, 256, 0, glint_cuda_stream>>>(scales, n / 16, seed, e4m3_of(fmaxf(fabsf(hi), fabsf(lo)) / 6.0f));
+        synth_bytes_kernel<<<blocks, 256, 0, glint_cuda_stream()>>>(scales, n / 16, seed, e4m3_of(fmaxf(fabsf(hi), fabsf(lo)) / 6.0f));
         w->data = codes, w->scales = scales, w->dtype = GLINT_DTYPE_U8, w->scales_dtype = GLINT_DTYPE_F8_E4M3;
         w->block = 16, w->global_scale = 1.0f;
     } else if (w->format == GLINT_WFMT_DENSE &&
                (w->dtype == GLINT_DTYPE_BF16 || w->dtype == GLINT_DTYPE_F16 || w->dtype == GLINT_DTYPE_F32)) {
         void *data = device_bytes(n * glint_dtype_size(w->dtype), what);
         if (!data) return -1;
-        synth_dense_kernel<<<blocks, 256, 0, glint_cuda_stream>>>(data, w->dtype, n, seed, lo, hi);
+        synth_dense_kernel<<<blocks, 256, 0, glint_cuda_stream()>>>(data, w->dtype, n, seed, lo, hi);
         w->data = data;
     } else {
         glint_set_error("synthetic weight %s: format not supported", what);
