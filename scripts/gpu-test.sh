@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
-#   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [tp] [e2e] [long] [engine] [serve] [modelopt] [bench]
+#   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [tp] [tpmodel] [tpbench] [e2e] [long] [engine] [serve]
+#                       [modelopt] [bench]
 #   (no argument: all). long: prompts of 200-700 tokens, CUDA vs CPU (tests/cuda/test_e2e_long.py);
 # graphs: decode with CUDA graphs bitwise equal to decode without (tests/cuda/test_cuda_graphs.c);
 # tp: the tensor-parallel all-reduce over up to 4 GPUs (tests/cuda/test_cuda_tp.c; one GPU: skipped);
+# tpmodel: fixture models split over 2 (and 4) GPUs vs transformers, the engine and glint generate on
+# them; tpbench: the NVFP4 preset, 12 layers on one GPU and TP_LAYERS (12 per GPU) split over all of them;
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
-steps=${*:-build ops memcheck graphs tp e2e long engine serve modelopt bench}
+steps=${*:-build ops memcheck graphs tp tpmodel e2e long engine serve modelopt bench tpbench}
 want() { [[ " $steps " == *" $1 "* ]]; }
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
@@ -73,6 +76,41 @@ if want tp; then  # needs 2 GPUs or more; a stuck all-reduce gives up after 20 s
     # the last rank skips an all-reduce: the others give up after the kernel's timeout and say so
     timeout 300 "$BUILD/tests/cuda/test_cuda_tp" --stall >"$OUT/tp_stall.log" 2>&1 && note "tp --stall $(tail -1 "$OUT/tp_stall.log")" ||
         { status=1; note "tp --stall FAILED: $(tail -1 "$OUT/tp_stall.log")"; grep -E "FAIL|rank" "$OUT/tp_stall.log" | head -20; }
+fi
+
+if want tpmodel; then  # the model split over the GPUs (2, and 4 when there are 4) against transformers, the engine
+    gpus=$(nvidia-smi -L | wc -l)
+    models=tests/fixtures/models quant=tests/fixtures/quant
+    for tp in 2 4; do
+        [ "$gpus" -ge "$tp" ] || continue
+        list="$models/tiny-fsf-f32 $models/tiny-group-bf16 $models/tiny-nonorm-yarn-sharded $models/tiny-allf-override $quant/q-base-f32"
+        [ $tp = 2 ] && list="$list $quant/q-nvfp4-modelopt-experts $quant/q-nvfp4-modelopt-all $quant/q-nvfp4-ct"
+        GLINT_TEST_BACKEND=cuda GLINT_TEST_TP=$tp "$BUILD/tests/model_forward" $list >"$OUT/tpmodel$tp.log" 2>&1 &&
+            note "tensor parallel $tp GPUs vs transformers: $(tail -1 "$OUT/tpmodel$tp.log")" ||
+            { status=1; note "tensor parallel $tp GPUs vs transformers FAILED"; grep -B3 FAIL "$OUT/tpmodel$tp.log" | head -20; }
+        GLINT_TEST_BACKEND=cuda GLINT_TEST_TP=$tp "$BUILD/tests/demo_spec_engine" models/demo tests/fixtures/demo \
+            >"$OUT/tpengine$tp.log" 2>&1 && note "engine on $tp GPUs ok: $(tail -1 "$OUT/tpengine$tp.log")" ||
+            { status=1; note "engine on $tp GPUs FAILED"; grep -v "^speculative" "$OUT/tpengine$tp.log" | head -20; }
+        want="$("$BUILD/glint" generate -m models/demo --prompt "The capital of France is" -n 24 --temperature 0 --print-ids 2>/dev/null | head -1)"
+        got="$("$BUILD/glint" generate -m models/demo --prompt "The capital of France is" -n 24 --temperature 0 --print-ids --backend cuda --tp $tp 2>"$OUT/tpgen$tp.log" | head -1)"
+        [ -n "$want" ] && [ "$want" = "$got" ] && note "glint generate --backend cuda --tp $tp == CPU: $got" ||
+            { status=1; note "glint generate --backend cuda --tp $tp: '$got', CPU '$want'"; tail -3 "$OUT/tpgen$tp.log"; }
+    done
+fi
+
+if want tpbench; then  # the NVFP4 preset: 12 layers on one GPU, TP_LAYERS (12 per GPU) split over every GPU
+    gpus=$(nvidia-smi -L | wc -l)
+    {
+        for tp in 1 $gpus; do
+            layers=12
+            [ $tp -gt 1 ] && layers=${TP_LAYERS:-$((12 * tp < 78 ? 12 * tp : 78))}
+            echo "### glint bench --synthetic glm-5.1-478b-nvfp4 --layers $layers --ctx 256,4096,131072 --backend cuda --tp $tp"
+            "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" --ctx 256,4096,131072 --backend cuda \
+                --tp $tp
+        done
+    } >"$OUT/tpbench.log" 2>&1 || status=1
+    note "tensor-parallel bench:"
+    grep -v "^bench: making" "$OUT/tpbench.log" | tee -a "$OUT/summary.txt"
 fi
 
 if want e2e; then

@@ -1665,6 +1665,12 @@ static int cuda_graph_end(glint_backend *be) {
 // ---------------------------------------------------------------------------------------------
 
 // Makes the backend instance of `device` (the calling thread is bound to it); NULL with the error set.
+// Ops run on the calling thread's device, which is this backend's (see glint_backend_cuda).
+static int cuda_memory_info(glint_backend *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    return glint_cuda_memory_info(free_bytes, total_bytes);
+}
+
 static glint_backend *cuda_make(cuda_backend &cb, int device) {
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, device);
@@ -1688,6 +1694,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->prepare_weight = cuda_prepare_weight;
     be->measure_bandwidth = cuda_measure_bandwidth;
     be->describe = cuda_describe;
+    be->memory_info = cuda_memory_info;
     be->embed = cuda_embed;
     be->matmul = glint_cuda_matmul;
     be->rmsnorm = cuda_rmsnorm;
