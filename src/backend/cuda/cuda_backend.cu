@@ -17,6 +17,8 @@
 typedef struct {
     glint_backend base;
     int device, sms;
+    size_t attend_smem;   // the attention kernel's shared memory when attend_resident was measured
+    int attend_resident;  // its blocks resident per SM
     char description[256];
     void **owned;  // device copies made by prepare_weight, freed never (they live as long as the model)
     size_t n_owned, cap_owned, owned_bytes;
@@ -1211,26 +1213,49 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
 
 enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4 };
 
-// One block per (query, group of 8 heads, slice of the selected keys): key tiles of 16 selected
-// cache rows are staged in shared memory and used by all 8 heads; online softmax. With one slice
-// the block writes the normalized output; with several (decode: few queries, so the keys are split
-// to fill the GPU) it writes its unnormalized output and (max, sum) to `partial`, merged by
-// combine_attend_kernel. VEC4 (C, Dr multiples of 4, C <= 512, aligned caches): 16-byte shared
+// Attention of a query over its selected keys, in an order that does not depend on the batch: the
+// selection is cut into chunks of a fixed number of keys (per shape: from H, sel_stride and the SM
+// count, never T); each chunk is an online softmax over its key tiles, and the chunks' (max, sum,
+// output) are folded in chunk order by attend_fold. Decode (few queries) runs a block per chunk and
+// folds in combine_attend_kernel; otherwise a block folds its chunks itself, with the same
+// arithmetic, so a row's result is the same bits alone or in any batch.
+//
+// Folds chunk state (m_k, s_k) into the running (M, S): the factors for the running output (a) and
+// the chunk's (b). Returns false for an empty chunk (skipped). Rounded products and sums (no FMA
+// contraction) so the block and the combine kernel compute the same bits.
+__device__ __forceinline__ bool attend_fold(float &M, float &S, float m_k, float s_k, float &a, float &b) {
+    if (m_k == -INFINITY) return false;
+    const float m = fmaxf(M, m_k);
+    a = M == -INFINITY ? 0.0f : expf(M - m);
+    b = expf(m_k - m);
+    S = __fadd_rn(__fmul_rn(S, a), __fmul_rn(s_k, b));
+    M = m;
+    return true;
+}
+__device__ __forceinline__ float attend_fold_value(float acc, float a, float acc_k, float b) {
+    return __fadd_rn(__fmul_rn(acc, a), __fmul_rn(acc_k, b));
+}
+__device__ __forceinline__ float attend_normalize(float acc, float S) { return S > 0.0f ? __fdiv_rn(acc, S) : 0.0f; }
+
+// One block per (query, group of 8 heads[, chunk]): key tiles of 16 selected cache rows are staged in
+// shared memory and used by all 8 heads. With partial_out the block takes chunk blockIdx.z and writes
+// its unnormalized output and (max, sum); without, it folds every chunk and writes the output. VEC4 (C, Dr multiples of 4, C <= 512, aligned caches): 16-byte shared
 // loads; scores: a warp per two keys of all 8 heads, lanes over float4s; values: a thread owns one float4
 // column of 4 heads. Otherwise a thread owns up to 4 latent columns of all 8 heads (C <= 1024).
 // Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [16][C], kpe [16][Dr], p [16 keys][8 heads],
-// running max/sum/rescale [8] each.
+// the chunk's running max/sum/rescale [8] each, the fold's max/sum/factors [8] each.
 template <bool VEC4>
 __global__ void __launch_bounds__(ATTEND_THREADS)
     attend_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                   const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
-                  int sel_stride, int H, int C, int Dr, float scale, int keys_per_slice, float *partial_out,
+                  int sel_stride, int H, int C, int Dr, float scale, int keys_per_chunk, float *partial_out,
                   float *partial_stats) {
     extern __shared__ float smem[];
     const int s = blockIdx.x, h0 = blockIdx.y * ATTEND_HEADS, nh = min(ATTEND_HEADS, H - h0);
     float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat = qp + ATTEND_HEADS * Dr, *kpe = lat + ATTEND_KEYS * C;
     float *p = kpe + ATTEND_KEYS * Dr, *run_max = p + ATTEND_HEADS * ATTEND_KEYS, *run_sum = run_max + ATTEND_HEADS;
-    float *rescale = run_sum + ATTEND_HEADS;
+    float *rescale = run_sum + ATTEND_HEADS, *fold_max = rescale + ATTEND_HEADS, *fold_sum = fold_max + ATTEND_HEADS;
+    float *fold_a = fold_sum + ATTEND_HEADS, *fold_b = fold_a + ATTEND_HEADS;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int C4 = C / 4, D4 = Dr / 4;
     for (int i = tid; i < ATTEND_HEADS * C; i += ATTEND_THREADS) {
@@ -1241,11 +1266,26 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         const int hh = i / Dr, d = i % Dr;
         qp[i] = hh < nh ? q[((size_t)s * H + h0 + hh) * q_head_stride + pe_offset + d] : 0.0f;
     }
-    if (tid < ATTEND_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
+    if (tid < ATTEND_HEADS) fold_max[tid] = -INFINITY, fold_sum[tid] = 0.0f;
     // VEC4: thread owns float4 column c4 = tid % 128 of heads hb·4 .. hb·4+3
     const int hb = tid / 128, c4 = tid % 128;
-    float4 acc4[4];
-    float acc[ATTEND_HEADS][ATTEND_MAX_COLS];
+    float4 acc4[4], fold4[4];  // the chunk's output, the folded output
+    float acc[ATTEND_HEADS][ATTEND_MAX_COLS], fold[ATTEND_HEADS][ATTEND_MAX_COLS];
+    if (VEC4) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) fold4[i] = make_float4(0, 0, 0, 0);
+    } else {
+#pragma unroll
+        for (int hh = 0; hh < ATTEND_HEADS; hh++)
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) fold[hh][j] = 0.0f;
+    }
+    const int32_t *idx = sel + (size_t)s * sel_stride;
+    const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
+    const int first_chunk = partial_out ? blockIdx.z : 0, end_chunk = partial_out ? blockIdx.z + 1 : n_chunks;
+    for (int chunk = first_chunk; chunk < end_chunk; chunk++) {
+    __syncthreads();  // the previous chunk's fold factors are used
+    if (tid < ATTEND_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
     if (VEC4) {
 #pragma unroll
         for (int i = 0; i < 4; i++) acc4[i] = make_float4(0, 0, 0, 0);
@@ -1255,8 +1295,7 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 #pragma unroll
             for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] = 0.0f;
     }
-    const int32_t *idx = sel + (size_t)s * sel_stride;
-    const int begin = blockIdx.z * keys_per_slice, n = min(n_sel[s], begin + keys_per_slice);
+    const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk);
     for (int i0 = begin; i0 < n; i0 += ATTEND_KEYS) {
         const int ni = min(ATTEND_KEYS, n - i0);
         __syncthreads();  // previous tile fully used
@@ -1337,18 +1376,28 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
             }
         }
         __syncthreads();
-        if (tid < ATTEND_HEADS) {
-            float tile_max = -INFINITY;
-            for (int i = 0; i < ni; i++) tile_max = fmaxf(tile_max, p[i * ATTEND_HEADS + tid]);
-            const float new_max = fmaxf(tile_max, run_max[tid]);
-            const float r = expf(run_max[tid] - new_max);  // exp(-inf) = 0 on the first tile
-            float sum = run_sum[tid] * r;
-            for (int i = 0; i < ATTEND_KEYS; i++) {
-                const float e = i < ni ? expf(p[i * ATTEND_HEADS + tid] - new_max) : 0.0f;
-                p[i * ATTEND_HEADS + tid] = e;
+        if (warp == 0) {  // softmax step: lane l takes head l % 8, keys l / 8 + 4i (p[l + 32i])
+            static_assert(ATTEND_HEADS == 8 && ATTEND_KEYS == 16, "4 scores per lane");
+            const int hh = lane & 7;
+            float v[4], tile_max = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < 4; i++) v[i] = p[lane + 32 * i], tile_max = fmaxf(tile_max, v[i]);
+            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 8));
+            tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 16));
+            const float old_max = run_max[hh], new_max = fmaxf(tile_max, old_max);
+            float sum = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float e = (lane >> 3) + 4 * i < ni ? expf(v[i] - new_max) : 0.0f;  // masked: -inf scores
+                p[lane + 32 * i] = e;
                 sum += e;
             }
-            run_max[tid] = new_max, run_sum[tid] = sum, rescale[tid] = r;
+            sum += __shfl_xor_sync(0xffffffffu, sum, 8);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 16);
+            if (lane < ATTEND_HEADS) {
+                const float r = expf(old_max - new_max);  // exp(-inf) = 0 on the first tile
+                run_max[hh] = new_max, run_sum[hh] = run_sum[hh] * r + sum, rescale[hh] = r;
+            }
         }
         __syncthreads();
         if (VEC4) {
@@ -1386,89 +1435,95 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
             }
         }
     }
+    __syncthreads();  // the chunk's run_max / run_sum are final
+    if (partial_out) break;
+    if (tid < ATTEND_HEADS) {  // the chunk into the fold
+        float a = 1.0f, b = -1.0f;  // b < 0: an empty chunk, skipped
+        attend_fold(fold_max[tid], fold_sum[tid], run_max[tid], run_sum[tid], a, b);
+        fold_a[tid] = a, fold_b[tid] = b;
+    }
     __syncthreads();
-    const size_t row0 = ((size_t)s * H + h0) * gridDim.z + blockIdx.z;  // slice rows: [T][H][slices]
+    if (VEC4) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float a = fold_a[hb * 4 + i], b = fold_b[hb * 4 + i];
+            if (b < 0.0f) continue;  // empty chunk
+            fold4[i].x = attend_fold_value(fold4[i].x, a, acc4[i].x, b);
+            fold4[i].y = attend_fold_value(fold4[i].y, a, acc4[i].y, b);
+            fold4[i].z = attend_fold_value(fold4[i].z, a, acc4[i].z, b);
+            fold4[i].w = attend_fold_value(fold4[i].w, a, acc4[i].w, b);
+        }
+    } else {
+#pragma unroll
+        for (int hh = 0; hh < ATTEND_HEADS; hh++) {
+            const float a = fold_a[hh], b = fold_b[hh];
+            if (b < 0.0f) continue;
+#pragma unroll
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) fold[hh][j] = attend_fold_value(fold[hh][j], a, acc[hh][j], b);
+        }
+    }
+    }  // chunks
+    if (partial_out) {  // this block's chunk, unnormalized, and its (max, sum); rows [T][H][chunks]
+        const size_t row0 = ((size_t)s * H + h0) * gridDim.z + blockIdx.z;
+        if (VEC4) {
+            if (c4 < C4)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    if (hb * 4 + i < nh) ((float4 *)(partial_out + (row0 + (size_t)(hb * 4 + i) * gridDim.z) * C))[c4] = acc4[i];
+        } else {
+#pragma unroll
+            for (int hh = 0; hh < ATTEND_HEADS; hh++)
+#pragma unroll
+                for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+                    const int c = tid + j * ATTEND_THREADS;
+                    if (hh < nh && c < C) partial_out[(row0 + (size_t)hh * gridDim.z) * C + c] = acc[hh][j];
+                }
+        }
+        if (tid < nh) {
+            partial_stats[2 * (row0 + (size_t)tid * gridDim.z)] = run_max[tid];
+            partial_stats[2 * (row0 + (size_t)tid * gridDim.z) + 1] = run_sum[tid];
+        }
+        return;
+    }
     if (VEC4) {
         if (c4 < C4)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int hh = hb * 4 + i;
                 if (hh >= nh) continue;
-                float4 v = acc4[i];
-                if (partial_out) {
-                    ((float4 *)(partial_out + (row0 + (size_t)hh * gridDim.z) * C))[c4] = v;
-                } else {
-                    const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
-                    v.x *= inv, v.y *= inv, v.z *= inv, v.w *= inv;
-                    ((float4 *)(o_lat + ((size_t)s * H + h0 + hh) * C))[c4] = v;
-                }
+                const float S = fold_sum[hh];
+                const float4 v = fold4[i];
+                ((float4 *)(o_lat + ((size_t)s * H + h0 + hh) * C))[c4] =
+                    make_float4(attend_normalize(v.x, S), attend_normalize(v.y, S), attend_normalize(v.z, S),
+                                attend_normalize(v.w, S));
             }
-    } else if (partial_out) {
+    } else {
 #pragma unroll
         for (int hh = 0; hh < ATTEND_HEADS; hh++)
 #pragma unroll
             for (int j = 0; j < ATTEND_MAX_COLS; j++) {
                 const int c = tid + j * ATTEND_THREADS;
-                if (hh < nh && c < C) partial_out[(row0 + (size_t)hh * gridDim.z) * C + c] = acc[hh][j];
+                if (hh < nh && c < C) o_lat[((size_t)s * H + h0 + hh) * C + c] = attend_normalize(fold[hh][j], fold_sum[hh]);
             }
-    } else {
-#pragma unroll
-        for (int hh = 0; hh < ATTEND_HEADS; hh++) {
-            const float inv = run_sum[hh] > 0.0f ? 1.0f / run_sum[hh] : 0.0f;
-#pragma unroll
-            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
-                const int c = tid + j * ATTEND_THREADS;
-                if (hh < nh && c < C) o_lat[((size_t)s * H + h0 + hh) * C + c] = acc[hh][j] * inv;
-            }
-        }
-    }
-    if (partial_out && tid < nh) {
-        partial_stats[2 * (row0 + (size_t)tid * gridDim.z)] = run_max[tid];
-        partial_stats[2 * (row0 + (size_t)tid * gridDim.z) + 1] = run_sum[tid];
     }
 }
 
-// o_lat[t, h, c] from the slices: rescale each to the common max, sum, normalize. Empty slices have
-// max -inf and sum 0 and weigh nothing.
-__global__ void combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int slices,
+// o_lat[t, h, c]: the chunks of attend_kernel folded in chunk order (attend_fold), as a block folds
+// them itself. Empty chunks (max -inf) are skipped.
+__global__ void combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int chunks,
                                       int rows, int C) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)rows * C) return;
     const size_t row = i / C, c = i % C;
-    const float *st = partial_stats + 2 * row * slices;
-    float m = -INFINITY;
-#pragma unroll 8
-    for (int k = 0; k < slices; k++) m = fmaxf(m, st[2 * k]);
-    float sum = 0.0f, acc = 0.0f;
-#pragma unroll 8
-    for (int k = 0; k < slices; k++) {
-        const float w = st[2 * k] == -INFINITY ? 0.0f : expf(st[2 * k] - m);
-        sum += st[2 * k + 1] * w;
-        acc += partial_out[(row * slices + k) * C + c] * w;
+    const float *st = partial_stats + 2 * row * chunks;
+    float M = -INFINITY, S = 0.0f, acc = 0.0f;
+#pragma unroll 4
+    for (int k = 0; k < chunks; k++) {
+        float a, b;
+        if (attend_fold(M, S, st[2 * k], st[2 * k + 1], a, b))
+            acc = attend_fold_value(acc, a, partial_out[(row * chunks + k) * C + c], b);
     }
-    o_lat[i] = sum > 0.0f ? acc / sum : 0.0f;
-}
-
-// combine_attend_kernel for C % 4 == 0: a thread per 4 columns (16-byte loads), same arithmetic.
-__global__ void combine_attend4_kernel(float4 *o_lat, const float4 *partial_out, const float *partial_stats, int slices,
-                                       int rows, int C4) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)rows * C4) return;
-    const size_t row = i / C4, c = i % C4;
-    const float *st = partial_stats + 2 * row * slices;
-    float m = -INFINITY;
-#pragma unroll 8
-    for (int k = 0; k < slices; k++) m = fmaxf(m, st[2 * k]);
-    float sum = 0.0f;
-    float4 acc = make_float4(0, 0, 0, 0);
-#pragma unroll 8
-    for (int k = 0; k < slices; k++) {
-        const float w = st[2 * k] == -INFINITY ? 0.0f : expf(st[2 * k] - m);
-        sum += st[2 * k + 1] * w;
-        const float4 p = partial_out[(row * slices + k) * C4 + c];
-        acc.x += p.x * w, acc.y += p.y * w, acc.z += p.z * w, acc.w += p.w * w;
-    }
-    o_lat[i] = sum > 0.0f ? make_float4(acc.x / sum, acc.y / sum, acc.z / sum, acc.w / sum) : make_float4(0, 0, 0, 0);
+    o_lat[i] = attend_normalize(acc, S);
 }
 
 static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
@@ -1481,7 +1536,7 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         return;
     }
     const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
-                                         ATTEND_HEADS * ATTEND_KEYS + 3 * ATTEND_HEADS);
+                                         ATTEND_HEADS * ATTEND_KEYS + 7 * ATTEND_HEADS);
     if (smem > 48 * 1024 &&
         (cudaFuncSetAttribute(attend_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
          cudaFuncSetAttribute(attend_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
@@ -1489,46 +1544,47 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         glint_cuda_check("mla_attend shared memory");
         return;
     }
-    // Few (query, head group) blocks: split the selected keys into slices of at least 64 so that
-    // about two blocks per SM run (sel_stride bounds n_sel; slices past n_sel[s] come out empty).
-    // The split depends on T, and it sets the order of the sums: at real shapes a row of a batch can
-    // differ from the row alone in the last bits. (A split fixed per shape would make them equal,
-    // but its slice partials cost a 64-row batch ~2.8x the attention's memory traffic; an in-block
-    // merge of fixed-size slices in the combine's order would give both: not done.)
-    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, target = 2 * cuda_of(be)->sms;
-    const int blocks = T * groups;
-    int slices = 1;
-    if (blocks < target) {
-        slices = (target + blocks - 1) / blocks;
-        const int max_slices = (sel_stride + 63) / 64;
-        slices = slices < max_slices ? slices : max_slices;
-        slices = slices < 1 ? 1 : slices;
+    // Chunks per shape (never per T, see attend_fold): enough that one query's head groups x chunks
+    // fill one wave of resident blocks, each chunk a whole number of 16-key tiles.
+    cuda_backend *cb = cuda_of(be);
+    if (cb->attend_smem != smem) {
+        int resident = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, attend_kernel<true>, ATTEND_THREADS, smem) !=
+            cudaSuccess)
+            cudaGetLastError(), resident = 1;
+        cb->attend_smem = smem, cb->attend_resident = resident > 0 ? resident : 1;
     }
-    const int keys_per_slice = (sel_stride + slices - 1) / slices;
+    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, target = cb->attend_resident * cb->sms;
+    const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;
+    int chunks = (target + groups - 1) / groups;
+    chunks = chunks < 1 ? 1 : chunks > tiles ? tiles : chunks;
+    const int keys_per_chunk = (tiles + chunks - 1) / chunks * ATTEND_KEYS;
+    chunks = (sel_stride + keys_per_chunk - 1) / keys_per_chunk;
+    // A block per chunk when the queries alone leave the GPU idle and the chunks' partial outputs
+    // stay small (they are written and read back); otherwise a block folds its query's chunks.
+    const size_t partial_floats = (size_t)T * H * chunks * (C + 2);
+    const int split = chunks > 1 && T * groups < target && partial_floats * sizeof(float) <= (64u << 20);
     float *partial_out = NULL, *partial_stats = NULL;
-    if (slices > 1) {
-        partial_out = (float *)scratch(be, SCR_ATTEND, sizeof(float) * (size_t)T * H * slices * (C + 2));
+    if (split) {
+        partial_out = (float *)scratch(be, SCR_ATTEND, sizeof(float) * partial_floats);
         if (!partial_out) return;
-        partial_stats = partial_out + (size_t)T * H * slices * C;
+        partial_stats = partial_out + (size_t)T * H * chunks * C;
     }
     // shared offsets are multiples of 8·C and 8·Dr floats, so only the caches' alignment matters
     const bool vec4 = C % 4 == 0 && Dr % 4 == 0 && C <= 4 * 128 && (uintptr_t)latent_cache % 16 == 0 &&
                       (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0;
-    dim3 grid((unsigned)T, (unsigned)groups, (unsigned)slices);
+    dim3 grid((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1));
     if (vec4)
-        attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
-                                                            kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
-                                                            keys_per_slice, partial_out, partial_stats);
+        attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
+            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+            keys_per_chunk, partial_out, partial_stats);
     else
-        attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache,
-                                                             kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
-                                                             keys_per_slice, partial_out, partial_stats);
-    if (slices > 1 && vec4)
-        combine_attend4_kernel<<<blocks_for((size_t)T * H * C / 4, 256), 256, 0, glint_cuda_stream()>>>(
-            (float4 *)o_lat, (const float4 *)partial_out, partial_stats, slices, T * H, C / 4);
-    else if (slices > 1)
-        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256, 0, glint_cuda_stream()>>>(o_lat, partial_out, partial_stats, slices,
-                                                                            T * H, C);
+        attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
+            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+            keys_per_chunk, partial_out, partial_stats);
+    if (split)
+        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256, 0, glint_cuda_stream()>>>(
+            o_lat, partial_out, partial_stats, chunks, T * H, C);
     glint_cuda_check("mla_attend");
 }
 

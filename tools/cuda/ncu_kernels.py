@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Sums Nsight Compute kernel durations and DRAM reads per kernel name from a CSV made with
+  ncu --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum ... > FILE.csv
+usage: ncu_kernels.py FILE.csv [--per N]   (--per: divide by N, e.g. the number of decode steps)"""
+import csv
+import sys
+from collections import defaultdict
+
+path = sys.argv[1]
+per = float(sys.argv[sys.argv.index("--per") + 1]) if "--per" in sys.argv else 1.0
+time_us, dram_mb, calls = defaultdict(float), defaultdict(float), defaultdict(int)
+with open(path, newline="") as f:
+    rows = [r for r in csv.reader(f) if len(r) > 5]
+header = rows[0]
+col = {name: header.index(name) for name in ("ID", "Kernel Name", "Metric Name", "Metric Unit", "Metric Value")}
+for r in rows[1:]:
+    name = r[col["Kernel Name"]].split("(")[0].split("<")[0].strip()
+    value = float(r[col["Metric Value"]].replace(",", ""))
+    unit = r[col["Metric Unit"]]
+    metric = r[col["Metric Name"]]
+    if metric == "gpu__time_duration.sum":
+        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1.0)
+        time_us[name] += value * scale
+        calls[name] += 1
+    elif metric == "dram__bytes_read.sum":
+        scale = {"byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0, "Gbyte": 1e3}.get(unit, 1.0)
+        dram_mb[name] += value * scale
+total = sum(time_us.values())
+print(f"{'kernel':48s} {'calls':>7s} {'us':>10s} {'MB read':>10s} {'GB/s':>8s} {'share':>6s}")
+for name in sorted(time_us, key=time_us.get, reverse=True):
+    t, mb = time_us[name] / per, dram_mb[name] / per
+    print(f"{name[:48]:48s} {calls[name] / per:7.1f} {t:10.1f} {mb:10.2f} {mb / t * 1e3 if t else 0:8.1f} "
+          f"{100 * time_us[name] / total:5.1f}%")
+print(f"{'total':48s} {'':7s} {total / per:10.1f}")
