@@ -9,11 +9,14 @@ from collections import defaultdict
 path = sys.argv[1]
 per = float(sys.argv[sys.argv.index("--per") + 1]) if "--per" in sys.argv else 1.0
 time_us, dram_mb, calls = defaultdict(float), defaultdict(float), defaultdict(int)
-with open(path, newline="") as f:
-    rows = [r for r in csv.reader(f) if len(r) > 5]
-header = rows[0]
+with open(path, newline="") as f:  # other output (the program's, ncu's ==PROF== lines) may come first
+    rows = list(csv.reader(f))
+start = next(i for i, r in enumerate(rows) if "Kernel Name" in r and "Metric Value" in r)
+header, rows = rows[start], rows[start:]
 col = {name: header.index(name) for name in ("ID", "Kernel Name", "Metric Name", "Metric Unit", "Metric Value")}
 for r in rows[1:]:
+    if len(r) != len(header):
+        continue
     name = r[col["Kernel Name"]].split("(")[0].split("<")[0].strip()
     value = float(r[col["Metric Value"]].replace(",", ""))
     unit = r[col["Metric Unit"]]

@@ -1211,14 +1211,15 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
     glint_cuda_check("mla_absorb_q");
 }
 
-enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4 };
+enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4, ATTEND_FOLD_GROUP = 16 };
 
 // Attention of a query over its selected keys, in an order that does not depend on the batch: the
 // selection is cut into chunks of a fixed number of keys (per shape: from H, sel_stride and the SM
-// count, never T); each chunk is an online softmax over its key tiles, and the chunks' (max, sum,
-// output) are folded in chunk order by attend_fold. Decode (few queries) runs a block per chunk and
-// folds in combine_attend_kernel; otherwise a block folds its chunks itself, with the same
-// arithmetic, so a row's result is the same bits alone or in any batch.
+// count, never T); each chunk is an online softmax over its key tiles; the chunks' (max, sum,
+// output) are folded by attend_fold in chunk order within groups of ATTEND_FOLD_GROUP chunks, and
+// the groups in group order. Decode (few queries) runs a block per chunk and folds in
+// combine_attend_kernel (the groups in parallel); otherwise a block folds its chunks itself, with
+// the same arithmetic, so a row's result is the same bits alone or in any batch.
 //
 // Folds chunk state (m_k, s_k) into the running (M, S): the factors for the running output (a) and
 // the chunk's (b). Returns false for an empty chunk (skipped). Rounded products and sums (no FMA
@@ -1255,7 +1256,8 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat = qp + ATTEND_HEADS * Dr, *kpe = lat + ATTEND_KEYS * C;
     float *p = kpe + ATTEND_KEYS * Dr, *run_max = p + ATTEND_HEADS * ATTEND_KEYS, *run_sum = run_max + ATTEND_HEADS;
     float *rescale = run_sum + ATTEND_HEADS, *fold_max = rescale + ATTEND_HEADS, *fold_sum = fold_max + ATTEND_HEADS;
-    float *fold_a = fold_sum + ATTEND_HEADS, *fold_b = fold_a + ATTEND_HEADS;
+    float *fold_a = fold_sum + ATTEND_HEADS, *fold_b = fold_a + ATTEND_HEADS, *grp_max = fold_b + ATTEND_HEADS;
+    float *grp_sum = grp_max + ATTEND_HEADS, *tot_a = grp_sum + ATTEND_HEADS, *tot_b = tot_a + ATTEND_HEADS;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int C4 = C / 4, D4 = Dr / 4;
     for (int i = tid; i < ATTEND_HEADS * C; i += ATTEND_THREADS) {
@@ -1266,19 +1268,19 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         const int hh = i / Dr, d = i % Dr;
         qp[i] = hh < nh ? q[((size_t)s * H + h0 + hh) * q_head_stride + pe_offset + d] : 0.0f;
     }
-    if (tid < ATTEND_HEADS) fold_max[tid] = -INFINITY, fold_sum[tid] = 0.0f;
+    if (tid < ATTEND_HEADS) fold_max[tid] = grp_max[tid] = -INFINITY, fold_sum[tid] = grp_sum[tid] = 0.0f;
     // VEC4: thread owns float4 column c4 = tid % 128 of heads hb·4 .. hb·4+3
     const int hb = tid / 128, c4 = tid % 128;
-    float4 acc4[4], fold4[4];  // the chunk's output, the folded output
-    float acc[ATTEND_HEADS][ATTEND_MAX_COLS], fold[ATTEND_HEADS][ATTEND_MAX_COLS];
+    float4 acc4[4], grp4[4], fold4[4];  // the chunk's output, its group's, the folded groups'
+    float acc[ATTEND_HEADS][ATTEND_MAX_COLS], grp[ATTEND_HEADS][ATTEND_MAX_COLS], fold[ATTEND_HEADS][ATTEND_MAX_COLS];
     if (VEC4) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) fold4[i] = make_float4(0, 0, 0, 0);
+        for (int i = 0; i < 4; i++) grp4[i] = fold4[i] = make_float4(0, 0, 0, 0);
     } else {
 #pragma unroll
         for (int hh = 0; hh < ATTEND_HEADS; hh++)
 #pragma unroll
-            for (int j = 0; j < ATTEND_MAX_COLS; j++) fold[hh][j] = 0.0f;
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) grp[hh][j] = fold[hh][j] = 0.0f;
     }
     const int32_t *idx = sel + (size_t)s * sel_stride;
     const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
@@ -1437,29 +1439,51 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     }
     __syncthreads();  // the chunk's run_max / run_sum are final
     if (partial_out) break;
-    if (tid < ATTEND_HEADS) {  // the chunk into the fold
-        float a = 1.0f, b = -1.0f;  // b < 0: an empty chunk, skipped
-        attend_fold(fold_max[tid], fold_sum[tid], run_max[tid], run_sum[tid], a, b);
-        fold_a[tid] = a, fold_b[tid] = b;
+    // The chunk into its group; at the group's end (or the query's last chunk) the group into the fold.
+    const bool group_end = chunk % ATTEND_FOLD_GROUP == ATTEND_FOLD_GROUP - 1 || chunk == end_chunk - 1;
+    if (tid < ATTEND_HEADS) {
+        float a = 1.0f, b = -1.0f, a2 = 1.0f, b2 = -1.0f;  // b < 0: an empty chunk / group, skipped
+        attend_fold(grp_max[tid], grp_sum[tid], run_max[tid], run_sum[tid], a, b);
+        if (group_end) {
+            attend_fold(fold_max[tid], fold_sum[tid], grp_max[tid], grp_sum[tid], a2, b2);
+            grp_max[tid] = -INFINITY, grp_sum[tid] = 0.0f;
+        }
+        fold_a[tid] = a, fold_b[tid] = b, tot_a[tid] = a2, tot_b[tid] = b2;
     }
     __syncthreads();
     if (VEC4) {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const float a = fold_a[hb * 4 + i], b = fold_b[hb * 4 + i];
-            if (b < 0.0f) continue;  // empty chunk
-            fold4[i].x = attend_fold_value(fold4[i].x, a, acc4[i].x, b);
-            fold4[i].y = attend_fold_value(fold4[i].y, a, acc4[i].y, b);
-            fold4[i].z = attend_fold_value(fold4[i].z, a, acc4[i].z, b);
-            fold4[i].w = attend_fold_value(fold4[i].w, a, acc4[i].w, b);
+            const int hh = hb * 4 + i;
+            const float a = fold_a[hh], b = fold_b[hh], a2 = tot_a[hh], b2 = tot_b[hh];
+            if (b >= 0.0f) {
+                grp4[i].x = attend_fold_value(grp4[i].x, a, acc4[i].x, b);
+                grp4[i].y = attend_fold_value(grp4[i].y, a, acc4[i].y, b);
+                grp4[i].z = attend_fold_value(grp4[i].z, a, acc4[i].z, b);
+                grp4[i].w = attend_fold_value(grp4[i].w, a, acc4[i].w, b);
+            }
+            if (group_end) {
+                if (b2 >= 0.0f) {
+                    fold4[i].x = attend_fold_value(fold4[i].x, a2, grp4[i].x, b2);
+                    fold4[i].y = attend_fold_value(fold4[i].y, a2, grp4[i].y, b2);
+                    fold4[i].z = attend_fold_value(fold4[i].z, a2, grp4[i].z, b2);
+                    fold4[i].w = attend_fold_value(fold4[i].w, a2, grp4[i].w, b2);
+                }
+                grp4[i] = make_float4(0, 0, 0, 0);
+            }
         }
     } else {
 #pragma unroll
         for (int hh = 0; hh < ATTEND_HEADS; hh++) {
-            const float a = fold_a[hh], b = fold_b[hh];
-            if (b < 0.0f) continue;
+            const float a = fold_a[hh], b = fold_b[hh], a2 = tot_a[hh], b2 = tot_b[hh];
 #pragma unroll
-            for (int j = 0; j < ATTEND_MAX_COLS; j++) fold[hh][j] = attend_fold_value(fold[hh][j], a, acc[hh][j], b);
+            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
+                if (b >= 0.0f) grp[hh][j] = attend_fold_value(grp[hh][j], a, acc[hh][j], b);
+                if (group_end) {
+                    if (b2 >= 0.0f) fold[hh][j] = attend_fold_value(fold[hh][j], a2, grp[hh][j], b2);
+                    grp[hh][j] = 0.0f;
+                }
+            }
         }
     }
     }  // chunks
@@ -1508,22 +1532,41 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     }
 }
 
-// o_lat[t, h, c]: the chunks of attend_kernel folded in chunk order (attend_fold), as a block folds
-// them itself. Empty chunks (max -inf) are skipped.
-__global__ void combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int chunks,
-                                      int rows, int C) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)rows * C) return;
-    const size_t row = i / C, c = i % C;
+enum { COMBINE_COLS = 32, COMBINE_THREADS = 256 };
+
+// o_lat[row, c] from attend_kernel's chunks, folded as a block folds them: a thread per (group of
+// ATTEND_FOLD_GROUP chunks, column) folds its group's chunks in order, then the groups are folded in
+// order. Empty chunks and groups (max -inf) are skipped. Block: one row, COMBINE_COLS columns.
+// Shared: the groups' outputs [groups][COMBINE_COLS], then their (max, sum) [groups][2].
+__global__ void __launch_bounds__(COMBINE_THREADS)
+    combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int chunks, int C) {
+    extern __shared__ float group_out[];
+    const int groups = (chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
+    float *group_stats = group_out + groups * COMBINE_COLS;
+    const size_t row = blockIdx.x;
+    const int col = threadIdx.x % COMBINE_COLS, c = blockIdx.y * COMBINE_COLS + col;
     const float *st = partial_stats + 2 * row * chunks;
-    float M = -INFINITY, S = 0.0f, acc = 0.0f;
+    for (int g = threadIdx.x / COMBINE_COLS; g < groups; g += COMBINE_THREADS / COMBINE_COLS) {
+        float M = -INFINITY, S = 0.0f, acc = 0.0f;
+        const int end = min(chunks, (g + 1) * ATTEND_FOLD_GROUP);
 #pragma unroll 4
-    for (int k = 0; k < chunks; k++) {
-        float a, b;
-        if (attend_fold(M, S, st[2 * k], st[2 * k + 1], a, b))
-            acc = attend_fold_value(acc, a, partial_out[(row * chunks + k) * C + c], b);
+        for (int k = g * ATTEND_FOLD_GROUP; k < end; k++) {
+            const float v = c < C ? partial_out[(row * chunks + k) * C + c] : 0.0f;  // loaded ahead of the fold
+            float a, b;
+            if (attend_fold(M, S, st[2 * k], st[2 * k + 1], a, b)) acc = attend_fold_value(acc, a, v, b);
+        }
+        group_out[g * COMBINE_COLS + col] = acc;
+        if (col == 0) group_stats[2 * g] = M, group_stats[2 * g + 1] = S;
     }
-    o_lat[i] = attend_normalize(acc, S);
+    __syncthreads();
+    if (threadIdx.x >= COMBINE_COLS || c >= C) return;
+    float M = -INFINITY, S = 0.0f, acc = 0.0f;
+    for (int g = 0; g < groups; g++) {
+        float a, b;
+        if (attend_fold(M, S, group_stats[2 * g], group_stats[2 * g + 1], a, b))
+            acc = attend_fold_value(acc, a, group_out[g * COMBINE_COLS + col], b);
+    }
+    o_lat[row * C + c] = attend_normalize(acc, S);
 }
 
 static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
@@ -1536,7 +1579,7 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         return;
     }
     const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
-                                         ATTEND_HEADS * ATTEND_KEYS + 7 * ATTEND_HEADS);
+                                         ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS);
     if (smem > 48 * 1024 &&
         (cudaFuncSetAttribute(attend_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
          cudaFuncSetAttribute(attend_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
@@ -1582,9 +1625,12 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
             o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
             keys_per_chunk, partial_out, partial_stats);
-    if (split)
-        combine_attend_kernel<<<blocks_for((size_t)T * H * C, 256), 256, 0, glint_cuda_stream()>>>(
-            o_lat, partial_out, partial_stats, chunks, T * H, C);
+    if (split) {
+        const size_t groups = (size_t)(chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
+        combine_attend_kernel<<<dim3((unsigned)(T * H), (unsigned)((C + COMBINE_COLS - 1) / COMBINE_COLS)),
+                                COMBINE_THREADS, sizeof(float) * groups * (COMBINE_COLS + 2), glint_cuda_stream()>>>(
+            o_lat, partial_out, partial_stats, chunks, C);
+    }
     glint_cuda_check("mla_attend");
 }
 
