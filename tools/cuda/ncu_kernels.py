@@ -22,11 +22,12 @@ for r in rows[1:]:
     unit = r[col["Metric Unit"]]
     metric = r[col["Metric Name"]]
     if metric == "gpu__time_duration.sum":
-        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1.0)
+        scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}[unit]
         time_us[name] += value * scale
         calls[name] += 1
     elif metric == "dram__bytes_read.sum":
-        scale = {"byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0, "Gbyte": 1e3}.get(unit, 1.0)
+        scale = {"B": 1e-6, "byte": 1e-6, "KB": 1e-3, "Kbyte": 1e-3, "MB": 1.0, "Mbyte": 1.0, "GB": 1e3,
+                 "Gbyte": 1e3}[unit]
         dram_mb[name] += value * scale
 total = sum(time_us.values())
 print(f"{'kernel':48s} {'calls':>7s} {'us':>10s} {'MB read':>10s} {'GB/s':>8s} {'share':>6s}")
