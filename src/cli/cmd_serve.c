@@ -225,6 +225,9 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: %s\n", glint_last_error());
         return 1;
     }
+    if (s.model->tp_size > 1)
+        fprintf(stderr, "glint serve: tensor parallel over %d ranks (%s)\n", s.model->tp_size,
+                want_cuda ? "rank r on GPU r" : "CPU backend instances");
     int rc = 1;
     s.tok = glint_tokenizer_load_dir(s.model_path);
     if (!s.tok) {

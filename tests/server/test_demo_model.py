@@ -3,7 +3,8 @@ tool): a real tool-call round trip through the openai SDK, streamed and not, rea
 and 8 concurrent streams identical to the same requests alone. Then MTP speculative decoding
 (--speculative-algorithm EAGLE, as in the sglang launch line): the same answers as without it, greedy
 and seeded sampling, alone, concurrent and in a small pool where requests wait for pages, with drafts
-accepted (from /metrics). Retraction with speculation: tests/demo/test_spec_engine.c.
+accepted (from /metrics); and the same with the model split over 2 tensor-parallel ranks (--tp 2).
+Retraction with speculation: tests/demo/test_spec_engine.c.
 
 usage: test_demo_model.py GLINT REPO_ROOT
 """
@@ -111,17 +112,19 @@ def main():
         srv.stop()
     spec_flags = ("--speculative-algorithm", "EAGLE", "--speculative-num-steps", "3", "--speculative-eagle-topk", "1",
                   "--speculative-num-draft-tokens", "4")
-    for extra in ((), ("--max-total-tokens", "320", "--page-size", "16")):
+    # the last: the model split over 2 tensor-parallel ranks (CPU backend instances), same answers
+    for extra in ((), ("--max-total-tokens", "320", "--page-size", "16"), ("--tp", "2")):
         srv = Server(GLINT, MODEL, "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--served-model-name",
                      "demo", *spec_flags, *extra)
         try:
             client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
-            what = "speculative%s" % (" (small pool)" if extra else "")
+            what = "speculative%s" % ("" if not extra else " (2 ranks)" if "--tp" in extra else " (small pool)")
             check("speculative decoding MTP" in srv.read_log(), "%s: announced at start" % what)
+            check("--tp" not in extra or "tensor parallel over 2 ranks" in srv.read_log(), "%s: ranks announced" % what)
             got = answers(client, questions, concurrent=True)
             for key in plain:
                 check(got[key] == plain[key], "%s: %s identical to plain decoding" % (what, key))
-            if not extra:
+            if not extra or "--tp" in extra:
                 alone_spec = answers(client, questions)
                 check(alone_spec == plain, "%s: alone identical to plain decoding" % what)
                 forced = client.chat.completions.create(model="demo", messages=fortune, tools=[LOOKUP], temperature=0,
