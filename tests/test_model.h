@@ -23,8 +23,8 @@ static int test_tp_size(void) {
 }
 
 static glint_backend *test_rank_backend(int rank, void *ctx) {
-    (void)ctx;
-    if (!test_wants_cuda()) return glint_backend_cpu_rank(1, rank);
+    (void)rank, (void)ctx;  // CUDA: rank r on GPU r
+    if (!test_wants_cuda()) return glint_backend_cpu_rank(1);
 #ifdef GLINT_HAVE_CUDA
     return glint_backend_cuda(rank);
 #else

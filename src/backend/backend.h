@@ -101,6 +101,9 @@ struct glint_backend {
     const char *(*describe)(glint_backend *be);
     // Optional: free and total memory of the device (device backends). 0, or -1 with the error set.
     int (*memory_info)(glint_backend *be, size_t *free_bytes, size_t *total_bytes);
+    // Optional: frees an instance made for its holder (glint_backend_cpu_rank); NULL for instances
+    // that live as long as the process.
+    void (*release)(glint_backend *be);
 
     // x[T, D] <- rows of the embedding table [V, D]; ids are in host memory. Every other pointer
     // argument of the ops below is backend memory (including pos and sel/n_sel), except rope's
@@ -209,9 +212,9 @@ struct glint_backend {
 };
 
 glint_backend *glint_backend_cpu(int n_threads);
-// A CPU backend instance of its own for tensor-parallel rank `rank` (0..GLINT_MAX_TP-1), with tp_connect
-// and all_reduce_sum; the instance is reused by a later model's rank of the same number.
-glint_backend *glint_backend_cpu_rank(int n_threads, int rank);
+// A new CPU backend instance for a tensor-parallel rank, with tp_connect and all_reduce_sum; its holder
+// frees it with release. NULL + error when out of memory.
+glint_backend *glint_backend_cpu_rank(int n_threads);
 #ifdef GLINT_HAVE_CUDA
 // The CUDA backend on device `device` (backend/cuda/); NULL with the error set if unavailable. One
 // instance per device. The calling thread is bound to the device: for tensor parallelism each rank's

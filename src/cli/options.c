@@ -126,13 +126,14 @@ glint_backend *make_backend(const model_options *o) {
 
 glint_backend *rank_backend(int rank, void *ctx) {
     const model_options *o = ctx;
+    (void)rank;  // CUDA builds: rank r on GPU r
 #ifdef GLINT_HAVE_CUDA
     if (!strcmp(o->backend, "cuda")) return glint_backend_cuda(rank);  // rank r on GPU r
 #endif
     // CPU ranks share the cores (tensor parallelism on the CPU is for testing the sharding)
     const int n = o->load.tp_size > 1 ? o->load.tp_size : 1;
     int threads = (o->threads ? o->threads : omp_get_num_procs()) / n;
-    glint_backend *be = glint_backend_cpu_rank(threads > 0 ? threads : 1, rank);
+    glint_backend *be = glint_backend_cpu_rank(threads > 0 ? threads : 1);
     if (be) omp_set_num_threads(be->n_threads);  // this rank's thread
     return be;
 }

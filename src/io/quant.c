@@ -426,7 +426,7 @@ static int part_error(const glint_weight *w, int axis, int64_t start, int64_t co
 
 int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t count, glint_weight *out, void **copy) {
     *out = *w;
-    *copy = NULL;
+    if (copy) *copy = NULL;
     const int64_t N = w->rows, K = w->cols, extent = axis ? K : N;
     if (start < 0 || count < 1 || start + count > extent) return part_error(w, axis, start, count, "out of range");
     const int ends = start + count == extent;  // the last part may end inside a block
@@ -437,6 +437,10 @@ int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t co
         if (!axis) {
             out->rows = count, out->data = data + (size_t)start * (size_t)K * es;
             return 0;
+        }
+        if (!copy) {  // the shape only
+            out->cols = count;
+            return 1;
         }
         uint8_t *c = glint_malloc((size_t)N * (size_t)count * es, "weight columns");
         if (!c) return -1;
@@ -452,6 +456,10 @@ int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t co
             return 0;
         }
         if (start % 16 || count % 16) return part_error(w, axis, start, count, "NVFP4 cuts at multiples of 16 columns");
+        if (!copy) {  // the shape only
+            out->cols = count;
+            return 1;
+        }
         uint8_t *c = glint_malloc((size_t)N * (size_t)(count / 2 + count / 16), "weight columns");
         if (!c) return -1;
         copy_runs(c, data + start / 2, N, (size_t)count / 2, (size_t)K / 2);
@@ -469,6 +477,10 @@ int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t co
             out->rows = count, out->data = data + (size_t)start * (size_t)K;
             out->scales = scales + (size_t)(start / b) * (size_t)kb;
             return 0;
+        }
+        if (!copy) {  // the shape only
+            out->cols = count;
+            return 1;
         }
         const int64_t nb = (N + b - 1) / b, cb = (count + b - 1) / b;
         uint8_t *c = glint_malloc((size_t)N * (size_t)count + (size_t)(nb * cb) * sizeof(float), "weight columns");
@@ -492,6 +504,10 @@ int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t co
             return 0;
         }
         if (start % 8 || count % 8) return part_error(w, axis, start, count, "GPTQ packs 8 rows per zero word");
+        if (!copy) {
+            out->rows = count;
+            return 1;
+        }
         const size_t qbytes = (size_t)(K / 8) * (size_t)count * 4, zbytes = (size_t)groups * (size_t)(count / 8) * 4;
         uint8_t *c = glint_malloc(qbytes + zbytes + (size_t)groups * (size_t)count * ss, "weight rows");
         if (!c) return -1;

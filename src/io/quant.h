@@ -48,7 +48,8 @@ uint64_t glint_weight_stored_bytes(const glint_weight *w);
 // parallelism). Row parts of BF16 / NVFP4 / FP8-block weights and column parts of GPTQ weights are
 // views into w's memory (*copy = NULL); the others are copied into *copy, which the caller frees once
 // the part is no longer used. 0, or -1 with the error set (naming the weight) when the format's
-// blocks do not allow the cut.
+// blocks do not allow the cut. copy NULL: nothing is copied; a part that needs a copy returns 1
+// with only its shape in *out (the cut is checked all the same).
 int glint_weight_part(const glint_weight *w, int axis, int64_t start, int64_t count, glint_weight *out, void **copy);
 
 #endif

@@ -27,7 +27,18 @@ struct binder {
     // Tensor parallelism: what this rank adds to the whole model's stats (split weights: its part;
     // weights every rank holds: rank 0 only). NULL without tensor parallelism.
     glint_module_stats *share;
+    // Parts that are copies (column cuts) are made when their weight goes to the backend, one at a
+    // time, not while binding: a rank of a large model would otherwise hold all of them at once.
+    struct weight_cut *cuts;
+    size_t n_cuts, cap_cuts;
 };
+
+// A weight bound whole whose part this model takes at upload (see binder.cuts).
+typedef struct weight_cut {
+    glint_weight *dest;
+    int axis;
+    int64_t start, count;
+} weight_cut;
 
 static int is_float_dtype(glint_dtype d) {
     return d == GLINT_DTYPE_F32 || d == GLINT_DTYPE_BF16 || d == GLINT_DTYPE_F16;
@@ -183,7 +194,7 @@ static void part_of(int64_t extent, int r, int N, int64_t *start, int64_t *count
 // Tensor parallelism: how a rank takes its part of a weight (docs/multi-gpu-plan.md).
 typedef enum { SPLIT_ROWS, SPLIT_COLS } split_axis;
 
-// Remembers a host copy the model owns (a column part of a weight), freed once the backend has its own.
+// Remembers a host copy the model keeps (a column part of a weight that the backend uses in place).
 static int keep_copy(glint_model *m, void *copy) {
     if (m->n_weight_copies == m->cap_weight_copies) {
         size_t cap = m->cap_weight_copies ? 2 * m->cap_weight_copies : 256;
@@ -199,34 +210,58 @@ static int keep_copy(glint_model *m, void *copy) {
     return 0;
 }
 
-// This rank's part of the linear MODULE of full shape [rows, cols], split along `axis`; the whole
-// weight without tensor parallelism. Synthetic weights are made at the part's shape.
-static glint_weight bind_linear_split(binder *b, int layer, const char *module, int64_t rows, int64_t cols,
-                                      glint_module_kind kind, split_axis axis) {
-    if (b->tp_size <= 1) return bind_linear(b, layer, module, rows, cols, kind);
+static int add_cut(binder *b, glint_weight *dest, int axis, int64_t start, int64_t count) {
+    if (b->n_cuts == b->cap_cuts) {
+        size_t cap = b->cap_cuts ? 2 * b->cap_cuts : 256;
+        weight_cut *grown = realloc(b->cuts, cap * sizeof *grown);
+        if (!grown) {
+            glint_set_error("out of memory for the table of weight parts");
+            return -1;
+        }
+        b->cuts = grown, b->cap_cuts = cap;
+    }
+    b->cuts[b->n_cuts++] = (weight_cut){dest, axis, start, count};
+    return 0;
+}
+
+// *dest = this rank's part of the linear MODULE of full shape [rows, cols], split along `axis`;
+// the whole weight without tensor parallelism. Synthetic weights are made at the part's shape. A
+// part that is a copy stays the whole weight in *dest until the upload cuts it (binder.cuts); its
+// cut is checked here.
+static void bind_split(binder *b, glint_weight *dest, int layer, const char *module, int64_t rows, int64_t cols,
+                       glint_module_kind kind, split_axis axis) {
+    if (b->tp_size <= 1) {
+        *dest = bind_linear(b, layer, module, rows, cols, kind);
+        return;
+    }
     int64_t start, n;
     part_of(axis == SPLIT_ROWS ? rows : cols, b->tp_rank, b->tp_size, &start, &n);
     glint_module_stats *share = b->share;
     b->share = NULL;  // bind_linear counts what the model holds; the rank's share is its part, below
-    glint_weight w = {0};
+    glint_weight part = {0};
     if (!b->ckpt) {
-        w = bind_linear(b, layer, module, axis == SPLIT_ROWS ? n : rows, axis == SPLIT_COLS ? n : cols, kind);
+        part = *dest =
+            bind_linear(b, layer, module, axis == SPLIT_ROWS ? n : rows, axis == SPLIT_COLS ? n : cols, kind);
     } else {
         const glint_weight whole = bind_linear(b, layer, module, rows, cols, kind);
-        void *copy = NULL;
         if (!b->failed) {
             glint_module_stats *held = &b->m->kinds[kind];  // the part is held, not the whole
             held->stored_bytes -= glint_weight_stored_bytes(&whole);
             held->params -= (uint64_t)whole.rows * (uint64_t)whole.cols;
-            if (glint_weight_part(&whole, axis == SPLIT_COLS, start, n, &w, &copy) ||
-                (copy && keep_copy(b->m, copy)))
-                b->failed = 1;
-            else add_stats(held, &w);
+            const int rc = glint_weight_part(&whole, axis == SPLIT_COLS, start, n, &part, NULL);
+            if (rc < 0 || (rc == 1 && add_cut(b, dest, axis == SPLIT_COLS, start, n))) b->failed = 1;
+            else add_stats(held, &part);
+            *dest = rc == 1 ? whole : part;  // a view now, or the whole until the upload
         }
     }
     b->share = share;
-    if (share && !b->failed) add_stats(&share[kind], &w);
-    return w;
+    if (share && !b->failed) {
+        add_stats(&share[kind], &part);
+        // what a part holds whatever its size (NVFP4's global scale) counts once in the whole model
+        glint_weight empty = part;
+        empty.rows = empty.cols = 0;
+        if (b->tp_rank > 0) share[kind].stored_bytes -= glint_weight_stored_bytes(&empty);
+    }
 }
 
 static glint_weight bind_vector(binder *b, int layer, const char *suffix, int64_t rows, glint_module_kind kind) {
@@ -253,12 +288,12 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
     L->post_attn_norm = bind_vector(b, l, "post_attention_layernorm.weight", D, GLINT_KIND_NORMS);
     L->q_a = bind_linear(b, l, "self_attn.q_a_proj", Qr, D, GLINT_KIND_ATTENTION);
     L->q_a_norm = bind_vector(b, l, "self_attn.q_a_layernorm.weight", Qr, GLINT_KIND_NORMS);
-    L->q_b = bind_linear_split(b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION, SPLIT_ROWS);
+    bind_split(b, &L->q_b, l, "self_attn.q_b_proj", (int64_t)H * (Dn + Dr), Qr, GLINT_KIND_ATTENTION, SPLIT_ROWS);
     L->kv_a = bind_linear(b, l, "self_attn.kv_a_proj_with_mqa", C + Dr, D, GLINT_KIND_ATTENTION);
     L->kv_a_norm = bind_vector(b, l, "self_attn.kv_a_layernorm.weight", C, GLINT_KIND_NORMS);
-    L->kv_b = bind_linear_split(b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION,
+    bind_split(b, &L->kv_b, l, "self_attn.kv_b_proj", (int64_t)H * (Dn + Dv), C, GLINT_KIND_ATTENTION,
                                 SPLIT_ROWS);
-    L->o_proj = bind_linear_split(b, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION, SPLIT_COLS);
+    bind_split(b, &L->o_proj, l, "self_attn.o_proj", D, (int64_t)H * Dv, GLINT_KIND_ATTENTION, SPLIT_COLS);
     if (L->has_indexer) {  // S layers ignore indexer weights even when the checkpoint has them
         const int Hi = c->index_n_heads, Di = c->index_head_dim;
         L->idx_wq_b = bind_linear(b, l, "self_attn.indexer.wq_b", (int64_t)Hi * Di, Qr, GLINT_KIND_INDEXER);
@@ -269,9 +304,9 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
     }
     if (!L->is_moe) {
         const int64_t I = (int64_t)c->intermediate_size * N;
-        L->gate = bind_linear_split(b, l, "mlp.gate_proj", I, D, GLINT_KIND_DENSE_MLP, SPLIT_ROWS);
-        L->up = bind_linear_split(b, l, "mlp.up_proj", I, D, GLINT_KIND_DENSE_MLP, SPLIT_ROWS);
-        L->down = bind_linear_split(b, l, "mlp.down_proj", D, I, GLINT_KIND_DENSE_MLP, SPLIT_COLS);
+        bind_split(b, &L->gate, l, "mlp.gate_proj", I, D, GLINT_KIND_DENSE_MLP, SPLIT_ROWS);
+        bind_split(b, &L->up, l, "mlp.up_proj", I, D, GLINT_KIND_DENSE_MLP, SPLIT_ROWS);
+        bind_split(b, &L->down, l, "mlp.down_proj", D, I, GLINT_KIND_DENSE_MLP, SPLIT_COLS);
         return b->failed ? -1 : 0;
     }
     const int E = c->n_routed_experts, Im = c->moe_intermediate_size * N, Is = Im * c->n_shared_experts;
@@ -280,9 +315,9 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
     L->router = bind_vector_2d(b, router, E, D, GLINT_KIND_ROUTER);
     L->router_bias = bind_vector(b, l, "mlp.gate.e_score_correction_bias", E, GLINT_KIND_ROUTER);
     if (c->n_shared_experts > 0) {
-        L->gate = bind_linear_split(b, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT, SPLIT_ROWS);
-        L->up = bind_linear_split(b, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT, SPLIT_ROWS);
-        L->down = bind_linear_split(b, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT, SPLIT_COLS);
+        bind_split(b, &L->gate, l, "mlp.shared_experts.gate_proj", Is, D, GLINT_KIND_SHARED_EXPERT, SPLIT_ROWS);
+        bind_split(b, &L->up, l, "mlp.shared_experts.up_proj", Is, D, GLINT_KIND_SHARED_EXPERT, SPLIT_ROWS);
+        bind_split(b, &L->down, l, "mlp.shared_experts.down_proj", D, Is, GLINT_KIND_SHARED_EXPERT, SPLIT_COLS);
     }
     L->expert_gate = glint_calloc((size_t)E * 3, sizeof(glint_weight), "expert table");
     if (!L->expert_gate) return -1;
@@ -291,11 +326,11 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
     for (int e = 0; e < E && !b->failed; e++) {
         char name[128];
         snprintf(name, sizeof name, "mlp.experts.%d.gate_proj", e);
-        L->expert_gate[e] = bind_linear_split(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS, SPLIT_ROWS);
+        bind_split(b, &L->expert_gate[e], l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS, SPLIT_ROWS);
         snprintf(name, sizeof name, "mlp.experts.%d.up_proj", e);
-        L->expert_up[e] = bind_linear_split(b, l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS, SPLIT_ROWS);
+        bind_split(b, &L->expert_up[e], l, name, Im, D, GLINT_KIND_ROUTED_EXPERTS, SPLIT_ROWS);
         snprintf(name, sizeof name, "mlp.experts.%d.down_proj", e);
-        L->expert_down[e] = bind_linear_split(b, l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS, SPLIT_COLS);
+        bind_split(b, &L->expert_down[e], l, name, D, Im, GLINT_KIND_ROUTED_EXPERTS, SPLIT_COLS);
     }
     return b->failed ? -1 : 0;
 }
@@ -361,7 +396,7 @@ static int bind_all(binder *b) {
     m->tied_lm_head = c->tie_word_embeddings && (!b->ckpt || !glint_checkpoint_find(b->ckpt, "lm_head.weight"));
     if (m->tied_lm_head) {
         if (tied_lm_head_part(m)) return -1;
-    } else m->lm_head = bind_linear_split(b, -1, "lm_head", c->vocab_size, D, GLINT_KIND_LM_HEAD, SPLIT_ROWS);
+    } else bind_split(b, &m->lm_head, -1, "lm_head", c->vocab_size, D, GLINT_KIND_LM_HEAD, SPLIT_ROWS);
     m->layers = glint_calloc((size_t)c->num_layers, sizeof *m->layers, "layer table");
     if (!m->layers) return -1;
     for (int l = 0; l < c->num_layers && !b->failed; l++) {
@@ -400,11 +435,13 @@ static void finish_stats(glint_model *m) {
 
 // Handing the weights to the backend, with an optional progress line (bytes as stored).
 typedef struct {
+    glint_model *m;
     glint_backend *be;
     int show;
-    int moved;  // the backend made copies of its own (device memory)
     uint64_t done, total;
     double start, last_print;
+    const weight_cut *cuts;  // sorted by dest
+    size_t n_cuts;
 } weight_upload;
 
 static void upload_progress(weight_upload *u, int final) {
@@ -417,10 +454,30 @@ static void upload_progress(weight_upload *u, int final) {
     if (final) fprintf(stderr, ", %.1f s\n", now - u->start);
 }
 
+static int cut_order(const void *a, const void *b) {
+    const uintptr_t x = (uintptr_t)((const weight_cut *)a)->dest, y = (uintptr_t)((const weight_cut *)b)->dest;
+    return x < y ? -1 : x > y;
+}
+
+// Hands w to the backend; a weight with a pending cut is cut first, and the copy is freed at once
+// when the backend made its own (device memory), else the model keeps it.
 static int upload_weight(weight_upload *u, glint_weight *w) {
+    const weight_cut key = {.dest = w};
+    const weight_cut *cut = u->n_cuts ? bsearch(&key, u->cuts, u->n_cuts, sizeof key, cut_order) : NULL;
+    void *copy = NULL;
+    if (cut) {
+        glint_weight part;
+        if (glint_weight_part(w, cut->axis, cut->start, cut->count, &part, &copy)) return -1;
+        *w = part;
+    }
     const void *before = w->data;
-    if (u->be->prepare_weight(u->be, w)) return -1;
-    u->moved |= w->data != before;
+    if (u->be->prepare_weight(u->be, w)) {
+        free(copy);  // the model is being given up
+        return -1;
+    }
+    if (copy && w->data == before) {  // used in place (the CPU)
+        if (keep_copy(u->m, copy)) return -1;
+    } else free(copy);
     u->done += glint_weight_stored_bytes(w);
     upload_progress(u, 0);
     return 0;
@@ -446,9 +503,10 @@ static int prepare_layer(weight_upload *u, glm_layer *L, int n_experts) {
     return 0;
 }
 
-static int prepare_weights(glint_model *m, int show_progress) {
-    weight_upload u = {m->be, show_progress, 0, 0, m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0),
-                       glint_now_seconds(), 0};
+static int prepare_weights(glint_model *m, int show_progress, weight_cut *cuts, size_t n_cuts) {
+    if (n_cuts) qsort(cuts, n_cuts, sizeof *cuts, cut_order);
+    weight_upload u = {m, m->be, show_progress, 0, m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0),
+                       glint_now_seconds(), 0, cuts, n_cuts};
     if (upload_weight(&u, &m->embed) || upload_weight(&u, &m->final_norm)) return -1;
     if (m->tied_lm_head) {  // share the prepared copy
         if (tied_lm_head_part(m)) return -1;
@@ -460,7 +518,6 @@ static int prepare_weights(glint_model *m, int show_progress) {
                        upload_weight(&u, &m->mtp_head_norm)))
         return -1;
     upload_progress(&u, 1);
-    if (u.moved) free_weight_copies(m);  // the host copies of weight parts are not used any more
     return 0;
 }
 
@@ -492,12 +549,12 @@ typedef struct {
 static int build_model(glint_model *m, const model_source *src, glint_module_stats *share) {
     static const glint_quant_config no_quantization;
     binder b = {src->ckpt, src->dir ? src->dir : "synthetic model", m, 0, 12345, src->qc ? src->qc : &no_quantization,
-                src->synthetic_experts, m->tp_rank, m->tp_size, share};
-    if (bind_all(&b)) {
-        if (src->dir) glint_prefix_error("%s: ", src->dir);
-        return -1;
-    }
-    return prepare_weights(m, src->show_progress);
+                src->synthetic_experts, m->tp_rank, m->tp_size, share, NULL, 0, 0};
+    int rc = bind_all(&b);
+    if (rc && src->dir) glint_prefix_error("%s: ", src->dir);
+    if (!rc) rc = prepare_weights(m, src->show_progress, b.cuts, b.n_cuts);
+    free(b.cuts);
+    return rc;
 }
 
 static glint_model *model_new_tp(const glint_config *cfg, const model_source *src, const glint_load_options *opts);
@@ -1470,7 +1527,10 @@ static int rank_load(glint_model *unused, int r, void *arg) {
     const int N = job->opts->tp_size;
     glint_backend *be = job->opts->rank_backend(r, job->opts->rank_backend_ctx);
     glint_model *rm = be ? glint_calloc(1, sizeof *rm, "rank model") : NULL;
-    if (!rm) return -1;
+    if (!rm) {
+        if (be && be->release) be->release(be);
+        return -1;
+    }
     job->owner->ranks[r] = rm;  // freed with the others if building it fails
     rm->be = be;
     rm->cfg = *cfg;
@@ -1494,9 +1554,12 @@ static int rank_disconnect(glint_model *rm, int r, void *arg) {
     return 0;
 }
 
+// The rank's model, then its backend when the rank holds it.
 static int rank_free(glint_model *rm, int r, void *arg) {
     (void)r, (void)arg;
+    glint_backend *be = rm ? rm->be : NULL;
     glint_model_free(rm);
+    if (be && be->release) be->release(be);
     return 0;
 }
 

@@ -1,8 +1,9 @@
 // Tensor parallelism on the CPU: the parts of a weight that ranks take (every format, against the
 // whole weight's dequantized elements; cuts a format cannot make are refused with the weight's name),
 // the greedy answer combined from the ranks' vocabulary parts against the argmax of the logits they
-// return, batched rows equal to rows alone, and the config checks. The logits against transformers
-// are model_forward_tp2 / _tp4 (tests/model/tests.cmake).
+// return, batched rows equal to rows alone, the config checks, and a backend that keeps its own copy
+// of the weights (column parts are then cut at upload and freed at once). The logits against
+// transformers are model_forward_tp2 / _tp4 (tests/model/tests.cmake).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@ static uint64_t rng = 0x1234567;
 static uint32_t next_u32(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return (uint32_t)(rng >> 33);
+}
+
+static glint_backend *cpu_test_rank(int rank, void *ctx) {
+    (void)rank, (void)ctx;
+    return glint_backend_cpu_rank(1);
 }
 
 // Every element of part (rows/cols of axis starting at start) equals the whole weight's.
@@ -99,9 +105,7 @@ static void test_parts(void) {
 // The greedy answers of a tensor-parallel batched forward (combined from the ranks' parts) are the
 // argmax of the logits it returns; rows batched equal rows alone; the logits match one rank's.
 static void test_forward(const char *dir, int tp) {
-    glint_load_options one = {0}, split = {.tp_size = tp, .rank_backend = NULL};
-    extern glint_backend *cpu_test_rank(int rank, void *ctx);
-    split.rank_backend = cpu_test_rank;
+    glint_load_options one = {0}, split = {.tp_size = tp, .rank_backend = cpu_test_rank};
     glint_model *whole = glint_model_load(dir, &one, glint_backend_cpu(1));
     glint_model *m = glint_model_load(dir, &split, NULL);
     CHECK(whole && m, "%s: load: %s", dir, glint_last_error());
@@ -150,9 +154,61 @@ static void test_forward(const char *dir, int tp) {
     glint_model_free(whole);
 }
 
-glint_backend *cpu_test_rank(int rank, void *ctx) {
-    (void)ctx;
-    return glint_backend_cpu_rank(1, rank);
+// A backend that, like a device, keeps its own copies of the weights: the column parts the model cut
+// for it must then be freed at upload (ASan sees a leak or a use after free otherwise), and the
+// logits must not change.
+static void *device_copies[1 << 16];
+static size_t n_device_copies;
+
+static void *device_copy(const void *host, size_t bytes) {
+    void *copy = malloc(bytes ? bytes : 1);
+    if (copy && bytes) memcpy(copy, host, bytes);
+    if (copy && n_device_copies < sizeof device_copies / sizeof device_copies[0]) device_copies[n_device_copies++] = copy;
+    return copy;
+}
+
+static int copying_prepare(glint_backend *be, glint_weight *w) {
+    (void)be;
+    const size_t n = (size_t)w->rows * (size_t)w->cols;
+    switch (w->format) {
+    case GLINT_WFMT_DENSE: w->data = device_copy(w->data, n * glint_dtype_size(w->dtype)); return 0;
+    case GLINT_WFMT_NVFP4:
+        w->data = device_copy(w->data, n / 2);
+        w->scales = device_copy(w->scales, n / 16);
+        return 0;
+    default: glint_set_error("test backend: format %d not copied", w->format); return -1;
+    }
+}
+
+static glint_backend *copying_rank(int rank, void *ctx) {
+    glint_backend *be = cpu_test_rank(rank, ctx);
+    if (be) be->prepare_weight = copying_prepare;
+    return be;
+}
+
+static void test_weights_on_a_device(const char *dir) {
+    glint_load_options in_place = {.tp_size = 2, .rank_backend = cpu_test_rank};
+    glint_load_options copied = {.tp_size = 2, .rank_backend = copying_rank};
+    glint_model *a = glint_model_load(dir, &in_place, NULL);
+    glint_model *b = glint_model_load(dir, &copied, NULL);
+    CHECK(a && b, "%s: load: %s", dir, glint_last_error());
+    if (a && b) {
+        CHECK(b->ranks[0]->n_weight_copies == 0 && a->ranks[0]->n_weight_copies > 0,
+              "%s: column parts kept: %zu with a copying backend, %zu in place", dir, b->ranks[0]->n_weight_copies,
+              a->ranks[0]->n_weight_copies);
+        const int V = a->cfg.vocab_size;
+        int32_t ids[6] = {1, 17, 33, 5, 9, 2};
+        float *la = malloc(sizeof(float) * 6 * (size_t)V), *lb = malloc(sizeof(float) * 6 * (size_t)V);
+        glint_state *sa = glint_state_new(a, 8), *sb = glint_state_new(b, 8);
+        CHECK(!glint_forward(a, sa, ids, 6, la, 1) && !glint_forward(b, sb, ids, 6, lb, 1) &&
+                  !memcmp(la, lb, sizeof(float) * 6 * (size_t)V),
+              "%s: logits with the weights copied differ from the weights in place", dir);
+        glint_state_free(a, sa), glint_state_free(b, sb);
+        free(la), free(lb);
+    }
+    glint_model_free(a), glint_model_free(b);
+    for (size_t i = 0; i < n_device_copies; i++) free(device_copies[i]);
+    n_device_copies = 0;
 }
 
 static void test_config_errors(const char *dir) {
@@ -169,11 +225,12 @@ static void test_config_errors(const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: test_tp FOUR_HEAD_MODEL_DIR MODEL_DIR...\n");
+        fprintf(stderr, "usage: test_tp FOUR_HEAD_MODEL_DIR MODEL_DIR... (the last: BF16 / NVFP4 weights)\n");
         return 2;
     }
     test_parts();
     test_config_errors(argv[1]);
+    test_weights_on_a_device(argv[argc - 1]);
     for (int i = 1; i < argc; i++) {
         test_forward(argv[i], 2);
         test_forward(argv[i], 4);

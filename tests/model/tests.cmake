@@ -27,4 +27,4 @@ add_test(NAME model_forward_tp4 COMMAND model_forward
   ${GLINT_MODELS}/tiny-allf-override ${GLINT_QUANT}/q-base-f32)
 set_tests_properties(model_forward_tp4 PROPERTIES ENVIRONMENT "GLINT_TEST_TP=4")
 glint_c_test(test_tp ${CMAKE_CURRENT_LIST_DIR}/test_tp.c ${GLINT_MODELS}/tiny-fsf-f32 ${GLINT_MODELS}/tiny-group-bf16
-  ${CMAKE_SOURCE_DIR}/models/demo)
+  ${CMAKE_SOURCE_DIR}/models/demo ${CMAKE_SOURCE_DIR}/models/demo-nvfp4)

@@ -522,17 +522,15 @@ glint_backend *glint_backend_cpu(int n_threads) {
     return &be;
 }
 
-glint_backend *glint_backend_cpu_rank(int n_threads, int rank) {
-    static cpu_rank_backend ranks[GLINT_MAX_TP];
-    if (rank < 0 || rank >= GLINT_MAX_TP) {
-        glint_set_error("tensor-parallel rank %d out of range (at most %d ranks)", rank, GLINT_MAX_TP);
-        return NULL;
-    }
-    cpu_rank_backend *rb = &ranks[rank];
+static void cpu_release(glint_backend *be) { free(be); }
+
+glint_backend *glint_backend_cpu_rank(int n_threads) {
+    cpu_rank_backend *rb = glint_calloc(1, sizeof *rb, "CPU rank backend");
+    if (!rb) return NULL;
     cpu_fill(&rb->base, n_threads);
     rb->base.tp_connect = cpu_tp_connect;
     rb->base.tp_disconnect = cpu_tp_disconnect;
     rb->base.all_reduce_sum = cpu_all_reduce_sum;
-    rb->link = NULL, rb->rank = rank;
+    rb->base.release = cpu_release;
     return &rb->base;
 }
