@@ -1454,6 +1454,7 @@ struct glint_tp {
     pthread_t threads[GLINT_MAX_TP];
     int rank_of[GLINT_MAX_TP];  // each thread's argument
     int started;
+    pthread_mutex_t call_mu;  // one call at a time (threads of the caller's own, e.g. a server's, may race)
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     uint64_t generation;  // bumped for every task
@@ -1497,19 +1498,22 @@ static void *tp_worker(void *p) {
 // rank that failed.
 static int tp_run(const glint_model *m, rank_task task, void *arg) {
     struct glint_tp *tp = m->tp;
+    pthread_mutex_lock(&tp->call_mu);
     pthread_mutex_lock(&tp->mu);
     tp->task = task, tp->arg = arg, tp->pending = tp->n;
     tp->generation++;
     pthread_cond_broadcast(&tp->wake);
     while (tp->pending) pthread_cond_wait(&tp->done, &tp->mu);
     pthread_mutex_unlock(&tp->mu);
-    for (int r = 0; r < tp->n; r++)
+    int rc = 0;
+    for (int r = 0; r < tp->n && !rc; r++)
         if (tp->rc[r]) {
             glint_set_error("%s", tp->error[r]);
             if (tp->n > 1) glint_prefix_error("tensor-parallel rank %d: ", r);
-            return -1;
+            rc = -1;
         }
-    return 0;
+    pthread_mutex_unlock(&tp->call_mu);
+    return rc;
 }
 
 typedef struct {
@@ -1580,6 +1584,7 @@ static void tp_free(glint_model *m) {
     pthread_cond_destroy(&tp->wake);
     pthread_cond_destroy(&tp->done);
     pthread_mutex_destroy(&tp->mu);
+    pthread_mutex_destroy(&tp->call_mu);
     free(tp);
     free(m->ranks);
     m->tp = NULL, m->ranks = NULL;
@@ -1623,6 +1628,7 @@ static glint_model *model_new_tp(const glint_config *cfg, const model_source *sr
     m->tp_size = N, m->vocab_rows = cfg->vocab_size;
     m->ranks = ranks, m->tp = tp;
     tp->n = N, tp->owner = m, tp->link.n_ranks = N;
+    pthread_mutex_init(&tp->call_mu, NULL);
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->wake, NULL);
     pthread_cond_init(&tp->done, NULL);
