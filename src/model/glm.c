@@ -1452,7 +1452,6 @@ struct glint_tp {
     glint_tp_link link;
     int connected;
     pthread_t threads[GLINT_MAX_TP];
-    int rank_of[GLINT_MAX_TP];  // each thread's argument
     int started;
     pthread_mutex_t call_mu;  // one call at a time (threads of the caller's own, e.g. a server's, may race)
     pthread_mutex_t mu;
@@ -1646,7 +1645,7 @@ static glint_model *model_new_tp(const glint_config *cfg, const model_source *sr
     job->owner = m, job->src = src, job->opts = opts;
     if (tp_run(m, rank_load, job)) goto fail;
     for (int r = 0; r < N; r++)
-        if (!m->ranks[r]->be->tp_connect || !m->ranks[r]->be->all_reduce_sum) {
+        if (!m->ranks[r]->be->tp_connect || !m->ranks[r]->be->tp_disconnect || !m->ranks[r]->be->all_reduce_sum) {
             glint_set_error("the %s backend cannot run tensor parallelism", m->ranks[r]->be->name);
             goto fail;
         }
