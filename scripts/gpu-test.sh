@@ -5,8 +5,8 @@
 #   (no argument: all). long: prompts of 200-700 tokens, CUDA vs CPU (tests/cuda/test_e2e_long.py);
 # graphs: decode with CUDA graphs bitwise equal to decode without (tests/cuda/test_cuda_graphs.c);
 # tp: the tensor-parallel all-reduce over up to 4 GPUs (tests/cuda/test_cuda_tp.c; one GPU: skipped);
-# tpmodel: fixture models split over 2 (and 4) GPUs vs transformers, the engine and glint generate on
-# them; tpbench: the NVFP4 preset, 12 layers on one GPU and TP_LAYERS (12 per GPU) split over all of them;
+# tpmodel: fixture models split over 2 (and 4) GPUs vs transformers, the engine, glint generate and
+# glint serve on them; tpbench: the NVFP4 preset, 12 layers on one GPU and TP_LAYERS (12 per GPU) split over all of them;
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
@@ -95,6 +95,9 @@ if want tpmodel; then  # the model split over the GPUs (2, and 4 when there are 
         got="$("$BUILD/glint" generate -m models/demo --prompt "The capital of France is" -n 24 --temperature 0 --print-ids --backend cuda --tp $tp 2>"$OUT/tpgen$tp.log" | head -1)"
         [ -n "$want" ] && [ "$want" = "$got" ] && note "glint generate --backend cuda --tp $tp == CPU: $got" ||
             { status=1; note "glint generate --backend cuda --tp $tp: '$got', CPU '$want'"; tail -3 "$OUT/tpgen$tp.log"; }
+        GLINT_SERVE_EXTRA="--tp $tp" python3 tests/cuda/test_serve_cuda.py "$BUILD/glint" . >"$OUT/tpserve$tp.log" 2>&1 &&
+            note "serve on $tp GPUs ok: $(tail -1 "$OUT/tpserve$tp.log")" ||
+            { status=1; note "serve on $tp GPUs FAILED: $(tail -1 "$OUT/tpserve$tp.log")"; grep -E "FAIL|rror" "$OUT/tpserve$tp.log" | head; }
     done
 fi
 

@@ -5,7 +5,7 @@ identical to the same requests alone (batched decode on the GPU), and MTP specul
 (--speculative-algorithm EAGLE) giving the same answers, greedy and seeded sampling, with drafts
 accepted (/metrics).
 
-usage: test_serve_cuda.py GLINT REPO_ROOT
+usage: test_serve_cuda.py GLINT REPO_ROOT   (GLINT_SERVE_EXTRA: more serve flags, e.g. "--tp 2")
 """
 import json
 import os
@@ -51,10 +51,13 @@ def answers(base, concurrent):
 
 def main():
     flags = ("--backend", "cuda", "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--served-model-name",
-             "demo", "--mem-fraction-static", "0.5")
+             "demo", "--mem-fraction-static", "0.5") + tuple(os.environ.get("GLINT_SERVE_EXTRA", "").split())
     srv = Server(GLINT, MODEL, *flags)
     try:
         check("GPU memory" in srv.read_log(), "the KV pool plan is reported")
+        if "--tp" in flags:
+            ranks = flags[flags.index("--tp") + 1]
+            check("tensor parallel over %s ranks" % ranks in srv.read_log(), "the ranks are announced")
         alone = answers(srv.base, False)
         check(alone["tool call"] and "zebra" in alone["tool call"][2], "the demo model calls lookup: %s" % (alone["tool call"],))
         check(all(alone[k] and alone[k][0] and alone[k][1] for k in alone if k.startswith("greedy")),
