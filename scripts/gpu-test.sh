@@ -91,7 +91,7 @@ if want tpmodel; then  # the model split over the GPUs (2, and 4 when there are 
         GLINT_TEST_BACKEND=cuda GLINT_TEST_TP=$tp "$BUILD/tests/demo_spec_engine" models/demo tests/fixtures/demo \
             >"$OUT/tpengine$tp.log" 2>&1 && note "engine on $tp GPUs ok: $(tail -1 "$OUT/tpengine$tp.log")" ||
             { status=1; note "engine on $tp GPUs FAILED"; grep -v "^speculative" "$OUT/tpengine$tp.log" | head -20; }
-        want="$("$BUILD/glint" generate -m models/demo --prompt "The capital of France is" -n 24 --temperature 0 --print-ids 2>/dev/null | head -1)"
+        want="$("$BUILD/glint" generate -m models/demo --prompt "The capital of France is" -n 24 --temperature 0 --print-ids --backend cpu 2>/dev/null | head -1)"
         got="$("$BUILD/glint" generate -m models/demo --prompt "The capital of France is" -n 24 --temperature 0 --print-ids --backend cuda --tp $tp 2>"$OUT/tpgen$tp.log" | head -1)"
         [ -n "$want" ] && [ "$want" = "$got" ] && note "glint generate --backend cuda --tp $tp == CPU: $got" ||
             { status=1; note "glint generate --backend cuda --tp $tp: '$got', CPU '$want'"; tail -3 "$OUT/tpgen$tp.log"; }

@@ -223,6 +223,8 @@ glint_backend *glint_backend_cpu_rank(int n_threads);
 glint_backend *glint_backend_cuda(int device);
 // Free and total memory of the device the CUDA backend runs on. 0, or -1 with the error set.
 int glint_cuda_memory_info(size_t *free_bytes, size_t *total_bytes);
+// CUDA devices this machine has (0 without a driver or a device).
+int glint_cuda_device_count(void);
 #endif
 // Reads a float from a weight of any float dtype (host-visible weights only).
 float glint_weight_get(const glint_weight *w, int64_t index);

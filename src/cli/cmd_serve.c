@@ -76,7 +76,7 @@ int cmd_serve(int argc, char **argv) {
     s.port = 8000;
     s.max_body_bytes = 32u << 20;
     s.max_connections = 1024;
-    const char *chat_template = NULL, *backend = "cpu";
+    const char *chat_template = NULL, *backend = "auto";
     glint_load_options load = {0};
     int64_t threads = 0, context = 0, max_running = 64, chunked = 2048, page_size = 1, max_total_tokens = 0;
     int64_t max_queued = 256, tp = 1, pp = 1;
@@ -183,6 +183,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: --model-path DIR (or -m DIR) is required\n");
         return 2;
     }
+    backend = resolve_backend(backend);
     int want_cuda = !strcmp(backend, "cuda");
 #ifndef GLINT_HAVE_CUDA
     if (want_cuda) {
@@ -191,7 +192,7 @@ int cmd_serve(int argc, char **argv) {
     }
 #endif
     if (strcmp(backend, "cpu") && !want_cuda) {
-        fprintf(stderr, "glint serve: unknown --backend %s (cpu or cuda)\n", backend);
+        fprintf(stderr, "glint serve: unknown --backend %s (auto, cpu or cuda)\n", backend);
         return 2;
     }
     if (pp > 1)

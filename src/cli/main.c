@@ -15,7 +15,7 @@ static const subcommand subcommands[] = {
     {"generate", cmd_generate, "generate -m DIR (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temperature T] ..."},
     {"logits", cmd_logits, "logits -m DIR --ids \"1 2 3\" -o FILE   float32 logits of every position"},
     {"info", cmd_info, "info -m DIR                 architecture, layer kinds, dtypes, sizes"},
-    {"bench", cmd_bench, "bench (-m DIR | --synthetic NAME [--layers N] | --kernels) [--ctx 256,...] [--prefill 4096,...] [--backend cpu|cuda]"},
+    {"bench", cmd_bench, "bench (-m DIR | --synthetic NAME [--layers N] | --kernels) [--ctx 256,...] [--prefill 4096,...] [--backend auto|cpu|cuda] [--tp N]"},
     {"perplexity", cmd_perplexity, "perplexity -m DIR FILE        perplexity of a UTF-8 text file"},
     {"quantize", cmd_quantize, "quantize -m IN -o OUT --format nvfp4 [--scope experts|all-linear]"},
     {"tokenize", cmd_tokenize, "tokenize (-m DIR | --tokenizer FILE) [--add-special-tokens]   stdin text -> ids"},
@@ -28,6 +28,9 @@ static void usage(FILE *out) {
     fprintf(out, "usage: glint <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         fprintf(out, "  %s\n", subcommands[i].help);
+    fprintf(out, "\ncommon options: --backend auto|cpu|cuda (auto: the GPU when there is one), --tp N (the model split "
+                 "over N GPUs), --threads N, --context-length N, --index-topk-pattern FSFS..., "
+                 "--json-model-override-args JSON\n");
 }
 
 int main(int argc, char **argv) {

@@ -30,7 +30,7 @@ static int parse_float(const char *s, float *out) {
 // Parses argv into opts; returns 0, or the exit status for a usage error.
 int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
     memset(o, 0, sizeof *o);
-    o->backend = "cpu";
+    o->backend = "auto";
     o->n_decode = 16;
     glint_sampling_defaults(&o->sampling);
     for (int i = 1; i < argc; i++) {
@@ -103,12 +103,21 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
 #else
     const int cuda_built = 0;
 #endif
+    o->backend = resolve_backend(o->backend);
     if (strcmp(o->backend, "cpu") && !(cuda_built && !strcmp(o->backend, "cuda"))) {
         fprintf(stderr, "glint %s: --backend %s is not available in this build (%s)\n", cmd, o->backend,
                 cuda_built ? "cpu and cuda are" : "cpu is; cuda needs the CUDA toolkit at build time");
         return 2;
     }
     return 0;
+}
+
+const char *resolve_backend(const char *name) {
+    if (strcmp(name, "auto")) return name;
+#ifdef GLINT_HAVE_CUDA
+    if (glint_cuda_device_count() > 0) return "cuda";
+#endif
+    return "cpu";
 }
 
 glint_backend *make_backend(const model_options *o) {

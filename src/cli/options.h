@@ -39,6 +39,9 @@ typedef struct {
 
 // Parses argv into o; returns 0, or the exit status of a usage error (already reported).
 int parse_options(const char *cmd, int argc, char **argv, model_options *o);
+// --backend auto (the default): cuda when this build has it and the machine a CUDA device, else cpu;
+// other names as given.
+const char *resolve_backend(const char *name);
 glint_backend *make_backend(const model_options *o);
 // The backend of tensor-parallel rank `rank` (glint_load_options.rank_backend; ctx: the model_options).
 glint_backend *rank_backend(int rank, void *ctx);

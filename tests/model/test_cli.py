@@ -63,6 +63,10 @@ report("seeded sampling reproducible", a[0] == 0 and a[1] == b[1] and len(a[1].s
 rc, out, err = run("generate", "-m", FSF, "--ids", prompt, "-n", "24", "--temperature", "0", "--tp", "2")
 report("generate --tp 2 greedy == transformers", rc == 0 and out.split() == [str(i) for i in ref["greedy_ids"]],
        f"{rc} {out!r} {err!r}")
+# --backend auto (the default) takes the CPU on a machine without a CUDA device, as CI's
+rc, out, err = run("generate", "-m", FSF, "--ids", prompt, "-n", "24", "--temperature", "0", "--backend", "auto")
+report("--backend auto", rc == 0 and out.split() == [str(i) for i in ref["greedy_ids"]], f"{rc} {out!r} {err!r}")
+expect_error("--backend bogus", ["generate", "-m", FSF, "--ids", prompt, "--backend", "bogus"], "bogus", status=2)
 expect_error("--tp 3 on 4 heads", ["generate", "-m", FSF, "--ids", prompt, "-n", "1", "--tp", "3"],
              "num_attention_heads = 4 is not a multiple of 3")
 expect_error("--tp 9", ["generate", "-m", FSF, "--ids", prompt, "--tp", "9"], "--tp-size", status=2)

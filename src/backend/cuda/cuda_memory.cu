@@ -11,3 +11,12 @@ extern "C" int glint_cuda_memory_info(size_t *free_bytes, size_t *total_bytes) {
     }
     return 0;
 }
+
+extern "C" int glint_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {  // no driver or no device: not an error here
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
