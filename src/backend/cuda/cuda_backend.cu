@@ -384,9 +384,9 @@ __device__ float block_sum(float v) {
     return total;
 }
 
-__global__ void rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
-    const float *xr = x + (size_t)blockIdx.x * stride;
-    float *yr = y + (size_t)blockIdx.x * stride;
+// One row of D normalized by the block (yr may be xr). The plain and the fused kernels share these,
+// so they compute the same bits.
+__device__ __forceinline__ void rmsnorm_row(float *yr, const float *xr, int D, const dev_weight &w, float eps) {
     float ss = 0.0f;
 #pragma unroll 4
     for (int d = threadIdx.x; d < D; d += blockDim.x) ss += xr[d] * xr[d];
@@ -394,6 +394,22 @@ __global__ void rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_
     const float inv = 1.0f / sqrtf(ss / (float)D + eps);
 #pragma unroll 4
     for (int d = threadIdx.x; d < D; d += blockDim.x) yr[d] = dense_element(w.data, w.dtype, d) * (xr[d] * inv);
+}
+
+__device__ __forceinline__ void layernorm_row(float *yr, const float *xr, int D, const dev_weight &w,
+                                              const dev_weight &b, float eps) {
+    float s = 0.0f;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) s += xr[d];
+    const float mean = block_sum(s) / (float)D;
+    float v = 0.0f;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) v += (xr[d] - mean) * (xr[d] - mean);
+    const float inv = 1.0f / sqrtf(block_sum(v) / (float)D + eps);
+    for (int d = threadIdx.x; d < D; d += blockDim.x)
+        yr[d] = (xr[d] - mean) * inv * dense_element(w.data, w.dtype, d) + dense_element(b.data, b.dtype, d);
+}
+
+__global__ void rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
+    rmsnorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, eps);
 }
 
 static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride, int T, int D, const glint_weight *w,
@@ -406,16 +422,7 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
 }
 
 __global__ void layernorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, dev_weight b, float eps) {
-    const float *xr = x + (size_t)blockIdx.x * stride;
-    float *yr = y + (size_t)blockIdx.x * stride;
-    float s = 0.0f;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) s += xr[d];
-    const float mean = block_sum(s) / (float)D;
-    float v = 0.0f;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) v += (xr[d] - mean) * (xr[d] - mean);
-    const float inv = 1.0f / sqrtf(block_sum(v) / (float)D + eps);
-    for (int d = threadIdx.x; d < D; d += blockDim.x)
-        yr[d] = (xr[d] - mean) * inv * dense_element(w.data, w.dtype, d) + dense_element(b.data, b.dtype, d);
+    layernorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, b, eps);
 }
 
 static void cuda_layernorm(glint_backend *be, float *y, const float *x, int stride, int T, int D,
@@ -432,18 +439,22 @@ struct rope_freqs {
     float inv_freq[ROPE_MAX_PAIRS];
 };
 
+// Rotates the pair p[0], p[1]; the fp32 angle exactly as the CPU reference (and transformers) forms it.
+__device__ __forceinline__ void rope_pair(float *p, float inv_freq, int32_t pos, float attn_factor) {
+    const float angle = inv_freq * (float)pos;
+    const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
+    const float a = p[0], b = p[1];
+    p[0] = a * c - b * s;
+    p[1] = b * c + a * s;
+}
+
 __global__ void rope_kernel(float *x, int T, int n_heads, int head_stride, int row_stride, int offset, int pairs,
                             const int32_t *pos, rope_freqs f, float attn_factor) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)T * pairs * n_heads) return;
     const int h = (int)(i % n_heads), pair = (int)(i / n_heads % pairs), t = (int)(i / n_heads / pairs);
-    // fp32 angle exactly as the CPU reference (and transformers) forms it
-    const float angle = f.inv_freq[pair] * (float)pos[t];
-    const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
-    float *p = x + (size_t)t * row_stride + (size_t)h * head_stride + offset + 2 * pair;
-    const float a = p[0], b = p[1];
-    p[0] = a * c - b * s;
-    p[1] = b * c + a * s;
+    rope_pair(x + (size_t)t * row_stride + (size_t)h * head_stride + offset + 2 * pair, f.inv_freq[pair], pos[t],
+              attn_factor);
 }
 
 static void cuda_rope(glint_backend *be, float *x, int T, int n_heads, int head_stride, int row_stride, int offset,
@@ -566,34 +577,11 @@ __global__ void norm_rope_cache_kernel(float *x, int x_stride, int n_norm, dev_w
                                        glint_cache_map map) {
     const int t = blockIdx.x;
     float *xr = x + (size_t)t * x_stride;
-    if (layer) {
-        float s = 0.0f;
-        for (int d = threadIdx.x; d < n_norm; d += blockDim.x) s += xr[d];
-        const float mean = block_sum(s) / (float)n_norm;
-        float v = 0.0f;
-        for (int d = threadIdx.x; d < n_norm; d += blockDim.x) v += (xr[d] - mean) * (xr[d] - mean);
-        const float inv = 1.0f / sqrtf(block_sum(v) / (float)n_norm + eps);
-        for (int d = threadIdx.x; d < n_norm; d += blockDim.x)
-            xr[d] = (xr[d] - mean) * inv * dense_element(w.data, w.dtype, d) + dense_element(b.data, b.dtype, d);
-    } else {
-        float ss = 0.0f;
-#pragma unroll 4
-        for (int d = threadIdx.x; d < n_norm; d += blockDim.x) ss += xr[d] * xr[d];
-        ss = block_sum(ss);
-        const float inv = 1.0f / sqrtf(ss / (float)n_norm + eps);
-#pragma unroll 4
-        for (int d = threadIdx.x; d < n_norm; d += blockDim.x)
-            xr[d] = dense_element(w.data, w.dtype, d) * (xr[d] * inv);
-    }
+    if (layer) layernorm_row(xr, xr, n_norm, w, b, eps);
+    else rmsnorm_row(xr, xr, n_norm, w, eps);
     __syncthreads();
-    for (int pair = threadIdx.x; pair < pairs; pair += blockDim.x) {  // rope_kernel's arithmetic
-        const float angle = f.inv_freq[pair] * (float)pos[t];
-        const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
-        float *p = xr + rope_offset + 2 * pair;
-        const float a = p[0], bb = p[1];
-        p[0] = a * c - bb * s;
-        p[1] = bb * c + a * s;
-    }
+    for (int pair = threadIdx.x; pair < pairs; pair += blockDim.x)
+        rope_pair(xr + rope_offset + 2 * pair, f.inv_freq[pair], pos[t], attn_factor);
     __syncthreads();
     const size_t cache = cache_row(map, map.row_seq[t], pos[t]);
     for (int i = threadIdx.x; i < split; i += blockDim.x) pool_a[cache * split + i] = xr[i];
