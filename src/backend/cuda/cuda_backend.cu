@@ -457,19 +457,26 @@ __global__ void rope_kernel(float *x, int T, int n_heads, int head_stride, int r
               attn_factor);
 }
 
+// The kernels' by-value frequency table of rope_dim / 2 pairs; 0, or -1 (error set, step failed) when
+// it does not fit.
+static int rope_table(rope_freqs *f, const float *inv_freq, int rope_dim) {
+    const int pairs = rope_dim / 2;
+    if (pairs > ROPE_MAX_PAIRS) {
+        glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
+        glint_cuda_dev().op_failed = 1;
+        return -1;
+    }
+    memset(f, 0, sizeof *f);
+    memcpy(f->inv_freq, inv_freq, sizeof(float) * (size_t)(pairs > 0 ? pairs : 0));
+    return 0;
+}
+
 static void cuda_rope(glint_backend *be, float *x, int T, int n_heads, int head_stride, int row_stride, int offset,
                       int rope_dim, const int32_t *pos, const float *inv_freq, float attn_factor) {
     (void)be;
     const int pairs = rope_dim / 2;
-    if (T <= 0 || pairs <= 0) return;
-    if (pairs > ROPE_MAX_PAIRS) {
-        glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
-        glint_cuda_dev().op_failed = 1;
-        return;
-    }
     rope_freqs f;
-    memset(&f, 0, sizeof f);
-    memcpy(f.inv_freq, inv_freq, sizeof(float) * (size_t)pairs);
+    if (T <= 0 || pairs <= 0 || rope_table(&f, inv_freq, rope_dim)) return;
     const size_t n = (size_t)T * pairs * n_heads;
     rope_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream()>>>(x, T, n_heads, head_stride, row_stride, offset, pairs, pos, f,
                                              attn_factor);
@@ -596,15 +603,8 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
                                  int width, const glint_cache_map *map) {
     (void)be;
     const int pairs = rope_dim / 2;
-    if (T <= 0) return;
-    if (pairs > ROPE_MAX_PAIRS) {
-        glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
-        glint_cuda_dev().op_failed = 1;
-        return;
-    }
     rope_freqs f;
-    memset(&f, 0, sizeof f);
-    memcpy(f.inv_freq, inv_freq, sizeof(float) * (size_t)(pairs > 0 ? pairs : 0));
+    if (T <= 0 || rope_table(&f, inv_freq, rope_dim)) return;
     const int threads = !b && n_norm >= 2048 ? 1024 : 256;  // as cuda_rmsnorm / cuda_layernorm
     norm_rope_cache_kernel<<<T, threads, 0, glint_cuda_stream()>>>(x, x_stride, n_norm, dev_weight_of(w),
                                                              b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps,
