@@ -384,9 +384,76 @@ __device__ float block_sum(float v) {
     return total;
 }
 
-// One row of D normalized by the block (yr may be xr). The plain and the fused kernels share these,
-// so they compute the same bits.
+// One row of a decode step is one block and latency-bound: a thread's elements d = tid + k·blockDim
+// (k < ROW_REGS) are loaded into registers, every load issued before any is used (a loop that stores
+// what it loads waits a memory round trip per element). Rows wider than ROW_REGS·blockDim take the
+// loops below. The plain and the fused kernels share these helpers, so they compute the same bits.
+enum { ROW_REGS = 8 };
+
+__device__ __forceinline__ bool row_fits_regs(int D) { return D <= ROW_REGS * (int)blockDim.x; }
+
+// v[k] = r[tid + k·blockDim] (0 at or beyond D)
+__device__ __forceinline__ void load_row(float (&v)[ROW_REGS], const float *r, int D) {
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++) {
+        const int d = threadIdx.x + k * blockDim.x;
+        v[k] = d < D ? r[d] : 0.0f;
+    }
+}
+__device__ __forceinline__ void load_row_weight(float (&v)[ROW_REGS], const dev_weight &w, int D) {
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++) {
+        const int d = threadIdx.x + k * blockDim.x;
+        v[k] = d < D ? dense_element(w.data, w.dtype, d) : 0.0f;
+    }
+}
+__device__ __forceinline__ void store_row(float *r, const float (&v)[ROW_REGS], int D) {
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++) {
+        const int d = threadIdx.x + k * blockDim.x;
+        if (d < D) r[d] = v[k];
+    }
+}
+
+// v (a row of D in registers, see load_row) <- rmsnorm(v) · g; elements at or beyond D unchanged.
+__device__ __forceinline__ void rmsnorm_regs(float (&v)[ROW_REGS], int D, const float (&g)[ROW_REGS], float eps) {
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++)
+        if (threadIdx.x + k * blockDim.x < D) ss += v[k] * v[k];
+    const float inv = 1.0f / sqrtf(block_sum(ss) / (float)D + eps);
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++)
+        if (threadIdx.x + k * blockDim.x < D) v[k] = g[k] * (v[k] * inv);
+}
+
+// v <- layernorm(v) · g + bias, as rmsnorm_regs
+__device__ __forceinline__ void layernorm_regs(float (&v)[ROW_REGS], int D, const float (&g)[ROW_REGS],
+                                               const float (&bias)[ROW_REGS], float eps) {
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++)
+        if (threadIdx.x + k * blockDim.x < D) s += v[k];
+    const float mean = block_sum(s) / (float)D;
+    float var = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++)
+        if (threadIdx.x + k * blockDim.x < D) var += (v[k] - mean) * (v[k] - mean);
+    const float inv = 1.0f / sqrtf(block_sum(var) / (float)D + eps);
+#pragma unroll
+    for (int k = 0; k < ROW_REGS; k++)
+        if (threadIdx.x + k * blockDim.x < D) v[k] = (v[k] - mean) * inv * g[k] + bias[k];
+}
+
+// One row of D normalized by the block (yr may be xr).
 __device__ __forceinline__ void rmsnorm_row(float *yr, const float *xr, int D, const dev_weight &w, float eps) {
+    if (row_fits_regs(D)) {
+        float v[ROW_REGS], g[ROW_REGS];
+        load_row(v, xr, D), load_row_weight(g, w, D);
+        rmsnorm_regs(v, D, g, eps);
+        store_row(yr, v, D);
+        return;
+    }
     float ss = 0.0f;
 #pragma unroll 4
     for (int d = threadIdx.x; d < D; d += blockDim.x) ss += xr[d] * xr[d];
@@ -398,6 +465,13 @@ __device__ __forceinline__ void rmsnorm_row(float *yr, const float *xr, int D, c
 
 __device__ __forceinline__ void layernorm_row(float *yr, const float *xr, int D, const dev_weight &w,
                                               const dev_weight &b, float eps) {
+    if (row_fits_regs(D)) {
+        float v[ROW_REGS], g[ROW_REGS], bias[ROW_REGS];
+        load_row(v, xr, D), load_row_weight(g, w, D), load_row_weight(bias, b, D);
+        layernorm_regs(v, D, g, bias, eps);
+        store_row(yr, v, D);
+        return;
+    }
     float s = 0.0f;
     for (int d = threadIdx.x; d < D; d += blockDim.x) s += xr[d];
     const float mean = block_sum(s) / (float)D;
@@ -408,7 +482,7 @@ __device__ __forceinline__ void layernorm_row(float *yr, const float *xr, int D,
         yr[d] = (xr[d] - mean) * inv * dense_element(w.data, w.dtype, d) + dense_element(b.data, b.dtype, d);
 }
 
-__global__ void rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
+__global__ void __launch_bounds__(1024) rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
     rmsnorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, eps);
 }
 
@@ -421,7 +495,7 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
     glint_cuda_check("rmsnorm");
 }
 
-__global__ void layernorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, dev_weight b, float eps) {
+__global__ void __launch_bounds__(1024) layernorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, dev_weight b, float eps) {
     layernorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, b, eps);
 }
 
@@ -548,9 +622,27 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
 
 // x[t] += a[t] (+ b[t], added to a first), then xn[t] = rmsnorm(x[t]) (xn may be NULL); a row per block,
 // rmsnorm_kernel's thread count and order.
-__global__ void add_rmsnorm_kernel(float *x, float *a, const float *b, float *xn, int D, dev_weight w, float eps) {
+__global__ void __launch_bounds__(1024)
+    add_rmsnorm_kernel(float *x, float *a, const float *b, float *xn, int D, dev_weight w, float eps) {
     const size_t row = (size_t)blockIdx.x * D;
     float *xr = x + row, *ar = a + row;
+    if (row_fits_regs(D)) {
+        float av[ROW_REGS], bv[ROW_REGS], xv[ROW_REGS], g[ROW_REGS];
+        load_row(av, ar, D), load_row(xv, xr, D);
+        if (b) load_row(bv, b + row, D);
+#pragma unroll
+        for (int k = 0; k < ROW_REGS; k++) {
+            if (b) av[k] = av[k] + bv[k];
+            xv[k] = xv[k] + av[k];
+        }
+        if (b) store_row(ar, av, D);
+        store_row(xr, xv, D);
+        if (!xn) return;
+        load_row_weight(g, w, D);  // its loads overlap the reduction
+        rmsnorm_regs(xv, D, g, eps);
+        store_row(xn + row, xv, D);
+        return;
+    }
     float ss = 0.0f;
 #pragma unroll 4
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
@@ -577,24 +669,35 @@ static void cuda_add_rmsnorm(glint_backend *be, float *x, float *a, const float 
     glint_cuda_check("add_rmsnorm");
 }
 
-// One row per block (the thread count of the norm it stands for): norm in place, rope, cache writes.
-__global__ void norm_rope_cache_kernel(float *x, int x_stride, int n_norm, dev_weight w, dev_weight b, int layer,
-                                       float eps, int rope_offset, int pairs, const int32_t *pos, rope_freqs f,
-                                       float attn_factor, float *pool_a, int split, float *pool_b, int width,
-                                       glint_cache_map map) {
+// One row per block (the thread count of the norm it stands for): the row's first `span` floats
+// (span <= ROW_REGS·blockDim, checked by the launcher) in registers, normalized there, then rotated
+// in shared memory [span], written back and to the cache rows from there.
+__global__ void __launch_bounds__(1024) norm_rope_cache_kernel(float *x, int x_stride, int span, int n_norm, dev_weight w, dev_weight b,
+                                       int layer, float eps, int rope_offset, int pairs, const int32_t *pos,
+                                       rope_freqs f, float attn_factor, float *pool_a, int split, float *pool_b,
+                                       int width, glint_cache_map map) {
+    extern __shared__ float row_s[];
     const int t = blockIdx.x;
     float *xr = x + (size_t)t * x_stride;
-    if (layer) layernorm_row(xr, xr, n_norm, w, b, eps);
-    else rmsnorm_row(xr, xr, n_norm, w, eps);
+    float v[ROW_REGS], g[ROW_REGS], bias[ROW_REGS];
+    load_row(v, xr, span), load_row_weight(g, w, n_norm);
+    if (layer) {
+        load_row_weight(bias, b, n_norm);
+        layernorm_regs(v, n_norm, g, bias, eps);
+    } else {
+        rmsnorm_regs(v, n_norm, g, eps);
+    }
+    store_row(row_s, v, span);
     __syncthreads();
     for (int pair = threadIdx.x; pair < pairs; pair += blockDim.x)
-        rope_pair(xr + rope_offset + 2 * pair, f.inv_freq[pair], pos[t], attn_factor);
+        rope_pair(row_s + rope_offset + 2 * pair, f.inv_freq[pair], pos[t], attn_factor);
     __syncthreads();
     const size_t cache = cache_row(map, map.row_seq[t], pos[t]);
-    for (int i = threadIdx.x; i < split; i += blockDim.x) pool_a[cache * split + i] = xr[i];
+    for (int i = threadIdx.x; i < span; i += blockDim.x) xr[i] = row_s[i];
+    for (int i = threadIdx.x; i < split; i += blockDim.x) pool_a[cache * split + i] = row_s[i];
     if (pool_b)
         for (int i = threadIdx.x; i < width - split; i += blockDim.x)
-            pool_b[cache * (width - split) + i] = xr[split + i];
+            pool_b[cache * (width - split) + i] = row_s[split + i];
 }
 
 static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int T, int n_norm, const glint_weight *w,
@@ -606,10 +709,17 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
     rope_freqs f;
     if (T <= 0 || rope_table(&f, inv_freq, rope_dim)) return;
     const int threads = !b && n_norm >= 2048 ? 1024 : 256;  // as cuda_rmsnorm / cuda_layernorm
-    norm_rope_cache_kernel<<<T, threads, 0, glint_cuda_stream()>>>(x, x_stride, n_norm, dev_weight_of(w),
-                                                             b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps,
-                                                             rope_offset, pairs, pos, f, attn_factor, pool_a, split,
-                                                             pool_b, width, *map);
+    // what the kernel stages: the normalized part, the rotated pairs and the cached columns
+    int span = n_norm > width ? n_norm : width;
+    if (rope_offset + 2 * pairs > span) span = rope_offset + 2 * pairs;
+    if (span > ROW_REGS * threads) {
+        glint_set_error("CUDA norm_rope_cache: a row of %d floats exceeds %d", span, ROW_REGS * threads);
+        glint_cuda_dev().op_failed = 1;
+        return;
+    }
+    norm_rope_cache_kernel<<<T, threads, sizeof(float) * (size_t)span, glint_cuda_stream()>>>(
+        x, x_stride, span, n_norm, dev_weight_of(w), b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps, rope_offset,
+        pairs, pos, f, attn_factor, pool_a, split, pool_b, width, *map);
     glint_cuda_check("norm_rope_cache");
 }
 
@@ -695,14 +805,15 @@ __global__ void __launch_bounds__(IDX_THREADS)
     if (first >= visible) return;
     const int ks_stride = head_dim + (VEC4 ? 4 : 1), D4 = head_dim / 4;
     float *qs = smem, *ks = qs + n_heads * head_dim, *part = ks + IDX_KEYS * ks_stride, *ws = part + IDX_GROUPS * IDX_KEYS;
-    for (int i = threadIdx.x; i < n_heads * head_dim; i += IDX_THREADS) qs[i] = q[(size_t)s * n_heads * head_dim + i];
+    stage_rows(qs, q + (size_t)s * n_heads * head_dim, 1, 1, n_heads * head_dim, 0);
     for (int i = threadIdx.x; i < n_heads; i += IDX_THREADS) ws[i] = w[(size_t)s * n_heads + i] * weight_scale;
     const int key = threadIdx.x % IDX_KEYS, group = threadIdx.x / IDX_KEYS;
     for (int tile = 0; tile < tiles; tile++) {
         const int t0 = first + tile * IDX_KEYS;
         if (t0 >= visible) break;  // the same for the whole block
         __syncthreads();           // q loaded; the previous tile's keys and partial sums used
-        if (VEC4) {
+        if (VEC4) {  // unrolled: the page-table and key loads of several keys in flight
+#pragma unroll 4
             for (int i = threadIdx.x; i < IDX_KEYS * D4; i += IDX_THREADS) {
                 const int k = i / D4, d4 = i % D4;
                 ((float4 *)(ks + k * ks_stride))[d4] =
@@ -809,6 +920,11 @@ __device__ void radix_digit_warp(const int *hist, int remaining, int *digit_out,
     *digit_out = digit, *above_out = dig_above;
 }
 
+// One block per query (contexts below TK_MULTI_MIN = TOPK_THREADS·TOPK_PER_THREAD keys): thread t
+// holds the order keys of positions t·P .. t·P+P-1 (P = ceil(visible / TOPK_THREADS)) in registers,
+// read once; radix select, 8 bits at a time from the top, finds the key of the topk-th entry; one
+// block scan of (keys above, keys equal) counts gives each selected key its slot in position order.
+enum { TOPK_PER_THREAD = 16 };
 __global__ void __launch_bounds__(TOPK_THREADS)
     topk_kernel(int32_t *sel, int32_t *n_sel, const float *scores, int scores_stride, const int32_t *pos,
                 glint_cache_map map, int s0, int topk) {
@@ -823,20 +939,23 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         return;
     }
     const float *sc = scores + (size_t)row * scores_stride;
-    // Radix select, 8 bits at a time from the top: the key value of the topk-th entry.
+    const int per = (visible + TOPK_THREADS - 1) / TOPK_THREADS, first = threadIdx.x * per;
+    uint32_t key[TOPK_PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < TOPK_PER_THREAD; j++)
+        key[j] = j < per && first + j < visible ? order_key(sc[first + j]) : 0u;
     uint32_t prefix = 0, mask = 0;
     int remaining = topk;
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+        if (threadIdx.x < 256) hist[threadIdx.x] = 0;
         __syncthreads();
-        for (int t = threadIdx.x; t < visible; t += blockDim.x) {
-            const uint32_t key = order_key(sc[t]);
-            if ((key & mask) == prefix) {
-                // lanes with the same digit add once (equal scores would serialize on one counter)
-                const uint32_t digit = (key >> shift) & 255u;
-                const unsigned peers = __match_any_sync(__activemask(), digit);
-                if ((threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
-            }
+#pragma unroll
+        for (int j = 0; j < TOPK_PER_THREAD; j++) {
+            const bool in = j < per && first + j < visible && (key[j] & mask) == prefix;
+            const uint32_t digit = in ? (key[j] >> shift) & 255u : 256u;
+            // lanes with the same digit add once (equal scores would serialize on one counter)
+            const unsigned peers = __match_any_sync(0xffffffffu, digit);
+            if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
         }
         __syncthreads();
         if (threadIdx.x < 32) {
@@ -849,21 +968,26 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         }
         __syncthreads();
         prefix = prefix_s, remaining = remaining_s, mask |= 255u << shift;
-        __syncthreads();
     }
     // Keys above the threshold are all in; of those equal to it, the `remaining` lowest positions.
-    // Output in position order (deterministic), with block-wide prefix sums per 1024-entry chunk.
-    int base_eq = 0, base_out = 0;
-    for (int c0 = 0; c0 < visible; c0 += blockDim.x) {
-        const int t = c0 + threadIdx.x;
-        const uint32_t key = t < visible ? order_key(sc[t]) : 0;
-        const int is_eq = t < visible && key == prefix, is_gt = t < visible && key > prefix;
-        int eq_total = 0, out_total = 0;
-        const int eq_rank = base_eq + block_exclusive_scan(is_eq, &eq_total);
-        const int take = is_gt || (is_eq && eq_rank < remaining);
-        const int at = base_out + block_exclusive_scan(take, &out_total);
-        if (take && at < topk) out[at] = (int32_t)cache_row(map, seq, t);
-        base_eq += eq_total, base_out += out_total;
+    // Counts packed as above << 16 | equal (each at most 16384).
+    int gt = 0, eq = 0;
+#pragma unroll
+    for (int j = 0; j < TOPK_PER_THREAD; j++)
+        if (j < per && first + j < visible) gt += key[j] > prefix, eq += key[j] == prefix;
+    int total;
+    const int before = block_exclusive_scan(gt << 16 | eq, &total);
+    int gt_before = before >> 16, eq_before = before & 0xffff;
+#pragma unroll
+    for (int j = 0; j < TOPK_PER_THREAD; j++) {
+        const int t = first + j;
+        if (j >= per || t >= visible) break;
+        const bool is_gt = key[j] > prefix, is_eq = key[j] == prefix;
+        if (is_gt || (is_eq && eq_before < remaining)) {
+            const int at = gt_before + min(eq_before, remaining);
+            if (at < topk) out[at] = (int32_t)cache_row(map, seq, t);
+        }
+        gt_before += is_gt, eq_before += is_eq;
     }
     if (threadIdx.x == 0) n_sel[s] = topk;
 }
@@ -874,7 +998,8 @@ __global__ void __launch_bounds__(TOPK_THREADS)
 // (keys above the threshold and equal to it, per block; the last block turns them into prefix
 // sums), a write pass (each selected key's output slot: keys above before it + min(equal before
 // it, remaining)). Same result as topk_kernel: same set, ascending positions.
-enum { TK_THREADS = 256, TK_PER_THREAD = 4, TK_CHUNK = TK_THREADS * TK_PER_THREAD, TK_MULTI_MIN = 16384 };
+enum { TK_THREADS = 256, TK_PER_THREAD = 4, TK_CHUNK = TK_THREADS * TK_PER_THREAD };
+enum { TK_MULTI_MIN = TOPK_THREADS * TOPK_PER_THREAD };  // topk_kernel holds up to this many keys
 struct topk_state {  // one per query of the pass, zeroed before the first histogram pass
     uint32_t prefix;
     int remaining, done, pad;
@@ -1227,12 +1352,14 @@ __device__ __forceinline__ float attend_fold_value(float acc, float a, float acc
 __device__ __forceinline__ float attend_normalize(float acc, float S) { return S > 0.0f ? __fdiv_rn(acc, S) : 0.0f; }
 
 // One block per (query, group of 8 heads[, chunk]): key tiles of 16 selected cache rows are staged in
-// shared memory and used by all 8 heads. With partial_out the block takes chunk blockIdx.z and writes
+// shared memory and used by all 8 heads; the next tile is loaded while the block works on the current
+// one (two buffers; cp.async with VEC4). With partial_out the block takes chunk blockIdx.z and writes
 // its unnormalized output and (max, sum); without, it folds every chunk and writes the output. VEC4 (C, Dr multiples of 4, C <= 512, aligned caches): 16-byte shared
 // loads; scores: a warp per two keys of all 8 heads, lanes over float4s; values: a thread owns one float4
 // column of 4 heads. Otherwise a thread owns up to 4 latent columns of all 8 heads (C <= 1024).
-// Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [16][C], kpe [16][Dr], p [16 keys][8 heads],
-// the chunk's running max/sum/rescale [8] each, the fold's max/sum/factors [8] each.
+// Shared layout (floats): q_lat [8][C], q_pe [8][Dr], lat [2][16][C], kpe [2][16][Dr], p [16 keys][8 heads],
+// the chunk's running max/sum/rescale [8] each, the fold's max/sum/factors [8] each, then the chunk's
+// key rows (int32) [keys_per_chunk].
 template <bool VEC4>
 __global__ void __launch_bounds__(ATTEND_THREADS)
     attend_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
@@ -1241,21 +1368,27 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
                   float *partial_stats) {
     extern __shared__ float smem[];
     const int s = blockIdx.x, h0 = blockIdx.y * ATTEND_HEADS, nh = min(ATTEND_HEADS, H - h0);
-    float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat = qp + ATTEND_HEADS * Dr, *kpe = lat + ATTEND_KEYS * C;
-    float *p = kpe + ATTEND_KEYS * Dr, *run_max = p + ATTEND_HEADS * ATTEND_KEYS, *run_sum = run_max + ATTEND_HEADS;
+    float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat_buf = qp + ATTEND_HEADS * Dr;
+    float *kpe_buf = lat_buf + 2 * ATTEND_KEYS * C, *p = kpe_buf + 2 * ATTEND_KEYS * Dr;
+    float *run_max = p + ATTEND_HEADS * ATTEND_KEYS, *run_sum = run_max + ATTEND_HEADS;
     float *rescale = run_sum + ATTEND_HEADS, *fold_max = rescale + ATTEND_HEADS, *fold_sum = fold_max + ATTEND_HEADS;
     float *fold_a = fold_sum + ATTEND_HEADS, *fold_b = fold_a + ATTEND_HEADS, *grp_max = fold_b + ATTEND_HEADS;
     float *grp_sum = grp_max + ATTEND_HEADS, *tot_a = grp_sum + ATTEND_HEADS, *tot_b = tot_a + ATTEND_HEADS;
+    int32_t *keys_s = (int32_t *)(tot_b + ATTEND_HEADS);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int C4 = C / 4, D4 = Dr / 4;
-    for (int i = tid; i < ATTEND_HEADS * C; i += ATTEND_THREADS) {
-        const int hh = i / C, c = i % C;
-        qs[i] = hh < nh ? q_lat[((size_t)s * H + h0 + hh) * C + c] : 0.0f;
-    }
-    for (int i = tid; i < ATTEND_HEADS * Dr; i += ATTEND_THREADS) {
-        const int hh = i / Dr, d = i % Dr;
-        qp[i] = hh < nh ? q[((size_t)s * H + h0 + hh) * q_head_stride + pe_offset + d] : 0.0f;
-    }
+    const int32_t *idx = sel + (size_t)s * sel_stride;
+    const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
+    const int first_chunk = partial_out ? blockIdx.z : 0, end_chunk = partial_out ? blockIdx.z + 1 : n_chunks;
+    // The first chunk's key rows (cp.async) arrive while the query rows are staged.
+    auto load_keys = [&](int begin, int n) {
+        for (int i = tid; i < keys_per_chunk; i += ATTEND_THREADS)
+            cp_async4(smem_u32(keys_s + i), i < n - begin ? idx + begin + i : idx, i < n - begin);
+        cp_async_commit();
+    };
+    if (first_chunk < end_chunk) load_keys(first_chunk * keys_per_chunk, min(n_keys, (first_chunk + 1) * keys_per_chunk));
+    stage_rows(qs, q_lat + ((size_t)s * H + h0) * C, nh, ATTEND_HEADS, C, C);
+    stage_rows(qp, q + ((size_t)s * H + h0) * q_head_stride + pe_offset, nh, ATTEND_HEADS, Dr, q_head_stride);
     if (tid < ATTEND_HEADS) fold_max[tid] = grp_max[tid] = -INFINITY, fold_sum[tid] = grp_sum[tid] = 0.0f;
     // VEC4: thread owns float4 column c4 = tid % 128 of heads hb·4 .. hb·4+3
     const int hb = tid / 128, c4 = tid % 128;
@@ -1270,11 +1403,37 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 #pragma unroll
             for (int j = 0; j < ATTEND_MAX_COLS; j++) grp[hh][j] = fold[hh][j] = 0.0f;
     }
-    const int32_t *idx = sel + (size_t)s * sel_stride;
-    const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
-    const int first_chunk = partial_out ? blockIdx.z : 0, end_chunk = partial_out ? blockIdx.z + 1 : n_chunks;
+    // Tile `i0` (its first key's place in the chunk) of ni keys into buffer `buf`: cp.async (committed
+    // as one group) with VEC4, else plain loads.
+    auto load_tile = [&](int i0, int ni, int buf) {
+        float *lat = lat_buf + buf * ATTEND_KEYS * C, *kpe = kpe_buf + buf * ATTEND_KEYS * Dr;
+        if (VEC4) {
+            for (int i = tid; i < ATTEND_KEYS * C4; i += ATTEND_THREADS) {
+                const int key = i / C4, k4 = i % C4;
+                const float *src = key < ni ? latent_cache + (size_t)keys_s[i0 + key] * C + 4 * k4 : latent_cache;
+                cp_async16(smem_u32(lat + 4 * i), src, key < ni);
+            }
+            for (int i = tid; i < ATTEND_KEYS * D4; i += ATTEND_THREADS) {
+                const int key = i / D4, d4 = i % D4;
+                const float *src = key < ni ? kpe_cache + (size_t)keys_s[i0 + key] * Dr + 4 * d4 : kpe_cache;
+                cp_async16(smem_u32(kpe + 4 * i), src, key < ni);
+            }
+            cp_async_commit();
+        } else {
+            for (int i = tid; i < ATTEND_KEYS * C; i += ATTEND_THREADS) {
+                const int key = i / C, c = i % C;
+                lat[i] = key < ni ? latent_cache[(size_t)keys_s[i0 + key] * C + c] : 0.0f;
+            }
+            for (int i = tid; i < ATTEND_KEYS * Dr; i += ATTEND_THREADS) {
+                const int key = i / Dr, d = i % Dr;
+                kpe[i] = key < ni ? kpe_cache[(size_t)keys_s[i0 + key] * Dr + d] : 0.0f;
+            }
+        }
+    };
     for (int chunk = first_chunk; chunk < end_chunk; chunk++) {
-    __syncthreads();  // the previous chunk's fold factors are used
+    const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk);
+    __syncthreads();  // the previous chunk's fold factors, key rows and tiles are used
+    if (chunk != first_chunk) load_keys(begin, n);
     if (tid < ATTEND_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
     if (VEC4) {
 #pragma unroll
@@ -1285,31 +1444,18 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 #pragma unroll
             for (int j = 0; j < ATTEND_MAX_COLS; j++) acc[hh][j] = 0.0f;
     }
-    const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk);
-    for (int i0 = begin; i0 < n; i0 += ATTEND_KEYS) {
+    cp_async_wait<0>();
+    __syncthreads();  // the chunk's key rows (and the query rows) are in shared memory
+    if (begin < n) load_tile(0, min(ATTEND_KEYS, n - begin), 0);
+    for (int i0 = begin, buf = 0; i0 < n; i0 += ATTEND_KEYS, buf ^= 1) {
         const int ni = min(ATTEND_KEYS, n - i0);
-        __syncthreads();  // previous tile fully used
-        if (VEC4) {  // 16-byte loads, all of a thread's issued together: the tile load is latency-bound
-#pragma unroll 8
-            for (int i = tid; i < ATTEND_KEYS * C4; i += ATTEND_THREADS) {
-                const int key = i / C4, k4 = i % C4;
-                ((float4 *)lat)[i] = key < ni ? ((const float4 *)(latent_cache + (size_t)idx[i0 + key] * C))[k4]
-                                              : make_float4(0, 0, 0, 0);
-            }
-            for (int i = tid; i < ATTEND_KEYS * D4; i += ATTEND_THREADS) {
-                const int key = i / D4, d4 = i % D4;
-                ((float4 *)kpe)[i] = key < ni ? ((const float4 *)(kpe_cache + (size_t)idx[i0 + key] * Dr))[d4]
-                                              : make_float4(0, 0, 0, 0);
-            }
+        const float *lat = lat_buf + buf * ATTEND_KEYS * C, *kpe = kpe_buf + buf * ATTEND_KEYS * Dr;
+        __syncthreads();  // the tile before this one is used: its buffer takes the next tile
+        if (i0 + ATTEND_KEYS < n) {
+            load_tile(i0 + ATTEND_KEYS - begin, min(ATTEND_KEYS, n - i0 - ATTEND_KEYS), buf ^ 1);
+            cp_async_wait<1>();
         } else {
-            for (int i = tid; i < ATTEND_KEYS * C; i += ATTEND_THREADS) {
-                const int key = i / C, c = i % C;
-                lat[i] = key < ni ? latent_cache[(size_t)idx[i0 + key] * C + c] : 0.0f;
-            }
-            for (int i = tid; i < ATTEND_KEYS * Dr; i += ATTEND_THREADS) {
-                const int key = i / Dr, d = i % Dr;
-                kpe[i] = key < ni ? kpe_cache[(size_t)idx[i0 + key] * Dr + d] : 0.0f;
-            }
+            cp_async_wait<0>();
         }
         __syncthreads();
         if (VEC4) {
@@ -1523,9 +1669,10 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 enum { COMBINE_COLS = 32, COMBINE_THREADS = 256 };
 
 // o_lat[row, c] from attend_kernel's chunks, folded as a block folds them: a thread per (group of
-// ATTEND_FOLD_GROUP chunks, column) folds its group's chunks in order, then the groups are folded in
-// order. Empty chunks and groups (max -inf) are skipped. Block: one row, COMBINE_COLS columns.
-// Shared: the groups' outputs [groups][COMBINE_COLS], then their (max, sum) [groups][2].
+// ATTEND_FOLD_GROUP chunks, column) loads its group's chunks at once, folds them in order, then the
+// groups are folded in order. Empty chunks and groups (max -inf) are skipped. Block: one row,
+// COMBINE_COLS columns, 32 threads per group up to COMBINE_THREADS. Shared: the groups' outputs
+// [groups][COMBINE_COLS], then their (max, sum) [groups][2].
 __global__ void __launch_bounds__(COMBINE_THREADS)
     combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int chunks, int C) {
     extern __shared__ float group_out[];
@@ -1533,15 +1680,21 @@ __global__ void __launch_bounds__(COMBINE_THREADS)
     float *group_stats = group_out + groups * COMBINE_COLS;
     const size_t row = blockIdx.x;
     const int col = threadIdx.x % COMBINE_COLS, c = blockIdx.y * COMBINE_COLS + col;
-    const float *st = partial_stats + 2 * row * chunks;
-    for (int g = threadIdx.x / COMBINE_COLS; g < groups; g += COMBINE_THREADS / COMBINE_COLS) {
+    const float2 *st = (const float2 *)(partial_stats + 2 * row * chunks);
+    for (int g = threadIdx.x / COMBINE_COLS; g < groups; g += blockDim.x / COMBINE_COLS) {
+        const int k0 = g * ATTEND_FOLD_GROUP, nk = min(ATTEND_FOLD_GROUP, chunks - k0);
+        float v[ATTEND_FOLD_GROUP];
+        float2 m_s[ATTEND_FOLD_GROUP];
+#pragma unroll
+        for (int j = 0; j < ATTEND_FOLD_GROUP; j++) {
+            v[j] = j < nk && c < C ? partial_out[(row * chunks + k0 + j) * C + c] : 0.0f;
+            m_s[j] = j < nk ? st[k0 + j] : make_float2(-INFINITY, 0.0f);
+        }
         float M = -INFINITY, S = 0.0f, acc = 0.0f;
-        const int end = min(chunks, (g + 1) * ATTEND_FOLD_GROUP);
-#pragma unroll 4
-        for (int k = g * ATTEND_FOLD_GROUP; k < end; k++) {
-            const float v = c < C ? partial_out[(row * chunks + k) * C + c] : 0.0f;  // loaded ahead of the fold
+#pragma unroll
+        for (int j = 0; j < ATTEND_FOLD_GROUP; j++) {
             float a, b;
-            if (attend_fold(M, S, st[2 * k], st[2 * k + 1], a, b)) acc = attend_fold_value(acc, a, v, b);
+            if (attend_fold(M, S, m_s[j].x, m_s[j].y, a, b)) acc = attend_fold_value(acc, a, v[j], b);
         }
         group_out[g * COMBINE_COLS + col] = acc;
         if (col == 0) group_stats[2 * g] = M, group_stats[2 * g + 1] = S;
@@ -1566,8 +1719,10 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         glint_cuda_dev().op_failed = 1;
         return;
     }
-    const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + ATTEND_KEYS * (C + Dr) +
-                                         ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS);
+    const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;  // a chunk's key rows: at most all of them
+    const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + 2 * ATTEND_KEYS * (C + Dr) +
+                                         ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS) +
+                        sizeof(int32_t) * (size_t)tiles * ATTEND_KEYS;
     if (smem > 48 * 1024 &&
         (cudaFuncSetAttribute(attend_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
          cudaFuncSetAttribute(attend_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
@@ -1586,24 +1741,26 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         cb->attend_smem = smem, cb->attend_resident = resident > 0 ? resident : 1;
     }
     const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, target = cb->attend_resident * cb->sms;
-    const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;
     int chunks = (target + groups - 1) / groups;
     chunks = chunks < 1 ? 1 : chunks > tiles ? tiles : chunks;
     const int keys_per_chunk = (tiles + chunks - 1) / chunks * ATTEND_KEYS;
     chunks = (sel_stride + keys_per_chunk - 1) / keys_per_chunk;
     // A block per chunk when the queries alone leave the GPU idle and the chunks' partial outputs
     // stay small (they are written and read back); otherwise a block folds its query's chunks.
-    const size_t partial_floats = (size_t)T * H * chunks * (C + 2);
+    // outputs [T][H][chunks][C], then (max, sum) pairs from a 16-byte boundary (read as float2)
+    const size_t stats_at = ((size_t)T * H * chunks * C + 3) / 4 * 4;
+    const size_t partial_floats = stats_at + (size_t)T * H * chunks * 2;
     const int split = chunks > 1 && T * groups < target && partial_floats * sizeof(float) <= (64u << 20);
     float *partial_out = NULL, *partial_stats = NULL;
     if (split) {
         partial_out = (float *)scratch(be, SCR_ATTEND, sizeof(float) * partial_floats);
         if (!partial_out) return;
-        partial_stats = partial_out + (size_t)T * H * chunks * C;
+        partial_stats = partial_out + stats_at;
     }
     // shared offsets are multiples of 8·C and 8·Dr floats, so only the caches' alignment matters
     const bool vec4 = C % 4 == 0 && Dr % 4 == 0 && C <= 4 * 128 && (uintptr_t)latent_cache % 16 == 0 &&
-                      (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0;
+                      (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0 &&
+                      (partial_out == NULL || (uintptr_t)partial_out % 16 == 0);
     dim3 grid((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1));
     if (vec4)
         attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
@@ -1615,8 +1772,9 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
             keys_per_chunk, partial_out, partial_stats);
     if (split) {
         const size_t groups = (size_t)(chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
+        const int threads = groups * COMBINE_COLS < COMBINE_THREADS ? (int)groups * COMBINE_COLS : COMBINE_THREADS;
         combine_attend_kernel<<<dim3((unsigned)(T * H), (unsigned)((C + COMBINE_COLS - 1) / COMBINE_COLS)),
-                                COMBINE_THREADS, sizeof(float) * groups * (COMBINE_COLS + 2), glint_cuda_stream()>>>(
+                                threads, sizeof(float) * groups * (COMBINE_COLS + 2), glint_cuda_stream()>>>(
             o_lat, partial_out, partial_stats, chunks, C);
     }
     glint_cuda_check("mla_attend");

@@ -56,6 +56,49 @@ __device__ __forceinline__ float dense_element(const void *data, int dtype, int6
     }
 }
 
+// cp.async (sm_80+): global -> shared without passing through registers, so a block can load its
+// next tile while it works on the current one.
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 (or 8) bytes global -> shared; src_bytes 0 fills zeros (the source is not read).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async8(uint32_t dst, const void *src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 8 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// dst[r·cols + c] = src[r·stride + c] for r < rows, 0 for rows <= r < rows_out, by the whole block.
+// Each thread issues UNROLL loads before storing any (a plain loop waits a round trip per element).
+template <typename V, int UNROLL>
+__device__ __forceinline__ void stage_rows_as(V *dst, const V *src, int rows, int rows_out, int cols, size_t stride) {
+    const int n = rows_out * cols;
+    for (int i0 = threadIdx.x; i0 < n; i0 += UNROLL * blockDim.x) {
+        V v[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            const int i = i0 + u * blockDim.x, r = i / cols;
+            v[u] = i < n && r < rows ? src[r * stride + i % cols] : V();
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)
+            if (i0 + u * (int)blockDim.x < n) dst[i0 + u * blockDim.x] = v[u];
+    }
+}
+// stage_rows_as with 16-byte loads where the shapes and addresses allow
+__device__ __forceinline__ void stage_rows(float *dst, const float *src, int rows, int rows_out, int cols,
+                                           size_t stride) {
+    if (cols % 4 == 0 && stride % 4 == 0 && ((uintptr_t)dst | (uintptr_t)src) % 16 == 0)
+        stage_rows_as<float4, 4>((float4 *)dst, (const float4 *)src, rows, rows_out, cols / 4, stride / 4);
+    else
+        stage_rows_as<float, 8>(dst, src, rows, rows_out, cols, stride);
+}
+
 // Element (row n of the view, column k) of any format, dequantized to FP32 (spec/FORMATS.md).
 __device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, int64_t k) {
     const int64_t r = w.row0 + n, K = w.cols;
