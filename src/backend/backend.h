@@ -72,6 +72,7 @@ static inline int64_t glint_cache_row(const glint_cache_map *map, int seq, int p
 // of its own driven by a host thread of its own. The ranks' backends meet through a link the model
 // makes: a barrier and a slot per rank for what a backend publishes to the others.
 enum { GLINT_MAX_TP = 8 };
+enum { GLINT_BRANCHES = 2 };  // side lines of glint_backend.branch
 typedef struct {
     int n_ranks;
     pthread_barrier_t barrier;
@@ -191,6 +192,14 @@ struct glint_backend {
                             const glint_weight *b, float eps, int rope_offset, int rope_dim, const int32_t *pos,
                             const float *inv_freq, float attn_factor, float *pool_a, int split, float *pool_b,
                             int width, const glint_cache_map *map);
+    // Optional (NULL: every op runs after the one before): ops that do not depend on each other
+    // overlap. After branch(be, k) with k in 1..GLINT_BRANCHES, the ops run on side line k, after
+    // every op issued before the call; branch(be, 0) goes back to the main line, whose ops do not
+    // wait for the side lines until join(be), after which they wait for everything issued before.
+    // Ops of different lines must not write what the other reads before the join; the model joins
+    // before a layer's results are used, and always before graph_end or a download.
+    void (*branch)(glint_backend *be, int k);
+    void (*join)(glint_backend *be);
     // Optional: y[T, I] = silu(x · gate^T) ⊙ (x · up^T) (rows y_stride / x_stride floats apart), the same
     // values as two matmuls and silu_mul up to the order of the FP32 sums. Returns 0 without doing
     // anything when it does not cover the case (the model then calls those ops).

@@ -1056,6 +1056,14 @@ typedef struct {
     forward_cache *cached;  // scratch and tables are the model's forward cache (replayable steps)
 } batch_caches;
 
+// backend.h: branch / join (ops in issue order where the backend has no side lines)
+static void branch(glint_backend *be, int k) {
+    if (be->branch) be->branch(be, k);
+}
+static void join(glint_backend *be) {
+    if (be->join) be->join(be);
+}
+
 // MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; leaves the
 // attention output in s->y (the caller adds it to s->x).
 static void attention(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
@@ -1064,19 +1072,21 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
 
-    be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
-    be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
-    be->matmul(be, s->q, H * Dq, s->qa, Qr, T, &L->q_b);
-    be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-
+    // Three lines that overlap where the backend can (branch): the new latents and rotated keys
+    // (side line 1) and the indexer's selection (side line 2) while the main line makes the queries.
     // New latents and rotated keys go into the cache rows of their positions before anything reads
-    // the cache: a token attends to itself and to the earlier tokens of its chunk.
+    // the cache (the join below): a token attends to itself and to the earlier tokens of its chunk.
+    branch(be, 1);
     be->matmul(be, s->kv, C + Dr, s->xn, D, T, &L->kv_a);
     norm_rope_cache(be, c, s->kv, C + Dr, T, C, &L->kv_a_norm, NULL, c->rms_norm_eps, C, s->pos, bc->latent[l], C,
                     bc->kpe[l], C + Dr, &bc->map);
+    branch(be, 0);
 
+    be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
+    be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
     if (L->has_indexer) {
         const int Hi = c->index_n_heads, Di = c->index_head_dim;
+        branch(be, 2);
         be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
         be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
@@ -1085,10 +1095,13 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
         be->matmul(be, s->iw, Hi, s->xn, D, T, &L->idx_weights_proj);
         be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, bc->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
+        branch(be, 0);
     }
     // S layers reuse the selection left in s->sel by the last F layer (layer 0 is always F).
-
+    be->matmul(be, s->q, H * Dq, s->qa, Qr, T, &L->q_b);
+    be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
     be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
+    join(be);
     be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,
                    c->index_topk, T, H, C, Dr, c->softmax_scale);
     be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
@@ -1120,8 +1133,12 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
         glint_moe_routing routing = {c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
                                      c->norm_topk_prob, c->routed_scaling_factor};
         glint_experts experts = {L->expert_gate, L->expert_up, L->expert_down, c->n_routed_experts};
+        // the routing and the routed experts (a side line) overlap the shared expert
+        branch(be, 1);
         be->moe(be, s->y, s->xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
+        branch(be, 0);
         if (c->n_shared_experts > 0) mlp(be, L, s->xn, T, D, s, s->y2);
+        join(be);
         if (c->n_shared_experts > 0 && m->tp_size > 1) be->add(be, s->y, s->y2, (size_t)T * D);
     } else {
         mlp(be, L, s->xn, T, D, s, s->y);

@@ -23,8 +23,8 @@ typedef struct {
     void **owned;  // device copies made by prepare_weight, freed never (they live as long as the model)
     size_t n_owned, cap_owned, owned_bytes;
     // Grow-only scratch buffers for the ops that need temporaries.
-    void *scratch[16];
-    size_t scratch_bytes[16];
+    void *scratch[GLINT_CUDA_STREAMS][16];  // per stream slot (ops on different streams run at once)
+    size_t scratch_bytes[GLINT_CUDA_STREAMS][16];
     // alloc/free go through a pool: the model allocates its activations on every forward, and
     // cudaMalloc/cudaFree (which synchronizes the device) there would cost more than small steps.
     struct pooled {
@@ -51,6 +51,7 @@ extern "C" int glint_cuda_device_of(glint_backend *be) { return ((cuda_backend *
 // Per-device state (cuda_internal.cuh) and the thread's binding.
 glint_cuda_device_state glint_cuda_devices[GLINT_CUDA_MAX_DEVICES];
 thread_local int glint_cuda_thread_device = -1;
+thread_local int glint_cuda_thread_branch = 0;
 static int first_device = -1;  // the first device a backend was made for (atomic: read by unbound threads)
 
 int glint_cuda_bind_first_device(void) {
@@ -131,20 +132,22 @@ int glint_cuda_check(const char *what) {
 
 static void *scratch(glint_backend *be, int slot, size_t bytes) {
     cuda_backend *cb = cuda_of(be);
+    void *&buf = cb->scratch[glint_cuda_stream_slot()][slot];
+    size_t &have = cb->scratch_bytes[glint_cuda_stream_slot()][slot];
     if (bytes == 0) bytes = 16;
-    if (cb->scratch_bytes[slot] >= bytes) return cb->scratch[slot];
+    if (have >= bytes) return buf;
     glint_cuda_dev().buffer_epoch++;
-    cudaFree(cb->scratch[slot]);
-    cb->scratch[slot] = NULL, cb->scratch_bytes[slot] = 0;
+    cudaFree(buf);
+    buf = NULL, have = 0;
     size_t want = bytes + bytes / 4;  // headroom so slowly growing contexts don't reallocate each step
-    if (cudaMalloc(&cb->scratch[slot], want) != cudaSuccess) {
+    if (cudaMalloc(&buf, want) != cudaSuccess) {
         cudaGetLastError();
         glint_set_error("CUDA: out of device memory for %zu bytes of scratch", want);
         glint_cuda_dev().op_failed = 1;
         return NULL;
     }
-    cb->scratch_bytes[slot] = want;
-    return cb->scratch[slot];
+    have = want;
+    return buf;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,8 +337,9 @@ static int cuda_measure_bandwidth(glint_backend *be, double *copy_bytes_per_s, d
     }
     cudaEventDestroy(a), cudaEventDestroy(b);
     // Give the 2 GiB back: the model needs it more than the next measurement.
-    cudaFree(cuda_of(be)->scratch[SCR_BW]);
-    cuda_of(be)->scratch[SCR_BW] = NULL, cuda_of(be)->scratch_bytes[SCR_BW] = 0;
+    void *&bw_buf = cuda_of(be)->scratch[glint_cuda_stream_slot()][SCR_BW];
+    cudaFree(bw_buf);
+    bw_buf = NULL, cuda_of(be)->scratch_bytes[glint_cuda_stream_slot()][SCR_BW] = 0;
     *copy_bytes_per_s = best_copy, *read_bytes_per_s = best_read;
     return glint_cuda_check("bandwidth measurement");
 }
@@ -951,7 +955,9 @@ __global__ void __launch_bounds__(TOPK_THREADS)
         __syncthreads();
 #pragma unroll
         for (int j = 0; j < TOPK_PER_THREAD; j++) {
-            const bool in = j < per && first + j < visible && (key[j] & mask) == prefix;
+            if (j >= per) break;  // the same for the whole block
+            const bool in = first + j < visible && (key[j] & mask) == prefix;
+            if (!__any_sync(0xffffffffu, in)) continue;  // later passes: most warps have no key left
             const uint32_t digit = in ? (key[j] >> shift) & 255u : 256u;
             // lanes with the same digit add once (equal scores would serialize on one counter)
             const unsigned peers = __match_any_sync(0xffffffffu, digit);
@@ -1407,16 +1413,14 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     // as one group) with VEC4, else plain loads.
     auto load_tile = [&](int i0, int ni, int buf) {
         float *lat = lat_buf + buf * ATTEND_KEYS * C, *kpe = kpe_buf + buf * ATTEND_KEYS * Dr;
-        if (VEC4) {
-            for (int i = tid; i < ATTEND_KEYS * C4; i += ATTEND_THREADS) {
-                const int key = i / C4, k4 = i % C4;
-                const float *src = key < ni ? latent_cache + (size_t)keys_s[i0 + key] * C + 4 * k4 : latent_cache;
-                cp_async16(smem_u32(lat + 4 * i), src, key < ni);
-            }
-            for (int i = tid; i < ATTEND_KEYS * D4; i += ATTEND_THREADS) {
-                const int key = i / D4, d4 = i % D4;
-                const float *src = key < ni ? kpe_cache + (size_t)keys_s[i0 + key] * Dr + 4 * d4 : kpe_cache;
-                cp_async16(smem_u32(kpe + 4 * i), src, key < ni);
+        if (VEC4) {  // a warp per key row (no index divisions); rows past ni are zero-filled
+            for (int key = warp; key < ATTEND_KEYS; key += ATTEND_THREADS / 32) {
+                const bool ok = key < ni;
+                const size_t row = ok ? (size_t)keys_s[i0 + key] : 0;
+                for (int k4 = lane; k4 < C4; k4 += 32)
+                    cp_async16(smem_u32(lat + key * C + 4 * k4), latent_cache + (ok ? row * C + 4 * k4 : 0), ok);
+                for (int d4 = lane; d4 < D4; d4 += 32)
+                    cp_async16(smem_u32(kpe + key * Dr + 4 * d4), kpe_cache + (ok ? row * Dr + 4 * d4 : 0), ok);
             }
             cp_async_commit();
         } else {
@@ -1872,8 +1876,10 @@ static int cuda_graph_begin(glint_backend *be, uint64_t key) {
     return 0;
 }
 
+static void cuda_join(glint_backend *be);
+
 static int cuda_graph_end(glint_backend *be) {
-    (void)be;
+    cuda_join(be);  // a capture must end with every side stream joined (the model joins first anyway)
     glint_cuda_device_state &dev = glint_cuda_dev();
     auto &graph_step = graph_tables[glint_cuda_device()].step;
     graph_entry *e = graph_step.e;
@@ -1908,6 +1914,52 @@ static int cuda_graph_end(glint_backend *be) {
     dev.op_failed = graph_step.op_failed;
     e->state = -1;
     return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Side lines (backend.h: branch, join): side stream k starts from an event recorded on the main
+// stream; leaving it records its join event, which the main stream waits for at the next join. In a
+// graph capture the same calls make parallel branches of the graph.
+
+static void cuda_branch(glint_backend *be, int k) {
+    (void)cuda_of(be);
+    glint_cuda_device_state &dev = glint_cuda_dev();
+    if (k < 0 || k > GLINT_CUDA_BRANCHES) {
+        glint_set_error("CUDA branch: line %d is not 0..%d", k, GLINT_CUDA_BRANCHES);
+        dev.op_failed = 1;
+        return;
+    }
+    const int from = glint_cuda_thread_branch;
+    if (from == k) return;
+    if (from) {
+        cudaEventRecord(dev.join_event[from - 1], dev.side[from - 1]);
+        dev.pending_joins |= 1u << (from - 1);
+    }
+    glint_cuda_thread_branch = 0;
+    if (!k) return;
+    int least = 0, greatest = 0;  // side lines first: they carry the short latency-bound ops
+    if (!dev.side[k - 1] && (cudaDeviceGetStreamPriorityRange(&least, &greatest) != cudaSuccess ||
+                             cudaStreamCreateWithPriority(&dev.side[k - 1], cudaStreamDefault, greatest) != cudaSuccess ||
+                             cudaEventCreateWithFlags(&dev.fork_event[k - 1], cudaEventDisableTiming) != cudaSuccess ||
+                             cudaEventCreateWithFlags(&dev.join_event[k - 1], cudaEventDisableTiming) != cudaSuccess)) {
+        glint_cuda_check("branch streams");  // the ops stay on the main stream
+        dev.op_failed = 1;
+        return;
+    }
+    cudaEventRecord(dev.fork_event[k - 1], dev.stream);
+    cudaStreamWaitEvent(dev.side[k - 1], dev.fork_event[k - 1], 0);
+    glint_cuda_thread_branch = k;
+    glint_cuda_check("branch");
+}
+
+static void cuda_join(glint_backend *be) {
+    (void)cuda_of(be);
+    glint_cuda_device_state &dev = glint_cuda_dev();
+    if (glint_cuda_thread_branch) cuda_branch(be, 0);
+    for (int b = 0; b < GLINT_CUDA_BRANCHES; b++)
+        if (dev.pending_joins & (1u << b)) cudaStreamWaitEvent(dev.stream, dev.join_event[b], 0);
+    dev.pending_joins = 0;
+    glint_cuda_check("join");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1968,6 +2020,11 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     if (cudaStreamCreate(&glint_cuda_devices[device].stream) != cudaSuccess) {
         glint_cuda_check("creating the stream");
         return NULL;
+    }
+    const char *branches_env = getenv("GLINT_CUDA_BRANCHES");  // 0: every op on the one stream
+    if (!branches_env || strcmp(branches_env, "0")) {
+        be->branch = cuda_branch;
+        be->join = cuda_join;
     }
     const char *graphs_env = getenv("GLINT_CUDA_GRAPHS");  // 0: every op launched every step
     if (!graphs_env || strcmp(graphs_env, "0")) {

@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
 static struct {
     __nv_bfloat16 *xb;
     size_t bytes;
-} tc_x[GLINT_CUDA_MAX_DEVICES];
+} tc_x[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
 
 // GLINT_CUDA_TC: unset, 1 (or any other value): precise; bf16: fast; 0: off. The fast mode's BF16
 // activations change the logits of long prompts on the small test models by 0.2-1.2 of max|logit|
@@ -361,7 +361,7 @@ static int tc_matmul(int mode, float *y, int y_stride, const float *x, int x_str
     const bool split = mode == TC_MODE_PRECISE;
     const int64_t K = W.cols, Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
     const size_t part_bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2, bytes = split ? 2 * part_bytes : part_bytes;
-    auto &tc = tc_x[glint_cuda_device()];
+    auto &tc = tc_x[glint_cuda_device()][glint_cuda_stream_slot()];
     if (bytes > tc.bytes) {
         glint_cuda_dev().buffer_epoch++;
         cudaFree(tc.xb);

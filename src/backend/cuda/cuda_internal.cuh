@@ -129,11 +129,18 @@ __device__ __forceinline__ float weight_element(const dev_weight &w, int64_t n, 
 // thread's device. A thread that never called it (e.g. a server's engine thread using a backend made
 // on the main thread) is bound to the first device a backend was made for on its first use.
 enum { GLINT_CUDA_MAX_DEVICES = 16 };
+// The main stream and the side streams of backend.h's `branch` (stream slot 0 is the main one).
+enum { GLINT_CUDA_BRANCHES = GLINT_BRANCHES, GLINT_CUDA_STREAMS = 1 + GLINT_CUDA_BRANCHES };
 struct glint_cuda_device_state {
     // The stream every kernel, memset and device copy of the device's backend runs on (a blocking
     // stream made at startup: synchronous cudaMemcpy on the legacy stream still waits for it). Not the
     // legacy default stream because that one cannot be captured into a CUDA graph.
     cudaStream_t stream;
+    // Side streams (made on the first branch), each forked from `stream` by fork_event and joined
+    // back by join_event; pending_joins: the branches left since the last join.
+    cudaStream_t side[GLINT_CUDA_BRANCHES];
+    cudaEvent_t fork_event[GLINT_CUDA_BRANCHES], join_event[GLINT_CUDA_BRANCHES];
+    unsigned pending_joins;
     // Bumped whenever a grow-only device buffer is reallocated (its address changes): captured graphs
     // made before then are stale.
     unsigned long long buffer_epoch;
@@ -155,7 +162,14 @@ static inline int glint_cuda_device(void) {
     return d >= 0 ? d : glint_cuda_bind_first_device();
 }
 static inline glint_cuda_device_state &glint_cuda_dev(void) { return glint_cuda_devices[glint_cuda_device()]; }
-static inline cudaStream_t glint_cuda_stream(void) { return glint_cuda_devices[glint_cuda_device()].stream; }
+// The stream slot the calling thread issues to: 0 (the main stream) or branch k (backend.h: branch).
+// Grow-only buffers of the ops are kept per device and slot, so ops on different streams never share one.
+extern thread_local int glint_cuda_thread_branch;
+static inline int glint_cuda_stream_slot(void) { return glint_cuda_thread_branch; }
+static inline cudaStream_t glint_cuda_stream(void) {
+    const glint_cuda_device_state &dev = glint_cuda_devices[glint_cuda_device()];
+    return glint_cuda_thread_branch ? dev.side[glint_cuda_thread_branch - 1] : dev.stream;
+}
 
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.
 int glint_cuda_check(const char *what);

@@ -424,7 +424,7 @@ static struct {
     float *permuted_x;      // matmul: x with 16-element chunks reordered
     float *moe_xp, *moe_h;  // grouped experts: permuted token rows, SwiGLU outputs
     size_t permuted_x_bytes, moe_xp_bytes, moe_h_bytes;
-} buffers[GLINT_CUDA_MAX_DEVICES];
+} buffers[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
 
 static int sm_count(void) {  // of the calling thread's device
     static int sm_counts[GLINT_CUDA_MAX_DEVICES];
@@ -488,7 +488,7 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     if (E >= 16) {  // FP8 and NVFP4 chunks: reorder x first
         const int64_t row_floats = (chunks + 31) / 32 * 32 * E;
         const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
-        auto &buf = buffers[glint_cuda_device()];
+        auto &buf = buffers[glint_cuda_device()][glint_cuda_stream_slot()];
         if (glint_cuda_grow((void **)&buf.permuted_x, &buf.permuted_x_bytes, bytes, "matmul")) return;
         const size_t total = rows * (size_t)(row_floats / 4);
         permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>(
@@ -676,7 +676,7 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     const int64_t x_row = EL >= 16 ? ((int64_t)D / EL + 31) / 32 * 32 * EL : D;
     const int64_t h_row = EL >= 16 ? ((int64_t)I / EL + 31) / 32 * 32 * EL : I;
     const int pairs = T * plan.top_k;
-    auto &buf = buffers[glint_cuda_device()];
+    auto &buf = buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     if (glint_cuda_grow((void **)&buf.moe_h, &buf.moe_h_bytes, sizeof(float) * (size_t)pairs * (size_t)h_row, "moe"))
         return;
     float *moe_h = buf.moe_h;

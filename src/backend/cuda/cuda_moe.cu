@@ -189,11 +189,11 @@ enum { B_LOGITS, B_IDS, B_WTS, B_COUNTS, B_OFFSETS, B_ACTIVE, B_ROW_OF_PAIR, B_P
 static struct {
     void *ptr[B_N];
     size_t bytes[B_N];
-} moe_buffers[GLINT_CUDA_MAX_DEVICES];
+} moe_buffers[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
 
 static void *moe_buffer(int slot, size_t bytes, int zero) {
-    void **bufs = moe_buffers[glint_cuda_device()].ptr;  // this device's
-    size_t *buf_bytes = moe_buffers[glint_cuda_device()].bytes;
+    void **bufs = moe_buffers[glint_cuda_device()][glint_cuda_stream_slot()].ptr;  // this device's
+    size_t *buf_bytes = moe_buffers[glint_cuda_device()][glint_cuda_stream_slot()].bytes;
     if (bytes == 0) bytes = 16;
     if (buf_bytes[slot] >= bytes) return bufs[slot];
     glint_cuda_dev().buffer_epoch++;

@@ -248,7 +248,7 @@ static struct {  // grow-only, per device
     float *h;       // [pairs][I] SwiGLU outputs
     float *scales;  // [T] token rows, then [pairs] h rows
     size_t x_bytes, h_bytes, scales_bytes;
-} mma_buffers[GLINT_CUDA_MAX_DEVICES];
+} mma_buffers[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
 
 static int mma_decode_enabled(void) {
     static const int on = [] {  // a function-local static: read once, also when ranks' threads race
@@ -264,7 +264,7 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
         I > SPLIT_THREADS * SPLIT_PER_THREAD)
         return 0;
     const int pairs = T * plan.top_k;
-    auto &buf = mma_buffers[glint_cuda_device()];
+    auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     const size_t split_halves = 2 * ((size_t)T * D > (size_t)pairs * I ? (size_t)T * D : (size_t)pairs * I);
     if (glint_cuda_grow((void **)&buf.x, &buf.x_bytes, sizeof(__half) * split_halves, "moe") ||
         glint_cuda_grow((void **)&buf.h, &buf.h_bytes, sizeof(float) * (size_t)pairs * I, "moe") ||
