@@ -392,7 +392,9 @@ __device__ float block_sum(float v) {
 // (k < ROW_REGS) are loaded into registers, every load issued before any is used (a loop that stores
 // what it loads waits a memory round trip per element). Rows wider than ROW_REGS·blockDim take the
 // loops below. The plain and the fused kernels share these helpers, so they compute the same bits.
-enum { ROW_REGS = 8 };
+enum { ROW_REGS = 12, ROW_THREADS = 512 };
+// Threads of the block of a row of D (all row kernels use this, so plain and fused ops sum alike).
+static inline int row_threads(int D) { return D >= 2048 ? ROW_THREADS : 256; }
 
 __device__ __forceinline__ bool row_fits_regs(int D) { return D <= ROW_REGS * (int)blockDim.x; }
 
@@ -404,11 +406,24 @@ __device__ __forceinline__ void load_row(float (&v)[ROW_REGS], const float *r, i
         v[k] = d < D ? r[d] : 0.0f;
     }
 }
+// The weight's dtype is decided once, not per element (a switch per element is most of a small row
+// kernel's instructions).
 __device__ __forceinline__ void load_row_weight(float (&v)[ROW_REGS], const dev_weight &w, int D) {
+    if (w.dtype == GLINT_DTYPE_BF16) {
+        const uint16_t *p = (const uint16_t *)w.data;
 #pragma unroll
-    for (int k = 0; k < ROW_REGS; k++) {
-        const int d = threadIdx.x + k * blockDim.x;
-        v[k] = d < D ? dense_element(w.data, w.dtype, d) : 0.0f;
+        for (int k = 0; k < ROW_REGS; k++) {
+            const int d = threadIdx.x + k * blockDim.x;
+            v[k] = d < D ? bf16_bits_to_float(p[d]) : 0.0f;
+        }
+    } else if (w.dtype == GLINT_DTYPE_F32) {
+        load_row(v, (const float *)w.data, D);
+    } else {
+#pragma unroll
+        for (int k = 0; k < ROW_REGS; k++) {
+            const int d = threadIdx.x + k * blockDim.x;
+            v[k] = d < D ? dense_element(w.data, w.dtype, d) : 0.0f;
+        }
     }
 }
 __device__ __forceinline__ void store_row(float *r, const float (&v)[ROW_REGS], int D) {
@@ -486,7 +501,8 @@ __device__ __forceinline__ void layernorm_row(float *yr, const float *xr, int D,
         yr[d] = (xr[d] - mean) * inv * dense_element(w.data, w.dtype, d) + dense_element(b.data, b.dtype, d);
 }
 
-__global__ void __launch_bounds__(1024) rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
+__global__ void __launch_bounds__(ROW_THREADS)
+    rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
     rmsnorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, eps);
 }
 
@@ -494,12 +510,13 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
                          float eps) {
     (void)be;
     if (T <= 0) return;
-    // a row per block; wide rows get 1024 threads (a decode step's norms are one row: latency-bound)
-    rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream()>>>(y, x, stride, D, dev_weight_of(w), eps);
+    // a row per block; wide rows get more threads (a decode step's norms are one row: latency-bound)
+    rmsnorm_kernel<<<T, row_threads(D), 0, glint_cuda_stream()>>>(y, x, stride, D, dev_weight_of(w), eps);
     glint_cuda_check("rmsnorm");
 }
 
-__global__ void __launch_bounds__(1024) layernorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, dev_weight b, float eps) {
+__global__ void __launch_bounds__(ROW_THREADS)
+    layernorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, dev_weight b, float eps) {
     layernorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, b, eps);
 }
 
@@ -626,12 +643,13 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
 
 // x[t] += a[t] (+ b[t], added to a first), then xn[t] = rmsnorm(x[t]) (xn may be NULL); a row per block,
 // rmsnorm_kernel's thread count and order.
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(ROW_THREADS)
     add_rmsnorm_kernel(float *x, float *a, const float *b, float *xn, int D, dev_weight w, float eps) {
     const size_t row = (size_t)blockIdx.x * D;
     float *xr = x + row, *ar = a + row;
     if (row_fits_regs(D)) {
         float av[ROW_REGS], bv[ROW_REGS], xv[ROW_REGS], g[ROW_REGS];
+        if (xn) load_row_weight(g, w, D);  // issued first: nothing waits for them until the end
         load_row(av, ar, D), load_row(xv, xr, D);
         if (b) load_row(bv, b + row, D);
 #pragma unroll
@@ -642,7 +660,6 @@ __global__ void __launch_bounds__(1024)
         if (b) store_row(ar, av, D);
         store_row(xr, xv, D);
         if (!xn) return;
-        load_row_weight(g, w, D);  // its loads overlap the reduction
         rmsnorm_regs(xv, D, g, eps);
         store_row(xn + row, xv, D);
         return;
@@ -668,7 +685,7 @@ static void cuda_add_rmsnorm(glint_backend *be, float *x, float *a, const float 
                              const glint_weight *w, float eps) {
     (void)be;
     if (T <= 0 || D <= 0) return;
-    add_rmsnorm_kernel<<<T, D >= 2048 ? 1024 : 256, 0, glint_cuda_stream()>>>(x, a, b, xn, D,
+    add_rmsnorm_kernel<<<T, row_threads(D), 0, glint_cuda_stream()>>>(x, a, b, xn, D,
                                                                            xn ? dev_weight_of(w) : dev_weight{}, eps);
     glint_cuda_check("add_rmsnorm");
 }
@@ -676,7 +693,8 @@ static void cuda_add_rmsnorm(glint_backend *be, float *x, float *a, const float 
 // One row per block (the thread count of the norm it stands for): the row's first `span` floats
 // (span <= ROW_REGS·blockDim, checked by the launcher) in registers, normalized there, then rotated
 // in shared memory [span], written back and to the cache rows from there.
-__global__ void __launch_bounds__(1024) norm_rope_cache_kernel(float *x, int x_stride, int span, int n_norm, dev_weight w, dev_weight b,
+__global__ void __launch_bounds__(ROW_THREADS)
+    norm_rope_cache_kernel(float *x, int x_stride, int span, int n_norm, dev_weight w, dev_weight b,
                                        int layer, float eps, int rope_offset, int pairs, const int32_t *pos,
                                        rope_freqs f, float attn_factor, float *pool_a, int split, float *pool_b,
                                        int width, glint_cache_map map) {
@@ -712,7 +730,7 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
     const int pairs = rope_dim / 2;
     rope_freqs f;
     if (T <= 0 || rope_table(&f, inv_freq, rope_dim)) return;
-    const int threads = !b && n_norm >= 2048 ? 1024 : 256;  // as cuda_rmsnorm / cuda_layernorm
+    const int threads = b ? 256 : row_threads(n_norm);  // as cuda_rmsnorm / cuda_layernorm
     // what the kernel stages: the normalized part, the rotated pairs and the cached columns
     int span = n_norm > width ? n_norm : width;
     if (rope_offset + 2 * pairs > span) span = rope_offset + 2 * pairs;
