@@ -194,8 +194,9 @@ struct glint_backend {
                             int width, const glint_cache_map *map);
     // Optional (NULL: every op runs after the one before): ops that do not depend on each other
     // overlap. After branch(be, k) with k in 1..GLINT_BRANCHES, the ops run on side line k, after
-    // every op issued before the call; branch(be, 0) goes back to the main line, whose ops do not
-    // wait for the side lines until join(be), after which they wait for everything issued before.
+    // the main line's ops issued before the call and the line's own earlier ops (not the other side
+    // lines'); branch(be, 0) goes back to the main line, whose ops do not wait for the side lines
+    // until join(be), after which they wait for everything issued before.
     // Ops of different lines must not write what the other reads before the join; the model joins
     // before a layer's results are used, and always before graph_end or a download.
     void (*branch)(glint_backend *be, int k);
