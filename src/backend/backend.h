@@ -73,6 +73,7 @@ static inline int64_t glint_cache_row(const glint_cache_map *map, int seq, int p
 // makes: a barrier and a slot per rank for what a backend publishes to the others.
 enum { GLINT_MAX_TP = 8 };
 enum { GLINT_BRANCHES = 2 };  // side lines of glint_backend.branch
+enum { GLINT_MAX_PREPARE_THREADS = 32 };  // glint_backend.prepare_threads at most
 typedef struct {
     int n_ranks;
     pthread_barrier_t barrier;
@@ -96,6 +97,9 @@ struct glint_backend {
     // Makes a weight usable by this backend's kernels (e.g. copies data/scales/zeros to device memory
     // and points the weight at the copies). The CPU uses weights where they are (mmapped). 0 or -1.
     int (*prepare_weight)(glint_backend *be, glint_weight *w);
+    // prepare_weight may run on this many threads at once (0 or 1: one at a time); the model uses them
+    // to read the checkpoint and copy it to the device in parallel.
+    int prepare_threads;
     // Memory bandwidth measured now: streaming copy (bytes read + written per second) and read.
     int (*measure_bandwidth)(glint_backend *be, double *copy_bytes_per_s, double *read_bytes_per_s);
     // Kernel ISA / device name, for reports.

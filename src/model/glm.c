@@ -433,7 +433,9 @@ static void finish_stats(glint_model *m) {
     }
 }
 
-// Handing the weights to the backend, with an optional progress line (bytes as stored).
+// Handing the weights to the backend, with an optional progress line (bytes as stored). Several
+// threads hand weights over at once where the backend allows it (prepare_threads): reading the
+// checkpoint's pages and copying them to a device overlap. `lock` guards what they share.
 typedef struct {
     glint_model *m;
     glint_backend *be;
@@ -442,6 +444,11 @@ typedef struct {
     double start, last_print;
     const weight_cut *cuts;  // sorted by dest
     size_t n_cuts;
+    pthread_mutex_t lock;
+    glint_weight **queue;  // the weights the threads take in order
+    size_t n_queue, next;
+    int failed;
+    char error[512];  // the first failure's message (errors are per thread)
 } weight_upload;
 
 static void upload_progress(weight_upload *u, int final) {
@@ -475,12 +482,46 @@ static int upload_weight(weight_upload *u, glint_weight *w) {
         free(copy);  // the model is being given up
         return -1;
     }
-    if (copy && w->data == before) {  // used in place (the CPU)
-        if (keep_copy(u->m, copy)) return -1;
-    } else free(copy);
+    pthread_mutex_lock(&u->lock);
+    int rc = 0;
+    if (copy && w->data == before) rc = keep_copy(u->m, copy);  // used in place (the CPU)
+    else free(copy);
     u->done += glint_weight_stored_bytes(w);
     upload_progress(u, 0);
-    return 0;
+    pthread_mutex_unlock(&u->lock);
+    return rc;
+}
+
+// An upload thread: takes the queue's next weight until none is left or one failed.
+static void *upload_worker(void *arg) {
+    weight_upload *u = arg;
+    for (;;) {
+        pthread_mutex_lock(&u->lock);
+        glint_weight *w = !u->failed && u->next < u->n_queue ? u->queue[u->next++] : NULL;
+        pthread_mutex_unlock(&u->lock);
+        if (!w) return NULL;
+        if (upload_weight(u, w)) {
+            pthread_mutex_lock(&u->lock);
+            if (!u->failed) snprintf(u->error, sizeof u->error, "%s", glint_last_error());
+            u->failed = 1;
+            pthread_mutex_unlock(&u->lock);
+            return NULL;
+        }
+    }
+}
+
+// Uploads the queued weights on up to be->prepare_threads threads (this one among them).
+static int upload_queue(weight_upload *u) {
+    int n_threads = u->be->prepare_threads > 1 ? u->be->prepare_threads : 1;
+    if ((size_t)n_threads > u->n_queue) n_threads = u->n_queue > 0 ? (int)u->n_queue : 1;
+    pthread_t threads[GLINT_MAX_PREPARE_THREADS];
+    if (n_threads > GLINT_MAX_PREPARE_THREADS) n_threads = GLINT_MAX_PREPARE_THREADS;
+    int started = 0;
+    while (started < n_threads - 1 && !pthread_create(&threads[started], NULL, upload_worker, u)) started++;
+    upload_worker(u);
+    for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+    if (u->failed) glint_set_error("%s", u->error);
+    return u->failed ? -1 : 0;
 }
 
 static void free_weight_copies(glint_model *m) {
@@ -489,36 +530,58 @@ static void free_weight_copies(glint_model *m) {
     m->weight_copies = NULL, m->n_weight_copies = m->cap_weight_copies = 0;
 }
 
-// Hands every bound weight of a layer to the backend (device backends copy them to device memory).
-static int prepare_layer(weight_upload *u, glm_layer *L, int n_experts) {
+// Queues w when it holds a tensor; -1 when the queue cannot grow.
+static int enqueue_weight(weight_upload *u, glint_weight *w, size_t *cap) {
+    if (!w->data) return 0;
+    if (u->n_queue == *cap) {
+        *cap = *cap ? 2 * *cap : 1024;
+        glint_weight **grown = realloc(u->queue, *cap * sizeof *grown);
+        if (!grown) {
+            glint_set_error("out of memory for the table of weights to upload");
+            return -1;
+        }
+        u->queue = grown;
+    }
+    u->queue[u->n_queue++] = w;
+    return 0;
+}
+
+// Queues every bound weight of a layer (device backends copy them to device memory).
+static int queue_layer(weight_upload *u, glm_layer *L, int n_experts, size_t *cap) {
     glint_weight *ws[] = {&L->input_norm, &L->post_attn_norm, &L->q_a, &L->q_a_norm, &L->q_b, &L->kv_a,
                           &L->kv_a_norm, &L->kv_b, &L->o_proj, &L->idx_wq_b, &L->idx_wk, &L->idx_k_norm_w,
                           &L->idx_k_norm_b, &L->idx_weights_proj, &L->gate, &L->up, &L->down, &L->router,
                           &L->router_bias};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-        if (ws[i]->data && upload_weight(u, ws[i])) return -1;
+        if (enqueue_weight(u, ws[i], cap)) return -1;
     if (L->is_moe)
         for (int e = 0; e < 3 * n_experts; e++)
-            if (upload_weight(u, &L->expert_gate[e])) return -1;
+            if (enqueue_weight(u, &L->expert_gate[e], cap)) return -1;
     return 0;
 }
 
 static int prepare_weights(glint_model *m, int show_progress, weight_cut *cuts, size_t n_cuts) {
     if (n_cuts) qsort(cuts, n_cuts, sizeof *cuts, cut_order);
-    weight_upload u = {m, m->be, show_progress, 0, m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0),
-                       glint_now_seconds(), 0, cuts, n_cuts};
-    if (upload_weight(&u, &m->embed) || upload_weight(&u, &m->final_norm)) return -1;
-    if (m->tied_lm_head) {  // share the prepared copy
-        if (tied_lm_head_part(m)) return -1;
-    } else if (upload_weight(&u, &m->lm_head)) return -1;
-    for (int l = 0; l < m->cfg.num_layers; l++)
-        if (prepare_layer(&u, &m->layers[l], m->cfg.n_routed_experts)) return -1;
-    if (m->has_mtp && (prepare_layer(&u, &m->mtp, m->cfg.n_routed_experts) || upload_weight(&u, &m->mtp_enorm) ||
-                       upload_weight(&u, &m->mtp_hnorm) || upload_weight(&u, &m->mtp_eh_proj) ||
-                       upload_weight(&u, &m->mtp_head_norm)))
-        return -1;
-    upload_progress(&u, 1);
-    return 0;
+    weight_upload u = {.m = m, .be = m->be, .show = show_progress,
+                       .total = m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0), .start = glint_now_seconds(),
+                       .cuts = cuts, .n_cuts = n_cuts};
+    pthread_mutex_init(&u.lock, NULL);
+    size_t cap = 0;
+    int rc = upload_weight(&u, &m->embed) || upload_weight(&u, &m->final_norm) ? -1 : 0;
+    if (!rc && m->tied_lm_head) rc = tied_lm_head_part(m);  // shares the prepared embedding
+    else if (!rc) rc = upload_weight(&u, &m->lm_head);
+    for (int l = 0; !rc && l < m->cfg.num_layers; l++)
+        rc = queue_layer(&u, &m->layers[l], m->cfg.n_routed_experts, &cap);
+    if (!rc && m->has_mtp) {
+        glint_weight *mtp_ws[] = {&m->mtp_enorm, &m->mtp_hnorm, &m->mtp_eh_proj, &m->mtp_head_norm};
+        rc = queue_layer(&u, &m->mtp, m->cfg.n_routed_experts, &cap);
+        for (size_t i = 0; !rc && i < sizeof mtp_ws / sizeof mtp_ws[0]; i++) rc = enqueue_weight(&u, mtp_ws[i], &cap);
+    }
+    if (!rc) rc = upload_queue(&u);
+    if (!rc) upload_progress(&u, 1);
+    free(u.queue);
+    pthread_mutex_destroy(&u.lock);
+    return rc;
 }
 
 const char *glint_module_kind_name(glint_module_kind kind) {

@@ -5,9 +5,11 @@
 // of the weights (column parts are then cut at upload and freed at once). The logits against
 // transformers are model_forward_tp2 / _tp4 (tests/model/tests.cmake).
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cpu/cpu.h"
 #include "common/util.h"
@@ -156,19 +158,36 @@ static void test_forward(const char *dir, int tp) {
 
 // A backend that, like a device, keeps its own copies of the weights: the column parts the model cut
 // for it must then be freed at upload (ASan sees a leak or a use after free otherwise), and the
-// logits must not change.
+// logits must not change. Like the CUDA backend it takes weights on several threads at once
+// (prepare_threads); it notes which threads called it, and can refuse its n-th weight.
 static void *device_copies[1 << 16];
 static size_t n_device_copies;
+static pthread_mutex_t copies_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t prepare_callers[64];
+static int n_prepare_callers, prepare_calls, refuse_call;  // refuse_call 0: none
 
 static void *device_copy(const void *host, size_t bytes) {
     void *copy = malloc(bytes ? bytes : 1);
     if (copy && bytes) memcpy(copy, host, bytes);
+    pthread_mutex_lock(&copies_lock);
     if (copy && n_device_copies < sizeof device_copies / sizeof device_copies[0]) device_copies[n_device_copies++] = copy;
+    pthread_mutex_unlock(&copies_lock);
     return copy;
 }
 
 static int copying_prepare(glint_backend *be, glint_weight *w) {
     (void)be;
+    pthread_mutex_lock(&copies_lock);
+    int seen = 0;
+    for (int i = 0; i < n_prepare_callers; i++) seen |= pthread_equal(prepare_callers[i], pthread_self());
+    if (!seen && n_prepare_callers < 64) prepare_callers[n_prepare_callers++] = pthread_self();
+    const int call = ++prepare_calls;
+    pthread_mutex_unlock(&copies_lock);
+    if (call == refuse_call) {
+        glint_set_error("test backend: refusing weight %s", w->name ? w->name : "?");
+        return -1;
+    }
+    nanosleep(&(struct timespec){0, 200000}, NULL);  // a copy takes a while: the other threads get weights too
     const size_t n = (size_t)w->rows * (size_t)w->cols;
     switch (w->format) {
     case GLINT_WFMT_DENSE: w->data = device_copy(w->data, n * glint_dtype_size(w->dtype)); return 0;
@@ -182,7 +201,7 @@ static int copying_prepare(glint_backend *be, glint_weight *w) {
 
 static glint_backend *copying_rank(int rank, void *ctx) {
     glint_backend *be = cpu_test_rank(rank, ctx);
-    if (be) be->prepare_weight = copying_prepare;
+    if (be) be->prepare_weight = copying_prepare, be->prepare_threads = 4;
     return be;
 }
 
@@ -207,6 +226,15 @@ static void test_weights_on_a_device(const char *dir) {
         free(la), free(lb);
     }
     glint_model_free(a), glint_model_free(b);
+    CHECK(n_prepare_callers > 2, "%s: weights taken on %d threads by two ranks of 4 upload threads", dir,
+          n_prepare_callers);
+    // a refusal on an upload thread reaches the caller with its message
+    refuse_call = prepare_calls / 2, prepare_calls = 0;
+    glint_model *c = glint_model_load(dir, &copied, NULL);
+    CHECK(!c && strstr(glint_last_error(), "test backend: refusing weight"),
+          "%s: a refused weight fails the load with its message: %s", dir, c ? "(loaded)" : glint_last_error());
+    glint_model_free(c);
+    refuse_call = 0;
     for (size_t i = 0; i < n_device_copies; i++) free(device_copies[i]);
     n_device_copies = 0;
 }

@@ -232,6 +232,10 @@ static void cuda_upload(glint_backend *be, void *dst, const void *host, size_t b
     if (cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) glint_cuda_check("upload");
 }
 
+// Weights are copied by several threads at once (glint_backend.prepare_threads); this guards the
+// owned table of every device.
+static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static const void *copy_to_device(cuda_backend *cb, const void *host, size_t bytes, const char *name) {
     if (!host || !bytes) return host;
     void *d = NULL;
@@ -239,9 +243,12 @@ static const void *copy_to_device(cuda_backend *cb, const void *host, size_t byt
         cudaGetLastError();
         size_t free_bytes = 0, total_bytes = 0;
         cudaMemGetInfo(&free_bytes, &total_bytes);
+        pthread_mutex_lock(&owned_lock);
+        const double held = (double)cb->owned_bytes / 1e9;
+        pthread_mutex_unlock(&owned_lock);
         glint_set_error("CUDA: out of device memory for weight %s (%zu bytes) after %.2f GB of weights on a %.1f GB "
-                        "card: the model does not fit this GPU (several GPUs are not supported yet)",
-                        name ? name : "?", bytes, (double)cb->owned_bytes / 1e9, (double)total_bytes / 1e9);
+                        "card: the model does not fit this GPU (split it over several with --tp N)",
+                        name ? name : "?", bytes, held, (double)total_bytes / 1e9);
         return NULL;
     }
     if (cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
@@ -249,10 +256,12 @@ static const void *copy_to_device(cuda_backend *cb, const void *host, size_t byt
         cudaFree(d);
         return NULL;
     }
+    pthread_mutex_lock(&owned_lock);
     if (cb->n_owned == cb->cap_owned) {
         size_t cap = cb->cap_owned ? 2 * cb->cap_owned : 256;
         void **grown = (void **)realloc(cb->owned, cap * sizeof *grown);
         if (!grown) {
+            pthread_mutex_unlock(&owned_lock);
             cudaFree(d);
             glint_set_error("out of host memory");
             return NULL;
@@ -261,11 +270,20 @@ static const void *copy_to_device(cuda_backend *cb, const void *host, size_t byt
     }
     cb->owned[cb->n_owned++] = d;
     cb->owned_bytes += bytes;
+    pthread_mutex_unlock(&owned_lock);
     return d;
 }
 
 static int cuda_prepare_weight(glint_backend *be, glint_weight *w) {
-    cuda_backend *cb = cuda_of(be);
+    cuda_backend *cb = (cuda_backend *)be;
+    if (glint_cuda_thread_device != cb->device) {  // an upload thread: bound to this backend's device
+        if (cudaSetDevice(cb->device) != cudaSuccess) {
+            glint_set_error("CUDA device %d: cannot bind an upload thread", cb->device);
+            cudaGetLastError();
+            return -1;
+        }
+        glint_cuda_thread_device = cb->device;
+    }
     cudaPointerAttributes attr;
     if (w->data && cudaPointerGetAttributes(&attr, w->data) == cudaSuccess && attr.type == cudaMemoryTypeDevice)
         return 0;  // made on the device already (synthesize)
@@ -2008,6 +2026,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->alloc = cuda_alloc;
     be->free = cuda_free;
     be->download = cuda_download;
+    be->prepare_threads = 8;  // reading the checkpoint (page faults, disk) and the copies overlap
     be->upload = cuda_upload;
     be->prepare_weight = cuda_prepare_weight;
     be->measure_bandwidth = cuda_measure_bandwidth;
