@@ -1288,40 +1288,38 @@ __global__ void __launch_bounds__(ABSORB_COLS * ABSORB_SPLIT)
 // together) of up to 4 tokens; 8 thread rows split j and are summed in order at the end; grid
 // (C/256, H, T/4). The old kernel's 2-byte loads kept too few bytes in flight (19 us for 12.6 MB on an
 // H200).
-enum { ABSORB4_COLS = 64, ABSORB4_SPLIT = 8, ABSORB4_TOKENS = 4 };
+enum { ABSORB4_COLS = 64, ABSORB4_SPLIT = 8, ABSORB4_TOKENS = 4, ABSORB4_UNROLL = 24 };
 __global__ void __launch_bounds__(ABSORB4_COLS * ABSORB4_SPLIT)
     absorb_q_bf16_kernel(float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn, int Dv, int C,
                          const uint16_t *kv_b) {
-    __shared__ float qn[ABSORB4_TOKENS][256];
+    __shared__ float qn[ABSORB4_TOKENS * 256];  // [token][Dn]
     __shared__ float4 partial[ABSORB4_SPLIT][ABSORB4_TOKENS][ABSORB4_COLS];
     const int h = blockIdx.y, t0 = blockIdx.z * ABSORB4_TOKENS, nt = min(ABSORB4_TOKENS, T - t0);
-    const int tid = threadIdx.y * ABSORB4_COLS + threadIdx.x, c = (blockIdx.x * ABSORB4_COLS + threadIdx.x) * 4;
-    for (int i = tid; i < ABSORB4_TOKENS * Dn; i += ABSORB4_COLS * ABSORB4_SPLIT) {
-        const int t = i / Dn, j = i % Dn;
-        qn[t][j] = t < nt ? q[((size_t)(t0 + t) * H + h) * q_head_stride + j] : 0.0f;
-    }
+    const int c = (blockIdx.x * ABSORB4_COLS + threadIdx.x) * 4;
+    stage_rows(qn, q + ((size_t)t0 * H + h) * q_head_stride, nt, ABSORB4_TOKENS, Dn, (size_t)H * q_head_stride);
     __syncthreads();
     float4 acc[ABSORB4_TOKENS];
 #pragma unroll
     for (int t = 0; t < ABSORB4_TOKENS; t++) acc[t] = make_float4(0, 0, 0, 0);
     if (c < C) {
         const uint16_t *col = kv_b + (size_t)h * (Dn + Dv) * C + c;
-        for (int j0 = threadIdx.y; j0 < Dn; j0 += 8 * ABSORB4_SPLIT) {
-            uint2 w[8];
+        // rows j = threadIdx.y + u·SPLIT: ABSORB4_UNROLL weight loads in flight (all of a 192-row head)
+        for (int j0 = threadIdx.y; j0 < Dn; j0 += ABSORB4_UNROLL * ABSORB4_SPLIT) {
+            uint2 w[ABSORB4_UNROLL];
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
+            for (int u = 0; u < ABSORB4_UNROLL; u++) {
                 const int j = j0 + u * ABSORB4_SPLIT;
                 w[u] = j < Dn ? __ldg((const uint2 *)(col + (size_t)j * C)) : make_uint2(0, 0);
             }
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
+            for (int u = 0; u < ABSORB4_UNROLL; u++) {
                 const int j = j0 + u * ABSORB4_SPLIT;
                 if (j >= Dn) break;
                 const float w0 = bf16_bits_to_float(w[u].x & 0xffffu), w1 = bf16_bits_to_float(w[u].x >> 16);
                 const float w2 = bf16_bits_to_float(w[u].y & 0xffffu), w3 = bf16_bits_to_float(w[u].y >> 16);
 #pragma unroll
                 for (int t = 0; t < ABSORB4_TOKENS; t++) {
-                    const float qv = qn[t][j];
+                    const float qv = qn[t * Dn + j];
                     acc[t].x += qv * w0, acc[t].y += qv * w1, acc[t].z += qv * w2, acc[t].w += qv * w3;
                 }
             }
