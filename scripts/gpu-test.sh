@@ -55,6 +55,10 @@ if want ops; then
         GLINT_CUDA_TC=$mode "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops (GLINT_CUDA_TC=$mode) ok: $(tail -1 "$log")" ||
             { status=1; note "ops (GLINT_CUDA_TC=$mode) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }
     done
+    # the tensor-core MLA attention (off by default: not faster yet, see bench/RESULTS.md)
+    log="$OUT/ops_attend_tc.log"
+    GLINT_CUDA_ATTEND_TC=1 "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops (GLINT_CUDA_ATTEND_TC=1) ok: $(tail -1 "$log")" ||
+        { status=1; note "ops (GLINT_CUDA_ATTEND_TC=1) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }
 fi
 
 if want memcheck; then

@@ -19,6 +19,7 @@ typedef struct {
     int device, sms;
     size_t attend_smem;   // the attention kernel's shared memory when attend_resident was measured
     int attend_resident;  // its blocks resident per SM
+    int attend_tc;        // ... of the tensor-core kernel (else the FP32 one)
     char description[256];
     void **owned;  // device copies made by prepare_weight, freed never (they live as long as the model)
     size_t n_owned, cap_owned, owned_bytes;
@@ -1704,6 +1705,237 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     }
 }
 
+// The same attention on tensor cores (sm_80+ mma.sync BF16 -> FP32) for C a multiple of 64 up to
+// 512 and Dr a multiple of 16: a block takes 16 heads (the MMA's rows) of one query, key tiles of
+// 16. Every FP32 operand is split into BF16 hi + lo and three MMAs form hi·hi + hi·lo + lo·hi (about
+// 16 significant bits per product against the FP32 kernel's 24; the FP32 sums are kept). Chunks, their
+// softmax state and the folds are attend_kernel's, so a row is the same bits alone or batched.
+// Warps: scores, warp w takes keys 8(w & 1).. of the tile over the K quarter w >> 1 (the quarters'
+// partial sums meet in shared memory in quarter order); values, warp w owns latent columns
+// [w·C/8, (w+1)·C/8).
+// Shared: q hi, lo (bf16) [16][CD + 8]; keys (f32) [16][CD + 4] (first the query rows' staging); the
+// quarters' scores [4][16][17]; P hi, lo (bf16) [16][24]; per-head state [11][16]; the chunk's key
+// rows (int32) [keys_per_chunk]. CD = C + Dr.
+enum { TCA_HEADS = 16, TCA_KEYS = 16, TCA_THREADS = 256, TCA_MAX_NT = 8, TCA_PS = 24 };
+
+struct tca_layout {
+    size_t qh, ql, keys, spart, ph, pl, stats, keys_s, bytes;
+};
+__host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_chunk) {
+    const size_t CD = (size_t)(C + Dr);
+    auto up16 = [](size_t b) { return (b + 15) / 16 * 16; };
+    tca_layout L;
+    L.qh = 0;
+    L.ql = up16(L.qh + 2 * TCA_HEADS * (CD + 8));
+    L.keys = up16(L.ql + 2 * TCA_HEADS * (CD + 8));
+    L.spart = up16(L.keys + 4 * TCA_KEYS * (CD + 4));
+    L.ph = up16(L.spart + 4 * 4 * TCA_HEADS * 17);
+    L.pl = up16(L.ph + 2 * TCA_HEADS * TCA_PS);
+    L.stats = up16(L.pl + 2 * TCA_HEADS * TCA_PS);
+    L.keys_s = up16(L.stats + 4 * 11 * TCA_HEADS);
+    L.bytes = up16(L.keys_s + 4 * (size_t)keys_per_chunk);
+    return L;
+}
+
+template <bool SPLIT>
+__global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
+    attend_tc_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
+                     const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
+                     int sel_stride, int H, int C, int Dr, float scale, int keys_per_chunk, float *partial_out,
+                     float *partial_stats) {
+    extern __shared__ __align__(16) unsigned char tca_smem[];
+    const tca_layout L = tca_layout_of(C, Dr, keys_per_chunk);
+    const int CD = C + Dr, QS = CD + 8, KS = CD + 4;
+    __nv_bfloat16 *qh = (__nv_bfloat16 *)(tca_smem + L.qh), *ql = (__nv_bfloat16 *)(tca_smem + L.ql);
+    float *keys = (float *)(tca_smem + L.keys), *spart = (float *)(tca_smem + L.spart);
+    __nv_bfloat16 *ph = (__nv_bfloat16 *)(tca_smem + L.ph), *pl = (__nv_bfloat16 *)(tca_smem + L.pl);
+    float *run_max = (float *)(tca_smem + L.stats), *run_sum = run_max + TCA_HEADS, *rescale = run_sum + TCA_HEADS;
+    float *fold_max = rescale + TCA_HEADS, *fold_sum = fold_max + TCA_HEADS, *grp_max = fold_sum + TCA_HEADS;
+    float *grp_sum = grp_max + TCA_HEADS, *fold_a = grp_sum + TCA_HEADS, *fold_b = fold_a + TCA_HEADS;
+    float *tot_a = fold_b + TCA_HEADS, *tot_b = tot_a + TCA_HEADS;
+    int32_t *keys_s = (int32_t *)(tca_smem + L.keys_s);
+    const int s = blockIdx.x, h0 = blockIdx.y * TCA_HEADS, nh = min(TCA_HEADS, H - h0);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int32_t *idx = sel + (size_t)s * sel_stride;
+    const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
+    const int first_chunk = SPLIT ? blockIdx.z : 0, end_chunk = SPLIT ? blockIdx.z + 1 : n_chunks;
+    auto load_keys = [&](int begin, int n) {
+        for (int i = tid; i < keys_per_chunk; i += TCA_THREADS)
+            cp_async4(smem_u32(keys_s + i), i < n - begin ? idx + begin + i : idx, i < n - begin);
+        cp_async_commit();
+    };
+    if (first_chunk < end_chunk) load_keys(first_chunk * keys_per_chunk, min(n_keys, (first_chunk + 1) * keys_per_chunk));
+    // The query rows (latent part [16][C], then rope part [16][Dr]) staged in the key buffer, then
+    // split into hi + lo.
+    stage_rows(keys, q_lat + ((size_t)s * H + h0) * C, nh, TCA_HEADS, C, C);
+    stage_rows(keys + TCA_HEADS * C, q + ((size_t)s * H + h0) * q_head_stride + pe_offset, nh, TCA_HEADS, Dr,
+               q_head_stride);
+    __syncthreads();
+    for (int i = tid; i < TCA_HEADS * CD / 2; i += TCA_THREADS) {
+        const int hh = i / (CD / 2), d = 2 * (i % (CD / 2));
+        const float2 v = d < C ? *(const float2 *)(keys + hh * C + d)
+                               : *(const float2 *)(keys + TCA_HEADS * C + hh * Dr + (d - C));
+        const uint32_t hi = pack_bf16(v.x, v.y);
+        *(uint32_t *)(qh + hh * QS + d) = hi;
+        *(uint32_t *)(ql + hh * QS + d) = pack_bf16_residual(v.x, v.y, hi);
+    }
+    if (tid < TCA_HEADS) fold_max[tid] = grp_max[tid] = -INFINITY, fold_sum[tid] = grp_sum[tid] = 0.0f;
+    const int NT = C / 64;  // n8 tiles of latent columns per warp
+    float acc[TCA_MAX_NT][4], grp[SPLIT ? 1 : TCA_MAX_NT][4], fold[SPLIT ? 1 : TCA_MAX_NT][4];
+    if (!SPLIT) {
+#pragma unroll
+        for (int j = 0; j < (SPLIT ? 1 : TCA_MAX_NT); j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) grp[j][i] = fold[j][i] = 0.0f;
+    }
+    const int steps = CD / 16, per_quarter = (steps + 3) / 4, kq = warp >> 1, key0 = 8 * (warp & 1);
+    const int k_begin = kq * per_quarter, k_end = min(steps, k_begin + per_quarter);
+    for (int chunk = first_chunk; chunk < end_chunk; chunk++) {
+    const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk);
+    __syncthreads();  // the query split is done; the previous chunk's key rows, tiles and factors are used
+    if (chunk != first_chunk) load_keys(begin, n);
+    if (tid < TCA_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < TCA_MAX_NT; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
+    cp_async_wait<0>();
+    __syncthreads();  // the chunk's key rows
+    for (int i0 = begin; i0 < n; i0 += TCA_KEYS) {
+        const int ni = min(TCA_KEYS, n - i0);
+        // the tile: warp w loads key rows w and w + 8 (rows past ni zero-filled)
+        for (int key = warp; key < TCA_KEYS; key += TCA_THREADS / 32) {
+            const bool ok = key < ni;
+            const size_t row = ok ? (size_t)keys_s[i0 - begin + key] : 0;
+            for (int c4 = lane; c4 < C / 4; c4 += 32)
+                cp_async16(smem_u32(keys + key * KS + 4 * c4), latent_cache + (ok ? row * C + 4 * c4 : 0), ok);
+            for (int d4 = lane; d4 < Dr / 4; d4 += 32)
+                cp_async16(smem_u32(keys + key * KS + C + 4 * d4), kpe_cache + (ok ? row * Dr + 4 * d4 : 0), ok);
+        }
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        {  // scores of keys key0..key0+7 over this warp's K quarter
+            float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int ks = k_begin; ks < k_end; ks++) {
+                const int k0 = 16 * ks;
+                uint32_t ah[4], al[4];
+                ldmatrix_x4(smem_u32(qh + (lane & 15) * QS + k0 + (lane >> 4) * 8), ah[0], ah[1], ah[2], ah[3]);
+                ldmatrix_x4(smem_u32(ql + (lane & 15) * QS + k0 + (lane >> 4) * 8), al[0], al[1], al[2], al[3]);
+                const float *kr = keys + (key0 + g) * KS + k0 + 2 * t;
+                const float2 x0 = *(const float2 *)kr, x1 = *(const float2 *)(kr + 8);
+                const uint32_t bh[2] = {pack_bf16(x0.x, x0.y), pack_bf16(x1.x, x1.y)};
+                const uint32_t bl[2] = {pack_bf16_residual(x0.x, x0.y, bh[0]), pack_bf16_residual(x1.x, x1.y, bh[1])};
+                mma_bf16(sc, ah, bh);
+                mma_bf16(sc, ah, bl);
+                mma_bf16(sc, al, bh);
+            }
+            float *sp = spart + kq * TCA_HEADS * 17;  // [row][key]
+            sp[g * 17 + key0 + 2 * t] = sc[0], sp[g * 17 + key0 + 2 * t + 1] = sc[1];
+            sp[(g + 8) * 17 + key0 + 2 * t] = sc[2], sp[(g + 8) * 17 + key0 + 2 * t + 1] = sc[3];
+        }
+        __syncthreads();
+        {  // online softmax: half a warp per head row, a lane per key
+            const int row = tid >> 4, key = tid & 15;
+            const int at = row * 17 + key, q_stride = TCA_HEADS * 17;
+            float v = ((spart[at] + spart[at + q_stride]) + spart[at + 2 * q_stride]) + spart[at + 3 * q_stride];
+            v = key < ni ? v * scale : -INFINITY;
+            float m = v;
+#pragma unroll
+            for (int o = 8; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const float old_max = run_max[row], new_max = fmaxf(old_max, m);
+            const float p = key < ni ? expf(v - new_max) : 0.0f;
+            float sum = p;
+#pragma unroll
+            for (int o = 8; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            const __nv_bfloat16 p_hi = __float2bfloat16_rn(p);
+            ph[row * TCA_PS + key] = p_hi;
+            pl[row * TCA_PS + key] = __float2bfloat16_rn(p - __bfloat162float(p_hi));
+            __syncwarp();
+            if (key == 0) {
+                const float r = expf(old_max - new_max);  // exp(-inf) = 0 on the first tile
+                run_max[row] = new_max, run_sum[row] = run_sum[row] * r + sum, rescale[row] = r;
+            }
+        }
+        __syncthreads();
+        {  // values: acc (heads x this warp's columns) = rescaled acc + P · V
+            const float r_lo = rescale[g], r_hi = rescale[g + 8];
+            uint32_t ah[4], al[4];
+            ldmatrix_x4(smem_u32(ph + (lane & 15) * TCA_PS + (lane >> 4) * 8), ah[0], ah[1], ah[2], ah[3]);
+            ldmatrix_x4(smem_u32(pl + (lane & 15) * TCA_PS + (lane >> 4) * 8), al[0], al[1], al[2], al[3]);
+#pragma unroll
+            for (int j = 0; j < TCA_MAX_NT; j++) {
+                if (j >= NT) break;
+                const int col = warp * (C / 8) + 8 * j + g;
+                acc[j][0] *= r_lo, acc[j][1] *= r_lo, acc[j][2] *= r_hi, acc[j][3] *= r_hi;
+                const float v0 = keys[(2 * t) * KS + col], v1 = keys[(2 * t + 1) * KS + col];
+                const float v2 = keys[(2 * t + 8) * KS + col], v3 = keys[(2 * t + 9) * KS + col];
+                const uint32_t bh[2] = {pack_bf16(v0, v1), pack_bf16(v2, v3)};
+                const uint32_t bl[2] = {pack_bf16_residual(v0, v1, bh[0]), pack_bf16_residual(v2, v3, bh[1])};
+                mma_bf16(acc[j], ah, bh);
+                mma_bf16(acc[j], ah, bl);
+                mma_bf16(acc[j], al, bh);
+            }
+        }
+        __syncthreads();  // the tile, the scores and P are used
+    }
+    // The chunk into its group; at the group's end (or the query's last chunk) the group into the fold.
+    const bool group_end = chunk % ATTEND_FOLD_GROUP == ATTEND_FOLD_GROUP - 1 || chunk == end_chunk - 1;
+    if (!SPLIT && tid < TCA_HEADS) {
+        float a = 1.0f, b = -1.0f, a2 = 1.0f, b2 = -1.0f;  // b < 0: an empty chunk / group, skipped
+        attend_fold(grp_max[tid], grp_sum[tid], run_max[tid], run_sum[tid], a, b);
+        if (group_end) {
+            attend_fold(fold_max[tid], fold_sum[tid], grp_max[tid], grp_sum[tid], a2, b2);
+            grp_max[tid] = -INFINITY, grp_sum[tid] = 0.0f;
+        }
+        fold_a[tid] = a, fold_b[tid] = b, tot_a[tid] = a2, tot_b[tid] = b2;
+    }
+    if (!SPLIT) {  // (a split block has one chunk: its state is written below)
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < (SPLIT ? 1 : TCA_MAX_NT); j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int hh = g + 8 * (i >> 1);
+                const float a = fold_a[hh], b = fold_b[hh], a2 = tot_a[hh], b2 = tot_b[hh];
+                if (b >= 0.0f) grp[j][i] = attend_fold_value(grp[j][i], a, acc[j][i], b);
+                if (group_end) {
+                    if (b2 >= 0.0f) fold[j][i] = attend_fold_value(fold[j][i], a2, grp[j][i], b2);
+                    grp[j][i] = 0.0f;
+                }
+            }
+    }
+    }  // chunks
+    if (SPLIT) {  // this block's chunk, unnormalized, and its (max, sum); rows [T][H][chunks]
+        const size_t row0 = ((size_t)s * H + h0) * gridDim.z + blockIdx.z;
+#pragma unroll
+        for (int j = 0; j < TCA_MAX_NT; j++) {
+            if (j >= NT) break;
+            const int col = warp * (C / 8) + 8 * j + 2 * t;
+            if (g < nh) *(float2 *)(partial_out + (row0 + (size_t)g * gridDim.z) * C + col) = make_float2(acc[j][0], acc[j][1]);
+            if (g + 8 < nh)
+                *(float2 *)(partial_out + (row0 + (size_t)(g + 8) * gridDim.z) * C + col) = make_float2(acc[j][2], acc[j][3]);
+        }
+        if (tid < nh) {
+            partial_stats[2 * (row0 + (size_t)tid * gridDim.z)] = run_max[tid];
+            partial_stats[2 * (row0 + (size_t)tid * gridDim.z) + 1] = run_sum[tid];
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < (SPLIT ? 1 : TCA_MAX_NT); j++) {
+            if (j >= NT) break;
+            const int col = warp * (C / 8) + 8 * j + 2 * t;
+            for (int half = 0; half < 2; half++) {
+                const int hh = g + 8 * half;
+                if (hh >= nh) continue;
+                const float S = fold_sum[hh];
+                *(float2 *)(o_lat + ((size_t)s * H + h0 + hh) * C + col) =
+                    make_float2(attend_normalize(fold[j][2 * half], S), attend_normalize(fold[j][2 * half + 1], S));
+            }
+        }
+    }
+}
+
 enum { COMBINE_COLS = 32, COMBINE_THREADS = 256 };
 
 // o_lat[row, c] from attend_kernel's chunks, folded as a block folds them: a thread per (group of
@@ -1748,6 +1980,17 @@ __global__ void __launch_bounds__(COMBINE_THREADS)
     o_lat[row * C + c] = attend_normalize(acc, S);
 }
 
+// GLINT_CUDA_ATTEND_TC=1 takes attend_tc_kernel where the shapes allow. Off by default: on one H100
+// the kernel is faster (18 vs 24 us per GLM-5.1 layer at 4k) but its 16-head blocks cut the keys
+// into twice the chunks, and the combine's extra reads eat the gain (bench/RESULTS.md).
+static int attend_tc_enabled(void) {
+    static const int on = [] {
+        const char *e = getenv("GLINT_CUDA_ATTEND_TC");
+        return e && strcmp(e, "0");
+    }();
+    return on;
+}
+
 static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
                             int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
                             const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
@@ -1757,28 +2000,38 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         glint_cuda_dev().op_failed = 1;
         return;
     }
+    // Tensor cores where enabled and the shapes allow (attend_tc_kernel), else the FP32 kernel; the
+    // choice depends on the shapes only, so a row takes the same kernel alone or batched.
+    static_assert((int)TCA_KEYS == (int)ATTEND_KEYS, "both kernels cut chunks into 16-key tiles");
+    const bool tc = attend_tc_enabled() && C % 64 == 0 && C <= 64 * TCA_MAX_NT && Dr % 16 == 0 &&
+                    q_head_stride % 2 == 0 && pe_offset % 2 == 0 && (uintptr_t)latent_cache % 16 == 0 &&
+                    (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)q % 8 == 0 && (uintptr_t)o_lat % 8 == 0;
+    const int heads = tc ? (int)TCA_HEADS : (int)ATTEND_HEADS;
     const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;  // a chunk's key rows: at most all of them
-    const size_t smem = sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + 2 * ATTEND_KEYS * (C + Dr) +
-                                         ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS) +
-                        sizeof(int32_t) * (size_t)tiles * ATTEND_KEYS;
+    const size_t smem =
+        tc ? tca_layout_of(C, Dr, tiles * TCA_KEYS).bytes
+           : sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + 2 * ATTEND_KEYS * (C + Dr) +
+                              ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS) +
+                 sizeof(int32_t) * (size_t)tiles * ATTEND_KEYS;
+    const void *split_kernel = tc ? (const void *)attend_tc_kernel<true> : (const void *)attend_kernel<true>;
+    const void *fold_kernel = tc ? (const void *)attend_tc_kernel<false> : (const void *)attend_kernel<false>;
     if (smem > 48 * 1024 &&
-        (cudaFuncSetAttribute(attend_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
-         cudaFuncSetAttribute(attend_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
-             cudaSuccess)) {
+        (cudaFuncSetAttribute(split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
+         cudaFuncSetAttribute(fold_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)) {
         glint_cuda_check("mla_attend shared memory");
         return;
     }
     // Chunks per shape (never per T, see attend_fold): enough that one query's head groups x chunks
     // fill one wave of resident blocks, each chunk a whole number of 16-key tiles.
     cuda_backend *cb = cuda_of(be);
-    if (cb->attend_smem != smem) {
+    if (cb->attend_smem != smem || cb->attend_tc != tc) {
         int resident = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, attend_kernel<true>, ATTEND_THREADS, smem) !=
-            cudaSuccess)
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, split_kernel, tc ? (int)TCA_THREADS : (int)ATTEND_THREADS,
+                                                          smem) != cudaSuccess)
             cudaGetLastError(), resident = 1;
-        cb->attend_smem = smem, cb->attend_resident = resident > 0 ? resident : 1;
+        cb->attend_smem = smem, cb->attend_tc = tc, cb->attend_resident = resident > 0 ? resident : 1;
     }
-    const int groups = (H + ATTEND_HEADS - 1) / ATTEND_HEADS, target = cb->attend_resident * cb->sms;
+    const int groups = (H + heads - 1) / heads, target = cb->attend_resident * cb->sms;
     int chunks = (target + groups - 1) / groups;
     chunks = chunks < 1 ? 1 : chunks > tiles ? tiles : chunks;
     const int keys_per_chunk = (tiles + chunks - 1) / chunks * ATTEND_KEYS;
@@ -1800,7 +2053,15 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
                       (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0 &&
                       (partial_out == NULL || (uintptr_t)partial_out % 16 == 0);
     dim3 grid((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1));
-    if (vec4)
+    if (tc && split)
+        attend_tc_kernel<true><<<grid, TCA_THREADS, smem, glint_cuda_stream()>>>(
+            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+            keys_per_chunk, partial_out, partial_stats);
+    else if (tc)
+        attend_tc_kernel<false><<<grid, TCA_THREADS, smem, glint_cuda_stream()>>>(
+            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+            keys_per_chunk, partial_out, partial_stats);
+    else if (vec4)
         attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
             o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
             keys_per_chunk, partial_out, partial_stats);

@@ -54,29 +54,6 @@ template <int F, bool SPLIT> constexpr int tc_smem_bytes() {
 // Byte offset of 16-byte chunk `ch` (0..3) of row r in a [rows][32] BF16 tile.
 __device__ __forceinline__ uint32_t tc_swz(int r, int ch) { return (uint32_t)(r * 64 + ((ch ^ ((r >> 1) & 3)) << 4)); }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_bf16(float *c, const uint32_t *a, const uint32_t *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(const uint32_t *)&v;
-}
-
-// The part of (a, b) that bf16 rounding dropped, rounded to bf16 itself (x - hi is exact in FP32).
-__device__ __forceinline__ uint32_t pack_bf16_residual(float a, float b, uint32_t hi_bits) {
-    const float2 hi = __bfloat1622float2(*(const __nv_bfloat162 *)&hi_bits);
-    return pack_bf16(a - hi.x, b - hi.y);
-}
 
 // xb_hi[b][t][k] = bf16(x[b·x_step + t·x_stride + k]) for k < K, 0 up to Kp; with xb_lo (precise
 // mode) also xb_lo[b][t][k] = bf16(x - xb_hi). 8 elements per thread.
