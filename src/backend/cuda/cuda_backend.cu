@@ -1392,6 +1392,31 @@ __device__ __forceinline__ float attend_fold_value(float acc, float a, float acc
 }
 __device__ __forceinline__ float attend_normalize(float acc, float S) { return S > 0.0f ? __fdiv_rn(acc, S) : 0.0f; }
 
+// The key rows of chunk `chunk` of a query's selection (idx, n_keys of them) into keys_s by cp.async
+// (one committed group; slots past the selection zero-filled).
+__device__ __forceinline__ void attend_load_keys(int32_t *keys_s, const int32_t *idx, int chunk, int keys_per_chunk,
+                                                 int n_keys) {
+    const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk) - begin;
+    for (int i = threadIdx.x; i < keys_per_chunk; i += blockDim.x)
+        cp_async4(smem_u32(keys_s + i), i < n ? idx + begin + i : idx, i < n);
+    cp_async_commit();
+}
+
+// Head hh's chunk state (run_max, run_sum) into its group, and at the group's end the group into the
+// fold: the factors for the outputs (fold_a/b: group and chunk; tot_a/b: fold and group; b < 0: an
+// empty chunk or group, skipped).
+__device__ __forceinline__ void attend_fold_factors(int hh, bool group_end, const float *run_max, const float *run_sum,
+                                                    float *grp_max, float *grp_sum, float *fold_max, float *fold_sum,
+                                                    float *fold_a, float *fold_b, float *tot_a, float *tot_b) {
+    float a = 1.0f, b = -1.0f, a2 = 1.0f, b2 = -1.0f;
+    attend_fold(grp_max[hh], grp_sum[hh], run_max[hh], run_sum[hh], a, b);
+    if (group_end) {
+        attend_fold(fold_max[hh], fold_sum[hh], grp_max[hh], grp_sum[hh], a2, b2);
+        grp_max[hh] = -INFINITY, grp_sum[hh] = 0.0f;
+    }
+    fold_a[hh] = a, fold_b[hh] = b, tot_a[hh] = a2, tot_b[hh] = b2;
+}
+
 // One block per (query, group of 8 heads[, chunk]): key tiles of 16 selected cache rows are staged in
 // shared memory and used by all 8 heads; the next tile is loaded while the block works on the current
 // one (two buffers; cp.async with VEC4). With partial_out the block takes chunk blockIdx.z and writes
@@ -1422,12 +1447,7 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
     const int first_chunk = partial_out ? blockIdx.z : 0, end_chunk = partial_out ? blockIdx.z + 1 : n_chunks;
     // The first chunk's key rows (cp.async) arrive while the query rows are staged.
-    auto load_keys = [&](int begin, int n) {
-        for (int i = tid; i < keys_per_chunk; i += ATTEND_THREADS)
-            cp_async4(smem_u32(keys_s + i), i < n - begin ? idx + begin + i : idx, i < n - begin);
-        cp_async_commit();
-    };
-    if (first_chunk < end_chunk) load_keys(first_chunk * keys_per_chunk, min(n_keys, (first_chunk + 1) * keys_per_chunk));
+    if (first_chunk < end_chunk) attend_load_keys(keys_s, idx, first_chunk, keys_per_chunk, n_keys);
     stage_rows(qs, q_lat + ((size_t)s * H + h0) * C, nh, ATTEND_HEADS, C, C);
     stage_rows(qp, q + ((size_t)s * H + h0) * q_head_stride + pe_offset, nh, ATTEND_HEADS, Dr, q_head_stride);
     if (tid < ATTEND_HEADS) fold_max[tid] = grp_max[tid] = -INFINITY, fold_sum[tid] = grp_sum[tid] = 0.0f;
@@ -1472,7 +1492,7 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     for (int chunk = first_chunk; chunk < end_chunk; chunk++) {
     const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk);
     __syncthreads();  // the previous chunk's fold factors, key rows and tiles are used
-    if (chunk != first_chunk) load_keys(begin, n);
+    if (chunk != first_chunk) attend_load_keys(keys_s, idx, chunk, keys_per_chunk, n_keys);
     if (tid < ATTEND_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
     if (VEC4) {
 #pragma unroll
@@ -1614,15 +1634,9 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
     if (partial_out) break;
     // The chunk into its group; at the group's end (or the query's last chunk) the group into the fold.
     const bool group_end = chunk % ATTEND_FOLD_GROUP == ATTEND_FOLD_GROUP - 1 || chunk == end_chunk - 1;
-    if (tid < ATTEND_HEADS) {
-        float a = 1.0f, b = -1.0f, a2 = 1.0f, b2 = -1.0f;  // b < 0: an empty chunk / group, skipped
-        attend_fold(grp_max[tid], grp_sum[tid], run_max[tid], run_sum[tid], a, b);
-        if (group_end) {
-            attend_fold(fold_max[tid], fold_sum[tid], grp_max[tid], grp_sum[tid], a2, b2);
-            grp_max[tid] = -INFINITY, grp_sum[tid] = 0.0f;
-        }
-        fold_a[tid] = a, fold_b[tid] = b, tot_a[tid] = a2, tot_b[tid] = b2;
-    }
+    if (tid < ATTEND_HEADS)
+        attend_fold_factors(tid, group_end, run_max, run_sum, grp_max, grp_sum, fold_max, fold_sum, fold_a, fold_b, tot_a,
+                            tot_b);
     __syncthreads();
     if (VEC4) {
 #pragma unroll
@@ -1759,12 +1773,7 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
     const int32_t *idx = sel + (size_t)s * sel_stride;
     const int n_keys = n_sel[s], n_chunks = (n_keys + keys_per_chunk - 1) / keys_per_chunk;
     const int first_chunk = SPLIT ? blockIdx.z : 0, end_chunk = SPLIT ? blockIdx.z + 1 : n_chunks;
-    auto load_keys = [&](int begin, int n) {
-        for (int i = tid; i < keys_per_chunk; i += TCA_THREADS)
-            cp_async4(smem_u32(keys_s + i), i < n - begin ? idx + begin + i : idx, i < n - begin);
-        cp_async_commit();
-    };
-    if (first_chunk < end_chunk) load_keys(first_chunk * keys_per_chunk, min(n_keys, (first_chunk + 1) * keys_per_chunk));
+    if (first_chunk < end_chunk) attend_load_keys(keys_s, idx, first_chunk, keys_per_chunk, n_keys);
     // The query rows (latent part [16][C], then rope part [16][Dr]) staged in the key buffer, then
     // split into hi + lo.
     stage_rows(keys, q_lat + ((size_t)s * H + h0) * C, nh, TCA_HEADS, C, C);
@@ -1793,7 +1802,7 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
     for (int chunk = first_chunk; chunk < end_chunk; chunk++) {
     const int begin = chunk * keys_per_chunk, n = min(n_keys, begin + keys_per_chunk);
     __syncthreads();  // the query split is done; the previous chunk's key rows, tiles and factors are used
-    if (chunk != first_chunk) load_keys(begin, n);
+    if (chunk != first_chunk) attend_load_keys(keys_s, idx, chunk, keys_per_chunk, n_keys);
     if (tid < TCA_HEADS) run_max[tid] = -INFINITY, run_sum[tid] = 0.0f;
 #pragma unroll
     for (int j = 0; j < TCA_MAX_NT; j++)
@@ -1881,15 +1890,9 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
     }
     // The chunk into its group; at the group's end (or the query's last chunk) the group into the fold.
     const bool group_end = chunk % ATTEND_FOLD_GROUP == ATTEND_FOLD_GROUP - 1 || chunk == end_chunk - 1;
-    if (!SPLIT && tid < TCA_HEADS) {
-        float a = 1.0f, b = -1.0f, a2 = 1.0f, b2 = -1.0f;  // b < 0: an empty chunk / group, skipped
-        attend_fold(grp_max[tid], grp_sum[tid], run_max[tid], run_sum[tid], a, b);
-        if (group_end) {
-            attend_fold(fold_max[tid], fold_sum[tid], grp_max[tid], grp_sum[tid], a2, b2);
-            grp_max[tid] = -INFINITY, grp_sum[tid] = 0.0f;
-        }
-        fold_a[tid] = a, fold_b[tid] = b, tot_a[tid] = a2, tot_b[tid] = b2;
-    }
+    if (!SPLIT && tid < TCA_HEADS)
+        attend_fold_factors(tid, group_end, run_max, run_sum, grp_max, grp_sum, fold_max, fold_sum, fold_a, fold_b, tot_a,
+                            tot_b);
     if (!SPLIT) {  // (a split block has one chunk: its state is written below)
         __syncthreads();
 #pragma unroll
