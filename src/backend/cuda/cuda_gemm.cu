@@ -54,7 +54,6 @@ template <int F, bool SPLIT> constexpr int tc_smem_bytes() {
 // Byte offset of 16-byte chunk `ch` (0..3) of row r in a [rows][32] BF16 tile.
 __device__ __forceinline__ uint32_t tc_swz(int r, int ch) { return (uint32_t)(r * 64 + ((ch ^ ((r >> 1) & 3)) << 4)); }
 
-
 // xb_hi[b][t][k] = bf16(x[b·x_step + t·x_stride + k]) for k < K, 0 up to Kp; with xb_lo (precise
 // mode) also xb_lo[b][t][k] = bf16(x - xb_hi). 8 elements per thread.
 __global__ void tc_convert_x_kernel(uint4 *xb_hi, uint4 *xb_lo, const float *x, int x_stride, int64_t x_step, int T,
@@ -269,8 +268,8 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
         }
 }
 
-// Grow-only BF16 activations per device (precise mode: the hi parts, then the lo parts); stream order
-// keeps one use before the next.
+// Grow-only BF16 activations per device and stream slot (precise mode: the hi parts, then the lo
+// parts); stream order keeps one use before the next.
 static struct {
     __nv_bfloat16 *xb;
     size_t bytes;

@@ -61,7 +61,7 @@ __device__ __forceinline__ float dense_element(const void *data, int dtype, int6
 // next tile while it works on the current one.
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
-// 16 (or 8) bytes global -> shared; src_bytes 0 fills zeros (the source is not read).
+// 16, 4 or 8 bytes global -> shared; src_bytes 0 fills zeros (the source is not read).
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
 }

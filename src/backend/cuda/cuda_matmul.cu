@@ -418,8 +418,8 @@ __global__ void permute_x_kernel(float4 *xp, const float *x, int x_stride, int64
     xp[o] = c < chunks ? make_float4(src[0], src[1], src[2], src[3]) : make_float4(0, 0, 0, 0);
 }
 
-// Grow-only device buffers of this file, per device; stream order keeps one op's use before the next's
-// rewrite.
+// Grow-only device buffers of this file, per device and stream slot; stream order keeps one op's use
+// before the next's rewrite.
 static struct {
     float *permuted_x;      // matmul: x with 16-element chunks reordered
     float *moe_xp, *moe_h;  // grouped experts: permuted token rows, SwiGLU outputs

@@ -184,7 +184,7 @@ static unsigned moe_blocks(size_t n, unsigned threads) {
     return (unsigned)(b < 1 ? 1 : b > 1u << 30 ? 1u << 30 : b);
 }
 
-// Grow-only device buffers of this file, per device.
+// Grow-only device buffers of this file, per device and stream slot.
 enum { B_LOGITS, B_IDS, B_WTS, B_COUNTS, B_OFFSETS, B_ACTIVE, B_ROW_OF_PAIR, B_PAIR_OF_ROW, B_XG, B_GU, B_H, B_OUT, B_N };
 static struct {
     void *ptr[B_N];
@@ -192,7 +192,7 @@ static struct {
 } moe_buffers[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
 
 static void *moe_buffer(int slot, size_t bytes, int zero) {
-    void **bufs = moe_buffers[glint_cuda_device()][glint_cuda_stream_slot()].ptr;  // this device's
+    void **bufs = moe_buffers[glint_cuda_device()][glint_cuda_stream_slot()].ptr;  // this device's, this stream's
     size_t *buf_bytes = moe_buffers[glint_cuda_device()][glint_cuda_stream_slot()].bytes;
     if (bytes == 0) bytes = 16;
     if (buf_bytes[slot] >= bytes) return bufs[slot];

@@ -243,7 +243,7 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     }
 }
 
-static struct {  // grow-only, per device
+static struct {  // grow-only, per device and stream slot
     __half *x;      // split token rows, then split SwiGLU rows (hi, lo)
     float *h;       // [pairs][I] SwiGLU outputs
     float *scales;  // [T] token rows, then [pairs] h rows
