@@ -28,3 +28,6 @@ add_test(NAME model_forward_tp4 COMMAND model_forward
 set_tests_properties(model_forward_tp4 PROPERTIES ENVIRONMENT "GLINT_TEST_TP=4")
 glint_c_test(test_tp ${CMAKE_CURRENT_LIST_DIR}/test_tp.c ${GLINT_MODELS}/tiny-fsf-f32 ${GLINT_MODELS}/tiny-group-bf16
   ${CMAKE_SOURCE_DIR}/models/demo ${CMAKE_SOURCE_DIR}/models/demo-nvfp4)
+# The model's use of the backend's side lines (branch / join): joins before what reads them.
+glint_c_test(test_branch ${CMAKE_CURRENT_LIST_DIR}/test_branch.c ${GLINT_MODELS}/tiny-fsf-f32
+  ${GLINT_QUANT}/q-nvfp4-modelopt-experts ${CMAKE_SOURCE_DIR}/models/demo)
