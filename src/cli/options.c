@@ -135,7 +135,7 @@ glint_backend *make_backend(const model_options *o) {
 
 glint_backend *rank_backend(int rank, void *ctx) {
     const model_options *o = ctx;
-    (void)rank;  // CUDA builds: rank r on GPU r
+    (void)rank;  // used by CUDA builds only
 #ifdef GLINT_HAVE_CUDA
     if (!strcmp(o->backend, "cuda")) return glint_backend_cuda(rank);  // rank r on GPU r
 #endif

@@ -194,32 +194,37 @@ static void part_of(int64_t extent, int r, int N, int64_t *start, int64_t *count
 // Tensor parallelism: how a rank takes its part of a weight (docs/multi-gpu-plan.md).
 typedef enum { SPLIT_ROWS, SPLIT_COLS } split_axis;
 
+// The growing table `items` of n entries of `size` bytes (capacity *cap), with room for one more:
+// items, or its reallocation; NULL with the error set when out of memory (items stays valid).
+static void *table_room(void *items, size_t n, size_t *cap, size_t size, const char *what) {
+    if (n < *cap) return items;
+    const size_t want = *cap ? 2 * *cap : 256;
+    void *grown = realloc(items, want * size);
+    if (!grown) {
+        glint_set_error("out of memory for the table of %s", what);
+        return NULL;
+    }
+    *cap = want;
+    return grown;
+}
+
 // Remembers a host copy the model keeps (a column part of a weight that the backend uses in place).
 static int keep_copy(glint_model *m, void *copy) {
-    if (m->n_weight_copies == m->cap_weight_copies) {
-        size_t cap = m->cap_weight_copies ? 2 * m->cap_weight_copies : 256;
-        void **grown = realloc(m->weight_copies, cap * sizeof *grown);
-        if (!grown) {
-            free(copy);
-            glint_set_error("out of memory for the table of weight parts");
-            return -1;
-        }
-        m->weight_copies = grown, m->cap_weight_copies = cap;
+    void **copies = table_room(m->weight_copies, m->n_weight_copies, &m->cap_weight_copies, sizeof *copies,
+                               "weight parts");
+    if (!copies) {
+        free(copy);
+        return -1;
     }
+    m->weight_copies = copies;
     m->weight_copies[m->n_weight_copies++] = copy;
     return 0;
 }
 
 static int add_cut(binder *b, glint_weight *dest, int axis, int64_t start, int64_t count) {
-    if (b->n_cuts == b->cap_cuts) {
-        size_t cap = b->cap_cuts ? 2 * b->cap_cuts : 256;
-        weight_cut *grown = realloc(b->cuts, cap * sizeof *grown);
-        if (!grown) {
-            glint_set_error("out of memory for the table of weight parts");
-            return -1;
-        }
-        b->cuts = grown, b->cap_cuts = cap;
-    }
+    weight_cut *cuts = table_room(b->cuts, b->n_cuts, &b->cap_cuts, sizeof *cuts, "weight parts");
+    if (!cuts) return -1;
+    b->cuts = cuts;
     b->cuts[b->n_cuts++] = (weight_cut){dest, axis, start, count};
     return 0;
 }
@@ -446,7 +451,7 @@ typedef struct {
     size_t n_cuts;
     pthread_mutex_t lock;
     glint_weight **queue;  // the weights the threads take in order
-    size_t n_queue, next;
+    size_t n_queue, cap_queue, next;
     int failed;
     char error[512];  // the first failure's message (errors are per thread)
 } weight_upload;
@@ -531,32 +536,26 @@ static void free_weight_copies(glint_model *m) {
 }
 
 // Queues w when it holds a tensor; -1 when the queue cannot grow.
-static int enqueue_weight(weight_upload *u, glint_weight *w, size_t *cap) {
+static int enqueue_weight(weight_upload *u, glint_weight *w) {
     if (!w->data) return 0;
-    if (u->n_queue == *cap) {
-        *cap = *cap ? 2 * *cap : 1024;
-        glint_weight **grown = realloc(u->queue, *cap * sizeof *grown);
-        if (!grown) {
-            glint_set_error("out of memory for the table of weights to upload");
-            return -1;
-        }
-        u->queue = grown;
-    }
+    glint_weight **queue = table_room(u->queue, u->n_queue, &u->cap_queue, sizeof *queue, "weights to upload");
+    if (!queue) return -1;
+    u->queue = queue;
     u->queue[u->n_queue++] = w;
     return 0;
 }
 
 // Queues every bound weight of a layer (device backends copy them to device memory).
-static int queue_layer(weight_upload *u, glm_layer *L, int n_experts, size_t *cap) {
+static int queue_layer(weight_upload *u, glm_layer *L, int n_experts) {
     glint_weight *ws[] = {&L->input_norm, &L->post_attn_norm, &L->q_a, &L->q_a_norm, &L->q_b, &L->kv_a,
                           &L->kv_a_norm, &L->kv_b, &L->o_proj, &L->idx_wq_b, &L->idx_wk, &L->idx_k_norm_w,
                           &L->idx_k_norm_b, &L->idx_weights_proj, &L->gate, &L->up, &L->down, &L->router,
                           &L->router_bias};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-        if (enqueue_weight(u, ws[i], cap)) return -1;
+        if (enqueue_weight(u, ws[i])) return -1;
     if (L->is_moe)
         for (int e = 0; e < 3 * n_experts; e++)
-            if (enqueue_weight(u, &L->expert_gate[e], cap)) return -1;
+            if (enqueue_weight(u, &L->expert_gate[e])) return -1;
     return 0;
 }
 
@@ -566,16 +565,15 @@ static int prepare_weights(glint_model *m, int show_progress, weight_cut *cuts, 
                        .total = m->weight_bytes + (m->has_mtp ? m->mtp_bytes : 0), .start = glint_now_seconds(),
                        .cuts = cuts, .n_cuts = n_cuts};
     pthread_mutex_init(&u.lock, NULL);
-    size_t cap = 0;
     int rc = upload_weight(&u, &m->embed) || upload_weight(&u, &m->final_norm) ? -1 : 0;
     if (!rc && m->tied_lm_head) rc = tied_lm_head_part(m);  // shares the prepared embedding
     else if (!rc) rc = upload_weight(&u, &m->lm_head);
     for (int l = 0; !rc && l < m->cfg.num_layers; l++)
-        rc = queue_layer(&u, &m->layers[l], m->cfg.n_routed_experts, &cap);
+        rc = queue_layer(&u, &m->layers[l], m->cfg.n_routed_experts);
     if (!rc && m->has_mtp) {
         glint_weight *mtp_ws[] = {&m->mtp_enorm, &m->mtp_hnorm, &m->mtp_eh_proj, &m->mtp_head_norm};
-        rc = queue_layer(&u, &m->mtp, m->cfg.n_routed_experts, &cap);
-        for (size_t i = 0; !rc && i < sizeof mtp_ws / sizeof mtp_ws[0]; i++) rc = enqueue_weight(&u, mtp_ws[i], &cap);
+        rc = queue_layer(&u, &m->mtp, m->cfg.n_routed_experts);
+        for (size_t i = 0; !rc && i < sizeof mtp_ws / sizeof mtp_ws[0]; i++) rc = enqueue_weight(&u, mtp_ws[i]);
     }
     if (!rc) rc = upload_queue(&u);
     if (!rc) upload_progress(&u, 1);
@@ -713,6 +711,11 @@ uint64_t glint_state_bytes_per_token(const glint_config *c) {
 
 static int tp_run(const glint_model *m, int (*task)(glint_model *rank, int r, void *arg), void *arg);
 
+// task on every rank's model (on its thread), or on m itself without tensor parallelism.
+static int each_rank(const glint_model *m, int (*task)(glint_model *rank, int r, void *arg), void *arg) {
+    return m->tp ? tp_run(m, task, arg) : task((glint_model *)m, 0, arg);
+}
+
 // Rank r's caches of a pool: layer l of rank r is entry r·n_layers + l of latent, kpe and index_k.
 static size_t rank_offset(const glint_model *m, const glint_kv_pool *pool) {
     return (size_t)(m->tp_size > 1 ? m->tp_rank : 0) * (size_t)pool->n_layers;
@@ -777,7 +780,7 @@ static glint_kv_pool *pool_new(const glint_model *m, int64_t n_pages, int page_s
     pool->kpe = pool->latent + tables;
     pool->index_k = pool->latent + 2 * tables;
     pool_job job = {pool, has_indexer};
-    if (m->tp ? tp_run(m, pool_alloc_rank, &job) : pool_alloc_rank((glint_model *)m, 0, &job)) goto fail;
+    if (each_rank(m, pool_alloc_rank, &job)) goto fail;
     // Lowest page ids first (pops from the end).
     for (int i = 0; i < pool->n_pages; i++) pool->free_pages[i] = pool->n_pages - 1 - i;
     pool->n_free = pool->n_pages;
@@ -804,10 +807,7 @@ glint_kv_pool *glint_kv_pool_new(const glint_model *m, int64_t n_pages, int page
 
 void glint_kv_pool_free(const glint_model *m, glint_kv_pool *pool) {
     if (!pool) return;
-    if (pool->latent) {
-        if (m->tp) tp_run(m, pool_free_rank, pool);
-        else pool_free_rank((glint_model *)m, 0, pool);
-    }
+    if (pool->latent) each_rank(m, pool_free_rank, pool);
     free(pool->latent);
     free(pool->refs);
     free(pool->free_pages);
@@ -911,8 +911,7 @@ int glint_state_share_prefix(const glint_model *m, glint_state *dst, const glint
     if (rest) {
         if (glint_state_reserve(dst, n)) return -1;  // a free page was checked above
         page_copy job = {pool, (size_t)src->pages[whole] * ps, (size_t)dst->pages[whole] * ps, rest};
-        if (m->tp) tp_run(m, copy_page_rows, &job);
-        else copy_page_rows((glint_model *)m, 0, &job);
+        each_rank(m, copy_page_rows, &job);
     }
     dst->n_past = n;
     dst->mtp_past = src->mtp_past < n ? src->mtp_past : n;
@@ -1218,7 +1217,8 @@ static void layer_stack(glint_model *m, const batch_caches *bc, int T, scratch *
     else
         for (int l = 0; l < m->cfg.num_layers; last = &m->layers[l++])
             decoder_layer(m, bc, l, &m->layers[l], last, T, s);
-    if (last) residual_norm(m->be, s->x, s->y, leaves_y2(m, last) ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0);
+    if (last)
+        residual_norm(m->be, s->x, s->y, leaves_y2(m, last) ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0);
 }
 
 // The layer stack, recorded and replayed by the backend when the batch uses the forward cache: the
@@ -1806,7 +1806,7 @@ static int rank_memory_info(glint_model *rm, int r, void *arg) {
 int glint_model_memory_info(glint_model *m, size_t *free_bytes, size_t *total_bytes) {
     size_t info[2 * GLINT_MAX_TP];
     const int N = m->tp ? m->tp_size : 1;
-    if (m->tp ? tp_run(m, rank_memory_info, info) : rank_memory_info(m, 0, info)) return -1;
+    if (each_rank(m, rank_memory_info, info)) return -1;
     *free_bytes = info[0], *total_bytes = info[1];
     for (int r = 1; r < N; r++) {
         if (info[2 * r] < *free_bytes) *free_bytes = info[2 * r];

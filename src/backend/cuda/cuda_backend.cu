@@ -1392,6 +1392,17 @@ __device__ __forceinline__ float attend_fold_value(float acc, float a, float acc
 }
 __device__ __forceinline__ float attend_normalize(float acc, float S) { return S > 0.0f ? __fdiv_rn(acc, S) : 0.0f; }
 
+// One output element of a chunk (acc) into its group with the factors (a, b), and at the group's end
+// the group into the fold with (a2, b2) (attend_fold_factors; b, b2 < 0: an empty chunk or group).
+__device__ __forceinline__ void attend_fold_element(float &grp, float &fold, float acc, float a, float b, float a2,
+                                                    float b2, bool group_end) {
+    if (b >= 0.0f) grp = attend_fold_value(grp, a, acc, b);
+    if (group_end) {
+        if (b2 >= 0.0f) fold = attend_fold_value(fold, a2, grp, b2);
+        grp = 0.0f;
+    }
+}
+
 // The key rows of chunk `chunk` of a query's selection (idx, n_keys of them) into keys_s by cp.async
 // (one committed group; slots past the selection zero-filled).
 __device__ __forceinline__ void attend_load_keys(int32_t *keys_s, const int32_t *idx, int chunk, int keys_per_chunk,
@@ -1643,34 +1654,18 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
         for (int i = 0; i < 4; i++) {
             const int hh = hb * 4 + i;
             const float a = fold_a[hh], b = fold_b[hh], a2 = tot_a[hh], b2 = tot_b[hh];
-            if (b >= 0.0f) {
-                grp4[i].x = attend_fold_value(grp4[i].x, a, acc4[i].x, b);
-                grp4[i].y = attend_fold_value(grp4[i].y, a, acc4[i].y, b);
-                grp4[i].z = attend_fold_value(grp4[i].z, a, acc4[i].z, b);
-                grp4[i].w = attend_fold_value(grp4[i].w, a, acc4[i].w, b);
-            }
-            if (group_end) {
-                if (b2 >= 0.0f) {
-                    fold4[i].x = attend_fold_value(fold4[i].x, a2, grp4[i].x, b2);
-                    fold4[i].y = attend_fold_value(fold4[i].y, a2, grp4[i].y, b2);
-                    fold4[i].z = attend_fold_value(fold4[i].z, a2, grp4[i].z, b2);
-                    fold4[i].w = attend_fold_value(fold4[i].w, a2, grp4[i].w, b2);
-                }
-                grp4[i] = make_float4(0, 0, 0, 0);
-            }
+            attend_fold_element(grp4[i].x, fold4[i].x, acc4[i].x, a, b, a2, b2, group_end);
+            attend_fold_element(grp4[i].y, fold4[i].y, acc4[i].y, a, b, a2, b2, group_end);
+            attend_fold_element(grp4[i].z, fold4[i].z, acc4[i].z, a, b, a2, b2, group_end);
+            attend_fold_element(grp4[i].w, fold4[i].w, acc4[i].w, a, b, a2, b2, group_end);
         }
     } else {
 #pragma unroll
         for (int hh = 0; hh < ATTEND_HEADS; hh++) {
             const float a = fold_a[hh], b = fold_b[hh], a2 = tot_a[hh], b2 = tot_b[hh];
 #pragma unroll
-            for (int j = 0; j < ATTEND_MAX_COLS; j++) {
-                if (b >= 0.0f) grp[hh][j] = attend_fold_value(grp[hh][j], a, acc[hh][j], b);
-                if (group_end) {
-                    if (b2 >= 0.0f) fold[hh][j] = attend_fold_value(fold[hh][j], a2, grp[hh][j], b2);
-                    grp[hh][j] = 0.0f;
-                }
-            }
+            for (int j = 0; j < ATTEND_MAX_COLS; j++)
+                attend_fold_element(grp[hh][j], fold[hh][j], acc[hh][j], a, b, a2, b2, group_end);
         }
     }
     }  // chunks
@@ -1900,12 +1895,8 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int hh = g + 8 * (i >> 1);
-                const float a = fold_a[hh], b = fold_b[hh], a2 = tot_a[hh], b2 = tot_b[hh];
-                if (b >= 0.0f) grp[j][i] = attend_fold_value(grp[j][i], a, acc[j][i], b);
-                if (group_end) {
-                    if (b2 >= 0.0f) fold[j][i] = attend_fold_value(fold[j][i], a2, grp[j][i], b2);
-                    grp[j][i] = 0.0f;
-                }
+                attend_fold_element(grp[j][i], fold[j][i], acc[j][i], fold_a[hh], fold_b[hh], tot_a[hh], tot_b[hh],
+                                    group_end);
             }
     }
     }  // chunks
@@ -1986,11 +1977,14 @@ __global__ void __launch_bounds__(COMBINE_THREADS)
 // GLINT_CUDA_ATTEND_TC=1 takes attend_tc_kernel where the shapes allow. Off by default: on one H100
 // the kernel is faster (18 vs 24 us per GLM-5.1 layer at 4k) but its 16-head blocks cut the keys
 // into twice the chunks, and the combine's extra reads eat the gain (bench/RESULTS.md).
+// Both attention kernels take these arguments.
+typedef void (*attend_fn)(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
+                          const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
+                          int sel_stride, int H, int C, int Dr, float scale, int keys_per_chunk, float *partial_out,
+                          float *partial_stats);
+
 static int attend_tc_enabled(void) {
-    static const int on = [] {
-        const char *e = getenv("GLINT_CUDA_ATTEND_TC");
-        return e && strcmp(e, "0");
-    }();
+    static const int on = glint_cuda_switch("GLINT_CUDA_ATTEND_TC", 0);
     return on;
 }
 
@@ -2016,11 +2010,14 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
            : sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + 2 * ATTEND_KEYS * (C + Dr) +
                               ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS) +
                  sizeof(int32_t) * (size_t)tiles * ATTEND_KEYS;
-    const void *split_kernel = tc ? (const void *)attend_tc_kernel<true> : (const void *)attend_kernel<true>;
-    const void *fold_kernel = tc ? (const void *)attend_tc_kernel<false> : (const void *)attend_kernel<false>;
+    // The two variants of the kernel (tensor cores: a block per chunk / folding its chunks; FP32: 16-byte
+    // / scalar loads); the first one's occupancy sets the chunks.
+    const attend_fn variant[2] = {tc ? attend_tc_kernel<true> : attend_kernel<true>,
+                                  tc ? attend_tc_kernel<false> : attend_kernel<false>};
+    const int threads = tc ? (int)TCA_THREADS : (int)ATTEND_THREADS;
     if (smem > 48 * 1024 &&
-        (cudaFuncSetAttribute(split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
-         cudaFuncSetAttribute(fold_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)) {
+        (cudaFuncSetAttribute(variant[0], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
+         cudaFuncSetAttribute(variant[1], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)) {
         glint_cuda_check("mla_attend shared memory");
         return;
     }
@@ -2029,8 +2026,7 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     cuda_backend *cb = cuda_of(be);
     if (cb->attend_smem != smem || cb->attend_tc != tc) {
         int resident = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, split_kernel, tc ? (int)TCA_THREADS : (int)ATTEND_THREADS,
-                                                          smem) != cudaSuccess)
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, variant[0], threads, smem) != cudaSuccess)
             cudaGetLastError(), resident = 1;
         cb->attend_smem = smem, cb->attend_tc = tc, cb->attend_resident = resident > 0 ? resident : 1;
     }
@@ -2055,23 +2051,10 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     const bool vec4 = C % 4 == 0 && Dr % 4 == 0 && C <= 4 * 128 && (uintptr_t)latent_cache % 16 == 0 &&
                       (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0 &&
                       (partial_out == NULL || (uintptr_t)partial_out % 16 == 0);
-    dim3 grid((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1));
-    if (tc && split)
-        attend_tc_kernel<true><<<grid, TCA_THREADS, smem, glint_cuda_stream()>>>(
-            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
-            keys_per_chunk, partial_out, partial_stats);
-    else if (tc)
-        attend_tc_kernel<false><<<grid, TCA_THREADS, smem, glint_cuda_stream()>>>(
-            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
-            keys_per_chunk, partial_out, partial_stats);
-    else if (vec4)
-        attend_kernel<true><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
-            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
-            keys_per_chunk, partial_out, partial_stats);
-    else
-        attend_kernel<false><<<grid, ATTEND_THREADS, smem, glint_cuda_stream()>>>(
-            o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
-            keys_per_chunk, partial_out, partial_stats);
+    const attend_fn kernel = variant[tc ? !split : !vec4];
+    kernel<<<dim3((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1)), threads, smem, glint_cuda_stream()>>>(
+        o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+        keys_per_chunk, partial_out, partial_stats);
     if (split) {
         const size_t groups = (size_t)(chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
         const int threads = groups * COMBINE_COLS < COMBINE_THREADS ? (int)groups * COMBINE_COLS : COMBINE_THREADS;
@@ -2310,8 +2293,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->moe = glint_cuda_moe;
     be->synthesize = glint_cuda_synthesize;
     be->argmax = cuda_argmax;
-    const char *fused_env = getenv("GLINT_CUDA_FUSED");  // 0: the model calls the plain ops instead
-    if (!fused_env || strcmp(fused_env, "0")) {
+    if (glint_cuda_switch("GLINT_CUDA_FUSED", 1)) {  // 0: the model calls the plain ops instead
         be->add_rmsnorm = cuda_add_rmsnorm;
         be->norm_rope_cache = cuda_norm_rope_cache;
         be->swiglu_matmul = glint_cuda_swiglu_matmul;
@@ -2320,13 +2302,11 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
         glint_cuda_check("creating the stream");
         return NULL;
     }
-    const char *branches_env = getenv("GLINT_CUDA_BRANCHES");  // 0: every op on the one stream
-    if (!branches_env || strcmp(branches_env, "0")) {
+    if (glint_cuda_switch("GLINT_CUDA_BRANCHES", 1)) {  // 0: every op on the one stream
         be->branch = cuda_branch;
         be->join = cuda_join;
     }
-    const char *graphs_env = getenv("GLINT_CUDA_GRAPHS");  // 0: every op launched every step
-    if (!graphs_env || strcmp(graphs_env, "0")) {
+    if (glint_cuda_switch("GLINT_CUDA_GRAPHS", 1)) {  // 0: every op launched every step
         be->graph_begin = cuda_graph_begin;
         be->graph_end = cuda_graph_end;
     }

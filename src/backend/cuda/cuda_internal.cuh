@@ -7,6 +7,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "backend/backend.h"
@@ -195,6 +197,12 @@ static inline int glint_cuda_stream_slot(void) { return glint_cuda_thread_branch
 static inline cudaStream_t glint_cuda_stream(void) {
     const glint_cuda_device_state &dev = glint_cuda_devices[glint_cuda_device()];
     return glint_cuda_thread_branch ? dev.side[glint_cuda_thread_branch - 1] : dev.stream;
+}
+
+// A GLINT_CUDA_* switch from the environment: unset, default_on; "0", off; any other value, on.
+static inline int glint_cuda_switch(const char *name, int default_on) {
+    const char *e = getenv(name);
+    return e ? strcmp(e, "0") != 0 : default_on;
 }
 
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.

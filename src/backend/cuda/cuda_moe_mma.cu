@@ -251,10 +251,8 @@ static struct {  // grow-only, per device and stream slot
 } mma_buffers[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
 
 static int mma_decode_enabled(void) {
-    static const int on = [] {  // a function-local static: read once, also when ranks' threads race
-        const char *e = getenv("GLINT_CUDA_MMA_DECODE");  // 0: the FP32 kernels of cuda_matmul.cu
-        return !e || strcmp(e, "0");
-    }();
+    // read once (a function-local static, also when ranks' threads race); 0: the FP32 kernels of cuda_matmul.cu
+    static const int on = glint_cuda_switch("GLINT_CUDA_MMA_DECODE", 1);
     return on;
 }
 
