@@ -159,12 +159,22 @@ static void test_forward(const char *dir, int tp) {
 // A backend that, like a device, keeps its own copies of the weights: the column parts the model cut
 // for it must then be freed at upload (ASan sees a leak or a use after free otherwise), and the
 // logits must not change. Like the CUDA backend it takes weights on several threads at once
-// (prepare_threads); it notes which threads called it, and can refuse its n-th weight.
+// (prepare_threads); it notes which threads called each instance, and can refuse its n-th weight.
 static void *device_copies[1 << 16];
 static size_t n_device_copies;
 static pthread_mutex_t copies_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t prepare_callers[64];
+static pthread_cond_t callers_changed = PTHREAD_COND_INITIALIZER;
+static struct {
+    const glint_backend *be;
+    pthread_t thread;
+} prepare_callers[64];
 static int n_prepare_callers, prepare_calls, refuse_call;  // refuse_call 0: none
+
+static int callers_of(const glint_backend *be) {
+    int n = 0;
+    for (int i = 0; i < n_prepare_callers; i++) n += prepare_callers[i].be == be;
+    return n;
+}
 
 static void *device_copy(const void *host, size_t bytes) {
     void *copy = malloc(bytes ? bytes : 1);
@@ -176,18 +186,30 @@ static void *device_copy(const void *host, size_t bytes) {
 }
 
 static int copying_prepare(glint_backend *be, glint_weight *w) {
-    (void)be;
     pthread_mutex_lock(&copies_lock);
     int seen = 0;
-    for (int i = 0; i < n_prepare_callers; i++) seen |= pthread_equal(prepare_callers[i], pthread_self());
-    if (!seen && n_prepare_callers < 64) prepare_callers[n_prepare_callers++] = pthread_self();
+    for (int i = 0; i < n_prepare_callers; i++)
+        seen |= prepare_callers[i].be == be && pthread_equal(prepare_callers[i].thread, pthread_self());
+    if (!seen && n_prepare_callers < 64) {
+        prepare_callers[n_prepare_callers].be = be, prepare_callers[n_prepare_callers++].thread = pthread_self();
+        pthread_cond_broadcast(&callers_changed);
+    }
+    // While one thread alone has called this instance, each call waits (50 ms at most) for another
+    // to come: a load on several threads is seen as such however the threads are scheduled.
+    if (callers_of(be) < 2) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50000000;
+        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+        while (callers_of(be) < 2 && !pthread_cond_timedwait(&callers_changed, &copies_lock, &until)) {
+        }
+    }
     const int call = ++prepare_calls;
     pthread_mutex_unlock(&copies_lock);
     if (call == refuse_call) {
         glint_set_error("test backend: refusing weight %s", w->name ? w->name : "?");
         return -1;
     }
-    nanosleep(&(struct timespec){0, 200000}, NULL);  // a copy takes a while: the other threads get weights too
     const size_t n = (size_t)w->rows * (size_t)w->cols;
     switch (w->format) {
     case GLINT_WFMT_DENSE: w->data = device_copy(w->data, n * glint_dtype_size(w->dtype)); return 0;
@@ -209,6 +231,7 @@ static void test_weights_on_a_device(const char *dir) {
     glint_load_options in_place = {.tp_size = 2, .rank_backend = cpu_test_rank};
     glint_load_options copied = {.tp_size = 2, .rank_backend = copying_rank};
     glint_model *a = glint_model_load(dir, &in_place, NULL);
+    n_prepare_callers = 0;
     glint_model *b = glint_model_load(dir, &copied, NULL);
     CHECK(a && b, "%s: load: %s", dir, glint_last_error());
     if (a && b) {
@@ -225,9 +248,11 @@ static void test_weights_on_a_device(const char *dir) {
         glint_state_free(a, sa), glint_state_free(b, sb);
         free(la), free(lb);
     }
+    if (b)
+        for (int r = 0; r < 2; r++)
+            CHECK(callers_of(b->ranks[r]->be) > 1, "%s: rank %d's weights taken on %d thread(s) of 4 upload threads",
+                  dir, r, callers_of(b->ranks[r]->be));
     glint_model_free(a), glint_model_free(b);
-    CHECK(n_prepare_callers > 2, "%s: weights taken on %d threads by two ranks of 4 upload threads", dir,
-          n_prepare_callers);
     // a refusal on an upload thread reaches the caller with its message
     refuse_call = prepare_calls / 2, prepare_calls = 0;
     glint_model *c = glint_model_load(dir, &copied, NULL);
