@@ -49,16 +49,14 @@ if want ops; then
     # default: the precise tensor-core prefill GEMM (T > 64, x as hi + lo BF16), held to the FP32 tolerance
     "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops.log" 2>&1 && note "ops ok: $(tail -1 "$OUT/ops.log")" ||
         { status=1; note "ops FAILED: $(tail -1 "$OUT/ops.log")"; grep FAIL "$OUT/ops.log" | head -20; }
-    # again with the FP32 SIMT kernel for everything (0) and the fast BF16-activation GEMM (bf16, 1e-2)
-    for mode in 0 bf16; do
-        log="$OUT/ops_tc_$mode.log"
-        GLINT_CUDA_TC=$mode "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops (GLINT_CUDA_TC=$mode) ok: $(tail -1 "$log")" ||
-            { status=1; note "ops (GLINT_CUDA_TC=$mode) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }
+    # again with: the FP32 SIMT kernel for everything (TC=0); the fast BF16-activation GEMM (TC=bf16,
+    # tolerance 1e-2); glint's own precise GEMM instead of cuBLAS (CUBLAS=0); the tensor-core MLA
+    # attention (off by default: not faster yet, see bench/RESULTS.md)
+    for setting in GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=1; do
+        log="$OUT/ops_${setting#GLINT_CUDA_}.log" && log=${log//=/_}  # ops_TC_0.log, ...
+        env "$setting" "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops ($setting) ok: $(tail -1 "$log")" ||
+            { status=1; note "ops ($setting) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }
     done
-    # the tensor-core MLA attention (off by default: not faster yet, see bench/RESULTS.md)
-    log="$OUT/ops_attend_tc.log"
-    GLINT_CUDA_ATTEND_TC=1 "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops (GLINT_CUDA_ATTEND_TC=1) ok: $(tail -1 "$log")" ||
-        { status=1; note "ops (GLINT_CUDA_ATTEND_TC=1) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }
 fi
 
 if want memcheck; then

@@ -510,18 +510,23 @@ static double bench_gemm_peak(glint_backend *be, int print_formats) {
            sq, sq, sq, r.cublas_bf16, r.cublas_bf16 > 0 ? "" : " (not linked)", r.tc_bf16,
            peak > 0 ? 100.0 * r.tc_bf16 / peak : 0.0, peak);
     if (print_formats) {
-        // precise: the default (x as hi + lo BF16, FP8-block on the FP32 SIMT kernel); fast:
-        // GLINT_CUDA_TC=bf16 (x rounded to BF16); FLOPs counted once (2·T·N·K) in both
+        // precise: the default (x as hi + lo BF16; cuBLAS where linked); fast: GLINT_CUDA_TC=bf16 (x
+        // rounded to BF16); glint kernel: precise on glint's own kernel (GLINT_CUDA_CUBLAS=0); FLOPs
+        // counted once (2·T·N·K) in all
         static const char *names[GLINT_GEMM_FORMATS] = {"BF16", "FP8-block", "NVFP4"};
-        printf("prefill matmul (FP32 x in, FP32 y out) T=%d N=%d K=%d, TFLOP/s (%% of peak):\n%-10s %20s  %20s\n", T,
-               N, K, "format", "precise (default)", "fast (TC=bf16)");
-        for (int f = 0; f < GLINT_GEMM_FORMATS; f++)
-            printf("%-10s %12.1f (%4.1f%%)%s %12.1f (%4.1f%%)\n", names[f], r.precise[f],
-                   peak > 0 ? 100.0 * r.precise[f] / peak : 0.0, f == GLINT_GEMM_FP8_BLOCK ? "*" : " ", r.fast[f],
-                   peak > 0 ? 100.0 * r.fast[f] / peak : 0.0);
+        printf("prefill matmul (FP32 x in, FP32 y out) T=%d N=%d K=%d, TFLOP/s (%% of peak):\n%-10s %20s  %20s  %20s\n",
+               T, N, K, "format", "precise (default)", "fast (TC=bf16)", "precise, glint kernel");
+        for (int f = 0; f < GLINT_GEMM_FORMATS; f++) {
+            char own[40] = "    (FP32 SIMT)";
+            if (r.kernel_precise[f] > 0)
+                snprintf(own, sizeof own, "%12.1f (%4.1f%%)", r.kernel_precise[f],
+                         peak > 0 ? 100.0 * r.kernel_precise[f] / peak : 0.0);
+            printf("%-10s %12.1f (%4.1f%%)  %12.1f (%4.1f%%)  %s\n", names[f], r.precise[f],
+                   peak > 0 ? 100.0 * r.precise[f] / peak : 0.0, r.fast[f], peak > 0 ? 100.0 * r.fast[f] / peak : 0.0,
+                   own);
+        }
         printf("%-10s %12.1f (%4.1f%%)  (the FP32 SIMT kernel, GLINT_CUDA_TC=0)\n", "BF16 SIMT", r.simt_bf16,
                peak > 0 ? 100.0 * r.simt_bf16 / peak : 0.0);
-        printf("* precise mode keeps FP8-block weights on the FP32 SIMT kernel\n");
     }
     return peak;
 #else

@@ -12,13 +12,14 @@ enum { GLINT_GEMM_BF16, GLINT_GEMM_FP8_BLOCK, GLINT_GEMM_NVFP4, GLINT_GEMM_FORMA
 // TFLOP/s measured now on the current device. cublas_bf16 / tc_bf16: a square BF16 x BF16 -> FP32
 // GEMM (square^3) by cuBLAS (0 when not linked) and by glint's tensor-core kernel with BF16
 // activations. The rest: glint's T > 64 matmul path (FP32 activations in and out) on [T, K] x [N, K]^T
-// per weight format, FLOPs counted once (2·T·N·K) whatever the kernel runs: precise[] in the default
-// mode (x as hi + lo BF16 parts, two MMAs per tile; FP8-block weights stay on the FP32 SIMT kernel
-// there, so precise[GLINT_GEMM_FP8_BLOCK] is that kernel), fast[] with x rounded to BF16
-// (GLINT_CUDA_TC=bf16), simt_bf16 the FP32 SIMT tile kernel with BF16 weights (GLINT_CUDA_TC=0).
+// per weight format, FLOPs counted once (2·T·N·K) whatever runs: precise[] in the default mode (x as
+// hi + lo BF16 parts: cuBLAS where it is linked, see cuda_gemm.cu), fast[] with x rounded to BF16
+// (GLINT_CUDA_TC=bf16), kernel_precise[] glint's own tensor-core kernel in precise mode
+// (GLINT_CUDA_CUBLAS=0; 0 for FP8-block, which that mode leaves to the FP32 SIMT kernel), simt_bf16 the
+// FP32 SIMT tile kernel with BF16 weights (GLINT_CUDA_TC=0).
 typedef struct {
     double cublas_bf16, tc_bf16;
-    double precise[GLINT_GEMM_FORMATS], fast[GLINT_GEMM_FORMATS];
+    double precise[GLINT_GEMM_FORMATS], fast[GLINT_GEMM_FORMATS], kernel_precise[GLINT_GEMM_FORMATS];
     double simt_bf16;
 } glint_cuda_gemm_rates;
 

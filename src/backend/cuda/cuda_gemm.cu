@@ -22,6 +22,8 @@
 // on the FP32 SIMT kernel (cuda_matmul.cu).
 #include <cuda_bf16.h>
 #include <stdlib.h>
+
+#include <algorithm>
 #include <string.h>
 
 #include "backend/cuda/cuda_bench.h"
@@ -81,13 +83,18 @@ struct tc_args {
     int y_stride, T;
     int64_t Kp, y_step, w_row_step;
     float out_scale;  // NVFP4 global scale, else 1
+    // Grouped launches (the routed experts' prefill): blockIdx.z is a work item {expert, its first row
+    // in x and y, its rows, the item's first row among them}; the weight is tab[expert] (out_scale
+    // its global scale), y_step / w_row_step are unused. NULL: a plain (batched) product.
+    const int4 *items;
+    const dev_weight *tab;
 };
 
 // SPLIT: x comes as hi + lo parts (precise mode); each k step runs the MMAs of the hi tile, then
 // reloads the same A fragment registers from the lo tile and runs them again with the same B
 // fragments (both A sets at once would cost 16 more registers; the kernel is near its 128).
-template <int F, bool SPLIT>
-__global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_weight W) {
+template <int F, bool SPLIT, bool GROUPED>
+__global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_weight W_arg) {
     extern __shared__ __align__(128) unsigned char smem[];
     unsigned char *As = smem;  // [STAGES][128][32] bf16, swizzled; SPLIT: then [STAGES] lo tiles
     // BF16: [STAGES] tiles; else raw codes
@@ -96,11 +103,14 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
     unsigned char *Bc = Bs + TC_STAGES * RAW;                 // quantized: [2] converted BF16 tiles
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp & 1, wn = warp >> 1;  // warp tile: rows wm·64.. of tokens, wn·32.. of weight rows
-    const int m0 = blockIdx.x * TC_BM;
+    const int4 item = GROUPED ? a.items[blockIdx.z] : make_int4(0, 0, 0, 0);
+    const dev_weight W = GROUPED ? a.tab[item.x] : W_arg;
+    const int T = GROUPED ? item.z : a.T, m0 = GROUPED ? item.w : blockIdx.x * TC_BM;
     const int64_t n0 = (int64_t)blockIdx.y * TC_BN, N = W.rows, K = W.cols;
-    const int64_t nb = (int64_t)blockIdx.z * a.w_row_step;  // the batch's first row in the view
-    const __nv_bfloat16 *xb = a.xb + (size_t)blockIdx.z * a.T * a.Kp;
-    const __nv_bfloat16 *xb_lo = SPLIT ? a.xb_lo + (size_t)blockIdx.z * a.T * a.Kp : NULL;
+    const int64_t nb = GROUPED ? 0 : (int64_t)blockIdx.z * a.w_row_step;  // the batch's first row in the view
+    const size_t x_row0 = GROUPED ? (size_t)item.y : (size_t)blockIdx.z * a.T;
+    const __nv_bfloat16 *xb = a.xb + x_row0 * a.Kp;
+    const __nv_bfloat16 *xb_lo = SPLIT ? a.xb_lo + x_row0 * a.Kp : NULL;
     const int KT = (int)((K + TC_BK - 1) / TC_BK);
 
     // The raw-code share of this thread (quantized formats): weight row qr of the tile, 16 k at qh·16.
@@ -114,7 +124,7 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             const int i = tid + j * TC_THREADS, r = i >> 2, ch = i & 3;
-            const bool ok = m0 + r < a.T;
+            const bool ok = m0 + r < T;
             const size_t src = (size_t)(ok ? m0 + r : 0) * a.Kp + k0 + ch * 8;
             cp_async16(a_base + tc_swz(r, ch), xb + src, ok);
             if (SPLIT) cp_async16(a_base + TC_SMEM_LO + tc_swz(r, ch), xb_lo + src, ok);
@@ -250,20 +260,21 @@ __global__ void __launch_bounds__(TC_THREADS, 2) tc_gemm_kernel(tc_args a, dev_w
     }
     cp_async_wait<0>();
 
-    float *y = a.y + (size_t)blockIdx.z * a.y_step;
+    float *y = GROUPED ? a.y + (size_t)item.y * a.y_stride : a.y + (size_t)blockIdx.z * a.y_step;
+    const float out_scale = GROUPED ? (F == TC_NVFP4 ? W.global_scale : 1.0f) : a.out_scale;
     const int g = lane >> 2, t4 = lane & 3;
 #pragma unroll
     for (int mi = 0; mi < 4; mi++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int m = m0 + wm * 64 + mi * 16 + g + 8 * h;
-            if (m >= a.T) continue;
+            if (m >= T) continue;
             float *yr = y + (size_t)m * a.y_stride;
 #pragma unroll
             for (int ni = 0; ni < 4; ni++) {
                 const int64_t n = n0 + wn * 32 + ni * 8 + 2 * t4;
-                if (n < N) yr[n] = acc[mi][ni][2 * h] * a.out_scale;
-                if (n + 1 < N) yr[n + 1] = acc[mi][ni][2 * h + 1] * a.out_scale;
+                if (n < N) yr[n] = acc[mi][ni][2 * h] * out_scale;
+                if (n + 1 < N) yr[n + 1] = acc[mi][ni][2 * h + 1] * out_scale;
             }
         }
 }
@@ -303,22 +314,27 @@ static int tc_format_of(const dev_weight &W, int mode) {
     return -1;
 }
 
+// batch: the batch entries, or the work items of a grouped launch (a.items set; W: any expert's).
 template <int F, bool SPLIT> static void tc_launch(const tc_args &a, const dev_weight &W, int batch) {
     static bool configured[GLINT_CUDA_MAX_DEVICES];  // the attribute is per device
     constexpr int smem = tc_smem_bytes<F, SPLIT>();
     if (!configured[glint_cuda_device()]) {
-        cudaFuncSetAttribute(tc_gemm_kernel<F, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaFuncSetAttribute(tc_gemm_kernel<F, SPLIT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaFuncSetAttribute(tc_gemm_kernel<F, SPLIT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         configured[glint_cuda_device()] = true;
     }
-    dim3 grid((unsigned)((a.T + TC_BM - 1) / TC_BM), (unsigned)((W.rows + TC_BN - 1) / TC_BN), (unsigned)batch);
-    tc_gemm_kernel<F, SPLIT><<<grid, TC_THREADS, smem, glint_cuda_stream()>>>(a, W);
+    const unsigned n_tiles = (unsigned)((W.rows + TC_BN - 1) / TC_BN);
+    if (a.items)
+        tc_gemm_kernel<F, SPLIT, true><<<dim3(1, n_tiles, (unsigned)batch), TC_THREADS, smem, glint_cuda_stream()>>>(a, W);
+    else
+        tc_gemm_kernel<F, SPLIT, false>
+            <<<dim3((unsigned)((a.T + TC_BM - 1) / TC_BM), n_tiles, (unsigned)batch), TC_THREADS, smem,
+               glint_cuda_stream()>>>(a, W);
 }
 
 // xb_lo NULL: x as BF16 only (fast); else hi + lo (BF16 and NVFP4 weights only).
-static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, const __nv_bfloat16 *xb_lo, int64_t Kp,
-                   int T, const dev_weight &W, int batch, int64_t w_row_step, int64_t y_step) {
-    tc_args a = {y, xb, xb_lo, y_stride, T, Kp, y_step, w_row_step, F == TC_NVFP4 ? W.global_scale : 1.0f};
-    if (xb_lo) {
+static void tc_dispatch(int F, const tc_args &a, const dev_weight &W, int batch) {
+    if (a.xb_lo) {
         if (F == TC_BF16) tc_launch<TC_BF16, true>(a, W, batch);
         else tc_launch<TC_NVFP4, true>(a, W, batch);
     } else if (F == TC_BF16) {
@@ -330,12 +346,162 @@ static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, const
     }
 }
 
-static int tc_matmul(int mode, float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
-                     int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
-    const int F = tc_format_of(W, mode);
-    if (F < 0 || W.rows > 65535LL * TC_BN || batch > 65535) return 0;
-    const bool split = mode == TC_MODE_PRECISE;
-    const int64_t K = W.cols, Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
+static void tc_run(int F, float *y, int y_stride, const __nv_bfloat16 *xb, const __nv_bfloat16 *xb_lo, int64_t Kp,
+                   int T, const dev_weight &W, int batch, int64_t w_row_step, int64_t y_step) {
+    tc_args a = {y, xb, xb_lo, y_stride, T, Kp, y_step, w_row_step, F == TC_NVFP4 ? W.global_scale : 1.0f, NULL, NULL};
+    tc_dispatch(F, a, W, batch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cuBLAS for the prefill products where it wins (GLINT_CUDA_CUBLAS=0 keeps the kernel above). cuBLAS
+// multiplies BF16 by BF16 into FP32 sums; the modes keep their meaning:
+//   precise: y = W·x_lo + W·x_hi, two GEMMs into the same FP32 output (beta = 1 for the second);
+//     FP8-block weights (code times an FP32 block scale: not exact in BF16) are split too,
+//     W = W_hi + W_lo, and take a third product W_lo·x_hi (W_lo·x_lo, ~2^-16 relative, is dropped);
+//   fast: y = W·bf16(x), one GEMM.
+// BF16 weights are read where they lie. NVFP4 (E2M1 code times E4M3 group scale: exact in BF16, the
+// global scale becomes cuBLAS's alpha), plain FP8 (exact) and FP8-block are first dequantized into a
+// BF16 scratch, at most LIB_SLICE_BYTES per part, so large matrices go in slices of rows. Dequantizing
+// costs ~4.5 bytes of traffic per weight, which T >= LIB_MIN_T_QUANT tokens repay against the kernel
+// above (measured on the H100: bench/RESULTS.md).
+#ifdef GLINT_HAVE_CUBLAS
+enum { LIB_MIN_T_QUANT = 256 };
+static const size_t LIB_SLICE_BYTES = (size_t)64 << 20;
+enum lib_form { LIB_BF16, LIB_NVFP4, LIB_FP8, LIB_FP8_BLOCK };
+
+static struct {  // per device and stream slot
+    cublasHandle_t handle;
+    int failed;        // cublasCreate failed: the kernel above only
+    __nv_bfloat16 *w;  // dequantized weight slice: hi part, then (FP8-block, precise) lo part
+    size_t w_bytes;
+} lib_state[GLINT_CUDA_MAX_DEVICES][GLINT_CUDA_STREAMS];
+
+static int lib_enabled(void) {
+    static const int on = glint_cuda_switch("GLINT_CUDA_CUBLAS", 1);
+    return on;
+}
+
+// W's form for the cuBLAS path, or -1. Rows of 8 BF16 (16 bytes) so every dequantized row is aligned.
+static int lib_form_of(const dev_weight &W, int T) {
+    if (W.cols % 8 || W.cols > INT32_MAX || W.rows > INT32_MAX) return -1;
+    if (W.format == GLINT_WFMT_DENSE && W.dtype == GLINT_DTYPE_BF16) return LIB_BF16;
+    if (T < LIB_MIN_T_QUANT) return -1;
+    if (W.format == GLINT_WFMT_NVFP4) return W.cols % 16 == 0 ? LIB_NVFP4 : -1;
+    if (W.format == GLINT_WFMT_FP8_BLOCK) return W.block > 0 && W.block % 8 == 0 ? LIB_FP8_BLOCK : -1;
+    if (W.format == GLINT_WFMT_DENSE && W.dtype == GLINT_DTYPE_F8_E4M3) return LIB_FP8;
+    return -1;
+}
+
+// hi[r][k] (+ lo[r][k] for FP8-block when lo is set) = rows [first, first + rows) of the view, as
+// BF16; 8 weights per thread. NVFP4 leaves out the global scale (the GEMM's alpha).
+template <int FORM>
+__global__ void lib_dequant_kernel(uint4 *hi, uint4 *lo, dev_weight W, int64_t first, int64_t rows) {
+    const int64_t K = W.cols, per_row = K / 8;
+    const int64_t o = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= rows * per_row) return;
+    const int64_t r = W.row0 + first + o / per_row, k = o % per_row * 8;
+    float v[8];
+    if (FORM == LIB_NVFP4) {
+        const uint32_t codes = __ldg((const uint32_t *)((const uint8_t *)W.data + r * (K / 2) + k / 2));
+        const float s = fp8_bits_to_float(__ldg((const uint8_t *)W.scales + r * (K / 16) + k / 16));
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = e2m1_to_float(codes >> (4 * i) & 15u) * s;
+    } else {
+        const uint2 codes = __ldg((const uint2 *)((const uint8_t *)W.data + r * K + k));
+        const float s = FORM == LIB_FP8 ? 1.0f
+                                        : __ldg((const float *)W.scales + (r / W.block) * ((K + W.block - 1) / W.block) +
+                                                k / W.block);
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = fp8_bits_to_float((i < 4 ? codes.x : codes.y) >> (8 * (i & 3)) & 0xffu) * s;
+    }
+    const uint4 h =
+        make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
+    hi[o] = h;
+    if (lo)
+        lo[o] = make_uint4(pack_bf16_residual(v[0], v[1], h.x), pack_bf16_residual(v[2], v[3], h.y),
+                           pack_bf16_residual(v[4], v[5], h.z), pack_bf16_residual(v[6], v[7], h.w));
+}
+
+// y[b][t][n] (+)= alpha · A[b][n] · B[b][t] over k < K for n < N, t < T (row-major on both sides, which
+// cuBLAS's column-major sees as y^T = A^T' · B); FP32 sums.
+static bool lib_gemm(cublasHandle_t h, float alpha, const __nv_bfloat16 *A, int64_t a_batch_step, int64_t N,
+                     const __nv_bfloat16 *B, int64_t ldb, int64_t b_batch_step, int T, int64_t K, float beta, float *y,
+                     int64_t ldy, int64_t y_batch_step, int batch) {
+    return cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, T, (int)K, &alpha, A, CUDA_R_16BF, (int)K,
+                                      a_batch_step, B, CUDA_R_16BF, (int)ldb, b_batch_step, &beta, y, CUDA_R_32F,
+                                      (int)ldy, y_batch_step, batch, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+}
+
+// The sum of the parts' products (see above) for weight rows of one batch entry, or of every entry
+// when W is BF16: a, a_lo (NULL but for FP8-block in precise mode) hold those rows.
+static bool lib_products(cublasHandle_t h, float alpha, const __nv_bfloat16 *a, const __nv_bfloat16 *a_lo,
+                         int64_t a_batch_step, int64_t N, const __nv_bfloat16 *xb, const __nv_bfloat16 *xb_lo,
+                         int64_t Kp, int T, int64_t K, float *y, int y_stride, int64_t y_step, int batch) {
+    const int64_t x_step = (int64_t)T * Kp;
+    bool ok = true;
+    float beta = 0.0f;  // the small terms first, the big one last
+    if (xb_lo) ok = ok && lib_gemm(h, alpha, a, a_batch_step, N, xb_lo, Kp, x_step, T, K, beta, y, y_stride, y_step, batch), beta = 1.0f;
+    if (a_lo) ok = ok && lib_gemm(h, alpha, a_lo, a_batch_step, N, xb, Kp, x_step, T, K, beta, y, y_stride, y_step, batch), beta = 1.0f;
+    return ok && lib_gemm(h, alpha, a, a_batch_step, N, xb, Kp, x_step, T, K, beta, y, y_stride, y_step, batch);
+}
+
+// 1 when cuBLAS computed y; 0 when it could not (nothing usable written: the caller recomputes all of y).
+static int lib_matmul(int form, float *y, int y_stride, const __nv_bfloat16 *xb, const __nv_bfloat16 *xb_lo,
+                      int64_t Kp, int T, const dev_weight &W, int batch, int64_t w_row_step, int64_t y_step) {
+    auto &st = lib_state[glint_cuda_device()][glint_cuda_stream_slot()];
+    if (st.failed) return 0;
+    if (!st.handle && cublasCreate(&st.handle) != CUBLAS_STATUS_SUCCESS) {
+        st.failed = 1, st.handle = NULL;
+        return 0;
+    }
+    if (cublasSetStream(st.handle, glint_cuda_stream()) != CUBLAS_STATUS_SUCCESS) return 0;
+    const int64_t N = W.rows, K = W.cols;
+    if (form == LIB_BF16) {
+        const __nv_bfloat16 *a = (const __nv_bfloat16 *)W.data + W.row0 * K;
+        return lib_products(st.handle, 1.0f, a, NULL, w_row_step * K, N, xb, xb_lo, Kp, T, K, y, y_stride, y_step,
+                            batch);
+    }
+    const bool split_w = form == LIB_FP8_BLOCK && xb_lo;
+    // equal slices of whole 128-row tiles (an odd slice height or a misaligned y makes cuBLAS pick slow kernels)
+    const int64_t max_rows = std::max<int64_t>(128, (int64_t)(LIB_SLICE_BYTES / (2 * K)) / 128 * 128);
+    const int64_t n_slices = (N + max_rows - 1) / max_rows;
+    const int64_t slice = std::min<int64_t>(N, ((N + n_slices - 1) / n_slices + 127) / 128 * 128);
+    const size_t part = (size_t)slice * K;  // BF16 elements
+    if (glint_cuda_grow((void **)&st.w, &st.w_bytes, sizeof(__nv_bfloat16) * part * (split_w ? 2 : 1), "cuBLAS"))
+        return 0;
+    const float alpha = form == LIB_NVFP4 ? W.global_scale : 1.0f;
+    for (int b = 0; b < batch; b++)
+        for (int64_t n0 = 0; n0 < N; n0 += slice) {
+            const int64_t rows = std::min(slice, N - n0), first = (int64_t)b * w_row_step + n0;
+            const size_t total = (size_t)rows * (K / 8);
+            const unsigned blocks = (unsigned)((total + 255) / 256);
+            uint4 *hi = (uint4 *)st.w, *lo = split_w ? (uint4 *)(st.w + part) : NULL;
+            if (form == LIB_NVFP4) lib_dequant_kernel<LIB_NVFP4><<<blocks, 256, 0, glint_cuda_stream()>>>(hi, lo, W, first, rows);
+            else if (form == LIB_FP8) lib_dequant_kernel<LIB_FP8><<<blocks, 256, 0, glint_cuda_stream()>>>(hi, lo, W, first, rows);
+            else lib_dequant_kernel<LIB_FP8_BLOCK><<<blocks, 256, 0, glint_cuda_stream()>>>(hi, lo, W, first, rows);
+            const int64_t x_off = (int64_t)b * T * Kp;
+            if (!lib_products(st.handle, alpha, st.w, lo ? st.w + part : NULL, 0, rows, xb + x_off,
+                              xb_lo ? xb_lo + x_off : NULL, Kp, T, K, y + b * y_step + n0, y_stride, 0, 1))
+                return 0;
+        }
+    return 1;
+}
+#else
+static int lib_enabled(void) { return 0; }
+static int lib_form_of(const dev_weight &, int) { return -1; }
+static int lib_matmul(int, float *, int, const __nv_bfloat16 *, const __nv_bfloat16 *, int64_t, int, const dev_weight &,
+                      int, int64_t, int64_t) {
+    return 0;
+}
+#endif
+
+// use_lib: cuBLAS where lib_form_of takes W (else glint's kernel only).
+// x[batch][T][K] (rows x_stride apart, batches x_step) -> the BF16 scratch [batch][T][Kp] (*xb), plus
+// the lo parts after it (*xb_lo, precise mode; else NULL); false when the scratch cannot be had.
+static bool tc_stage_x(const float *x, int x_stride, int64_t x_step, int T, int batch, int64_t K, bool split,
+                       __nv_bfloat16 **xb, __nv_bfloat16 **xb_lo) {
+    const int64_t Kp = (K + TC_BK - 1) / TC_BK * TC_BK;
     const size_t part_bytes = (size_t)batch * (size_t)T * (size_t)Kp * 2, bytes = split ? 2 * part_bytes : part_bytes;
     auto &tc = tc_x[glint_cuda_device()][glint_cuda_stream_slot()];
     if (bytes > tc.bytes) {
@@ -344,21 +510,51 @@ static int tc_matmul(int mode, float *y, int y_stride, const float *x, int x_str
         tc.xb = NULL, tc.bytes = 0;
         if (cudaMalloc(&tc.xb, bytes + bytes / 4) != cudaSuccess) {
             cudaGetLastError();
-            return 0;  // the SIMT kernel needs no scratch
+            return false;
         }
         tc.bytes = bytes + bytes / 4;
     }
-    __nv_bfloat16 *xb_lo = split ? tc.xb + part_bytes / 2 : NULL;
+    *xb = tc.xb, *xb_lo = split ? tc.xb + part_bytes / 2 : NULL;
     const size_t total = part_bytes / 16;
     tc_convert_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>(
-        (uint4 *)tc.xb, (uint4 *)xb_lo, x, x_stride, x_step, T, K, Kp, total);
-    tc_run(F, y, y_stride, tc.xb, xb_lo, Kp, T, W, batch, w_row_step, y_step);
+        (uint4 *)*xb, (uint4 *)*xb_lo, x, x_stride, x_step, T, K, Kp, total);
+    return true;
+}
+
+// use_lib: cuBLAS where lib_form_of takes W (else glint's kernel only).
+static int tc_matmul(int mode, bool use_lib, float *y, int y_stride, const float *x, int x_stride, int T,
+                     const dev_weight &W, int batch, int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    if (mode == TC_MODE_OFF) return 0;
+    const int form = use_lib ? lib_form_of(W, T) : -1, F = tc_format_of(W, mode);
+    const bool kernel_ok = F >= 0 && W.rows <= 65535LL * TC_BN && batch <= 65535;
+    if (form < 0 && !kernel_ok) return 0;
+    const int64_t Kp = (W.cols + TC_BK - 1) / TC_BK * TC_BK;
+    __nv_bfloat16 *xb, *xb_lo;
+    if (!tc_stage_x(x, x_stride, x_step, T, batch, W.cols, mode == TC_MODE_PRECISE, &xb, &xb_lo))
+        return 0;  // the SIMT kernel needs no scratch
+    if (form >= 0 && lib_matmul(form, y, y_stride, xb, xb_lo, Kp, T, W, batch, w_row_step, y_step)) return 1;
+    if (!kernel_ok) return 0;  // the SIMT kernel, from x again
+    tc_run(F, y, y_stride, xb, xb_lo, Kp, T, W, batch, w_row_step, y_step);
     return 1;
 }
 
 int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                          int64_t w_row_step, int64_t x_step, int64_t y_step) {
-    return tc_matmul(tc_mode(), y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
+    return tc_matmul(tc_mode(), lib_enabled(), y, y_stride, x, x_stride, T, W, batch, w_row_step, x_step, y_step);
+}
+
+int glint_cuda_tc_format(const dev_weight &W) { return tc_format_of(W, tc_mode()); }
+
+int glint_cuda_matmul_tc_grouped(float *y, int y_stride, const float *x, int x_stride, int rows, const dev_weight &W0,
+                                 const dev_weight *tab, const int4 *items, int n_items) {
+    const int F = tc_format_of(W0, tc_mode());
+    if (F < 0 || W0.rows > 65535LL * TC_BN || n_items > 65535 || n_items < 1) return 0;
+    __nv_bfloat16 *xb, *xb_lo;
+    if (!tc_stage_x(x, x_stride, 0, rows, 1, W0.cols, tc_mode() == TC_MODE_PRECISE, &xb, &xb_lo)) return 0;
+    const int64_t Kp = (W0.cols + TC_BK - 1) / TC_BK * TC_BK;
+    tc_args a = {y, xb, xb_lo, y_stride, rows, Kp, 0, 0, 1.0f, items, tab};
+    tc_dispatch(F, a, W0, n_items);
+    return 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,12 +671,16 @@ extern "C" int glint_cuda_gemm_bench(int square, int T, int N, int K, glint_cuda
             const int modes[2] = {TC_MODE_PRECISE, TC_MODE_FAST};
             for (int mode : modes) {
                 double dt;
-                if (tc_format_of(W, mode) >= 0)
-                    dt = time_best([&] { tc_matmul(mode, y, N, x, K, T, W, 1, 0, 0, 0); }, 5);
+                if (tc_format_of(W, mode) >= 0 || (lib_enabled() && lib_form_of(W, T) >= 0))
+                    dt = time_best([&] { tc_matmul(mode, lib_enabled(), y, N, x, K, T, W, 1, 0, 0, 0); }, 5);
                 else
                     dt = time_best([&] { glint_cuda_matmul_simt(y, N, x, K, T, W, 1, 0, 0, 0); }, 2);
                 (mode == TC_MODE_PRECISE ? out->precise : out->fast)[f] = flop / dt / 1e12;
             }
+            // glint's own kernel in precise mode (what GLINT_CUDA_CUBLAS=0 runs)
+            if (tc_format_of(W, TC_MODE_PRECISE) >= 0)
+                out->kernel_precise[f] =
+                    flop / time_best([&] { tc_matmul(TC_MODE_PRECISE, false, y, N, x, K, T, W, 1, 0, 0, 0); }, 5) / 1e12;
             if (f == GLINT_GEMM_BF16)  // the FP32 SIMT kernel the tensor cores replace
                 out->simt_bf16 =
                     flop / time_best([&] { glint_cuda_matmul_simt(y, N, x, K, T, W, 1, 0, 0, 0); }, 2) / 1e12;

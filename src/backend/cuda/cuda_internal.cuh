@@ -225,6 +225,14 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
 // covered), and the FP32 SIMT tiles.
 int glint_cuda_matmul_tc(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                          int64_t w_row_step, int64_t x_step, int64_t y_step);
+// The tensor-core format glint_cuda_matmul_tc gives W in the GLINT_CUDA_TC mode, or -1 (FP32 SIMT).
+int glint_cuda_tc_format(const dev_weight &W);
+// The routed experts' prefill products in one launch: for each work item {expert e, first row, rows,
+// first row of the item among them (a multiple of 128)}, y[row] = tab[e] · x[row] over the item's
+// rows (x, y: [rows][K], [rows][N] with the given strides). Every expert has W0's shape and tensor-core
+// format (glint_cuda_tc_format). 0 when the mode or the format keeps W0 off the tensor cores.
+int glint_cuda_matmul_tc_grouped(float *y, int y_stride, const float *x, int x_stride, int rows, const dev_weight &W0,
+                                 const dev_weight *tab, const int4 *items, int n_items);
 void glint_cuda_matmul_simt(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                             int64_t w_row_step, int64_t x_step, int64_t y_step);
 

@@ -185,7 +185,7 @@ static unsigned moe_blocks(size_t n, unsigned threads) {
 }
 
 // Grow-only device buffers of this file, per device and stream slot.
-enum { B_LOGITS, B_IDS, B_WTS, B_COUNTS, B_OFFSETS, B_ACTIVE, B_ROW_OF_PAIR, B_PAIR_OF_ROW, B_XG, B_GU, B_H, B_OUT, B_N };
+enum { B_LOGITS, B_IDS, B_WTS, B_COUNTS, B_OFFSETS, B_ACTIVE, B_ROW_OF_PAIR, B_PAIR_OF_ROW, B_XG, B_GU, B_H, B_OUT, B_ITEMS, B_N };
 static struct {
     void *ptr[B_N];
     size_t bytes[B_N];
@@ -284,6 +284,70 @@ static const expert_table *expert_table_of(const glint_experts *ex) {
     return t;
 }
 
+// Prefill on tensor cores, one launch per matrix for all experts (glint_cuda_matmul_tc_grouped): the
+// expert matmuls one by one leave most of the card idle (an expert's ~100 rows of a 2048-token chunk
+// fill one 128-row tile). counts / offsets: the host's per-expert rows. 0 (nothing launched) when the
+// experts' weights are not all of one tensor-core format in this mode.
+static int moe_prefill_grouped(float *out, float *gu, float *h, const float *xg, int pairs, int D, int I,
+                               const glint_experts *ex, const int32_t *counts, const int32_t *offsets) {
+    const int E = ex->n_experts;
+    const expert_table *tab = expert_table_of(ex);
+    if (!tab) return 0;
+    const dev_weight gate0 = dev_weight_of(&ex->gate[0]), down0 = dev_weight_of(&ex->down[0]);
+    const int f_gate = glint_cuda_tc_format(gate0), f_down = glint_cuda_tc_format(down0);
+    if (f_gate < 0 || f_down < 0) return 0;
+    for (int e = 0; e < E; e++)
+        if (glint_cuda_tc_format(dev_weight_of(&ex->gate[e])) != f_gate ||
+            glint_cuda_tc_format(dev_weight_of(&ex->up[e])) != f_gate ||
+            glint_cuda_tc_format(dev_weight_of(&ex->down[e])) != f_down || ex->gate[e].rows != I ||
+            ex->up[e].rows != I || ex->down[e].rows != D)
+            return 0;
+    // work items: {expert, its first row, its rows, the item's first row among them}, 128 rows each
+    const size_t max_items = (size_t)E + (size_t)pairs / 128 + 1;
+    int4 *items = (int4 *)malloc(sizeof(int4) * max_items);
+    int4 *dev_items = (int4 *)moe_buffer(B_ITEMS, sizeof(int4) * max_items, 0);
+    if (!items || !dev_items) {
+        free(items);
+        return 0;
+    }
+    int n = 0;
+    for (int e = 0; e < E; e++)
+        for (int m0 = 0; m0 < counts[e]; m0 += 128) items[n++] = make_int4(e, offsets[e], counts[e], m0);
+    const bool ok = n > 0 && cudaMemcpy(dev_items, items, sizeof(int4) * (size_t)n, cudaMemcpyHostToDevice) == cudaSuccess;
+    free(items);
+    if (!ok || !glint_cuda_matmul_tc_grouped(gu, 2 * I, xg, D, pairs, gate0, tab->dev, dev_items, n)) return 0;
+    // from here on a failure poisons the step (glint_cuda_check) rather than falling back
+    if (!glint_cuda_matmul_tc_grouped(gu + I, 2 * I, xg, D, pairs, dev_weight_of(&ex->up[0]), tab->dev + E,
+                                      dev_items, n)) {
+        glint_set_error("CUDA moe: the grouped up products could not run");
+        glint_cuda_fail();
+        return 1;
+    }
+    moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream()>>>(h, gu, I, pairs);
+    if (!glint_cuda_matmul_tc_grouped(out, D, h, I, pairs, down0, tab->dev + 2 * E, dev_items, n)) {
+        glint_set_error("CUDA moe: the grouped down products could not run");
+        glint_cuda_fail();
+    }
+    return 1;
+}
+
+// Prefill one expert matmul at a time (formats or modes the grouped launch does not take).
+static void moe_prefill_each(float *out, float *gu, float *h, const float *xg, int pairs, int D, int I,
+                             const glint_experts *ex, const int32_t *counts, const int32_t *offsets) {
+    for (int e = 0; e < ex->n_experts; e++) {
+        if (!counts[e]) continue;
+        const float *xe = xg + (size_t)offsets[e] * D;
+        float *gue = gu + (size_t)offsets[e] * 2 * I;
+        glint_cuda_matmul_batched(gue, 2 * I, xe, D, counts[e], dev_weight_of(&ex->gate[e]), 1, 0, 0, 0);
+        glint_cuda_matmul_batched(gue + I, 2 * I, xe, D, counts[e], dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
+    }
+    moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream()>>>(h, gu, I, pairs);
+    for (int e = 0; e < ex->n_experts; e++)
+        if (counts[e])
+            glint_cuda_matmul_batched(out + (size_t)offsets[e] * D, D, h + (size_t)offsets[e] * I, I, counts[e],
+                                      dev_weight_of(&ex->down[e]), 1, 0, 0, 0);
+}
+
 static void moe_fail(float *y, size_t n) {
     glint_cuda_fail();
     moe_fill_nan_kernel<<<moe_blocks(n, 256), 256, 0, glint_cuda_stream()>>>(y, n);
@@ -352,21 +416,8 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
         cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream());
         moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256, 0, glint_cuda_stream()>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
         moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256, 0, glint_cuda_stream()>>>(xg, x, pair_of_row, K, D, pairs);
-        for (int e = 0; e < E; e++) {
-            const int n = host[e], off = host_offsets[e];
-            if (!n) continue;
-            glint_cuda_matmul_batched(gu + (size_t)off * 2 * I, 2 * I, xg + (size_t)off * D, D, n,
-                                      dev_weight_of(&ex->gate[e]), 1, 0, 0, 0);
-            glint_cuda_matmul_batched(gu + (size_t)off * 2 * I + I, 2 * I, xg + (size_t)off * D, D, n,
-                                      dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
-        }
-        moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream()>>>(h, gu, I, pairs);
-        for (int e = 0; e < E; e++) {
-            const int n = host[e], off = host_offsets[e];
-            if (!n) continue;
-            glint_cuda_matmul_batched(out + (size_t)off * D, D, h + (size_t)off * I, I, n, dev_weight_of(&ex->down[e]), 1,
-                                      0, 0, 0);
-        }
+        if (!moe_prefill_grouped(out, gu, h, xg, pairs, D, I, ex, host, host_offsets))
+            moe_prefill_each(out, gu, h, xg, pairs, D, I, ex, host, host_offsets);
         free(host);
     }
     moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256, 0, glint_cuda_stream()>>>(y, out, wts, row_of_pair, K, D, T);
