@@ -246,18 +246,65 @@ struct glint_moe_plan {
     int top_k;
 };
 
+// Token rows split for the tensor-core NVFP4 expert kernels (cuda_moe_mma.cu): x·scale = hi + lo in
+// f16, scale a power of two per row putting max|x·scale| in [2^13, 2^14) (so nothing overflows and
+// hi + lo keeps ~22 bits); hi, lo [rows][K] with each 8 elements in the order 0 4 1 5 2 6 3 7.
+struct glint_moe_split {
+    __half *hi, *lo;
+    float *scale;  // [rows]
+};
+enum { MOE_SPLIT_THREADS = 1024, MOE_SPLIT_PER_THREAD = 8 };  // rows of up to 8192
+
+// Row `row` of K <= MOE_SPLIT_THREADS·MOE_SPLIT_PER_THREAD floats into split row r of s, by a whole
+// block of MOE_SPLIT_THREADS threads (the row held in registers between the max and the split).
+__device__ __forceinline__ void moe_split_row(const glint_moe_split &s, int64_t r, const float *row, int K) {
+    __shared__ float warp_max[MOE_SPLIT_THREADS / 32];
+    float v[MOE_SPLIT_PER_THREAD], m = 0.0f;
+#pragma unroll
+    for (int i = 0; i < MOE_SPLIT_PER_THREAD; i++) {
+        const int k = threadIdx.x + i * MOE_SPLIT_THREADS;
+        v[i] = k < K ? row[k] : 0.0f;
+        m = fmaxf(m, fabsf(v[i]));
+    }
+#pragma unroll
+    for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = 0.0f;
+#pragma unroll
+    for (int w = 0; w < MOE_SPLIT_THREADS / 32; w++) m = fmaxf(m, warp_max[w]);
+    int e = 0;
+    if (m > 0.0f && isfinite(m)) frexpf(m, &e);  // m = f · 2^e, f in [0.5, 1)
+    const float sc = ldexpf(1.0f, 14 - e);      // max|x·sc| in [2^13, 2^14)
+    if (threadIdx.x == 0) s.scale[r] = sc;
+    __half *h = s.hi + r * K, *l = s.lo + r * K;
+#pragma unroll
+    for (int i = 0; i < MOE_SPLIT_PER_THREAD; i++) {
+        const int k = threadIdx.x + i * MOE_SPLIT_THREADS;
+        if (k >= K) break;
+        const float xs = v[i] * sc;
+        const __half xh = __float2half_rn(xs);
+        const int p = (k & ~7) | (k & 3) << 1 | (k >> 2 & 1);  // per 8: 0 4 1 5 2 6 3 7
+        h[p] = xh, l[p] = __float2half_rn(xs - __half2float(xh));
+    }
+}
+
 // The vector format the grouped expert kernels use for W (-1: W has none, or is misaligned).
 int glint_cuda_moe_format(const dev_weight &W);
 // out[row, D] = down_e(silu(gate_e x) ⊙ up_e x) of every (token, expert) row of the plan; tab is the
 // device table [gate x E, up x E, down x E]; slots = the most experts that can be active; vf from
-// glint_cuda_moe_format (the same for every expert matrix).
+// glint_cuda_moe_format (the same for every expert matrix). x_split: x's rows already split by the
+// caller into glint_cuda_moe_mma_split's buffers (NULL: the experts' kernels see to x themselves).
 void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
-                            int vf, const glint_moe_plan &plan);
+                            int vf, const glint_moe_plan &plan, const glint_moe_split *x_split);
 
 // The same for NVFP4 experts on tensor cores (cuda_moe_mma.cu); 0 when it does not apply (shapes not
 // multiples of 32, or GLINT_CUDA_MMA_DECODE=0) and nothing was launched.
 int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
-                             const glint_moe_plan &plan);
+                             const glint_moe_plan &plan, const glint_moe_split *x_split);
+// The buffers the tensor-core path splits T token rows of D into, when it takes (T, D, I, top_k) with
+// experts in NVFP4 (nvfp4_experts); all NULL when it does not (or on allocation failure, error set).
+glint_moe_split glint_cuda_moe_mma_split(int T, int D, int I, int top_k, bool nvfp4_experts);
 
 extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
                                const glint_weight *router, const glint_weight *bias, const glint_moe_routing *r,

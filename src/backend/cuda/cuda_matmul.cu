@@ -703,7 +703,7 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
 }
 
 void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
-                            int vf, const glint_moe_plan &plan) {
+                            int vf, const glint_moe_plan &plan, const glint_moe_split *x_split) {
     switch (vf) {
     case VEC_F32: launch_moe<VEC_F32>(out, x, T, D, I, tab, E, slots, plan); break;
     case VEC_BF16: launch_moe<VEC_BF16>(out, x, T, D, I, tab, E, slots, plan); break;
@@ -711,7 +711,7 @@ void glint_cuda_moe_experts(float *out, const float *x, int T, int D, int I, con
     case VEC_FP8: launch_moe<VEC_FP8>(out, x, T, D, I, tab, E, slots, plan); break;
     case VEC_FP8_BLOCK: launch_moe<VEC_FP8_BLOCK>(out, x, T, D, I, tab, E, slots, plan); break;
     default:  // tensor cores where the shapes allow (cuda_moe_mma.cu)
-        if (!glint_cuda_moe_nvfp4_mma(out, x, T, D, I, tab, E, slots, plan))
+        if (!glint_cuda_moe_nvfp4_mma(out, x, T, D, I, tab, E, slots, plan, x_split))
             launch_moe<VEC_NVFP4>(out, x, T, D, I, tab, E, slots, plan);
         break;
     }

@@ -25,89 +25,22 @@ struct moe_routing_args {
     float routed_scaling_factor;
 };
 
-enum { ROUTE_WARPS = 4 };
+// Device-side plan of a decode step's MoE (T <= MOE_GROUPED_T): the experts with tokens and their rows.
+// offsets NULL: prefill, where the host reads the counts back and plans.
+struct moe_plan_out {
+    int32_t *offsets, *active, *n_active, *row_of_pair, *pair_of_row;
+    int32_t *done;  // blocks that finished routing; the last one plans, then resets it to 0
+    int pairs;
+};
 
-// One warp per token (spec §2.8): sigmoid + bias for every expert into shared memory, the
-// topk_group groups with the best top-2 sums (lane 0; masked experts score -inf but stay
-// selectable, as on the CPU), then top_k rounds of a warp argmax under the CPU's total order.
-// Weights are the sigmoids, renormalized and scaled; counts[e] counts the tokens of expert e.
-__global__ void __launch_bounds__(ROUTE_WARPS * 32)
-    moe_route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias,
-                     moe_routing_args r, int T) {
-    __shared__ float sig_s[ROUTE_WARPS][MOE_MAX_EXPERTS], choice_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
-    __shared__ uint8_t taken_s[ROUTE_WARPS][MOE_MAX_EXPERTS];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = blockIdx.x * ROUTE_WARPS + warp;
-    if (t >= T) return;  // whole warps leave together
-    const float *lg = logits + (size_t)t * r.n_experts;
-    float *sig = sig_s[warp], *choice = choice_s[warp];
-    uint8_t *taken = taken_s[warp];
-    for (int e = lane; e < r.n_experts; e += 32) {
-        sig[e] = 1.0f / (1.0f + expf(-lg[e]));
-        choice[e] = sig[e] + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
-        taken[e] = 0;
-    }
-    __syncwarp();
-    if (r.n_group > 1 && lane == 0) {
-        const int per_group = r.n_experts / r.n_group;
-        float group_score[MOE_MAX_GROUPS];
-        for (int g = 0; g < r.n_group; g++) {
-            float a = -INFINITY, b = -INFINITY;
-            for (int e = g * per_group; e < (g + 1) * per_group; e++) {
-                if (choice[e] > a) b = a, a = choice[e];
-                else if (choice[e] > b) b = choice[e];
-            }
-            group_score[g] = a + b;
-        }
-        uint64_t keep = 0;
-        for (int i = 0; i < r.topk_group; i++) {
-            int best = -1;
-            for (int g = 0; g < r.n_group; g++)
-                if (!(keep >> g & 1) && (best < 0 || moe_ranks_before(group_score[g], g, group_score[best], best)))
-                    best = g;
-            keep |= 1ull << best;
-        }
-        for (int e = 0; e < r.n_experts; e++)
-            if (!(keep >> (e / per_group) & 1)) choice[e] = -INFINITY;
-    }
-    __syncwarp();
-    int chosen[MOE_MAX_TOPK];
-    for (int k = 0; k < r.top_k; k++) {
-        float best_score = -INFINITY;
-        int best = -1;
-        for (int e = lane; e < r.n_experts; e += 32)
-            if (!taken[e] && (best < 0 || moe_ranks_before(choice[e], e, best_score, best)))
-                best = e, best_score = choice[e];
-        for (int o = 16; o; o >>= 1) {
-            const float other_score = __shfl_xor_sync(0xffffffffu, best_score, o);
-            const int other = __shfl_xor_sync(0xffffffffu, best, o);
-            if (other >= 0 && (best < 0 || moe_ranks_before(other_score, other, best_score, best)))
-                best = other, best_score = other_score;
-        }
-        chosen[k] = best;
-        if (lane == 0) taken[best] = 1;
-        __syncwarp();
-    }
-    if (lane != 0) return;
-    float sum = 0.0f;
-    for (int k = 0; k < r.top_k; k++) sum += sig[chosen[k]];
-    for (int k = 0; k < r.top_k; k++) {
-        float w = sig[chosen[k]];
-        if (r.norm_topk_prob) w /= sum + 1e-20f;
-        ids[(size_t)t * r.top_k + k] = chosen[k];
-        weights[(size_t)t * r.top_k + k] = w * r.routed_scaling_factor;
-        atomicAdd(&counts[chosen[k]], 1);
-    }
-}
-
-// One block of 1024 threads (E <= 1024): offsets = exclusive scan of counts, the list of experts
-// with tokens (in expert order), every (token, slot) pair placed in its expert's rows (order within
-// an expert is arbitrary: rows are computed independently). Resets counts for the next layer.
-__global__ void __launch_bounds__(1024)
-    moe_plan_kernel(int32_t *counts, int32_t *offsets, int32_t *active, int32_t *n_active, int32_t *row_of_pair,
-                    int32_t *pair_of_row, const int32_t *ids, int E, int pairs) {
+// By one block of 1024 threads (E <= 1024): offsets = exclusive scan of counts, the list of experts
+// with tokens (in expert order), every (token, slot) pair placed in its expert's rows (order within an
+// expert is arbitrary: rows are computed independently). Resets counts for the next layer. Counts and
+// ids come from other blocks of the grid: read past L1.
+__device__ void moe_plan_block(int32_t *counts, const int32_t *ids, int E, const moe_plan_out &p) {
     __shared__ int32_t warp_sum[2][32], fill[MOE_MAX_EXPERTS], start[MOE_MAX_EXPERTS];
     const int e = threadIdx.x, lane = e & 31, warp = e >> 5;
-    const int c = e < E ? counts[e] : 0, has = c > 0;
+    const int c = e < E ? __ldcg(&counts[e]) : 0, has = c > 0;
     int inc_c = c, inc_a = has;
     for (int o = 1; o < 32; o <<= 1) {
         const int nc = __shfl_up_sync(0xffffffffu, inc_c, o), na = __shfl_up_sync(0xffffffffu, inc_a, o);
@@ -127,19 +60,95 @@ __global__ void __launch_bounds__(1024)
     const int before_c = (warp ? warp_sum[0][warp - 1] : 0) + inc_c - c;
     const int before_a = (warp ? warp_sum[1][warp - 1] : 0) + inc_a - has;
     if (e < E) {
-        offsets[e] = before_c, start[e] = before_c, fill[e] = 0;
-        if (has) active[before_a] = e;
+        p.offsets[e] = before_c, start[e] = before_c, fill[e] = 0;
+        if (has) p.active[before_a] = e;
         counts[e] = 0;
     }
-    if (e == 0) offsets[E] = warp_sum[0][31], *n_active = warp_sum[1][31];
+    if (e == 0) p.offsets[E] = warp_sum[0][31], *p.n_active = warp_sum[1][31];
     __syncthreads();
-    for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
-        const int x = ids[i], row = start[x] + atomicAdd(&fill[x], 1);
-        row_of_pair[i] = row, pair_of_row[row] = i;
+    for (int i = threadIdx.x; i < p.pairs; i += blockDim.x) {
+        const int x = __ldcg(&ids[i]), row = start[x] + atomicAdd(&fill[x], 1);
+        p.row_of_pair[i] = row, p.pair_of_row[row] = i;
     }
 }
 
-// Prefill path: rows placed from host-computed offsets.
+// A block of 1024 threads per token, a thread per expert (spec §2.8): sigmoid + bias into shared
+// memory; with groups, the topk_group groups with the best top-2 sums (masked experts score -inf but
+// stay selectable, as on the CPU); then each expert's rank under the CPU's total order (score, then
+// index), the top_k ranks being the CPU's top_k argmax rounds in order. Weights are the sigmoids,
+// renormalized and scaled; counts[e] counts the tokens of expert e. With split.hi, the block also
+// splits its token's row of x for the tensor-core experts; with plan.offsets, the last block to finish
+// makes the plan (moe_plan_block), so a decode step's routing is one launch.
+__global__ void __launch_bounds__(1024)
+    moe_route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias,
+                     moe_routing_args r, int T, moe_plan_out plan, glint_moe_split split, const float *x, int D) {
+    __shared__ float sig[MOE_MAX_EXPERTS], choice[MOE_MAX_EXPERTS], group_score[MOE_MAX_GROUPS];
+    __shared__ int chosen[MOE_MAX_TOPK];
+    __shared__ uint64_t keep;
+    __shared__ int last;
+    const int t = blockIdx.x, e = threadIdx.x, E = r.n_experts;
+    const float *lg = logits + (size_t)t * E;
+    if (e < E) {
+        sig[e] = 1.0f / (1.0f + expf(-lg[e]));
+        choice[e] = sig[e] + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
+    }
+    __syncthreads();
+    if (r.n_group > 1) {
+        const int per_group = E / r.n_group;
+        if (e < r.n_group) {
+            float a = -INFINITY, b = -INFINITY;
+            for (int j = e * per_group; j < (e + 1) * per_group; j++) {
+                if (choice[j] > a) b = a, a = choice[j];
+                else if (choice[j] > b) b = choice[j];
+            }
+            group_score[e] = a + b;
+        }
+        __syncthreads();
+        if (e == 0) {
+            uint64_t kept = 0;
+            for (int i = 0; i < r.topk_group; i++) {
+                int best = -1;
+                for (int g = 0; g < r.n_group; g++)
+                    if (!(kept >> g & 1) && (best < 0 || moe_ranks_before(group_score[g], g, group_score[best], best)))
+                        best = g;
+                kept |= 1ull << best;
+            }
+            keep = kept;
+        }
+        __syncthreads();
+        if (e < E && !(keep >> (e / per_group) & 1)) choice[e] = -INFINITY;
+        __syncthreads();
+    }
+    if (e < E) {
+        const float mine = choice[e];
+        int rank = 0;
+        for (int j = 0; j < E && rank < r.top_k; j++) rank += moe_ranks_before(choice[j], j, mine, e);
+        if (rank < r.top_k) chosen[rank] = e;
+    }
+    __syncthreads();
+    if (e == 0) {
+        float sum = 0.0f;
+        for (int k = 0; k < r.top_k; k++) sum += sig[chosen[k]];
+        for (int k = 0; k < r.top_k; k++) {
+            float w = sig[chosen[k]];
+            if (r.norm_topk_prob) w /= sum + 1e-20f;
+            ids[(size_t)t * r.top_k + k] = chosen[k];
+            weights[(size_t)t * r.top_k + k] = w * r.routed_scaling_factor;
+        }
+    }
+    if (e < r.top_k) atomicAdd(&counts[chosen[e]], 1);
+    if (split.hi) moe_split_row(split, t, x + (size_t)t * D, D);
+    if (!plan.offsets) return;
+    __threadfence();  // this block's ids and counts before its arrival
+    __syncthreads();
+    if (e == 0) last = atomicAdd(plan.done, 1) == T - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    moe_plan_block(counts, ids, E, plan);
+    if (e == 0) *plan.done = 0;
+}
+
 __global__ void moe_place_kernel(int32_t *row_of_pair, int32_t *pair_of_row, int32_t *fill, const int32_t *offsets,
                                  const int32_t *ids, int pairs) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -367,8 +376,9 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
     float *logits = (float *)moe_buffer(B_LOGITS, sizeof(float) * (size_t)T * E, 0);
     int32_t *ids = (int32_t *)moe_buffer(B_IDS, sizeof(int32_t) * (size_t)pairs, 0);
     float *wts = (float *)moe_buffer(B_WTS, sizeof(float) * (size_t)pairs, 0);
-    // counts and fill; kept zero between calls (the plan kernel resets counts)
-    int32_t *counts = (int32_t *)moe_buffer(B_COUNTS, sizeof(int32_t) * 2 * MOE_MAX_EXPERTS, 1);
+    // counts, fill and the routing blocks' arrival count; kept zero between calls (the plan resets
+    // counts and arrivals, the prefill path counts and fill)
+    int32_t *counts = (int32_t *)moe_buffer(B_COUNTS, sizeof(int32_t) * (2 * MOE_MAX_EXPERTS + 1), 1);
     int32_t *offsets = (int32_t *)moe_buffer(B_OFFSETS, sizeof(int32_t) * (MOE_MAX_EXPERTS + 2), 0);
     int32_t *active = (int32_t *)moe_buffer(B_ACTIVE, sizeof(int32_t) * MOE_MAX_EXPERTS, 0);
     int32_t *row_of_pair = (int32_t *)moe_buffer(B_ROW_OF_PAIR, sizeof(int32_t) * (size_t)pairs, 0);
@@ -382,14 +392,19 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
     moe_routing_args ra = {E, K, r->n_group, r->topk_group, r->norm_topk_prob, bias && bias->data,
                            r->routed_scaling_factor};
     dev_weight bias_w = bias ? dev_weight_of(bias) : dev_weight{};
-    moe_route_kernel<<<moe_blocks((size_t)T, ROUTE_WARPS), ROUTE_WARPS * 32, 0, glint_cuda_stream()>>>(ids, wts, counts, logits, bias_w, ra, T);
     const expert_table *tab = T <= MOE_GROUPED_T ? expert_table_of(ex) : NULL;
-    if (tab && tab->vf >= 0) {
-        // Decode: everything stays on the device.
-        int32_t *n_active = offsets + MOE_MAX_EXPERTS + 1;
-        moe_plan_kernel<<<1, 1024, 0, glint_cuda_stream()>>>(counts, offsets, active, n_active, row_of_pair, pair_of_row, ids, E, pairs);
+    const bool decode = tab && tab->vf >= 0;  // everything stays on the device
+    int32_t *n_active = offsets + MOE_MAX_EXPERTS + 1;
+    const moe_plan_out plan_out = decode ? moe_plan_out{offsets, active, n_active, row_of_pair, pair_of_row,
+                                                        counts + 2 * MOE_MAX_EXPERTS, pairs}
+                                         : moe_plan_out{};
+    const glint_moe_split split =
+        decode ? glint_cuda_moe_mma_split(T, D, I, K, ex->gate[0].format == GLINT_WFMT_NVFP4) : glint_moe_split{};
+    moe_route_kernel<<<T, 1024, 0, glint_cuda_stream()>>>(ids, wts, counts, logits, bias_w, ra, T, plan_out, split, x, D);
+    if (decode) {
         glint_moe_plan plan = {n_active, active, offsets, pair_of_row, K};
-        glint_cuda_moe_experts(out, x, T, D, I, tab->dev, E, pairs < E ? pairs : E, tab->vf, plan);
+        glint_cuda_moe_experts(out, x, T, D, I, tab->dev, E, pairs < E ? pairs : E, tab->vf, plan,
+                               split.hi ? &split : NULL);
     } else {
         // Prefill: the per-expert counts decide which expert matmuls to launch, and their sizes.
         glint_cuda_dev().uncapturable++;  // reads the counts back

@@ -26,41 +26,10 @@
 
 enum { MMA_GU_SPLIT = 4, MMA_DOWN_SPLIT = 2, MMA_TOKENS = 8, MMA_ROWS = 16 };
 
-// rows [rows][K] FP32 (row r at x + r·x_stride) -> hi, lo [rows][K] f16 and scale[rows] (see above);
-// one block per row, the row held in registers between the max and the split.
-enum { SPLIT_THREADS = 1024, SPLIT_PER_THREAD = 8 };  // rows of up to 8192
-__global__ void __launch_bounds__(SPLIT_THREADS)
-    mma_split_x_kernel(__half *hi, __half *lo, float *scale, const float *x, int64_t x_stride, int K) {
-    __shared__ float warp_max[SPLIT_THREADS / 32];
-    const float *row = x + (int64_t)blockIdx.x * x_stride;
-    float v[SPLIT_PER_THREAD], m = 0.0f;
-#pragma unroll
-    for (int i = 0; i < SPLIT_PER_THREAD; i++) {
-        const int k = threadIdx.x + i * SPLIT_THREADS;
-        v[i] = k < K ? row[k] : 0.0f;
-        m = fmaxf(m, fabsf(v[i]));
-    }
-#pragma unroll
-    for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
-    __syncthreads();
-    m = 0.0f;
-#pragma unroll
-    for (int w = 0; w < SPLIT_THREADS / 32; w++) m = fmaxf(m, warp_max[w]);
-    int e = 0;
-    if (m > 0.0f && isfinite(m)) frexpf(m, &e);  // m = f · 2^e, f in [0.5, 1)
-    const float s = ldexpf(1.0f, 14 - e);       // max|x·s| in [2^13, 2^14)
-    if (threadIdx.x == 0) scale[blockIdx.x] = s;
-    __half *h = hi + (int64_t)blockIdx.x * K, *l = lo + (int64_t)blockIdx.x * K;
-#pragma unroll
-    for (int i = 0; i < SPLIT_PER_THREAD; i++) {
-        const int k = threadIdx.x + i * SPLIT_THREADS;
-        if (k >= K) break;
-        const float xs = v[i] * s;
-        const __half xh = __float2half_rn(xs);
-        const int p = (k & ~7) | (k & 3) << 1 | (k >> 2 & 1);  // per 8: 0 4 1 5 2 6 3 7 (e2m1_pair's order)
-        h[p] = xh, l[p] = __float2half_rn(xs - __half2float(xh));
-    }
+// rows [rows][K] FP32 (row r at x + r·x_stride) -> split rows of s (glint_moe_split), a block per row.
+__global__ void __launch_bounds__(MOE_SPLIT_THREADS)
+    mma_split_x_kernel(glint_moe_split s, const float *x, int64_t x_stride, int K) {
+    moe_split_row(s, blockIdx.x, x + (int64_t)blockIdx.x * x_stride, K);
 }
 
 __device__ __forceinline__ void mma_f16(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -171,17 +140,12 @@ __device__ __forceinline__ bool reduce_split(float (&c)[NW][4], float (*part)[NW
     return true;
 }
 
-struct mma_split_x {
-    const __half *hi, *lo;
-    const float *scale;
-};
-
 // GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) (FP32, [pairs][I]);
 // else out[row, n] = down_e[n] · h[row] ([pairs][D]). A block: SPLIT warps over K for 16 rows of one
 // active expert (blockIdx.y: the j-th expert that got tokens), tokens in passes of 8.
 template <bool GATE_UP, int SPLIT>
 __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
-    moe_nvfp4_mma_kernel(float *out, int64_t out_row, mma_split_x x, const dev_weight *tab, int E,
+    moe_nvfp4_mma_kernel(float *out, int64_t out_row, glint_moe_split x, const dev_weight *tab, int E,
                          glint_moe_plan plan) {
     constexpr int NW = GATE_UP ? 2 : 1, UNROLL = GATE_UP ? 2 : 4;
     __shared__ float part[SPLIT][NW][4][32];
@@ -256,29 +220,41 @@ static int mma_decode_enabled(void) {
     return on;
 }
 
-int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
-                             const glint_moe_plan &plan) {
-    if (!mma_decode_enabled() || D % 32 || I % 32 || D > SPLIT_THREADS * SPLIT_PER_THREAD ||
-        I > SPLIT_THREADS * SPLIT_PER_THREAD)
-        return 0;
-    const int pairs = T * plan.top_k;
+static bool mma_takes(int D, int I) {
+    return mma_decode_enabled() && D % 32 == 0 && I % 32 == 0 && D <= MOE_SPLIT_THREADS * MOE_SPLIT_PER_THREAD &&
+           I <= MOE_SPLIT_THREADS * MOE_SPLIT_PER_THREAD;
+}
+
+// The slot's buffers for T token rows and T·top_k SwiGLU rows; false with the error set.
+static bool mma_grow(int T, int D, int I, int top_k) {
+    const int pairs = T * top_k;
     auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     const size_t split_halves = 2 * ((size_t)T * D > (size_t)pairs * I ? (size_t)T * D : (size_t)pairs * I);
-    if (glint_cuda_grow((void **)&buf.x, &buf.x_bytes, sizeof(__half) * split_halves, "moe") ||
-        glint_cuda_grow((void **)&buf.h, &buf.h_bytes, sizeof(float) * (size_t)pairs * I, "moe") ||
-        glint_cuda_grow((void **)&buf.scales, &buf.scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs),
-                        "moe"))
-        return 1;  // the error is set; the step's output is poisoned
-    __half *mma_x = buf.x;
-    float *mma_h = buf.h, *mma_scales = buf.scales;
-    mma_split_x_kernel<<<T, SPLIT_THREADS, 0, glint_cuda_stream()>>>(mma_x, mma_x + (size_t)T * D, mma_scales, x, D, D);
-    mma_split_x xs = {mma_x, mma_x + (size_t)T * D, mma_scales};
+    return !glint_cuda_grow((void **)&buf.x, &buf.x_bytes, sizeof(__half) * split_halves, "moe") &&
+           !glint_cuda_grow((void **)&buf.h, &buf.h_bytes, sizeof(float) * (size_t)pairs * I, "moe") &&
+           !glint_cuda_grow((void **)&buf.scales, &buf.scales_bytes, sizeof(float) * (size_t)(T > pairs ? T : pairs),
+                            "moe");
+}
+
+glint_moe_split glint_cuda_moe_mma_split(int T, int D, int I, int top_k, bool nvfp4_experts) {
+    if (!nvfp4_experts || !mma_takes(D, I) || !mma_grow(T, D, I, top_k)) return glint_moe_split{};
+    auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
+    return glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
+}
+
+int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
+                             const glint_moe_plan &plan, const glint_moe_split *x_split) {
+    if (!mma_takes(D, I)) return 0;
+    const int pairs = T * plan.top_k;
+    if (!mma_grow(T, D, I, plan.top_k)) return 1;  // the error is set; the step's output is poisoned
+    auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
+    const glint_moe_split xs = x_split ? *x_split : glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
+    if (!x_split) mma_split_x_kernel<<<T, MOE_SPLIT_THREADS, 0, glint_cuda_stream()>>>(xs, x, D, D);
     moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>
         <<<dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, glint_cuda_stream()>>>(
-            mma_h, I, xs, tab, E, plan);
-    mma_split_x_kernel<<<pairs, SPLIT_THREADS, 0, glint_cuda_stream()>>>(mma_x, mma_x + (size_t)pairs * I,
-                                                                        mma_scales, mma_h, I, I);
-    mma_split_x hs = {mma_x, mma_x + (size_t)pairs * I, mma_scales};
+            buf.h, I, xs, tab, E, plan);
+    const glint_moe_split hs = {buf.x, buf.x + (size_t)pairs * I, buf.scales};
+    mma_split_x_kernel<<<pairs, MOE_SPLIT_THREADS, 0, glint_cuda_stream()>>>(hs, buf.h, I, I);
     moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>
         <<<dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0,
            glint_cuda_stream()>>>(out, D, hs, tab, E, plan);
