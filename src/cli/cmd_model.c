@@ -492,6 +492,52 @@ static int bench_kernels(glint_backend *be) {
     return rc;
 }
 
+// The host sampler over GLM-5's vocabulary (154880 tokens) per sampling setting: ms per drawn token.
+// The logits: a flat spread plus a few hundred strong tokens (a broad next-token distribution, the
+// costly case: the more tokens top-p keeps, the more the sampler sorts).
+static int bench_sampler(void) {
+    const int V = 154880;
+    const struct {
+        float temperature, top_p, min_p;
+        int top_k;
+    } settings[] = {{1.0f, 0.95f, 0.0f, -1}, {1.0f, 1.0f, 0.0f, -1}, {0.7f, 0.8f, 0.05f, 40}, {1.5f, 0.99f, 0.0f, -1}};
+    float *logits = malloc(sizeof(float) * V), *work = malloc(sizeof(float) * V);
+    if (!logits || !work) {
+        free(logits), free(work);
+        fprintf(stderr, "glint bench: out of memory for the sampler's logits\n");
+        return 1;
+    }
+    uint64_t z = 0x9E3779B97F4A7C15ull;
+    for (int t = 0; t < V; t++) {
+        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+        logits[t] = (float)(z >> 40) / (float)(1 << 24) * 8.0f - 4.0f + (z % 512 == 0 ? 8.0f : 0.0f);
+    }
+    printf("sampler over %d tokens (host):\n", V);
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        glint_sampling_params p;
+        glint_sampling_defaults(&p);
+        p.temperature = settings[i].temperature, p.top_p = settings[i].top_p, p.min_p = settings[i].min_p;
+        p.top_k = settings[i].top_k, p.seed = 1;
+        glint_sampler *s = glint_sampler_new(&p, V);
+        if (!s) {
+            free(logits), free(work);
+            fprintf(stderr, "glint bench: %s\n", glint_last_error());
+            return 1;
+        }
+        const int draws = 20;
+        double t0 = glint_now_seconds();
+        for (int d = 0; d < draws; d++) {
+            memcpy(work, logits, sizeof(float) * V);
+            glint_sampler_sample(s, work);
+        }
+        printf("  temperature %.2g top_p %.3g min_p %.2g top_k %d: %.3f ms per token\n", p.temperature, p.top_p,
+               p.min_p, p.top_k, (glint_now_seconds() - t0) * 1e3 / draws);
+        glint_sampler_free(s);
+    }
+    free(logits), free(work);
+    return 0;
+}
+
 // The dense BF16 tensor-core rate of the card measured now (the larger of cuBLAS and glint's kernel
 // on a square BF16 problem), and glint's prefill matmul per weight format and mode at T = 4096; 0
 // when the backend is not CUDA (or the measurement failed).
@@ -586,6 +632,7 @@ int cmd_bench(int argc, char **argv) {
         glint_backend *kbe = make_backend(&o);
         if (!kbe) return 1;
         rc = bench_kernels(kbe);
+        if (!rc) rc = bench_sampler();
         if (!rc) bench_gemm_peak(kbe, 1);
         return rc;
     }

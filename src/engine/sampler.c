@@ -47,7 +47,10 @@ glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab) {
     s->counts = glint_calloc((size_t)vocab, sizeof *s->counts, "sampler counts");
     s->work = glint_calloc((size_t)vocab, sizeof *s->work, "sampler probabilities");
     s->order = glint_calloc((size_t)vocab, sizeof *s->order, "sampler order");
-    if (!s->counts || !s->work || !s->order) {
+    s->spare = glint_calloc((size_t)vocab, sizeof *s->spare, "sampler order");
+    s->keys = glint_calloc((size_t)vocab, sizeof *s->keys, "sampler keys");
+    s->spare_keys = glint_calloc((size_t)vocab, sizeof *s->spare_keys, "sampler keys");
+    if (!s->counts || !s->work || !s->order || !s->spare || !s->keys || !s->spare_keys) {
         glint_sampler_free(s);
         return NULL;
     }
@@ -56,7 +59,7 @@ glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab) {
 
 void glint_sampler_free(glint_sampler *s) {
     if (!s) return;
-    free(s->counts), free(s->work), free(s->order);
+    free(s->counts), free(s->work), free(s->order), free(s->spare), free(s->keys), free(s->spare_keys);
     free(s);
 }
 
@@ -68,11 +71,34 @@ static double next_uniform(uint64_t *state) {  // splitmix64 -> [0, 1)
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static int by_prob_desc(const void *a, const void *b, void *keys) {
-    const float *probs = keys;
-    float x = probs[*(const int32_t *)a], y = probs[*(const int32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
-    return *(const int32_t *)a - *(const int32_t *)b;
+// ids[0..n) (in increasing id order) sorted by probability, largest first, ties by id: a stable LSD
+// radix sort on the complement of the probabilities' bits (non-negative floats order as their bits).
+// Passes whose byte is the same for every key are skipped. Returns the buffer holding the result.
+static int32_t *sort_by_prob_desc(glint_sampler *s, int32_t *ids, int n) {
+    uint32_t *keys = s->keys, *keys_out = s->spare_keys;
+    int32_t *out = ids == s->order ? s->spare : s->order;
+    uint32_t all_or = 0, all_and = ~0u;
+    for (int i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &s->work[ids[i]], sizeof bits);
+        keys[i] = ~bits;
+        all_or |= keys[i], all_and &= keys[i];
+    }
+    for (int shift = 0; shift < 32; shift += 8) {
+        if ((((all_or ^ all_and) >> shift) & 0xffu) == 0) continue;  // one byte value: nothing moves
+        int count[257] = {0};
+        for (int i = 0; i < n; i++) count[((keys[i] >> shift) & 0xffu) + 1]++;
+        for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+        for (int i = 0; i < n; i++) {
+            const int at = count[(keys[i] >> shift) & 0xffu]++;
+            out[at] = ids[i], keys_out[at] = keys[i];
+        }
+        int32_t *t = ids;
+        ids = out, out = t;
+        uint32_t *tk = keys;
+        keys = keys_out, keys_out = tk;
+    }
+    return ids;
 }
 
 int glint_sampler_is_plain_greedy(const glint_sampler *s) {
@@ -92,34 +118,64 @@ int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
         if (p->repetition_penalty != 1.0f)
             logits[t] = logits[t] < 0 ? logits[t] * p->repetition_penalty : logits[t] / p->repetition_penalty;
     }
-    int32_t chosen;
-    if (p->temperature < 1e-6f || p->top_k == 1) {
-        chosen = glint_argmax(logits, V);
-    } else {
+    float pmax = 0.0f;
+    if (p->temperature >= 1e-6f && p->top_k != 1) {
         float maxv = -INFINITY;
         for (int t = 0; t < V; t++) maxv = logits[t] / p->temperature > maxv ? logits[t] / p->temperature : maxv;
         double sum = 0;
         for (int t = 0; t < V; t++) sum += s->work[t] = expf(logits[t] / p->temperature - maxv);
-        for (int t = 0; t < V; t++) s->work[t] = (float)(s->work[t] / sum), s->order[t] = t;
-        qsort_r(s->order, (size_t)V, sizeof *s->order, by_prob_desc, s->work);  // descending, ties by id
-        int keep = p->top_k > 0 && p->top_k < V ? p->top_k : V;
-        double cumulative = 0, kept_mass = 0;
-        float pmax = s->work[s->order[0]];
+        for (int t = 0; t < V; t++) {
+            s->work[t] = (float)(s->work[t] / sum);
+            pmax = s->work[t] > pmax ? s->work[t] : pmax;
+        }
+    }
+    int32_t chosen;
+    if (!(pmax > 0.0f)) {  // greedy, or no distribution (every logit -inf, or NaN): the argmax
+        chosen = glint_argmax(logits, V);
+    } else {
+        // In descending order (ties by id) the tokens are kept while the probability mass before them
+        // is <= top_p (the one that crosses top_p stays), their probability >= min_p · pmax, and
+        // fewer than top_k are kept. Only the order of the kept tokens matters, so only the candidates
+        // with probability >= floor are sorted: the kept tokens are a prefix of the whole order, and
+        // the prefix is known to be whole once the walk below stops inside the candidates, or at
+        // their end for a reason the next token (probability < floor) would stop it too. Otherwise
+        // the floor comes down. The result is the whole sort's, bit for bit.
+        const int keep = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+        const float min_keep = p->min_p * pmax;
+        float floor = min_keep > pmax * 0x1p-12f ? min_keep : pmax * 0x1p-12f;
+        if (p->top_p >= 1.0f && keep == V && min_keep <= 0.0f) floor = 0.0f;  // every token is kept
+        const int32_t *sorted = NULL;
         int n = 0;
-        for (; n < keep; n++) {
-            float pr = s->work[s->order[n]];
-            if (cumulative > p->top_p) break;  // exclusive cumsum: the token that crosses top_p stays
-            if (pr < p->min_p * pmax) break;
-            cumulative += pr;
-            kept_mass += pr;
+        double kept_mass = 0;
+        for (;;) {
+            int candidates = 0;
+            for (int t = 0; t < V; t++)
+                if (floor <= 0.0f || s->work[t] >= floor) s->order[candidates++] = t;
+            sorted = sort_by_prob_desc(s, s->order, candidates);
+            double cumulative = 0;
+            int stopped = 0;
+            n = 0, kept_mass = 0;
+            for (; n < keep; n++) {
+                if (n == candidates) break;
+                float pr = s->work[sorted[n]];
+                if (cumulative > p->top_p || pr < min_keep) {  // exclusive cumsum: the token that crosses top_p stays
+                    stopped = 1;
+                    break;
+                }
+                cumulative += pr;
+                kept_mass += pr;
+            }
+            // at the candidates' end: the next token would be refused by top_k, top_p, or min_p
+            if (stopped || n == keep || candidates == V || cumulative > p->top_p || floor <= min_keep) break;
+            floor = floor > 1e-30f ? floor * 0x1p-8f : 0.0f;  // 0: every token
         }
         if (n == 0) n = 1, kept_mass = pmax;
         double u = next_uniform(&s->rng) * kept_mass, acc = 0;
-        chosen = s->order[n - 1];
+        chosen = sorted[n - 1];
         for (int i = 0; i < n; i++) {
-            acc += s->work[s->order[i]];
+            acc += s->work[sorted[i]];
             if (u < acc) {
-                chosen = s->order[i];
+                chosen = sorted[i];
                 break;
             }
         }

@@ -25,8 +25,10 @@ typedef struct {
     uint64_t rng;
     int vocab;
     int32_t *counts;  // [vocab] occurrences in the generated output
-    float *work;      // [vocab]
-    int32_t *order;   // [vocab]
+    float *work;      // [vocab] probabilities
+    int32_t *order;   // [vocab] candidates, then sorted by probability
+    int32_t *spare;   // [vocab] the radix sort's other buffer
+    uint32_t *keys, *spare_keys;  // [vocab] the sort keys
 } glint_sampler;
 
 glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab);

@@ -1,6 +1,8 @@
 # glint serve: parser unit tests, then end-to-end tests against a running server on 127.0.0.1
 # (openai SDK installed into a venv by setup_fixtures.py; pip failing fails the tests).
 glint_c_test(test_server_parsers ${CMAKE_CURRENT_LIST_DIR}/test_parsers.c)
+# The sampler against the whole-vocabulary sort it replaced, and drawn frequencies against sglang's rules.
+glint_c_test(test_sampler ${CMAKE_CURRENT_LIST_DIR}/test_sampler.c)
 
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 set(GLINT_SERVER_FIXTURES ${CMAKE_CURRENT_BINARY_DIR}/server-fixtures)
