@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/sampling.h"
 #include "io/safetensors.h"
 
 // How a weight is stored (spec/FORMATS.md). Every format is used as stored and dequantized
@@ -166,6 +167,12 @@ struct glint_backend {
     // decoding moves token ids, not logits, off the device. values (host, optional): the logit each id
     // names (how ranks holding slices of the vocabulary combine their answers).
     void (*argmax)(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n);
+    // Optional: ids (host memory) [rows] = the token common/sampling.h's glint_sample_draw gives for
+    // each row of logits [rows, n] (backend memory) with the row's rules params[r] and uniform
+    // uniforms[r] (host memory), bit for bit; -1 for a row the backend declines (the caller then
+    // draws it on the host). Sampled decoding then moves token ids, not logits, off the device.
+    void (*sample)(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
+                   const glint_sample_params *params, const double *uniforms);
     // Optional (NULL: the model makes host data and prepare_weight copies it): makes w's storage in
     // backend memory, filled from seed, for synthetic benchmarks of the real shapes. rows, cols,
     // format (DENSE BF16/F16/F32, or NVFP4) and name are set by the caller; values uniform in

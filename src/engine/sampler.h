@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "common/sampling.h"
+
 typedef struct {
     float temperature;         // < 1e-6: greedy
     int top_k;                 // <= 0: whole vocabulary
@@ -25,19 +27,24 @@ typedef struct {
     uint64_t rng;
     int vocab;
     int32_t *counts;  // [vocab] occurrences in the generated output
-    float *work;      // [vocab] probabilities
-    int32_t *order;   // [vocab] candidates, then sorted by probability
-    int32_t *spare;   // [vocab] the radix sort's other buffer
-    uint32_t *keys, *spare_keys;  // [vocab] the sort keys
+    glint_sample_scratch *scratch;
 } glint_sampler;
 
 glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab);
 void glint_sampler_free(glint_sampler *s);
-// Picks the next token from logits [vocab] (modified in place) and records it as generated.
+// Picks the next token from logits [vocab] (modified in place) and records it as generated: the
+// penalties, then common/sampling.h's draw with the next uniform number of the sampler's stream.
 int32_t glint_sampler_sample(glint_sampler *s, float *logits);
 // 1 when sampling is the argmax of the raw logits (greedy, no penalties): the token can be picked
 // where the logits are (glint_argmax's rule) and recorded with glint_sampler_record.
 int glint_sampler_is_plain_greedy(const glint_sampler *s);
 void glint_sampler_record(glint_sampler *s, int32_t id);
+// 1 when the next draw is common/sampling.h's with *out's rules and nothing else (not greedy, no
+// penalties), so it can be made where the logits are: with glint_sampler_peek(s, 0) as the uniform
+// (peek(s, 1): the draw after it), then handed back with glint_sampler_take.
+int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out);
+double glint_sampler_peek(const glint_sampler *s, int ahead);
+// Records a token drawn elsewhere with glint_sampler_peek(s, 0), and moves the stream past it.
+void glint_sampler_take(glint_sampler *s, int32_t id);
 
 #endif

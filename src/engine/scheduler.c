@@ -399,8 +399,11 @@ static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t 
     glint_gen_request *r = s->req;
     const int V = e->m->cfg.vocab_size;
     glint_token_out out = {0};
-    if (!logits) {
-        glint_sampler_record(s->sampler, chosen);
+    // chosen where the logits are: the argmax (greedy: no logits came), or a draw with the sampler's
+    // next uniform (drawn_ids_only; logits came only for the rows the backend declined)
+    if (chosen >= 0) {
+        if (logits) glint_sampler_take(s->sampler, chosen);
+        else glint_sampler_record(s->sampler, chosen);
         return emit_token(e, s, chosen, out, 0);
     }
     if (r->logprobs) {  // log_softmax of the raw logits, before penalties and temperature
@@ -570,14 +573,26 @@ static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *item
     for (int k = 0; k < n; k++) seqs[k]->has_draft = 1;
 }
 
-// 1 when s's next tokens are the argmax of the raw logits, so the forward can return ids instead of
-// logits: greedy without penalties, no logprobs or logit bias, no stop tokens held back
-// (min_new_tokens), no forced or open tool call. These hold for the step's draft row too.
-static int greedy_ids_only(const sequence *s) {
+// 1 when nothing but the sampler decides s's next tokens from the raw logits: no logprobs or logit
+// bias, no stop tokens held back (min_new_tokens), no forced or open tool call. These hold for the
+// step's draft row too.
+static int raw_logits_decide(const sequence *s) {
     const glint_gen_request *r = s->req;
-    return glint_sampler_is_plain_greedy(s->sampler) && !r->logprobs && r->n_logit_bias == 0 &&
-           s->n_generated >= r->min_new_tokens && s->n_forced_done >= r->n_forced &&
-           (s->call_state == CALL_NONE || s->call_state == CALL_DONE);
+    return !r->logprobs && r->n_logit_bias == 0 && s->n_generated >= r->min_new_tokens &&
+           s->n_forced_done >= r->n_forced && (s->call_state == CALL_NONE || s->call_state == CALL_DONE);
+}
+
+// 1 when s's next tokens are the argmax of the raw logits (greedy, no penalties), so the forward can
+// return ids instead of logits.
+static int greedy_ids_only(const sequence *s) {
+    return glint_sampler_is_plain_greedy(s->sampler) && raw_logits_decide(s);
+}
+
+// 1 when s's next tokens are draws with *params' rules alone (no penalties) and the model can make
+// them where the logits are: the forward returns ids drawn with s's next uniforms (glint_sampler_peek).
+static int drawn_ids_only(const glint_engine *e, const sequence *s, glint_sample_params *params) {
+    return !e->opt.host_draws && glint_model_can_sample(e->m) && glint_sampler_draw_params(s->sampler, params) &&
+           raw_logits_decide(s);
 }
 
 // The next token of the sequences in batch[0..n) (with its draft when it has one: two rows): one
@@ -588,14 +603,24 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
     glint_batch_item items[GLINT_DECODE_BATCH], drafts[GLINT_DECODE_BATCH];
     sequence *drafting[GLINT_DECODE_BATCH];
     int32_t next_ids[GLINT_DECODE_BATCH][2];
+    glint_sample_params draw_rules[GLINT_DECODE_BATCH][2];
+    double draw_uniforms[GLINT_DECODE_BATCH][2];
     for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
         sequence *s = batch[k];
         s->step_ids[0] = s->last_token;
         const int ids_only = greedy_ids_only(s);
+        // drawn: the logits are only the fallback for rows the backend declines
+        const int drawn = !ids_only && drawn_ids_only(e, s, &draw_rules[k][0]);
         float *logits = ids_only ? NULL : e->logits + (size_t)row * V;
         float *hidden = s->spec ? e->hidden + (size_t)row * D : NULL;
         items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, logits, 1, hidden, NULL,
-                                      ids_only ? next_ids[k] : NULL};
+                                      ids_only || drawn ? next_ids[k] : NULL, NULL, NULL};
+        if (drawn) {  // row 1 (the draft's) counts only when row 0 takes the draft: the uniform after
+            draw_rules[k][1] = draw_rules[k][0];
+            draw_uniforms[k][0] = glint_sampler_peek(s->sampler, 0);
+            draw_uniforms[k][1] = glint_sampler_peek(s->sampler, 1);
+            items[k].sample = draw_rules[k], items[k].uniforms = draw_uniforms[k];
+        }
     }
     if (glint_forward_batch(e->m, items, n)) {
         end_all_with_error(e, batch, n);
@@ -631,7 +656,7 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         }
         if (!s->spec) continue;
         drafting[n_drafting] = s;
-        drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden, NULL};
+        drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden, NULL, NULL, NULL};
     }
     if (n_drafting) draft_batch(e, drafting, drafts, n_drafting);
 }
@@ -642,7 +667,7 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
     const int D = e->m->cfg.hidden_size, start = s->n_prefilled, end = start + chunk;
     const int last = end == s->n_fill && s->sample_after_fill;
     float *hidden = s->spec ? glint_malloc(sizeof(float) * (size_t)chunk * D, "prefill hidden states") : NULL;
-    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL, NULL};
+    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL, NULL, NULL, NULL};
     const char *error = NULL;
     if (s->spec && (!hidden || s->st->mtp_past != start)) error = hidden ? "MTP cache out of step" : glint_last_error();
     else if (glint_forward_batch(e->m, &item, 1)) error = glint_last_error();
@@ -657,7 +682,7 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
             else if (!s->sample_after_fill) next[pairs] = s->last_token;
             else break;
         }
-        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden, NULL};
+        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden, NULL, NULL, NULL};
         sequence *self = s;
         if (!next) error = glint_last_error();
         else if (pairs && end == s->n_fill && !s->sample_after_fill) draft_batch(e, &self, &mtp, 1);
@@ -681,7 +706,8 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
     int left = 0;
     if (last && (left = sample_and_emit(e, s, e->logits, -1))) s->req = NULL;
     if (last && !left && s->spec) {  // the last prompt row with the first output token: the first draft
-        glint_batch_item mtp = {s->st, &s->last_token, 1, NULL, 0, NULL, hidden + (size_t)(chunk - 1) * D, NULL};
+        glint_batch_item mtp = {s->st, &s->last_token, 1, NULL, 0, NULL, hidden + (size_t)(chunk - 1) * D, NULL,
+                                NULL, NULL};
         sequence *self = s;
         draft_batch(e, &self, &mtp, 1);
         left = !s->req;

@@ -1367,13 +1367,23 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         const int n = items[i].all_logits ? items[i].n_tokens : 1;
         const float *rows = dev_logits + (size_t)out * Vr;
         out += n;
+        const int draws = items[i].sample && items[i].argmax;
+        const int on_device = draws && be->sample && !ranked && Vr == V;
+        if (on_device) {  // the draws where the logits are; the rows it declines go to the host
+            be->sample(be, items[i].argmax, rows, n, V, items[i].sample, items[i].uniforms);
+            for (int j = 0; j < n; j++)
+                if (items[i].argmax[j] < 0) be->download(be, items[i].logits + (size_t)j * V, rows + (size_t)j * V, V);
+            continue;
+        }
         if (items[i].logits && Vr == V) be->download(be, items[i].logits, rows, (size_t)n * V);
         else if (items[i].logits) {  // this rank's columns of the rows
             be->download(be, part, rows, (size_t)n * Vr);
             for (int j = 0; j < n; j++)
                 memcpy(items[i].logits + (size_t)j * V + m->vocab_begin, part + (size_t)j * Vr, sizeof(float) * Vr);
         }
-        if (items[i].argmax && ranked) {
+        if (draws) {  // the caller draws every row from the logits
+            for (int j = 0; j < n; j++) items[i].argmax[j] = -1;
+        } else if (items[i].argmax && ranked) {
             be->argmax(be, ranked->ids[r] + asked, ranked->values[r] + asked, rows, n, Vr);
             asked += n;
         } else if (items[i].argmax) be->argmax(be, items[i].argmax, NULL, rows, n, V);
@@ -1477,7 +1487,7 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
 int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
                          float *hidden) {
     if (T <= 0) return 0;
-    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL};
+    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL, NULL, NULL};
     return glint_forward_batch(m, &item, 1);
 }
 
@@ -1500,7 +1510,7 @@ int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidde
         glint_set_error("glint_mtp_forward needs a state from glint_mtp_state_new");
         return -1;
     }
-    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden, NULL};
+    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden, NULL, NULL, NULL};
     if (mtp_forward(m, &item, 1, 0)) return -1;
     mtp_state->n_past += T;
     return 0;
@@ -1771,7 +1781,7 @@ static int tp_forward(glint_model *m, glint_batch_item *items, int n_items, int 
     const int N = m->tp_size;
     int asked = 0;
     for (int i = 0; i < n_items; i++)
-        if (items[i].argmax) asked += items[i].all_logits ? items[i].n_tokens : 1;
+        if (items[i].argmax && !items[i].sample) asked += items[i].all_logits ? items[i].n_tokens : 1;
     tp_forward_job job = {items, n_items, mtp_layer, {{0}, {0}}};
     int32_t *ids = asked ? glint_malloc((size_t)N * asked * (sizeof(int32_t) + sizeof(float)), "rank answers") : NULL;
     if (asked && !ids) return -1;
@@ -1781,7 +1791,7 @@ static int tp_forward(glint_model *m, glint_batch_item *items, int n_items, int 
     }
     const int rc = tp_run(m, rank_forward, &job);
     for (int i = 0, k = 0; !rc && i < n_items; i++) {
-        if (!items[i].argmax) continue;
+        if (!items[i].argmax || items[i].sample) continue;  // draws: rank 0 declined them (finish_forward)
         const int n = items[i].all_logits ? items[i].n_tokens : 1;
         for (int j = 0; j < n; j++, k++) {
             int best = 0;
@@ -1814,3 +1824,5 @@ int glint_model_memory_info(glint_model *m, size_t *free_bytes, size_t *total_by
     }
     return 0;
 }
+
+int glint_model_can_sample(const glint_model *m) { return m->be && m->be->sample && m->tp_size <= 1; }

@@ -3,6 +3,7 @@
 #ifndef GLINT_GLM_H
 #define GLINT_GLM_H
 
+#include "common/sampling.h"
 #include <stdint.h>
 
 #include "backend/backend.h"
@@ -192,7 +193,16 @@ typedef struct {
     const float *hidden_in;  // MTP forwards: the main model's hidden states the rows pair with [n_tokens, D]
     int32_t *argmax;  // host, optional: glint_argmax of the logits of the rows `logits` would get (the
                       // last, or every one with all_logits), computed where the logits are
+    // host, optional, with argmax: argmax gets each row's draw instead (common/sampling.h's rules
+    // sample[j] with the uniform uniforms[j]), made where the logits are when the model can
+    // (glint_model_can_sample); -1 for a row it could not draw, whose logits then go to `logits`
+    // (which must be set; only those rows are written).
+    const glint_sample_params *sample;
+    const double *uniforms;
 } glint_batch_item;
+
+// 1 when the backend draws sampled tokens where the logits are (glint_batch_item.sample).
+int glint_model_can_sample(const glint_model *m);
 
 // Runs several sequences' tokens as one batch (every weight is read once for all of them); each
 // row's result is the same as in a forward of its sequence alone. The states must share one pool

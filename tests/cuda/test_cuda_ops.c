@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "common/sampling.h"
 #include "common/util.h"
 
 static const double TOLERANCE = 1e-3;  // max|Δ| / max|ref|; the math is FP32, expect far better
@@ -977,6 +978,59 @@ static void test_errors(void) {
     free(got), gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dpos);
 }
 
+// sample (sampled decoding on the device) against the host's glint_sample_draw: the same token bit for
+// bit for each row's rules and uniform, over GLM-5's vocabulary and small ones. The device may decline
+// (-1) only a row whose kept tokens can outgrow its shared memory: a flat row, a row keeping every
+// token (top_p 1 without top-k or min-p) of a large vocabulary, and the row without a distribution
+// (every logit -inf); the peaked rows (a few tokens far above the rest) it must draw itself.
+static void test_sample(void) {
+    printf("sample\n");
+    const int widths[] = {154880, 7, 1000};
+    const glint_sample_params rules[] = {{1.0f, -1, 0.95f, 0.0f}, {0.7f, 40, 0.8f, 0.05f}, {1.0f, -1, 1.0f, 0.0f},
+                                         {1.3f, 5, 1.0f, 0.0f},   {0.5f, -1, 0.5f, 0.1f},  {1.0f, 200, 0.999f, 0.0f},
+                                         {1.0f, -1, 0.9f, 2.0f}};
+    const int n_rules = (int)(sizeof rules / sizeof rules[0]), rows = 2 * n_rules + 1;
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        const int n = widths[wi];
+        glint_sample_scratch *w = glint_sample_scratch_new(n);
+        float *x = rand_floats((size_t)rows * n, 3.0f);
+        glint_sample_params params[2 * 7 + 1];
+        double uniforms[2 * 7 + 1];
+        for (int r = 0; r < rows; r++) {
+            float *row = x + (size_t)r * n;
+            params[r] = rules[r % n_rules];
+            uniforms[r] = (double)((r * 7919) % 1000) / 1000.0 + 0.0003;
+            if (r < n_rules)  // peaked: a few tokens far above the other 154k
+                for (int k = 0; k < 12; k++) row[(k * 104729 + r) % n] += 30.0f - (float)k;
+        }
+        for (int i = 0; i < n; i++) x[(size_t)(rows - 1) * n + i] = -INFINITY;  // no distribution
+        int32_t want[2 * 7 + 1], got[2 * 7 + 1];
+        for (int r = 0; r < rows; r++) want[r] = glint_sample_draw(&params[r], x + (size_t)r * n, n, uniforms[r], w);
+        float *dx = to_device(x, sizeof(float) * rows * n);
+        for (int r = 0; r < rows; r++) got[r] = -7;
+        gpu->sample(gpu, got, dx, rows, n, params, uniforms);
+        int same = 1, declined = 0;
+        for (int r = 0; r < rows; r++) {
+            const int keeps_all = params[r].top_p >= 1.0f && params[r].top_k <= 0 && params[r].min_p <= 0.0f;
+            const int may_decline = r >= n_rules || (keeps_all && n > 2048);  // flat, -inf, or every token kept
+            if (got[r] == -1 && may_decline) {
+                declined++;
+                continue;
+            }
+            if (got[r] != want[r]) {
+                same = 0;
+                fprintf(stderr, "  sample row %d of %d: device %d, host %d\n", r, n, got[r], want[r]);
+            }
+        }
+        char what[120];
+        snprintf(what, sizeof what, "sample %d rows of %d = glint_sample_draw (%d flat / -inf rows declined)", rows, n,
+                 declined);
+        expect(same && got[rows - 1] == -1, what);
+        free(x), gpu->free(gpu, dx);
+        glint_sample_scratch_free(w);
+    }
+}
+
 int main(int argc, char **argv) {
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
     cpu = glint_backend_cpu(0);
@@ -995,6 +1049,7 @@ int main(int argc, char **argv) {
     test_embed_norms();
     test_fused_ops();
     test_argmax();
+    test_sample();
     test_indexer(quick);
     test_mla(quick);
     test_moe(quick);

@@ -1,8 +1,9 @@
 // The server engine with MTP speculative decoding on the demo model (BF16, and NVFP4 whose quantized
 // CPU kernels must be row-invariant for this): every request's tokens are the ones plain decoding
-// gives (greedy and seeded sampling), alone or 6 at a time, in a roomy pool and in one so small that
-// sequences are retracted mid-decode and resumed (with and without the prefix cache), and the same
-// drafts are made and accepted in every case. Prompts are slices of the text in tests/fixtures/demo.
+// gives (greedy and seeded sampling, its tokens drawn on the host), alone or 6 at a time, in a roomy
+// pool and in one so small that sequences are retracted mid-decode and resumed (with and without the
+// prefix cache), and the same drafts are made and accepted in every case. Sampled tokens are drawn
+// beside the logits (the backend's sample op) when the backend can, on the host otherwise: the same. Prompts are slices of the text in tests/fixtures/demo.
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,17 @@ int main(int argc, char **argv) {
     glint_engine_stats st;
     const glint_engine_options plain = {.max_running = 8, .max_queued = 16, .page_size = 16, .total_pages = 64,
                                         .chunked_prefill = 32, .context_length = 128, .prefix_cache = 1};
-    run(m, &plain, prompts, 0, expect, &st);
 
+    // the expectation with sampled tokens drawn on the host from downloaded logits; every case below
+    // draws them where the logits are when the backend can (the same tokens, the same uniforms)
+    glint_engine_options host = plain;
+    host.host_draws = 1;
+    run(m, &host, prompts, 0, expect, &st);
+    run(m, &plain, prompts, 0, got, &st);
+    for (int i = 0; i < N_REQ; i++)
+        for (int k = 0; k < N_NEW; k++)
+            CHECK(got[i][k] == expect[i][k], "plain, drawn where the logits are (%s): request %d token %d: %d, host %d",
+                  glint_model_can_sample(m) ? "yes" : "no: the host", i, k, got[i][k], expect[i][k]);
     glint_engine_options spec = plain;
     spec.speculative = 1;
     // Pages of 4 tokens; a request needs up to (48 + 40) / 4 = 22 of 30, growing 4 tokens at a time.

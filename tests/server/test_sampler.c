@@ -1,6 +1,7 @@
-// The sampler (src/engine/sampler.c) against the plain implementation of sglang's semantics it
-// replaced (spec/SERVING.md §5, kept below as the reference): penalties from generated tokens, then
-// softmax(logits / T), the whole vocabulary sorted by probability (ties by id), top-k, top-p with the
+// The sampler (src/engine/sampler.c, common/sampling.c) against the plain implementation of sglang's
+// semantics it replaced (spec/SERVING.md §5, kept below as the reference, with the probabilities of
+// common/sampling.h): penalties from generated tokens, then softmax(logits / T), the whole
+// vocabulary sorted by probability (ties by id), top-k, top-p with the
 // exclusive cumulative sum (the token that crosses top_p stays), min-p, and a draw over the kept
 // tokens in that order. The sampler sorts only the candidates that can be kept, so the same seed must
 // give the same tokens bit for bit, over vocabularies of 1 to 154880 (GLM-5's) tokens, flat and
@@ -13,6 +14,7 @@
 
 #include "../check.h"
 #include "common/util.h"
+#include "common/sampling.h"
 #include "engine/sampler.h"
 
 typedef struct {
@@ -51,11 +53,9 @@ static int32_t reference_sample(reference_sampler *s, float *logits) {
     if (p->temperature < 1e-6f || p->top_k == 1) {
         chosen = glint_argmax(logits, V);
     } else {
-        float maxv = -INFINITY;
-        for (int t = 0; t < V; t++) maxv = logits[t] / p->temperature > maxv ? logits[t] / p->temperature : maxv;
-        double sum = 0;
-        for (int t = 0; t < V; t++) sum += s->work[t] = expf(logits[t] / p->temperature - maxv);
-        for (int t = 0; t < V; t++) s->work[t] = (float)(s->work[t] / sum), s->order[t] = t;
+        // the probabilities as every sampler computes them (common/sampling.h); the rest is the old code
+        glint_sample_probs(s->work, logits, V, p->temperature);
+        for (int t = 0; t < V; t++) s->order[t] = t;
         qsort_r(s->order, (size_t)V, sizeof *s->order, by_prob_desc, s->work);
         int keep = p->top_k > 0 && p->top_k < V ? p->top_k : V;
         double cumulative = 0, kept_mass = 0;
@@ -136,7 +136,7 @@ static void frequencies_case(float top_p, float min_p, int top_k, const double *
     float l[5];
     for (int i = 0; i < draws; i++) {
         for (int t = 0; t < 5; t++) l[t] = logf(probs[t]);
-        memset(s->counts, 0, sizeof(int32_t) * 5);  // no penalties are set; keep the counts from growing
+        memset(s->counts, 0, sizeof(int32_t) * 5);  // no penalties are set; keep the counts small
         hits[glint_sampler_sample(s, l)]++;
     }
     for (int t = 0; t < 5; t++) {

@@ -406,6 +406,15 @@ done:
     free(xg), free(gu), free(h), free(outg), free(slot_out);
 }
 
+static void cpu_sample(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
+                       const glint_sample_params *params, const double *uniforms) {
+    (void)be;
+    glint_sample_scratch *w = glint_sample_scratch_new(n);
+    for (int r = 0; r < rows; r++)
+        ids[r] = w ? glint_sample_draw(&params[r], logits + (size_t)r * n, n, uniforms[r], w) : -1;
+    glint_sample_scratch_free(w);
+}
+
 static void cpu_argmax(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n) {
     (void)be;
     for (int r = 0; r < rows; r++) {
@@ -513,6 +522,7 @@ static void cpu_fill(glint_backend *be, int n_threads) {
         .mla_up_v = cpu_mla_up_v,
         .moe = cpu_moe,
         .argmax = cpu_argmax,
+        .sample = cpu_sample,
     };
 }
 

@@ -37,7 +37,7 @@ typedef struct {
 } cuda_backend;
 
 enum {
-    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX
+    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX, SCR_SAMPLE
 };
 
 // The instance behind be. Its first call on a thread that never made a backend binds that thread
@@ -824,6 +824,190 @@ static void cuda_argmax(glint_backend *be, int32_t *ids, float *values, const fl
         if (values) values[r] = v;
     }
     free(host);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampled decoding on the device (backend.h: sample): common/sampling.c's glint_sample_draw, bit for
+// bit, a block per row. The probabilities come from the same header functions and the same sum tree
+// (thread j is lane j of GLINT_SAMPLE_LANES), in correctly rounded operations; the candidates above
+// the host's floor are sorted in shared memory (bitonic, by probability then id: the host's order)
+// and thread 0 walks them as the host does. A row whose candidates outgrow shared memory, or with no
+// distribution (every logit -inf or NaN), is declined (-1): the host draws it from its logits.
+
+enum { SAMPLE_THREADS = GLINT_SAMPLE_LANES, SAMPLE_CAP = 2048 };
+static_assert(SAMPLE_THREADS == 1024, "one thread per lane of the sum tree");
+
+__device__ __forceinline__ float sample_block_max(float v, float *red) {
+    for (int o = 16; o; o >>= 1) {
+        const float w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = w > v ? w : v;
+    }
+    __syncthreads();  // red is free
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = red[0];
+    for (int w = 1; w < SAMPLE_THREADS / 32; w++) v = red[w] > v ? red[w] : v;
+    return v;
+}
+
+__device__ __forceinline__ int sample_block_count(int c, int *red) {
+    for (int o = 16; o; o >>= 1) c += __shfl_xor_sync(0xffffffffu, c, o);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = c;
+    __syncthreads();
+    c = 0;
+    for (int w = 0; w < SAMPLE_THREADS / 32; w++) c += red[w];
+    return c;
+}
+
+__global__ void __launch_bounds__(SAMPLE_THREADS)
+    sample_kernel(int32_t *ids, float *probs_all, const float *logits_all, int V, const glint_sample_params *params,
+                  const double *uniforms) {
+    __shared__ double part[SAMPLE_THREADS];
+    __shared__ unsigned long long keys[SAMPLE_CAP];
+    __shared__ float red_f[SAMPLE_THREADS / 32];
+    __shared__ int red_i[SAMPLE_THREADS / 32], fill, done, chosen;
+    __shared__ float floor_s;
+    const int row = blockIdx.x, j = threadIdx.x;
+    const glint_sample_params p = params[row];
+    const float *logits = logits_all + (size_t)row * V;
+    float *probs = probs_all + (size_t)row * V;
+    if (p.temperature < 1e-6f || p.top_k == 1) {  // greedy: the caller's argmax
+        if (j == 0) ids[row] = -1;
+        return;
+    }
+    float m = -INFINITY;
+    for (int t = j; t < V; t += SAMPLE_THREADS) {
+        const float x = __fdiv_rn(logits[t], p.temperature);
+        m = x > m ? x : m;
+    }
+    const float maxv = sample_block_max(m, red_f);
+    double acc = 0.0;
+    for (int t = j; t < V; t += SAMPLE_THREADS) {
+        const float w = glint_sample_weight(logits[t], p.temperature, maxv);
+        probs[t] = w;
+        acc = __dadd_rn(acc, (double)w);
+    }
+    part[j] = acc;
+    __syncthreads();
+    for (int stride = SAMPLE_THREADS / 2; stride; stride >>= 1) {
+        if (j < stride) part[j] = __dadd_rn(part[j], part[j + stride]);
+        __syncthreads();
+    }
+    const double inv = __ddiv_rn(1.0, part[0]);
+    float pm = 0.0f;
+    for (int t = j; t < V; t += SAMPLE_THREADS) {
+        const float q = __double2float_rn(__dmul_rn((double)probs[t], inv));
+        probs[t] = q;
+        pm = q > pm ? q : pm;
+    }
+    const float pmax = sample_block_max(pm, red_f);
+    if (!(pmax > 0.0f)) {  // no distribution: the host takes the argmax
+        if (j == 0) ids[row] = -1;
+        return;
+    }
+    const int keep = p.top_k > 0 && p.top_k < V ? p.top_k : V;
+    const float min_keep = __fmul_rn(p.min_p, pmax), first_floor = __fmul_rn(pmax, 0x1p-12f);
+    if (j == 0) {
+        floor_s = min_keep > first_floor ? min_keep : first_floor;
+        if (floor_s > pmax) floor_s = pmax;
+        if (p.top_p >= 1.0f && keep == V && min_keep <= 0.0f) floor_s = 0.0f;
+        done = 0, chosen = -1;
+    }
+    for (;;) {
+        __syncthreads();  // floor_s, done
+        const float floor = floor_s;
+        int c = 0;
+        for (int t = j; t < V; t += SAMPLE_THREADS) c += floor <= 0.0f || probs[t] >= floor;
+        const int candidates = sample_block_count(c, red_i);
+        if (candidates > SAMPLE_CAP) break;  // declined (chosen stays -1)
+        if (j == 0) fill = 0;
+        __syncthreads();
+        for (int t = j; t < V; t += SAMPLE_THREADS)
+            if (floor <= 0.0f || probs[t] >= floor) {
+                const uint32_t bits = __float_as_uint(probs[t]);
+                keys[atomicAdd(&fill, 1)] = (unsigned long long)~bits << 32 | (uint32_t)t;
+            }
+        int n2 = 1;
+        while (n2 < candidates) n2 <<= 1;
+        __syncthreads();
+        for (int i = candidates + j; i < n2; i += SAMPLE_THREADS) keys[i] = ~0ull;
+        __syncthreads();
+        for (int k = 2; k <= n2; k <<= 1)  // ascending: probability descending, then id
+            for (int half = k >> 1; half > 0; half >>= 1) {
+                for (int i = j; i < n2; i += SAMPLE_THREADS) {
+                    const int other = i ^ half;
+                    if (other > i) {
+                        const unsigned long long a = keys[i], b = keys[other];
+                        if ((a > b) == ((i & k) == 0)) keys[i] = b, keys[other] = a;
+                    }
+                }
+                __syncthreads();
+            }
+        if (j == 0) {  // the host's walk (common/sampling.c)
+            double cumulative = 0.0, kept_mass = 0.0;
+            int n = 0, stopped = 0;
+            for (; n < keep; n++) {
+                if (n == candidates) break;
+                const float pr = __uint_as_float(~(uint32_t)(keys[n] >> 32));  // the key holds it
+                if (cumulative > p.top_p || pr < min_keep) {
+                    stopped = 1;
+                    break;
+                }
+                cumulative = __dadd_rn(cumulative, (double)pr);
+                kept_mass = __dadd_rn(kept_mass, (double)pr);
+            }
+            if (stopped || n == keep || candidates == V || cumulative > p.top_p || floor <= min_keep) {
+                if (n == 0) n = 1, kept_mass = pmax;
+                const double target = __dmul_rn(uniforms[row], kept_mass);
+                double sum = 0.0;
+                chosen = (int)(uint32_t)keys[n - 1];
+                for (int i = 0; i < n; i++) {
+                    sum = __dadd_rn(sum, (double)__uint_as_float(~(uint32_t)(keys[i] >> 32)));
+                    if (target < sum) {
+                        chosen = (int)(uint32_t)keys[i];
+                        break;
+                    }
+                }
+                done = 1;
+            } else {
+                floor_s = floor > 1e-30f ? __fmul_rn(floor, 0x1p-8f) : 0.0f;  // 0: every token
+            }
+        }
+        __syncthreads();
+        if (done) break;
+    }
+    if (j == 0) ids[row] = chosen;
+}
+
+static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
+                        const glint_sample_params *params, const double *uniforms) {
+    if (rows <= 0) return;
+    // [rows] ids, [rows] params, [rows] uniforms, then [rows, n] probabilities
+    const size_t head = (sizeof(int32_t) + sizeof(glint_sample_params) + sizeof(double)) * (size_t)rows;
+    const size_t head_aligned = (head + 255) / 256 * 256;
+    unsigned char *dev = (unsigned char *)scratch(be, SCR_SAMPLE, head_aligned + sizeof(float) * (size_t)rows * n);
+    int ok = dev != NULL && n > 0;
+    if (ok) {
+        double *dev_u = (double *)dev;
+        glint_sample_params *dev_p = (glint_sample_params *)(dev_u + rows);
+        int32_t *dev_ids = (int32_t *)(dev_p + rows);
+        ok = cudaMemcpyAsync(dev_u, uniforms, sizeof(double) * rows, cudaMemcpyHostToDevice, glint_cuda_stream()) ==
+                 cudaSuccess &&
+             cudaMemcpyAsync(dev_p, params, sizeof(glint_sample_params) * rows, cudaMemcpyHostToDevice,
+                             glint_cuda_stream()) == cudaSuccess;
+        if (ok) {
+            sample_kernel<<<rows, SAMPLE_THREADS, 0, glint_cuda_stream()>>>(dev_ids, (float *)(dev + head_aligned),
+                                                                          logits, n, dev_p, dev_u);
+            ok = !glint_cuda_check("sample") &&
+                 cudaMemcpyAsync(ids, dev_ids, sizeof(int32_t) * rows, cudaMemcpyDeviceToHost, glint_cuda_stream()) ==
+                     cudaSuccess &&
+                 cudaStreamSynchronize(glint_cuda_stream()) == cudaSuccess;
+        }
+        if (!ok) glint_cuda_check("sample download");
+    }
+    if (!ok)
+        for (int r = 0; r < rows; r++) ids[r] = -1;  // the host draws them (its logits download reports the error)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2293,6 +2477,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->moe = glint_cuda_moe;
     be->synthesize = glint_cuda_synthesize;
     be->argmax = cuda_argmax;
+    be->sample = cuda_sample;
     if (glint_cuda_switch("GLINT_CUDA_FUSED", 1)) {  // 0: the model calls the plain ops instead
         be->add_rmsnorm = cuda_add_rmsnorm;
         be->norm_rope_cache = cuda_norm_rope_cache;
