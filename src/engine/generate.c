@@ -11,15 +11,34 @@ int glint_is_eos(const glint_config *cfg, int32_t id) {
     return 0;
 }
 
+// The forward of `token` and the choice of the one after it: where the logits are when the sampler
+// allows (greedy: the argmax; a draw with its next uniform, glint_model_can_sample), else from the
+// logits on the host. Returns 0, or -1 with the error set.
+static int step(glint_model *m, glint_state *st, glint_sampler *sampler, float *logits, int32_t token, int32_t *next) {
+    glint_sample_params rules;
+    const double uniform = glint_sampler_peek(sampler, 0);
+    const int greedy = glint_sampler_is_plain_greedy(sampler);
+    const int drawn = !greedy && glint_model_can_sample(m) && glint_sampler_draw_params(sampler, &rules);
+    int32_t chosen = -1;
+    glint_batch_item item = {st,     &token, 1,    greedy ? NULL : logits, 0, NULL, NULL, greedy || drawn ? &chosen : NULL,
+                             drawn ? &rules : NULL, drawn ? &uniform : NULL};
+    if (glint_forward_batch(m, &item, 1)) return -1;
+    if (greedy) glint_sampler_record(sampler, chosen);
+    else if (drawn && chosen >= 0) glint_sampler_take(sampler, chosen);
+    else chosen = glint_sampler_sample(sampler, logits);  // the logits came (declined, or not drawable)
+    *next = chosen;
+    return 0;
+}
+
 int glint_generate(glint_model *m, glint_state *st, glint_sampler *sampler, float *logits, int max_new,
                    int ignore_eos, int (*on_token)(int32_t id, void *user), void *user) {
     int generated = 0;
+    int32_t next = glint_sampler_sample(sampler, logits);  // from the prompt's logits
     while (generated < max_new) {
-        int32_t next = glint_sampler_sample(sampler, logits);
         generated++;
         if (on_token && on_token(next, user)) break;
         if (!ignore_eos && glint_is_eos(&m->cfg, next)) break;
-        if (generated < max_new && glint_forward(m, st, &next, 1, logits, 0)) return -1;
+        if (generated < max_new && step(m, st, sampler, logits, next, &next)) return -1;
     }
     return generated;
 }

@@ -9,8 +9,10 @@
 
 int glint_is_eos(const glint_config *cfg, int32_t id);
 
-// Samples up to max_new tokens, starting from `logits` (the last fed position's, [vocab], modified),
-// feeding each token back into the model except the last. on_token(id, user) sees every token;
+// Samples up to max_new tokens, starting from `logits` (the last fed position's, [vocab]; scratch
+// afterwards), feeding each token back into the model except the last. The tokens after the first
+// are chosen where the logits are when the sampler and backend allow (the argmax; draws with the
+// sampler's uniforms, glint_model_can_sample): the same tokens, without moving logits. on_token(id, user) sees every token;
 // returning nonzero from it stops. Stops after an EOS id unless ignore_eos. Returns the number of
 // tokens generated, or -1 with the error set.
 int glint_generate(glint_model *m, glint_state *st, glint_sampler *sampler, float *logits, int max_new,
