@@ -114,3 +114,21 @@ int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
     s->counts[chosen]++;
     return chosen;
 }
+
+// x before y in glint_top_k's order: larger, or a number where y is NaN
+static int ranks_above(float x, float y) { return x > y || (y != y && x == x); }
+
+int glint_top_k(const float *v, int n, int k, int32_t *ids, float *values) {
+    // a value goes in only when strictly above the k-th (so after the equal ones already in, whose
+    // ids are lower), moving the ones below it down one place
+    int have = 0;
+    for (int i = 0; i < n && k > 0; i++) {
+        const float x = v[i];
+        if (have == k && !ranks_above(x, values[k - 1])) continue;
+        int at = have < k ? have : k - 1;
+        for (; at > 0 && ranks_above(x, values[at - 1]); at--) ids[at] = ids[at - 1], values[at] = values[at - 1];
+        ids[at] = i, values[at] = x;
+        if (have < k) have++;
+    }
+    return have;
+}

@@ -47,4 +47,8 @@ double glint_sampler_peek(const glint_sampler *s, int ahead);
 // Records a token drawn elsewhere with glint_sampler_peek(s, 0), and moves the stream past it.
 void glint_sampler_take(glint_sampler *s, int32_t id);
 
+// The min(k, n) largest of v[0..n) in order (value descending, then index ascending; NaN below every
+// number) into ids / values, in one pass; returns how many.
+int glint_top_k(const float *v, int n, int k, int32_t *ids, float *values);
+
 #endif

@@ -413,18 +413,7 @@ static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t 
         for (int i = 0; i < V; i++) sum += exp((double)logits[i] - mx);
         float lse = mx + (float)log(sum);
         for (int i = 0; i < V; i++) e->scratch[i] = logits[i] - lse;
-        int k = r->top_logprobs;
-        for (int j = 0; j < k; j++) {  // k is small: selection by repeated scans
-            int best = -1;
-            for (int i = 0; i < V; i++) {
-                int taken = 0;
-                for (int q = 0; q < j; q++) taken |= out.top_ids[q] == i;
-                if (!taken && (best < 0 || e->scratch[i] > e->scratch[best])) best = i;
-            }
-            out.top_ids[j] = best;
-            out.top_logprobs[j] = e->scratch[best];
-        }
-        out.n_top = k;
+        out.n_top = glint_top_k(e->scratch, V, r->top_logprobs, out.top_ids, out.top_logprobs);
     }
     if (s->n_generated < r->min_new_tokens) {  // stop tokens may not end the output yet
         if (!r->ignore_eos)

@@ -147,6 +147,36 @@ static void frequencies_case(float top_p, float min_p, int top_k, const double *
     glint_sampler_free(s);
 }
 
+// glint_top_k (the server's top_logprobs) against the repeated scans it replaced: k rounds, each the
+// first index of the largest value not yet taken. Ties everywhere, k past n, no NaN (where the old
+// scans' answer depends on where the NaN stands).
+static void top_k_cases(void) {
+    float v[300];
+    int32_t ids[20], want_ids[20];
+    float vals[20];
+    for (int c = 0; c < 200; c++) {
+        const int n = 1 + c % 300 / (c % 7 + 1), k = c % 21, distinct = 2 + c % 13;
+        for (int i = 0; i < n; i++) v[i] = c % 2 ? (float)(int)(uniform01() * (float)distinct) : uniform01();
+        const int got = glint_top_k(v, n, k, ids, vals), want = k < n ? k : n;
+        int same = got == want;
+        for (int j = 0; j < want && same; j++) {
+            int best = -1;
+            for (int i = 0; i < n; i++) {
+                int taken = 0;
+                for (int q = 0; q < j; q++) taken |= want_ids[q] == i;
+                if (!taken && (best < 0 || v[i] > v[best])) best = i;
+            }
+            want_ids[j] = best;
+            same = ids[j] == best && vals[j] == v[best];
+        }
+        CHECK(same, "top_k case %d (n %d, k %d): differs from the repeated scans", c, n, k);
+    }
+    const float with_nan[5] = {NAN, 1.0f, NAN, 3.0f, 2.0f};
+    const int got = glint_top_k(with_nan, 5, 4, ids, vals);
+    CHECK(got == 4 && ids[0] == 3 && ids[1] == 4 && ids[2] == 1 && ids[3] == 0, "top_k with NaN: %d %d %d %d", ids[0],
+          ids[1], ids[2], ids[3]);
+}
+
 int main(void) {
     const int vocabs[] = {1, 2, 7, 1000, 154880};
     const float temps[] = {0.3f, 1.0f, 1.5f}, top_ps[] = {0.1f, 0.9f, 0.95f, 0.999f, 1.0f}, min_ps[] = {0.0f, 0.05f};
@@ -171,6 +201,7 @@ int main(void) {
                             cases++;
                         }
     printf("sampler == reference on %d cases\n", cases);
+    top_k_cases();
     {  // no distribution (every logit -inf or NaN): the argmax's token, as greedy decoding picks it
         glint_sampling_params p;
         glint_sampling_defaults(&p);
