@@ -496,7 +496,6 @@ static int lib_matmul(int, float *, int, const __nv_bfloat16 *, const __nv_bfloa
 }
 #endif
 
-// use_lib: cuBLAS where lib_form_of takes W (else glint's kernel only).
 // x[batch][T][K] (rows x_stride apart, batches x_step) -> the BF16 scratch [batch][T][Kp] (*xb), plus
 // the lo parts after it (*xb_lo, precise mode; else NULL); false when the scratch cannot be had.
 static bool tc_stage_x(const float *x, int x_stride, int64_t x_step, int T, int batch, int64_t K, bool split,
