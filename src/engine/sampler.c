@@ -94,24 +94,27 @@ void glint_sampler_take(glint_sampler *s, int32_t id) {
     s->counts[id]++;
 }
 
-int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
-    const glint_sampling_params *p = &s->params;
-    const int V = s->vocab;
+void glint_apply_penalties(const glint_sampling_params *p, const int32_t *counts, float *logits, int V) {
     for (int t = 0; t < V; t++) {
-        if (!s->counts[t]) continue;
-        logits[t] -= p->frequency_penalty * (float)s->counts[t] + p->presence_penalty;
+        if (!counts[t]) continue;
+        logits[t] -= p->frequency_penalty * (float)counts[t] + p->presence_penalty;
         if (p->repetition_penalty != 1.0f)
             logits[t] = logits[t] < 0 ? logits[t] * p->repetition_penalty : logits[t] / p->repetition_penalty;
     }
-    int32_t chosen;
+}
+
+int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
+    const glint_sampling_params *p = &s->params;
+    const int V = s->vocab;
+    glint_apply_penalties(p, s->counts, logits, V);
     if (p->temperature < 1e-6f || p->top_k == 1) {
-        chosen = glint_argmax(logits, V);
-    } else {
-        const glint_sample_params rules = {p->temperature, p->top_k, p->top_p, p->min_p};
-        chosen = glint_sample_draw(&rules, logits, V, uniform_after(s->rng, 0), s->scratch);
-        s->rng += 0x9E3779B97F4A7C15ull;
+        const int32_t chosen = glint_argmax(logits, V);
+        glint_sampler_record(s, chosen);
+        return chosen;
     }
-    s->counts[chosen]++;
+    const glint_sample_params rules = {p->temperature, p->top_k, p->top_p, p->min_p};
+    const int32_t chosen = glint_sample_draw(&rules, logits, V, glint_sampler_peek(s, 0), s->scratch);
+    glint_sampler_take(s, chosen);
     return chosen;
 }
 

@@ -35,6 +35,9 @@ void glint_sampler_free(glint_sampler *s);
 // Picks the next token from logits [vocab] (modified in place) and records it as generated: the
 // penalties, then common/sampling.h's draw with the next uniform number of the sampler's stream.
 int32_t glint_sampler_sample(glint_sampler *s, float *logits);
+// sglang's penalties (generated tokens only): logits[t] -= frequency · counts[t] + presence where
+// counts[t] > 0, then the repetition penalty (divides positive logits, multiplies negative ones).
+void glint_apply_penalties(const glint_sampling_params *p, const int32_t *counts, float *logits, int V);
 // 1 when sampling is the argmax of the raw logits (greedy, no penalties): the token can be picked
 // where the logits are (glint_argmax's rule) and recorded with glint_sampler_record.
 int glint_sampler_is_plain_greedy(const glint_sampler *s);

@@ -43,12 +43,7 @@ static int by_prob_desc(const void *a, const void *b, void *keys) {
 static int32_t reference_sample(reference_sampler *s, float *logits) {
     const glint_sampling_params *p = &s->p;
     const int V = s->V;
-    for (int t = 0; t < V; t++) {
-        if (!s->counts[t]) continue;
-        logits[t] -= p->frequency_penalty * (float)s->counts[t] + p->presence_penalty;
-        if (p->repetition_penalty != 1.0f)
-            logits[t] = logits[t] < 0 ? logits[t] * p->repetition_penalty : logits[t] / p->repetition_penalty;
-    }
+    glint_apply_penalties(p, s->counts, logits, V);  // unchanged by the new draw: shared
     int32_t chosen;
     if (p->temperature < 1e-6f || p->top_k == 1) {
         chosen = glint_argmax(logits, V);
