@@ -120,6 +120,18 @@ static void profile_mark(const char *what) {
 
 int glint_cuda_profiling(void) { return profile_on; }
 
+int glint_cuda_chaining(void) {
+    static int chaining_of_device[GLINT_CUDA_MAX_DEVICES];  // 0 unknown, 1 off, 2 on
+    int &chaining = chaining_of_device[glint_cuda_device()];
+    if (!chaining) {
+        int major = 0;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, glint_cuda_device()) != cudaSuccess)
+            cudaGetLastError(), major = 0;
+        chaining = major >= 9 && glint_cuda_switch("GLINT_CUDA_PDL", 1) ? 2 : 1;
+    }
+    return chaining == 2;
+}
+
 void glint_cuda_fail(void) { glint_cuda_dev().op_failed = 1; }
 
 int glint_cuda_check(const char *what) {
@@ -374,6 +386,7 @@ static unsigned blocks_for(size_t n, unsigned threads) {
 }
 
 __global__ void embed_kernel(float *x, dev_weight table, const int32_t *ids, int T) {
+    chain_wait();
     const int t = blockIdx.x;
     if (t >= T) return;
     for (int64_t d = threadIdx.x; d < table.cols; d += blockDim.x)
@@ -385,7 +398,7 @@ static void cuda_embed(glint_backend *be, float *x, const glint_weight *table, c
     int32_t *dids = (int32_t *)scratch(be, SCR_IDS, sizeof(int32_t) * (size_t)T);
     if (!dids) return;
     cudaMemcpy(dids, ids, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
-    embed_kernel<<<T, 256, 0, glint_cuda_stream()>>>(x, dev_weight_of(table), dids, T);
+    launch_chained(embed_kernel, T, 256, 0, x, dev_weight_of(table), dids, T);
     glint_cuda_check("embed");
 }
 
@@ -522,6 +535,7 @@ __device__ __forceinline__ void layernorm_row(float *yr, const float *xr, int D,
 
 __global__ void __launch_bounds__(ROW_THREADS)
     rmsnorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, float eps) {
+    chain_wait();
     rmsnorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, eps);
 }
 
@@ -530,12 +544,13 @@ static void cuda_rmsnorm(glint_backend *be, float *y, const float *x, int stride
     (void)be;
     if (T <= 0) return;
     // a row per block; wide rows get more threads (a decode step's norms are one row: latency-bound)
-    rmsnorm_kernel<<<T, row_threads(D), 0, glint_cuda_stream()>>>(y, x, stride, D, dev_weight_of(w), eps);
+    launch_chained(rmsnorm_kernel, T, row_threads(D), 0, y, x, stride, D, dev_weight_of(w), eps);
     glint_cuda_check("rmsnorm");
 }
 
 __global__ void __launch_bounds__(ROW_THREADS)
     layernorm_kernel(float *y, const float *x, int stride, int D, dev_weight w, dev_weight b, float eps) {
+    chain_wait();
     layernorm_row(y + (size_t)blockIdx.x * stride, x + (size_t)blockIdx.x * stride, D, w, b, eps);
 }
 
@@ -543,7 +558,7 @@ static void cuda_layernorm(glint_backend *be, float *y, const float *x, int stri
                            const glint_weight *w, const glint_weight *b, float eps) {
     (void)be;
     if (T <= 0) return;
-    layernorm_kernel<<<T, 256, 0, glint_cuda_stream()>>>(y, x, stride, D, dev_weight_of(w), dev_weight_of(b), eps);
+    launch_chained(layernorm_kernel, T, 256, 0, y, x, stride, D, dev_weight_of(w), dev_weight_of(b), eps);
     glint_cuda_check("layernorm");
 }
 
@@ -564,6 +579,7 @@ __device__ __forceinline__ void rope_pair(float *p, float inv_freq, int32_t pos,
 
 __global__ void rope_kernel(float *x, int T, int n_heads, int head_stride, int row_stride, int offset, int pairs,
                             const int32_t *pos, rope_freqs f, float attn_factor) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)T * pairs * n_heads) return;
     const int h = (int)(i % n_heads), pair = (int)(i / n_heads % pairs), t = (int)(i / n_heads / pairs);
@@ -592,12 +608,13 @@ static void cuda_rope(glint_backend *be, float *x, int T, int n_heads, int head_
     rope_freqs f;
     if (T <= 0 || pairs <= 0 || rope_table(&f, inv_freq, rope_dim)) return;
     const size_t n = (size_t)T * pairs * n_heads;
-    rope_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream()>>>(x, T, n_heads, head_stride, row_stride, offset, pairs, pos, f,
-                                             attn_factor);
+    launch_chained(rope_kernel, blocks_for(n, 256), 256, 0, x, T, n_heads, head_stride, row_stride, offset, pairs, pos,
+        f, attn_factor);
     glint_cuda_check("rope");
 }
 
 __global__ void silu_mul_kernel(float *y, const float *g, const float *u, int stride, int T, int I) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)T * I) return;
     const size_t t = i / I, c = i % I;
@@ -608,11 +625,12 @@ __global__ void silu_mul_kernel(float *y, const float *g, const float *u, int st
 static void cuda_silu_mul(glint_backend *be, float *y, const float *g, const float *u, int stride, int T, int I) {
     (void)be;
     if (T <= 0 || I <= 0) return;
-    silu_mul_kernel<<<blocks_for((size_t)T * I, 256), 256, 0, glint_cuda_stream()>>>(y, g, u, stride, T, I);
+    launch_chained(silu_mul_kernel, blocks_for((size_t)T * I, 256), 256, 0, y, g, u, stride, T, I);
     glint_cuda_check("silu_mul");
 }
 
 __global__ void add_kernel(float *y, const float *x, size_t n) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += x[i];
 }
@@ -620,7 +638,7 @@ __global__ void add_kernel(float *y, const float *x, size_t n) {
 static void cuda_add(glint_backend *be, float *y, const float *x, size_t n) {
     (void)be;
     if (!n) return;
-    add_kernel<<<blocks_for(n, 256), 256, 0, glint_cuda_stream()>>>(y, x, n);
+    launch_chained(add_kernel, blocks_for(n, 256), 256, 0, y, x, n);
     glint_cuda_check("add");
 }
 
@@ -641,6 +659,7 @@ __device__ __forceinline__ size_t cache_row(const glint_cache_map &map, int seq,
 // pool row of (row_seq[t], pos[t]) <- x[t, 0..n); grid T.
 __global__ void write_cache_kernel(float *pool, int pool_stride, const float *x, int x_stride, int n,
                                    const int32_t *pos, glint_cache_map map) {
+    chain_wait();
     const int t = blockIdx.x;
     float *dst = pool + cache_row(map, map.row_seq[t], pos[t]) * pool_stride;
     const float *src = x + (size_t)t * x_stride;
@@ -651,7 +670,7 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
                              int n, const int32_t *pos, const glint_cache_map *map) {
     (void)be;
     if (T <= 0 || n <= 0) return;
-    write_cache_kernel<<<T, 128, 0, glint_cuda_stream()>>>(pool, pool_stride, x, x_stride, n, pos, *map);
+    launch_chained(write_cache_kernel, T, 128, 0, pool, pool_stride, x, x_stride, n, pos, *map);
     glint_cuda_check("write_cache");
 }
 
@@ -664,6 +683,7 @@ static void cuda_write_cache(glint_backend *be, float *pool, int pool_stride, co
 // rmsnorm_kernel's thread count and order.
 __global__ void __launch_bounds__(ROW_THREADS)
     add_rmsnorm_kernel(float *x, float *a, const float *b, float *xn, int D, dev_weight w, float eps) {
+    chain_wait();
     const size_t row = (size_t)blockIdx.x * D;
     float *xr = x + row, *ar = a + row;
     if (row_fits_regs(D)) {
@@ -704,8 +724,7 @@ static void cuda_add_rmsnorm(glint_backend *be, float *x, float *a, const float 
                              const glint_weight *w, float eps) {
     (void)be;
     if (T <= 0 || D <= 0) return;
-    add_rmsnorm_kernel<<<T, row_threads(D), 0, glint_cuda_stream()>>>(x, a, b, xn, D,
-                                                                           xn ? dev_weight_of(w) : dev_weight{}, eps);
+    launch_chained(add_rmsnorm_kernel, T, row_threads(D), 0, x, a, b, xn, D, xn ? dev_weight_of(w) : dev_weight{}, eps);
     glint_cuda_check("add_rmsnorm");
 }
 
@@ -717,6 +736,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
                                        int layer, float eps, int rope_offset, int pairs, const int32_t *pos,
                                        rope_freqs f, float attn_factor, float *pool_a, int split, float *pool_b,
                                        int width, glint_cache_map map) {
+    chain_wait();
     extern __shared__ float row_s[];
     const int t = blockIdx.x;
     float *xr = x + (size_t)t * x_stride;
@@ -758,9 +778,9 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
         glint_cuda_dev().op_failed = 1;
         return;
     }
-    norm_rope_cache_kernel<<<T, threads, sizeof(float) * (size_t)span, glint_cuda_stream()>>>(
-        x, x_stride, span, n_norm, dev_weight_of(w), b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps, rope_offset,
-        pairs, pos, f, attn_factor, pool_a, split, pool_b, width, *map);
+    launch_chained(norm_rope_cache_kernel, T, threads, sizeof(float) * (size_t)span, x, x_stride, span, n_norm,
+        dev_weight_of(w), b ? dev_weight_of(b) : dev_weight{}, b != NULL, eps, rope_offset, pairs, pos, f, attn_factor,
+        pool_a, split, pool_b, width, *map);
     glint_cuda_check("norm_rope_cache");
 }
 
@@ -771,6 +791,7 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
 
 enum { ARGMAX_THREADS = 1024 };
 __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, float *values, const float *logits, int n) {
+    chain_wait();
     __shared__ float best_v[ARGMAX_THREADS / 32];
     __shared__ int best_i[ARGMAX_THREADS / 32];
     const float *row = logits + (size_t)blockIdx.x * n;
@@ -810,7 +831,7 @@ static void cuda_argmax(glint_backend *be, int32_t *ids, float *values, const fl
     int32_t *host = (int32_t *)malloc(2 * sizeof(int32_t) * (size_t)rows);
     int ok = dev && host && n > 0;
     if (ok) {
-        argmax_kernel<<<rows, ARGMAX_THREADS, 0, glint_cuda_stream()>>>(dev, (float *)(dev + rows), logits, n);
+        launch_chained(argmax_kernel, rows, ARGMAX_THREADS, 0, dev, (float *)(dev + rows), logits, n);
         ok = !glint_cuda_check("argmax") &&
              cudaMemcpyAsync(host, dev, 2 * sizeof(int32_t) * (size_t)rows, cudaMemcpyDeviceToHost,
                              glint_cuda_stream()) == cudaSuccess &&
@@ -863,6 +884,7 @@ __device__ __forceinline__ int sample_block_count(int c, int *red) {
 __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(int32_t *ids, float *probs_all, const float *logits_all, int V, const glint_sample_params *params,
                   const double *uniforms) {
+    chain_wait();
     __shared__ double part[SAMPLE_THREADS];
     __shared__ unsigned long long keys[SAMPLE_CAP];
     __shared__ float red_f[SAMPLE_THREADS / 32];
@@ -997,8 +1019,8 @@ static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, in
              cudaMemcpyAsync(dev_p, params, sizeof(glint_sample_params) * rows, cudaMemcpyHostToDevice,
                              glint_cuda_stream()) == cudaSuccess;
         if (ok) {
-            sample_kernel<<<rows, SAMPLE_THREADS, 0, glint_cuda_stream()>>>(dev_ids, (float *)(dev + head_aligned),
-                                                                          logits, n, dev_p, dev_u);
+            launch_chained(sample_kernel, rows, SAMPLE_THREADS, 0, dev_ids, (float *)(dev + head_aligned), logits, n,
+                dev_p, dev_u);
             ok = !glint_cuda_check("sample") &&
                  cudaMemcpyAsync(ids, dev_ids, sizeof(int32_t) * rows, cudaMemcpyDeviceToHost, glint_cuda_stream()) ==
                      cudaSuccess &&
@@ -1024,6 +1046,7 @@ __global__ void __launch_bounds__(IDX_THREADS)
     indexer_scores_kernel(float *scores, int scores_stride, const float *q, const float *w, const float *k_pool,
                           const int32_t *pos, glint_cache_map map, int s0, int n_heads, int head_dim, float scale,
                           float weight_scale, int tiles) {
+    chain_wait();
     extern __shared__ float smem[];
     const int s = s0 + blockIdx.y, visible = pos[s] + 1, first = blockIdx.x * IDX_KEYS * tiles;
     const int seq = map.row_seq[s];
@@ -1153,6 +1176,7 @@ enum { TOPK_PER_THREAD = 16 };
 __global__ void __launch_bounds__(TOPK_THREADS)
     topk_kernel(int32_t *sel, int32_t *n_sel, const float *scores, int scores_stride, const int32_t *pos,
                 glint_cache_map map, int s0, int topk) {
+    chain_wait();
     __shared__ int hist[256];
     __shared__ uint32_t prefix_s;
     __shared__ int remaining_s;
@@ -1236,6 +1260,7 @@ struct topk_state {  // one per query of the pass, zeroed before the first histo
 __global__ void __launch_bounds__(TK_THREADS)
     topk_hist_kernel(topk_state *states, const float *scores, int scores_stride, const int32_t *pos, int s0, int topk,
                      int shift) {
+    chain_wait();
     __shared__ int hist[256];
     __shared__ int last;
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
@@ -1282,6 +1307,7 @@ __global__ void __launch_bounds__(TK_THREADS)
 __global__ void __launch_bounds__(TK_THREADS)
     topk_count_kernel(topk_state *states, int2 *counts, const float *scores, int scores_stride, const int32_t *pos,
                       int s0, int topk) {
+    chain_wait();
     __shared__ int last;
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
     if (visible <= topk) return;
@@ -1322,6 +1348,7 @@ __global__ void __launch_bounds__(TK_THREADS)
 __global__ void __launch_bounds__(TK_THREADS)
     topk_write_kernel(int32_t *sel, int32_t *n_sel, const topk_state *states, const int2 *counts, const float *scores,
                       int scores_stride, const int32_t *pos, glint_cache_map map, int s0, int topk) {
+    chain_wait();
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1, seq = map.row_seq[s];
     int32_t *out = sel + (size_t)s * topk;
     const int t0 = blockIdx.x * TK_CHUNK;
@@ -1383,13 +1410,13 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
         dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
         if (vec4)
-            indexer_scores_kernel<true><<<grid, IDX_THREADS, smem, glint_cuda_stream()>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
-                                                                     n_heads, head_dim, scale, weight_scale, tiles);
+            launch_chained(indexer_scores_kernel<true>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool, pos,
+                *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
         else
-            indexer_scores_kernel<false><<<grid, IDX_THREADS, smem, glint_cuda_stream()>>>(scores, max_visible, q, w, k_pool, pos, *map, s0,
-                                                                      n_heads, head_dim, scale, weight_scale, tiles);
+            launch_chained(indexer_scores_kernel<false>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool,
+                pos, *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
         if (max_visible < TK_MULTI_MIN) {
-            topk_kernel<<<n, TOPK_THREADS, 0, glint_cuda_stream()>>>(sel, n_sel, scores, max_visible, pos, *map, s0, topk);
+            launch_chained(topk_kernel, n, TOPK_THREADS, 0, sel, n_sel, scores, max_visible, pos, *map, s0, topk);
             continue;
         }
         const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
@@ -1400,9 +1427,10 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n, glint_cuda_stream());
         const dim3 tk_grid((unsigned)blocks, (unsigned)n);
         for (int shift = 24; shift >= 0; shift -= 8)
-            topk_hist_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream()>>>(states, scores, max_visible, pos, s0, topk, shift);
-        topk_count_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream()>>>(states, counts, scores, max_visible, pos, s0, topk);
-        topk_write_kernel<<<tk_grid, TK_THREADS, 0, glint_cuda_stream()>>>(sel, n_sel, states, counts, scores, max_visible, pos, *map, s0, topk);
+            launch_chained(topk_hist_kernel, tk_grid, TK_THREADS, 0, states, scores, max_visible, pos, s0, topk, shift);
+        launch_chained(topk_count_kernel, tk_grid, TK_THREADS, 0, states, counts, scores, max_visible, pos, s0, topk);
+        launch_chained(topk_write_kernel, tk_grid, TK_THREADS, 0, sel, n_sel, states, counts, scores, max_visible, pos,
+            *map, s0, topk);
     }
     glint_cuda_check("indexer_select");
 }
@@ -1417,6 +1445,7 @@ enum { ABSORB_COLS = 128, ABSORB_TOKENS = 16, ABSORB_SPLIT = 4 };
 // memory; the 4 thread rows split j and are summed at the end.
 __global__ void __launch_bounds__(ABSORB_COLS * ABSORB_SPLIT)
     absorb_q_kernel(float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn, int Dv, dev_weight kv_b) {
+    chain_wait();
     extern __shared__ float qn[];  // [16][Dn], then partial sums [4][16][128]
     float *partial = qn + ABSORB_TOKENS * Dn;
     const int h = blockIdx.y, t0 = blockIdx.z * ABSORB_TOKENS, nt = min(ABSORB_TOKENS, T - t0);
@@ -1477,6 +1506,7 @@ enum { ABSORB4_COLS = 64, ABSORB4_SPLIT = 8, ABSORB4_TOKENS = 4, ABSORB4_UNROLL 
 __global__ void __launch_bounds__(ABSORB4_COLS * ABSORB4_SPLIT)
     absorb_q_bf16_kernel(float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn, int Dv, int C,
                          const uint16_t *kv_b) {
+    chain_wait();
     __shared__ float qn[ABSORB4_TOKENS * 256];  // [token][Dn]
     __shared__ float4 partial[ABSORB4_SPLIT][ABSORB4_TOKENS][ABSORB4_COLS];
     const int h = blockIdx.y, t0 = blockIdx.z * ABSORB4_TOKENS, nt = min(ABSORB4_TOKENS, T - t0);
@@ -1532,8 +1562,8 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
         (uintptr_t)kv_b->data % 8 == 0) {
         dim3 grid((unsigned)((C + 4 * ABSORB4_COLS - 1) / (4 * ABSORB4_COLS)), (unsigned)H,
                   (unsigned)((T + ABSORB4_TOKENS - 1) / ABSORB4_TOKENS));
-        absorb_q_bf16_kernel<<<grid, dim3(ABSORB4_COLS, ABSORB4_SPLIT), 0, glint_cuda_stream()>>>(
-            q_lat, q, T, H, q_head_stride, Dn, Dv, (int)C, (const uint16_t *)kv_b->data);
+        launch_chained(absorb_q_bf16_kernel, grid, dim3(ABSORB4_COLS, ABSORB4_SPLIT), 0, q_lat, q, T, H, q_head_stride,
+            Dn, Dv, (int)C, (const uint16_t *)kv_b->data);
         glint_cuda_check("mla_absorb_q");
         return;
     }
@@ -1545,7 +1575,8 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
     }
     dim3 grid((unsigned)((kv_b->cols + ABSORB_COLS - 1) / ABSORB_COLS), (unsigned)H,
               (unsigned)((T + ABSORB_TOKENS - 1) / ABSORB_TOKENS));
-    absorb_q_kernel<<<grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem, glint_cuda_stream()>>>(q_lat, q, T, H, q_head_stride, Dn, Dv, dev_weight_of(kv_b));
+    launch_chained(absorb_q_kernel, grid, dim3(ABSORB_COLS, ABSORB_SPLIT), smem, q_lat, q, T, H, q_head_stride, Dn, Dv,
+        dev_weight_of(kv_b));
     glint_cuda_check("mla_absorb_q");
 }
 
@@ -1627,6 +1658,7 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
                   const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
                   int sel_stride, int H, int C, int Dr, float scale, int keys_per_chunk, float *partial_out,
                   float *partial_stats) {
+    chain_wait();
     extern __shared__ float smem[];
     const int s = blockIdx.x, h0 = blockIdx.y * ATTEND_HEADS, nh = min(ATTEND_HEADS, H - h0);
     float *qs = smem, *qp = qs + ATTEND_HEADS * C, *lat_buf = qp + ATTEND_HEADS * Dr;
@@ -1936,6 +1968,7 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
                      const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
                      int sel_stride, int H, int C, int Dr, float scale, int keys_per_chunk, float *partial_out,
                      float *partial_stats) {
+    chain_wait();
     extern __shared__ __align__(16) unsigned char tca_smem[];
     const tca_layout L = tca_layout_of(C, Dr, keys_per_chunk);
     const int CD = C + Dr, QS = CD + 8, KS = CD + 4;
@@ -2123,6 +2156,7 @@ enum { COMBINE_COLS = 32, COMBINE_THREADS = 256 };
 // [groups][COMBINE_COLS], then their (max, sum) [groups][2].
 __global__ void __launch_bounds__(COMBINE_THREADS)
     combine_attend_kernel(float *o_lat, const float *partial_out, const float *partial_stats, int chunks, int C) {
+    chain_wait();
     extern __shared__ float group_out[];
     const int groups = (chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
     float *group_stats = group_out + groups * COMBINE_COLS;
@@ -2236,15 +2270,15 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
                       (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)o_lat % 16 == 0 &&
                       (partial_out == NULL || (uintptr_t)partial_out % 16 == 0);
     const attend_fn kernel = variant[tc ? !split : !vec4];
-    kernel<<<dim3((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1)), threads, smem, glint_cuda_stream()>>>(
-        o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
+    launch_chained(kernel, dim3((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1)), threads, smem, o_lat,
+        q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
         keys_per_chunk, partial_out, partial_stats);
     if (split) {
         const size_t groups = (size_t)(chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
         const int threads = groups * COMBINE_COLS < COMBINE_THREADS ? (int)groups * COMBINE_COLS : COMBINE_THREADS;
-        combine_attend_kernel<<<dim3((unsigned)(T * H), (unsigned)((C + COMBINE_COLS - 1) / COMBINE_COLS)),
-                                threads, sizeof(float) * groups * (COMBINE_COLS + 2), glint_cuda_stream()>>>(
-            o_lat, partial_out, partial_stats, chunks, C);
+        launch_chained(combine_attend_kernel,
+            dim3((unsigned)(T * H), (unsigned)((C + COMBINE_COLS - 1) / COMBINE_COLS)), threads,
+            sizeof(float) * groups * (COMBINE_COLS + 2), o_lat, partial_out, partial_stats, chunks, C);
     }
     glint_cuda_check("mla_attend");
 }

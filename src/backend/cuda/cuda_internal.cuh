@@ -59,6 +59,21 @@ __device__ __forceinline__ float dense_element(const void *data, int dtype, int6
     }
 }
 
+// Programmatic dependent launch (sm_90+; launch_chained). A chained kernel may be scheduled while the
+// kernel before it on the stream still runs, so every block calls chain_wait() before it reads what an
+// earlier kernel wrote or writes anything, and before any early return: the next kernel's wait covers
+// only this one, so this one must not finish before its predecessor. Only what no kernel writes (the
+// weights) may be touched before it. After the wait the kernel lets its own successor be scheduled.
+// Before sm_90 the launches are plain and this is nothing.
+__device__ __forceinline__ void chain_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// Starts bringing the 128-byte line holding p into L2 (no register, no wait).
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
 // cp.async (sm_80+): global -> shared without passing through registers, so a block can load its
 // next tile while it works on the current one.
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -203,6 +218,24 @@ static inline cudaStream_t glint_cuda_stream(void) {
 static inline int glint_cuda_switch(const char *name, int default_on) {
     const char *e = getenv(name);
     return e ? strcmp(e, "0") != 0 : default_on;
+}
+
+// Nonzero when kernels on the calling thread's device are launched chained (sm_90+, unless
+// GLINT_CUDA_PDL=0).
+int glint_cuda_chaining(void);
+
+// kernel<<<grid, block, smem, glint_cuda_stream()>>>(args...), chained to the kernel before it when
+// glint_cuda_chaining() (the kernel must call chain_wait(); see there).
+template <typename... Params, typename... Args>
+static inline void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args &&...args) {
+    cudaLaunchAttribute chained;
+    chained.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    chained.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid, config.blockDim = block, config.dynamicSmemBytes = smem;
+    config.stream = glint_cuda_stream();
+    config.attrs = &chained, config.numAttrs = glint_cuda_chaining() ? 1 : 0;
+    cudaLaunchKernelEx(&config, kernel, static_cast<Args &&>(args)...);
 }
 
 // Records a failed launch (or an earlier asynchronous fault) as the library error; 0 when fine.

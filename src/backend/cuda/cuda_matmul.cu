@@ -74,6 +74,8 @@ __device__ __forceinline__ float sub_scale(const void *scale_row, unsigned c, un
 }
 
 enum { GEMV_LOADS = 8 };  // 16-byte weight loads in flight per lane (over the rows of a warp)
+// Loads per row and lane of one step of rows_dot when a warp streams NR rows.
+template <int NR> struct gemv_unroll { enum { U = GEMV_LOADS / NR > 0 ? GEMV_LOADS / NR : 1 }; };
 
 // acc[r][t] += row r's chunks [c_begin, c_end) · x row t (chunk c at lane c % 32), for NR weight rows
 // that share the x loads (a 16-byte chunk of NVFP4 needs 128 bytes of x: reading x once for several
@@ -83,7 +85,7 @@ template <int F, int NR, int MAX_T, bool PERMUTED>
 __device__ __forceinline__ void rows_dot(const uint4 *const *rows, const void *const *scales, unsigned chunks_per_block,
                                          int64_t c_begin, int64_t c_end, int lane, const float *const *xr, int nt,
                                          float (*acc)[MAX_T]) {
-    constexpr int E = vec_traits<F>::ELEMS, SUB = sub_traits<F>::N, U = GEMV_LOADS / NR > 0 ? GEMV_LOADS / NR : 1;
+    constexpr int E = vec_traits<F>::ELEMS, SUB = sub_traits<F>::N, U = gemv_unroll<NR>::U;
     for (int64_t c0 = c_begin + lane; c0 < c_end; c0 += 32 * U) {
         uint4 raw[U][NR];
 #pragma unroll
@@ -190,6 +192,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         const int64_t s = M.row0 + (int64_t)blockIdx.y * w_row_step + min(n0 + r % R, M.rows - 1);
         rows[r] = row_of<F>(M, s), scales[r] = scale_row_of<F>(M, s, &chunks_per_block);
     }
+    // The weights are no earlier kernel's output: their first loads start on their way to L2 while the
+    // kernel before this one finishes (launch_chained).
+#pragma unroll
+    for (int u = 0; u < gemv_unroll<NR>::U; u++)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            if (c_begin + lane + 32 * u < c_end) prefetch_l2(rows[r] + c_begin + lane + 32 * u);
+    chain_wait();
     x += blockIdx.y * x_step + (int64_t)t0 * x_stride;
     const float *xr[MAX_T];
 #pragma unroll
@@ -245,6 +255,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_scalar_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W,
                        int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    chain_wait();
     const int lane = threadIdx.x & 31;
     const unsigned token_chunks = (unsigned)(T + GEMV_MAX_T - 1) / GEMV_MAX_T;
     const int64_t n = (int64_t)(blockIdx.x / token_chunks) * GEMV_WARPS + (threadIdx.x >> 5);
@@ -279,6 +290,7 @@ enum { GPTQ_COLS = 32, GPTQ_SPLIT = 8 };
 __global__ void __launch_bounds__(GPTQ_COLS * GPTQ_SPLIT)
     gemv_gptq_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W,
                      int64_t w_row_step, int64_t x_step, int64_t y_step) {
+    chain_wait();
     __shared__ float partial[GPTQ_SPLIT][GEMV_MAX_T][GPTQ_COLS];
     const int64_t n = (int64_t)blockIdx.x * GPTQ_COLS + threadIdx.x;
     const int t0 = blockIdx.z * GEMV_MAX_T, nt = min(GEMV_MAX_T, T - t0);
@@ -408,6 +420,7 @@ static size_t row_bytes_of(const dev_weight &W, int vf) {
 // natural order puts lanes E floats apart: a cache line per lane and load). One row per (batch, t).
 __global__ void permute_x_kernel(float4 *xp, const float *x, int x_stride, int64_t x_step, int T, int E, int64_t chunks,
                                  int64_t row_float4s, size_t total) {
+    chain_wait();
     const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= total) return;
     const size_t row = o / row_float4s, q = o % row_float4s;
@@ -491,17 +504,17 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
         auto &buf = buffers[glint_cuda_device()][glint_cuda_stream_slot()];
         if (glint_cuda_grow((void **)&buf.permuted_x, &buf.permuted_x_bytes, bytes, "matmul")) return;
         const size_t total = rows * (size_t)(row_floats / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>(
-            (float4 *)buf.permuted_x, x, x_stride, x_step, T, E, chunks, row_floats / 4, total);
+        launch_chained(permute_x_kernel, (unsigned)((total + 255) / 256), 256, 0, (float4 *)buf.permuted_x, x, x_stride,
+            x_step, T, E, chunks, row_floats / 4, total);
         x = buf.permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
     }
     constexpr bool P = E >= 16;
     if (T == 1)
-        gemv_vec_kernel<F, 1, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(
-            y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits, W2);
+        launch_chained(gemv_vec_kernel<F, 1, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W,
+            w_row_step, x_step, y_step, splits, W2);
     else
-        gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU><<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(
-            y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step, splits, W2);
+        launch_chained(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T,
+            W, w_row_step, x_step, y_step, splits, W2);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
@@ -516,8 +529,8 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
     if (W.format == GLINT_WFMT_GPTQ_INT4) {
         dim3 grid((unsigned)((W.rows + GPTQ_COLS - 1) / GPTQ_COLS), (unsigned)batch, token_chunks);
-        gemv_gptq_kernel<<<grid, dim3(GPTQ_COLS, GPTQ_SPLIT), 0, glint_cuda_stream()>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step,
-                                                                y_step);
+        launch_chained(gemv_gptq_kernel, grid, dim3(GPTQ_COLS, GPTQ_SPLIT), 0, y, y_stride, x, x_stride, T, W,
+            w_row_step, x_step, y_step);
         return;
     }
     const int vf = vec_format_of(W);
@@ -530,7 +543,8 @@ void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_str
     }
     if (!aligned) {
         const dim3 grid(token_chunks * (unsigned)((W.rows + GEMV_WARPS - 1) / GEMV_WARPS), (unsigned)batch);
-        gemv_scalar_kernel<<<grid, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step);
+        launch_chained(gemv_scalar_kernel, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W, w_row_step, x_step,
+            y_step);
         return;
     }
     switch (vf) {
@@ -591,6 +605,7 @@ template <int F, bool GATE_UP, int MAX_T>
 __global__ void __launch_bounds__(GEMV_WARPS * 32, MAX_T == 1 ? 2 : 1)
     moe_gemv_kernel(float *out, const float *x, int64_t x_row_floats, const dev_weight *tab, int E, glint_moe_plan plan,
                     int64_t out_row_floats, int h_elems) {
+    chain_wait();
     constexpr int EL = vec_traits<F>::ELEMS, R = GATE_UP ? MOE_GU_ROWS : MOE_DOWN_ROWS, NR = GATE_UP ? 2 * R : R;
     constexpr bool PERMUTED = EL >= 16;
     const int j = blockIdx.y;
@@ -684,8 +699,8 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
         if (glint_cuda_grow((void **)&buf.moe_xp, &buf.moe_xp_bytes, sizeof(float) * (size_t)T * (size_t)x_row, "moe"))
             return;
         const size_t total = (size_t)T * (size_t)(x_row / 4);
-        permute_x_kernel<<<(unsigned)((total + 255) / 256), 256, 0, glint_cuda_stream()>>>((float4 *)buf.moe_xp, x, D, 0, T, EL, D / EL, x_row / 4,
-                                                                   total);
+        launch_chained(permute_x_kernel, (unsigned)((total + 255) / 256), 256, 0, (float4 *)buf.moe_xp, x, D, 0, T, EL,
+            D / EL, x_row / 4, total);
         x = buf.moe_xp;
     }
     // One token: the 1-token kernels (fewer registers, more warps per SM); the per-token
@@ -694,11 +709,15 @@ static void launch_moe(float *out, const float *x, int T, int D, int I, const de
     const dim3 grid_gu((unsigned)((I + gu_rows - 1) / gu_rows), (unsigned)slots);
     const dim3 grid_down((unsigned)((D + down_rows - 1) / down_rows), (unsigned)slots);
     if (T == 1) {
-        moe_gemv_kernel<F, true, 1><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
-        moe_gemv_kernel<F, false, 1><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+        launch_chained(moe_gemv_kernel<F, true, 1>, grid_gu, GEMV_WARPS * 32, 0, moe_h, x, x_row, tab, E, plan, h_row,
+            EL);
+        launch_chained(moe_gemv_kernel<F, false, 1>, grid_down, GEMV_WARPS * 32, 0, out, moe_h, h_row, tab, E, plan, D,
+            EL);
     } else {
-        moe_gemv_kernel<F, true, GEMV_MAX_T><<<grid_gu, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(moe_h, x, x_row, tab, E, plan, h_row, EL);
-        moe_gemv_kernel<F, false, GEMV_MAX_T><<<grid_down, GEMV_WARPS * 32, 0, glint_cuda_stream()>>>(out, moe_h, h_row, tab, E, plan, D, EL);
+        launch_chained(moe_gemv_kernel<F, true, GEMV_MAX_T>, grid_gu, GEMV_WARPS * 32, 0, moe_h, x, x_row, tab, E, plan,
+            h_row, EL);
+        launch_chained(moe_gemv_kernel<F, false, GEMV_MAX_T>, grid_down, GEMV_WARPS * 32, 0, out, moe_h, h_row, tab, E,
+            plan, D, EL);
     }
 }
 

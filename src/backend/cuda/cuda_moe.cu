@@ -82,6 +82,7 @@ __device__ void moe_plan_block(int32_t *counts, const int32_t *ids, int E, const
 __global__ void __launch_bounds__(1024)
     moe_route_kernel(int32_t *ids, float *weights, int32_t *counts, const float *logits, dev_weight bias,
                      moe_routing_args r, int T, moe_plan_out plan, glint_moe_split split, const float *x, int D) {
+    chain_wait();
     __shared__ float sig[MOE_MAX_EXPERTS], choice[MOE_MAX_EXPERTS], group_score[MOE_MAX_GROUPS];
     __shared__ int chosen[MOE_MAX_TOPK];
     __shared__ uint64_t keep;
@@ -151,6 +152,7 @@ __global__ void __launch_bounds__(1024)
 
 __global__ void moe_place_kernel(int32_t *row_of_pair, int32_t *pair_of_row, int32_t *fill, const int32_t *offsets,
                                  const int32_t *ids, int pairs) {
+    chain_wait();
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= pairs) return;
     const int e = ids[i], row = offsets[e] + atomicAdd(&fill[e], 1);
@@ -158,6 +160,7 @@ __global__ void moe_place_kernel(int32_t *row_of_pair, int32_t *pair_of_row, int
 }
 
 __global__ void moe_gather_kernel(float *xg, const float *x, const int32_t *pair_of_row, int top_k, int D, int rows) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)rows * D) return;
     const size_t row = i / D, d = i % D;
@@ -165,6 +168,7 @@ __global__ void moe_gather_kernel(float *xg, const float *x, const int32_t *pair
 }
 
 __global__ void moe_silu_mul_kernel(float *y, const float *gu, int I, int rows) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)rows * I) return;
     const size_t t = i / I, c = i % I;
@@ -175,6 +179,7 @@ __global__ void moe_silu_mul_kernel(float *y, const float *gu, int I, int rows) 
 // y[t, d] = Σ_k w[t, k] · out[row(t, k), d], slots in order (fixed summation order).
 __global__ void moe_combine_kernel(float *y, const float *out, const float *weights, const int32_t *row_of_pair,
                                    int top_k, int D, int T) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)T * D) return;
     const size_t t = i / D, d = i % D;
@@ -184,6 +189,7 @@ __global__ void moe_combine_kernel(float *y, const float *out, const float *weig
 }
 
 __global__ void moe_fill_nan_kernel(float *y, size_t n) {
+    chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = __int_as_float(0x7fc00000);
 }
@@ -332,7 +338,7 @@ static int moe_prefill_grouped(float *out, float *gu, float *h, const float *xg,
         glint_cuda_fail();
         return 1;
     }
-    moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream()>>>(h, gu, I, pairs);
+    launch_chained(moe_silu_mul_kernel, moe_blocks((size_t)pairs * I, 256), 256, 0, h, gu, I, pairs);
     if (!glint_cuda_matmul_tc_grouped(out, D, h, I, pairs, down0, tab->dev + 2 * E, dev_items, n)) {
         glint_set_error("CUDA moe: the grouped down products could not run");
         glint_cuda_fail();
@@ -350,7 +356,7 @@ static void moe_prefill_each(float *out, float *gu, float *h, const float *xg, i
         glint_cuda_matmul_batched(gue, 2 * I, xe, D, counts[e], dev_weight_of(&ex->gate[e]), 1, 0, 0, 0);
         glint_cuda_matmul_batched(gue + I, 2 * I, xe, D, counts[e], dev_weight_of(&ex->up[e]), 1, 0, 0, 0);
     }
-    moe_silu_mul_kernel<<<moe_blocks((size_t)pairs * I, 256), 256, 0, glint_cuda_stream()>>>(h, gu, I, pairs);
+    launch_chained(moe_silu_mul_kernel, moe_blocks((size_t)pairs * I, 256), 256, 0, h, gu, I, pairs);
     for (int e = 0; e < ex->n_experts; e++)
         if (counts[e])
             glint_cuda_matmul_batched(out + (size_t)offsets[e] * D, D, h + (size_t)offsets[e] * I, I, counts[e],
@@ -359,7 +365,7 @@ static void moe_prefill_each(float *out, float *gu, float *h, const float *xg, i
 
 static void moe_fail(float *y, size_t n) {
     glint_cuda_fail();
-    moe_fill_nan_kernel<<<moe_blocks(n, 256), 256, 0, glint_cuda_stream()>>>(y, n);
+    launch_chained(moe_fill_nan_kernel, moe_blocks(n, 256), 256, 0, y, n);
 }
 
 extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int T, int D, int I,
@@ -400,7 +406,7 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
                                          : moe_plan_out{};
     const glint_moe_split split =
         decode ? glint_cuda_moe_mma_split(T, D, I, K, ex->gate[0].format == GLINT_WFMT_NVFP4) : glint_moe_split{};
-    moe_route_kernel<<<T, 1024, 0, glint_cuda_stream()>>>(ids, wts, counts, logits, bias_w, ra, T, plan_out, split, x, D);
+    launch_chained(moe_route_kernel, T, 1024, 0, ids, wts, counts, logits, bias_w, ra, T, plan_out, split, x, D);
     if (decode) {
         glint_moe_plan plan = {n_active, active, offsets, pair_of_row, K};
         glint_cuda_moe_experts(out, x, T, D, I, tab->dev, E, pairs < E ? pairs : E, tab->vf, plan,
@@ -429,12 +435,13 @@ extern "C" void glint_cuda_moe(glint_backend *be, float *y, const float *x, int 
         cudaMemcpy(offsets, host_offsets, sizeof(int32_t) * ((size_t)E + 1), cudaMemcpyHostToDevice);
         int32_t *fill = counts + MOE_MAX_EXPERTS;
         cudaMemsetAsync(fill, 0, sizeof(int32_t) * (size_t)E, glint_cuda_stream());
-        moe_place_kernel<<<moe_blocks((size_t)pairs, 256), 256, 0, glint_cuda_stream()>>>(row_of_pair, pair_of_row, fill, offsets, ids, pairs);
-        moe_gather_kernel<<<moe_blocks((size_t)pairs * D, 256), 256, 0, glint_cuda_stream()>>>(xg, x, pair_of_row, K, D, pairs);
+        launch_chained(moe_place_kernel, moe_blocks((size_t)pairs, 256), 256, 0, row_of_pair, pair_of_row, fill,
+            offsets, ids, pairs);
+        launch_chained(moe_gather_kernel, moe_blocks((size_t)pairs * D, 256), 256, 0, xg, x, pair_of_row, K, D, pairs);
         if (!moe_prefill_grouped(out, gu, h, xg, pairs, D, I, ex, host, host_offsets))
             moe_prefill_each(out, gu, h, xg, pairs, D, I, ex, host, host_offsets);
         free(host);
     }
-    moe_combine_kernel<<<moe_blocks((size_t)T * D, 256), 256, 0, glint_cuda_stream()>>>(y, out, wts, row_of_pair, K, D, T);
+    launch_chained(moe_combine_kernel, moe_blocks((size_t)T * D, 256), 256, 0, y, out, wts, row_of_pair, K, D, T);
     glint_cuda_check("moe");
 }

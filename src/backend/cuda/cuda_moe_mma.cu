@@ -29,6 +29,7 @@ enum { MMA_GU_SPLIT = 4, MMA_DOWN_SPLIT = 2, MMA_TOKENS = 8, MMA_ROWS = 16 };
 // rows [rows][K] FP32 (row r at x + r·x_stride) -> split rows of s (glint_moe_split), a block per row.
 __global__ void __launch_bounds__(MOE_SPLIT_THREADS)
     mma_split_x_kernel(glint_moe_split s, const float *x, int64_t x_stride, int K) {
+    chain_wait();
     moe_split_row(s, blockIdx.x, x + (int64_t)blockIdx.x * x_stride, K);
 }
 
@@ -147,6 +148,7 @@ template <bool GATE_UP, int SPLIT>
 __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     moe_nvfp4_mma_kernel(float *out, int64_t out_row, glint_moe_split x, const dev_weight *tab, int E,
                          glint_moe_plan plan) {
+    chain_wait();
     constexpr int NW = GATE_UP ? 2 : 1, UNROLL = GATE_UP ? 2 : 4;
     __shared__ float part[SPLIT][NW][4][32];
     const int j = blockIdx.y;
@@ -249,14 +251,14 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
     if (!mma_grow(T, D, I, plan.top_k)) return 1;  // the error is set; the step's output is poisoned
     auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     const glint_moe_split xs = x_split ? *x_split : glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
-    if (!x_split) mma_split_x_kernel<<<T, MOE_SPLIT_THREADS, 0, glint_cuda_stream()>>>(xs, x, D, D);
-    moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>
-        <<<dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, glint_cuda_stream()>>>(
-            buf.h, I, xs, tab, E, plan);
+    if (!x_split) launch_chained(mma_split_x_kernel, T, MOE_SPLIT_THREADS, 0, xs, x, D, D);
+    launch_chained(moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>,
+        dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, buf.h, I, xs, tab, E,
+        plan);
     const glint_moe_split hs = {buf.x, buf.x + (size_t)pairs * I, buf.scales};
-    mma_split_x_kernel<<<pairs, MOE_SPLIT_THREADS, 0, glint_cuda_stream()>>>(hs, buf.h, I, I);
-    moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>
-        <<<dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0,
-           glint_cuda_stream()>>>(out, D, hs, tab, E, plan);
+    launch_chained(mma_split_x_kernel, pairs, MOE_SPLIT_THREADS, 0, hs, buf.h, I, I);
+    launch_chained(moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>,
+        dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0, out, D, hs, tab, E,
+        plan);
     return 1;
 }
