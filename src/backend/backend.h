@@ -218,6 +218,7 @@ struct glint_backend {
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
 
+
     // Tensor parallelism (optional: NULL means one rank only). tp_connect is called once by every rank
     // on its own thread, all at the same time, before any all_reduce_sum: this backend becomes rank
     // `rank` of link->n_ranks. 0, or -1 with the error set; every rank passes the same waits on the link
@@ -236,6 +237,7 @@ glint_backend *glint_backend_cpu(int n_threads);
 // A new CPU backend instance for a tensor-parallel rank, with tp_connect and all_reduce_sum; its holder
 // frees it with release. NULL + error when out of memory.
 glint_backend *glint_backend_cpu_rank(int n_threads);
+enum { GLINT_MAX_ATTENTION_SPLITS = 1024 };  // options.c's message says 1024 too
 #ifdef GLINT_HAVE_CUDA
 // The CUDA backend on device `device` (backend/cuda/); NULL with the error set if unavailable. One
 // instance per device. The calling thread is bound to the device: for tensor parallelism each rank's
@@ -246,6 +248,10 @@ glint_backend *glint_backend_cuda(int device);
 int glint_cuda_memory_info(size_t *free_bytes, size_t *total_bytes);
 // CUDA devices this machine has (0 without a driver or a device).
 int glint_cuda_device_count(void);
+// Key chunks per query of the CUDA decode attention (sglang's --triton-attention-num-kv-splits):
+// 1..GLINT_MAX_ATTENTION_SPLITS, or 0 (the default) to choose from the shape and the card. For the
+// whole process; set before the first forward pass.
+void glint_cuda_set_attention_splits(int splits);
 #endif
 // Reads a float from a weight of any float dtype (host-visible weights only).
 float glint_weight_get(const glint_weight *w, int64_t index);

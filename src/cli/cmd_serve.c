@@ -33,8 +33,7 @@ static const flag_spec FLAGS[] = {
     {"--chunked-prefill-size", 1, NULL}, {"--page-size", 1, NULL},
     {"--quantization", 1, "the weight format is read from the checkpoint's config; --quantization is not needed"},
     {"--kv-cache-dtype", 1, "glint keeps the KV cache in float32 on every backend; --kv-cache-dtype has no effect"},
-    {"--triton-attention-num-kv-splits", 1, "--triton-attention-num-kv-splits selects an sglang kernel; glint's CUDA "
-                                            "attention chooses its key split from the shape"},
+    {"--triton-attention-num-kv-splits", 1, NULL},
     {"--moe-runner-backend", 1, "--moe-runner-backend selects an sglang kernel; glint has its own"},
     {"--fp4-gemm-backend", 1, "--fp4-gemm-backend selects an sglang kernel; glint has its own"},
     {"--attention-backend", 1, "--attention-backend selects an sglang kernel; glint has its own"},
@@ -81,7 +80,7 @@ int cmd_serve(int argc, char **argv) {
     const char *chat_template = NULL, *backend = "auto";
     glint_load_options load = {0};
     int64_t threads = 0, context = 0, max_running = 64, chunked = 2048, page_size = 1, max_total_tokens = 0;
-    int64_t max_queued = 256, tp = 1, pp = 1;
+    int64_t max_queued = 256, tp = 1, pp = 1, kv_splits = 0;
     double mem_fraction = 0.5;
     int no_prefix_cache = 0, speculative_noticed = 0;
     const char *speculative = NULL;  // --speculative-algorithm
@@ -176,6 +175,9 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(name, "--max-queued-requests")) {
             if (int_value(name, v, 1, 1 << 20, &max_queued)) return 2;
         } else if (!strcmp(name, "--disable-radix-cache")) no_prefix_cache = 1;
+        else if (!strcmp(name, "--triton-attention-num-kv-splits")) {
+            if (int_value(name, v, 1, GLINT_MAX_ATTENTION_SPLITS, &kv_splits)) return 2;
+        }
         else if (!strcmp(name, "--max-request-bytes")) {
             if (int_value(name, v, 1024, (int64_t)1 << 32, &n)) return 2;
             s.max_body_bytes = (size_t)n;
@@ -201,13 +203,17 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: notice: --pipeline-parallel-size %lld does not apply (glint splits a model "
                         "with --tensor-parallel-size)\n", (long long)pp);
     // Tensor parallelism: rank r on GPU r (CPU ranks share the cores; for testing)
-    model_options ranks = {.backend = backend, .threads = (int)threads};
+    if (kv_splits && !want_cuda)
+        fprintf(stderr, "glint serve: notice: --triton-attention-num-kv-splits applies to the CUDA backend's "
+                        "attention; the CPU's has no key split\n");
+    model_options ranks = {.backend = backend, .threads = (int)threads, .kv_splits = (int)kv_splits};
     ranks.load.tp_size = (int)tp;
     load.tp_size = (int)tp, load.rank_backend = rank_backend, load.rank_backend_ctx = &ranks;
     if (!s.served_model_name) s.served_model_name = s.model_path;
 
     glint_backend *be = NULL;
 #ifdef GLINT_HAVE_CUDA
+    if (want_cuda) glint_cuda_set_attention_splits((int)kv_splits);
     if (want_cuda && !(be = glint_backend_cuda(0))) {
         fprintf(stderr, "glint serve: --backend cuda: %s\n", glint_last_error());
         return 1;

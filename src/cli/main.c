@@ -30,7 +30,8 @@ static void usage(FILE *out) {
         fprintf(out, "  %s\n", subcommands[i].help);
     fprintf(out, "\ncommon options: --backend auto|cpu|cuda (auto: the GPU when there is one), --tp N (the model split "
                  "over N GPUs), --threads N, --context-length N, --index-topk-pattern FSFS..., "
-                 "--json-model-override-args JSON\n");
+                 "--json-model-override-args JSON, --triton-attention-num-kv-splits N (the CUDA decode attention's "
+                 "key chunks per query)\n");
 }
 
 int main(int argc, char **argv) {

@@ -92,7 +92,11 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
             if (glint_parse_int64(v, &o->prefill_chunk) || o->prefill_chunk < 1 || o->prefill_chunk > (1 << 20))
                 return usage_error(cmd, "bad --prefill-chunk '%s'", v);
         }
-        else if (!strcmp(a, "--decode-tokens")) {
+        else if (!strcmp(a, "--triton-attention-num-kv-splits")) {
+            if (glint_parse_int64(v, &n) || n < 1 || n > GLINT_MAX_ATTENTION_SPLITS)
+                return usage_error(cmd, "bad --triton-attention-num-kv-splits '%s' (1 to 1024)", v);
+            o->kv_splits = (int)n;
+        } else if (!strcmp(a, "--decode-tokens")) {
             if (glint_parse_int64(v, &o->n_decode) || o->n_decode < 1)
                 return usage_error(cmd, "bad --decode-tokens '%s'", v);
         } else return usage_error(cmd, "unknown option %s (see glint --help)", a);
@@ -109,6 +113,9 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
                 cuda_built ? "cpu and cuda are" : "cpu is; cuda needs the CUDA toolkit at build time");
         return 2;
     }
+    if (o->kv_splits && strcmp(o->backend, "cuda"))
+        fprintf(stderr, "glint %s: notice: --triton-attention-num-kv-splits applies to the CUDA backend's "
+                        "attention; the CPU's has no key split\n", cmd);
     return 0;
 }
 
@@ -123,6 +130,7 @@ const char *resolve_backend(const char *name) {
 glint_backend *make_backend(const model_options *o) {
 #ifdef GLINT_HAVE_CUDA
     if (!strcmp(o->backend, "cuda")) {
+        glint_cuda_set_attention_splits(o->kv_splits);
         glint_backend *be = glint_backend_cuda(0);
         if (!be) fprintf(stderr, "glint: --backend cuda: %s\n", glint_last_error());
         return be;
@@ -137,7 +145,10 @@ glint_backend *rank_backend(int rank, void *ctx) {
     const model_options *o = ctx;
     (void)rank;  // used by CUDA builds only
 #ifdef GLINT_HAVE_CUDA
-    if (!strcmp(o->backend, "cuda")) return glint_backend_cuda(rank);  // rank r on GPU r
+    if (!strcmp(o->backend, "cuda")) {
+        glint_cuda_set_attention_splits(o->kv_splits);
+        return glint_backend_cuda(rank);  // rank r on GPU r
+    }
 #endif
     // CPU ranks share the cores (tensor parallelism on the CPU is for testing the sharding)
     const int n = o->load.tp_size > 1 ? o->load.tp_size : 1;

@@ -35,6 +35,9 @@ typedef struct {
     int64_t prefill_chunk;     // tokens per forward call in the prefill bench
     int64_t n_decode;
     int kernels;
+    // --triton-attention-num-kv-splits: the CUDA decode attention's key chunks per query (0: chosen
+    // from the shape and the card)
+    int kv_splits;
 } model_options;
 
 // Parses argv into o; returns 0, or the exit status of a usage error (already reported).

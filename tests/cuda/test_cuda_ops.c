@@ -834,6 +834,14 @@ static void test_mla(int quick) {
     // for one query); 40 rows fold their chunks in the block, a row alone goes through the combine.
     test_weight kv_b = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 16 * (Dn + Dv), C, 0);
     test_mla_case(&kv_b, 40, 16, Dn, Dr, Dv, C, 5000, 2048);
+    // --triton-attention-num-kv-splits: one chunk (no combine), an odd count, more than the 128 tiles
+    const int splits[] = {1, 5, 1024};
+    for (int i = 0; i < 3; i++) {
+        printf("attention key splits %d\n", splits[i]);
+        glint_cuda_set_attention_splits(splits[i]);
+        test_mla_case(&kv_b, 20, 16, Dn, Dr, Dv, C, 5000, 2048);
+    }
+    glint_cuda_set_attention_splits(0);
     free_host_weight(&kv_b.host, 0);
 }
 

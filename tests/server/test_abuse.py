@@ -280,11 +280,14 @@ def launch_line():
         log.close()
     text = open(os.path.join(FIX, "launch-line.log"), encoding="utf-8", errors="replace").read()
     check(proc.returncode == 0, "launch-line server exit status %s" % proc.returncode)
-    for flag in ("--kv-cache-dtype", "--attention-backend", "--speculative", "--pre-warm-nccl"):
+    for flag in ("--kv-cache-dtype", "--attention-backend", "--speculative", "--pre-warm-nccl",
+                 "--triton-attention-num-kv-splits"):  # the last: it applies to the CUDA backend only
         check(flag in text, "one-line notice for %s" % flag)
     check("tensor parallel over 4 ranks" in text, "--tensor-parallel-size 4 splits the model over 4 ranks")
     r = subprocess.run([GLINT, "serve", "-m", MODEL, "--enable-magic", "1"], capture_output=True)
     check(r.returncode == 2 and b"--enable-magic" in r.stderr, "unknown flag is named: %r" % r.stderr)
+    r = subprocess.run([GLINT, "serve", "-m", MODEL, "--triton-attention-num-kv-splits", "0"], capture_output=True)
+    check(r.returncode == 2 and b"--triton-attention-num-kv-splits" in r.stderr, "bad split count refused: %r" % r.stderr)
     r = subprocess.run([GLINT, "serve", "-m", MODEL, "--tool-call-parser", "qwen25"], capture_output=True)
     check(r.returncode == 2 and b"glm47" in r.stderr, "unsupported parser refused: %r" % r.stderr)
 

@@ -2201,6 +2201,12 @@ typedef void (*attend_fn)(float *o_lat, const float *q_lat, const float *q, int 
                           int sel_stride, int H, int C, int Dr, float scale, int keys_per_chunk, float *partial_out,
                           float *partial_stats);
 
+// glint_cuda_set_attention_splits; 0: from the shape and the card
+static int attention_splits;
+extern "C" void glint_cuda_set_attention_splits(int splits) {
+    attention_splits = splits > 0 && splits <= GLINT_MAX_ATTENTION_SPLITS ? splits : 0;
+}
+
 static int attend_tc_enabled(void) {
     static const int on = glint_cuda_switch("GLINT_CUDA_ATTEND_TC", 0);
     return on;
@@ -2240,7 +2246,8 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         return;
     }
     // Chunks per shape (never per T, see attend_fold): enough that one query's head groups x chunks
-    // fill one wave of resident blocks, each chunk a whole number of 16-key tiles.
+    // fill one wave of resident blocks (or as many as --triton-attention-num-kv-splits says), each
+    // chunk a whole number of 16-key tiles.
     cuda_backend *cb = cuda_of(be);
     if (cb->attend_smem != smem || cb->attend_tc != tc) {
         int resident = 0;
@@ -2249,7 +2256,7 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
         cb->attend_smem = smem, cb->attend_tc = tc, cb->attend_resident = resident > 0 ? resident : 1;
     }
     const int groups = (H + heads - 1) / heads, target = cb->attend_resident * cb->sms;
-    int chunks = (target + groups - 1) / groups;
+    int chunks = attention_splits ? attention_splits : (target + groups - 1) / groups;
     chunks = chunks < 1 ? 1 : chunks > tiles ? tiles : chunks;
     const int keys_per_chunk = (tiles + chunks - 1) / chunks * ATTEND_KEYS;
     chunks = (sel_stride + keys_per_chunk - 1) / keys_per_chunk;
