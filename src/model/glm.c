@@ -1143,18 +1143,22 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     norm_rope_cache(be, c, s->kv, C + Dr, T, C, &L->kv_a_norm, NULL, c->rms_norm_eps, C, s->pos, bc->latent[l], C,
                     bc->kpe[l], C + Dr, &bc->map);
     branch(be, 0);
-
-    be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
-    be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
-    if (L->has_indexer) {
-        const int Hi = c->index_n_heads, Di = c->index_head_dim;
+    const int Hi = c->index_n_heads, Di = c->index_head_dim;
+    if (L->has_indexer) {  // the indexer's keys and head weights need only xn: they start with the latents
         branch(be, 2);
-        be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
-        be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
         be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
         norm_rope_cache(be, c, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f, 0, s->pos,
                         bc->index_k[l], Di, NULL, Di, &bc->map);
         be->matmul(be, s->iw, Hi, s->xn, D, T, &L->idx_weights_proj);
+        branch(be, 0);
+    }
+
+    be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
+    be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
+    if (L->has_indexer) {  // its queries need the normalized q_a: line 2 again, from here on the main line
+        branch(be, 2);
+        be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
+        be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
         be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, bc->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
         branch(be, 0);
