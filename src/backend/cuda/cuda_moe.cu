@@ -88,10 +88,13 @@ __global__ void __launch_bounds__(1024)
     __shared__ uint64_t keep;
     __shared__ int last;
     const int t = blockIdx.x, e = threadIdx.x, E = r.n_experts;
-    const float *lg = logits + (size_t)t * E;
+    // This token's logit and bias are on their way while the x row is split (it needs no routing).
+    const float logit = e < E ? logits[(size_t)t * E + e] : 0.0f;
+    const float bias_e = e < E && r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f;
+    if (split.hi) moe_split_row(split, t, x + (size_t)t * D, D);
     if (e < E) {
-        sig[e] = 1.0f / (1.0f + expf(-lg[e]));
-        choice[e] = sig[e] + (r.has_bias ? dense_element(bias.data, bias.dtype, e) : 0.0f);
+        sig[e] = 1.0f / (1.0f + expf(-logit));
+        choice[e] = sig[e] + bias_e;
     }
     __syncthreads();
     if (r.n_group > 1) {
@@ -122,8 +125,9 @@ __global__ void __launch_bounds__(1024)
     }
     if (e < E) {
         const float mine = choice[e];
-        int rank = 0;
-        for (int j = 0; j < E && rank < r.top_k; j++) rank += moe_ranks_before(choice[j], j, mine, e);
+        int rank = 0;  // no early exit: the shared loads of 8 steps go out together
+#pragma unroll 8
+        for (int j = 0; j < E; j++) rank += moe_ranks_before(choice[j], j, mine, e);
         if (rank < r.top_k) chosen[rank] = e;
     }
     __syncthreads();
@@ -138,14 +142,17 @@ __global__ void __launch_bounds__(1024)
         }
     }
     if (e < r.top_k) atomicAdd(&counts[chosen[e]], 1);
-    if (split.hi) moe_split_row(split, t, x + (size_t)t * D, D);
     if (!plan.offsets) return;
-    __threadfence();  // this block's ids and counts before its arrival
-    __syncthreads();
-    if (e == 0) last = atomicAdd(plan.done, 1) == T - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+    if (T > 1) {  // the last block to arrive plans; one block (a single token) is its own last
+        __threadfence();  // this block's ids and counts before its arrival
+        __syncthreads();
+        if (e == 0) last = atomicAdd(plan.done, 1) == T - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+    } else {
+        __syncthreads();  // the block's ids and counts
+    }
     moe_plan_block(counts, ids, E, plan);
     if (e == 0) *plan.done = 0;
 }
