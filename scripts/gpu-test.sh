@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
 #   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [tp] [tpmodel] [tpbench] [e2e] [long] [engine] [serve]
-#                       [modelopt] [bench]
+#                       [modelopt] [bench] [trace]
 #   (no argument: all). long: prompts of 200-700 tokens, CUDA vs CPU (tests/cuda/test_e2e_long.py);
 # graphs: decode with CUDA graphs bitwise equal to decode without (tests/cuda/test_cuda_graphs.c);
 # tp: the tensor-parallel all-reduce over up to 4 GPUs (tests/cuda/test_cuda_tp.c; one GPU: skipped);
@@ -9,6 +9,8 @@
 # glint serve on them; tpbench: the NVFP4 preset, 12 layers on one GPU and TP_LAYERS (12 per GPU) split over all of them;
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
+# trace (not in the default list): where a decode step's time goes in the replayed graph, side streams
+# included (GLINT_CUDA_KERNEL_TRACE: CUPTI's kernel records; tools/cuda/trace_summary.py);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
 # (carry .whl, where scripts/gpu-deps.sh download puts the nvidia-modelopt wheel).
 # The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
@@ -158,6 +160,14 @@ if want modelopt; then
             note "modelopt cross-check ($(basename "$wheel")): $(tail -1 "$OUT/modelopt.log")" ||
             { status=1; note "modelopt cross-check FAILED: $(tail -3 "$OUT/modelopt.log")"; }
     fi
+fi
+
+if want trace; then
+    GLINT_CUDA_KERNEL_TRACE="$OUT/trace.csv" "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers 12 \
+        --ctx 4096 --backend cuda >"$OUT/trace_bench.log" 2>&1
+    python3 tools/cuda/trace_summary.py "$OUT/trace.csv" --timeline >"$OUT/trace.txt" 2>&1 &&
+        note "trace: $(sed -n 2p "$OUT/trace.txt")" ||
+        { status=1; note "trace FAILED"; tail -5 "$OUT/trace_bench.log" "$OUT/trace.txt"; }
 fi
 
 if want bench; then

@@ -2562,6 +2562,7 @@ extern "C" glint_backend *glint_backend_cuda(int device) {
     }
     glint_cuda_thread_device = device;
     pthread_mutex_lock(&make_lock);
+    glint_cuda_trace_start();
     glint_backend *be = ready[device] ? &instances[device].base : cuda_make(instances[device], device);
     if (be && !ready[device]) {
         ready[device] = 1;

@@ -247,6 +247,8 @@ void glint_cuda_fail(void);
 int glint_cuda_grow(void **buf, size_t *have, size_t bytes, const char *what);
 // Nonzero when GLINT_CUDA_PROFILE is set (per-op timing, see cuda_backend.cu).
 int glint_cuda_profiling(void);
+// With GLINT_CUDA_KERNEL_TRACE=FILE: starts recording every kernel into FILE (cuda_trace.cu); once.
+void glint_cuda_trace_start(void);
 
 // y[b][T, N] = x[b][T, K] · W_b^T for `batch` problems: problem b uses rows [b·w_row_step, +N) of W
 // (the view's rows), x + b·x_step, y + b·y_step. batch 1 is the plain matmul.

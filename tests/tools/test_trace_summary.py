@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""tools/cuda/trace_summary.py on a made-up kernel timeline whose answer is known: the decode step's
+graph is picked over a smaller one and over kernels outside graphs, replays are split where a graph
+node comes back, and each instant is split among the kernels running then."""
+import os
+import subprocess
+import sys
+import tempfile
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "cuda", "trace_summary.py")
+HEADER = "name,stream,start_ns,end_ns,grid_x,grid_y,grid_z,block_x,graph,graph_node\n"
+
+
+def row(name, stream, start_us, end_us, graph, node):
+    return '"%s",%d,%d,%d,1,1,1,256,%d,%d\n' % (name, stream, start_us * 1000, end_us * 1000, graph, node)
+
+
+def main():
+    lines = [row("_Z12synth_kernelv", 7, 0, 50, 0, 0)]  # not in a graph: ignored
+    for rep in range(3):  # the step: graph 5, 4 nodes, 100 us apart
+        t = 1000 + 100 * rep
+        lines += [row("_Z15gemv_vec_kernelILi1EEvPf", 13, t, t + 10, 5, 11),   # alone 0-10
+                  row("_Z12embed_kernelPf", 13, t + 10, t + 14, 5, 12),        # 10-12 alone, 12-14 shared
+                  row("_Z11rope_kernelPf", 15, t + 12, t + 20, 5, 13),         # 12-14 shared, 14-20 alone
+                  row("void add_kernel(float*)", 13, t + 25, t + 30, 5, 14)]   # idle 20-25
+    for rep in range(4):  # another graph, replayed more often but with fewer kernels
+        t = 5000 + 10 * rep
+        lines.append(row("_Z10tiny_kernelv", 13, t, t + 1, 9, 21))
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write(HEADER + "".join(lines))
+    out = subprocess.run([sys.executable, SCRIPT, f.name, "--replays", "2", "--timeline"], capture_output=True,
+                         text=True)
+    os.unlink(f.name)
+    text = out.stdout
+    print(text, out.stderr)
+    want = ["graph 5: 4 kernels per replay, 2 replays summarized",
+            "per replay: wall 30.0 us, no kernel running 5.0 us (16.7%)",
+            "gemv_vec_kernel                       1         10.0         10.0   33.3%",
+            "rope_kernel                           1          8.0          7.0   23.3%",
+            "add_kernel                            1          5.0          5.0   16.7%",
+            "embed_kernel                          1          4.0          3.0   10.0%",
+            "      12.0      8.0   15  rope_kernel"]
+    failed = [w for w in want if w not in text]
+    for w in failed:
+        print("FAIL: missing %r" % w)
+    if out.returncode or failed:
+        sys.exit(1)
+    print("trace_summary: all checks pass")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Where a decode step's time goes, from a kernel timeline made with
+  GLINT_CUDA_KERNEL_TRACE=FILE.csv glint bench --synthetic ... --backend cuda
+(src/backend/cuda/cuda_trace.cu: CUPTI records of every kernel, graph replays and side streams included).
+
+The step is the CUDA graph replayed most often with the most kernels; its last --replays N replays are
+summarized: wall time per replay, time with no kernel running, and per kernel name the calls, the time
+the kernels ran (end - start) and their share of the wall time, each instant split evenly among the
+kernels running then (so overlapped kernels share, and the shares plus the idle time add up to the
+wall time). --timeline prints the last replay kernel by kernel (start offset, duration, stream).
+usage: trace_summary.py FILE.csv [--replays N] [--timeline]"""
+import csv
+import re
+import sys
+from collections import defaultdict
+
+
+def base_name(mangled):
+    """gemv_vec_kernel from _Z15gemv_vec_kernelILi1E... (or the name as given when not mangled)."""
+    m = re.match(r"_Z(\d+)", mangled)
+    if m:
+        n = int(m.group(1))
+        return mangled[len(m.group(0)):len(m.group(0)) + n]
+    return mangled.split("(")[0].split("<")[0].replace("void ", "").strip()
+
+
+def load(path):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            rows.append(dict(name=base_name(r["name"]), stream=int(r["stream"]), start=int(r["start_ns"]),
+                             end=int(r["end_ns"]), graph=int(r["graph"]), node=int(r["graph_node"])))
+    rows.sort(key=lambda r: r["start"])
+    return rows
+
+
+def replays_of(rows):
+    """{graph id: [replay: [kernel rows]]}: a graph's records in start order, a new replay whenever a node
+    comes back."""
+    by_graph = defaultdict(list)
+    for r in rows:
+        if r["graph"]:
+            by_graph[r["graph"]].append(r)
+    out = {}
+    for g, recs in by_graph.items():
+        reps, seen = [[]], set()
+        for r in recs:
+            if r["node"] in seen:
+                reps.append([])
+                seen = set()
+            seen.add(r["node"])
+            reps[-1].append(r)
+        out[g] = reps
+    return out
+
+
+def attribute(replay):
+    """(wall ns, idle ns, {name: share ns}): each elementary interval split among the kernels running."""
+    events = []
+    for i, r in enumerate(replay):
+        events.append((r["start"], 1, i))
+        events.append((r["end"], -1, i))
+    events.sort(key=lambda e: (e[0], e[1]))
+    running, share, idle = set(), defaultdict(float), 0.0
+    t0 = last = events[0][0]
+    for t, kind, i in events:
+        if t > last:
+            if running:
+                for j in running:
+                    share[replay[j]["name"]] += (t - last) / len(running)
+            else:
+                idle += t - last
+        last = t
+        if kind > 0:
+            running.add(i)
+        else:
+            running.discard(i)
+    return last - t0, idle, share
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    n_last = int(sys.argv[sys.argv.index("--replays") + 1]) if "--replays" in sys.argv else 8
+    rows = load(sys.argv[1])
+    graphs = replays_of(rows)
+    if not graphs:
+        sys.exit("no kernels from CUDA graphs in %s (was the step captured?)" % sys.argv[1])
+    g, reps = max(graphs.items(), key=lambda kv: (len(kv[1]) >= 2, max(len(r) for r in kv[1])))
+    size = max(len(r) for r in reps)
+    reps = [r for r in reps if len(r) == size][-n_last:]
+    print("graph %d: %d kernels per replay, %d replays summarized" % (g, size, len(reps)))
+    wall = idle = 0.0
+    share, alone, calls = defaultdict(float), defaultdict(float), defaultdict(int)
+    for rep in reps:
+        w, i, s = attribute(rep)
+        wall, idle = wall + w, idle + i
+        for k, v in s.items():
+            share[k] += v
+        for r in rep:
+            alone[r["name"]] += r["end"] - r["start"]
+            calls[r["name"]] += 1
+    n = len(reps)
+    print("per replay: wall %.1f us, no kernel running %.1f us (%.1f%%)" % (wall / n / 1e3, idle / n / 1e3,
+                                                                         100 * idle / wall))
+    print("%-32s %6s %12s %12s %7s" % ("kernel", "calls", "ran us", "share us", "share"))
+    for k in sorted(share, key=lambda k: -share[k]):
+        print("%-32s %6d %12.1f %12.1f %6.1f%%" % (k[:32], calls[k] // n, alone[k] / n / 1e3, share[k] / n / 1e3,
+                                                  100 * share[k] / wall))
+    if "--timeline" in sys.argv:
+        rep = reps[-1]
+        t0 = rep[0]["start"]
+        print("\nlast replay, kernel by kernel: start (us from the first), duration (us), stream")
+        for r in rep:
+            print("%10.1f %8.1f %4d  %s" % ((r["start"] - t0) / 1e3, (r["end"] - r["start"]) / 1e3, r["stream"],
+                                            r["name"]))
+
+
+if __name__ == "__main__":
+    main()
