@@ -1155,7 +1155,7 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
 
     be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
     be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
-    if (L->has_indexer) {  // its queries need the normalized q_a: line 2 again, from here on the main line
+    if (L->has_indexer) {  // its queries need the normalized q_a: line 2 again, forked from this point
         branch(be, 2);
         be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
