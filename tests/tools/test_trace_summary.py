@@ -35,6 +35,8 @@ def main():
     print(text, out.stderr)
     want = ["graph 5: 4 kernels per replay, 2 replays summarized",
             "per replay: wall 30.0 us, no kernel running 5.0 us (16.7%)",
+            "stream 13: a kernel running 19.0 us (63.3%)",
+            "stream 15: a kernel running 8.0 us (26.7%)",
             "gemv_vec_kernel                       1         10.0         10.0   33.3%",
             "rope_kernel                           1          8.0          7.0   23.3%",
             "add_kernel                            1          5.0          5.0   16.7%",

@@ -7,7 +7,8 @@ The step is the CUDA graph replayed most often with the most kernels; its last -
 summarized: wall time per replay, time with no kernel running, and per kernel name the calls, the time
 the kernels ran (end - start) and their share of the wall time, each instant split evenly among the
 kernels running then (so overlapped kernels share, and the shares plus the idle time add up to the
-wall time). --timeline prints the last replay kernel by kernel (start offset, duration, stream).
+wall time), and per stream the time it had a kernel running. --timeline prints the last replay kernel
+by kernel (start offset, duration, stream).
 usage: trace_summary.py FILE.csv [--replays N] [--timeline]"""
 import csv
 import re
@@ -78,6 +79,21 @@ def attribute(replay):
     return last - t0, idle, share
 
 
+def busy(replay):
+    """{stream: ns with at least one of its kernels running}."""
+    out = {}
+    for st in sorted({r["stream"] for r in replay}):
+        spans = sorted((r["start"], r["end"]) for r in replay if r["stream"] == st)
+        total, cur_start, cur_end = 0, spans[0][0], spans[0][1]
+        for a, b in spans[1:]:
+            if a > cur_end:
+                total, cur_start, cur_end = total + cur_end - cur_start, a, b
+            else:
+                cur_end = max(cur_end, b)
+        out[st] = total + cur_end - cur_start
+    return out
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -91,8 +107,10 @@ def main():
     reps = [r for r in reps if len(r) == size][-n_last:]
     print("graph %d: %d kernels per replay, %d replays summarized" % (g, size, len(reps)))
     wall = idle = 0.0
-    share, alone, calls = defaultdict(float), defaultdict(float), defaultdict(int)
+    share, alone, calls, stream_busy = defaultdict(float), defaultdict(float), defaultdict(int), defaultdict(float)
     for rep in reps:
+        for st, ns in busy(rep).items():
+            stream_busy[st] += ns
         w, i, s = attribute(rep)
         wall, idle = wall + w, idle + i
         for k, v in s.items():
@@ -103,6 +121,9 @@ def main():
     n = len(reps)
     print("per replay: wall %.1f us, no kernel running %.1f us (%.1f%%)" % (wall / n / 1e3, idle / n / 1e3,
                                                                          100 * idle / wall))
+    for st in sorted(stream_busy):
+        print("stream %d: a kernel running %.1f us (%.1f%%)" % (st, stream_busy[st] / n / 1e3,
+                                                             100 * stream_busy[st] / wall))
     print("%-32s %6s %12s %12s %7s" % ("kernel", "calls", "ran us", "share us", "share"))
     for k in sorted(share, key=lambda k: -share[k]):
         print("%-32s %6d %12.1f %12.1f %6.1f%%" % (k[:32], calls[k] // n, alone[k] / n / 1e3, share[k] / n / 1e3,
