@@ -218,7 +218,6 @@ struct glint_backend {
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
 
-
     // Tensor parallelism (optional: NULL means one rank only). tp_connect is called once by every rank
     // on its own thread, all at the same time, before any all_reduce_sum: this backend becomes rank
     // `rank` of link->n_ranks. 0, or -1 with the error set; every rank passes the same waits on the link
