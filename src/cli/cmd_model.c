@@ -95,7 +95,7 @@ int cmd_generate(int argc, char **argv) {
     double t0 = glint_now_seconds(), t1 = t0;
     int generated;
     if (o.speculative) {  // greedy with MTP drafts: the prompt runs inside (the MTP cache needs it too)
-        if (sp.temperature >= 1e-6f || !m->has_mtp) {
+        if (sp.rules.temperature >= 1e-6f || !m->has_mtp) {
             fprintf(stderr, "glint generate: --speculative %s\n",
                     m->has_mtp ? "is greedy only: add --temperature 0" : "needs a checkpoint with an MTP layer");
             goto done;
@@ -497,10 +497,8 @@ static int bench_kernels(glint_backend *be) {
 // costly case: the more tokens top-p keeps, the more the sampler sorts).
 static int bench_sampler(void) {
     const int V = 154880;
-    const struct {
-        float temperature, top_p, min_p;
-        int top_k;
-    } settings[] = {{1.0f, 0.95f, 0.0f, -1}, {1.0f, 1.0f, 0.0f, -1}, {0.7f, 0.8f, 0.05f, 40}, {1.5f, 0.99f, 0.0f, -1}};
+    const glint_sample_params settings[] = {  // temperature, top_k, top_p, min_p
+        {1.0f, -1, 0.95f, 0.0f}, {1.0f, -1, 1.0f, 0.0f}, {0.7f, 40, 0.8f, 0.05f}, {1.5f, -1, 0.99f, 0.0f}};
     float *logits = malloc(sizeof(float) * V), *work = malloc(sizeof(float) * V);
     if (!logits || !work) {
         free(logits), free(work);
@@ -516,8 +514,7 @@ static int bench_sampler(void) {
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
         glint_sampling_params p;
         glint_sampling_defaults(&p);
-        p.temperature = settings[i].temperature, p.top_p = settings[i].top_p, p.min_p = settings[i].min_p;
-        p.top_k = settings[i].top_k, p.seed = 1;
+        p.rules = settings[i], p.seed = 1;
         glint_sampler *s = glint_sampler_new(&p, V);
         if (!s) {
             free(logits), free(work);
@@ -530,8 +527,8 @@ static int bench_sampler(void) {
             memcpy(work, logits, sizeof(float) * V);
             glint_sampler_sample(s, work);
         }
-        printf("  temperature %.2g top_p %.3g min_p %.2g top_k %d: %.3f ms per token\n", p.temperature, p.top_p,
-               p.min_p, p.top_k, (glint_now_seconds() - t0) * 1e3 / draws);
+        printf("  temperature %.2g top_p %.3g min_p %.2g top_k %d: %.3f ms per token\n", p.rules.temperature,
+               p.rules.top_p, p.rules.min_p, p.rules.top_k, (glint_now_seconds() - t0) * 1e3 / draws);
         glint_sampler_free(s);
     }
     free(logits), free(work);

@@ -63,21 +63,21 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (glint_parse_int64(v, &o->n_predict)) return usage_error(cmd, "bad -n '%s'", v);
         } else if (!strcmp(a, "--temperature")) {
-            if (parse_float(v, &o->sampling.temperature) || o->sampling.temperature < 0)
+            if (parse_float(v, &o->sampling.rules.temperature) || o->sampling.rules.temperature < 0)
                 return usage_error(cmd, "bad --temperature '%s'", v);
             o->temperature_set = 1;
         } else if (!strcmp(a, "--top-p")) {
-            if (parse_float(v, &o->sampling.top_p) || o->sampling.top_p <= 0 || o->sampling.top_p > 1)
+            if (parse_float(v, &o->sampling.rules.top_p) || o->sampling.rules.top_p <= 0 || o->sampling.rules.top_p > 1)
                 return usage_error(cmd, "bad --top-p '%s' (0 < p <= 1)", v);
             o->top_p_set = 1;
         } else if (!strcmp(a, "--top-k")) {
             char *end;
             long k = strtol(v, &end, 10);
             if (*end || !*v || k < -1 || k > (1 << 30)) return usage_error(cmd, "bad --top-k '%s'", v);
-            o->sampling.top_k = (int)k;
+            o->sampling.rules.top_k = (int)k;
             o->top_k_set = 1;
         } else if (!strcmp(a, "--min-p")) {
-            if (parse_float(v, &o->sampling.min_p) || o->sampling.min_p < 0 || o->sampling.min_p > 1)
+            if (parse_float(v, &o->sampling.rules.min_p) || o->sampling.rules.min_p < 0 || o->sampling.rules.min_p > 1)
                 return usage_error(cmd, "bad --min-p '%s'", v);
         } else if (!strcmp(a, "--seed")) {
             if (glint_parse_int64(v, &n)) return usage_error(cmd, "bad --seed '%s'", v);
@@ -231,9 +231,9 @@ int resolve_sampling(const char *cmd, const model_options *o, glint_sampling_par
         return -1;
     }
     *out = o->sampling;
-    if (!o->temperature_set) out->temperature = defaults.temperature;
-    if (!o->top_p_set) out->top_p = defaults.top_p;
-    if (!o->top_k_set) out->top_k = defaults.top_k;
+    if (!o->temperature_set) out->rules.temperature = defaults.rules.temperature;
+    if (!o->top_p_set) out->rules.top_p = defaults.rules.top_p;
+    if (!o->top_k_set) out->rules.top_k = defaults.rules.top_k;
     return 0;
 }
 

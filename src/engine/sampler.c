@@ -8,7 +8,7 @@
 #include "common/util.h"
 
 void glint_sampling_defaults(glint_sampling_params *p) {
-    *p = (glint_sampling_params){.temperature = 1.0f, .top_k = -1, .top_p = 1.0f, .min_p = 0.0f,
+    *p = (glint_sampling_params){.rules = {.temperature = 1.0f, .top_k = -1, .top_p = 1.0f, .min_p = 0.0f},
                                  .repetition_penalty = 1.0f, .seed = 0};
 }
 
@@ -29,10 +29,10 @@ int glint_sampling_from_generation_config(const char *dir, glint_sampling_params
         return -1;
     }
     json_t *v;
-    if (json_is_number(v = json_object_get(root, "temperature"))) p->temperature = (float)json_number_value(v);
-    if (json_is_number(v = json_object_get(root, "top_p"))) p->top_p = (float)json_number_value(v);
-    if (json_is_integer(v = json_object_get(root, "top_k"))) p->top_k = (int)json_integer_value(v);
-    if (json_is_false(json_object_get(root, "do_sample"))) p->temperature = 0.0f;
+    if (json_is_number(v = json_object_get(root, "temperature"))) p->rules.temperature = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(root, "top_p"))) p->rules.top_p = (float)json_number_value(v);
+    if (json_is_integer(v = json_object_get(root, "top_k"))) p->rules.top_k = (int)json_integer_value(v);
+    if (json_is_false(json_object_get(root, "do_sample"))) p->rules.temperature = 0.0f;
     json_decref(root);
     free(path);
     return 0;
@@ -75,15 +75,15 @@ static int has_penalties(const glint_sampling_params *p) {
 
 int glint_sampler_is_plain_greedy(const glint_sampler *s) {
     const glint_sampling_params *p = &s->params;
-    return (p->temperature < 1e-6f || p->top_k == 1) && !has_penalties(p);
+    return (p->rules.temperature < 1e-6f || p->rules.top_k == 1) && !has_penalties(p);
 }
 
 void glint_sampler_record(glint_sampler *s, int32_t id) { s->counts[id]++; }
 
 int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out) {
     const glint_sampling_params *p = &s->params;
-    if (p->temperature < 1e-6f || p->top_k == 1 || has_penalties(p)) return 0;
-    *out = (glint_sample_params){p->temperature, p->top_k, p->top_p, p->min_p};
+    if (p->rules.temperature < 1e-6f || p->rules.top_k == 1 || has_penalties(p)) return 0;
+    *out = p->rules;
     return 1;
 }
 
@@ -107,13 +107,12 @@ int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
     const glint_sampling_params *p = &s->params;
     const int V = s->vocab;
     glint_apply_penalties(p, s->counts, logits, V);
-    if (p->temperature < 1e-6f || p->top_k == 1) {
+    if (p->rules.temperature < 1e-6f || p->rules.top_k == 1) {
         const int32_t chosen = glint_argmax(logits, V);
         glint_sampler_record(s, chosen);
         return chosen;
     }
-    const glint_sample_params rules = {p->temperature, p->top_k, p->top_p, p->min_p};
-    const int32_t chosen = glint_sample_draw(&rules, logits, V, glint_sampler_peek(s, 0), s->scratch);
+    const int32_t chosen = glint_sample_draw(&p->rules, logits, V, glint_sampler_peek(s, 0), s->scratch);
     glint_sampler_take(s, chosen);
     return chosen;
 }

@@ -8,10 +8,7 @@
 #include "common/sampling.h"
 
 typedef struct {
-    float temperature;         // < 1e-6: greedy
-    int top_k;                 // <= 0: whole vocabulary
-    float top_p;               // 1: off
-    float min_p;               // 0: off
+    glint_sample_params rules;  // temperature (< 1e-6: greedy), top_k, top_p, min_p (common/sampling.h)
     float frequency_penalty;   // additive, per occurrence in the output
     float presence_penalty;    // additive, once per token seen in the output
     float repetition_penalty;  // multiplicative (1: off)

@@ -628,23 +628,23 @@ static int parse_sampling(glint_server *s, const json_t *req, int is_chat, glint
     if ((r = get_number(req, "temperature", &v, out)) < 0) return -1;
     if (r) {
         if (v < 0) return set_error(out, 400, "BadRequestError", "temperature must be non-negative, got %g.", v), -1;
-        sp->temperature = (float)v;
+        sp->rules.temperature = (float)v;
     }
     if ((r = get_number(req, "top_p", &v, out)) < 0) return -1;
     if (r) {
         if (v <= 0 || v > 1) return set_error(out, 400, "BadRequestError", "top_p must be in (0, 1], got %g.", v), -1;
-        sp->top_p = (float)v;
+        sp->rules.top_p = (float)v;
     }
     if ((r = get_int(req, "top_k", &k, out)) < 0) return -1;
     if (r) {
         if (k < -1 || k == 0 || k > (1 << 30))
             return set_error(out, 400, "BadRequestError", "top_k must be -1 (disable), or at least 1, got %lld.", k), -1;
-        sp->top_k = (int)k;
+        sp->rules.top_k = (int)k;
     }
     if ((r = get_number(req, "min_p", &v, out)) < 0) return -1;
     if (r) {
         if (v < 0 || v > 1) return set_error(out, 400, "BadRequestError", "min_p must be in [0, 1], got %g.", v), -1;
-        sp->min_p = (float)v;
+        sp->rules.min_p = (float)v;
     }
     if ((r = get_number(req, "frequency_penalty", &v, out)) < 0) return -1;
     if (r) {
@@ -1381,7 +1381,7 @@ static void handle_health_generate(glint_server *s, glint_client_gone_fn gone, v
     r->prompt[0] = 0;
     r->n_prompt = 1;
     glint_sampling_defaults(&r->sampling);
-    r->sampling.temperature = 0;
+    r->sampling.rules.temperature = 0;
     r->max_new_tokens = 1;
     if (glint_engine_submit(s->engine, r) != GLINT_SUBMIT_OK) {
         glint_gen_request_release(r);

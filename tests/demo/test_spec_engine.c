@@ -29,8 +29,8 @@ static glint_gen_request *make_request(const prompt *p, int i) {
     memcpy(r->prompt, p->ids, sizeof(int32_t) * (size_t)p->n);
     r->n_prompt = p->n;
     glint_sampling_defaults(&r->sampling);
-    r->sampling.temperature = p->temperature;
-    r->sampling.top_p = 0.95f;
+    r->sampling.rules.temperature = p->temperature;
+    r->sampling.rules.top_p = 0.95f;
     r->sampling.seed = 77 + (uint64_t)i;
     r->max_new_tokens = N_NEW;
     r->ignore_eos = 1;

@@ -45,21 +45,21 @@ static int32_t reference_sample(reference_sampler *s, float *logits) {
     const int V = s->V;
     glint_apply_penalties(p, s->counts, logits, V);  // unchanged by the new draw: shared
     int32_t chosen;
-    if (p->temperature < 1e-6f || p->top_k == 1) {
+    if (p->rules.temperature < 1e-6f || p->rules.top_k == 1) {
         chosen = glint_argmax(logits, V);
     } else {
         // the probabilities as every sampler computes them (common/sampling.h); the rest is the old code
-        glint_sample_probs(s->work, logits, V, p->temperature);
+        glint_sample_probs(s->work, logits, V, p->rules.temperature);
         for (int t = 0; t < V; t++) s->order[t] = t;
         qsort_r(s->order, (size_t)V, sizeof *s->order, by_prob_desc, s->work);
-        int keep = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+        int keep = p->rules.top_k > 0 && p->rules.top_k < V ? p->rules.top_k : V;
         double cumulative = 0, kept_mass = 0;
         float pmax = s->work[s->order[0]];
         int n = 0;
         for (; n < keep; n++) {
             float pr = s->work[s->order[n]];
-            if (cumulative > p->top_p) break;
-            if (pr < p->min_p * pmax) break;
+            if (cumulative > p->rules.top_p) break;
+            if (pr < p->rules.min_p * pmax) break;
             cumulative += pr;
             kept_mass += pr;
         }
@@ -109,8 +109,8 @@ static void compare_case(int V, int kind, const glint_sampling_params *p, int st
         if (got != want) same = 0, first_diff = i;
     }
     CHECK(same, "V=%d kind %d T=%g top_k %d top_p %g min_p %g penalties %g/%g/%g: step %d drew %d, reference %d", V,
-          kind, p->temperature, p->top_k, p->top_p, p->min_p, p->frequency_penalty, p->presence_penalty,
-          p->repetition_penalty, first_diff, got, want);
+          kind, p->rules.temperature, p->rules.top_k, p->rules.top_p, p->rules.min_p, p->frequency_penalty,
+          p->presence_penalty, p->repetition_penalty, first_diff, got, want);
     glint_sampler_free(s);
     free(r.counts), free(r.order), free(r.work), free(logits), free(a), free(b);
 }
@@ -124,7 +124,7 @@ static void frequencies_case(float top_p, float min_p, int top_k, const double *
     const float probs[5] = {0.4f, 0.25f, 0.2f, 0.1f, 0.05f};
     glint_sampling_params p;
     glint_sampling_defaults(&p);
-    p.top_p = top_p, p.min_p = min_p, p.top_k = top_k, p.seed = 99;
+    p.rules.top_p = top_p, p.rules.min_p = min_p, p.rules.top_k = top_k, p.seed = 99;
     glint_sampler *s = glint_sampler_new(&p, 5);
     const int draws = 200000;
     int hits[5] = {0};
@@ -188,7 +188,7 @@ int main(void) {
                             if (big && (ti != 1 || mi != 0 || (ki != 0 && ki != 2))) continue;
                             glint_sampling_params p;
                             glint_sampling_defaults(&p);
-                            p.temperature = temps[ti], p.top_p = top_ps[pi], p.min_p = min_ps[mi], p.top_k = top_ks[ki];
+                            p.rules = (glint_sample_params){temps[ti], top_ks[ki], top_ps[pi], min_ps[mi]};
                             p.seed = (uint64_t)(cases * 7919 + 1);
                             if (cases % 3 == 1) p.frequency_penalty = 0.5f, p.presence_penalty = 0.25f;
                             if (cases % 5 == 2) p.repetition_penalty = 1.3f;

@@ -47,7 +47,7 @@ static glint_gen_request *make_request(const int32_t *prompt, int max_new) {
     memcpy(r->prompt, prompt, N_PROMPT * sizeof *r->prompt);
     r->n_prompt = N_PROMPT;
     glint_sampling_defaults(&r->sampling);
-    r->sampling.temperature = 0;
+    r->sampling.rules.temperature = 0;
     r->max_new_tokens = max_new;
     r->ignore_eos = 1;
     return r;

@@ -56,6 +56,16 @@ template <int F, bool SPLIT> constexpr int tc_smem_bytes() {
 // Byte offset of 16-byte chunk `ch` (0..3) of row r in a [rows][32] BF16 tile.
 __device__ __forceinline__ uint32_t tc_swz(int r, int ch) { return (uint32_t)(r * 64 + ((ch ^ ((r >> 1) & 3)) << 4)); }
 
+// hi[o] = the 8 values v rounded to BF16; lo[o] (when given) = what that rounding dropped, in BF16.
+__device__ __forceinline__ void store_bf16_split8(uint4 *hi, uint4 *lo, size_t o, const float (&v)[8]) {
+    const uint4 h =
+        make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
+    hi[o] = h;
+    if (lo)
+        lo[o] = make_uint4(pack_bf16_residual(v[0], v[1], h.x), pack_bf16_residual(v[2], v[3], h.y),
+                           pack_bf16_residual(v[4], v[5], h.z), pack_bf16_residual(v[6], v[7], h.w));
+}
+
 // xb_hi[b][t][k] = bf16(x[b·x_step + t·x_stride + k]) for k < K, 0 up to Kp; with xb_lo (precise
 // mode) also xb_lo[b][t][k] = bf16(x - xb_hi). 8 elements per thread.
 __global__ void tc_convert_x_kernel(uint4 *xb_hi, uint4 *xb_lo, const float *x, int x_stride, int64_t x_step, int T,
@@ -68,12 +78,7 @@ __global__ void tc_convert_x_kernel(uint4 *xb_hi, uint4 *xb_lo, const float *x, 
     float v[8];
 #pragma unroll
     for (int i = 0; i < 8; i++) v[i] = k0 + i < K ? src[k0 + i] : 0.0f;
-    const uint4 hi =
-        make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
-    xb_hi[o] = hi;
-    if (xb_lo)
-        xb_lo[o] = make_uint4(pack_bf16_residual(v[0], v[1], hi.x), pack_bf16_residual(v[2], v[3], hi.y),
-                              pack_bf16_residual(v[4], v[5], hi.z), pack_bf16_residual(v[6], v[7], hi.w));
+    store_bf16_split8(xb_hi, xb_lo, o, v);
 }
 
 struct tc_args {
@@ -414,12 +419,7 @@ __global__ void lib_dequant_kernel(uint4 *hi, uint4 *lo, dev_weight W, int64_t f
 #pragma unroll
         for (int i = 0; i < 8; i++) v[i] = fp8_bits_to_float((i < 4 ? codes.x : codes.y) >> (8 * (i & 3)) & 0xffu) * s;
     }
-    const uint4 h =
-        make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
-    hi[o] = h;
-    if (lo)
-        lo[o] = make_uint4(pack_bf16_residual(v[0], v[1], h.x), pack_bf16_residual(v[2], v[3], h.y),
-                           pack_bf16_residual(v[4], v[5], h.z), pack_bf16_residual(v[6], v[7], h.w));
+    store_bf16_split8(hi, lo, o, v);
 }
 
 // y[b][t][n] (+)= alpha · A[b][n] · B[b][t] over k < K for n < N, t < T (row-major on both sides, which

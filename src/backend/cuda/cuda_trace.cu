@@ -74,9 +74,10 @@ void *open_cupti(void) {
 
 void glint_cuda_trace_start(void) {
     static int started;
-    const char *path = getenv("GLINT_CUDA_KERNEL_TRACE");
-    if (started || !path || !*path) return;
+    if (started) return;
     started = 1;
+    const char *path = getenv("GLINT_CUDA_KERNEL_TRACE");
+    if (!path || !*path) return;
     void *lib = open_cupti();
     if (!lib) {
         fprintf(stderr, "glint: GLINT_CUDA_KERNEL_TRACE: cannot load libcupti (%s); set GLINT_CUPTI_LIB\n", dlerror());
