@@ -165,7 +165,7 @@ fi
 if want trace; then
     GLINT_CUDA_KERNEL_TRACE="$OUT/trace.csv" "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers 12 \
         --ctx 4096 --backend cuda >"$OUT/trace_bench.log" 2>&1
-    python3 tools/cuda/trace_summary.py "$OUT/trace.csv" --timeline >"$OUT/trace.txt" 2>&1 &&
+    python3 tools/cuda/trace_summary.py "$OUT/trace.csv" --timeline --host >"$OUT/trace.txt" 2>&1 &&
         note "trace: $(sed -n 2p "$OUT/trace.txt")" ||
         { status=1; note "trace FAILED"; tail -5 "$OUT/trace_bench.log" "$OUT/trace.txt"; }
 fi

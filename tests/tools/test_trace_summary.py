@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """tools/cuda/trace_summary.py on a made-up kernel timeline whose answer is known: the decode step's
 graph is picked over a smaller one and over kernels outside graphs, replays are split where a graph
-node comes back, and each instant is split among the kernels running then."""
+node comes back, each instant is split among the kernels running then, the time between replays is
+told apart from the replays, and the host's calls between the last two are listed."""
 import os
 import subprocess
 import sys
@@ -22,15 +23,24 @@ def main():
         lines += [row("_Z15gemv_vec_kernelILi1EEvPf", 13, t, t + 10, 5, 11),   # alone 0-10
                   row("_Z12embed_kernelPf", 13, t + 10, t + 14, 5, 12),        # 10-12 alone, 12-14 shared
                   row("_Z11rope_kernelPf", 15, t + 12, t + 20, 5, 13),         # 12-14 shared, 14-20 alone
-                  row("void add_kernel(float*)", 13, t + 25, t + 30, 5, 14)]   # idle 20-25
+                  row("void add_kernel(float*)", 13, t + 25, t + 30, 5, 14),   # idle 20-25
+                  row("_Z9lm_kernelv", 13, t + 40, t + 70, 0, 0)]              # outside the graph
     for rep in range(4):  # another graph, replayed more often but with fewer kernels
         t = 5000 + 10 * rep
         lines.append(row("_Z10tiny_kernelv", 13, t, t + 1, 9, 21))
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
         f.write(HEADER + "".join(lines))
-    out = subprocess.run([sys.executable, SCRIPT, f.name, "--replays", "2", "--timeline"], capture_output=True,
-                         text=True)
+    # host side of the same run: the last two replays are 1100-1130 and 1200-1230 (us)
+    with open(f.name + ".host.csv", "w") as h:
+        h.write("kind,name,start_ns,end_ns,thread_or_stream,bytes\n"
+                "api,cudaMemcpy,1150000,1160000,1,0\n"
+                "memcpy,kind2,1155000,1158000,13,4\n"
+                "api,cudaGraphLaunch,1170000,1190000,1,0\n"
+                "api,cudaLaunchKernel,900000,910000,1,0\n")  # before: not listed
+    out = subprocess.run([sys.executable, SCRIPT, f.name, "--replays", "2", "--timeline", "--host"],
+                         capture_output=True, text=True)
     os.unlink(f.name)
+    os.unlink(f.name + ".host.csv")
     text = out.stdout
     print(text, out.stderr)
     want = ["graph 5: 4 kernels per replay, 2 replays summarized",
@@ -41,8 +51,19 @@ def main():
             "rope_kernel                           1          8.0          7.0   23.3%",
             "add_kernel                            1          5.0          5.0   16.7%",
             "embed_kernel                          1          4.0          3.0   10.0%",
-            "      12.0      8.0   15  rope_kernel"]
-    failed = [w for w in want if w not in text]
+            "      12.0      8.0   15  rope_kernel",
+            "per step: 100.0 us from one replay's start to the next; the replay 30.0 us, outside it 70.0 us, "
+            "with kernels outside graphs running 30.0 us",
+            "  outside: lm_kernel                              30.0 us",
+            "      20.0     10.0  api cudaMemcpy",
+            "      25.0      3.0  memcpy kind2 4 bytes",
+            "      40.0     20.0  api cudaGraphLaunch",
+            "      70.0           the next replay's first kernel"]
+    if "cudaLaunchKernel" in text:
+        failed_extra = ["a host call before the replay was listed"]
+    else:
+        failed_extra = []
+    failed = [w for w in want if w not in text] + failed_extra
     for w in failed:
         print("FAIL: missing %r" % w)
     if out.returncode or failed:

@@ -7,9 +7,12 @@ The step is the CUDA graph replayed most often with the most kernels; its last -
 summarized: wall time per replay, time with no kernel running, and per kernel name the calls, the time
 the kernels ran (end - start) and their share of the wall time, each instant split evenly among the
 kernels running then (so overlapped kernels share, and the shares plus the idle time add up to the
-wall time), and per stream the time it had a kernel running. --timeline prints the last replay kernel
-by kernel (start offset, duration, stream).
-usage: trace_summary.py FILE.csv [--replays N] [--timeline]"""
+wall time), and per stream the time it had a kernel running. Between consecutive replays: the step
+(one replay's start to the next's), and the kernels that ran outside any graph then. --timeline prints
+the last replay kernel by kernel (start offset, duration, stream); --host prints, from FILE.csv.host.csv
+(the same run's CUDA runtime calls on the host, copies and memsets), everything between the last two
+replays (offsets from the end of the first).
+usage: trace_summary.py FILE.csv [--replays N] [--timeline] [--host]"""
 import csv
 import re
 import sys
@@ -94,6 +97,32 @@ def busy(replay):
     return out
 
 
+def between(rows, reps):
+    """(steps: [ns from a replay's start to the next's], outside: {name: ns ran}) over consecutive replays
+    of reps (in time order): the kernels outside graphs that started between a replay's end and the next's
+    start."""
+    steps, outside = [], defaultdict(float)
+    loose = [r for r in rows if not r["graph"]]
+    for a, b in zip(reps, reps[1:]):
+        steps.append(b[0]["start"] - a[0]["start"])
+        end_a = max(r["end"] for r in a)
+        for r in loose:
+            if end_a <= r["start"] < b[0]["start"]:
+                outside[r["name"]] += r["end"] - r["start"]
+    return steps, outside
+
+
+def host_between(path, t_from, t_to):
+    """Rows of the host file (runtime calls, copies, memsets) that overlap [t_from, t_to), in start order."""
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            start, end = int(r["start_ns"]), int(r["end_ns"])
+            if end > t_from and start < t_to:
+                out.append((start, end, r["kind"], r["name"], r["bytes"]))
+    return sorted(out)
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -128,6 +157,24 @@ def main():
     for k in sorted(share, key=lambda k: -share[k]):
         print("%-32s %6d %12.1f %12.1f %6.1f%%" % (k[:32], calls[k] // n, alone[k] / n / 1e3, share[k] / n / 1e3,
                                                   100 * share[k] / wall))
+    steps, outside = between(rows, reps)
+    if steps:
+        m = len(steps)
+        step = sum(steps) / m
+        ran = sum(outside.values()) / m
+        print("per step: %.1f us from one replay's start to the next; the replay %.1f us, outside it %.1f us, "
+              "with kernels outside graphs running %.1f us" % (step / 1e3, wall / n / 1e3, step / 1e3 - wall / n / 1e3,
+                                                               ran / 1e3))
+        for k in sorted(outside, key=lambda k: -outside[k]):
+            print("  outside: %-32s %10.1f us" % (k[:32], outside[k] / m / 1e3))
+    if "--host" in sys.argv and len(reps) >= 2:
+        a, b = reps[-2], reps[-1]
+        t_end = max(r["end"] for r in a)
+        print("\nbetween the last two replays: start (us from the first's end), duration (us), what")
+        for start, end, kind, name, nbytes in host_between(sys.argv[1] + ".host.csv", t_end, b[0]["start"]):
+            extra = " %s bytes" % nbytes if kind != "api" else ""
+            print("%10.1f %8.1f  %s %s%s" % ((start - t_end) / 1e3, (end - start) / 1e3, kind, name, extra))
+        print("%10.1f           the next replay's first kernel" % ((b[0]["start"] - t_end) / 1e3))
     if "--timeline" in sys.argv:
         rep = reps[-1]
         t0 = rep[0]["start"]
