@@ -722,11 +722,14 @@ int cmd_bench(int argc, char **argv) {
         }
         // Decode speed does not depend on what the cache holds: start at position ctx over a zero cache.
         st->n_past = (int)ctx;
-        int32_t token = 1;
-        glint_forward(m, st, &token, 1, logits, 0);  // warm-up
+        // Greedy decoding as glint generate runs it: the argmax is taken where the logits are and only
+        // the token id comes back, to be the next step's input.
+        int32_t token = 1, next = 0;
+        glint_batch_item item = {st, &token, 1, NULL, 0, NULL, NULL, &next, NULL, NULL};
+        glint_forward_batch(m, &item, 1);  // warm-up
         double t0 = glint_now_seconds();
-        for (int i = 0; i < o.n_decode; i++)
-            if (glint_forward(m, st, &token, 1, logits, 0)) {
+        for (int i = 0; i < o.n_decode; i++, token = next)
+            if (glint_forward_batch(m, &item, 1)) {
                 fprintf(stderr, "glint bench: %s\n", glint_last_error());
                 rc = 1;
                 break;
