@@ -73,7 +73,7 @@ static inline int64_t glint_cache_row(const glint_cache_map *map, int seq, int p
 // of its own driven by a host thread of its own. The ranks' backends meet through a link the model
 // makes: a barrier and a slot per rank for what a backend publishes to the others.
 enum { GLINT_MAX_TP = 8 };
-enum { GLINT_BRANCHES = 2 };  // side lines of glint_backend.branch
+enum { GLINT_BRANCHES = 3 };  // side lines of glint_backend.branch
 enum { GLINT_MAX_PREPARE_THREADS = 32 };  // glint_backend.prepare_threads at most
 typedef struct {
     int n_ranks;
@@ -212,6 +212,9 @@ struct glint_backend {
     // before a layer's results are used, and always before graph_end or a download.
     void (*branch)(glint_backend *be, int k);
     void (*join)(glint_backend *be);
+    // Optional with branch: the current line's later ops also wait for the ops side line k (1..
+    // GLINT_BRANCHES) was given up to the last time it was left.
+    void (*branch_wait)(glint_backend *be, int k);
     // Optional: y[T, I] = silu(x · gate^T) ⊙ (x · up^T) (rows y_stride / x_stride floats apart), the same
     // values as two matmuls and silu_mul up to the order of the FP32 sums. Returns 0 without doing
     // anything when it does not cover the case (the model then calls those ops).

@@ -1125,6 +1125,9 @@ static void branch(glint_backend *be, int k) {
 static void join(glint_backend *be) {
     if (be->join) be->join(be);
 }
+static void branch_wait(glint_backend *be, int k) {
+    if (be->branch && be->branch_wait) be->branch_wait(be, k);
+}
 
 // MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; leaves the
 // attention output in s->y (the caller adds it to s->x).
@@ -1134,10 +1137,11 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     const int D = c->hidden_size, H = c->num_heads, C = c->kv_lora_rank, Dr = c->qk_rope_head_dim;
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
 
-    // Three lines that overlap where the backend can (branch): the new latents and rotated keys
-    // (side line 1) and the indexer's selection (side line 2) while the main line makes the queries.
-    // New latents and rotated keys go into the cache rows of their positions before anything reads
-    // the cache (the join below): a token attends to itself and to the earlier tokens of its chunk.
+    // Four lines that overlap where the backend can (branch): the new latents and rotated keys (side
+    // line 1), the indexer's keys and head weights (line 3) and its queries and selection (line 2)
+    // while the main line makes the queries. New latents and rotated keys go into the cache rows of
+    // their positions before anything reads the cache (the join below, and line 2's wait for line 3):
+    // a token attends to itself and to the earlier tokens of its chunk.
     branch(be, 1);
     be->matmul(be, s->kv, C + Dr, s->xn, D, T, &L->kv_a);
     norm_rope_cache(be, c, s->kv, C + Dr, T, C, &L->kv_a_norm, NULL, c->rms_norm_eps, C, s->pos, bc->latent[l], C,
@@ -1145,7 +1149,7 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     branch(be, 0);
     const int Hi = c->index_n_heads, Di = c->index_head_dim;
     if (L->has_indexer) {  // the indexer's keys and head weights need only xn: they start with the latents
-        branch(be, 2);
+        branch(be, 3);
         be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
         norm_rope_cache(be, c, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f, 0, s->pos,
                         bc->index_k[l], Di, NULL, Di, &bc->map);
@@ -1155,10 +1159,11 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
 
     be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
     be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
-    if (L->has_indexer) {  // its queries need the normalized q_a: line 2 again, forked from this point
+    if (L->has_indexer) {  // its queries need the normalized q_a (forked from here), the selection line 3
         branch(be, 2);
         be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+        branch_wait(be, 3);
         be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, bc->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
         branch(be, 0);
@@ -1213,38 +1218,63 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
     if (m->tp_size > 1) be->all_reduce_sum(be, s->y, (size_t)T * D);
 }
 
-// The layer stack of a forward: every decoder layer, or the MTP layer as layer mtp_layer (>= 0); the
-// last block's output is added to s->x at the end.
-static void layer_stack(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer) {
+// Layers [first, end) of the layer stack of a forward, or the MTP layer as layer mtp_layer (>= 0): the
+// output of the block before `first` is still in s->y; the last block's output is added to s->x at the
+// end of the stack.
+static void layer_range(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer, int first, int end) {
     const glm_layer *last = NULL;
     if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, NULL, T, s), last = &m->mtp;
     else
-        for (int l = 0; l < m->cfg.num_layers; last = &m->layers[l++])
-            decoder_layer(m, bc, l, &m->layers[l], last, T, s);
+        for (int l = first; l < end; l++) {
+            decoder_layer(m, bc, l, &m->layers[l], l ? &m->layers[l - 1] : NULL, T, s);
+            last = end == m->cfg.num_layers ? &m->layers[l] : NULL;
+        }
     if (last)
         residual_norm(m->be, s->x, s->y, leaves_y2(m, last) ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0);
 }
 
-// The layer stack, recorded and replayed by the backend when the batch uses the forward cache: the
-// key holds everything the ops' arguments depend on beyond the model's weights and the cache.
+// Replayed layer stacks are launched in pieces of 1, 2, 4, ... layers (at most GRAPH_PIECE_MAX): the
+// host spends about a microsecond per kernel launching a graph and the GPU starts it only once it is
+// all submitted, so the first piece is small and the host submits the rest while the GPU runs.
+// GLINT_GRAPH_PIECES=0: the whole stack as one graph.
+enum { GRAPH_PIECE_MAX = 16 };
+static int graph_pieces_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("GLINT_GRAPH_PIECES");
+        on = !(v && strcmp(v, "0") == 0);
+    }
+    return on;
+}
+
+// The layer stack, recorded and replayed by the backend when the batch uses the forward cache: each
+// piece's key holds everything its ops' arguments depend on beyond the model's weights and the cache.
 static void run_layers(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer) {
     glint_backend *be = m->be;
+    const int n_layers = mtp_layer >= 0 ? 1 : m->cfg.num_layers;
     if (!bc->cached) {
-        layer_stack(m, bc, T, s, mtp_layer);
+        layer_range(m, bc, T, s, mtp_layer, 0, n_layers);
         return;
     }
-    uint64_t key = key_mix(bc->cached->id, (uint64_t)T);
-    key = key_mix(key, (uint64_t)(uint32_t)mtp_layer);
-    key = key_mix(key, (uint64_t)bc->map.pages_stride << 32 | (uint32_t)bc->map.page_size);
-    key = key_mix(key, (uint64_t)bc->map.max_position);
-    key = key_mix(key, (uint64_t)(uintptr_t)bc->tables);
-    for (int l = mtp_layer >= 0 ? mtp_layer : 0; l < (mtp_layer >= 0 ? mtp_layer + 1 : m->cfg.num_layers); l++) {
-        key = key_mix(key, (uint64_t)(uintptr_t)bc->latent[l]);
-        key = key_mix(key, (uint64_t)(uintptr_t)bc->kpe[l]);
-        key = key_mix(key, (uint64_t)(uintptr_t)bc->index_k[l]);
+    uint64_t common = key_mix(bc->cached->id, (uint64_t)T);
+    common = key_mix(common, (uint64_t)(uint32_t)mtp_layer);
+    common = key_mix(common, (uint64_t)bc->map.pages_stride << 32 | (uint32_t)bc->map.page_size);
+    common = key_mix(common, (uint64_t)bc->map.max_position);
+    common = key_mix(common, (uint64_t)(uintptr_t)bc->tables);
+    for (int first = 0, size = 1, end; first < n_layers; first = end) {
+        end = graph_pieces_on() ? first + size : n_layers;
+        end = end < n_layers ? end : n_layers;
+        size = size < GRAPH_PIECE_MAX ? 2 * size : size;
+        uint64_t key = key_mix(common, (uint64_t)first << 32 | (uint32_t)end);
+        for (int i = first; i < end; i++) {
+            const int l = mtp_layer >= 0 ? mtp_layer : i;
+            key = key_mix(key, (uint64_t)(uintptr_t)bc->latent[l]);
+            key = key_mix(key, (uint64_t)(uintptr_t)bc->kpe[l]);
+            key = key_mix(key, (uint64_t)(uintptr_t)bc->index_k[l]);
+        }
+        if (!be->graph_begin(be, key)) layer_range(m, bc, T, s, mtp_layer, first, end);
+        if (be->graph_end(be)) layer_range(m, bc, T, s, mtp_layer, first, end);  // recording failed: nothing ran
     }
-    if (!be->graph_begin(be, key)) layer_stack(m, bc, T, s, mtp_layer);
-    if (be->graph_end(be)) layer_stack(m, bc, T, s, mtp_layer);  // recording failed: nothing ran
 }
 
 static void end_forward(glint_backend *be, scratch *s, batch_caches *bc) {

@@ -1039,6 +1039,36 @@ static void test_sample(void) {
     }
 }
 
+// Side lines: a line that waits for another (branch_wait) sees what that line wrote. Line 3 makes y
+// with a ~100 MB matmul while line 2, told to wait for it, copies y; without the wait the copy would
+// run at once and read the poison.
+static void test_branch_wait(void) {
+    printf("branch_wait\n");
+    const int64_t N = 6144, K = 8192;
+    test_weight w = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, N, K, 0);
+    float *x = rand_floats((size_t)K, 1.0f), *ref = malloc(sizeof(float) * N);
+    cpu->matmul(cpu, ref, (int)N, x, (int)K, 1, &w.host);
+    float *dx = to_device(x, sizeof(float) * K), *dy = to_device(NULL, sizeof(float) * N);
+    float *dz = to_device(NULL, sizeof(float) * N);
+    poison(dy, (size_t)N), poison(dz, (size_t)N);
+    gpu->branch(gpu, 3);
+    gpu->matmul(gpu, dy, (int)N, dx, (int)K, 1, &w.dev);
+    gpu->branch(gpu, 2);
+    gpu->branch_wait(gpu, 3);
+    gpu->copy_rows(gpu, dz, (int)N, dy, (int)N, 1, (int)N);
+    gpu->branch(gpu, 0);
+    gpu->join(gpu);
+    float *got = from_device(dz, (size_t)N);
+    check("line 2 copies what line 3 made (branch_wait)", got, ref, (size_t)N);
+    // a line with nothing to wait for is an error, not a silent no-op
+    gpu->branch_wait(gpu, 1);
+    expect(strstr(glint_last_error(), "side line 1") != NULL, "branch_wait on a line with no work: error");
+    free(from_device(dz, 1));  // the failed op's step ends here (its download is NaN)
+    gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dz);
+    free_host_weight(&w.host, 0);
+    free(x), free(ref), free(got);
+}
+
 int main(int argc, char **argv) {
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
     cpu = glint_backend_cpu(0);
@@ -1061,6 +1091,7 @@ int main(int argc, char **argv) {
     test_indexer(quick);
     test_mla(quick);
     test_moe(quick);
+    test_branch_wait();
     test_errors();
     printf("%d of %d checks failed; worst passing error %.2e (all but T > 64), %.2e (T > 64 matmul / MoE)\n",
            failures, checks, worst_error, worst_tc_error);

@@ -797,9 +797,17 @@ __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, fl
     const float *row = logits + (size_t)blockIdx.x * n;
     float bv = 0.0f;
     int bi = -1;  // no value yet
-    for (int i = threadIdx.x; i < n; i += ARGMAX_THREADS) {
-        const float v = row[i];
-        if (!isnan(v) && (bi < 0 || v > bv)) bv = v, bi = i;  // ascending i: ties keep the first
+    enum { UNROLL = 8 };  // loads in flight per thread (one row is a long latency-bound walk)
+    for (int base = threadIdx.x; base < n; base += UNROLL * ARGMAX_THREADS) {
+        float v[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            const int i = base + u * ARGMAX_THREADS;
+            v[u] = i < n ? row[i] : NAN;
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)  // ascending i per thread: ties keep the first
+            if (!isnan(v[u]) && (bi < 0 || v[u] > bv)) bv = v[u], bi = base + u * ARGMAX_THREADS;
     }
     // (value, index) pairs: a valid one beats none; larger value; equal values: lower index
     auto better = [](float v, int i, float w, int j) { return j < 0 || (i >= 0 && (v > w || (v == w && i < j))); };
@@ -1036,7 +1044,7 @@ static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, in
 // DSA indexer: scores, then a radix top-k per query with the CPU's total order (higher score
 // first, then lower position).
 
-enum { IDX_KEYS = 32, IDX_TILES = 4, IDX_THREADS = 256, IDX_GROUPS = IDX_THREADS / IDX_KEYS };
+enum { IDX_KEYS = 32, IDX_TILES = 4, IDX_THREADS = 256, IDX_GROUPS = IDX_THREADS / IDX_KEYS, IDX_HEADS = 4 };
 
 // scores[s, t] for keys t of IDX_TILES 32-key tiles (q staged once per block); grid (tile groups,
 // queries). Shared: q [Hi·Di], keys [32][Di+4] (VEC4; else Di+1: padded against bank conflicts),
@@ -1077,19 +1085,33 @@ __global__ void __launch_bounds__(IDX_THREADS)
         __syncthreads();
         const float *kr = ks + key * ks_stride;
         float total = 0.0f;
-        for (int h = group; h < n_heads; h += IDX_GROUPS) {
-            const float *qh = qs + h * head_dim;
-            float dot = 0.0f;
+        // IDX_HEADS heads per pass (group, group + 8, ...): each key element read from shared memory
+        // serves them all. Shared-memory bandwidth bounds this kernel: when it starts while another
+        // kernel holds most SMs, its blocks pile up on the few free ones.
+        for (int h0 = group; h0 < n_heads; h0 += IDX_HEADS * IDX_GROUPS) {
+            float dot[IDX_HEADS] = {};
             if (VEC4) {  // 16-byte shared loads: q broadcast, keys conflict-free with the +4 padding
                 for (int d4 = 0; d4 < D4; d4++) {
-                    const float4 a = ((const float4 *)qh)[d4], b = ((const float4 *)kr)[d4];
-                    dot += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+                    const float4 b = ((const float4 *)kr)[d4];
+#pragma unroll
+                    for (int j = 0; j < IDX_HEADS; j++)
+                        if (h0 + j * IDX_GROUPS < n_heads) {
+                            const float4 a = ((const float4 *)(qs + (h0 + j * IDX_GROUPS) * head_dim))[d4];
+                            dot[j] += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+                        }
                 }
             } else {
-                for (int d = 0; d < head_dim; d++) dot += qh[d] * kr[d];
+                for (int d = 0; d < head_dim; d++)
+#pragma unroll
+                    for (int j = 0; j < IDX_HEADS; j++)
+                        if (h0 + j * IDX_GROUPS < n_heads) dot[j] += qs[(h0 + j * IDX_GROUPS) * head_dim + d] * kr[d];
             }
-            dot *= scale;
-            total += ws[h] * (dot > 0.0f ? dot : 0.0f);
+#pragma unroll
+            for (int j = 0; j < IDX_HEADS; j++)  // heads in ascending order, as one at a time
+                if (h0 + j * IDX_GROUPS < n_heads) {
+                    const float dot_j = dot[j] * scale;
+                    total += ws[h0 + j * IDX_GROUPS] * (dot_j > 0.0f ? dot_j : 0.0f);
+                }
         }
         part[group * IDX_KEYS + key] = total;
         __syncthreads();
@@ -1506,26 +1528,33 @@ enum { ABSORB4_COLS = 64, ABSORB4_SPLIT = 8, ABSORB4_TOKENS = 4, ABSORB4_UNROLL 
 __global__ void __launch_bounds__(ABSORB4_COLS * ABSORB4_SPLIT)
     absorb_q_bf16_kernel(float *q_lat, const float *q, int T, int H, int q_head_stride, int Dn, int Dv, int C,
                          const uint16_t *kv_b) {
-    chain_wait();
     __shared__ float qn[ABSORB4_TOKENS * 256];  // [token][Dn]
     __shared__ float4 partial[ABSORB4_SPLIT][ABSORB4_TOKENS][ABSORB4_COLS];
     const int h = blockIdx.y, t0 = blockIdx.z * ABSORB4_TOKENS, nt = min(ABSORB4_TOKENS, T - t0);
     const int c = (blockIdx.x * ABSORB4_COLS + threadIdx.x) * 4;
+    const uint16_t *col = kv_b + (size_t)h * (Dn + Dv) * C + c;
+    // rows j = threadIdx.y + u·SPLIT: ABSORB4_UNROLL weight loads in flight (all of a 192-row head).
+    // The first rows' loads go out before the wait for q: no kernel writes the weights.
+    uint2 w[ABSORB4_UNROLL];
+#pragma unroll
+    for (int u = 0; u < ABSORB4_UNROLL; u++) {
+        const int j = threadIdx.y + u * ABSORB4_SPLIT;
+        w[u] = j < Dn && c < C ? __ldg((const uint2 *)(col + (size_t)j * C)) : make_uint2(0, 0);
+    }
+    chain_wait();
     stage_rows(qn, q + ((size_t)t0 * H + h) * q_head_stride, nt, ABSORB4_TOKENS, Dn, (size_t)H * q_head_stride);
     __syncthreads();
     float4 acc[ABSORB4_TOKENS];
 #pragma unroll
     for (int t = 0; t < ABSORB4_TOKENS; t++) acc[t] = make_float4(0, 0, 0, 0);
     if (c < C) {
-        const uint16_t *col = kv_b + (size_t)h * (Dn + Dv) * C + c;
-        // rows j = threadIdx.y + u·SPLIT: ABSORB4_UNROLL weight loads in flight (all of a 192-row head)
         for (int j0 = threadIdx.y; j0 < Dn; j0 += ABSORB4_UNROLL * ABSORB4_SPLIT) {
-            uint2 w[ABSORB4_UNROLL];
+            if (j0 != threadIdx.y)
 #pragma unroll
-            for (int u = 0; u < ABSORB4_UNROLL; u++) {
-                const int j = j0 + u * ABSORB4_SPLIT;
-                w[u] = j < Dn ? __ldg((const uint2 *)(col + (size_t)j * C)) : make_uint2(0, 0);
-            }
+                for (int u = 0; u < ABSORB4_UNROLL; u++) {
+                    const int j = j0 + u * ABSORB4_SPLIT;
+                    w[u] = j < Dn ? __ldg((const uint2 *)(col + (size_t)j * C)) : make_uint2(0, 0);
+                }
 #pragma unroll
             for (int u = 0; u < ABSORB4_UNROLL; u++) {
                 const int j = j0 + u * ABSORB4_SPLIT;
@@ -2310,7 +2339,7 @@ static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T
 
 // The graphs are per device: each rank's thread captures and replays its own.
 
-enum { GRAPH_SLOTS = 256 };
+enum { GRAPH_SLOTS = 1024 };  // keys: batch sizes x context buckets x pieces of the layer stack
 enum { G_NONE, G_EAGER_FIRST, G_CAPTURE, G_REPLAY };
 struct graph_entry {
     uint64_t key;
@@ -2384,6 +2413,15 @@ static int cuda_graph_begin(glint_backend *be, uint64_t key) {
 
 static void cuda_join(glint_backend *be);
 
+// A replayed graph runs every node at the priority of the stream it is launched into unless told to
+// keep the priorities its kernels were captured with: the side lines' (highest, cuda_branch) carry the
+// latency-bound chains (indexer selection, routing) that the main line's wide GEMVs would otherwise
+// hold back. GLINT_CUDA_NODE_PRIORITY=0 replays at one priority.
+static unsigned long long graph_flags(void) {
+    static const int use = glint_cuda_switch("GLINT_CUDA_NODE_PRIORITY", 1);
+    return use ? cudaGraphInstantiateFlagUseNodePriority : 0;
+}
+
 static int cuda_graph_end(glint_backend *be) {
     cuda_join(be);  // a capture must end with every side stream joined (the model joins first anyway)
     glint_cuda_device_state &dev = glint_cuda_dev();
@@ -2408,7 +2446,8 @@ static int cuda_graph_end(glint_backend *be) {
     cudaGraphExec_t exec = NULL;
     if (err == cudaSuccess && graph && dev.buffer_epoch == graph_step.epoch &&
         dev.uncapturable == graph_step.uncapturable && !dev.op_failed &&
-        cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && cudaGraphLaunch(exec, dev.stream) == cudaSuccess) {
+        cudaGraphInstantiate(&exec, graph, graph_flags()) == cudaSuccess &&
+        cudaGraphLaunch(exec, dev.stream) == cudaSuccess) {
         cudaGraphDestroy(graph);
         e->exec = exec, e->state = 1, e->epoch = dev.buffer_epoch;
         return 0;
@@ -2456,6 +2495,19 @@ static void cuda_branch(glint_backend *be, int k) {
     cudaStreamWaitEvent(dev.side[k - 1], dev.fork_event[k - 1], 0);
     glint_cuda_thread_branch = k;
     glint_cuda_check("branch");
+}
+
+static void cuda_branch_wait(glint_backend *be, int k) {
+    (void)cuda_of(be);
+    glint_cuda_device_state &dev = glint_cuda_dev();
+    if (k < 1 || k > GLINT_CUDA_BRANCHES || !dev.side[k - 1] || !(dev.pending_joins & (1u << (k - 1)))) {
+        glint_set_error("CUDA branch_wait: side line %d has no work to wait for", k);
+        dev.op_failed = 1;
+        return;
+    }
+    if (k == glint_cuda_thread_branch) return;  // in order already
+    cudaStreamWaitEvent(glint_cuda_stream(), dev.join_event[k - 1], 0);
+    glint_cuda_check("branch_wait");
 }
 
 static void cuda_join(glint_backend *be) {
@@ -2531,6 +2583,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     if (glint_cuda_switch("GLINT_CUDA_BRANCHES", 1)) {  // 0: every op on the one stream
         be->branch = cuda_branch;
         be->join = cuda_join;
+        be->branch_wait = cuda_branch_wait;
     }
     if (glint_cuda_switch("GLINT_CUDA_GRAPHS", 1)) {  // 0: every op launched every step
         be->graph_begin = cuda_graph_begin;
