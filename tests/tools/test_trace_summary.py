@@ -2,7 +2,8 @@
 """tools/cuda/trace_summary.py on a made-up kernel timeline whose answer is known: the decode step's
 graph is picked over a smaller one and over kernels outside graphs, replays are split where a graph
 node comes back, each instant is split among the kernels running then, the time between replays is
-told apart from the replays, and the host's calls between the last two are listed."""
+told apart from the replays, the host's calls between the last two are listed, and a step replayed as
+several graphs in turn is summarized as one."""
 import os
 import subprocess
 import sys
@@ -64,6 +65,25 @@ def main():
     else:
         failed_extra = []
     failed = [w for w in want if w not in text] + failed_extra
+    # A step replayed in two pieces (graphs 21 then 22, 100 us apart), beside a graph replayed as often
+    # but later (not interleaved with them: left out).
+    lines = []
+    for rep in range(3):
+        t = 1000 + 100 * rep
+        lines += [row("_Z6a_kernv", 13, t, t + 10, 21, 1), row("_Z6b_kernv", 13, t + 10, t + 20, 21, 2),
+                  row("_Z6c_kernv", 13, t + 25, t + 40, 22, 3)]                 # idle 20-25
+        lines.append(row("_Z6d_kernv", 13, 9000 + 10 * rep, 9001 + 10 * rep, 23, 4))
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write(HEADER + "".join(lines))
+    out = subprocess.run([sys.executable, SCRIPT, f.name, "--replays", "2"], capture_output=True, text=True)
+    os.unlink(f.name)
+    print(out.stdout, out.stderr)
+    failed += [w for w in ["graphs 21, 22 replayed in turn: 3 kernels per replay of all, 2 replays summarized",
+                           "per replay: wall 40.0 us, no kernel running 5.0 us (12.5%)",
+                           "c_kern                                1         15.0         15.0   37.5%"]
+               if w not in out.stdout]
+    if "d_kern" in out.stdout:
+        failed.append("a graph not replayed in turn with the step was counted in it")
     for w in failed:
         print("FAIL: missing %r" % w)
     if out.returncode or failed:

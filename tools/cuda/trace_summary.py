@@ -3,11 +3,13 @@
   GLINT_CUDA_KERNEL_TRACE=FILE.csv glint bench --synthetic ... --backend cuda
 (src/backend/cuda/cuda_trace.cu: CUPTI records of every kernel, graph replays and side streams included).
 
-The step is the CUDA graph replayed most often with the most kernels; its last --replays N replays are
-summarized: wall time per replay, time with no kernel running, and per kernel name the calls, the time
-the kernels ran (end - start) and their share of the wall time, each instant split evenly among the
-kernels running then (so overlapped kernels share, and the shares plus the idle time add up to the
-wall time), and per stream the time it had a kernel running. Between consecutive replays: the step
+The step is the CUDA graph with the most kernels among those replayed at least twice, together with
+the graphs replayed in turn with it as often (glint replays a decode step's layer stack in pieces);
+its last --replays N replays are summarized: wall time per replay (the first kernel of the step's
+graphs to the last), time with no kernel running, and per kernel name the calls, the time the kernels
+ran (end - start) and their share of the wall time, each instant split evenly among the kernels
+running then (so overlapped kernels share, and the shares plus the idle time add up to the wall
+time), and per stream the time it had a kernel running. Between consecutive replays: the step
 (one replay's start to the next's), and the kernels that ran outside any graph then. --timeline prints
 the last replay kernel by kernel (start offset, duration, stream); --host prints, from FILE.csv.host.csv
 (the same run's CUDA runtime calls on the host, copies and memsets), everything between the last two
@@ -56,6 +58,23 @@ def replays_of(rows):
             reps[-1].append(r)
         out[g] = reps
     return out
+
+
+def step_replays(graphs, g):
+    """(graph ids, [replay: kernel rows in start order]): graph g's replays joined with those of the graphs
+    replayed in turn with it (as many replays, interleaved one each per replay of g); g's alone when the
+    others do not interleave that way."""
+    count = len(graphs[g])
+    first, last = graphs[g][0][0]["start"], max(r["end"] for r in graphs[g][-1])
+    group = [h for h, reps in graphs.items()
+             if len(reps) == count and reps[0][0]["start"] <= last and max(r["end"] for r in reps[-1]) >= first]
+    if len(group) > 1:
+        order = sorted(((rep[0]["start"], h, i) for h in group for i, rep in enumerate(graphs[h])))
+        turns = [[h for _, h, _ in order[k:k + len(group)]] for k in range(0, len(order), len(group))]
+        if all(t == turns[0] for t in turns):
+            steps = [sorted((r for h in group for r in graphs[h][k]), key=lambda r: r["start"]) for k in range(count)]
+            return turns[0], steps
+    return [g], graphs[g]
 
 
 def attribute(replay):
@@ -131,10 +150,15 @@ def main():
     graphs = replays_of(rows)
     if not graphs:
         sys.exit("no kernels from CUDA graphs in %s (was the step captured?)" % sys.argv[1])
-    g, reps = max(graphs.items(), key=lambda kv: (len(kv[1]) >= 2, max(len(r) for r in kv[1])))
+    g = max(graphs, key=lambda h: (len(graphs[h]) >= 2, max(len(r) for r in graphs[h])))
+    ids, reps = step_replays(graphs, g)
     size = max(len(r) for r in reps)
     reps = [r for r in reps if len(r) == size][-n_last:]
-    print("graph %d: %d kernels per replay, %d replays summarized" % (g, size, len(reps)))
+    if len(ids) == 1:
+        print("graph %d: %d kernels per replay, %d replays summarized" % (g, size, len(reps)))
+    else:
+        print("graphs %s replayed in turn: %d kernels per replay of all, %d replays summarized" %
+              (", ".join(str(h) for h in ids), size, len(reps)))
     wall = idle = 0.0
     share, alone, calls, stream_busy = defaultdict(float), defaultdict(float), defaultdict(int), defaultdict(float)
     for rep in reps:
