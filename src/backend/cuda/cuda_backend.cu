@@ -793,57 +793,92 @@ static void cuda_norm_rope_cache(glint_backend *be, float *x, int x_stride, int 
 // copied to the host. glint_argmax's rule in parallel: v[0] NaN -> 0; otherwise the first index of
 // the largest non-NaN value.
 
-enum { ARGMAX_THREADS = 1024 };
-__global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(int32_t *ids, float *values, const float *logits, int n) {
+enum { ARGMAX_THREADS = 256, ARGMAX_PARTS = 64 };
+
+// (value, index) pairs: a valid one beats none; larger value; equal values: lower index
+__device__ __forceinline__ bool argmax_better(float v, int i, float w, int j) {
+    return j < 0 || (i >= 0 && (v > w || (v == w && i < j)));
+}
+
+// The warp's best pair, in every lane.
+__device__ __forceinline__ void argmax_warp(float &bv, int &bi) {
+    for (int o = 16; o; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (argmax_better(ov, oi, bv, bi)) bv = ov, bi = oi;
+    }
+}
+
+// Pass 1, grid (ARGMAX_PARTS, rows): block p's best pair over part p of its row (ARGMAX_PARTS
+// contiguous parts: one block walking a 154,880-logit row takes ~16 us of round trips).
+__global__ void __launch_bounds__(ARGMAX_THREADS)
+    argmax_part_kernel(float *part_v, int *part_i, const float *logits, int n) {
     chain_wait();
     __shared__ float best_v[ARGMAX_THREADS / 32];
     __shared__ int best_i[ARGMAX_THREADS / 32];
-    const float *row = logits + (size_t)blockIdx.x * n;
+    const float *row = logits + (size_t)blockIdx.y * n;
+    const int chunk = (n + ARGMAX_PARTS - 1) / ARGMAX_PARTS, begin = (int)blockIdx.x * chunk;
+    const int end = min(n, begin + chunk);
     float bv = 0.0f;
-    int bi = -1;  // no value yet
-    enum { UNROLL = 8 };  // loads in flight per thread (one row is a long latency-bound walk)
-    for (int base = threadIdx.x; base < n; base += UNROLL * ARGMAX_THREADS) {
+    int bi = -1;          // no value yet
+    enum { UNROLL = 4 };  // loads in flight per thread
+    for (int base = begin + threadIdx.x; base < end; base += UNROLL * ARGMAX_THREADS) {
         float v[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
             const int i = base + u * ARGMAX_THREADS;
-            v[u] = i < n ? row[i] : NAN;
+            v[u] = i < end ? row[i] : NAN;
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; u++)  // ascending i per thread: ties keep the first
             if (!isnan(v[u]) && (bi < 0 || v[u] > bv)) bv = v[u], bi = base + u * ARGMAX_THREADS;
     }
-    // (value, index) pairs: a valid one beats none; larger value; equal values: lower index
-    auto better = [](float v, int i, float w, int j) { return j < 0 || (i >= 0 && (v > w || (v == w && i < j))); };
-    for (int o = 16; o; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
-    }
+    argmax_warp(bv, bi);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (lane == 0) best_v[warp] = bv, best_i[warp] = bi;
     __syncthreads();
     if (warp) return;
-    bv = best_v[lane], bi = best_i[lane];
-    for (int o = 16; o; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (better(ov, oi, bv, bi)) bv = ov, bi = oi;
-    }
+    bv = lane < ARGMAX_THREADS / 32 ? best_v[lane] : 0.0f;
+    bi = lane < ARGMAX_THREADS / 32 ? best_i[lane] : -1;
+    argmax_warp(bv, bi);
     if (lane == 0) {
+        const size_t at = (size_t)blockIdx.y * ARGMAX_PARTS + blockIdx.x;
+        part_v[at] = bv, part_i[at] = bi;
+    }
+}
+
+// Pass 2, a warp per row: the best of the parts' pairs, then glint_argmax's NaN rule.
+__global__ void __launch_bounds__(32) argmax_final_kernel(int32_t *ids, float *values, const float *part_v,
+                                                           const int *part_i, const float *logits, int n) {
+    chain_wait();
+    const int r = blockIdx.x, lane = threadIdx.x;
+    float bv = 0.0f;
+    int bi = -1;
+    for (int p = lane; p < ARGMAX_PARTS; p += 32) {
+        const size_t at = (size_t)r * ARGMAX_PARTS + p;
+        if (argmax_better(part_v[at], part_i[at], bv, bi)) bv = part_v[at], bi = part_i[at];
+    }
+    argmax_warp(bv, bi);
+    if (lane == 0) {
+        const float *row = logits + (size_t)r * n;
         const int id = isnan(row[0]) || bi < 0 ? 0 : bi;
-        ids[blockIdx.x] = id, values[blockIdx.x] = row[id];
+        ids[r] = id, values[r] = row[id];
     }
 }
 
 static void cuda_argmax(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n) {
     if (rows <= 0) return;
-    // [rows] ids, then [rows] values: one copy back
-    int32_t *dev = (int32_t *)scratch(be, SCR_ARGMAX, 2 * sizeof(int32_t) * (size_t)rows);
+    // [rows] ids, then [rows] values (one copy back), then the parts' values and indices [rows, PARTS] each
+    const size_t n_parts = (size_t)rows * ARGMAX_PARTS;
+    int32_t *dev = (int32_t *)scratch(be, SCR_ARGMAX, sizeof(int32_t) * (2 * (size_t)rows + 2 * n_parts));
     int32_t *host = (int32_t *)malloc(2 * sizeof(int32_t) * (size_t)rows);
     int ok = dev && host && n > 0;
     if (ok) {
-        launch_chained(argmax_kernel, rows, ARGMAX_THREADS, 0, dev, (float *)(dev + rows), logits, n);
+        float *part_v = (float *)(dev + 2 * rows);
+        int *part_i = (int *)(part_v + n_parts);
+        launch_chained(argmax_part_kernel, dim3(ARGMAX_PARTS, (unsigned)rows), ARGMAX_THREADS, 0, part_v, part_i,
+            logits, n);
+        launch_chained(argmax_final_kernel, rows, 32, 0, dev, (float *)(dev + rows), part_v, part_i, logits, n);
         ok = !glint_cuda_check("argmax") &&
              cudaMemcpyAsync(host, dev, 2 * sizeof(int32_t) * (size_t)rows, cudaMemcpyDeviceToHost,
                              glint_cuda_stream()) == cudaSuccess &&
