@@ -1239,7 +1239,7 @@ static void layer_range(glint_model *m, const batch_caches *bc, int T, scratch *
 // GLINT_GRAPH_PIECES=0: the whole stack as one graph.
 enum { GRAPH_PIECE_MAX = 16 };
 static int graph_pieces_on(void) {
-    static int on = -1;
+    static _Atomic int on = -1;  // tensor-parallel ranks ask at once
     if (on < 0) {
         const char *v = getenv("GLINT_GRAPH_PIECES");
         on = !(v && strcmp(v, "0") == 0);
