@@ -54,6 +54,15 @@ with tempfile.TemporaryDirectory() as tmp:
 rc, out, err = run("generate", "-m", FSF, "--ids", prompt, "-n", "24", "--temperature", "0")
 report("generate greedy == transformers", rc == 0 and out.split() == [str(i) for i in ref["greedy_ids"]],
        f"{rc} {out!r} {err!r}")
+# --- bench on a checkpoint: a decode row per context (greedy steps, the argmax where the logits are),
+# each with its rate and its % of the bandwidth measured in the same run; bad contexts refused
+rc, out, err = run("bench", "-m", FSF, "--ctx", "8,40")
+rows = [l.split() for l in out.splitlines() if l.split()[:1] in (["8"], ["40"])]
+ok = rc == 0 and len(rows) == 2 and all(float(r[1]) > 0 and r[5].endswith("%") and float(r[5][:-1]) > 0 for r in rows)
+report("bench: a decode row per context", ok, f"{rc} {out!r} {err!r}")
+expect_error("bench: context 0 refused", ("bench", "-m", FSF, "--ctx", "0"), "bad --ctx entry at '0'", status=2)
+expect_error("bench: a non-number context refused", ("bench", "-m", FSF, "--ctx", "8,abc"), "bad --ctx entry at 'abc'",
+             status=2)
 # sampling with a seed is reproducible
 a = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
 b = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
