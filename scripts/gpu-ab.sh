@@ -2,9 +2,8 @@
 # Decode A/B on one GPU machine, as bench/RESULTS.md's session-5 comparisons were made: a base tree
 # and this tree built side by side, `glint bench` alternated (base, this, base, this) in one call, so
 # both see the same card, clocks and copy bandwidth.
-#   here:   rm -rf .base_src && mkdir .base_src && git archive BASE_COMMIT | tar -x -C .base_src &&
-#           rm -rf .base_src/models .base_src/tests/fixtures && mkdir .base_src/tests/fixtures
-#           (git-ignored: carry it to the GPU machine; the fixtures are not needed to build glint)
+#   here:   scripts/gpu-base.sh BASE_COMMIT [PATCH...]   (makes .base_src and builds it here first;
+#           git-ignored: carry it to the GPU machine)
 #   there:  scripts/gpu-test.sh build && scripts/gpu-ab.sh .base_src [CTX]   (CTX default 256,4096,131072)
 # The env variable switches of the CUDA backend (GLINT_CUDA_BRANCHES, GLINT_CUDA_ATTEND_TC, ...) are
 # compared the same way with one build: run `glint bench` with the switch 0 and 1 alternately.

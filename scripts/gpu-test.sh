@@ -15,6 +15,8 @@
 # (carry .whl, where scripts/gpu-deps.sh download puts the nvidia-modelopt wheel).
 # The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
 # carried along) is unpacked into /tmp/deps and CMake is pointed at it.
+# PACK=1: at the end every file in $OUT but summary.txt goes into $OUT/logs.tgz (the device tool brings
+# back only a few files per call).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
@@ -194,4 +196,7 @@ if want bench; then
     cat "$OUT/bench.log" | grep -v "^bench: making" | tee -a "$OUT/summary.txt"
 fi
 cat "$OUT/summary.txt"
+if [ -n "${PACK:-}" ]; then
+    (cd "$OUT" && find . -type f ! -name summary.txt ! -name logs.tgz -print0 | tar czf logs.tgz --null -T - --remove-files)
+fi
 exit $status
