@@ -76,10 +76,10 @@ static void checked_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_s
                                    const float *k_pool, int T, const int32_t *pos, const glint_cache_map *map,
                                    int n_heads, int head_dim, int topk, float scale, float weight_scale) {
     selections++;
-    if (k_pool != index_key_pool) return plain.indexer_select(be, sel, n_sel, q, w, k_pool, T, pos, map, n_heads,
-                                                              head_dim, topk, scale, weight_scale);
-    checked_selections++;
-    if (index_key_line != line && index_key_line != 0 && !(index_key_seen_by & (1u << line))) unseen_selections++;
+    if (k_pool == index_key_pool) {
+        checked_selections++;
+        if (index_key_line != line && index_key_line != 0 && !(index_key_seen_by & (1u << line))) unseen_selections++;
+    }
     plain.indexer_select(be, sel, n_sel, q, w, k_pool, T, pos, map, n_heads, head_dim, topk, scale, weight_scale);
 }
 
