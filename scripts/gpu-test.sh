@@ -9,14 +9,15 @@
 # glint serve on them; tpbench: the NVFP4 preset, 12 layers on one GPU and TP_LAYERS (12 per GPU) split over all of them;
 # engine: the server engine on CUDA (batched decode, MTP speculation, retraction: tokens identical to
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
-# trace (not in the default list): where a decode step's time goes in the replayed graph, side streams
-# included (GLINT_CUDA_KERNEL_TRACE: CUPTI's kernel records; tools/cuda/trace_summary.py);
+# trace (not in the default list): where a decode step's time goes in the replayed graphs, side streams
+# included, and what the host does between steps (GLINT_CUDA_KERNEL_TRACE: CUPTI's kernel and runtime
+# records; tools/cuda/trace_summary.py);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
 # (carry .whl, where scripts/gpu-deps.sh download puts the nvidia-modelopt wheel).
 # The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
 # carried along) is unpacked into /tmp/deps and CMake is pointed at it.
 # PACK=1: at the end every file in $OUT but summary.txt goes into $OUT/logs.tgz (the device tool brings
-# back only a few files per call).
+# back only a few files per call; not when the build fails: its log's tail is printed instead).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/glint-gpu-out}
@@ -196,7 +197,7 @@ if want bench; then
     cat "$OUT/bench.log" | grep -v "^bench: making" | tee -a "$OUT/summary.txt"
 fi
 cat "$OUT/summary.txt"
-if [ -n "${PACK:-}" ]; then
+if [ "${PACK:-0}" != 0 ]; then
     (cd "$OUT" && find . -type f ! -name summary.txt ! -name logs.tgz -print0 | tar czf logs.tgz --null -T - --remove-files)
 fi
 exit $status
