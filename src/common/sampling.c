@@ -75,7 +75,7 @@ static int32_t *sort_by_prob_desc(glint_sample_scratch *w, int32_t *ids, int n) 
 }
 
 int32_t glint_sample_draw(const glint_sample_params *p, const float *logits, int V, double u, glint_sample_scratch *w) {
-    if (p->temperature < 1e-6f || p->top_k == 1) return glint_argmax(logits, V);
+    if (glint_sample_is_greedy(p)) return glint_argmax(logits, V);
     const float pmax = glint_sample_probs(w->probs, logits, V, p->temperature);
     if (!(pmax > 0.0f)) return glint_argmax(logits, V);  // every logit -inf, or NaN
     // In descending order (ties by id) the tokens are kept while the probability mass before them is
@@ -92,15 +92,14 @@ int32_t glint_sample_draw(const glint_sample_params *p, const float *logits, int
     if (p->top_p >= 1.0f && keep == V && min_keep <= 0.0f) floor = 0.0f;  // every token is kept
     const int32_t *sorted = NULL;
     int n = 0;
-    double kept_mass = 0;
+    double cumulative = 0;  // the kept tokens' probability mass
     for (;;) {
         int candidates = 0;
         for (int t = 0; t < V; t++)
             if (floor <= 0.0f || w->probs[t] >= floor) w->order[candidates++] = t;
         sorted = sort_by_prob_desc(w, w->order, candidates);
-        double cumulative = 0;
         int stopped = 0;
-        n = 0, kept_mass = 0;
+        n = 0, cumulative = 0;
         for (; n < keep; n++) {
             if (n == candidates) break;
             const float pr = w->probs[sorted[n]];
@@ -109,14 +108,13 @@ int32_t glint_sample_draw(const glint_sample_params *p, const float *logits, int
                 break;
             }
             cumulative += pr;
-            kept_mass += pr;
         }
         // at the candidates' end: the next token would be refused by top_k, top_p, or min_p
         if (stopped || n == keep || candidates == V || cumulative > p->top_p || floor <= min_keep) break;
         floor = floor > 1e-30f ? floor * 0x1p-8f : 0.0f;  // 0: every token
     }
-    if (n == 0) n = 1, kept_mass = pmax;
-    const double target = u * kept_mass;
+    if (n == 0) n = 1, cumulative = pmax;
+    const double target = u * cumulative;
     double acc = 0;
     for (int i = 0; i < n; i++) {
         acc += w->probs[sorted[i]];

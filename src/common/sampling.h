@@ -40,6 +40,11 @@ enum { GLINT_SAMPLE_LANES = 1024 };  // partial sums of the softmax denominator 
 #define GLINT_SAMPLE_DIV(a, b) ((a) / (b))
 #endif
 
+// sglang's greedy rules: the argmax, no draw.
+GLINT_SAMPLE_FN int glint_sample_is_greedy(const glint_sample_params *p) {
+    return p->temperature < 1e-6f || p->top_k == 1;
+}
+
 // y · 2^k, correctly rounded (as ldexpf), for y in [0.5, 2) and -160 < k <= 0 without library calls:
 // 2^k from its bits, in two factors when the result is subnormal (one rounding, in the last product).
 GLINT_SAMPLE_FN float glint_sample_pow2_bits(int e) {  // 2^e for -126 <= e <= 127

@@ -45,8 +45,10 @@ glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab) {
     s->vocab = vocab;
     s->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     s->counts = glint_calloc((size_t)vocab, sizeof *s->counts, "sampler counts");
-    s->scratch = glint_sample_scratch_new(vocab);
-    if (!s->counts || !s->scratch) {
+    // a draw's working memory (5 words per token); greedy rules never draw
+    const int draws = !glint_sample_is_greedy(&p->rules);
+    s->scratch = draws ? glint_sample_scratch_new(vocab) : NULL;
+    if (!s->counts || (draws && !s->scratch)) {
         glint_sampler_free(s);
         return NULL;
     }
@@ -75,14 +77,14 @@ static int has_penalties(const glint_sampling_params *p) {
 
 int glint_sampler_is_plain_greedy(const glint_sampler *s) {
     const glint_sampling_params *p = &s->params;
-    return (p->rules.temperature < 1e-6f || p->rules.top_k == 1) && !has_penalties(p);
+    return glint_sample_is_greedy(&p->rules) && !has_penalties(p);
 }
 
 void glint_sampler_record(glint_sampler *s, int32_t id) { s->counts[id]++; }
 
 int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out) {
     const glint_sampling_params *p = &s->params;
-    if (p->rules.temperature < 1e-6f || p->rules.top_k == 1 || has_penalties(p)) return 0;
+    if (glint_sample_is_greedy(&p->rules) || has_penalties(p)) return 0;
     *out = p->rules;
     return 1;
 }
@@ -107,7 +109,7 @@ int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
     const glint_sampling_params *p = &s->params;
     const int V = s->vocab;
     glint_apply_penalties(p, s->counts, logits, V);
-    if (p->rules.temperature < 1e-6f || p->rules.top_k == 1) {
+    if (glint_sample_is_greedy(&p->rules)) {
         const int32_t chosen = glint_argmax(logits, V);
         glint_sampler_record(s, chosen);
         return chosen;

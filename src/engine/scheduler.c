@@ -394,13 +394,13 @@ static void advance_call_state(const glint_gen_request *r, sequence *s, int32_t 
 
 static int emit_token(glint_engine *e, sequence *s, int32_t id, glint_token_out out, int forcing_now);
 
-// logits NULL: the forward already took the token, `chosen` (greedy_ids_only held for this row).
+// chosen >= 0: the token was chosen where the logits are, the argmax (greedy_ids_only: no logits came)
+// or a draw with the sampler's next uniform (drawn_ids_only: logits come only for the rows the backend
+// declines); else the logits decide here.
 static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t chosen) {
     glint_gen_request *r = s->req;
     const int V = e->m->cfg.vocab_size;
     glint_token_out out = {0};
-    // chosen where the logits are: the argmax (greedy: no logits came), or a draw with the sampler's
-    // next uniform (drawn_ids_only; logits came only for the rows the backend declined)
     if (chosen >= 0) {
         if (logits) glint_sampler_take(s->sampler, chosen);
         else glint_sampler_record(s->sampler, chosen);
@@ -580,7 +580,7 @@ static int greedy_ids_only(const sequence *s) {
 // 1 when s's next tokens are draws with *params' rules alone (no penalties) and the model can make
 // them where the logits are: the forward returns ids drawn with s's next uniforms (glint_sampler_peek).
 static int drawn_ids_only(const glint_engine *e, const sequence *s, glint_sample_params *params) {
-    return !e->opt.host_draws && glint_model_can_sample(e->m) && glint_sampler_draw_params(s->sampler, params) &&
+    return glint_model_can_sample(e->m) && glint_sampler_draw_params(s->sampler, params) &&
            raw_logits_decide(s);
 }
 

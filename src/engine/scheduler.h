@@ -109,9 +109,6 @@ typedef struct {
     int prefix_cache;       // 0 disables the prefix cache (--disable-radix-cache)
     int grow_tokens;        // pages reserved at admission beyond the prompt, in tokens (256)
     int speculative;        // MTP speculative decoding (the model must have an MTP layer)
-    // 1: sampled tokens are drawn on the host from downloaded logits even where the model can draw
-    // them beside the logits (glint_model_can_sample); the tokens are the same either way
-    int host_draws;
 } glint_engine_options;
 
 typedef struct {

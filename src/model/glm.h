@@ -3,10 +3,10 @@
 #ifndef GLINT_GLM_H
 #define GLINT_GLM_H
 
-#include "common/sampling.h"
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "common/sampling.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 
