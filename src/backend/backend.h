@@ -239,7 +239,7 @@ glint_backend *glint_backend_cpu(int n_threads);
 // A new CPU backend instance for a tensor-parallel rank, with tp_connect and all_reduce_sum; its holder
 // frees it with release. NULL + error when out of memory.
 glint_backend *glint_backend_cpu_rank(int n_threads);
-enum { GLINT_MAX_ATTENTION_SPLITS = 1024 };  // options.c's message says 1024 too
+enum { GLINT_MAX_ATTENTION_SPLITS = 1024 };
 #ifdef GLINT_HAVE_CUDA
 // The CUDA backend on device `device` (backend/cuda/); NULL with the error set if unavailable. One
 // instance per device. The calling thread is bound to the device: for tensor parallelism each rank's

@@ -203,10 +203,8 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: notice: --pipeline-parallel-size %lld does not apply (glint splits a model "
                         "with --tensor-parallel-size)\n", (long long)pp);
     // Tensor parallelism: rank r on GPU r (CPU ranks share the cores; for testing)
-    if (kv_splits && !want_cuda)
-        fprintf(stderr, "glint serve: notice: --triton-attention-num-kv-splits applies to the CUDA backend's "
-                        "attention; the CPU's has no key split\n");
-    model_options ranks = {.backend = backend, .threads = (int)threads, .kv_splits = (int)kv_splits};
+    if (kv_splits && !want_cuda) kv_splits_notice("serve");
+    model_options ranks = {.backend = backend, .threads = (int)threads};
     ranks.load.tp_size = (int)tp;
     load.tp_size = (int)tp, load.rank_backend = rank_backend, load.rank_backend_ctx = &ranks;
     if (!s.served_model_name) s.served_model_name = s.model_path;

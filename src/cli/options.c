@@ -93,6 +93,7 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
                 return usage_error(cmd, "bad --prefill-chunk '%s'", v);
         }
         else if (!strcmp(a, "--triton-attention-num-kv-splits")) {
+            _Static_assert(GLINT_MAX_ATTENTION_SPLITS == 1024, "the message below names the limit");
             if (glint_parse_int64(v, &n) || n < 1 || n > GLINT_MAX_ATTENTION_SPLITS)
                 return usage_error(cmd, "bad --triton-attention-num-kv-splits '%s' (1 to 1024)", v);
             o->kv_splits = (int)n;
@@ -113,10 +114,13 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
                 cuda_built ? "cpu and cuda are" : "cpu is; cuda needs the CUDA toolkit at build time");
         return 2;
     }
-    if (o->kv_splits && strcmp(o->backend, "cuda"))
-        fprintf(stderr, "glint %s: notice: --triton-attention-num-kv-splits applies to the CUDA backend's "
-                        "attention; the CPU's has no key split\n", cmd);
+    if (o->kv_splits && strcmp(o->backend, "cuda")) kv_splits_notice(cmd);
     return 0;
+}
+
+void kv_splits_notice(const char *cmd) {
+    fprintf(stderr, "glint %s: notice: --triton-attention-num-kv-splits applies to the CUDA backend's attention; "
+                    "the CPU's has no key split\n", cmd);
 }
 
 const char *resolve_backend(const char *name) {
@@ -145,10 +149,7 @@ glint_backend *rank_backend(int rank, void *ctx) {
     const model_options *o = ctx;
     (void)rank;  // used by CUDA builds only
 #ifdef GLINT_HAVE_CUDA
-    if (!strcmp(o->backend, "cuda")) {
-        glint_cuda_set_attention_splits(o->kv_splits);
-        return glint_backend_cuda(rank);  // rank r on GPU r
-    }
+    if (!strcmp(o->backend, "cuda")) return glint_backend_cuda(rank);  // rank r on GPU r (splits: make_backend)
 #endif
     // CPU ranks share the cores (tensor parallelism on the CPU is for testing the sharding)
     const int n = o->load.tp_size > 1 ? o->load.tp_size : 1;

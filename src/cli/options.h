@@ -42,6 +42,8 @@ typedef struct {
 
 // Parses argv into o; returns 0, or the exit status of a usage error (already reported).
 int parse_options(const char *cmd, int argc, char **argv, model_options *o);
+// The notice that --triton-attention-num-kv-splits does nothing off the CUDA backend.
+void kv_splits_notice(const char *cmd);
 // --backend auto (the default): cuda when this build has it and the machine a CUDA device, else cpu;
 // other names as given.
 const char *resolve_backend(const char *name);

@@ -1125,9 +1125,6 @@ static void branch(glint_backend *be, int k) {
 static void join(glint_backend *be) {
     if (be->join) be->join(be);
 }
-static void branch_wait(glint_backend *be, int k) {
-    if (be->branch && be->branch_wait) be->branch_wait(be, k);
-}
 
 // MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; leaves the
 // attention output in s->y (the caller adds it to s->x).
@@ -1138,7 +1135,7 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     const int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Qr = c->q_lora_rank, Dq = Dn + Dr;
 
     // Four lines that overlap where the backend can (branch): the new latents and rotated keys (side
-    // line 1), the indexer's keys and head weights (line 3) and its queries and selection (line 2)
+    // line 1), the indexer's keys and head weights (line 3, below) and its queries and selection (line 2)
     // while the main line makes the queries. New latents and rotated keys go into the cache rows of
     // their positions before anything reads the cache (the join below, and line 2's wait for line 3):
     // a token attends to itself and to the earlier tokens of its chunk.
@@ -1148,8 +1145,10 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
                     bc->kpe[l], C + Dr, &bc->map);
     branch(be, 0);
     const int Hi = c->index_n_heads, Di = c->index_head_dim;
+    // The indexer's key path gets line 3 where the selection (line 2) can wait for it, else line 2.
+    const int key_line = be->branch && be->branch_wait ? 3 : 2;
     if (L->has_indexer) {  // the indexer's keys and head weights need only xn: they start with the latents
-        branch(be, 3);
+        branch(be, key_line);
         be->matmul(be, s->ki, Di, s->xn, D, T, &L->idx_wk);
         norm_rope_cache(be, c, s->ki, Di, T, Di, &L->idx_k_norm_w, &L->idx_k_norm_b, 1e-6f, 0, s->pos,
                         bc->index_k[l], Di, NULL, Di, &bc->map);
@@ -1159,11 +1158,11 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
 
     be->matmul(be, s->qa, Qr, s->xn, D, T, &L->q_a);
     be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
-    if (L->has_indexer) {  // its queries need the normalized q_a (forked from here), the selection line 3
+    if (L->has_indexer) {  // its queries need the normalized q_a (forked from here), the selection the keys
         branch(be, 2);
         be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
         be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
-        branch_wait(be, 3);
+        if (key_line != 2) be->branch_wait(be, key_line);
         be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, bc->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
         branch(be, 0);
@@ -1223,12 +1222,13 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
 // end of the stack.
 static void layer_range(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer, int first, int end) {
     const glm_layer *last = NULL;
-    if (mtp_layer >= 0) decoder_layer(m, bc, mtp_layer, &m->mtp, NULL, T, s), last = &m->mtp;
-    else
-        for (int l = first; l < end; l++) {
-            decoder_layer(m, bc, l, &m->layers[l], l ? &m->layers[l - 1] : NULL, T, s);
-            last = end == m->cfg.num_layers ? &m->layers[l] : NULL;
-        }
+    if (mtp_layer >= 0) {
+        decoder_layer(m, bc, mtp_layer, &m->mtp, NULL, T, s);
+        last = &m->mtp;
+    } else {
+        for (int l = first; l < end; l++) decoder_layer(m, bc, l, &m->layers[l], l ? &m->layers[l - 1] : NULL, T, s);
+        if (end == m->cfg.num_layers && end > first) last = &m->layers[end - 1];
+    }
     if (last)
         residual_norm(m->be, s->x, s->y, leaves_y2(m, last) ? s->y2 : NULL, NULL, T, m->cfg.hidden_size, NULL, 0);
 }
@@ -1261,8 +1261,9 @@ static void run_layers(glint_model *m, const batch_caches *bc, int T, scratch *s
     common = key_mix(common, (uint64_t)bc->map.pages_stride << 32 | (uint32_t)bc->map.page_size);
     common = key_mix(common, (uint64_t)bc->map.max_position);
     common = key_mix(common, (uint64_t)(uintptr_t)bc->tables);
+    const int pieces = graph_pieces_on();
     for (int first = 0, size = 1, end; first < n_layers; first = end) {
-        end = graph_pieces_on() ? first + size : n_layers;
+        end = pieces ? first + size : n_layers;
         end = end < n_layers ? end : n_layers;
         size = size < GRAPH_PIECE_MAX ? 2 * size : size;
         uint64_t key = key_mix(common, (uint64_t)first << 32 | (uint32_t)end);
@@ -1415,8 +1416,8 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
             for (int j = 0; j < n; j++)
                 memcpy(items[i].logits + (size_t)j * V + m->vocab_begin, part + (size_t)j * Vr, sizeof(float) * Vr);
         }
-        if (draws) {  // the caller draws every row from the logits
-            for (int j = 0; j < n; j++) items[i].argmax[j] = -1;
+        if (draws) {  // the caller draws every row from the logits (rank 0 says so: one writer)
+            for (int j = 0; j < n && r == 0; j++) items[i].argmax[j] = -1;
         } else if (items[i].argmax && ranked) {
             be->argmax(be, ranked->ids[r] + asked, ranked->values[r] + asked, rows, n, Vr);
             asked += n;

@@ -941,7 +941,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     const glint_sample_params p = params[row];
     const float *logits = logits_all + (size_t)row * V;
     float *probs = probs_all + (size_t)row * V;
-    if (p.temperature < 1e-6f || p.top_k == 1) {  // greedy: the caller's argmax
+    if (glint_sample_is_greedy(&p)) {  // greedy: the caller's argmax
         if (j == 0) ids[row] = -1;
         return;
     }
@@ -1052,7 +1052,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
 static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
                         const glint_sample_params *params, const double *uniforms) {
     if (rows <= 0) return;
-    // [rows] ids, [rows] params, [rows] uniforms, then [rows, n] probabilities
+    // [rows] uniforms (the doubles first: aligned), [rows] params, [rows] ids, then [rows, n] probabilities
     const size_t head = (sizeof(int32_t) + sizeof(glint_sample_params) + sizeof(double)) * (size_t)rows;
     const size_t head_aligned = (head + 255) / 256 * 256;
     unsigned char *dev = (unsigned char *)scratch(be, SCR_SAMPLE, head_aligned + sizeof(float) * (size_t)rows * n);
@@ -2539,12 +2539,12 @@ static void cuda_branch(glint_backend *be, int k) {
 static void cuda_branch_wait(glint_backend *be, int k) {
     (void)cuda_of(be);
     glint_cuda_device_state &dev = glint_cuda_dev();
-    if (k < 1 || k > GLINT_CUDA_BRANCHES || !dev.side[k - 1] || !(dev.pending_joins & (1u << (k - 1)))) {
+    if (k == glint_cuda_thread_branch && k > 0) return;  // in order already
+    if (k < 1 || k > GLINT_CUDA_BRANCHES || !(dev.pending_joins & (1u << (k - 1)))) {  // left: its stream exists
         glint_set_error("CUDA branch_wait: side line %d has no work to wait for", k);
         dev.op_failed = 1;
         return;
     }
-    if (k == glint_cuda_thread_branch) return;  // in order already
     cudaStreamWaitEvent(glint_cuda_stream(), dev.join_event[k - 1], 0);
     glint_cuda_check("branch_wait");
 }

@@ -96,6 +96,9 @@ __global__ void __launch_bounds__(1024)
         sig[e] = 1.0f / (1.0f + expf(-logit));
         choice[e] = sig[e] + bias_e;
     }
+    // NaN scores (a failed op's output) rank nothing before them, so their ranks collide and leave
+    // slots unwritten below: those keep a valid expert (finite rows overwrite every slot)
+    if (e < r.top_k) chosen[e] = e;
     __syncthreads();
     if (r.n_group > 1) {
         const int per_group = E / r.n_group;

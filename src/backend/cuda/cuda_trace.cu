@@ -39,7 +39,7 @@ void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *max_recor
 void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t *buffer, size_t, size_t valid_bytes) {
     CUpti_Activity *record = NULL;
     pthread_mutex_lock(&trace_lock);
-    while (api.next_record(buffer, valid_bytes, &record) == CUPTI_SUCCESS) {
+    while (trace_file && api.next_record(buffer, valid_bytes, &record) == CUPTI_SUCCESS) {
         if (record->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) {
             const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)record;
             // the name is mangled C++; quoted, since template arguments hold commas
