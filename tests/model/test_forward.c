@@ -110,6 +110,8 @@ static double run_chunked(glint_model *m, const reference *ref, int chunk) {
             break;
         }
         double e = rel_error(ref, V, t, logits, n);
+        if (!(e <= TOLERANCE) && n < ref->n_prompt)  // which call of a chunked run went wrong
+            printf("    positions %d..%d (call %d): max|Δ|/max|ref| = %.3e\n", t, t + n - 1, t / chunk + 1, e);
         if (!(e <= worst)) worst = e;
     }
 done:
