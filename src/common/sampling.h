@@ -45,6 +45,13 @@ GLINT_SAMPLE_FN int glint_sample_is_greedy(const glint_sample_params *p) {
     return p->temperature < 1e-6f || p->top_k == 1;
 }
 
+// Whether every token of a vocabulary of V stays a candidate (no top-k, top-p or min-p cut): a draw
+// then walks the whole sorted vocabulary, which a backend that sorts at most a few thousand
+// candidates on the device leaves to the host (sglang's defaults, top_p 1 and top_k 0, are such rows).
+GLINT_SAMPLE_FN int glint_sample_keeps_all(const glint_sample_params *p, int V) {
+    return p->top_p >= 1.0f && (p->top_k <= 0 || p->top_k >= V) && p->min_p <= 0.0f;
+}
+
 // y · 2^k, correctly rounded (as ldexpf), for y in [0.5, 2) and -160 < k <= 0 without library calls:
 // 2^k from its bits, in two factors when the result is subnormal (one rounding, in the last product).
 GLINT_SAMPLE_FN float glint_sample_pow2_bits(int e) {  // 2^e for -126 <= e <= 127

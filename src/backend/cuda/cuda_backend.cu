@@ -1052,6 +1052,15 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
 static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
                         const glint_sample_params *params, const double *uniforms) {
     if (rows <= 0) return;
+    // Rows the kernel would hand back anyway (greedy: the caller's argmax; every token a candidate:
+    // more than SAMPLE_CAP) cost no launch and no wait when they are all there is.
+    int to_draw = 0;
+    for (int r = 0; r < rows; r++)
+        to_draw += !glint_sample_is_greedy(&params[r]) && !(n > SAMPLE_CAP && glint_sample_keeps_all(&params[r], n));
+    if (!to_draw) {
+        for (int r = 0; r < rows; r++) ids[r] = -1;
+        return;
+    }
     // [rows] uniforms (the doubles first: aligned), [rows] params, [rows] ids, then [rows, n] probabilities
     const size_t head = (sizeof(int32_t) + sizeof(glint_sample_params) + sizeof(double)) * (size_t)rows;
     const size_t head_aligned = (head + 255) / 256 * 256;
