@@ -637,9 +637,9 @@ static int parse_sampling(glint_server *s, const json_t *req, int is_chat, glint
     }
     if ((r = get_int(req, "top_k", &k, out)) < 0) return -1;
     if (r) {
-        if (k < -1 || k == 0 || k > (1 << 30))
+        if (k < -1 || k == 0)
             return set_error(out, 400, "BadRequestError", "top_k must be -1 (disable), or at least 1, got %lld.", k), -1;
-        sp->rules.top_k = (int)k;
+        sp->rules.top_k = k > (1 << 30) ? 1 << 30 : (int)k;  // past the vocabulary: no cut, as sglang
     }
     if ((r = get_number(req, "min_p", &v, out)) < 0) return -1;
     if (r) {
@@ -758,6 +758,18 @@ static int prepare_tools(const json_t *req, json_t **tools_out, int *active, gli
             return set_error(out, 400, "BadRequestError",
                              "Tool %zu must be {\"type\":\"function\",\"function\":{\"name\":string,\"parameters\":object}}", i), -1;
         }
+        // The name is written into the prompt and read back from <tool_call>NAME<arg_key>...: no markup,
+        // spaces or control characters (OpenAI allows [a-zA-Z0-9_-]{1,64}; dots and colons pass here).
+        const char *nm = json_string_value(name);
+        size_t nl = strlen(nm), bad = strcspn(nm, "<>\"' \t\r\n\v\f");
+        for (size_t c = 0; c < nl && bad == nl; c++)
+            if ((unsigned char)nm[c] < 0x20 || nm[c] == 0x7f) bad = c;
+        if (!nl || nl > 256 || bad < nl) {
+            json_decref(list);
+            return set_error(out, 400, "BadRequestError",
+                             "Tool %zu: function name '%.64s' must be 1-256 characters without spaces, quotes, '<', '>' "
+                             "or control characters", i, nm), -1;
+        }
         if (named && strcmp(named, json_string_value(name))) continue;
         named_found |= named != NULL;
         json_t *strict = json_object_get(fn, "strict");
@@ -779,8 +791,50 @@ static int prepare_tools(const json_t *req, json_t **tools_out, int *active, gli
     return 0;
 }
 
+// A list content's parts: objects of type "text" with a string "text". The models served are
+// text-only: image, audio, video and file parts are refused, not dropped (the template would skip
+// them and answer an emptier turn).
+static int check_content_parts(const json_t *m, size_t i, glint_api_response *out) {
+    const json_t *content = json_object_get(m, "content");
+    if (!json_is_array(content)) return 0;
+    for (size_t k = 0; k < json_array_size(content); k++) {
+        const json_t *part = json_array_get(content, k);
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (!json_is_object(part) || !type)
+            return set_error(out, 400, "BadRequestError", "messages[%zu].content[%zu] must be an object with a string 'type'",
+                             i, k), -1;
+        if (strcmp(type, "text"))
+            return set_error(out, 400, "BadRequestError",
+                             "messages[%zu].content[%zu]: content parts of type '%.64s' are not supported (this model "
+                             "takes text only)", i, k, type), -1;
+        if (!json_is_string(json_object_get(part, "text")))
+            return set_error(out, 400, "BadRequestError", "messages[%zu].content[%zu]: a text part needs a string 'text'",
+                             i, k), -1;
+    }
+    return 0;
+}
+
+// An assistant message's tool_calls, as the template reads them: a list of {"function": {"name":
+// string, "arguments": JSON text or object}}.
+static int check_message_tool_calls(const json_t *m, size_t i, glint_api_response *out) {
+    const json_t *calls = json_object_get(m, "tool_calls");
+    if (!calls || json_is_null(calls)) return 0;
+    if (!json_is_array(calls))
+        return set_error(out, 400, "BadRequestError", "messages[%zu].tool_calls must be a list", i), -1;
+    for (size_t k = 0; k < json_array_size(calls); k++) {
+        const json_t *fn = json_object_get(json_array_get(calls, k), "function");
+        const json_t *args = json_object_get(fn, "arguments");
+        if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name")) ||
+            !(json_is_string(args) || json_is_object(args)))
+            return set_error(out, 400, "BadRequestError",
+                             "messages[%zu].tool_calls[%zu] must be {\"function\": {\"name\": string, \"arguments\": "
+                             "string or object}}", i, k), -1;
+    }
+    return 0;
+}
+
 // Messages as sglang passes them to the template: None content -> "", tool results given as text
-// parts joined into one string. Roles are checked.
+// parts joined into one string. Roles, content parts and assistant tool calls are checked.
 static json_t *prepare_messages(const json_t *messages, glint_api_response *out) {
     json_t *copy = json_array();
     for (size_t i = 0; i < json_array_size(messages); i++) {
@@ -799,6 +853,10 @@ static json_t *prepare_messages(const json_t *messages, glint_api_response *out)
             strcmp(lower, "developer") && strcmp(lower, "function")) {
             json_decref(copy);
             return set_error(out, 400, "BadRequestError", "messages[%zu]: unknown role '%s'", i, role), NULL;
+        }
+        if (check_content_parts(m, i, out) || check_message_tool_calls(m, i, out)) {
+            json_decref(copy);
+            return NULL;
         }
         json_t *mc = json_deep_copy(m);
         json_object_set_new(mc, "role", json_string(lower));
@@ -1005,8 +1063,11 @@ static int parse_common(glint_server *s, glint_api_stream *j, const json_t *req,
     }
     json_t *bias = json_object_get(req, "logit_bias");
     if (bias && !json_is_null(bias)) {
-        if (!json_is_object(bias) || json_object_size(bias) > 1024)
+        if (!json_is_object(bias))
             return set_error(out, 400, "BadRequestError", "'logit_bias' must be an object of token id -> bias"), -1;
+        if (json_object_size(bias) > 1024)
+            return set_error(out, 400, "BadRequestError", "'logit_bias' holds %zu entries; at most 1024 are taken",
+                             json_object_size(bias)), -1;
         j->bias_ids = malloc((json_object_size(bias) + 1) * sizeof *j->bias_ids);
         j->bias = malloc((json_object_size(bias) + 1) * sizeof *j->bias);
         const char *key;
@@ -1025,12 +1086,23 @@ static int parse_common(glint_server *s, glint_api_stream *j, const json_t *req,
     // Constrained decoding is not implemented: refuse rather than return unconstrained text.
     json_t *format = json_object_get(req, "response_format");
     const char *format_type = json_string_value(json_object_get(format, "type"));
-    if ((format && !json_is_null(format) && (!format_type || strcmp(format_type, "text"))) ||
-        (json_object_get(req, "regex") && !json_is_null(json_object_get(req, "regex"))) ||
-        (json_object_get(req, "ebnf") && !json_is_null(json_object_get(req, "ebnf"))))
-        return set_error(out, 400, "BadRequestError",
-                         "Constrained decoding (response_format %s, regex, ebnf) is not supported by glint yet.",
-                         format_type ? format_type : "?"), -1;
+    if (format && !json_is_null(format)) {
+        static const char *types[] = {"text", "json_object", "json_schema", "structural_tag"};
+        int known = 0;
+        for (int t = 0; t < 4 && format_type; t++) known |= !strcmp(format_type, types[t]);
+        if (!json_is_object(format) || !known)
+            return set_error(out, 400, "BadRequestError",
+                             "'response_format' must be an object whose 'type' is text, json_object, json_schema or "
+                             "structural_tag"), -1;
+        if (strcmp(format_type, "text"))
+            return set_error(out, 400, "BadRequestError",
+                             "Constrained decoding (response_format %s) is not supported by glint yet.", format_type), -1;
+    }
+    for (int k = 0; k < 2; k++) {
+        const char *key = k ? "ebnf" : "regex";
+        if (json_object_get(req, key) && !json_is_null(json_object_get(req, key)))
+            return set_error(out, 400, "BadRequestError", "Constrained decoding (%s) is not supported by glint yet.", key), -1;
+    }
     return 0;
 }
 
@@ -1062,6 +1134,8 @@ static void handle_chat(glint_server *s, const json_t *req, glint_client_gone_fn
     }
     j->top_logprobs = j->logprobs ? (int)top : 0;
     if (get_bool(req, "separate_reasoning", &j->separate_reasoning, out) < 0) goto fail;
+    int parallel_calls = 1;  // checked as sglang does; calls are not constrained, so nothing else reads it
+    if (get_bool(req, "parallel_tool_calls", &parallel_calls, out) < 0) goto fail;
     json_t *kwargs = json_object_get(req, "chat_template_kwargs");
     if (kwargs && !json_is_null(kwargs) && !json_is_object(kwargs)) {
         set_error(out, 400, "BadRequestError", "'chat_template_kwargs' must be an object");
@@ -1094,8 +1168,12 @@ static void handle_chat(glint_server *s, const json_t *req, glint_client_gone_fn
     json_object_set_new(render_req, "add_generation_prompt", json_true());
     json_t *effort = json_object_get(req, "reasoning_effort");
     if (effort && !json_is_null(effort)) {  // sglang passes it to the template before the kwargs
-        if (!json_is_string(effort) && !json_is_number(effort)) {
-            set_error(out, 400, "BadRequestError", "'reasoning_effort' must be a string or a number");
+        static const char *efforts[] = {"none", "minimal", "low", "medium", "high", "xhigh", "max"};
+        int known = json_is_number(effort);
+        for (int e = 0; e < 7 && json_is_string(effort); e++) known |= !strcmp(json_string_value(effort), efforts[e]);
+        if (!known) {
+            set_error(out, 400, "BadRequestError",
+                      "'reasoning_effort' must be none, minimal, low, medium, high, xhigh, max or a number");
             goto fail;
         }
         json_t *merged = json_pack("{s:O}", "reasoning_effort", effort);

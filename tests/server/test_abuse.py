@@ -78,6 +78,44 @@ def malformed(base):
     expect_error(base, "/v1/detokenize", {"tokens": [99999999]}, 400)
     expect_error(base, CHAT, dict(OK, response_format={"type": "json_object"}), 400, "not supported")
     expect_error(base, CHAT, dict(OK, logit_bias={"abc": 1}), 400)
+    expect_error(base, CHAT, dict(OK, logit_bias={str(i): 1 for i in range(1025)}), 400, "at most 1024")
+    # Content parts: text only, each well formed (nothing is dropped silently).
+    user = lambda content: dict(OK, messages=[{"role": "user", "content": content}])
+    expect_error(base, CHAT, user([1, 2]), 400, "messages[0].content[0] must be an object")
+    expect_error(base, CHAT, user([{"type": "foo"}]), 400, "type 'foo' are not supported")
+    expect_error(base, CHAT, user([{"type": "text"}]), 400, "needs a string 'text'")
+    expect_error(base, CHAT, user([{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}]),
+                 400, "content[1]: content parts of type 'image_url'")
+    st, _ = post_json(base, CHAT, user([{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]))
+    check(st == 200, "text parts are taken: %s" % st)
+    # An assistant turn's tool calls are checked before the template sees them.
+    turns = lambda calls: dict(OK, messages=[{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "", "tool_calls": calls},
+                                             {"role": "user", "content": "and?"}])
+    expect_error(base, CHAT, turns("x"), 400, "messages[1].tool_calls must be a list")
+    expect_error(base, CHAT, turns([1]), 400, "messages[1].tool_calls[0] must be")
+    expect_error(base, CHAT, turns([{"id": "c"}]), 400, "messages[1].tool_calls[0] must be")
+    expect_error(base, CHAT, turns([{"function": {"name": "f", "arguments": 5}}]), 400, "tool_calls[0] must be")
+    st, _ = post_json(base, CHAT, turns([{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]))
+    check(st == 200, "a well-formed tool call in the history is taken: %s" % st)
+    # Tool names go into the prompt and are parsed back: no markup, spaces or control characters.
+    tool = lambda name: {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+    for name in ["", "a<b", "get weather", "x\ny"]:
+        expect_error(base, CHAT, dict(OK, tools=[tool(name)]), 400, "function name")
+        expect_error(base, CHAT, dict(OK, tools=[tool(name)], tool_choice={"type": "function", "function": {"name": name}}),
+                     400, "function name")
+    st, _ = post_json(base, CHAT, dict(OK, tools=[tool("mcp.server:get-weather_2")]))
+    check(st == 200, "dots, colons and dashes in tool names are taken: %s" % st)
+    expect_error(base, CHAT, dict(OK, reasoning_effort="ultra"), 400, "'reasoning_effort' must be")
+    expect_error(base, CHAT, dict(OK, parallel_tool_calls="x"), 400, "'parallel_tool_calls' must be a boolean")
+    expect_error(base, CHAT, dict(OK, response_format={}), 400, "'response_format' must be an object whose 'type'")
+    expect_error(base, CHAT, dict(OK, response_format="json"), 400, "'response_format' must be an object whose 'type'")
+    expect_error(base, CHAT, dict(OK, regex="a+"), 400, "Constrained decoding (regex) is not supported")
+    for effort in ["high", 0.5]:
+        st, _ = post_json(base, CHAT, dict(OK, reasoning_effort=effort))
+        check(st == 200, "reasoning_effort %r is taken: %s" % (effort, st))
+    st, _ = post_json(base, CHAT, dict(OK, top_k=2 ** 31))  # past the vocabulary: no cut, as sglang
+    check(st == 200, "a top_k past the vocabulary is taken: %s" % st)
     expect_error(base, CHAT, dict(OK, min_tokens=50), 400)
     st, _, data = request("GET", base + "/v1/models/other")
     check(st == 404 and json.loads(data)["error"]["code"] == "model_not_found", "unknown model card 404")
