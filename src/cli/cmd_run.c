@@ -150,7 +150,16 @@ static int respond(chat *c) {
 }
 
 static int user_turn(chat *c, const char *text) {
-    json_array_append_new(c->history, json_pack("{s:s, s:s}", "role", "user", "content", text));
+    json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
+    if (!msg) {  // jansson takes UTF-8 only; the tokenizer names the first bad byte
+        int32_t *ids = NULL;
+        const int n = glint_tokenizer_encode(c->tok, text, strlen(text), 0, &ids);
+        free(ids);
+        fprintf(stderr, "glint run: the question was not taken: %s\n",
+                n < 0 ? glint_last_error() : "it is not valid UTF-8");
+        return -1;
+    }
+    json_array_append_new(c->history, msg);
     return respond(c);
 }
 

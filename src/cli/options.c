@@ -22,10 +22,12 @@ static int parse_float(const char *s, float *out) {
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || !*s || *end || !isfinite(v)) return -1;
+    if (errno || !*s || *end || !isfinite(v) || !isfinite((float)v)) return -1;  // (1e39 is no float)
     *out = (float)v;
     return 0;
 }
+
+_Static_assert(GLINT_MAX_N_PREDICT == 1073741824, "the -n usage message names the limit");
 
 // Parses argv into opts; returns 0, or the exit status for a usage error.
 int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
@@ -61,7 +63,8 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
         else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) o->prompt = v;
         else if (!strcmp(a, "--ids")) o->ids = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            if (glint_parse_int64(v, &o->n_predict)) return usage_error(cmd, "bad -n '%s'", v);
+            if (glint_parse_int64(v, &o->n_predict) || o->n_predict > GLINT_MAX_N_PREDICT)
+                return usage_error(cmd, "bad -n '%s' (0: the default; at most 1073741824)", v);
         } else if (!strcmp(a, "--temperature")) {
             if (parse_float(v, &o->sampling.rules.temperature) || o->sampling.rules.temperature < 0)
                 return usage_error(cmd, "bad --temperature '%s'", v);

@@ -9,6 +9,8 @@
 #include "engine/sampler.h"
 #include "model/glm.h"
 
+enum { GLINT_MAX_N_PREDICT = 1 << 30 };  // tokens; far past any context, no int overflow in sums
+
 typedef struct {
     const char *model_dir;
     const char *backend;
@@ -18,7 +20,7 @@ typedef struct {
     // generate
     const char *prompt;
     const char *ids;
-    int64_t n_predict;  // -n; 0: the command's default
+    int64_t n_predict;  // -n; 0: the command's default; at most GLINT_MAX_N_PREDICT
     glint_sampling_params sampling;
     int temperature_set, top_p_set, top_k_set;
     int print_ids;

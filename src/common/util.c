@@ -1,6 +1,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,7 +121,25 @@ char *glint_read_stream(FILE *f, const char *name, size_t *len_out) {
     return buf;
 }
 
+int glint_check_regular_file(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        const int e = errno;
+        glint_set_error("%s: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        glint_set_error("%s: not a regular file (%s)", path,
+                        S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
 char *glint_read_text_file(const char *path, size_t *len_out) {
+    if (glint_check_regular_file(path)) return NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
         glint_set_error("%s: %s", path, strerror(errno));

@@ -55,6 +55,10 @@ int glint_parse_int64(const char *s, int64_t *out);
 // Reads a whole stream / file into a NUL-terminated buffer. NULL + error (naming `name`/path) on failure.
 char *glint_read_stream(FILE *f, const char *name, size_t *len_out);
 char *glint_read_text_file(const char *path, size_t *len_out);
+// 0 when path is a regular file (symlinks followed). Otherwise -1 with the error set and errno
+// ENOENT (missing: optional files are skipped) or EINVAL (a directory, FIFO, device: a FIFO would
+// block the reader forever). Checked before a file is opened.
+int glint_check_regular_file(const char *path);
 
 // Joins dir + "/" + name into a new string.
 char *glint_path_join(const char *dir, const char *name);

@@ -1,5 +1,6 @@
 #include "engine/sampler.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -15,12 +16,11 @@ void glint_sampling_defaults(glint_sampling_params *p) {
 int glint_sampling_from_generation_config(const char *dir, glint_sampling_params *p) {
     char *path = glint_path_join(dir, "generation_config.json");
     if (!path) return -1;
-    FILE *f = fopen(path, "rb");
-    if (!f) {  // optional file
+    if (glint_check_regular_file(path)) {  // optional file, but not a directory or FIFO
+        const int missing = errno == ENOENT;
         free(path);
-        return 0;
+        return missing ? 0 : -1;
     }
-    fclose(f);
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
     if (!root) {

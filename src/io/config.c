@@ -1,7 +1,9 @@
 #include "io/config.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@ static int get_int(reader *r, const char *key, int fallback, int required) {
         return fallback;
     }
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000000) {
-        if (!r->failed) glint_set_error("%s: field \"%s\" must be a non-negative integer", r->name, key);
+        if (!r->failed) glint_set_error("%s: field \"%s\" must be an integer in 0..1000000000", r->name, key);
         r->failed = 1;
         return fallback;
     }
@@ -293,6 +295,24 @@ static int fill_config(reader *r, const char *cli_pattern, glint_config *c) {
                         r->name);
         return -1;
     }
+    // Sizes the model forms as products of these fields (ints): each must stay below 2^31.
+    const struct {
+        const char *what;
+        int64_t a, b;
+    } products[] = {
+        {"moe_intermediate_size x n_shared_experts", c->moe_intermediate_size, c->n_shared_experts},
+        {"num_attention_heads x (qk_nope_head_dim + qk_rope_head_dim)", c->num_heads,
+         (int64_t)c->qk_nope_head_dim + c->qk_rope_head_dim},
+        {"num_attention_heads x v_head_dim", c->num_heads, c->v_head_dim},
+        {"num_attention_heads x kv_lora_rank", c->num_heads, c->kv_lora_rank},
+        {"index_n_heads x index_head_dim", c->index_n_heads, c->index_head_dim},
+    };
+    for (size_t i = 0; i < sizeof products / sizeof products[0]; i++)
+        if (products[i].a * products[i].b > INT32_MAX) {
+            glint_set_error("%s: %s = %lld x %lld is too large (at most %d)", r->name, products[i].what,
+                            (long long)products[i].a, (long long)products[i].b, INT32_MAX);
+            return -1;
+        }
     if (c->index_head_dim < c->qk_rope_head_dim) {
         glint_set_error("%s: index_head_dim %d is smaller than qk_rope_head_dim %d", r->name, c->index_head_dim,
                         c->qk_rope_head_dim);
@@ -370,15 +390,15 @@ int glint_config_merge_generation_eos(const char *dir, glint_config *cfg) {
     if (!path) return -1;
     json_error_t err;
     json_t *root = NULL;
-    FILE *f = fopen(path, "rb");
     int rc = 0;
-    if (f) {  // optional file
-        fclose(f);
+    if (!glint_check_regular_file(path)) {  // optional file
         root = json_load_file(path, 0, &err);
         if (!root) {
             glint_set_error("%s: not valid JSON at line %d column %d: %s", path, err.line, err.column, err.text);
             rc = -1;
         }
+    } else if (errno != ENOENT) {
+        rc = -1;  // there, but a directory or FIFO (the error says which)
     }
     json_t *eos = root ? json_object_get(root, "eos_token_id") : NULL;
     json_t *one = json_is_integer(eos) ? eos : NULL;

@@ -1,5 +1,6 @@
 #include "io/quant.h"
 
+#include <errno.h>
 #include <fnmatch.h>
 #include <jansson.h>
 #include <math.h>
@@ -87,6 +88,7 @@ int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
     int rc = -1;
     json_error_t err;
     if (!cfg_path || !hf_path) goto done;
+    if (glint_check_regular_file(cfg_path)) goto done;
     cfg = json_load_file(cfg_path, 0, &err);
     if (!cfg) {
         glint_set_error("%s: not valid JSON at line %d column %d: %s", cfg_path, err.line, err.column, err.text);
@@ -98,12 +100,10 @@ int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
         rc = parse_quantization_config(q, qc);
         goto done;
     }
-    FILE *f = fopen(hf_path, "rb");
-    if (!f) {
-        rc = 0;  // not quantized
+    if (glint_check_regular_file(hf_path)) {
+        if (errno == ENOENT) rc = 0;  // not quantized (else a directory or FIFO: the error says which)
         goto done;
     }
-    fclose(f);
     hf = json_load_file(hf_path, 0, &err);
     snprintf(qc->source, sizeof qc->source, "hf_quant_config.json");
     if (!hf) {

@@ -38,7 +38,8 @@ static int compare_tensor_names(const void *a, const void *b) {
 }
 
 static int map_file(const char *path, glint_st_mapping *m) {
-    int fd = open(path, O_RDONLY);
+    if (glint_check_regular_file(path)) return -1;  // (names what it is instead)
+    int fd = open(path, O_RDONLY | O_NONBLOCK);      // a FIFO swapped in since would block a plain open
     if (fd < 0) {
         glint_set_error("%s: cannot open: %s", path, strerror(errno));
         return -1;
@@ -202,6 +203,7 @@ static int file_exists(const char *path) {
 // Reads the shard list of model.safetensors.index.json (distinct files of weight_map, in first-seen order).
 static glint_checkpoint *open_index(const char *dir, const char *index_path) {
     json_error_t jerr;
+    if (glint_check_regular_file(index_path)) return NULL;
     json_t *root = json_load_file(index_path, 0, &jerr);
     if (!root) {
         glint_set_error("%s: not valid JSON at line %d column %d: %s", index_path, jerr.line, jerr.column, jerr.text);

@@ -21,12 +21,6 @@ typedef struct {
 enum { MAX_TOKEN_ID = 1 << 26 };
 
 static json_t *load_json_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        glint_set_error("cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    fclose(f);
     // Parsing from memory is several times faster than jansson's FILE* reader.
     size_t len;
     char *text = glint_read_text_file(path, &len);

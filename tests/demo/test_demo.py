@@ -62,6 +62,8 @@ t.expect_error("--speculative needs an MTP layer",
                 "--speculative", "--temperature", "0"], "MTP")
 rc, out, err = run("run", "-m", DEMO, "-p", "What does \"river\" mean?", "--temperature", "0", "-n", "48")
 report("glint run -p answers once and exits", rc == 0 and len(out.strip()) > 0, f"{rc} {err}")
+t.expect_error("glint run -p refuses a question that is not UTF-8 (was answered as an empty turn)",
+               ["run", "-m", DEMO, "-p", b"What does river mean? \xff"], "not taken", "byte offset 22")
 script = "Define stone.\n/think off\nWhat is a kludge in hacker slang?\n/reset\n/bogus\nTell me a fortune.\n/quit\n"
 rc, out, err = run("run", "-m", DEMO, "--temperature", "0", "-n", "48", stdin=script.encode())
 report("glint run REPL: commands and answers",

@@ -135,7 +135,10 @@ shutil.rmtree(d)
 d = copy_model(FSF)
 edit_config(d, lambda c: c.update(q_lora_rank=48))
 expect_error("shape differs from config", ["info", "-m", d], "q_a_proj.weight", "[32, 64]", "[48, 64]")
-edit_config(d, lambda c: c.update(architectures=["LlamaForCausalLM"], model_type="llama"))
+edit_config(d, lambda c: c.update(q_lora_rank=32, n_shared_experts=1000000000))
+expect_error("a size product past 2^31 (was an integer overflow)", ["info", "-m", d],
+             "moe_intermediate_size x n_shared_experts", "too large")
+edit_config(d, lambda c: c.update(n_shared_experts=1, architectures=["LlamaForCausalLM"], model_type="llama"))
 expect_error("unsupported architecture", ["info", "-m", d], "unsupported architecture", "LlamaForCausalLM")
 with open(os.path.join(d, "config.json"), "w") as f:
     f.write('{"vocab_size": 256,\n "hidden_size": }')
@@ -145,6 +148,22 @@ shutil.rmtree(d)
 d = copy_model(SHARDED)
 os.remove(os.path.join(d, "model-00007-of-00024.safetensors"))
 expect_error("shard missing", ["info", "-m", d], "model-00007-of-00024.safetensors", "missing")
+shutil.rmtree(d)
+
+# A FIFO or directory where a file belongs is refused, not opened (a FIFO would block the reader).
+for name in ["model.safetensors", "config.json", "generation_config.json"]:
+    d = copy_model(FSF)
+    path = os.path.join(d, name)
+    if os.path.exists(path):
+        os.remove(path)
+    os.mkfifo(path)
+    expect_error(name + " is a FIFO", ["info", "-m", d], name, "not a regular file (a FIFO)")
+    shutil.rmtree(d)
+d = copy_model(SHARDED)
+index = os.path.join(d, "model.safetensors.index.json")
+os.remove(index)
+os.mkdir(index)
+expect_error("index is a directory", ["info", "-m", d], "model.safetensors.index.json", "a directory")
 shutil.rmtree(d)
 
 # --- option errors
@@ -157,6 +176,10 @@ expect_error("id outside vocab", ["generate", "-m", FSF, "--ids", "1 2 999"], "9
 expect_error("prompt longer than context", ["generate", "-m", FSF, "--ids", prompt, "--context-length", "16"],
              "context length 16")
 expect_error("unknown option", ["generate", "-m", FSF, "--bogus", "1"], "--bogus", status=2)
+expect_error("-n past the limit (was an integer overflow)", ["generate", "-m", FSF, "--ids", "1 2", "-n",
+             "9223372036854775807"], "bad -n", "at most 1073741824", status=2)
+expect_error("a temperature no float holds", ["generate", "-m", FSF, "--ids", "1 2", "--temperature", "1e39"],
+             "--temperature", status=2)
 
 # an override that changes the schedule replaces the stored indexer_types
 ALLF = os.path.join(MODELS, "tiny-allf-override")
