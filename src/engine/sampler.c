@@ -28,10 +28,26 @@ int glint_sampling_from_generation_config(const char *dir, glint_sampling_params
         free(path);
         return -1;
     }
-    json_t *v;
-    if (json_is_number(v = json_object_get(root, "temperature"))) p->rules.temperature = (float)json_number_value(v);
-    if (json_is_number(v = json_object_get(root, "top_p"))) p->rules.top_p = (float)json_number_value(v);
-    if (json_is_integer(v = json_object_get(root, "top_k"))) p->rules.top_k = (int)json_integer_value(v);
+    // The same ranges the command line and the server hold requests to.
+    json_t *t = json_object_get(root, "temperature"), *tp = json_object_get(root, "top_p");
+    json_t *tk = json_object_get(root, "top_k");
+    const char *bad = NULL;
+    if (t && !json_is_null(t) && !(json_is_number(t) && json_number_value(t) >= 0 && isfinite((float)json_number_value(t))))
+        bad = "temperature must be a number >= 0";
+    else if (tp && !json_is_null(tp) && !(json_is_number(tp) && json_number_value(tp) > 0 && json_number_value(tp) <= 1))
+        bad = "top_p must be a number in (0, 1]";
+    else if (tk && !json_is_null(tk) && !(json_is_integer(tk) && json_integer_value(tk) >= -1))
+        bad = "top_k must be an integer >= -1 (0 or -1: no cut)";
+    if (bad) {
+        glint_set_error("%s: %s", path, bad);
+        json_decref(root);
+        free(path);
+        return -1;
+    }
+    if (json_is_number(t)) p->rules.temperature = (float)json_number_value(t);
+    if (json_is_number(tp)) p->rules.top_p = (float)json_number_value(tp);
+    if (json_is_integer(tk))
+        p->rules.top_k = json_integer_value(tk) > (1 << 30) ? 1 << 30 : (int)json_integer_value(tk);
     if (json_is_false(json_object_get(root, "do_sample"))) p->rules.temperature = 0.0f;
     json_decref(root);
     free(path);

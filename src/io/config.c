@@ -208,22 +208,32 @@ static int setup_mlp_layers(reader *r, glint_config *c) {
     return 0;
 }
 
-static int setup_special_ids(reader *r, glint_config *c) {
-    json_t *eos = json_object_get(r->root, "eos_token_id");
-    c->n_eos = 0;
-    if (json_is_integer(eos)) c->eos_ids[c->n_eos++] = (int)json_integer_value(eos);
-    else if (json_is_array(eos)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(eos, i, v) {
-            if (!json_is_integer(v) || c->n_eos == GLINT_MAX_EOS) {
-                glint_set_error("%s: eos_token_id must be an integer or a list of at most %d integers", r->name,
-                                GLINT_MAX_EOS);
-                return -1;
-            }
-            c->eos_ids[c->n_eos++] = (int)json_integer_value(v);
+// eos_token_id: an integer or a list of at most GLINT_MAX_EOS, each a token of the vocabulary (file
+// `name`, for the message); appended to c->eos_ids unless there already.
+static int add_eos_ids(const json_t *eos, const char *name, glint_config *c) {
+    const size_t n = json_is_array(eos) ? json_array_size(eos) : 1;
+    if (!eos || json_is_null(eos)) return 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_is_array(eos) ? json_array_get(eos, i) : eos;
+        if (!json_is_integer(v) || n > GLINT_MAX_EOS) {
+            glint_set_error("%s: eos_token_id must be an integer or a list of at most %d integers", name, GLINT_MAX_EOS);
+            return -1;
         }
+        const json_int_t id = json_integer_value(v);
+        if (id < 0 || id >= c->vocab_size) {
+            glint_set_error("%s: eos_token_id %lld is not a token id (0..%d)", name, (long long)id, c->vocab_size - 1);
+            return -1;
+        }
+        int seen = 0;
+        for (int k = 0; k < c->n_eos; k++) seen |= c->eos_ids[k] == (int)id;
+        if (!seen && c->n_eos < GLINT_MAX_EOS) c->eos_ids[c->n_eos++] = (int)id;
     }
+    return 0;
+}
+
+static int setup_special_ids(reader *r, glint_config *c) {
+    c->n_eos = 0;
+    if (add_eos_ids(json_object_get(r->root, "eos_token_id"), r->name, c)) return -1;
     json_t *bos = json_object_get(r->root, "bos_token_id"), *pad = json_object_get(r->root, "pad_token_id");
     c->bos_id = json_is_integer(bos) ? (int)json_integer_value(bos) : -1;
     c->pad_id = json_is_integer(pad) ? (int)json_integer_value(pad) : -1;
@@ -400,16 +410,7 @@ int glint_config_merge_generation_eos(const char *dir, glint_config *cfg) {
     } else if (errno != ENOENT) {
         rc = -1;  // there, but a directory or FIFO (the error says which)
     }
-    json_t *eos = root ? json_object_get(root, "eos_token_id") : NULL;
-    json_t *one = json_is_integer(eos) ? eos : NULL;
-    size_t n = json_is_array(eos) ? json_array_size(eos) : one ? 1 : 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = one ? one : json_array_get(eos, i);
-        if (!json_is_integer(v)) continue;
-        int id = (int)json_integer_value(v), seen = 0;
-        for (int k = 0; k < cfg->n_eos; k++) seen |= cfg->eos_ids[k] == id;
-        if (!seen && cfg->n_eos < GLINT_MAX_EOS) cfg->eos_ids[cfg->n_eos++] = id;
-    }
+    if (root && add_eos_ids(json_object_get(root, "eos_token_id"), path, cfg)) rc = -1;
     json_decref(root);
     free(path);
     return rc;

@@ -65,6 +65,34 @@ static int map_file(const char *path, glint_st_mapping *m) {
     return m->path ? 0 : -1;
 }
 
+static int compare_tensor_data(const void *a, const void *b) {
+    const char *x = ((const glint_st_tensor *const *)a)[0]->data, *y = ((const glint_st_tensor *const *)b)[0]->data;
+    return x < y ? -1 : x > y;
+}
+
+// The byte ranges of one file's n tensors must not overlap (two names for the same bytes would
+// load, and one of them be wrong).
+static int check_disjoint(const glint_st_mapping *m, glint_st_tensor *tensors, size_t n) {
+    if (n < 2) return 0;
+    const glint_st_tensor **order = glint_malloc(n * sizeof *order, "tensor order");
+    if (!order) return -1;
+    for (size_t i = 0; i < n; i++) order[i] = &tensors[i];
+    qsort(order, n, sizeof *order, compare_tensor_data);
+    int rc = 0;
+    const glint_st_tensor *prev = NULL;  // the last non-empty one (empty tensors take no bytes)
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!order[i]->nbytes) continue;
+        if (prev && order[i]->data < prev->data + prev->nbytes) {
+            glint_set_error("%s: tensors '%s' and '%s' overlap in the data section", m->path, prev->name,
+                            order[i]->name);
+            rc = -1;
+        }
+        prev = order[i];
+    }
+    free(order);
+    return rc;
+}
+
 // Parses the header of one mapped file and appends its tensors to *list.
 static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_t *count, size_t *cap) {
     if (m->size < 8) {
@@ -93,6 +121,7 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
         json_decref(root);
         return -1;
     }
+    const size_t first = *count;  // this file's tensors start here in *list
     const char *key;
     json_t *entry;
     json_object_foreach(root, key, entry) {
@@ -122,7 +151,10 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
                 goto fail;
             }
             t.shape[d] = json_integer_value(v);
-            elements *= (uint64_t)t.shape[d];
+            if (__builtin_mul_overflow(elements, (uint64_t)t.shape[d], &elements)) {
+                glint_set_error("%s: tensor '%s': its shape holds more than 2^64 elements", m->path, key);
+                goto fail;
+            }
         }
         json_t *b0 = json_array_get(jo, 0), *b1 = json_array_get(jo, 1);
         if (!json_is_integer(b0) || !json_is_integer(b1)) {
@@ -130,7 +162,8 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
             goto fail;
         }
         json_int_t begin = json_integer_value(b0), end = json_integer_value(b1);
-        uint64_t expect = elements * glint_dtype_size(t.dtype);
+        uint64_t expect;
+        if (__builtin_mul_overflow(elements, (uint64_t)glint_dtype_size(t.dtype), &expect)) expect = UINT64_MAX;
         if (begin < 0 || end < begin || (uint64_t)(end - begin) != expect) {
             glint_set_error("%s: tensor '%s': data_offsets [%lld, %lld] do not match %s shape (%llu bytes)", m->path,
                             key, (long long)begin, (long long)end, json_string_value(jd), (unsigned long long)expect);
@@ -160,7 +193,7 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
         (*list)[(*count)++] = t;
     }
     json_decref(root);
-    return 0;
+    return check_disjoint(m, *list + first, *count - first);
 fail:
     json_decref(root);
     return -1;

@@ -133,6 +133,17 @@ expect_error("wrong dtype", ["info", "-m", d], "model.layers.1.mlp.gate.weight",
 shutil.rmtree(d)
 
 d = copy_model(FSF)
+st = os.path.join(d, "model.safetensors")
+rewrite_header(st, lambda h: h["lm_head.weight"].update(data_offsets=h["model.embed_tokens.weight"]["data_offsets"]))
+expect_error("two tensors on the same bytes", ["info", "-m", d], "model.safetensors", "overlap", "lm_head.weight")
+shutil.rmtree(d)
+d = copy_model(FSF)
+rewrite_header(os.path.join(d, "model.safetensors"),
+               lambda h: h.update(extra={"dtype": "F32", "shape": [2 ** 40] * 4, "data_offsets": [0, 0]}))
+expect_error("a shape past 2^64 elements (was wrapped around to 0 bytes)", ["info", "-m", d], "'extra'", "2^64")
+shutil.rmtree(d)
+
+d = copy_model(FSF)
 edit_config(d, lambda c: c.update(q_lora_rank=48))
 expect_error("shape differs from config", ["info", "-m", d], "q_a_proj.weight", "[32, 64]", "[48, 64]")
 edit_config(d, lambda c: c.update(q_lora_rank=32, n_shared_experts=1000000000))
@@ -143,6 +154,21 @@ expect_error("unsupported architecture", ["info", "-m", d], "unsupported archite
 with open(os.path.join(d, "config.json"), "w") as f:
     f.write('{"vocab_size": 256,\n "hidden_size": }')
 expect_error("config.json not JSON", ["info", "-m", d], "config.json", "line 2")
+shutil.rmtree(d)
+
+d = copy_model(FSF)
+edit_config(d, lambda c: c.update(eos_token_id=2 ** 40))
+expect_error("eos_token_id outside the vocabulary (was cut to token 0)", ["info", "-m", d], "eos_token_id",
+             "not a token id (0..255)")
+edit_config(d, lambda c: c.update(eos_token_id=[1, "2"]))
+expect_error("eos_token_id holding a string (was ignored)", ["info", "-m", d], "eos_token_id must be an integer")
+edit_config(d, lambda c: c.update(eos_token_id=1))
+for bad, needle in [({"temperature": -1}, "temperature"), ({"top_p": 2}, "top_p"), ({"top_k": -7}, "top_k"),
+                    ({"eos_token_id": 4096}, "eos_token_id")]:
+    with open(os.path.join(d, "generation_config.json"), "w") as f:
+        json.dump(bad, f)
+    expect_error("generation_config.json " + json.dumps(bad) + " (was taken)", ["generate", "-m", d, "--ids", "1 2",
+                 "-n", "2"], "generation_config.json", needle)
 shutil.rmtree(d)
 
 d = copy_model(SHARDED)
