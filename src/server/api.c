@@ -1633,6 +1633,10 @@ void glint_api_dispatch(glint_server *s, const char *method, const char *path, c
         if (strstr(err.text, "decode byte") || strstr(err.text, "UTF-8"))
             return set_error(out, 400, "Bad Request", "Invalid UTF-8 in the request body at line %d column %d: %s",
                              err.line, err.column, err.text);
+        if (strstr(err.text, "JSON_ALLOW_NUL"))  // text is handed on as C strings: a NUL would cut it short
+            return set_error(out, 400, "Bad Request",
+                             "Invalid JSON body at line %d column %d: strings may not contain \\u0000", err.line,
+                             err.column);
         return set_error(out, 400, "Bad Request", "Invalid JSON body at line %d column %d: %s", err.line, err.column,
                          err.text);
     }

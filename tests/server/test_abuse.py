@@ -46,6 +46,8 @@ def malformed(base):
     expect_error(base, CHAT, None, 400, "", raw=b"[1, 2]")
     expect_error(base, CHAT, None, 400, "", raw=b"")
     expect_error(base, CHAT, None, 400, "", raw=b'{"a": 1, "a": 2}')
+    expect_error(base, CHAT, None, 400, "strings may not contain \\u0000",
+                 raw=b'{"messages": [{"role": "user", "content": "a\\u0000b"}]}')
     expect_error(base, CHAT, None, 400, "UTF", raw=b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}')
     expect_error(base, CHAT, None, 400, "Unsupported Media Type", raw=json.dumps(OK).encode(),
                  headers={"Content-Type": "text/plain"})
