@@ -276,13 +276,20 @@ static glint_checkpoint *open_index(const char *dir, const char *index_path) {
     if (ck)  // every tensor the index names must be in the shard it names
         json_object_foreach(map, key, val) {
             const glint_st_tensor *t = glint_checkpoint_find(ck, key);
-            if (!t) {
-                glint_set_error("%s: tensor '%s' listed in the index is not in %s", index_path, key,
-                                json_string_value(val));
+            char *listed = glint_path_join(dir, json_string_value(val));
+            const int elsewhere = t && listed && strcmp(t->file, listed);
+            if (!t || !listed || elsewhere) {
+                if (!t) glint_set_error("%s: tensor '%s' listed in the index is not in %s", index_path, key,
+                                        json_string_value(val));
+                else if (elsewhere)
+                    glint_set_error("%s: tensor '%s' is listed in %s but stored in %s", index_path, key,
+                                    json_string_value(val), t->file);
+                free(listed);
                 glint_checkpoint_close(ck);
                 ck = NULL;
                 break;
             }
+            free(listed);
         }
 done:
     for (size_t i = 0; i < n; i++) free(paths[i]);

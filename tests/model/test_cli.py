@@ -176,6 +176,20 @@ os.remove(os.path.join(d, "model-00007-of-00024.safetensors"))
 expect_error("shard missing", ["info", "-m", d], "model-00007-of-00024.safetensors", "missing")
 shutil.rmtree(d)
 
+d = copy_model(SHARDED)
+index = os.path.join(d, "model.safetensors.index.json")
+with open(index) as f:
+    idx = json.load(f)
+shards = list(idx["weight_map"].values())
+moved = next(k for k, v in sorted(idx["weight_map"].items()) if shards.count(v) > 1)  # its shard stays listed
+others = sorted(set(shards) - {idx["weight_map"][moved]})
+idx["weight_map"][moved] = others[0]
+with open(index, "w") as f:
+    json.dump(idx, f)
+expect_error("index naming the wrong shard (was accepted)", ["info", "-m", d], moved, "is listed in " + others[0],
+             "but stored in")
+shutil.rmtree(d)
+
 # A FIFO or directory where a file belongs is refused, not opened (a FIFO would block the reader).
 for name in ["model.safetensors", "config.json", "generation_config.json"]:
     d = copy_model(FSF)
