@@ -74,6 +74,12 @@ static int setup_rope(reader *r, glint_config *c) {
         if (json_is_string(t)) type = json_string_value(t);
         json_t *th = json_object_get(rp, "rope_theta");
         if (json_is_number(th)) theta = json_number_value(th);
+        else if (th && !json_is_null(th)) r->failed = 1, glint_set_error("%s: rope_theta must be a number", r->name);
+    }
+    if (r->failed) return -1;
+    if (!(theta > 0) || !isfinite((float)theta)) {
+        glint_set_error("%s: rope_theta %g must be a positive number", r->name, theta);
+        return -1;
     }
     snprintf(c->rope_type, sizeof c->rope_type, "%s", type);
     c->rope_theta = (float)theta;
@@ -98,6 +104,11 @@ static int setup_rope(reader *r, glint_config *c) {
     reader rr = {rp, r->name, 0};
     double original = get_num(&rr, "original_max_position_embeddings", 0);
     double factor = get_num(&rr, "factor", 0);
+    if (rr.failed) return -1;  // (the error names the field)
+    if (json_object_get(rp, "factor") && !json_is_null(json_object_get(rp, "factor")) && !(factor > 0)) {
+        glint_set_error("%s: yarn factor %g must be positive", r->name, factor);
+        return -1;
+    }
     if (original <= 0) {
         glint_set_error("%s: yarn rope_parameters need original_max_position_embeddings", r->name);
         return -1;
@@ -110,6 +121,7 @@ static int setup_rope(reader *r, glint_config *c) {
         c->rope_attention_factor = (float)(yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim));
     else c->rope_attention_factor = (float)yarn_mscale(factor, 1.0);
     double beta_fast = get_num(&rr, "beta_fast", 0), beta_slow = get_num(&rr, "beta_slow", 0);
+    if (rr.failed) return -1;
     if (beta_fast == 0) beta_fast = 32;
     if (beta_slow == 0) beta_slow = 1;
     json_t *tr = json_object_get(rp, "truncate");
@@ -203,6 +215,7 @@ static int setup_mlp_layers(reader *r, glint_config *c) {
         return 0;
     }
     int first_dense = get_int(r, "first_k_dense_replace", 3, 0), freq = get_int(r, "moe_layer_freq", 1, 0);
+    if (r->failed) return -1;  // (the error names the field)
     if (freq < 1) freq = 1;
     for (int i = 0; i < c->num_layers; i++) c->layer_is_moe[i] = i >= first_dense && i % freq == 0;
     return 0;
@@ -289,6 +302,12 @@ static int fill_config(reader *r, const char *cli_pattern, glint_config *c) {
     json_t *act = json_object_get(r->root, "hidden_act");
     if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu"))) {
         glint_set_error("%s: hidden_act must be \"silu\"", r->name);
+        return -1;
+    }
+    if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps) || !(c->routed_scaling_factor > 0) ||
+        !isfinite(c->routed_scaling_factor)) {  // (as floats: 1e300 is no float)
+        glint_set_error("%s: rms_norm_eps (%g) and routed_scaling_factor (%g) must be positive float numbers", r->name,
+                        (double)c->rms_norm_eps, (double)c->routed_scaling_factor);
         return -1;
     }
     if (get_bool(r, "attention_bias", 0)) {

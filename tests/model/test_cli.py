@@ -156,6 +156,25 @@ with open(os.path.join(d, "config.json"), "w") as f:
 expect_error("config.json not JSON", ["info", "-m", d], "config.json", "line 2")
 shutil.rmtree(d)
 
+# Numbers that would turn every logit into NaN (the answer was token 0, again and again, with status 0).
+for field, value, needle in [("rms_norm_eps", -1, "rms_norm_eps"), ("routed_scaling_factor", 1e300, "routed_scaling"),
+                             ("rope_theta", 0, "rope_theta")]:
+    d = copy_model(FSF)
+    edit_config(d, lambda c: (c.pop("rope_parameters", None), c.update({field: value})))
+    expect_error("config %s %r" % (field, value), ["info", "-m", d], "config.json", needle)
+    shutil.rmtree(d)
+d = copy_model(FSF)
+edit_config(d, lambda c: (c.pop("mlp_layer_types", None), c.update(first_k_dense_replace=-1)))
+expect_error("first_k_dense_replace -1 (the error named a missing tensor)", ["info", "-m", d],
+             "\"first_k_dense_replace\" must be an integer")
+shutil.rmtree(d)
+d = copy_model(SHARDED)
+edit_config(d, lambda c: c["rope_parameters"].update(factor=-4))
+expect_error("yarn factor -4 (was replaced by a derived one)", ["info", "-m", d], "yarn factor", "positive")
+edit_config(d, lambda c: c["rope_parameters"].update(factor="4"))
+expect_error("yarn factor \"4\" (was replaced by a derived one)", ["info", "-m", d], "\"factor\" must be a number")
+shutil.rmtree(d)
+
 d = copy_model(FSF)
 edit_config(d, lambda c: c.update(eos_token_id=2 ** 40))
 expect_error("eos_token_id outside the vocabulary (was cut to token 0)", ["info", "-m", d], "eos_token_id",
