@@ -216,15 +216,17 @@ static const glint_st_tensor *need(const glint_checkpoint *ck, const char *modul
     return t;
 }
 
-static int scales_have_nan_fp8(const uint8_t *s, size_t n) {
+// Block scales a quantizer writes are finite and not negative (a negative one flips its block's signs:
+// a damaged file). E4M3: NaN is S.1111.111; -0 is harmless.
+static int scales_bad_fp8(const uint8_t *s, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if ((s[i] & 0x7f) == 0x7f) return 1;
+        if ((s[i] & 0x7f) == 0x7f || (s[i] > 0x80)) return 1;
     return 0;
 }
 
-static int scales_have_nan_f32(const float *s, size_t n) {
+static int scales_bad_f32(const float *s, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (!isfinite(s[i])) return 1;
+        if (!isfinite(s[i]) || s[i] < 0) return 1;
     return 0;
 }
 
@@ -254,9 +256,10 @@ static int bind_nvfp4(const glint_checkpoint *ck, const char *module, const glin
     if (!scale2) return -1;
     float global = scalar_f32(scale2);
     if (inverse_scale2) global = 1.0f / global;
-    if (!isfinite(global) || scales_have_nan_fp8(scale->data, scale->nbytes)) {
-        glint_set_error("%s: %s has NaN or infinite scales (%s)", scale->file, module,
-                        isfinite(global) ? "weight_scale" : scale2_name);
+    const int global_ok = isfinite(global) && global > 0;
+    if (!global_ok || scales_bad_fp8(scale->data, scale->nbytes)) {
+        glint_set_error("%s: %s has NaN, infinite or negative scales (%s%s)", scale->file, module,
+                        global_ok ? "weight_scale" : scale2_name, global_ok ? "" : ": must be a positive number");
         return -1;
     }
     *w = (glint_weight){.format = GLINT_WFMT_NVFP4, .dtype = GLINT_DTYPE_U8, .rows = N, .cols = K,
@@ -290,8 +293,8 @@ static int bind_fp8(const glint_checkpoint *ck, const glint_quant_config *qc, co
         return -1;
     }
     if (!scale) return -1;
-    if (scales_have_nan_f32(scale->data, scale->nbytes / 4)) {
-        glint_set_error("%s: %s has NaN or infinite scales", scale->file, scale->name);
+    if (scales_bad_f32(scale->data, scale->nbytes / 4)) {
+        glint_set_error("%s: %s has NaN, infinite or negative scales", scale->file, scale->name);
         return -1;
     }
     *w = (glint_weight){.format = GLINT_WFMT_FP8_BLOCK, .dtype = GLINT_DTYPE_F8_E4M3, .rows = N, .cols = K,

@@ -105,6 +105,15 @@ shutil.rmtree(d)
 d = copy_model(os.path.join(QUANT, "q-nvfp4-modelopt-experts"))
 poke(os.path.join(d, "model.safetensors"), EXPERT + ".weight_scale", 0x7F)
 expect_error("NaN block scale", ["info", "-m", d], EXPERT, "NaN")
+poke(os.path.join(d, "model.safetensors"), EXPERT + ".weight_scale", 0xB8)  # E4M3 -1.0
+expect_error("negative block scale (was taken: the block's signs flipped)", ["info", "-m", d], EXPERT, "negative")
+shutil.rmtree(d)
+d = copy_model(os.path.join(QUANT, "q-nvfp4-modelopt-experts"))
+with open(os.path.join(d, "model.safetensors"), "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    f.seek(8 + n + json.loads(f.read(n))[EXPERT + ".weight_scale_2"]["data_offsets"][0])
+    f.write(struct.pack("<f", -1.0))
+expect_error("negative global scale (was taken)", ["info", "-m", d], EXPERT, "weight_scale_2", "must be a positive number")
 shutil.rmtree(d)
 # tiny-fsf-f32 has moe_intermediate_size 24: store one expert's down_proj [64, 24] as NVFP4
 d = copy_model(os.path.join(MODELS, "tiny-fsf-f32"))
@@ -139,6 +148,10 @@ with open(os.path.join(d, "model.safetensors"), "r+b") as f:  # a whole float of
     f.seek(8 + n + header["model.layers.0.self_attn.o_proj.weight_scale_inv"]["data_offsets"][0])
     f.write(b"\xff\xff\xff\xff")
 expect_error("FP8 NaN block scale", ["info", "-m", d], "o_proj.weight_scale_inv", "NaN")
+with open(os.path.join(d, "model.safetensors"), "r+b") as f:
+    f.seek(8 + n + header["model.layers.0.self_attn.o_proj.weight_scale_inv"]["data_offsets"][0])
+    f.write(struct.pack("<f", -0.5))
+expect_error("FP8 negative block scale (was taken)", ["info", "-m", d], "o_proj.weight_scale_inv", "negative")
 shutil.rmtree(d)
 
 shutil.rmtree(tmp)
