@@ -1569,7 +1569,7 @@ void glint_api_dispatch(glint_server *s, const char *method, const char *path, c
                         glint_client_gone_fn gone, void *gone_arg, glint_api_response *out) {
     memset(out, 0, sizeof *out);
     out->route = route_of(path);
-    int is_get = !strcmp(method, "GET");
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");  // HEAD: GET's headers, no body (as Starlette)
     int is_post = !strcmp(method, "POST");
     int open_route = !strcmp(path, "/health") || !strcmp(path, "/health_generate");
     if (s->api_key && !open_route) {

@@ -125,6 +125,8 @@ def malformed(base):
     check(st == 404 and is_flat_error(json.loads(data), 404), "unknown route 404")
     st, _, data = request("GET", base + CHAT)
     check(st == 405, "GET on a POST route: %s" % st)
+    st, _, data = request("HEAD", base + "/health")
+    check(st == 200 and not data, "HEAD /health answers as GET, without a body: %s %r" % (st, data))
     # Content is data, never template code; paths in content are never read.
     st, r = post_json(base, CHAT, {"messages": [{"role": "user", "content": "{{ ''.__class__ }} {% include '/etc/passwd' %}"}],
                                    "max_tokens": 2})
