@@ -24,9 +24,16 @@ static void add_excludes(glint_quant_config *qc, json_t *list) {
     }
 }
 
-static int int_field(json_t *obj, const char *key, int fallback) {
+// An optional integer field in 1..2^20: the fallback when absent; else *failed with the error set.
+static int int_field(json_t *obj, const char *key, int fallback, const glint_quant_config *qc, int *failed) {
     json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int)json_integer_value(v) : fallback;
+    if (!v || json_is_null(v)) return fallback;
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > (1 << 20)) {
+        if (!*failed) glint_set_error("%s: quantization field \"%s\" must be an integer in 1..%d", qc->source, key, 1 << 20);
+        *failed = 1;
+        return fallback;
+    }
+    return (int)json_integer_value(v);
 }
 
 static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
@@ -37,9 +44,23 @@ static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
     }
     const char *algo = json_string_value(json_object_get(q, "quant_algo"));
     snprintf(qc->algo, sizeof qc->algo, "%s", algo ? algo : "");
+    int failed = 0;
     if (!strncmp(method, "modelopt", 8)) {
         qc->method = GLINT_QUANT_MODELOPT;
-        qc->group_size = int_field(q, "group_size", 16);
+        // The formats are read from the tensors; an algorithm named here must be one that stores them.
+        static const char *algos[] = {"NVFP4", "W4A16_NVFP4", "FP8", "MIXED_PRECISION"};
+        int known = !algo;
+        for (int i = 0; i < 4 && algo; i++) known |= !strcmp(algo, algos[i]);
+        if (!known) {
+            glint_set_error("%s: quant_algo \"%s\" is not supported (NVFP4, W4A16_NVFP4, FP8, MIXED_PRECISION are)",
+                            qc->source, algo);
+            return -1;
+        }
+        qc->group_size = int_field(q, "group_size", 16, qc, &failed);
+        if (!failed && algo && strstr(algo, "NVFP4") && qc->group_size != 16) {
+            glint_set_error("%s: NVFP4 group_size is 16, found %d", qc->source, qc->group_size);
+            return -1;
+        }
         add_excludes(qc, json_object_get(q, "ignore"));
         add_excludes(qc, json_object_get(q, "exclude_modules"));
     } else if (!strcmp(method, "compressed-tensors")) {
@@ -61,8 +82,9 @@ static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
         add_excludes(qc, json_object_get(q, "modules_to_not_convert"));
     } else if (!strcmp(method, "gptq")) {
         qc->method = GLINT_QUANT_GPTQ;
-        qc->bits = int_field(q, "bits", 4);
-        qc->group_size = int_field(q, "group_size", 128);
+        qc->bits = int_field(q, "bits", 4, qc, &failed);
+        qc->group_size = int_field(q, "group_size", 128, qc, &failed);
+        if (failed) return -1;
         const char *fmt = json_string_value(json_object_get(q, "checkpoint_format"));
         if (qc->bits != 4 || json_is_true(json_object_get(q, "desc_act")) || json_is_false(json_object_get(q, "sym")) ||
             (fmt && strcmp(fmt, "gptq")) || qc->group_size <= 0) {
@@ -78,7 +100,7 @@ static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
                         qc->source, method);
         return -1;
     }
-    return 0;
+    return failed ? -1 : 0;
 }
 
 int glint_quant_config_load(const char *dir, glint_quant_config *qc) {

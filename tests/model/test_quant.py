@@ -137,6 +137,22 @@ json.dump(hf, open(os.path.join(d, "hf_quant_config.json"), "w"))
 expect_error("format disagrees with the exclude list", ["info", "-m", d], "model.layers.1.mlp.experts.0",
              "NVFP4", "hf_quant_config.json")
 shutil.rmtree(d)
+for edit, needles in [(lambda q: q.update(quant_algo="BOGUS"), ["quant_algo", "BOGUS", "not supported"]),
+                      (lambda q: q.update(group_size=32), ["NVFP4 group_size is 16", "32"]),
+                      (lambda q: q.update(group_size="sixteen"), ["group_size", "must be an integer"])]:
+    d = copy_model(os.path.join(QUANT, "q-nvfp4-modelopt-experts"))
+    hf = json.load(open(os.path.join(d, "hf_quant_config.json")))
+    edit(hf["quantization"])
+    json.dump(hf, open(os.path.join(d, "hf_quant_config.json"), "w"))
+    expect_error("hf_quant_config.json " + " ".join(needles[:2]) + " (was taken)", ["info", "-m", d],
+                 "hf_quant_config.json", *needles)
+    shutil.rmtree(d)
+d = copy_model(os.path.join(QUANT, "q-gptq"))
+cfg = json.load(open(os.path.join(d, "config.json")))
+cfg["quantization_config"]["bits"] = "8"
+json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+expect_error("GPTQ bits \"8\" (was taken as 4)", ["info", "-m", d], "\"bits\" must be an integer")
+shutil.rmtree(d)
 d = copy_model(os.path.join(QUANT, "q-gptq"))
 rewrite_header(os.path.join(d, "model.safetensors"), lambda h: h.pop("model.layers.2.mlp.experts.0.down_proj.qzeros"))
 expect_error("GPTQ zeros missing", ["info", "-m", d], "qzeros", "missing")
