@@ -1,11 +1,11 @@
 #include "common/util.h"
 
 #include <errno.h>
-#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static _Thread_local char error_buffer[2048];
