@@ -135,6 +135,22 @@ static glint_weight bind(binder *b, const char *name, int64_t rows, int64_t cols
         b->failed = 1;
         return w;
     }
+    // Vectors (norm weights, biases) are small enough to check: a NaN or Inf in one turns every
+    // activation after it into NaN, and the answer into token 0 again and again.
+    for (int64_t i = 0; !cols && i < rows; i++) {
+        float v;
+        if (t->dtype == GLINT_DTYPE_F32) memcpy(&v, (const char *)t->data + 4 * i, sizeof v);
+        else {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, sizeof h);
+            v = t->dtype == GLINT_DTYPE_BF16 ? glint_bf16_to_f32(h) : glint_f16_to_f32(h);
+        }
+        if (!isfinite(v)) {
+            glint_set_error("%s: tensor '%s' holds %s at [%lld]", t->file, name, isnan(v) ? "NaN" : "Inf", (long long)i);
+            b->failed = 1;
+            return w;
+        }
+    }
     w.dtype = t->dtype;
     w.rows = rows;
     w.cols = cols ? cols : 1;

@@ -156,6 +156,15 @@ with open(os.path.join(d, "config.json"), "w") as f:
 expect_error("config.json not JSON", ["info", "-m", d], "config.json", "line 2")
 shutil.rmtree(d)
 
+d = copy_model(FSF)
+with open(os.path.join(d, "model.safetensors"), "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    f.seek(8 + n + json.loads(f.read(n))["model.layers.0.input_layernorm.weight"]["data_offsets"][0] + 12)
+    f.write(struct.pack("<f", float("nan")))
+expect_error("NaN in a norm weight (the answer was token 0, again and again)", ["info", "-m", d],
+             "model.layers.0.input_layernorm.weight", "NaN at [3]")
+shutil.rmtree(d)
+
 # Numbers that would turn every logit into NaN (the answer was token 0, again and again, with status 0).
 for field, value, needle in [("rms_norm_eps", -1, "rms_norm_eps"), ("routed_scaling_factor", 1e300, "routed_scaling"),
                              ("rope_theta", 0, "rope_theta")]:
