@@ -50,7 +50,7 @@ static const flag_spec FLAGS[] = {
     // glint and sglang extras
     {"--threads", 1, NULL}, {"--backend", 1, NULL}, {"--index-topk-pattern", 1, NULL},
     {"--max-total-tokens", 1, NULL}, {"--max-queued-requests", 1, NULL}, {"--disable-radix-cache", 0, NULL},
-    {"--max-request-bytes", 1, NULL},
+    {"--max-request-bytes", 1, NULL}, {"--timeout-keep-alive", 1, NULL},
 };
 
 static int bad_value(const char *flag, const char *value, const char *want) {
@@ -77,6 +77,7 @@ int cmd_serve(int argc, char **argv) {
     s.port = 8000;
     s.max_body_bytes = 32u << 20;
     s.max_connections = 1024;
+    s.idle_timeout = 30;
     const char *chat_template = NULL, *backend = "auto";
     glint_load_options load = {0};
     int64_t threads = 0, context = 0, max_running = 64, chunked = 2048, page_size = 1, max_total_tokens = 0;
@@ -181,6 +182,9 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(name, "--max-request-bytes")) {
             if (int_value(name, v, 1024, (int64_t)1 << 32, &n)) return 2;
             s.max_body_bytes = (size_t)n;
+        } else if (!strcmp(name, "--timeout-keep-alive")) {  // uvicorn's name
+            if (int_value(name, v, 1, 86400, &n)) return 2;
+            s.idle_timeout = (int)n;
         }
     }
     if (!s.model_path) {

@@ -84,6 +84,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!cs->active) {
         cs->active = 1;
         atomic_fetch_add(&s->active_requests, 1);
+        // The request is in: while it is answered, only a client that stops reading for 10 minutes is
+        // dropped (the idle limit is for connections without a request); request_completed sets it again.
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 600u);
     }
     const char *content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -127,9 +130,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)conn, (void)toe;
+    (void)cls, (void)toe;
     connection_state *cs = *con_cls;
     if (!cs) return;
+    // kept alive: back to the idle limit until the next request is in
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)cs->s->idle_timeout);
     if (cs->active) atomic_fetch_sub(&cs->s->active_requests, 1);
     glint_buf_free(&cs->body);
     free(cs);
@@ -166,7 +171,7 @@ int glint_http_serve(glint_server *s) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, chosen->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+        (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->idle_timeout, MHD_OPTION_END);
     freeaddrinfo(addr);
     if (!d) {
         fprintf(stderr, "glint serve: cannot listen on %s:%d (in use, or not an address of this machine)\n", s->host,

@@ -32,6 +32,7 @@ typedef struct {
     int tool_parser;       // --tool-call-parser glm47 given
     size_t max_body_bytes;
     int max_connections;
+    int idle_timeout;  // seconds a connection may wait without a request (reading one, or kept alive)
 
     // Loaded once, read-only while serving.
     glint_model *model;

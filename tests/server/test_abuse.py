@@ -347,6 +347,55 @@ def shutdown_while_busy():
     check(time.time() - t0 < 30 and got, "SIGTERM with work in flight: the client got an answer and the server exited")
 
 
+def idle_connections():
+    """Connections that send nothing are closed after --timeout-keep-alive: ~1,100 of them used to lock
+    every client out for 600 s (thread per connection, 1,024 at most). A long answer, streamed or
+    not, is not idleness, and a kept-alive connection is reused within the limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    srv = Server(GLINT, MODEL, "--timeout-keep-alive", "1")
+    socks = []
+    try:
+        for _ in range(1100):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+            except OSError:
+                break
+        time.sleep(2.5)
+        st, _, _ = request("GET", srv.base + "/health", timeout=5)
+        check(st == 200, "%d idle connections dropped after the limit: a new client is served (%s)" % (len(socks), st))
+        for s in socks:
+            s.settimeout(2)
+        dropped = sum(1 for s in socks if s.recv(1) == b"")
+        check(dropped == len(socks), "every idle connection was closed by the server: %d of %d" % (dropped, len(socks)))
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
+        for stream in (False, True):  # 16 x 400 tokens: 1.5 s on the 2-core CI machine, past the limit
+            t0 = time.time()
+            body = {"prompt": "busy", "max_tokens": 400, "n": 16, "ignore_eos": True, "stream": stream}
+            c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            c.request("GET", "/health")
+            r2 = c.getresponse()
+            r2.read()
+            check(r.status == 200 and (b"[DONE]" in data if stream else b"usage" in data) and r2.status == 200,
+                  "%s answer of %.1f s, then the connection reused: %s %s" % ("streamed" if stream else "whole",
+                                                                           time.time() - t0, r.status, r2.status))
+        time.sleep(2.5)
+        try:
+            c.request("GET", "/health")
+            c.getresponse().read()
+            check(False, "a kept-alive connection idle past the limit was not closed")
+        except (http.client.HTTPException, OSError):
+            pass
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
 def main():
     srv = Server(GLINT, MODEL, "--reasoning-parser", "glm45", "--tool-call-parser", "glm47", "--max-request-bytes", "65536")
     try:
@@ -362,6 +411,7 @@ def main():
     finally:
         srv.stop()
     queue_full()
+    idle_connections()
     shutdown_while_busy()
     auth()
     launch_line()
