@@ -69,11 +69,13 @@ static int get_number(const json_t *req, const char *key, double *v, glint_api_r
 static int get_int(const json_t *req, const char *key, long long *v, glint_api_response *out) {
     json_t *f = json_object_get(req, key);
     if (!f || json_is_null(f)) return 0;
-    if (!json_is_integer(f)) {
+    // as pydantic (lax) takes them: a real with no fraction, e.g. 16.0, is an integer too
+    const double r = json_is_real(f) ? json_real_value(f) : 0.5;
+    if (!json_is_integer(f) && !(r == floor(r) && fabs(r) <= 9007199254740992.0)) {
         set_error(out, 400, "BadRequestError", "'%s' must be an integer", key);
         return -1;
     }
-    *v = json_integer_value(f);
+    *v = json_is_integer(f) ? json_integer_value(f) : (long long)r;
     return 1;
 }
 

@@ -116,6 +116,8 @@ def malformed(base):
     for effort in ["high", 0.5]:
         st, _ = post_json(base, CHAT, dict(OK, reasoning_effort=effort))
         check(st == 200, "reasoning_effort %r is taken: %s" % (effort, st))
+    st, r = post_json(base, CHAT, dict(OK, max_tokens=2.0, top_k=40.0))  # pydantic (lax) takes integral reals
+    check(st == 200 and r["usage"]["completion_tokens"] == 2, "max_tokens 2.0 is 2: %s %s" % (st, r))
     st, _ = post_json(base, CHAT, dict(OK, top_k=2 ** 31))  # past the vocabulary: no cut, as sglang
     check(st == 200, "a top_k past the vocabulary is taken: %s" % st)
     expect_error(base, CHAT, dict(OK, min_tokens=50), 400)
