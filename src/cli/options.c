@@ -40,7 +40,9 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes_value = 1;
         int64_t n;
-        if (a[0] != '-' && !o->positional) o->positional = a, takes_value = 0;
+        if (a[0] != '-' && (o->positional || strcmp(cmd, "perplexity")))  // perplexity's FILE is the only one
+            return usage_error(cmd, "unexpected argument '%s' (see glint --help)", a);
+        else if (a[0] != '-') o->positional = a, takes_value = 0;
         else if (!strcmp(a, "--print-ids")) o->print_ids = 1, takes_value = 0;
         else if (!strcmp(a, "--kernels")) o->kernels = 1, takes_value = 0;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1, takes_value = 0;

@@ -57,7 +57,8 @@ char *glint_read_stream(FILE *f, const char *name, size_t *len_out);
 char *glint_read_text_file(const char *path, size_t *len_out);
 // 0 when path is a regular file (symlinks followed). Otherwise -1 with the error set and errno
 // ENOENT (missing: optional files are skipped) or EINVAL (a directory, FIFO, device: a FIFO would
-// block the reader forever). Checked before a file is opened.
+// block the reader forever). Checked before a checkpoint's files are opened (a user's text file may
+// well be a pipe).
 int glint_check_regular_file(const char *path);
 
 // Joins dir + "/" + name into a new string.

@@ -407,7 +407,7 @@ int glint_config_load(const char *dir, const char *override_json, const char *in
                       glint_config *cfg) {
     char *path = glint_path_join(dir, "config.json");
     if (!path) return -1;
-    char *text = glint_read_text_file(path, NULL);
+    char *text = glint_check_regular_file(path) ? NULL : glint_read_text_file(path, NULL);
     int rc = text ? glint_config_parse(text, path, override_json, index_topk_pattern, cfg) : -1;
     free(text);
     free(path);

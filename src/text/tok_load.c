@@ -23,7 +23,7 @@ enum { MAX_TOKEN_ID = 1 << 26 };
 static json_t *load_json_file(const char *path) {
     // Parsing from memory is several times faster than jansson's FILE* reader.
     size_t len;
-    char *text = glint_read_text_file(path, &len);
+    char *text = glint_check_regular_file(path) ? NULL : glint_read_text_file(path, &len);
     if (!text) return NULL;
     json_error_t err;
     json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, &err);  // vocabularies may hold "\u0000"

@@ -62,6 +62,11 @@ t.expect_error("--speculative needs an MTP layer",
                 "--speculative", "--temperature", "0"], "MTP")
 rc, out, err = run("run", "-m", DEMO, "-p", "What does \"river\" mean?", "--temperature", "0", "-n", "48")
 report("glint run -p answers once and exits", rc == 0 and len(out.strip()) > 0, f"{rc} {err}")
+rc, out, err = run("perplexity", "-m", DEMO, "/dev/stdin", stdin=b"A river is a stream of water.")
+report("glint perplexity reads a pipe (only a checkpoint's files must be regular files)",
+       rc == 0 and out.startswith("perplexity "), f"{rc} {err} {out!r}")
+t.expect_error("glint perplexity of an empty file (was 1.0000: the special tokens alone)",
+               ["perplexity", "-m", DEMO, "/dev/null"], "the file is empty")
 t.expect_error("glint run -p refuses a question that is not UTF-8 (was answered as an empty turn)",
                ["run", "-m", DEMO, "-p", b"What does river mean? \xff"], "not taken", "byte offset 22")
 script = "Define stone.\n/think off\nWhat is a kludge in hacker slang?\n/reset\n/bogus\nTell me a fortune.\n/quit\n"

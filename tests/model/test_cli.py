@@ -244,6 +244,7 @@ expect_error("id outside vocab", ["generate", "-m", FSF, "--ids", "1 2 999"], "9
 expect_error("prompt longer than context", ["generate", "-m", FSF, "--ids", prompt, "--context-length", "16"],
              "context length 16")
 expect_error("unknown option", ["generate", "-m", FSF, "--bogus", "1"], "--bogus", status=2)
+expect_error("a stray argument (was ignored)", ["info", "-m", FSF, "extra"], "unexpected argument 'extra'", status=2)
 expect_error("-n past the limit (was an integer overflow)", ["generate", "-m", FSF, "--ids", "1 2", "-n",
              "9223372036854775807"], "bad -n", "at most 1073741824", status=2)
 expect_error("a temperature no float holds", ["generate", "-m", FSF, "--ids", "1 2", "--temperature", "1e39"],
