@@ -638,6 +638,10 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "glint bench: give -m DIR or --synthetic NAME\n");
         return 2;
     }
+    if (o.layers && o.model_dir) {
+        fprintf(stderr, "glint bench: --layers is for --synthetic (a checkpoint runs all its layers)\n");
+        return 2;
+    }
     glint_backend *be = make_backend(&o);
     if (!be) return 1;
     glint_model *m = NULL;

@@ -91,7 +91,10 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
         else if (!strcmp(a, "--synthetic")) o->synthetic = v;
         else if (!strcmp(a, "--layers")) {
             if (glint_parse_int64(v, &o->layers) || o->layers < 1) return usage_error(cmd, "bad --layers '%s'", v);
-        } else if (!strcmp(a, "--ctx")) o->ctx_list = v;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!*v) return usage_error(cmd, "bad --ctx '%s' (contexts, e.g. 256,4096)", v);
+            o->ctx_list = v;
+        }
         else if (!strcmp(a, "--prefill")) o->prefill_list = v;
         else if (!strcmp(a, "--prefill-chunk")) {
             if (glint_parse_int64(v, &o->prefill_chunk) || o->prefill_chunk < 1 || o->prefill_chunk > (1 << 20))

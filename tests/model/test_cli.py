@@ -61,6 +61,10 @@ rows = [l.split() for l in out.splitlines() if l.split()[:1] in (["8"], ["40"])]
 ok = rc == 0 and len(rows) == 2 and all(float(r[1]) > 0 and r[5].endswith("%") and float(r[5][:-1]) > 0 for r in rows)
 report("bench: a decode row per context", ok, f"{rc} {out!r} {err!r}")
 expect_error("bench: context 0 refused", ("bench", "-m", FSF, "--ctx", "0"), "bad --ctx entry at '0'", status=2)
+expect_error("bench: an empty context list (gave no rows, status 0)", ("bench", "-m", FSF, "--ctx", ""), "bad --ctx",
+             status=2)
+expect_error("bench: --layers with a checkpoint (was ignored)", ("bench", "-m", FSF, "--layers", "2"),
+             "--layers is for --synthetic", status=2)
 expect_error("bench: a non-number context refused", ("bench", "-m", FSF, "--ctx", "8,abc"), "bad --ctx entry at 'abc'",
              status=2)
 # sampling with a seed is reproducible
