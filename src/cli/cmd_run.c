@@ -25,6 +25,7 @@ typedef struct {
     float *logits;
     int32_t *cached;  // the tokens in st, in order
     int n_cached, context, max_new, think, on_terminal;
+    int one_question;  // -p: no REPL (its commands do not exist)
     int32_t think_end;  // id of </think>
     json_t *history;    // messages
 } chat;
@@ -104,8 +105,8 @@ static int respond(chat *c) {
         return -1;
     }
     if (n + c->max_new > c->context) {
-        fprintf(stderr, "glint run: the conversation (%d tokens) no longer fits the context of %d; /reset starts over\n",
-                n, c->context);
+        fprintf(stderr, "glint run: the conversation (%d tokens) no longer fits the context of %d%s\n", n, c->context,
+                c->one_question ? " (--context-length sets it)" : "; /reset starts over");
         free(ids);
         return -1;
     }
@@ -200,6 +201,7 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if (o.prompt) {
+        c.one_question = 1;
         rc = user_turn(&c, o.prompt) ? 1 : 0;
         goto done;
     }
