@@ -106,8 +106,8 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
                 return usage_error(cmd, "bad --triton-attention-num-kv-splits '%s' (1 to 1024)", v);
             o->kv_splits = (int)n;
         } else if (!strcmp(a, "--decode-tokens")) {
-            if (glint_parse_int64(v, &o->n_decode) || o->n_decode < 1)
-                return usage_error(cmd, "bad --decode-tokens '%s'", v);
+            if (glint_parse_int64(v, &o->n_decode) || o->n_decode < 1 || o->n_decode > (1 << 20))
+                return usage_error(cmd, "bad --decode-tokens '%s' (1 to 1048576)", v);
         } else return usage_error(cmd, "unknown option %s (see glint --help)", a);
         i += takes_value;
     }

@@ -319,8 +319,9 @@ static int fill_config(reader *r, const char *cli_pattern, glint_config *c) {
         return -1;
     }
     if (c->hidden_size < 1 || c->vocab_size < 1 || c->num_heads < 1 || c->kv_lora_rank < 1 || c->q_lora_rank < 1 ||
-        c->v_head_dim < 1 || c->index_n_heads < 1 || c->index_topk < 1) {
-        glint_set_error("%s: hidden_size, vocab_size, heads, lora ranks, v_head_dim, index sizes must be positive",
+        c->v_head_dim < 1 || c->index_n_heads < 1 || c->index_topk < 1 || c->max_position_embeddings < 1) {
+        glint_set_error("%s: hidden_size, vocab_size, heads, lora ranks, v_head_dim, index sizes and "
+                        "max_position_embeddings must be positive",
                         r->name);
         return -1;
     }

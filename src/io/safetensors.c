@@ -103,8 +103,8 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
     uint64_t header_len;
     memcpy(&header_len, m->base, 8);  // little-endian on every supported host
     if (header_len > m->size - 8) {
-        glint_set_error("%s: truncated file: header claims %llu bytes but the file has %zu", m->path,
-                        (unsigned long long)header_len, m->size);
+        glint_set_error("%s: truncated file: header claims %llu bytes but only %zu follow its 8-byte length", m->path,
+                        (unsigned long long)header_len, m->size - 8);
         return -1;
     }
     const char *header = (const char *)m->base + 8;
@@ -300,8 +300,10 @@ done:
 
 glint_checkpoint *glint_checkpoint_open(const char *dir) {
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        glint_set_error("%s: model directory does not exist", dir);
+    const int exists = stat(dir, &st) == 0;
+    if (!exists || !S_ISDIR(st.st_mode)) {
+        glint_set_error("%s: %s", dir, exists ? "not a directory (a model is the checkpoint's directory)"
+                                              : "model directory does not exist");
         return NULL;
     }
     char *index = glint_path_join(dir, "model.safetensors.index.json");

@@ -641,8 +641,10 @@ glint_model *glint_model_load(const char *dir, const glint_load_options *opts, g
     if (!m) return NULL;
     glint_quant_config qc = {0};
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        glint_set_error("%s: model directory does not exist", dir);
+    const int exists = stat(dir, &st) == 0;
+    if (!exists || !S_ISDIR(st.st_mode)) {
+        glint_set_error("%s: %s", dir, exists ? "not a directory (a model is the checkpoint's directory)"
+                                              : "model directory does not exist");
         goto fail;
     }
     if (glint_config_load(dir, opts ? opts->override_json : NULL, opts ? opts->index_topk_pattern : NULL, &m->cfg) ||

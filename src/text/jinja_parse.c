@@ -9,6 +9,7 @@
 
 #include "common/util.h"
 #include "text/jinja_internal.h"
+#include "text/tok_internal.h"
 
 // ---------------------------------------------------------------- arena (AST lifetime = template)
 typedef struct arena_block {
@@ -1433,6 +1434,13 @@ static bool check_names(parser *p, const jnode *n, bool in_if, int depth) {
 }
 
 glint_template *glint_template_parse(const char *source, size_t len, const char *name_for_errors) {
+    // jinja2 reads a template as text: bytes that are not UTF-8 are its error (and would reach the
+    // tokenizer inside every prompt, reported there without the file's name)
+    const size_t valid = tok_utf8_valid_prefix(source, len);
+    if (valid < len) {
+        glint_set_error("%s: invalid UTF-8 at byte %zu", name_for_errors ? name_for_errors : "<template>", valid);
+        return NULL;
+    }
     glint_template *t = calloc(1, sizeof *t);
     if (!t) { glint_set_error("out of memory parsing template"); return NULL; }
     t->name = glint_strdup(name_for_errors ? name_for_errors : "<template>");

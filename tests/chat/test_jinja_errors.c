@@ -122,6 +122,7 @@ int main(int argc, char **argv) {
     expect_parse_error("{{ x | }}", "t.jinja:1:");
     expect_parse_error("{# never closed", "t.jinja:1:1:");
     expect_parse_error("{{ '\\xZZ' }}", "t.jinja:1:");
+    expect_parse_error("hello \xff {{ x }}", "t.jinja: invalid UTF-8 at byte 6");  // not text, as in jinja2
 
     // nesting and size limits: errors, never a crash
     char *deep = repeat("(", 100000, "1", ")");

@@ -105,6 +105,8 @@ report("info sharded + yarn", rc == 0 and "yarn" in out and "24 files" in out, o
 
 # --- loader errors
 expect_error("missing directory", ["info", "-m", "/nonexistent/model"], "/nonexistent/model", "does not exist")
+expect_error("-m naming a file (was said not to exist)", ["info", "-m", os.path.join(FSF, "config.json")],
+             "config.json: not a directory")
 with tempfile.TemporaryDirectory() as empty:
     expect_error("no config.json", ["info", "-m", empty], "config.json")
     shutil.copy(os.path.join(FSF, "config.json"), empty)
@@ -171,7 +173,7 @@ shutil.rmtree(d)
 
 # Numbers that would turn every logit into NaN (the answer was token 0, again and again, with status 0).
 for field, value, needle in [("rms_norm_eps", -1, "rms_norm_eps"), ("routed_scaling_factor", 1e300, "routed_scaling"),
-                             ("rope_theta", 0, "rope_theta")]:
+                             ("rope_theta", 0, "rope_theta"), ("max_position_embeddings", 0, "max_position_embeddings")]:
     d = copy_model(FSF)
     edit_config(d, lambda c: (c.pop("rope_parameters", None), c.update({field: value})))
     expect_error("config %s %r" % (field, value), ["info", "-m", d], "config.json", needle)
