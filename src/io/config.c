@@ -257,9 +257,11 @@ static int is_supported_architecture(json_t *root) {
     json_t *archs = json_object_get(root, "architectures"), *mt = json_object_get(root, "model_type");
     size_t i;
     json_t *v;
-    if (json_is_array(archs))
+    if (json_is_array(archs) && json_array_size(archs)) {  // what transformers instantiates: it decides
         json_array_foreach(archs, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), "GlmMoeDsaForCausalLM"))
             return 1;
+        return 0;
+    }
     return json_is_string(mt) && !strcmp(json_string_value(mt), "glm_moe_dsa");
 }
 

@@ -36,6 +36,23 @@ static int int_field(json_t *obj, const char *key, int fallback, const glint_qua
     return (int)json_integer_value(v);
 }
 
+// 0 when pattern compiles as the exclude matching compiles it; else -1 with the error set.
+static int check_regex(const glint_quant_config *qc, const char *pattern) {
+    int errcode;
+    PCRE2_SIZE erroffset;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
+                                   &errcode, &erroffset, NULL);
+    if (re) {
+        pcre2_code_free(re);
+        return 0;
+    }
+    PCRE2_UCHAR why[128];
+    pcre2_get_error_message(errcode, why, sizeof why);
+    glint_set_error("%s: ignore pattern 're:%s' is not a regular expression: %s at offset %zu", qc->source, pattern,
+                    (const char *)why, (size_t)erroffset);
+    return -1;
+}
+
 static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
     const char *method = json_string_value(json_object_get(q, "quant_method"));
     if (!method) {
@@ -69,6 +86,8 @@ static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
         snprintf(qc->algo, sizeof qc->algo, "%s", format ? format : "");
         qc->group_size = 16;
         add_excludes(qc, json_object_get(q, "ignore"));
+        for (int i = 0; i < qc->n_excludes; i++)  // a pattern that does not compile would match nothing
+            if (!strncmp(qc->excludes[i], "re:", 3) && check_regex(qc, qc->excludes[i] + 3)) return -1;
     } else if (!strcmp(method, "fp8")) {
         qc->method = GLINT_QUANT_FP8;
         json_t *bs = json_object_get(q, "weight_block_size");
@@ -117,6 +136,10 @@ int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
         goto done;
     }
     json_t *q = json_object_get(cfg, "quantization_config");
+    if (q && !json_is_null(q) && !json_is_object(q)) {
+        glint_set_error("%s: quantization_config must be an object", cfg_path);
+        goto done;
+    }
     if (json_is_object(q)) {
         snprintf(qc->source, sizeof qc->source, "config.json");
         rc = parse_quantization_config(q, qc);

@@ -125,7 +125,13 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
     const char *key;
     json_t *entry;
     json_object_foreach(root, key, entry) {
-        if (!strcmp(key, "__metadata__")) continue;
+        if (!strcmp(key, "__metadata__")) {  // the format's optional string -> string map
+            if (!json_is_object(entry)) {
+                glint_set_error("%s: __metadata__ must be an object of strings", m->path);
+                goto fail;
+            }
+            continue;
+        }
         json_t *jd = json_object_get(entry, "dtype"), *js = json_object_get(entry, "shape"),
                *jo = json_object_get(entry, "data_offsets");
         if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2) {
@@ -237,7 +243,7 @@ static int file_exists(const char *path) {
 static glint_checkpoint *open_index(const char *dir, const char *index_path) {
     json_error_t jerr;
     if (glint_check_regular_file(index_path)) return NULL;
-    json_t *root = json_load_file(index_path, 0, &jerr);
+    json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);  // one shard per tensor
     if (!root) {
         glint_set_error("%s: not valid JSON at line %d column %d: %s", index_path, jerr.line, jerr.column, jerr.text);
         return NULL;
@@ -310,8 +316,12 @@ glint_checkpoint *glint_checkpoint_open(const char *dir) {
     char *single = glint_path_join(dir, "model.safetensors");
     glint_checkpoint *ck = NULL;
     if (index && single) {
+        struct stat link;
         if (file_exists(index)) ck = open_index(dir, index);
         else if (file_exists(single)) ck = glint_checkpoint_open_file(single);
+        else if (!lstat(index, &link) || !lstat(single, &link))  // there, but stat fails: a broken link
+            glint_set_error("%s: a symbolic link to a missing file (or a loop of links)",
+                            !lstat(index, &link) ? index : single);
         else glint_set_error("%s: no model.safetensors or model.safetensors.index.json", dir);
     }
     free(index);

@@ -224,6 +224,34 @@ expect_error("index naming the wrong shard (was accepted)", ["info", "-m", d], m
              "but stored in")
 shutil.rmtree(d)
 
+d = copy_model(FSF)
+os.remove(os.path.join(d, "model.safetensors"))
+os.symlink(os.path.join(d, "gone.safetensors"), os.path.join(d, "model.safetensors"))
+expect_error("a dangling link (was: no model.safetensors)", ["info", "-m", d], "model.safetensors",
+             "symbolic link to a missing file")
+shutil.rmtree(d)
+d = copy_model(SHARDED)
+index = os.path.join(d, "model.safetensors.index.json")
+text = open(index).read()
+name = next(iter(json.loads(text)["weight_map"]))
+at = text.index('"weight_map": {') + len('"weight_map": {')
+open(index, "w").write(text[:at] + '"%s": "x.safetensors", ' % name + text[at:])
+expect_error("a tensor listed twice in the index (the last one was taken)", ["info", "-m", d],
+             "model.safetensors.index.json", "duplicate")
+shutil.rmtree(d)
+d = copy_model(FSF)
+rewrite_header(os.path.join(d, "model.safetensors"), lambda h: h.update(__metadata__=[1, 2]))
+expect_error("__metadata__ that is not an object (was taken)", ["info", "-m", d], "__metadata__ must be an object")
+shutil.rmtree(d)
+d = copy_model(FSF)
+edit_config(d, lambda c: c.update(architectures=["LlamaForCausalLM"]))  # model_type still glm_moe_dsa
+expect_error("another architecture with GLM's model_type (was taken)", ["info", "-m", d], "unsupported architecture",
+             "LlamaForCausalLM")
+edit_config(d, lambda c: c.update(architectures=["GlmMoeDsaForCausalLM"], quantization_config="nvfp4"))
+expect_error("quantization_config that is not an object (was ignored)", ["info", "-m", d],
+             "quantization_config must be an object")
+shutil.rmtree(d)
+
 # A FIFO or directory where a file belongs is refused, not opened (a FIFO would block the reader).
 for name in ["model.safetensors", "config.json", "generation_config.json"]:
     d = copy_model(FSF)

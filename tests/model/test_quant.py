@@ -130,29 +130,33 @@ json.dump({"quantization": {"quant_algo": "NVFP4", "group_size": 16, "exclude_mo
     "model.layers.1.mlp.experts.0.up_proj"]}}, open(os.path.join(d, "hf_quant_config.json"), "w"))
 expect_error("K not a multiple of 16 (loader)", ["info", "-m", d], down, "24", "not a multiple of 16")
 shutil.rmtree(d)
-d = copy_model(os.path.join(QUANT, "q-nvfp4-modelopt-experts"))
-hf = json.load(open(os.path.join(d, "hf_quant_config.json")))
-hf["quantization"]["exclude_modules"].append("model.layers.1.mlp.experts*")
-json.dump(hf, open(os.path.join(d, "hf_quant_config.json"), "w"))
-expect_error("format disagrees with the exclude list", ["info", "-m", d], "model.layers.1.mlp.experts.0",
-             "NVFP4", "hf_quant_config.json")
-shutil.rmtree(d)
+
+
+def expect_json_edit_error(name, model, filename, edit, *needles):
+    """A copy of `model` whose `filename` (JSON) went through edit() must be refused naming needles."""
+    d = copy_model(os.path.join(QUANT, model))
+    path = os.path.join(d, filename)
+    doc = json.load(open(path))
+    edit(doc)
+    json.dump(doc, open(path, "w"))
+    expect_error(name, ["info", "-m", d], *needles)
+    shutil.rmtree(d)
+
+
+expect_json_edit_error("format disagrees with the exclude list", "q-nvfp4-modelopt-experts", "hf_quant_config.json",
+                       lambda h: h["quantization"]["exclude_modules"].append("model.layers.1.mlp.experts*"),
+                       "model.layers.1.mlp.experts.0", "NVFP4", "hf_quant_config.json")
 for edit, needles in [(lambda q: q.update(quant_algo="BOGUS"), ["quant_algo", "BOGUS", "not supported"]),
                       (lambda q: q.update(group_size=32), ["NVFP4 group_size is 16", "32"]),
                       (lambda q: q.update(group_size="sixteen"), ["group_size", "must be an integer"])]:
-    d = copy_model(os.path.join(QUANT, "q-nvfp4-modelopt-experts"))
-    hf = json.load(open(os.path.join(d, "hf_quant_config.json")))
-    edit(hf["quantization"])
-    json.dump(hf, open(os.path.join(d, "hf_quant_config.json"), "w"))
-    expect_error("hf_quant_config.json " + " ".join(needles[:2]) + " (was taken)", ["info", "-m", d],
-                 "hf_quant_config.json", *needles)
-    shutil.rmtree(d)
-d = copy_model(os.path.join(QUANT, "q-gptq"))
-cfg = json.load(open(os.path.join(d, "config.json")))
-cfg["quantization_config"]["bits"] = "8"
-json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
-expect_error("GPTQ bits \"8\" (was taken as 4)", ["info", "-m", d], "\"bits\" must be an integer")
-shutil.rmtree(d)
+    expect_json_edit_error("hf_quant_config.json " + " ".join(needles[:2]) + " (was taken)",
+                           "q-nvfp4-modelopt-experts", "hf_quant_config.json", lambda h: edit(h["quantization"]),
+                           "hf_quant_config.json", *needles)
+expect_json_edit_error("an ignore pattern that is no regex (was: matches nothing)", "q-nvfp4-ct", "config.json",
+                       lambda c: c["quantization_config"]["ignore"].append("re:((("), "re:(((",
+                       "not a regular expression")
+expect_json_edit_error("GPTQ bits \"8\" (was taken as 4)", "q-gptq", "config.json",
+                       lambda c: c["quantization_config"].update(bits="8"), "\"bits\" must be an integer")
 d = copy_model(os.path.join(QUANT, "q-gptq"))
 rewrite_header(os.path.join(d, "model.safetensors"), lambda h: h.pop("model.layers.2.mlp.experts.0.down_proj.qzeros"))
 expect_error("GPTQ zeros missing", ["info", "-m", d], "qzeros", "missing")
