@@ -91,12 +91,19 @@ static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
     } else if (!strcmp(method, "fp8")) {
         qc->method = GLINT_QUANT_FP8;
         json_t *bs = json_object_get(q, "weight_block_size");
-        qc->block_size = json_is_array(bs) && json_is_integer(json_array_get(bs, 0))
-                             ? (int)json_integer_value(json_array_get(bs, 0))
-                             : 128;
-        if (json_is_array(bs) && json_integer_value(json_array_get(bs, 1)) != qc->block_size) {
-            glint_set_error("%s: only square FP8 weight_block_size is supported", qc->source);
-            return -1;
+        qc->block_size = 128;
+        if (bs && !json_is_null(bs)) {  // [B, B]: square blocks of 1..65536
+            const json_t *b0 = json_array_get(bs, 0), *b1 = json_array_get(bs, 1);
+            if (!json_is_array(bs) || json_array_size(bs) != 2 || !json_is_integer(b0) || !json_is_integer(b1) ||
+                json_integer_value(b0) < 1 || json_integer_value(b0) > 65536) {
+                glint_set_error("%s: weight_block_size must be [B, B] with B an integer in 1..65536", qc->source);
+                return -1;
+            }
+            if (json_integer_value(b1) != json_integer_value(b0)) {
+                glint_set_error("%s: only square FP8 weight_block_size is supported", qc->source);
+                return -1;
+            }
+            qc->block_size = (int)json_integer_value(b0);
         }
         add_excludes(qc, json_object_get(q, "modules_to_not_convert"));
     } else if (!strcmp(method, "gptq")) {

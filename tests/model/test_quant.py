@@ -155,6 +155,10 @@ for edit, needles in [(lambda q: q.update(quant_algo="BOGUS"), ["quant_algo", "B
 expect_json_edit_error("an ignore pattern that is no regex (was: matches nothing)", "q-nvfp4-ct", "config.json",
                        lambda c: c["quantization_config"]["ignore"].append("re:((("), "re:(((",
                        "not a regular expression")
+for bad in ([0, 0], "32", [-1, -1], [32], [2 ** 31, 2 ** 31]):
+    expect_json_edit_error("FP8 weight_block_size %s (was a confusing shape error)" % json.dumps(bad), "q-fp8-block",
+                           "config.json", lambda c: c["quantization_config"].update(weight_block_size=bad),
+                           "weight_block_size must be [B, B]")
 expect_json_edit_error("GPTQ bits \"8\" (was taken as 4)", "q-gptq", "config.json",
                        lambda c: c["quantization_config"].update(bits="8"), "\"bits\" must be an integer")
 d = copy_model(os.path.join(QUANT, "q-gptq"))
