@@ -104,7 +104,7 @@ typedef struct {
 } source;
 
 // Fills out[N·K] with the tensor's values; FP8 weights are multiplied by their block scales.
-static int tensor_to_f32(const source *src, const glint_st_tensor *t, float *out) {
+static int tensor_values(const source *src, const glint_st_tensor *t, float *out) {
     size_t n = t->nbytes / glint_dtype_size(t->dtype);
     switch (t->dtype) {
     case GLINT_DTYPE_F32: memcpy(out, t->data, n * sizeof *out); return 0;
@@ -135,6 +135,20 @@ static int tensor_to_f32(const source *src, const glint_st_tensor *t, float *out
                         glint_dtype_name(t->dtype));
         return -1;
     }
+}
+
+// tensor_values, refusing NaN and Inf: a quantized block cannot hold them (E2M1 has none; the block's
+// scale would become NaN), and writing zeros instead would hide a damaged input.
+static int tensor_to_f32(const source *src, const glint_st_tensor *t, float *out) {
+    if (tensor_values(src, t, out)) return -1;
+    const size_t n = t->nbytes / glint_dtype_size(t->dtype);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(out[i])) {
+            glint_set_error("%s: tensor '%s' holds %s at element %zu: glint quantize does not write it", t->file,
+                            t->name, isnan(out[i]) ? "NaN" : "Inf", i);
+            return -1;
+        }
+    return 0;
 }
 
 static float max_abs(const float *v, size_t n) {

@@ -78,6 +78,17 @@ expect_error("K not a multiple of 16",
              "down_proj.weight", "multiple of 16")
 expect_error("unknown format", ["quantize", "-m", BASE, "-o", os.path.join(tmp, "z"), "--format", "int3"], "int3",
              status=2)
+nan_in = copy_model(BASE)
+with open(os.path.join(nan_in, "model.safetensors"), "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    f.seek(8 + n + json.loads(f.read(n))["model.layers.1.mlp.experts.2.gate_proj.weight"]["data_offsets"][0] + 20)
+    f.write(struct.pack("<f", float("nan")))
+expect_error("NaN in a weight to quantize (was written as zeros)",
+             ["quantize", "-m", nan_in, "-o", os.path.join(tmp, "n"), "--format", "nvfp4"],
+             "model.layers.1.mlp.experts.2.gate_proj.weight", "NaN at element 5")
+check_gone = not os.path.exists(os.path.join(tmp, "n"))
+report("a failed quantize leaves no output", check_gone, os.path.join(tmp, "n"))
+shutil.rmtree(nan_in)
 broken = copy_model(os.path.join(QUANT, "q-fp8-block"))
 rewrite_header(os.path.join(broken, "model.safetensors"),
                lambda h: h.pop("model.layers.2.mlp.experts.3.up_proj.weight_scale_inv"))
