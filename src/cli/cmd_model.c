@@ -164,7 +164,8 @@ int cmd_perplexity(int argc, char **argv) {
     size_t len = 0;
     char *text = glint_read_text_file(file, &len);
     if (!text || !len) {  // (an empty file would score the special tokens alone)
-        fprintf(stderr, "glint perplexity: %s\n", text ? "the file is empty" : glint_last_error());
+        if (text) fprintf(stderr, "glint perplexity: %s: the file is empty\n", file);
+        else fprintf(stderr, "glint perplexity: %s\n", glint_last_error());
         free(text);
         return 1;
     }

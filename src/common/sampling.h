@@ -47,7 +47,8 @@ GLINT_SAMPLE_FN int glint_sample_is_greedy(const glint_sample_params *p) {
 
 // Whether every token of a vocabulary of V stays a candidate (no top-k, top-p or min-p cut): a draw
 // then walks the whole sorted vocabulary, which a backend that sorts at most a few thousand
-// candidates on the device leaves to the host (sglang's defaults, top_p 1 and top_k 0, are such rows).
+// candidates on the device leaves to the host (a request that sets none of them, when the model's
+// generation_config.json sets none either, is such a row).
 GLINT_SAMPLE_FN int glint_sample_keeps_all(const glint_sample_params *p, int V) {
     return p->top_p >= 1.0f && (p->top_k <= 0 || p->top_k >= V) && p->min_p <= 0.0f;
 }

@@ -124,8 +124,13 @@ char *glint_read_stream(FILE *f, const char *name, size_t *len_out) {
 int glint_check_regular_file(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) {
-        const int e = errno;
-        glint_set_error("%s: %s", path, strerror(e));
+        int e = errno;
+        if (e == ENOENT && !lstat(path, &st)) {  // a link to nothing is not "absent": say what it is
+            glint_set_error("%s: a symbolic link to a missing file", path);
+            e = EINVAL;
+        } else {
+            glint_set_error("%s: %s", path, strerror(e));
+        }
         errno = e;
         return -1;
     }

@@ -55,10 +55,10 @@ int glint_parse_int64(const char *s, int64_t *out);
 // Reads a whole stream / file into a NUL-terminated buffer. NULL + error (naming `name`/path) on failure.
 char *glint_read_stream(FILE *f, const char *name, size_t *len_out);
 char *glint_read_text_file(const char *path, size_t *len_out);
-// 0 when path is a regular file (symlinks followed). Otherwise -1 with the error set and errno
-// ENOENT (missing: optional files are skipped) or EINVAL (a directory, FIFO, device: a FIFO would
-// block the reader forever). Checked before a checkpoint's files are opened (a user's text file may
-// well be a pipe).
+// 0 when path is a regular file (symlinks followed). Otherwise -1 with the error set and errno ENOENT
+// when nothing is there (optional files are skipped), EINVAL for a directory, FIFO (it would block
+// the reader forever), device or a link to nothing, or stat's error. Checked before a checkpoint's
+// files are opened (a user's text file may well be a pipe).
 int glint_check_regular_file(const char *path);
 
 // Joins dir + "/" + name into a new string.

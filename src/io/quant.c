@@ -36,6 +36,17 @@ static int int_field(json_t *obj, const char *key, int fallback, const glint_qua
     return (int)json_integer_value(v);
 }
 
+// 0 when algo is a ModelOpt algorithm whose weights glint runs (MIXED_PRECISION only at the top level,
+// where: "quant_algo"; else the module of quantized_layers); else -1 with the error set.
+static int check_modelopt_algo(const glint_quant_config *qc, const char *algo, const char *where, int top) {
+    static const char *algos[] = {"NVFP4", "W4A16_NVFP4", "W4A8_NVFP4_FP8", "FP8", "MIXED_PRECISION"};
+    for (int i = 0; i < 5 - !top; i++)
+        if (!strcmp(algo, algos[i])) return 0;
+    glint_set_error("%s: %s \"%s\" is not supported (NVFP4, W4A16_NVFP4, W4A8_NVFP4_FP8, FP8%s are)", qc->source,
+                    where, algo, top ? ", MIXED_PRECISION" : "");
+    return -1;
+}
+
 // 0 when pattern compiles as the exclude matching compiles it; else -1 with the error set.
 static int check_regex(const glint_quant_config *qc, const char *pattern) {
     int errcode;
@@ -64,14 +75,18 @@ static int parse_quantization_config(json_t *q, glint_quant_config *qc) {
     int failed = 0;
     if (!strncmp(method, "modelopt", 8)) {
         qc->method = GLINT_QUANT_MODELOPT;
-        // The formats are read from the tensors; an algorithm named here must be one that stores them.
-        static const char *algos[] = {"NVFP4", "W4A16_NVFP4", "FP8", "MIXED_PRECISION"};
-        int known = !algo;
-        for (int i = 0; i < 4 && algo; i++) known |= !strcmp(algo, algos[i]);
-        if (!known) {
-            glint_set_error("%s: quant_algo \"%s\" is not supported (NVFP4, W4A16_NVFP4, FP8, MIXED_PRECISION are)",
-                            qc->source, algo);
-            return -1;
+        // The formats are read from the tensors; an algorithm named here must be one whose weights are
+        // just those (AWQ variants also scale the activations: pre_quant_scale, which glint does not apply).
+        // W4A8_NVFP4_FP8 stores NVFP4 weights; glint runs them with higher-precision activations.
+        if (algo && check_modelopt_algo(qc, algo, "quant_algo", 1)) return -1;
+        const char *module;
+        json_t *layer;
+        json_object_foreach(json_object_get(q, "quantized_layers"), module, layer) {  // MIXED_PRECISION's map
+            const char *layer_algo = json_string_value(json_object_get(layer, "quant_algo"));
+            if (!layer_algo || check_modelopt_algo(qc, layer_algo, module, 0)) {
+                if (!layer_algo) glint_set_error("%s: quantized_layers[\"%s\"] has no quant_algo", qc->source, module);
+                return -1;
+            }
         }
         qc->group_size = int_field(q, "group_size", 16, qc, &failed);
         if (!failed && algo && strstr(algo, "NVFP4") && qc->group_size != 16) {
@@ -172,6 +187,7 @@ int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
     rc = parse_quantization_config(copy, qc);
     json_decref(copy);
 done:
+    if (rc) glint_quant_config_free(qc);  // the exclude patterns read before the error
     json_decref(cfg);
     json_decref(hf);
     free(cfg_path);
@@ -308,10 +324,12 @@ static int bind_nvfp4(const glint_checkpoint *ck, const char *module, const glin
     if (!scale2) return -1;
     float global = scalar_f32(scale2);
     if (inverse_scale2) global = 1.0f / global;
-    const int global_ok = isfinite(global) && global > 0;
-    if (!global_ok || scales_bad_fp8(scale->data, scale->nbytes)) {
-        glint_set_error("%s: %s has NaN, infinite or negative scales (%s%s)", scale->file, module,
-                        global_ok ? "weight_scale" : scale2_name, global_ok ? "" : ": must be a positive number");
+    if (!isfinite(global) || global < 0) {  // (0: an all-zero weight)
+        glint_set_error("%s: %s has a %s that is not a finite number >= 0", scale2->file, module, scale2_name);
+        return -1;
+    }
+    if (scales_bad_fp8(scale->data, scale->nbytes)) {
+        glint_set_error("%s: %s has NaN or negative block scales (weight_scale)", scale->file, module);
         return -1;
     }
     *w = (glint_weight){.format = GLINT_WFMT_NVFP4, .dtype = GLINT_DTYPE_U8, .rows = N, .cols = K,

@@ -138,7 +138,8 @@ static int tensor_values(const source *src, const glint_st_tensor *t, float *out
 }
 
 // tensor_values, refusing NaN and Inf: a quantized block cannot hold them (E2M1 has none; the block's
-// scale would become NaN), and writing zeros instead would hide a damaged input.
+// scale would become NaN), a BF16 copy would carry them on, and writing zeros instead would hide a
+// damaged input.
 static int tensor_to_f32(const source *src, const glint_st_tensor *t, float *out) {
     if (tensor_values(src, t, out)) return -1;
     const size_t n = t->nbytes / glint_dtype_size(t->dtype);

@@ -127,7 +127,7 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
     json_object_foreach(root, key, entry) {
         if (!strcmp(key, "__metadata__")) {  // the format's optional string -> string map
             if (!json_is_object(entry)) {
-                glint_set_error("%s: __metadata__ must be an object of strings", m->path);
+                glint_set_error("%s: __metadata__ must be an object", m->path);
                 goto fail;
             }
             continue;
@@ -158,7 +158,7 @@ static int parse_header(const glint_st_mapping *m, glint_st_tensor **list, size_
             }
             t.shape[d] = json_integer_value(v);
             if (__builtin_mul_overflow(elements, (uint64_t)t.shape[d], &elements)) {
-                glint_set_error("%s: tensor '%s': its shape holds more than 2^64 elements", m->path, key);
+                glint_set_error("%s: tensor '%s': its shape holds 2^64 elements or more", m->path, key);
                 goto fail;
             }
         }

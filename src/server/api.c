@@ -793,11 +793,14 @@ static int prepare_tools(const json_t *req, json_t **tools_out, int *active, gli
     return 0;
 }
 
-// A list content's parts: objects of type "text" with a string "text". The models served are
-// text-only: image, audio, video and file parts are refused, not dropped (the template would skip
-// them and answer an emptier turn).
-static int check_content_parts(const json_t *m, size_t i, glint_api_response *out) {
+// A list content's parts: objects of type "text" with a string "text", and in a tool result also
+// "tool_reference" parts naming a tool (sglang's ChatCompletionMessageContentToolReferenceBlock; the
+// GLM-5.1 template renders that tool's schema). The models served are text-only: image, audio,
+// video and file parts are refused, not dropped (the template would skip them and answer an
+// emptier turn). *all_text: every part is a text part.
+static int check_content_parts(const json_t *m, int tool, size_t i, int *all_text, glint_api_response *out) {
     const json_t *content = json_object_get(m, "content");
+    *all_text = 1;
     if (!json_is_array(content)) return 0;
     for (size_t k = 0; k < json_array_size(content); k++) {
         const json_t *part = json_array_get(content, k);
@@ -805,13 +808,15 @@ static int check_content_parts(const json_t *m, size_t i, glint_api_response *ou
         if (!json_is_object(part) || !type)
             return set_error(out, 400, "BadRequestError", "messages[%zu].content[%zu] must be an object with a string 'type'",
                              i, k), -1;
-        if (strcmp(type, "text"))
+        const int text = !strcmp(type, "text"), reference = tool && !strcmp(type, "tool_reference");
+        if (!text && !reference)
             return set_error(out, 400, "BadRequestError",
                              "messages[%zu].content[%zu]: content parts of type '%.64s' are not supported (this model "
                              "takes text only)", i, k, type), -1;
-        if (!json_is_string(json_object_get(part, "text")))
-            return set_error(out, 400, "BadRequestError", "messages[%zu].content[%zu]: a text part needs a string 'text'",
-                             i, k), -1;
+        if (!json_is_string(json_object_get(part, text ? "text" : "name")))
+            return set_error(out, 400, "BadRequestError", "messages[%zu].content[%zu]: a %s part needs a string '%s'", i,
+                             k, type, text ? "text" : "name"), -1;
+        *all_text &= text;
     }
     return 0;
 }
@@ -836,7 +841,8 @@ static int check_message_tool_calls(const json_t *m, size_t i, glint_api_respons
 }
 
 // Messages as sglang passes them to the template: None content -> "", tool results given as text
-// parts joined into one string. Roles, content parts and assistant tool calls are checked.
+// parts only joined into one string (with spaces). Roles, content parts and assistant tool calls are
+// checked.
 static json_t *prepare_messages(const json_t *messages, glint_api_response *out) {
     json_t *copy = json_array();
     for (size_t i = 0; i < json_array_size(messages); i++) {
@@ -856,7 +862,8 @@ static json_t *prepare_messages(const json_t *messages, glint_api_response *out)
             json_decref(copy);
             return set_error(out, 400, "BadRequestError", "messages[%zu]: unknown role '%s'", i, role), NULL;
         }
-        if (check_content_parts(m, i, out) || check_message_tool_calls(m, i, out)) {
+        int all_text;
+        if (check_content_parts(m, !strcmp(lower, "tool"), i, &all_text, out) || check_message_tool_calls(m, i, out)) {
             json_decref(copy);
             return NULL;
         }
@@ -866,15 +873,15 @@ static json_t *prepare_messages(const json_t *messages, glint_api_response *out)
         if (!content || json_is_null(content)) {
             json_object_set_new(mc, "content", json_string(""));
         } else if (json_is_array(content)) {
-            if (!strcmp(lower, "tool")) {
+            if (!strcmp(lower, "tool") && all_text) {  // sglang's normalize_tool_content: joined with spaces
                 glint_buf joined = {0};
                 for (size_t k = 0; k < json_array_size(content); k++) {
-                    const char *t = json_string_value(json_object_get(json_array_get(content, k), "text"));
-                    if (t) glint_buf_puts(&joined, t);
+                    if (k) glint_buf_puts(&joined, " ");
+                    glint_buf_puts(&joined, json_string_value(json_object_get(json_array_get(content, k), "text")));
                 }
                 json_object_set_new(mc, "content", json_string(joined.data ? joined.data : ""));
                 glint_buf_free(&joined);
-            }
+            }  // else (tool_reference parts) the list goes to the template as it came
         } else if (!json_is_string(content)) {
             json_decref(mc), json_decref(copy);
             return set_error(out, 400, "BadRequestError", "messages[%zu].content must be a string or a list", i), NULL;

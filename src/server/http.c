@@ -84,9 +84,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!cs->active) {
         cs->active = 1;
         atomic_fetch_add(&s->active_requests, 1);
-        // The request is in: while it is answered, only a client that stops reading for 10 minutes is
-        // dropped (the idle limit is for connections without a request); request_completed sets it again.
-        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 600u);
+        // The request is in: while it is answered, only a client that stops reading for 10 minutes (or
+        // the idle limit, if longer) is dropped; request_completed sets the idle limit again.
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  s->idle_timeout > 600 ? (unsigned)s->idle_timeout : 600u);
     }
     const char *content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);

@@ -252,6 +252,13 @@ expect_error("quantization_config that is not an object (was ignored)", ["info",
              "quantization_config must be an object")
 shutil.rmtree(d)
 
+d = copy_model(FSF)
+os.remove(os.path.join(d, "generation_config.json"))
+os.symlink(os.path.join(d, "gone.json"), os.path.join(d, "generation_config.json"))
+expect_error("an optional file linked to nothing (was taken as absent)", ["generate", "-m", d, "--ids", "1 2", "-n", "2"],
+             "generation_config.json", "symbolic link to a missing file")
+shutil.rmtree(d)
+
 # A FIFO or directory where a file belongs is refused, not opened (a FIFO would block the reader).
 for name in ["model.safetensors", "config.json", "generation_config.json"]:
     d = copy_model(FSF)

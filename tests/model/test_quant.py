@@ -124,7 +124,7 @@ with open(os.path.join(d, "model.safetensors"), "r+b") as f:
     n = struct.unpack("<Q", f.read(8))[0]
     f.seek(8 + n + json.loads(f.read(n))[EXPERT + ".weight_scale_2"]["data_offsets"][0])
     f.write(struct.pack("<f", -1.0))
-expect_error("negative global scale (was taken)", ["info", "-m", d], EXPERT, "weight_scale_2", "must be a positive number")
+expect_error("negative global scale (was taken)", ["info", "-m", d], EXPERT, "weight_scale_2", "not a finite number >= 0")
 shutil.rmtree(d)
 # tiny-fsf-f32 has moe_intermediate_size 24: store one expert's down_proj [64, 24] as NVFP4
 d = copy_model(os.path.join(MODELS, "tiny-fsf-f32"))
@@ -163,6 +163,11 @@ for edit, needles in [(lambda q: q.update(quant_algo="BOGUS"), ["quant_algo", "B
     expect_json_edit_error("hf_quant_config.json " + " ".join(needles[:2]) + " (was taken)",
                            "q-nvfp4-modelopt-experts", "hf_quant_config.json", lambda h: edit(h["quantization"]),
                            "hf_quant_config.json", *needles)
+expect_json_edit_error("AWQ inside MIXED_PRECISION (its activation scales are not applied)", "q-nvfp4-modelopt-experts",
+                       "hf_quant_config.json", lambda h: h["quantization"].update(
+                           quant_algo="MIXED_PRECISION", quantized_layers={"model.layers.1.mlp.experts.0.gate_proj": {
+                               "quant_algo": "NVFP4_AWQ", "group_size": 16}}),
+                       "model.layers.1.mlp.experts.0.gate_proj", "NVFP4_AWQ", "not supported")
 expect_json_edit_error("an ignore pattern that is no regex (was: matches nothing)", "q-nvfp4-ct", "config.json",
                        lambda c: c["quantization_config"]["ignore"].append("re:((("), "re:(((",
                        "not a regular expression")

@@ -90,6 +90,20 @@ def malformed(base):
                  400, "content[1]: content parts of type 'image_url'")
     st, _ = post_json(base, CHAT, user([{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]))
     check(st == 200, "text parts are taken: %s" % st)
+    # A tool result's text parts are joined with spaces, as sglang's normalize_tool_content does; a
+    # tool_reference part (a tool's schema, rendered by the GLM-5.1 template) keeps the list as it is.
+    tool_turn = lambda content: {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "",
+                                              "tool_calls": [{"id": "c", "type": "function",
+                                                              "function": {"name": "f", "arguments": "{}"}}]},
+                                             {"role": "tool", "tool_call_id": "c", "content": content}]}
+    st1, a = post_json(base, "/v1/tokenize", tool_turn([{"type": "text", "text": "22 C"}, {"type": "text", "text": "sunny"}]))
+    st2, b = post_json(base, "/v1/tokenize", tool_turn("22 C sunny"))
+    check(st1 == st2 == 200 and a["tokens"] == b["tokens"], "tool text parts joined with a space: %s %s" % (st1, st2))
+    st, _ = post_json(base, CHAT, dict(OK, **tool_turn([{"type": "tool_reference", "name": "f"}])))
+    check(st == 200, "a tool_reference part in a tool result is taken: %s" % st)
+    expect_error(base, CHAT, dict(OK, **tool_turn([{"type": "tool_reference"}])), 400, "needs a string 'name'")
+    expect_error(base, CHAT, dict(OK, **user([{"type": "tool_reference", "name": "f"}])), 400,
+                 "type 'tool_reference' are not supported")
     # An assistant turn's tool calls are checked before the template sees them.
     turns = lambda calls: dict(OK, messages=[{"role": "user", "content": "hi"},
                                              {"role": "assistant", "content": "", "tool_calls": calls},
