@@ -1,11 +1,11 @@
 #include "engine/sampler.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_file.h"
 #include "common/util.h"
 
 void glint_sampling_defaults(glint_sampling_params *p) {
@@ -16,17 +16,11 @@ void glint_sampling_defaults(glint_sampling_params *p) {
 int glint_sampling_from_generation_config(const char *dir, glint_sampling_params *p) {
     char *path = glint_path_join(dir, "generation_config.json");
     if (!path) return -1;
-    if (glint_check_regular_file(path)) {  // optional file, but not a directory or FIFO
-        const int missing = errno == ENOENT;
+    json_t *root;
+    const int got = glint_json_file(path, 0, &root);
+    if (got) {  // an optional file: absent (1) is fine
         free(path);
-        return missing ? 0 : -1;
-    }
-    json_error_t err;
-    json_t *root = json_load_file(path, 0, &err);
-    if (!root) {
-        glint_set_error("%s: not valid JSON at line %d column %d: %s", path, err.line, err.column, err.text);
-        free(path);
-        return -1;
+        return got < 0 ? -1 : 0;
     }
     // The same ranges the command line and the server hold requests to.
     json_t *t = json_object_get(root, "temperature"), *tp = json_object_get(root, "top_p");

@@ -1,6 +1,5 @@
 #include "io/config.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -8,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_file.h"
 #include "common/util.h"
 
 typedef struct {
@@ -420,18 +420,8 @@ int glint_config_load(const char *dir, const char *override_json, const char *in
 int glint_config_merge_generation_eos(const char *dir, glint_config *cfg) {
     char *path = glint_path_join(dir, "generation_config.json");
     if (!path) return -1;
-    json_error_t err;
-    json_t *root = NULL;
-    int rc = 0;
-    if (!glint_check_regular_file(path)) {  // optional file
-        root = json_load_file(path, 0, &err);
-        if (!root) {
-            glint_set_error("%s: not valid JSON at line %d column %d: %s", path, err.line, err.column, err.text);
-            rc = -1;
-        }
-    } else if (errno != ENOENT) {
-        rc = -1;  // there, but a directory or FIFO (the error says which)
-    }
+    json_t *root;
+    int rc = glint_json_file(path, 0, &root) < 0 ? -1 : 0;  // an optional file
     if (root && add_eos_ids(json_object_get(root, "eos_token_id"), path, cfg)) rc = -1;
     json_decref(root);
     free(path);

@@ -1,6 +1,5 @@
 #include "io/quant.h"
 
-#include <errno.h>
 #include <fnmatch.h>
 #include <jansson.h>
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_file.h"
 #include "common/util.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -47,12 +47,17 @@ static int check_modelopt_algo(const glint_quant_config *qc, const char *algo, c
     return -1;
 }
 
-// 0 when pattern compiles as the exclude matching compiles it; else -1 with the error set.
+// A compressed-tensors "re:" ignore pattern, compiled to match whole module names.
+static pcre2_code *compile_exclude(const char *pattern, int *errcode, PCRE2_SIZE *erroffset) {
+    return pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_ENDANCHORED, errcode,
+                         erroffset, NULL);
+}
+
+// 0 when pattern compiles (compile_exclude); else -1 with the error set.
 static int check_regex(const glint_quant_config *qc, const char *pattern) {
     int errcode;
     PCRE2_SIZE erroffset;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
-                                   &errcode, &erroffset, NULL);
+    pcre2_code *re = compile_exclude(pattern, &errcode, &erroffset);
     if (re) {
         pcre2_code_free(re);
         return 0;
@@ -149,14 +154,7 @@ int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
     char *cfg_path = glint_path_join(dir, "config.json"), *hf_path = glint_path_join(dir, "hf_quant_config.json");
     json_t *cfg = NULL, *hf = NULL;
     int rc = -1;
-    json_error_t err;
-    if (!cfg_path || !hf_path) goto done;
-    if (glint_check_regular_file(cfg_path)) goto done;
-    cfg = json_load_file(cfg_path, 0, &err);
-    if (!cfg) {
-        glint_set_error("%s: not valid JSON at line %d column %d: %s", cfg_path, err.line, err.column, err.text);
-        goto done;
-    }
+    if (!cfg_path || !hf_path || glint_json_file(cfg_path, 0, &cfg)) goto done;  // (absent: the error says so)
     json_t *q = json_object_get(cfg, "quantization_config");
     if (q && !json_is_null(q) && !json_is_object(q)) {
         glint_set_error("%s: quantization_config must be an object", cfg_path);
@@ -167,16 +165,12 @@ int glint_quant_config_load(const char *dir, glint_quant_config *qc) {
         rc = parse_quantization_config(q, qc);
         goto done;
     }
-    if (glint_check_regular_file(hf_path)) {
-        if (errno == ENOENT) rc = 0;  // not quantized (else a directory or FIFO: the error says which)
+    const int got = glint_json_file(hf_path, 0, &hf);
+    if (got) {
+        if (got > 0) rc = 0;  // absent: not quantized
         goto done;
     }
-    hf = json_load_file(hf_path, 0, &err);
     snprintf(qc->source, sizeof qc->source, "hf_quant_config.json");
-    if (!hf) {
-        glint_set_error("%s: not valid JSON at line %d column %d: %s", hf_path, err.line, err.column, err.text);
-        goto done;
-    }
     json_t *quant = json_object_get(hf, "quantization");
     if (!json_is_object(quant)) {
         glint_set_error("%s: no \"quantization\" object", hf_path);
@@ -203,8 +197,7 @@ void glint_quant_config_free(glint_quant_config *qc) {
 static int regex_full_match(const char *pattern, const char *subject) {
     int errcode;
     PCRE2_SIZE erroffset;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_ENDANCHORED,
-                                   &errcode, &erroffset, NULL);
+    pcre2_code *re = compile_exclude(pattern, &errcode, &erroffset);
     if (!re) return 0;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     int hit = md && pcre2_match(re, (PCRE2_SPTR)subject, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/json_file.h"
 #include "common/util.h"
 
 static const struct {
@@ -239,15 +240,9 @@ static int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-// Reads the shard list of model.safetensors.index.json (distinct files of weight_map, in first-seen order).
-static glint_checkpoint *open_index(const char *dir, const char *index_path) {
-    json_error_t jerr;
-    if (glint_check_regular_file(index_path)) return NULL;
-    json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr);  // one shard per tensor
-    if (!root) {
-        glint_set_error("%s: not valid JSON at line %d column %d: %s", index_path, jerr.line, jerr.column, jerr.text);
-        return NULL;
-    }
+// Opens the shards model.safetensors.index.json (root, taken over) lists: the distinct files of
+// weight_map, in first-seen order.
+static glint_checkpoint *open_index(const char *dir, const char *index_path, json_t *root) {
     json_t *map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
         glint_set_error("%s: no \"weight_map\" object", index_path);
@@ -316,13 +311,12 @@ glint_checkpoint *glint_checkpoint_open(const char *dir) {
     char *single = glint_path_join(dir, "model.safetensors");
     glint_checkpoint *ck = NULL;
     if (index && single) {
-        struct stat link;
-        if (file_exists(index)) ck = open_index(dir, index);
-        else if (file_exists(single)) ck = glint_checkpoint_open_file(single);
-        else if (!lstat(index, &link) || !lstat(single, &link))  // there, but stat fails: a broken link
-            glint_set_error("%s: a symbolic link to a missing file (or a loop of links)",
-                            !lstat(index, &link) ? index : single);
-        else glint_set_error("%s: no model.safetensors or model.safetensors.index.json", dir);
+        json_t *root;  // the index when there is one (not a directory, FIFO or link to nothing: the error says)
+        const int got = glint_json_file(index, JSON_REJECT_DUPLICATES, &root);  // one shard per tensor
+        if (!got) ck = open_index(dir, index, root);
+        else if (got > 0 && !glint_check_regular_file(single)) ck = glint_checkpoint_open_file(single);
+        else if (got > 0 && errno == ENOENT)
+            glint_set_error("%s: no model.safetensors or model.safetensors.index.json", dir);
     }
     free(index);
     free(single);
