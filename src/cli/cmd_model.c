@@ -731,7 +731,7 @@ int cmd_bench(int argc, char **argv) {
         // Greedy decoding as glint generate runs it: the argmax is taken where the logits are and only
         // the token id comes back, to be the next step's input.
         int32_t token = 1, next = 0;
-        glint_batch_item item = {st, &token, 1, NULL, 0, NULL, NULL, &next, NULL, NULL};
+        glint_batch_item item = {st, &token, 1, NULL, 0, NULL, NULL, &next, NULL, NULL, NULL, NULL};
         glint_forward_batch(m, &item, 1);  // warm-up
         double t0 = glint_now_seconds();
         for (int i = 0; i < o.n_decode; i++, token = next)

@@ -40,6 +40,28 @@ enum { GLINT_SAMPLE_LANES = 1024 };  // partial sums of the softmax denominator 
 #define GLINT_SAMPLE_DIV(a, b) ((a) / (b))
 #endif
 
+// A change to one token's logit before the argmax or the draw, made where the logits are: the engine's
+// per-request edits (stop tokens held back by min_new_tokens, logit bias, then the penalties of
+// engine/sampler.h, in the order the host applies them), one entry per token.
+enum { GLINT_EDIT_MASK = 1, GLINT_EDIT_BIAS = 2, GLINT_EDIT_PENALTY = 4 };
+typedef struct {
+    int32_t token;
+    int32_t flags;  // GLINT_EDIT_*
+    float bias;     // added (GLINT_EDIT_BIAS)
+    float sub;      // frequency · count + presence, subtracted (GLINT_EDIT_PENALTY) ...
+    float rep;      // ... then the repetition penalty (1: none)
+} glint_logit_edit;
+
+GLINT_SAMPLE_FN float glint_logit_edit_apply(const glint_logit_edit *e, float logit) {
+    if (e->flags & GLINT_EDIT_MASK) return -INFINITY;
+    if (e->flags & GLINT_EDIT_BIAS) logit = GLINT_SAMPLE_ADD(logit, e->bias);
+    if (e->flags & GLINT_EDIT_PENALTY) {
+        logit = GLINT_SAMPLE_ADD(logit, -e->sub);
+        if (e->rep != 1.0f) logit = logit < 0 ? GLINT_SAMPLE_MUL(logit, e->rep) : GLINT_SAMPLE_DIV(logit, e->rep);
+    }
+    return logit;
+}
+
 // sglang's greedy rules: the argmax, no draw.
 GLINT_SAMPLE_FN int glint_sample_is_greedy(const glint_sample_params *p) {
     return p->temperature < 1e-6f || p->top_k == 1;

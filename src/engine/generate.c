@@ -21,7 +21,7 @@ static int step(glint_model *m, glint_state *st, glint_sampler *sampler, float *
     const int drawn = !greedy && glint_model_can_sample(m) && glint_sampler_draw_params(sampler, &rules);
     int32_t chosen = -1;
     glint_batch_item item = {st,     &token, 1,    greedy ? NULL : logits, 0, NULL, NULL, greedy || drawn ? &chosen : NULL,
-                             drawn ? &rules : NULL, drawn ? &uniform : NULL};
+                             drawn ? &rules : NULL, drawn ? &uniform : NULL, NULL, NULL};
     if (glint_forward_batch(m, &item, 1)) return -1;
     if (greedy) glint_sampler_record(sampler, chosen);
     else if (drawn && chosen >= 0) glint_sampler_take(sampler, chosen);

@@ -67,7 +67,7 @@ glint_sampler *glint_sampler_new(const glint_sampling_params *p, int vocab) {
 
 void glint_sampler_free(glint_sampler *s) {
     if (!s) return;
-    free(s->counts);
+    free(s->counts), free(s->seen);
     glint_sample_scratch_free(s->scratch);
     free(s);
 }
@@ -90,7 +90,24 @@ int glint_sampler_is_plain_greedy(const glint_sampler *s) {
     return glint_sample_is_greedy(&p->rules) && !has_penalties(p);
 }
 
-void glint_sampler_record(glint_sampler *s, int32_t id) { s->counts[id]++; }
+// counts[id] + 1, and id into the seen list on its first time (when that list cannot grow, it is
+// dropped for good: glint_sampler_penalty_edit's callers then see n_seen < 0 and take the host path).
+static void count(glint_sampler *s, int32_t id) {
+    if (s->counts[id]++ || s->n_seen < 0) return;
+    if (s->n_seen == s->cap_seen) {
+        const int cap = s->cap_seen ? 2 * s->cap_seen : 64;
+        int32_t *grown = realloc(s->seen, sizeof(int32_t) * (size_t)cap);
+        if (!grown) {
+            free(s->seen);
+            s->seen = NULL, s->n_seen = -1, s->cap_seen = 0;
+            return;
+        }
+        s->seen = grown, s->cap_seen = cap;
+    }
+    s->seen[s->n_seen++] = id;
+}
+
+void glint_sampler_record(glint_sampler *s, int32_t id) { count(s, id); }
 
 int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out) {
     const glint_sampling_params *p = &s->params;
@@ -99,11 +116,29 @@ int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out) 
     return 1;
 }
 
+int glint_sampler_has_penalties(const glint_sampler *s) { return has_penalties(&s->params); }
+
+int glint_sampler_draw_rules(const glint_sampler *s, glint_sample_params *out) {
+    if (glint_sample_is_greedy(&s->params.rules)) return 0;
+    *out = s->params.rules;
+    return 1;
+}
+
+int glint_sampler_penalty_edit(const glint_sampler *s, int32_t t, int extra, glint_logit_edit *e) {
+    const glint_sampling_params *p = &s->params;
+    const int32_t c = s->counts[t] + extra;
+    if (!c || !has_penalties(p)) return 0;
+    e->flags |= GLINT_EDIT_PENALTY;
+    e->sub = p->frequency_penalty * (float)c + p->presence_penalty;  // as glint_apply_penalties
+    e->rep = p->repetition_penalty;
+    return 1;
+}
+
 double glint_sampler_peek(const glint_sampler *s, int ahead) { return uniform_after(s->rng, ahead); }
 
 void glint_sampler_take(glint_sampler *s, int32_t id) {
     s->rng += 0x9E3779B97F4A7C15ull;
-    s->counts[id]++;
+    count(s, id);
 }
 
 void glint_apply_penalties(const glint_sampling_params *p, const int32_t *counts, float *logits, int V) {

@@ -24,6 +24,8 @@ typedef struct {
     uint64_t rng;
     int vocab;
     int32_t *counts;  // [vocab] occurrences in the generated output
+    int32_t *seen;    // the tokens with counts > 0, in the order they first came
+    int n_seen, cap_seen;
     glint_sample_scratch *scratch;
 } glint_sampler;
 
@@ -43,6 +45,14 @@ void glint_sampler_record(glint_sampler *s, int32_t id);
 // penalties), so it can be made where the logits are: with glint_sampler_peek(s, 0) as the uniform
 // (peek(s, 1): the draw after it), then handed back with glint_sampler_take.
 int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out);
+// 1 when the sampler applies penalties (frequency, presence or repetition).
+int glint_sampler_has_penalties(const glint_sampler *s);
+// The rules of the next choice with the penalties left to the caller (glint_sampler_penalty_edit):
+// 1 and *out for a draw, 0 for the argmax (greedy rules).
+int glint_sampler_draw_rules(const glint_sampler *s, glint_sample_params *out);
+// The penalty of token t as a logit edit (common/sampling.h) when counted `extra` more times than
+// recorded (a draft row's token): 1 and *e's penalty fields set, or 0 when t has no penalty.
+int glint_sampler_penalty_edit(const glint_sampler *s, int32_t t, int extra, glint_logit_edit *e);
 double glint_sampler_peek(const glint_sampler *s, int ahead);
 // Records a token drawn elsewhere with glint_sampler_peek(s, 0), and moves the stream past it.
 void glint_sampler_take(glint_sampler *s, int32_t id);

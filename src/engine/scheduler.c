@@ -64,6 +64,7 @@ struct glint_engine {
     float *logits;        // [GLINT_DECODE_BATCH, V] a decode batch's logits (a row per token row)
     float *hidden;        // [GLINT_DECODE_BATCH, D] its final-norm hidden states (speculative)
     float *scratch;       // [V]
+    int32_t *edit_slot;   // [V] a token's entry in the row edits being built (row_edits), else -1
     glint_engine_stats stats;  // guarded by mu
 };
 
@@ -396,14 +397,21 @@ static int emit_token(glint_engine *e, sequence *s, int32_t id, glint_token_out 
 
 // chosen >= 0: the token was chosen where the logits are, the argmax (greedy_ids_only: no logits came)
 // or a draw with the sampler's next uniform (drawn_ids_only: logits come only for the rows the backend
-// declines); else the logits decide here.
-static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t chosen) {
+// declines); else the logits decide here. edited: the logits came with the row's edits made
+// (row_edits: a draw the backend declined), so only the draw is left.
+static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t chosen, int edited) {
     glint_gen_request *r = s->req;
     const int V = e->m->cfg.vocab_size;
     glint_token_out out = {0};
     if (chosen >= 0) {
         if (logits) glint_sampler_take(s->sampler, chosen);
         else glint_sampler_record(s->sampler, chosen);
+        return emit_token(e, s, chosen, out, 0);
+    }
+    glint_sample_params rules;
+    if (edited && glint_sampler_draw_rules(s->sampler, &rules)) {
+        chosen = glint_sample_draw(&rules, logits, V, glint_sampler_peek(s->sampler, 0), s->sampler->scratch);
+        glint_sampler_take(s->sampler, chosen);
         return emit_token(e, s, chosen, out, 0);
     }
     if (r->logprobs) {  // log_softmax of the raw logits, before penalties and temperature
@@ -584,6 +592,53 @@ static int drawn_ids_only(const glint_engine *e, const sequence *s, glint_sample
            raw_logits_decide(s);
 }
 
+// 1 when s's next tokens are the argmax or a draw of its logits after per-token edits (penalties,
+// logit bias, stop tokens held back by min_new_tokens) that the model makes where the logits are; the
+// forward then returns ids. Not with logprobs (they come from the raw logits) or a forced or open
+// tool call (host rules).
+static int edited_ids_only(const glint_engine *e, const sequence *s) {
+    const glint_gen_request *r = s->req;
+    glint_sample_params rules;
+    return glint_model_can_edit(e->m) && s->sampler->n_seen >= 0 && !r->logprobs &&
+           s->n_forced_done >= r->n_forced && (s->call_state == CALL_NONE || s->call_state == CALL_DONE) &&
+           (!glint_sampler_draw_rules(s->sampler, &rules) || glint_model_can_sample(e->m));
+}
+
+// The edits of s's next row into out (one entry per token), as sample_and_emit and the sampler apply
+// them on the host; draft >= 0: the row after the draft token is taken (counted once more, one more
+// token generated). Returns how many, or -1 for a row the host must take (a token biased twice).
+static int row_edits(glint_engine *e, const sequence *s, int32_t draft, glint_logit_edit *out) {
+    const glint_gen_request *r = s->req;
+    const glint_sampler *sp = s->sampler;
+    int32_t *slot = e->edit_slot;
+    int n = 0, ok = 1;
+#define EDIT_OF(t) \
+    (slot[t] >= 0 ? &out[slot[t]] : (slot[t] = n, out[n] = (glint_logit_edit){(t), 0, 0.0f, 0.0f, 1.0f}, &out[n++]))
+    if (s->n_generated + (draft >= 0) < r->min_new_tokens) {  // stop tokens may not end the output yet
+        for (int i = 0; !r->ignore_eos && i < e->m->cfg.n_eos; i++) EDIT_OF(e->m->cfg.eos_ids[i])->flags |= GLINT_EDIT_MASK;
+        for (int i = 0; i < r->n_stop_ids; i++) EDIT_OF(r->stop_ids[i])->flags |= GLINT_EDIT_MASK;
+    }
+    for (int i = 0; i < r->n_logit_bias; i++) {
+        glint_logit_edit *ed = EDIT_OF(r->logit_bias_ids[i]);
+        ok = ok && !(ed->flags & GLINT_EDIT_BIAS);  // twice: two rounded sums on the host
+        ed->flags |= GLINT_EDIT_BIAS, ed->bias = r->logit_bias[i];
+    }
+    if (glint_sampler_has_penalties(sp)) {
+        for (int i = 0; i < sp->n_seen; i++)
+            glint_sampler_penalty_edit(sp, sp->seen[i], sp->seen[i] == draft, EDIT_OF(sp->seen[i]));
+        if (draft >= 0 && !sp->counts[draft]) glint_sampler_penalty_edit(sp, draft, 1, EDIT_OF(draft));
+    }
+#undef EDIT_OF
+    for (int i = 0; i < n; i++) slot[out[i].token] = -1;
+    return ok ? n : -1;
+}
+
+// Entries row_edits may make for a row of s.
+static int row_edits_bound(const glint_engine *e, const sequence *s) {
+    const glint_gen_request *r = s->req;
+    return e->m->cfg.n_eos + r->n_stop_ids + r->n_logit_bias + (s->sampler->n_seen > 0 ? s->sampler->n_seen : 0) + 1;
+}
+
 // The next token of the sequences in batch[0..n) (with its draft when it has one: two rows): one
 // forward for all of them (each row's result is the one it gets alone), then sampling in admission
 // order, then the MTP drafts of the speculating ones.
@@ -594,16 +649,36 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
     int32_t next_ids[GLINT_DECODE_BATCH][2];
     glint_sample_params draw_rules[GLINT_DECODE_BATCH][2];
     double draw_uniforms[GLINT_DECODE_BATCH][2];
+    int n_edits[GLINT_DECODE_BATCH][2], edited[GLINT_DECODE_BATCH];
+    // the rows' logit edits (edited_ids_only), one buffer for the batch
+    size_t edit_cap = 0, edit_used = 0;
+    for (int k = 0; k < n; k++)
+        if (edited_ids_only(e, batch[k])) edit_cap += (size_t)(1 + batch[k]->has_draft) * row_edits_bound(e, batch[k]);
+    glint_logit_edit *edits = edit_cap ? malloc(sizeof(glint_logit_edit) * edit_cap) : NULL;
     for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
         sequence *s = batch[k];
         s->step_ids[0] = s->last_token;
-        const int ids_only = greedy_ids_only(s);
+        int ids_only = greedy_ids_only(s);
         // drawn: the logits are only the fallback for rows the backend declines
-        const int drawn = !ids_only && drawn_ids_only(e, s, &draw_rules[k][0]);
+        int drawn = !ids_only && drawn_ids_only(e, s, &draw_rules[k][0]);
+        // edited: the same after the rows' edits, made where the logits are
+        edited[k] = !ids_only && !drawn && edits && edited_ids_only(e, s);
+        if (edited[k]) {
+            const size_t at = edit_used;
+            n_edits[k][0] = row_edits(e, s, -1, edits + edit_used);
+            if (n_edits[k][0] >= 0) edit_used += (size_t)n_edits[k][0];
+            n_edits[k][1] = s->has_draft && n_edits[k][0] >= 0 ? row_edits(e, s, s->step_ids[1], edits + edit_used) : 0;
+            if (n_edits[k][1] > 0) edit_used += (size_t)n_edits[k][1];
+            if (n_edits[k][0] < 0 || n_edits[k][1] < 0) edited[k] = 0, edit_used = at;  // the host takes them
+        }
+        if (edited[k]) {
+            drawn = glint_sampler_draw_rules(s->sampler, &draw_rules[k][0]);
+            ids_only = !drawn;
+        }
         float *logits = ids_only ? NULL : e->logits + (size_t)row * V;
         float *hidden = s->spec ? e->hidden + (size_t)row * D : NULL;
         items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, logits, 1, hidden, NULL,
-                                      ids_only || drawn ? next_ids[k] : NULL, NULL, NULL};
+                                      ids_only || drawn ? next_ids[k] : NULL, NULL, NULL, NULL, NULL};
         if (drawn) {  // row 1 (the draft's) counts only when row 0 takes the draft: the uniform after
             draw_rules[k][1] = draw_rules[k][0];
             draw_uniforms[k][0] = glint_sampler_peek(s->sampler, 0);
@@ -611,7 +686,14 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
             items[k].sample = draw_rules[k], items[k].uniforms = draw_uniforms[k];
         }
     }
-    if (glint_forward_batch(e->m, items, n)) {
+    for (size_t k = 0, at = 0; k < (size_t)n; k++)  // (pointers once the buffer is filled)
+        if (edited[k]) {
+            items[k].edits = edits + at, items[k].n_edits = n_edits[k];
+            at += (size_t)n_edits[k][0] + (size_t)(items[k].n_tokens > 1 ? n_edits[k][1] : 0);
+        }
+    const int failed = glint_forward_batch(e->m, items, n);
+    free(edits);
+    if (failed) {
         end_all_with_error(e, batch, n);
         return;
     }
@@ -622,7 +704,7 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         const int had_draft = s->has_draft;
         s->has_draft = 0;
         if (had_draft) s->st->n_past -= 1;  // the draft's row counts once its token is chosen
-        if (sample_and_emit(e, s, logits, items[k].argmax ? items[k].argmax[0] : -1)) {
+        if (sample_and_emit(e, s, logits, items[k].argmax ? items[k].argmax[0] : -1, edited[k])) {
             s->req = NULL;
             continue;
         }
@@ -636,7 +718,8 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
             pthread_mutex_unlock(&e->mu);
             if (accepted) {
                 s->st->n_past += 1;
-                if (sample_and_emit(e, s, logits ? logits + V : NULL, items[k].argmax ? items[k].argmax[1] : -1)) {
+                if (sample_and_emit(e, s, logits ? logits + V : NULL, items[k].argmax ? items[k].argmax[1] : -1,
+                                    edited[k])) {
                     s->req = NULL;
                     continue;
                 }
@@ -645,7 +728,8 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         }
         if (!s->spec) continue;
         drafting[n_drafting] = s;
-        drafts[n_drafting++] = (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden, NULL, NULL, NULL};
+        drafts[n_drafting++] =
+            (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden, NULL, NULL, NULL, NULL, NULL};
     }
     if (n_drafting) draft_batch(e, drafting, drafts, n_drafting);
 }
@@ -656,7 +740,8 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
     const int D = e->m->cfg.hidden_size, start = s->n_prefilled, end = start + chunk;
     const int last = end == s->n_fill && s->sample_after_fill;
     float *hidden = s->spec ? glint_malloc(sizeof(float) * (size_t)chunk * D, "prefill hidden states") : NULL;
-    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL, NULL, NULL, NULL};
+    glint_batch_item item = {s->st, s->fill + start, chunk, last ? e->logits : NULL, 0, hidden, NULL, NULL, NULL, NULL,
+                             NULL, NULL};
     const char *error = NULL;
     if (s->spec && (!hidden || s->st->mtp_past != start)) error = hidden ? "MTP cache out of step" : glint_last_error();
     else if (glint_forward_batch(e->m, &item, 1)) error = glint_last_error();
@@ -671,7 +756,7 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
             else if (!s->sample_after_fill) next[pairs] = s->last_token;
             else break;
         }
-        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden, NULL, NULL, NULL};
+        glint_batch_item mtp = {s->st, next, pairs, NULL, 0, NULL, hidden, NULL, NULL, NULL, NULL, NULL};
         sequence *self = s;
         if (!next) error = glint_last_error();
         else if (pairs && end == s->n_fill && !s->sample_after_fill) draft_batch(e, &self, &mtp, 1);
@@ -693,10 +778,10 @@ static int prefill_chunk(glint_engine *e, sequence *s, int chunk) {
     e->stats.prompt_tokens += (uint64_t)chunk;
     pthread_mutex_unlock(&e->mu);
     int left = 0;
-    if (last && (left = sample_and_emit(e, s, e->logits, -1))) s->req = NULL;
+    if (last && (left = sample_and_emit(e, s, e->logits, -1, 0))) s->req = NULL;
     if (last && !left && s->spec) {  // the last prompt row with the first output token: the first draft
         glint_batch_item mtp = {s->st, &s->last_token, 1, NULL, 0, NULL, hidden + (size_t)(chunk - 1) * D, NULL,
-                                NULL, NULL};
+                                NULL, NULL, NULL, NULL};
         sequence *self = s;
         draft_batch(e, &self, &mtp, 1);
         left = !s->req;
@@ -853,16 +938,18 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     if (e->opt.speculative) e->hidden = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * D, "hidden states");
     e->pool = glint_kv_pool_new(m, e->opt.total_pages, e->opt.page_size, e->opt.speculative);
     e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
+    e->edit_slot = glint_malloc(sizeof(int32_t) * (size_t)m->cfg.vocab_size, "logit edits");
+    for (size_t t = 0; e->edit_slot && t < V; t++) e->edit_slot[t] = -1;
     e->stats.pages_total = e->opt.total_pages;
-    if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->pool ||
+    if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->edit_slot || !e->pool ||
         (e->opt.speculative && !e->hidden)) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->edit_slot);
         glint_kv_pool_free(m, e->pool);
         free(e);
         return NULL;
     }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
+        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->edit_slot);
         glint_kv_pool_free(m, e->pool);
         free(e);
         glint_set_error("cannot start the engine thread");
@@ -903,6 +990,7 @@ void glint_engine_free(glint_engine *e) {
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
     glint_kv_pool_free(e->m, e->pool);
     free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
+    free(e->edit_slot);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

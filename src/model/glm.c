@@ -1425,6 +1425,16 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         const float *rows = dev_logits + (size_t)out * Vr;
         out += n;
         const int draws = items[i].sample && items[i].argmax;
+        if (items[i].n_edits) {  // penalties, bias, held-back stop tokens: in place, before the choice
+            if (!items[i].argmax || !be->edit_logits || ranked || Vr != V) {
+                glint_set_error("logit edits need the argmax or a draw on a backend that edits logits, one rank");
+                free(part);
+                be->free(be, dev_logits);
+                return -1;
+            }
+            for (int j = 0, at = 0; j < n; at += items[i].n_edits[j], j++)
+                be->edit_logits(be, dev_logits + (size_t)(out - n + j) * Vr, V, items[i].edits + at, items[i].n_edits[j]);
+        }
         const int on_device = draws && be->sample && !ranked && Vr == V;
         if (on_device) {  // the draws where the logits are; the rows it declines go to the host
             be->sample(be, items[i].argmax, rows, n, V, items[i].sample, items[i].uniforms);
@@ -1544,7 +1554,7 @@ int glint_forward_batch(glint_model *m, glint_batch_item *items, int n_items) {
 int glint_forward_hidden(glint_model *m, glint_state *st, const int32_t *ids, int T, float *logits, int all_logits,
                          float *hidden) {
     if (T <= 0) return 0;
-    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL, NULL, NULL};
+    glint_batch_item item = {st, ids, T, logits, all_logits, hidden, NULL, NULL, NULL, NULL, NULL, NULL};
     return glint_forward_batch(m, &item, 1);
 }
 
@@ -1567,7 +1577,7 @@ int glint_mtp_forward(glint_model *m, glint_state *mtp_state, const float *hidde
         glint_set_error("glint_mtp_forward needs a state from glint_mtp_state_new");
         return -1;
     }
-    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden, NULL, NULL, NULL};
+    glint_batch_item item = {mtp_state, next_ids, T, logits, 1, NULL, hidden, NULL, NULL, NULL, NULL, NULL};
     if (mtp_forward(m, &item, 1, 0)) return -1;
     mtp_state->n_past += T;
     return 0;
@@ -1883,3 +1893,4 @@ int glint_model_memory_info(glint_model *m, size_t *free_bytes, size_t *total_by
 }
 
 int glint_model_can_sample(const glint_model *m) { return m->be && m->be->sample && m->tp_size <= 1; }
+int glint_model_can_edit(const glint_model *m) { return m->be && m->be->edit_logits && m->tp_size <= 1; }

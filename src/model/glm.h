@@ -199,10 +199,17 @@ typedef struct {
     // (which must be set; only those rows are written).
     const glint_sample_params *sample;
     const double *uniforms;
+    // host, optional, with argmax: before the argmax or draw, row j's logits get the edits
+    // edits[o_j .. o_j + n_edits[j]) (o_j: the sum of the rows' counts before j), where the logits are
+    // (glint_model_can_edit must hold); the logits of a row the backend declines to draw come edited.
+    const glint_logit_edit *edits;
+    const int *n_edits;
 } glint_batch_item;
 
 // 1 when the backend draws sampled tokens where the logits are (glint_batch_item.sample).
 int glint_model_can_sample(const glint_model *m);
+// 1 when the backend edits logits where they are (glint_batch_item.edits).
+int glint_model_can_edit(const glint_model *m);
 
 // Runs several sequences' tokens as one batch (every weight is read once for all of them); each
 // row's result is the same as in a forward of its sequence alone. The states must share one pool

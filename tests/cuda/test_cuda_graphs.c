@@ -47,7 +47,7 @@ static int run(glint_model *m, float *out, size_t *n_out) {
             const int i = (step + j) % N_SEQ;
             tok[j][0] = next[i], tok[j][1] = (next[i] * 31 + 7) % V;
             items[j] = (glint_batch_item){st[i], tok[j], per, logits + (size_t)j * 2 * V, 1, hidden + (size_t)j * 2 * D,
-                                          NULL, NULL, NULL, NULL};
+                                          NULL, NULL, NULL, NULL, NULL, NULL};
         }
         if ((rc = glint_forward_batch(m, items, n_items))) break;
         for (int j = 0; j < n_items; j++) {
@@ -64,7 +64,7 @@ static int run(glint_model *m, float *out, size_t *n_out) {
                 const int rows = s->n_past - s->mtp_past < 2 ? s->n_past - s->mtp_past : 2;
                 if (rows < 1) continue;
                 mi[n_mtp] = (glint_batch_item){s, tok[j], rows, logits + (size_t)n_mtp * 2 * V, 1, NULL,
-                                               hidden + (size_t)j * 2 * D, NULL, NULL, NULL};
+                                               hidden + (size_t)j * 2 * D, NULL, NULL, NULL, NULL, NULL};
                 n_mtp++;
             }
             if (n_mtp && (rc = glint_mtp_forward_batch(m, mi, n_mtp))) break;

@@ -592,6 +592,32 @@ static void test_argmax(void) {
     }
 }
 
+// edit_logits: the engine's per-token edits (masks, bias, penalties with and without the repetition
+// factor, on positive, negative and zero logits) = common/sampling.h's glint_logit_edit_apply on the
+// host, bitwise; the other logits untouched.
+static void test_edit_logits(void) {
+    printf("edit_logits\n");
+    const int n = 154880, n_edits = 3000;
+    float *x = rand_floats((size_t)n, 5.0f), *ref = malloc(sizeof(float) * n);
+    x[10] = 0.0f, x[11] = -0.0f;
+    glint_logit_edit *edits = calloc((size_t)n_edits, sizeof *edits);
+    for (int i = 0; i < n_edits; i++) {  // distinct tokens: 10, 11, then a stride through the vocabulary
+        glint_logit_edit *e = edits + i;
+        e->token = i < 2 ? 10 + i : 50 * i + 7;
+        e->flags = 1 + i % 7;  // every combination of MASK, BIAS, PENALTY
+        e->bias = (float)(i % 13) * 0.37f - 2.0f;
+        e->sub = 0.3f * (float)(1 + i % 5) + 0.4f;
+        e->rep = i % 3 ? 1.15f + 0.01f * (float)(i % 4) : 1.0f;
+    }
+    memcpy(ref, x, sizeof(float) * n);
+    for (int i = 0; i < n_edits; i++) ref[edits[i].token] = glint_logit_edit_apply(edits + i, ref[edits[i].token]);
+    float *dx = to_device(x, sizeof(float) * n);
+    gpu->edit_logits(gpu, dx, n, edits, n_edits);
+    float *got = from_device(dx, (size_t)n);
+    expect(!memcmp(got, ref, sizeof(float) * n), "3000 logit edits (mask, bias, penalties) = the host's, bitwise");
+    free(x), free(ref), free(edits), free(got), gpu->free(gpu, dx);
+}
+
 // Indexer: selections compared as sets. Elements in only one of the two sets are accepted only
 // when their exact (double) score ties the boundary score to within FP32 rounding. With page_size
 // > 0 the keys sit in a paged pool (pages in reverse order) and the selected pool rows are mapped
@@ -1088,6 +1114,7 @@ int main(int argc, char **argv) {
     test_fused_ops();
     test_argmax();
     test_sample();
+    test_edit_logits();
     test_indexer(quick);
     test_mla(quick);
     test_moe(quick);

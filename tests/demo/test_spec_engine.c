@@ -3,7 +3,9 @@
 // gives (greedy and seeded sampling, its tokens drawn on the host), alone or 6 at a time, in a roomy
 // pool and in one so small that sequences are retracted mid-decode and resumed (with and without the
 // prefix cache), and the same drafts are made and accepted in every case. Sampled tokens are drawn
-// beside the logits (the backend's sample op) when the backend can, on the host otherwise: the same. Prompts are slices of the text in tests/fixtures/demo.
+// beside the logits (the backend's sample op) when the backend can, on the host otherwise: the same;
+// likewise the requests' penalties, logit bias and held-back stop tokens (the edit_logits op). Prompts
+// are slices of the text in tests/fixtures/demo.
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,21 @@ static glint_gen_request *make_request(const prompt *p, int i) {
     r->sampling.seed = 77 + (uint64_t)i;
     r->max_new_tokens = N_NEW;
     r->ignore_eos = 1;
+    // logit edits (made where the logits are when the backend can): penalties, logit bias (one of
+    // them on a prompt token the penalties also touch once it is generated), stop tokens held back
+    if (i % 2 == 1)
+        r->sampling.frequency_penalty = 0.3f, r->sampling.presence_penalty = 0.4f, r->sampling.repetition_penalty = 1.15f;
+    if (i % 3 == 1) {
+        r->n_logit_bias = 2;
+        r->logit_bias_ids = malloc(sizeof(int32_t) * 2), r->logit_bias = malloc(sizeof(float) * 2);
+        r->logit_bias_ids[0] = p->ids[0], r->logit_bias[0] = 2.5f;
+        r->logit_bias_ids[1] = p->ids[1] == p->ids[0] ? (p->ids[0] + 1) % 4000 : p->ids[1], r->logit_bias[1] = -3.0f;
+    }
+    if (i == 4) {  // every EOS id and the prompt's first 6 tokens (as stop ids) masked for the whole output
+        r->ignore_eos = 0, r->min_new_tokens = N_NEW;
+        r->n_stop_ids = 6, r->stop_ids = malloc(sizeof(int32_t) * 6);
+        memcpy(r->stop_ids, p->ids, sizeof(int32_t) * 6);
+    }
     return r;
 }
 
@@ -94,14 +111,17 @@ int main(int argc, char **argv) {
     // same tokens, the same uniforms)
     void (*backend_sample)(glint_backend *, int32_t *, const float *, int, int, const glint_sample_params *,
                            const double *) = m->be->sample;
-    m->be->sample = NULL;
+    void (*backend_edit)(glint_backend *, float *, int, const glint_logit_edit *, int) = m->be->edit_logits;
+    m->be->sample = NULL, m->be->edit_logits = NULL;
     run(m, &plain, prompts, 0, expect, &st);
-    m->be->sample = backend_sample;
+    m->be->sample = backend_sample, m->be->edit_logits = backend_edit;
     run(m, &plain, prompts, 0, got, &st);
     for (int i = 0; i < N_REQ; i++)
         for (int k = 0; k < N_NEW; k++)
-            CHECK(got[i][k] == expect[i][k], "plain, drawn where the logits are (%s): request %d token %d: %d, host %d",
-                  glint_model_can_sample(m) ? "yes" : "no: the host", i, k, got[i][k], expect[i][k]);
+            CHECK(got[i][k] == expect[i][k],
+                  "plain, drawn (%s) and edited (%s) where the logits are: request %d token %d: %d, host %d",
+                  glint_model_can_sample(m) ? "yes" : "no: the host", glint_model_can_edit(m) ? "yes" : "no: the host",
+                  i, k, got[i][k], expect[i][k]);
     glint_engine_options spec = plain;
     spec.speculative = 1;
     // Pages of 4 tokens; a request needs up to (48 + 40) / 4 = 22 of 30, growing 4 tokens at a time.

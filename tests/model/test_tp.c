@@ -141,8 +141,8 @@ static void test_forward(const char *dir, int tp) {
     glint_state_truncate(sa, 0), glint_state_truncate(sb, 0);  // gives the pages back
     CHECK(!glint_state_reserve(sa, 32) && !glint_state_reserve(sb, 32), "%s: pool", dir);
     int32_t greedy[16];
-    glint_batch_item items[2] = {{sa, ids, n_a, both, 1, NULL, NULL, greedy, NULL, NULL},
-                                 {sb, ids + 3, n_b, NULL, 0, NULL, NULL, greedy + n_a, NULL, NULL}};
+    glint_batch_item items[2] = {{sa, ids, n_a, both, 1, NULL, NULL, greedy, NULL, NULL, NULL, NULL},
+                                 {sb, ids + 3, n_b, NULL, 0, NULL, NULL, greedy + n_a, NULL, NULL, NULL, NULL}};
     CHECK(!glint_forward_batch(m, items, 2), "%s: batch: %s", dir, glint_last_error());
     CHECK(!memcmp(both, solo, sizeof(float) * (size_t)n_a * V), "%s: batched rows differ from rows alone", dir);
     for (int t = 0; t < n_a; t++)

@@ -108,19 +108,23 @@ static void test_batched_forward(glint_model *m) {
     for (int grow = PS; grow <= N_PROMPT + STEPS; grow += PS)  // page by page, round robin
         for (int i = 0; i < N_SEQ; i++) glint_state_reserve(sts[i], grow);
     glint_batch_item items[N_SEQ];
-    for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], prompts[i], lens[i], batched + (size_t)i * V, 0, NULL, NULL, NULL, NULL, NULL};
+    for (int i = 0; i < N_SEQ; i++)
+        items[i] = (glint_batch_item){sts[i], prompts[i], lens[i], batched + (size_t)i * V, 0, NULL, NULL, NULL, NULL, NULL,
+                                      NULL, NULL};
     CHECK(!glint_forward_batch(m, items, N_SEQ), "batched prefill: %s", glint_last_error());
     for (int k = 0; k < STEPS; k++) {
         for (int i = 0; i < N_SEQ; i++)
             CHECK(!memcmp(batched + (size_t)i * V, solo + ((size_t)i * STEPS + k) * V, sizeof(float) * (size_t)V),
                   "sequence %d step %d: batched logits differ from solo", i, k);
         if (k + 1 == STEPS) break;
-        for (int i = 0; i < N_SEQ; i++) items[i] = (glint_batch_item){sts[i], &next[i][k], 1, batched + (size_t)i * V, 0, NULL, NULL, NULL, NULL, NULL};
+        for (int i = 0; i < N_SEQ; i++)
+            items[i] = (glint_batch_item){sts[i], &next[i][k], 1, batched + (size_t)i * V, 0, NULL, NULL, NULL, NULL, NULL,
+                                          NULL, NULL};
         CHECK(!glint_forward_batch(m, items, N_SEQ), "batched decode: %s", glint_last_error());
     }
     // A batch that does not fit is refused whole: nothing is appended.
-    items[0] = (glint_batch_item){sts[0], prompts[0], 1, NULL, 0, NULL, NULL, NULL, NULL, NULL};
-    items[1] = (glint_batch_item){sts[1], prompts[1], N_PROMPT, NULL, 0, NULL, NULL, NULL, NULL, NULL};
+    items[0] = (glint_batch_item){sts[0], prompts[0], 1, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    items[1] = (glint_batch_item){sts[1], prompts[1], N_PROMPT, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     const int before0 = sts[0]->n_past;
     CHECK(glint_forward_batch(m, items, 2) == -1 && sts[0]->n_past == before0, "overfull batch accepted");
     for (int i = 0; i < N_SEQ; i++) glint_state_free(m, sts[i]);

@@ -415,6 +415,11 @@ static void cpu_sample(glint_backend *be, int32_t *ids, const float *logits, int
     glint_sample_scratch_free(w);
 }
 
+static void cpu_edit_logits(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits) {
+    (void)be, (void)n;
+    for (int i = 0; i < n_edits; i++) logits[edits[i].token] = glint_logit_edit_apply(edits + i, logits[edits[i].token]);
+}
+
 static void cpu_argmax(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n) {
     (void)be;
     for (int r = 0; r < rows; r++) {
@@ -523,6 +528,7 @@ static void cpu_fill(glint_backend *be, int n_threads) {
         .moe = cpu_moe,
         .argmax = cpu_argmax,
         .sample = cpu_sample,
+        .edit_logits = cpu_edit_logits,
     };
 }
 

@@ -37,7 +37,7 @@ typedef struct {
 } cuda_backend;
 
 enum {
-    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX, SCR_SAMPLE
+    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX, SCR_SAMPLE, SCR_EDITS
 };
 
 // The instance behind be. Its first call on a thread that never made a backend binds that thread
@@ -1047,6 +1047,27 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
         if (done) break;
     }
     if (j == 0) ids[row] = chosen;
+}
+
+// A thread per edit (the tokens are distinct: no two threads touch one logit).
+__global__ void edit_logits_kernel(float *logits, const glint_logit_edit *edits, int n_edits) {
+    chain_wait();
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n_edits) logits[edits[i].token] = glint_logit_edit_apply(edits + i, logits[edits[i].token]);
+}
+
+static void cuda_edit_logits(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits) {
+    (void)n;
+    if (n_edits <= 0) return;
+    glint_logit_edit *dev = (glint_logit_edit *)scratch(be, SCR_EDITS, sizeof(glint_logit_edit) * (size_t)n_edits);
+    if (!dev) return;
+    if (cudaMemcpyAsync(dev, edits, sizeof(glint_logit_edit) * (size_t)n_edits, cudaMemcpyHostToDevice,
+                        glint_cuda_stream()) != cudaSuccess) {
+        glint_cuda_check("edit_logits upload");
+        return;
+    }
+    launch_chained(edit_logits_kernel, blocks_for((size_t)n_edits, 256), 256, 0, logits, dev, n_edits);
+    glint_cuda_check("edit_logits");
 }
 
 static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
@@ -2619,6 +2640,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->synthesize = glint_cuda_synthesize;
     be->argmax = cuda_argmax;
     be->sample = cuda_sample;
+    be->edit_logits = cuda_edit_logits;
     if (glint_cuda_switch("GLINT_CUDA_FUSED", 1)) {  // 0: the model calls the plain ops instead
         be->add_rmsnorm = cuda_add_rmsnorm;
         be->norm_rope_cache = cuda_norm_rope_cache;
