@@ -599,9 +599,17 @@ static int drawn_ids_only(const glint_engine *e, const sequence *s, glint_sample
 static int edited_ids_only(const glint_engine *e, const sequence *s) {
     const glint_gen_request *r = s->req;
     glint_sample_params rules;
-    return glint_model_can_edit(e->m) && s->sampler->n_seen >= 0 && !r->logprobs &&
-           s->n_forced_done >= r->n_forced && (s->call_state == CALL_NONE || s->call_state == CALL_DONE) &&
+    // (past V/8 distinct generated tokens the edits' upload nears the logits' download: the host path)
+    return glint_model_can_edit(e->m) && s->sampler->n_seen >= 0 && s->sampler->n_seen <= s->sampler->vocab / 8 &&
+           !r->logprobs && s->n_forced_done >= r->n_forced &&
+           (s->call_state == CALL_NONE || s->call_state == CALL_DONE) &&
            (!glint_sampler_draw_rules(s->sampler, &rules) || glint_model_can_sample(e->m));
+}
+
+// Token t's entry among out[0..*n): the one slot[t] names, or a new one without edits.
+static glint_logit_edit *edit_of(int32_t *slot, glint_logit_edit *out, int *n, int32_t t) {
+    if (slot[t] < 0) slot[t] = (*n)++, out[slot[t]] = (glint_logit_edit){t, 0, 0.0f, 0.0f, 1.0f};
+    return &out[slot[t]];
 }
 
 // The edits of s's next row into out (one entry per token), as sample_and_emit and the sampler apply
@@ -612,23 +620,21 @@ static int row_edits(glint_engine *e, const sequence *s, int32_t draft, glint_lo
     const glint_sampler *sp = s->sampler;
     int32_t *slot = e->edit_slot;
     int n = 0, ok = 1;
-#define EDIT_OF(t) \
-    (slot[t] >= 0 ? &out[slot[t]] : (slot[t] = n, out[n] = (glint_logit_edit){(t), 0, 0.0f, 0.0f, 1.0f}, &out[n++]))
     if (s->n_generated + (draft >= 0) < r->min_new_tokens) {  // stop tokens may not end the output yet
-        for (int i = 0; !r->ignore_eos && i < e->m->cfg.n_eos; i++) EDIT_OF(e->m->cfg.eos_ids[i])->flags |= GLINT_EDIT_MASK;
-        for (int i = 0; i < r->n_stop_ids; i++) EDIT_OF(r->stop_ids[i])->flags |= GLINT_EDIT_MASK;
+        for (int i = 0; !r->ignore_eos && i < e->m->cfg.n_eos; i++)
+            edit_of(slot, out, &n, e->m->cfg.eos_ids[i])->flags |= GLINT_EDIT_MASK;
+        for (int i = 0; i < r->n_stop_ids; i++) edit_of(slot, out, &n, r->stop_ids[i])->flags |= GLINT_EDIT_MASK;
     }
     for (int i = 0; i < r->n_logit_bias; i++) {
-        glint_logit_edit *ed = EDIT_OF(r->logit_bias_ids[i]);
+        glint_logit_edit *ed = edit_of(slot, out, &n, r->logit_bias_ids[i]);
         ok = ok && !(ed->flags & GLINT_EDIT_BIAS);  // twice: two rounded sums on the host
         ed->flags |= GLINT_EDIT_BIAS, ed->bias = r->logit_bias[i];
     }
     if (glint_sampler_has_penalties(sp)) {
         for (int i = 0; i < sp->n_seen; i++)
-            glint_sampler_penalty_edit(sp, sp->seen[i], sp->seen[i] == draft, EDIT_OF(sp->seen[i]));
-        if (draft >= 0 && !sp->counts[draft]) glint_sampler_penalty_edit(sp, draft, 1, EDIT_OF(draft));
+            glint_sampler_penalty_edit(sp, sp->seen[i], sp->seen[i] == draft, edit_of(slot, out, &n, sp->seen[i]));
+        if (draft >= 0 && !sp->counts[draft]) glint_sampler_penalty_edit(sp, draft, 1, edit_of(slot, out, &n, draft));
     }
-#undef EDIT_OF
     for (int i = 0; i < n; i++) slot[out[i].token] = -1;
     return ok ? n : -1;
 }

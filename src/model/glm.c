@@ -1432,8 +1432,10 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
                 be->free(be, dev_logits);
                 return -1;
             }
-            for (int j = 0, at = 0; j < n; at += items[i].n_edits[j], j++)
-                be->edit_logits(be, dev_logits + (size_t)(out - n + j) * Vr, V, items[i].edits + at, items[i].n_edits[j]);
+            for (int j = 0, at = 0; j < n; at += items[i].n_edits[j], j++) {
+                float *row = dev_logits + (size_t)(out - n + j) * Vr;
+                be->edit_logits(be, row, V, items[i].edits + at, items[i].n_edits[j]);
+            }
         }
         const int on_device = draws && be->sample && !ranked && Vr == V;
         if (on_device) {  // the draws where the logits are; the rows it declines go to the host

@@ -38,8 +38,10 @@ static glint_gen_request *make_request(const prompt *p, int i) {
     r->ignore_eos = 1;
     // logit edits (made where the logits are when the backend can): penalties, logit bias (one of
     // them on a prompt token the penalties also touch once it is generated), stop tokens held back
-    if (i % 2 == 1)
-        r->sampling.frequency_penalty = 0.3f, r->sampling.presence_penalty = 0.4f, r->sampling.repetition_penalty = 1.15f;
+    if (i % 2 == 1) {
+        r->sampling.frequency_penalty = 0.3f, r->sampling.presence_penalty = 0.4f;
+        r->sampling.repetition_penalty = 1.15f;
+    }
     if (i % 3 == 1) {
         r->n_logit_bias = 2;
         r->logit_bias_ids = malloc(sizeof(int32_t) * 2), r->logit_bias = malloc(sizeof(float) * 2);

@@ -109,8 +109,8 @@ static void test_batched_forward(glint_model *m) {
         for (int i = 0; i < N_SEQ; i++) glint_state_reserve(sts[i], grow);
     glint_batch_item items[N_SEQ];
     for (int i = 0; i < N_SEQ; i++)
-        items[i] = (glint_batch_item){sts[i], prompts[i], lens[i], batched + (size_t)i * V, 0, NULL, NULL, NULL, NULL, NULL,
-                                      NULL, NULL};
+        items[i] = (glint_batch_item){.st = sts[i], .ids = prompts[i], .n_tokens = lens[i],
+                                      .logits = batched + (size_t)i * V};
     CHECK(!glint_forward_batch(m, items, N_SEQ), "batched prefill: %s", glint_last_error());
     for (int k = 0; k < STEPS; k++) {
         for (int i = 0; i < N_SEQ; i++)
@@ -118,13 +118,13 @@ static void test_batched_forward(glint_model *m) {
                   "sequence %d step %d: batched logits differ from solo", i, k);
         if (k + 1 == STEPS) break;
         for (int i = 0; i < N_SEQ; i++)
-            items[i] = (glint_batch_item){sts[i], &next[i][k], 1, batched + (size_t)i * V, 0, NULL, NULL, NULL, NULL, NULL,
-                                          NULL, NULL};
+            items[i] = (glint_batch_item){.st = sts[i], .ids = &next[i][k], .n_tokens = 1,
+                                          .logits = batched + (size_t)i * V};
         CHECK(!glint_forward_batch(m, items, N_SEQ), "batched decode: %s", glint_last_error());
     }
     // A batch that does not fit is refused whole: nothing is appended.
-    items[0] = (glint_batch_item){sts[0], prompts[0], 1, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    items[1] = (glint_batch_item){sts[1], prompts[1], N_PROMPT, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    items[0] = (glint_batch_item){.st = sts[0], .ids = prompts[0], .n_tokens = 1};
+    items[1] = (glint_batch_item){.st = sts[1], .ids = prompts[1], .n_tokens = N_PROMPT};
     const int before0 = sts[0]->n_past;
     CHECK(glint_forward_batch(m, items, 2) == -1 && sts[0]->n_past == before0, "overfull batch accepted");
     for (int i = 0; i < N_SEQ; i++) glint_state_free(m, sts[i]);
