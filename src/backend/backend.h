@@ -170,7 +170,8 @@ struct glint_backend {
     // Optional: logits[edits[i].token] (a row [n] in backend memory) = glint_logit_edit_apply(edits + i,
     // that logit) for the n_edits entries (host memory, distinct tokens < n), bit for bit: penalties,
     // logit bias and held-back stop tokens applied where the logits are, before argmax or sample.
-    void (*edit_logits)(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits);
+    // 0, or -1 with the error set (the row is then not to be used).
+    int (*edit_logits)(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits);
     // Optional: ids (host memory) [rows] = the token common/sampling.h's glint_sample_draw gives for
     // each row of logits [rows, n] (backend memory) with the row's rules params[r] and uniform
     // uniforms[r] (host memory), bit for bit; -1 for a row the backend declines (the caller then

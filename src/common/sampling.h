@@ -53,7 +53,7 @@ typedef struct {
 } glint_logit_edit;
 
 GLINT_SAMPLE_FN float glint_logit_edit_apply(const glint_logit_edit *e, float logit) {
-    if (e->flags & GLINT_EDIT_MASK) return -INFINITY;
+    if (e->flags & GLINT_EDIT_MASK) logit = -INFINITY;  // (then the rest, as the host: -inf + inf is NaN)
     if (e->flags & GLINT_EDIT_BIAS) logit = GLINT_SAMPLE_ADD(logit, e->bias);
     if (e->flags & GLINT_EDIT_PENALTY) {
         logit = GLINT_SAMPLE_ADD(logit, -e->sub);

@@ -599,10 +599,12 @@ static int drawn_ids_only(const glint_engine *e, const sequence *s, glint_sample
 static int edited_ids_only(const glint_engine *e, const sequence *s) {
     const glint_gen_request *r = s->req;
     glint_sample_params rules;
-    // (past V/8 distinct generated tokens the edits' upload nears the logits' download: the host path)
-    return glint_model_can_edit(e->m) && s->sampler->n_seen >= 0 && s->sampler->n_seen <= s->sampler->vocab / 8 &&
-           !r->logprobs && s->n_forced_done >= r->n_forced &&
-           (s->call_state == CALL_NONE || s->call_state == CALL_DONE) &&
+    // (penalties need the list of generated tokens, and past V/8 of them their upload would near the
+    // logits' download: the host path)
+    const glint_sampler *sp = s->sampler;
+    return glint_model_can_edit(e->m) &&
+           (!glint_sampler_has_penalties(sp) || (sp->n_seen >= 0 && sp->n_seen <= sp->vocab / 8)) && !r->logprobs &&
+           s->n_forced_done >= r->n_forced && (s->call_state == CALL_NONE || s->call_state == CALL_DONE) &&
            (!glint_sampler_draw_rules(s->sampler, &rules) || glint_model_can_sample(e->m));
 }
 
@@ -658,8 +660,10 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
     int n_edits[GLINT_DECODE_BATCH][2], edited[GLINT_DECODE_BATCH];
     // the rows' logit edits (edited_ids_only), one buffer for the batch
     size_t edit_cap = 0, edit_used = 0;
+    glint_sample_params unused;
     for (int k = 0; k < n; k++)
-        if (edited_ids_only(e, batch[k])) edit_cap += (size_t)(1 + batch[k]->has_draft) * row_edits_bound(e, batch[k]);
+        if (!greedy_ids_only(batch[k]) && !drawn_ids_only(e, batch[k], &unused) && edited_ids_only(e, batch[k]))
+            edit_cap += (size_t)(1 + batch[k]->has_draft) * row_edits_bound(e, batch[k]);
     glint_logit_edit *edits = edit_cap ? malloc(sizeof(glint_logit_edit) * edit_cap) : NULL;
     for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
         sequence *s = batch[k];

@@ -1434,7 +1434,11 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
             }
             for (int j = 0, at = 0; j < n; at += items[i].n_edits[j], j++) {
                 float *row = dev_logits + (size_t)(out - n + j) * Vr;
-                be->edit_logits(be, row, V, items[i].edits + at, items[i].n_edits[j]);
+                if (be->edit_logits(be, row, V, items[i].edits + at, items[i].n_edits[j])) {
+                    free(part);
+                    be->free(be, dev_logits);
+                    return -1;
+                }
             }
         }
         const int on_device = draws && be->sample && !ranked && Vr == V;

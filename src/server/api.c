@@ -1088,6 +1088,9 @@ static int parse_common(glint_server *s, glint_api_stream *j, const json_t *req,
                 !isfinite(json_number_value(val)))
                 return set_error(out, 400, "BadRequestError", "logit_bias: '%s' is not a token id in [0, %d) with a number",
                                  key, s->model->cfg.vocab_size), -1;
+            if (!isfinite((float)json_number_value(val)))
+                return set_error(out, 400, "BadRequestError", "logit_bias: the bias of token %ld is beyond a 32-bit float",
+                                 id), -1;
             j->bias_ids[j->n_bias] = (int32_t)id;
             j->bias[j->n_bias++] = (float)json_number_value(val);
         }

@@ -601,14 +601,16 @@ static void test_edit_logits(void) {
     float *x = rand_floats((size_t)n, 5.0f), *ref = malloc(sizeof(float) * n);
     x[10] = 0.0f, x[11] = -0.0f;
     glint_logit_edit *edits = calloc((size_t)n_edits, sizeof *edits);
-    for (int i = 0; i < n_edits; i++) {  // distinct tokens: 10, 11, then a stride through the vocabulary
+    for (int i = 0; i < n_edits; i++) {  // distinct tokens: a stride through the vocabulary
         glint_logit_edit *e = edits + i;
-        e->token = i < 2 ? 10 + i : 50 * i + 7;
+        e->token = 50 * i + 7;
         e->flags = 1 + i % 7;  // every combination of MASK, BIAS, PENALTY
         e->bias = (float)(i % 13) * 0.37f - 2.0f;
         e->sub = 0.3f * (float)(1 + i % 5) + 0.4f;
         e->rep = i % 3 ? 1.15f + 0.01f * (float)(i % 4) : 1.0f;
     }
+    for (int i = 0; i < 2; i++)  // a repetition penalty alone on +0 and -0 (they keep their signs)
+        edits[i] = (glint_logit_edit){10 + i, GLINT_EDIT_PENALTY, 0.0f, 0.0f, 1.2f};
     memcpy(ref, x, sizeof(float) * n);
     for (int i = 0; i < n_edits; i++) ref[edits[i].token] = glint_logit_edit_apply(edits + i, ref[edits[i].token]);
     float *dx = to_device(x, sizeof(float) * n);

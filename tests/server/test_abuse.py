@@ -80,6 +80,7 @@ def malformed(base):
     expect_error(base, "/v1/detokenize", {"tokens": [99999999]}, 400)
     expect_error(base, CHAT, dict(OK, response_format={"type": "json_object"}), 400, "not supported")
     expect_error(base, CHAT, dict(OK, logit_bias={"abc": 1}), 400)
+    expect_error(base, CHAT, dict(OK, logit_bias={"5": 1e39}), 400, "beyond a 32-bit float")
     expect_error(base, CHAT, dict(OK, logit_bias={str(i): 1 for i in range(1025)}), 400, "at most 1024")
     # Content parts: text only, each well formed (nothing is dropped silently).
     user = lambda content: dict(OK, messages=[{"role": "user", "content": content}])

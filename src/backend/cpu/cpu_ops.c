@@ -415,12 +415,13 @@ static void cpu_sample(glint_backend *be, int32_t *ids, const float *logits, int
     glint_sample_scratch_free(w);
 }
 
-static void cpu_edit_logits(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits) {
+static int cpu_edit_logits(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits) {
     (void)be, (void)n;
     for (int i = 0; i < n_edits; i++) {
         float *logit = logits + edits[i].token;
         *logit = glint_logit_edit_apply(edits + i, *logit);
     }
+    return 0;
 }
 
 static void cpu_argmax(glint_backend *be, int32_t *ids, float *values, const float *logits, int rows, int n) {

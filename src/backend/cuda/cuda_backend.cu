@@ -1056,18 +1056,20 @@ __global__ void edit_logits_kernel(float *logits, const glint_logit_edit *edits,
     if (i < n_edits) logits[edits[i].token] = glint_logit_edit_apply(edits + i, logits[edits[i].token]);
 }
 
-static void cuda_edit_logits(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits) {
-    (void)n;
-    if (n_edits <= 0) return;
-    glint_logit_edit *dev = (glint_logit_edit *)scratch(be, SCR_EDITS, sizeof(glint_logit_edit) * (size_t)n_edits);
-    if (!dev) return;
+static int cuda_edit_logits(glint_backend *be, float *logits, int n, const glint_logit_edit *edits, int n_edits) {
+    if (n_edits <= 0) return 0;
+    // sized once for the engine's usual lists (up to n/8 generated tokens with penalties, plus the
+    // others): a scratch that grows moves, and every captured decode graph is captured again
+    const size_t usual = (size_t)n / 8 + 4096, want = (size_t)n_edits > usual ? (size_t)n_edits : usual;
+    glint_logit_edit *dev = (glint_logit_edit *)scratch(be, SCR_EDITS, sizeof(glint_logit_edit) * want);
+    if (!dev) return -1;
     if (cudaMemcpyAsync(dev, edits, sizeof(glint_logit_edit) * (size_t)n_edits, cudaMemcpyHostToDevice,
                         glint_cuda_stream()) != cudaSuccess) {
         glint_cuda_check("edit_logits upload");
-        return;
+        return -1;
     }
     launch_chained(edit_logits_kernel, blocks_for((size_t)n_edits, 256), 256, 0, logits, dev, n_edits);
-    glint_cuda_check("edit_logits");
+    return glint_cuda_check("edit_logits") ? -1 : 0;
 }
 
 static void cuda_sample(glint_backend *be, int32_t *ids, const float *logits, int rows, int n,
