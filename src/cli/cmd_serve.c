@@ -45,8 +45,12 @@ static const flag_spec FLAGS[] = {
     {"--watchdog-timeout", 1, NULL},
     {"--json-model-override-args", 1, NULL}, {"--api-key", 1, NULL},
     {"--speculative-algorithm", 1, NULL},
-    {"--speculative-num-steps", 1, ""}, {"--speculative-eagle-topk", 1, ""}, {"--speculative-num-draft-tokens", 1, ""},
-    {"--speculative-attention-mode", 1, ""}, {"--speculative-moe-runner-backend", 1, ""},
+    {"--speculative-num-steps", 1, NULL}, {"--speculative-eagle-topk", 1, NULL},
+    {"--speculative-num-draft-tokens", 1, NULL},
+    {"--speculative-attention-mode", 1, "--speculative-attention-mode: glint's MTP drafts run its own kernels; the "
+                                        "value has no effect"},
+    {"--speculative-moe-runner-backend", 1, "--speculative-moe-runner-backend: glint's MTP drafts run its own "
+                                            "kernels; the value has no effect"},
     // glint and sglang extras
     {"--threads", 1, NULL}, {"--backend", 1, NULL}, {"--index-topk-pattern", 1, NULL},
     {"--max-total-tokens", 1, NULL}, {"--max-queued-requests", 1, NULL}, {"--disable-radix-cache", 0, NULL},
@@ -83,8 +87,9 @@ int cmd_serve(int argc, char **argv) {
     int64_t threads = 0, context = 0, max_running = 64, chunked = 2048, page_size = 1, max_total_tokens = 0;
     int64_t max_queued = 256, tp = 1, pp = 1, kv_splits = 0;
     double mem_fraction = 0.5;
-    int no_prefix_cache = 0, speculative_noticed = 0;
+    int no_prefix_cache = 0;
     const char *speculative = NULL;  // --speculative-algorithm
+    int64_t spec_steps = 1, spec_topk = 1, spec_draft_tokens = 0;  // --speculative-num-steps, -eagle-topk, -num-draft-tokens
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
@@ -119,19 +124,19 @@ int cmd_serve(int argc, char **argv) {
             return 2;
         }
         if (f->notice) {
-            if (!strncmp(name, "--speculative-", 14)) {
-                if (!speculative_noticed++)
-                    fprintf(stderr, "glint serve: notice: glint's MTP speculation drafts one token per step with "
-                                    "its own kernels; --speculative-num-steps, -eagle-topk, -num-draft-tokens, "
-                                    "-attention-mode and -moe-runner-backend have no effect\n");
-            } else {
-                fprintf(stderr, "glint serve: notice: %s\n", f->notice);
-            }
+            fprintf(stderr, "glint serve: notice: %s\n", f->notice);
             continue;
         }
         int64_t n;
         if (!strcmp(name, "--model-path") || !strcmp(name, "-m") || !strcmp(name, "--model")) s.model_path = v;
         else if (!strcmp(name, "--speculative-algorithm")) speculative = v;
+        else if (!strcmp(name, "--speculative-num-steps")) {
+            if (int_value(name, v, 1, 64, &spec_steps)) return 2;
+        } else if (!strcmp(name, "--speculative-eagle-topk")) {
+            if (int_value(name, v, 1, 64, &spec_topk)) return 2;
+        } else if (!strcmp(name, "--speculative-num-draft-tokens")) {
+            if (int_value(name, v, 1, 256, &spec_draft_tokens)) return 2;
+        }
         else if (!strcmp(name, "--served-model-name")) s.served_model_name = v;
         else if (!strcmp(name, "--host")) s.host = v;
         else if (!strcmp(name, "--port")) {
@@ -285,6 +290,20 @@ int cmd_serve(int argc, char **argv) {
             fprintf(stderr, "glint serve: notice: %s has no MTP layer; speculative decoding is off\n", s.model_path);
         use_mtp = use_mtp && s.model->has_mtp;
     }
+    // sglang's draft settings: a chain of --speculative-num-steps drafts (topk 1), verified as that
+    // many tokens + 1; glint makes up to GLINT_MAX_DRAFTS
+    if (use_mtp && spec_steps > GLINT_MAX_DRAFTS) {
+        fprintf(stderr, "glint serve: notice: --speculative-num-steps %lld: glint drafts at most %d tokens per step\n",
+                (long long)spec_steps, GLINT_MAX_DRAFTS);
+        spec_steps = GLINT_MAX_DRAFTS;
+    }
+    if (use_mtp && spec_topk != 1)
+        fprintf(stderr, "glint serve: notice: --speculative-eagle-topk %lld: glint drafts one chain (topk 1)\n",
+                (long long)spec_topk);
+    if (use_mtp && spec_draft_tokens && spec_draft_tokens != spec_steps + 1)
+        fprintf(stderr, "glint serve: notice: --speculative-num-draft-tokens %lld: glint verifies the %lld drafts and "
+                        "the token before them (%lld)\n", (long long)spec_draft_tokens, (long long)spec_steps,
+                (long long)spec_steps + 1);
     uint64_t per_token = glint_state_bytes_per_token(&s.model->cfg);
     if (use_mtp)  // the MTP layer's rows live in the same pages
         per_token += (uint64_t)(s.model->cfg.kv_lora_rank + s.model->cfg.qk_rope_head_dim + s.model->cfg.index_head_dim) *
@@ -328,17 +347,20 @@ int cmd_serve(int argc, char **argv) {
     glint_engine_options eo = {.max_running = (int)max_running, .max_queued = (int)max_queued,
                                .page_size = (int)page_size, .total_pages = pool_tokens / page_size,
                                .chunked_prefill = (int)chunked, .context_length = (int)ctx,
-                               .prefix_cache = !no_prefix_cache, .speculative = use_mtp};
+                               .prefix_cache = !no_prefix_cache, .speculative = use_mtp,
+                               .speculative_steps = (int)spec_steps};
     s.engine = glint_engine_new(s.model, &eo);
     if (!s.engine) {
         fprintf(stderr, "glint serve: %s\n", glint_last_error());
         goto done;
     }
     s.created = time(NULL);
+    char spec_text[64] = "off";
+    if (use_mtp) snprintf(spec_text, sizeof spec_text, "MTP (%lld draft tokens per step)", (long long)spec_steps);
     fprintf(stderr, "glint serve: context %d tokens, KV pool %lld pages of %lld tokens, %lld running at most, "
                     "chunked prefill %lld, prefix cache %s, speculative decoding %s\n", s.context_length,
             (long long)eo.total_pages, (long long)page_size, (long long)max_running, (long long)chunked,
-            no_prefix_cache ? "off" : "on", use_mtp ? "MTP (1 draft token per step)" : "off");
+            no_prefix_cache ? "off" : "on", spec_text);
     rc = glint_http_serve(&s);
 done:
     glint_engine_free(s.engine);

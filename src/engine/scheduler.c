@@ -30,8 +30,8 @@ typedef struct {
     int32_t last_token;   // sampled, not yet forwarded
     int decode_now;       // this engine step decodes it (its fill was cached when the step began)
     int spec;             // drafts with the MTP layer
-    int has_draft;        // draft: the MTP layer's guess of the token after last_token
-    int32_t step_ids[2];  // this step's rows: last_token, draft
+    int n_drafts;         // the MTP layer's guesses of the tokens after last_token, each after the one before
+    int32_t step_ids[1 + GLINT_MAX_DRAFTS];  // this step's rows: last_token, the drafts
     int32_t *history;     // prompt + generated (for the prefix cache)
     int n_history;
 } sequence;
@@ -312,7 +312,7 @@ static int place_sequence(glint_engine *e, sequence *s) {
         s->st = NULL;
         return rc;
     }
-    s->has_draft = 0;
+    s->n_drafts = 0;
     s->n_prefilled = match;
     return 0;
 }
@@ -557,17 +557,58 @@ static void end_all_with_error(glint_engine *e, sequence **seqs, int n) {
     for (int k = 0; k < n; k++) end_sequence(e, seqs[k], GLINT_FINISH_ERROR, error), seqs[k]->req = NULL;
 }
 
-// The MTP layer on the given rows of several sequences; each sequence's draft is the guess its
-// last row gives. A failure ends those sequences with the error.
+// The MTP layer on the given rows of several sequences (rows pairing the main model's hidden states
+// with the tokens after them): the guess of an item's last row is its sequence's first draft. Up to
+// speculative_steps, the layer then runs again on one row per sequence, its own last hidden state
+// with the draft before, for the next draft. Those rows lie past the sequence's valid MTP rows and
+// are dropped again (the next step's first pass writes their positions from the main model's states);
+// the drafts stop where the held pages or the request's length end. A failure ends the sequences
+// with the error. Drafts are argmaxes taken where the logits are (only ids cross).
 static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *items, int n) {
-    // the draft is the argmax of the last row, taken where the logits are (only ids cross)
-    for (int k = 0; k < n; k++)
+    const size_t D = (size_t)e->m->cfg.hidden_size;
+    size_t rows = 0, first_row[GLINT_DECODE_BATCH];
+    for (int k = 0; k < n; k++) first_row[k] = rows, rows += (size_t)items[k].n_tokens;
+    // hidden states: [rows, D] of the first pass, then [n, D] per further step (two, in turn); not for
+    // a first pass over a prefill chunk's rows (a resumed sequence: one draft for its first step)
+    const int steps = e->opt.speculative_steps;
+    float *hidden = steps > 1 && rows <= GLINT_DECODE_BATCH ? malloc(sizeof(float) * D * (rows + 2 * (size_t)n)) : NULL;
+    for (int k = 0; k < n; k++) {
         items[k].logits = NULL, items[k].all_logits = 0, items[k].argmax = &seqs[k]->step_ids[1];
+        items[k].hidden = hidden ? hidden + first_row[k] * D : NULL;
+    }
     if (glint_mtp_forward_batch(e->m, items, n)) {
+        free(hidden);
         end_all_with_error(e, seqs, n);
         return;
     }
-    for (int k = 0; k < n; k++) seqs[k]->has_draft = 1;
+    const float *last[GLINT_DECODE_BATCH];  // each sequence's latest MTP hidden state
+    for (int k = 0; k < n; k++)
+        seqs[k]->n_drafts = 1, last[k] = hidden ? hidden + (first_row[k] + (size_t)items[k].n_tokens - 1) * D : NULL;
+    for (int step = 2; hidden && step <= steps; step++) {
+        glint_batch_item chain[GLINT_DECODE_BATCH];
+        sequence *who[GLINT_DECODE_BATCH];
+        int of[GLINT_DECODE_BATCH], m = 0;
+        float *out = hidden + (rows + (size_t)(step % 2) * (size_t)n) * D;
+        for (int k = 0; k < n; k++) {
+            sequence *s = seqs[k];
+            if (!s->req || s->n_drafts != step - 1 || s->st->mtp_past >= s->st->capacity ||
+                s->st->n_past + 1 + step > s->full_capacity)
+                continue;
+            chain[m] = (glint_batch_item){.st = s->st, .ids = &s->step_ids[step - 1], .n_tokens = 1,
+                                          .hidden = out + (size_t)m * D, .hidden_in = last[k],
+                                          .argmax = &s->step_ids[step]};
+            who[m] = s, of[m++] = k;
+        }
+        if (!m) break;
+        if (glint_mtp_forward_batch(e->m, chain, m)) {
+            end_all_with_error(e, who, m);  // (their states are freed, not cached)
+            break;
+        }
+        for (int j = 0; j < m; j++) who[j]->n_drafts = step, last[of[j]] = out + (size_t)j * D;
+    }
+    for (int k = 0; k < n; k++)
+        if (seqs[k]->req) seqs[k]->st->mtp_past -= seqs[k]->n_drafts - 1;
+    free(hidden);
 }
 
 // 1 when nothing but the sampler decides s's next tokens from the raw logits: no logprobs or logit
@@ -614,15 +655,23 @@ static glint_logit_edit *edit_of(int32_t *slot, glint_logit_edit *out, int *n, i
     return &out[slot[t]];
 }
 
-// The edits of s's next row into out (one entry per token), as sample_and_emit and the sampler apply
-// them on the host; draft >= 0: the row after the draft token is taken (counted once more, one more
-// token generated). Returns how many, or -1 for a row the host must take (a token biased twice).
-static int row_edits(glint_engine *e, const sequence *s, int32_t draft, glint_logit_edit *out) {
+// Times token t is among taken[0..n).
+static int times_taken(const int32_t *taken, int n, int32_t t) {
+    int c = 0;
+    for (int i = 0; i < n; i++) c += taken[i] == t;
+    return c;
+}
+
+// The edits of a row of s into out (one entry per token), as sample_and_emit and the sampler apply
+// them on the host: the row after the drafts taken[0..n_taken) are taken (each counted once more, as
+// many more tokens generated; none for row 0). Returns how many, or -1 for a row the host must take
+// (a token biased twice).
+static int row_edits(glint_engine *e, const sequence *s, const int32_t *taken, int n_taken, glint_logit_edit *out) {
     const glint_gen_request *r = s->req;
     const glint_sampler *sp = s->sampler;
     int32_t *slot = e->edit_slot;
     int n = 0, ok = 1;
-    if (s->n_generated + (draft >= 0) < r->min_new_tokens) {  // stop tokens may not end the output yet
+    if (s->n_generated + n_taken < r->min_new_tokens) {  // stop tokens may not end the output yet
         for (int i = 0; !r->ignore_eos && i < e->m->cfg.n_eos; i++)
             edit_of(slot, out, &n, e->m->cfg.eos_ids[i])->flags |= GLINT_EDIT_MASK;
         for (int i = 0; i < r->n_stop_ids; i++) edit_of(slot, out, &n, r->stop_ids[i])->flags |= GLINT_EDIT_MASK;
@@ -633,9 +682,15 @@ static int row_edits(glint_engine *e, const sequence *s, int32_t draft, glint_lo
         ed->flags |= GLINT_EDIT_BIAS, ed->bias = r->logit_bias[i];
     }
     if (glint_sampler_has_penalties(sp)) {
-        for (int i = 0; i < sp->n_seen; i++)
-            glint_sampler_penalty_edit(sp, sp->seen[i], sp->seen[i] == draft, edit_of(slot, out, &n, sp->seen[i]));
-        if (draft >= 0 && !sp->counts[draft]) glint_sampler_penalty_edit(sp, draft, 1, edit_of(slot, out, &n, draft));
+        for (int i = 0; i < sp->n_seen; i++) {
+            const int32_t t = sp->seen[i];
+            glint_sampler_penalty_edit(sp, t, times_taken(taken, n_taken, t), edit_of(slot, out, &n, t));
+        }
+        for (int i = 0; i < n_taken; i++) {  // drafts not generated before
+            const int32_t t = taken[i];
+            glint_logit_edit *ed = sp->counts[t] ? NULL : edit_of(slot, out, &n, t);
+            if (ed && !(ed->flags & GLINT_EDIT_PENALTY)) glint_sampler_penalty_edit(sp, t, times_taken(taken, n_taken, t), ed);
+        }
     }
     for (int i = 0; i < n; i++) slot[out[i].token] = -1;
     return ok ? n : -1;
@@ -644,42 +699,44 @@ static int row_edits(glint_engine *e, const sequence *s, int32_t draft, glint_lo
 // Entries row_edits may make for a row of s.
 static int row_edits_bound(const glint_engine *e, const sequence *s) {
     const glint_gen_request *r = s->req;
-    return e->m->cfg.n_eos + r->n_stop_ids + r->n_logit_bias + (s->sampler->n_seen > 0 ? s->sampler->n_seen : 0) + 1;
+    return e->m->cfg.n_eos + r->n_stop_ids + r->n_logit_bias + (s->sampler->n_seen > 0 ? s->sampler->n_seen : 0) +
+           GLINT_MAX_DRAFTS;
 }
 
 // The next token of the sequences in batch[0..n) (with its draft when it has one: two rows): one
 // forward for all of them (each row's result is the one it gets alone), then sampling in admission
 // order, then the MTP drafts of the speculating ones.
 static void decode_batch(glint_engine *e, sequence **batch, int n) {
+    enum { R = 1 + GLINT_MAX_DRAFTS };  // rows per sequence at most
     const int V = e->m->cfg.vocab_size, D = e->m->cfg.hidden_size;
     glint_batch_item items[GLINT_DECODE_BATCH], drafts[GLINT_DECODE_BATCH];
     sequence *drafting[GLINT_DECODE_BATCH];
-    int32_t next_ids[GLINT_DECODE_BATCH][2];
-    glint_sample_params draw_rules[GLINT_DECODE_BATCH][2];
-    double draw_uniforms[GLINT_DECODE_BATCH][2];
-    int n_edits[GLINT_DECODE_BATCH][2], edited[GLINT_DECODE_BATCH];
+    int32_t next_ids[GLINT_DECODE_BATCH][R];
+    glint_sample_params draw_rules[GLINT_DECODE_BATCH][R];
+    double draw_uniforms[GLINT_DECODE_BATCH][R];
+    int n_edits[GLINT_DECODE_BATCH][R], edited[GLINT_DECODE_BATCH];
     // the rows' logit edits (edited_ids_only), one buffer for the batch
     size_t edit_cap = 0, edit_used = 0;
     glint_sample_params unused;
     for (int k = 0; k < n; k++)
         if (!greedy_ids_only(batch[k]) && !drawn_ids_only(e, batch[k], &unused) && edited_ids_only(e, batch[k]))
-            edit_cap += (size_t)(1 + batch[k]->has_draft) * row_edits_bound(e, batch[k]);
+            edit_cap += (size_t)(1 + batch[k]->n_drafts) * row_edits_bound(e, batch[k]);
     glint_logit_edit *edits = edit_cap ? malloc(sizeof(glint_logit_edit) * edit_cap) : NULL;
     for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
         sequence *s = batch[k];
+        const int rows = 1 + s->n_drafts;
         s->step_ids[0] = s->last_token;
         int ids_only = greedy_ids_only(s);
         // drawn: the logits are only the fallback for rows the backend declines
         int drawn = !ids_only && drawn_ids_only(e, s, &draw_rules[k][0]);
-        // edited: the same after the rows' edits, made where the logits are
+        // edited: the same after the rows' edits, made where the logits are (row j's as if the
+        // drafts before it were taken)
         edited[k] = !ids_only && !drawn && edits && edited_ids_only(e, s);
-        if (edited[k]) {
-            const size_t at = edit_used;
-            n_edits[k][0] = row_edits(e, s, -1, edits + edit_used);
-            if (n_edits[k][0] >= 0) edit_used += (size_t)n_edits[k][0];
-            n_edits[k][1] = s->has_draft && n_edits[k][0] >= 0 ? row_edits(e, s, s->step_ids[1], edits + edit_used) : 0;
-            if (n_edits[k][1] > 0) edit_used += (size_t)n_edits[k][1];
-            if (n_edits[k][0] < 0 || n_edits[k][1] < 0) edited[k] = 0, edit_used = at;  // the host takes them
+        const size_t first_edit = edit_used;
+        for (int j = 0; edited[k] && j < rows; j++) {
+            n_edits[k][j] = row_edits(e, s, s->step_ids + 1, j, edits + edit_used);
+            if (n_edits[k][j] < 0) edited[k] = 0, edit_used = first_edit;  // the host takes the rows
+            else edit_used += (size_t)n_edits[k][j];
         }
         if (edited[k]) {
             drawn = glint_sampler_draw_rules(s->sampler, &draw_rules[k][0]);
@@ -687,20 +744,19 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
         }
         float *logits = ids_only ? NULL : e->logits + (size_t)row * V;
         float *hidden = s->spec ? e->hidden + (size_t)row * D : NULL;
-        items[k] = (glint_batch_item){s->st, s->step_ids, 1 + s->has_draft, logits, 1, hidden, NULL,
+        items[k] = (glint_batch_item){s->st, s->step_ids, rows, logits, 1, hidden, NULL,
                                       ids_only || drawn ? next_ids[k] : NULL, NULL, NULL, NULL, NULL};
-        if (drawn) {  // row 1 (the draft's) counts only when row 0 takes the draft: the uniform after
-            draw_rules[k][1] = draw_rules[k][0];
-            draw_uniforms[k][0] = glint_sampler_peek(s->sampler, 0);
-            draw_uniforms[k][1] = glint_sampler_peek(s->sampler, 1);
+        if (drawn) {  // row j counts only when the rows before take the drafts: the j-th uniform ahead
+            for (int j = 0; j < rows; j++)
+                draw_rules[k][j] = draw_rules[k][0], draw_uniforms[k][j] = glint_sampler_peek(s->sampler, j);
             items[k].sample = draw_rules[k], items[k].uniforms = draw_uniforms[k];
         }
     }
-    for (size_t k = 0, at = 0; k < (size_t)n; k++)  // (pointers once the buffer is filled)
-        if (edited[k]) {
-            items[k].edits = edits + at, items[k].n_edits = n_edits[k];
-            at += (size_t)n_edits[k][0] + (size_t)(items[k].n_tokens > 1 ? n_edits[k][1] : 0);
-        }
+    for (size_t k = 0, at = 0; k < (size_t)n; k++) {  // (pointers once the buffer is filled)
+        if (!edited[k]) continue;
+        items[k].edits = edits + at, items[k].n_edits = n_edits[k];
+        for (int j = 0; j < items[k].n_tokens; j++) at += (size_t)n_edits[k][j];
+    }
     const int failed = glint_forward_batch(e->m, items, n);
     free(edits);
     if (failed) {
@@ -711,32 +767,31 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
     for (int k = 0; k < n; k++) {
         sequence *s = batch[k];
         float *logits = items[k].logits, *hidden = items[k].hidden;
-        const int had_draft = s->has_draft;
-        s->has_draft = 0;
-        if (had_draft) s->st->n_past -= 1;  // the draft's row counts once its token is chosen
+        const int had_drafts = s->n_drafts;
+        s->n_drafts = 0;
+        s->st->n_past -= had_drafts;  // a draft's row counts once its token is chosen
         if (sample_and_emit(e, s, logits, items[k].argmax ? items[k].argmax[0] : -1, edited[k])) {
             s->req = NULL;
             continue;
         }
         int n_rows = 1;
         next_ids[k][0] = s->last_token;
-        if (had_draft) {
-            const int accepted = s->last_token == s->step_ids[1];  // row 1 ran on the chosen token
-            // Counted before row 1's token is published: stats are complete when its waiter wakes.
+        for (int j = 1; j <= had_drafts; j++) {
+            const int accepted = s->last_token == s->step_ids[j];  // row j ran on the chosen token
+            // Counted before row j's token is published: stats are complete when its waiter wakes.
             pthread_mutex_lock(&e->mu);
             e->stats.spec_drafted++, e->stats.spec_accepted += (uint64_t)accepted;
             pthread_mutex_unlock(&e->mu);
-            if (accepted) {
-                s->st->n_past += 1;
-                if (sample_and_emit(e, s, logits ? logits + V : NULL, items[k].argmax ? items[k].argmax[1] : -1,
-                                    edited[k])) {
-                    s->req = NULL;
-                    continue;
-                }
-                next_ids[k][1] = s->last_token, n_rows = 2;
+            if (!accepted) break;
+            s->st->n_past += 1;
+            if (sample_and_emit(e, s, logits ? logits + (size_t)j * V : NULL, items[k].argmax ? items[k].argmax[j] : -1,
+                                edited[k])) {
+                s->req = NULL;
+                break;
             }
+            next_ids[k][n_rows++] = s->last_token;
         }
-        if (!s->spec) continue;
+        if (!s->req || !s->spec) continue;
         drafting[n_drafting] = s;
         drafts[n_drafting++] =
             (glint_batch_item){s->st, next_ids[k], n_rows, NULL, 0, NULL, hidden, NULL, NULL, NULL, NULL, NULL};
@@ -827,12 +882,14 @@ static void engine_step(glint_engine *e) {
     for (int i = 0; i < n; i++) {
         sequence *s = &e->running[i];
         if (!s->req || !s->decode_now) continue;
-        // A draft needs a second row in the cache; near the end of the request it is dropped.
-        if (s->has_draft && s->st->n_past + 2 > s->full_capacity) s->has_draft = 0;
-        if (ensure_room(e, s, s->st->n_past + 1 + s->has_draft)) continue;
-        if (rows + 1 + s->has_draft > GLINT_DECODE_BATCH) decode_batch(e, batch, n_batch), n_batch = 0, rows = 0;
+        // Drafts need rows in the cache; near the end of the request they are dropped.
+        if (s->st->n_past + 1 + s->n_drafts > s->full_capacity) s->n_drafts = s->full_capacity - s->st->n_past - 1;
+        if (s->n_drafts < 0) s->n_drafts = 0;
+        // (the MTP rows of the next step's further drafts use only pages already held: draft_batch)
+        if (ensure_room(e, s, s->st->n_past + 1 + s->n_drafts)) continue;
+        if (rows + 1 + s->n_drafts > GLINT_DECODE_BATCH) decode_batch(e, batch, n_batch), n_batch = 0, rows = 0;
         batch[n_batch++] = s;
-        rows += 1 + s->has_draft;
+        rows += 1 + s->n_drafts;
     }
     if (n_batch) decode_batch(e, batch, n_batch);
     // Compact the running list, keeping admission order.
@@ -941,6 +998,8 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (e->opt.grow_tokens < 1) e->opt.grow_tokens = 256;
+    if (e->opt.speculative_steps < 1) e->opt.speculative_steps = 1;
+    if (e->opt.speculative_steps > GLINT_MAX_DRAFTS) e->opt.speculative_steps = GLINT_MAX_DRAFTS;
     e->running = glint_calloc((size_t)e->opt.max_running, sizeof *e->running, "running sequences");
     e->retracted = glint_calloc((size_t)e->opt.max_running, sizeof *e->retracted, "retracted sequences");
     const size_t V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.hidden_size;

@@ -17,11 +17,13 @@
 // system prompt or the earlier turns of a chat are neither prefilled again nor stored twice.
 //
 // Speculative decoding (options.speculative): the model's MTP layer, whose cache rows live in the
-// same pages (an extra pool layer), drafts one token per step; the decode forward runs the last
-// token and the draft as two rows; the sequence's own sampler picks the token of row 0 and, when it
-// equals the draft, also the token of row 1. Tokens are sampled from exactly the logits and in the
-// order of plain decoding, so the output is the same with or without speculation, for every
-// sampling setting; only the number of tokens per step changes.
+// same pages (an extra pool layer), drafts up to speculative_steps tokens per step, each from the one
+// before (the layer applied again to its own output, as sglang's EAGLE steps do with GLM's one MTP
+// layer); the decode forward runs the last token and the drafts as rows; the sequence's own sampler
+// picks the token of row 0 and, while the token picked equals the next draft, the token of the row
+// after. Tokens are sampled from exactly the logits and in the order of plain decoding, so the output
+// is the same with or without speculation, for every sampling setting; only the number of tokens
+// per step changes.
 #ifndef GLINT_SCHEDULER_H
 #define GLINT_SCHEDULER_H
 
@@ -99,6 +101,8 @@ typedef struct glint_gen_request {
     struct glint_gen_request *next_in_queue;
 } glint_gen_request;
 
+enum { GLINT_MAX_DRAFTS = 4 };  // MTP drafts per step at most
+
 typedef struct {
     int max_running;        // --max-running-requests
     int max_queued;         // queued requests beyond which submit answers "full"
@@ -109,6 +113,7 @@ typedef struct {
     int prefix_cache;       // 0 disables the prefix cache (--disable-radix-cache)
     int grow_tokens;        // pages reserved at admission beyond the prompt, in tokens (256)
     int speculative;        // MTP speculative decoding (the model must have an MTP layer)
+    int speculative_steps;  // drafts per step (--speculative-num-steps; 1..GLINT_MAX_DRAFTS, 0: 1)
 } glint_engine_options;
 
 typedef struct {

@@ -1,8 +1,9 @@
-// The server engine with MTP speculative decoding on the demo model (BF16, and NVFP4 whose quantized
-// CPU kernels must be row-invariant for this): every request's tokens are the ones plain decoding
-// gives (greedy and seeded sampling, its tokens drawn on the host), alone or 6 at a time, in a roomy
-// pool and in one so small that sequences are retracted mid-decode and resumed (with and without the
-// prefix cache), and the same drafts are made and accepted in every case. Sampled tokens are drawn
+// The server engine with MTP speculative decoding (1 to GLINT_MAX_DRAFTS drafts per step) on the demo
+// model (BF16, and NVFP4 whose quantized CPU kernels must be row-invariant for this): every request's
+// tokens are the ones plain decoding gives (greedy and seeded sampling, its tokens drawn on the
+// host), alone or 6 at a time, in a roomy pool and in one so small that sequences are retracted
+// mid-decode and resumed (with and without the prefix cache), and the same drafts are made and
+// accepted in every case (but several drafts per step in the small pool: see below). Sampled tokens are drawn
 // beside the logits (the backend's sample op) when the backend can, on the host otherwise: the same;
 // likewise the requests' penalties, logit bias and held-back stop tokens (the edit_logits op). Prompts
 // are slices of the text in tests/fixtures/demo.
@@ -173,36 +174,44 @@ int main(int argc, char **argv) {
     decline_rows = 0;
     printf("plain: %d edit_logits calls, %d draws declined (%s)\n", edit_calls, declined,
            glint_model_can_edit(m) ? "where the logits are" : "the host edits");
-    glint_engine_options spec = plain;
-    spec.speculative = 1;
-    // Pages of 4 tokens; a request needs up to (48 + 40) / 4 = 22 of 30, growing 4 tokens at a time.
-    glint_engine_options small = spec;
-    small.page_size = 4, small.total_pages = 30, small.grow_tokens = 4;
-    struct {
-        const char *what;
-        glint_engine_options eo;
-        int together, cache, want_retractions;
-    } cases[] = {{"speculative, alone", spec, 0, 1, 0},
-                 {"speculative, together", spec, 1, 1, 0},
-                 {"speculative, small pool", small, 1, 1, 1},
-                 {"speculative, small pool, no prefix cache", small, 1, 0, 1}};
-    uint64_t first_drafted = 0, first_accepted = 0;
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        cases[c].eo.prefix_cache = cases[c].cache;
-        run(m, &cases[c].eo, prompts, cases[c].together, &got, &st);
-        compare(&got, &expect, cases[c].what);
-        CHECK(st.spec_accepted > 0 && st.spec_accepted <= st.spec_drafted, "%s: %llu of %llu drafts accepted",
-              cases[c].what, (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted);
-        CHECK(!cases[c].want_retractions || st.retractions > 0, "%s: no retraction happened", cases[c].what);
-        // Drafts are deterministic too: the same drafts whatever runs beside a sequence.
-        if (c == 0) first_drafted = st.spec_drafted, first_accepted = st.spec_accepted;
-        CHECK(st.spec_drafted == first_drafted && st.spec_accepted == first_accepted,
-              "%s: %llu of %llu drafts accepted, alone %llu of %llu", cases[c].what,
-              (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted,
-              (unsigned long long)first_accepted, (unsigned long long)first_drafted);
-        printf("%s: %llu of %llu drafts accepted, %llu retractions\n", cases[c].what,
-               (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted,
-               (unsigned long long)st.retractions);
+    // 1 to GLINT_MAX_DRAFTS drafts per step (the MTP layer on its own output after the first)
+    for (int steps = 1; steps <= GLINT_MAX_DRAFTS; steps++) {
+        glint_engine_options spec = plain;
+        spec.speculative = 1, spec.speculative_steps = steps;
+        // Pages of 4 tokens; a request needs up to (48 + 40 + 3) / 4 = 23 of 30, growing 4 tokens at a time.
+        glint_engine_options small = spec;
+        small.page_size = 4, small.total_pages = 30, small.grow_tokens = 4;
+        struct {
+            const char *what;
+            glint_engine_options eo;
+            int together, cache, want_retractions;
+        } cases[] = {{"alone", spec, 0, 1, 0},
+                     {"together", spec, 1, 1, 0},
+                     {"small pool", small, 1, 1, 1},
+                     {"small pool, no prefix cache", small, 1, 0, 1}};
+        uint64_t first_drafted = 0, first_accepted = 0;
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            char what[96];
+            snprintf(what, sizeof what, "speculative, %d draft%s per step, %s", steps, steps > 1 ? "s" : "",
+                     cases[c].what);
+            cases[c].eo.prefix_cache = cases[c].cache;
+            run(m, &cases[c].eo, prompts, cases[c].together, &got, &st);
+            compare(&got, &expect, what);
+            CHECK(st.spec_accepted > 0 && st.spec_accepted <= st.spec_drafted, "%s: %llu of %llu drafts accepted", what,
+                  (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_drafted);
+            CHECK(!cases[c].want_retractions || st.retractions > 0, "%s: no retraction happened", what);
+            // Drafts are deterministic too: the same drafts whatever runs beside a sequence (but for
+            // a pool under pressure with several drafts per step: the drafts after the first stop where
+            // the pages a sequence holds end, and those depend on the others)
+            if (c == 0) first_drafted = st.spec_drafted, first_accepted = st.spec_accepted;
+            CHECK((steps > 1 && cases[c].want_retractions) ||
+                      (st.spec_drafted == first_drafted && st.spec_accepted == first_accepted),
+                  "%s: %llu of %llu drafts accepted, alone %llu of %llu", what, (unsigned long long)st.spec_accepted,
+                  (unsigned long long)st.spec_drafted, (unsigned long long)first_accepted,
+                  (unsigned long long)first_drafted);
+            printf("%s: %llu of %llu drafts accepted, %llu retractions\n", what, (unsigned long long)st.spec_accepted,
+                   (unsigned long long)st.spec_drafted, (unsigned long long)st.retractions);
+        }
     }
     glint_model_free(m);
     json_decref(ref);
