@@ -301,9 +301,9 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "glint serve: notice: --speculative-eagle-topk %lld: glint drafts one chain (topk 1)\n",
                 (long long)spec_topk);
     if (use_mtp && spec_draft_tokens && spec_draft_tokens != spec_steps + 1)
-        fprintf(stderr, "glint serve: notice: --speculative-num-draft-tokens %lld: glint verifies the %lld drafts and "
-                        "the token before them (%lld)\n", (long long)spec_draft_tokens, (long long)spec_steps,
-                (long long)spec_steps + 1);
+        fprintf(stderr, "glint serve: notice: --speculative-num-draft-tokens %lld: glint verifies its drafts and the "
+                        "token before them (%lld with --speculative-num-steps %lld)\n", (long long)spec_draft_tokens,
+                (long long)spec_steps + 1, (long long)spec_steps);
     uint64_t per_token = glint_state_bytes_per_token(&s.model->cfg);
     if (use_mtp)  // the MTP layer's rows live in the same pages
         per_token += (uint64_t)(s.model->cfg.kv_lora_rank + s.model->cfg.qk_rope_head_dim + s.model->cfg.index_head_dim) *
@@ -356,7 +356,9 @@ int cmd_serve(int argc, char **argv) {
     }
     s.created = time(NULL);
     char spec_text[64] = "off";
-    if (use_mtp) snprintf(spec_text, sizeof spec_text, "MTP (%lld draft tokens per step)", (long long)spec_steps);
+    if (use_mtp)
+        snprintf(spec_text, sizeof spec_text, "MTP (%lld draft token%s per step)", (long long)spec_steps,
+                 spec_steps > 1 ? "s" : "");
     fprintf(stderr, "glint serve: context %d tokens, KV pool %lld pages of %lld tokens, %lld running at most, "
                     "chunked prefill %lld, prefix cache %s, speculative decoding %s\n", s.context_length,
             (long long)eo.total_pages, (long long)page_size, (long long)max_running, (long long)chunked,

@@ -63,6 +63,7 @@ struct glint_engine {
     glint_kv_pool *pool;  // every sequence's and cached prefix's pages
     float *logits;        // [GLINT_DECODE_BATCH, V] a decode batch's logits (a row per token row)
     float *hidden;        // [GLINT_DECODE_BATCH, D] its final-norm hidden states (speculative)
+    float *draft_hidden;  // [3 · GLINT_DECODE_BATCH, D] the MTP layer's, for chained drafts (draft_batch)
     float *scratch;       // [V]
     int32_t *edit_slot;   // [V] a token's entry in the row edits being built (row_edits), else -1
     glint_engine_stats stats;  // guarded by mu
@@ -569,15 +570,14 @@ static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *item
     size_t rows = 0, first_row[GLINT_DECODE_BATCH];
     for (int k = 0; k < n; k++) first_row[k] = rows, rows += (size_t)items[k].n_tokens;
     // hidden states: [rows, D] of the first pass, then [n, D] per further step (two, in turn); not for
-    // a first pass over a prefill chunk's rows (a resumed sequence: one draft for its first step)
+    // a first pass of more rows than a decode batch (a prefill chunk's: one draft for its first step)
     const int steps = e->opt.speculative_steps;
-    float *hidden = steps > 1 && rows <= GLINT_DECODE_BATCH ? malloc(sizeof(float) * D * (rows + 2 * (size_t)n)) : NULL;
+    float *hidden = steps > 1 && rows <= GLINT_DECODE_BATCH ? e->draft_hidden : NULL;
     for (int k = 0; k < n; k++) {
         items[k].logits = NULL, items[k].all_logits = 0, items[k].argmax = &seqs[k]->step_ids[1];
         items[k].hidden = hidden ? hidden + first_row[k] * D : NULL;
     }
     if (glint_mtp_forward_batch(e->m, items, n)) {
-        free(hidden);
         end_all_with_error(e, seqs, n);
         return;
     }
@@ -591,7 +591,9 @@ static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *item
         float *out = hidden + (rows + (size_t)(step % 2) * (size_t)n) * D;
         for (int k = 0; k < n; k++) {
             sequence *s = seqs[k];
-            if (!s->req || s->n_drafts != step - 1 || s->st->mtp_past >= s->st->capacity ||
+            // (the next step verifies rows up to n_past + step: within the held pages, so drafts never
+            // make a sequence grow, and within the request; the MTP row written now lies below them)
+            if (!s->req || s->n_drafts != step - 1 || s->st->n_past + 1 + step > s->st->capacity ||
                 s->st->n_past + 1 + step > s->full_capacity)
                 continue;
             chain[m] = (glint_batch_item){.st = s->st, .ids = &s->step_ids[step - 1], .n_tokens = 1,
@@ -608,7 +610,6 @@ static void draft_batch(glint_engine *e, sequence **seqs, glint_batch_item *item
     }
     for (int k = 0; k < n; k++)
         if (seqs[k]->req) seqs[k]->st->mtp_past -= seqs[k]->n_drafts - 1;
-    free(hidden);
 }
 
 // 1 when nothing but the sampler decides s's next tokens from the raw logits: no logprobs or logit
@@ -1005,6 +1006,8 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     const size_t V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.hidden_size;
     e->logits = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * V, "logits");
     if (e->opt.speculative) e->hidden = glint_malloc(sizeof(float) * GLINT_DECODE_BATCH * D, "hidden states");
+    if (e->opt.speculative && e->opt.speculative_steps > 1)  // (without it: one draft per step)
+        e->draft_hidden = malloc(sizeof(float) * 3 * GLINT_DECODE_BATCH * D);
     e->pool = glint_kv_pool_new(m, e->opt.total_pages, e->opt.page_size, e->opt.speculative);
     e->scratch = glint_malloc(sizeof(float) * (size_t)m->cfg.vocab_size, "logprobs");
     e->edit_slot = glint_malloc(sizeof(int32_t) * (size_t)m->cfg.vocab_size, "logit edits");
@@ -1013,12 +1016,14 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->edit_slot || !e->pool ||
         (e->opt.speculative && !e->hidden)) {
         free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->edit_slot);
+        free(e->draft_hidden);
         glint_kv_pool_free(m, e->pool);
         free(e);
         return NULL;
     }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->edit_slot);
+        free(e->draft_hidden);
         glint_kv_pool_free(m, e->pool);
         free(e);
         glint_set_error("cannot start the engine thread");
@@ -1059,7 +1064,7 @@ void glint_engine_free(glint_engine *e) {
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
     glint_kv_pool_free(e->m, e->pool);
     free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
-    free(e->edit_slot);
+    free(e->edit_slot), free(e->draft_hidden);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
