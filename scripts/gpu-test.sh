@@ -183,6 +183,9 @@ if want bench; then
         echo "### glint bench --synthetic glm-5.1-478b-nvfp4 --layers $layers --ctx 256,4096,16384,65536,131072 --backend cuda"
         "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" --ctx 256,4096,16384,65536,131072 \
             --backend cuda
+        echo "### the speculative step: 1-4 drafts (verify rows + chained MTP drafts) against a plain step, at 4k"
+        "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" --ctx 4096 --speculative-num-steps 4 \
+            --backend cuda
         echo "### the same with GLINT_CUDA_GRAPHS=0 (every op launched every step)"
         GLINT_CUDA_GRAPHS=0 "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 --layers "$layers" \
             --ctx 256,4096,16384,65536,131072 --backend cuda

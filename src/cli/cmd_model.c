@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "engine/scheduler.h"
 #include "io/quant.h"
 #include "model/glm.h"
 #include "text/tokenizer.h"
@@ -623,6 +624,52 @@ static int bench_prefill(glint_model *m, const model_options *o, float *logits) 
     return 0;
 }
 
+// The cost of a speculative decode step with k = 1..max_steps drafts, as the server engine runs one:
+// the verify forward of the last token and k drafts (every row's argmax and hidden state), then the
+// MTP layer on the row taken and, for k > 1, on k - 1 chained rows of its own (argmax and hidden
+// state each). The drafts are rejected (random weights draft nothing useful); what a step costs hardly
+// depends on how many are taken. Speculation with k drafts pays when a step takes more drafts on
+// average than its cost over a plain step's, minus 1. 0, or -1 with a message.
+static int bench_speculative(glint_model *m, int ctx, int max_steps, int n_steps, double plain_dt) {
+    const size_t D = (size_t)m->cfg.hidden_size;
+    const int page = 64, tokens = ctx + max_steps + 2;
+    glint_kv_pool *pool = glint_kv_pool_new(m, (tokens + page - 1) / page, page, 1);
+    glint_state *st = pool ? glint_state_in_pool(pool) : NULL;
+    float *hidden = malloc(sizeof(float) * 2 * (size_t)(1 + max_steps) * D);
+    int rc = !st || !hidden || glint_state_reserve(st, tokens) ? -1 : 0;
+    for (int k = 1; k <= max_steps && !rc; k++) {
+        double t0 = 0;
+        for (int i = -1; i < n_steps && !rc; i++) {  // i = -1: a warm-up step
+            if (i == 0) t0 = glint_now_seconds();
+            st->n_past = ctx, st->mtp_past = ctx;
+            int32_t rows[1 + GLINT_MAX_DRAFTS] = {1, 2, 3, 4, 5}, chosen[1 + GLINT_MAX_DRAFTS];
+            int32_t drafts[1 + GLINT_MAX_DRAFTS];
+            glint_batch_item verify = {.st = st, .ids = rows, .n_tokens = 1 + k, .all_logits = 1, .hidden = hidden,
+                                       .argmax = chosen};
+            if ((rc = glint_forward_batch(m, &verify, 1))) break;
+            st->n_past = ctx + 1;  // the drafts rejected
+            drafts[0] = chosen[0];
+            const float *h_in = hidden;  // row 0's, then each MTP step's (in the two halves by turns)
+            for (int j = 0; j < k && !rc; j++) {
+                float *h_out = j % 2 == 0 ? hidden + (size_t)(1 + max_steps) * D : hidden;
+                glint_batch_item mtp = {.st = st, .ids = &drafts[j], .n_tokens = 1, .hidden_in = h_in,
+                                        .hidden = k > 1 ? h_out : NULL, .argmax = &drafts[j + 1]};
+                rc = glint_mtp_forward_batch(m, &mtp, 1);
+                h_in = h_out;
+            }
+        }
+        if (rc) break;
+        const double dt = (glint_now_seconds() - t0) / n_steps;
+        printf("%8s %10s %12.2f   speculative step with %d draft%s: %.2fx a plain step (pays when it takes more "
+               "than %.2f drafts)\n", "", "", dt * 1e3, k, k > 1 ? "s" : "", dt / plain_dt, dt / plain_dt - 1.0);
+    }
+    if (rc) fprintf(stderr, "glint bench: speculative step: %s\n", hidden ? glint_last_error() : "out of memory");
+    free(hidden);
+    glint_state_free(m, st);
+    glint_kv_pool_free(m, pool);
+    return rc ? -1 : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     model_options o;
     int rc = parse_options("bench", argc, argv, &o);
@@ -675,7 +722,9 @@ int cmd_bench(int argc, char **argv) {
             }
             cfg.num_layers = (int)o.layers;
         }
-        fprintf(stderr, "bench: making %d layers of random %s weights in memory...\n", cfg.num_layers, o.synthetic);
+        cfg.num_nextn_predict_layers = o.spec_steps ? 1 : 0;  // the MTP layer only for the speculative step
+        fprintf(stderr, "bench: making %d layers of random %s weights in memory%s...\n", cfg.num_layers, o.synthetic,
+                o.spec_steps ? " (+ the MTP layer)" : "");
         const glint_weight_format experts = experts_nvfp4 ? GLINT_WFMT_NVFP4 : GLINT_WFMT_DENSE;
         glint_load_options tp = {.tp_size = o.load.tp_size, .rank_backend = rank_backend, .rank_backend_ctx = &o};
         m = tp.tp_size > 1 ? glint_model_synthetic_tp(&cfg, experts, &tp) : glint_model_synthetic_quant(&cfg, be, experts);
@@ -751,6 +800,12 @@ int cmd_bench(int argc, char **argv) {
                    kv_bytes_per_token(&full_cfg, (int)ctx) / 1e9);
         }
         glint_state_free(m, st);
+        if (!rc && o.spec_steps && !m->has_mtp) {
+            fprintf(stderr, "glint bench: --speculative-num-steps: this model has no MTP layer\n");
+            rc = 2;
+        } else if (!rc && o.spec_steps) {
+            rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt) ? 1 : 0;
+        }
     }
     if (!rc && o.prefill_list) rc = bench_prefill(m, &o, logits);
     free(logits);

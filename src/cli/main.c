@@ -15,7 +15,7 @@ static const subcommand subcommands[] = {
     {"generate", cmd_generate, "generate -m DIR (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temperature T] ..."},
     {"logits", cmd_logits, "logits -m DIR --ids \"1 2 3\" -o FILE   float32 logits of every position"},
     {"info", cmd_info, "info -m DIR                 architecture, layer kinds, dtypes, sizes"},
-    {"bench", cmd_bench, "bench (-m DIR | --synthetic NAME [--layers N] | --kernels) [--ctx 256,...] [--prefill 4096,...] [--backend auto|cpu|cuda] [--tp N]"},
+    {"bench", cmd_bench, "bench (-m DIR | --synthetic NAME [--layers N] | --kernels) [--ctx 256,...] [--prefill 4096,...] [--speculative-num-steps N] [--backend auto|cpu|cuda] [--tp N]"},
     {"perplexity", cmd_perplexity, "perplexity -m DIR FILE        perplexity of a UTF-8 text file"},
     {"quantize", cmd_quantize, "quantize -m IN -o OUT --format nvfp4 [--scope experts|all-linear]"},
     {"tokenize", cmd_tokenize, "tokenize (-m DIR | --tokenizer FILE) [--add-special-tokens]   stdin text -> ids"},

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "engine/scheduler.h"
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
     fprintf(stderr, "glint %s: ", cmd);
@@ -105,6 +106,10 @@ int parse_options(const char *cmd, int argc, char **argv, model_options *o) {
             if (glint_parse_int64(v, &n) || n < 1 || n > GLINT_MAX_ATTENTION_SPLITS)
                 return usage_error(cmd, "bad --triton-attention-num-kv-splits '%s' (1 to 1024)", v);
             o->kv_splits = (int)n;
+        } else if (!strcmp(a, "--speculative-num-steps") && !strcmp(cmd, "bench")) {
+            _Static_assert(GLINT_MAX_DRAFTS == 4, "the message below names the limit");
+            if (glint_parse_int64(v, &o->spec_steps) || o->spec_steps < 1 || o->spec_steps > GLINT_MAX_DRAFTS)
+                return usage_error(cmd, "bad --speculative-num-steps '%s' (1 to 4)", v);
         } else if (!strcmp(a, "--decode-tokens")) {
             if (glint_parse_int64(v, &o->n_decode) || o->n_decode < 1 || o->n_decode > (1 << 20))
                 return usage_error(cmd, "bad --decode-tokens '%s' (1 to 1048576)", v);

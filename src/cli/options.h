@@ -36,6 +36,7 @@ typedef struct {
     const char *prefill_list;  // bench --prefill 4096,16384
     int64_t prefill_chunk;     // tokens per forward call in the prefill bench
     int64_t n_decode;
+    int64_t spec_steps;  // bench --speculative-num-steps N: also the speculative step with 1..N drafts
     int kernels;
     // --triton-attention-num-kv-splits: the CUDA decode attention's key chunks per query (0: chosen
     // from the shape and the card)

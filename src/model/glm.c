@@ -358,14 +358,15 @@ static int bind_decoder_layer(binder *b, int l, glm_layer *L) {
 
 // The MTP / NextN layer (spec §2.10), stored after the main layers: a MoE block that runs its own
 // indexer, plus enorm, hnorm, eh_proj and shared_head.norm. Optional; not counted in the model's
-// per-token bytes (it only runs for speculative decoding).
+// per-token bytes (it only runs for speculative decoding). A synthetic model (no checkpoint) gets
+// one of random weights when its config asks for it.
 static int bind_mtp(binder *b) {
     glint_model *m = b->m;
     const glint_config *c = &m->cfg;
     const int l = c->num_layers, D = c->hidden_size;
     char probe[96];
     snprintf(probe, sizeof probe, "model.layers.%d.eh_proj.weight", l);
-    if (!b->ckpt || c->num_nextn_predict_layers < 1 || !glint_checkpoint_find(b->ckpt, probe)) return 0;
+    if (c->num_nextn_predict_layers < 1 || (b->ckpt && !glint_checkpoint_find(b->ckpt, probe))) return 0;
     glint_module_stats kinds[GLINT_KIND_COUNT], share[GLINT_KIND_COUNT];
     memcpy(kinds, m->kinds, sizeof kinds);
     if (b->share) memcpy(share, b->share, sizeof share);

@@ -60,6 +60,16 @@ t.expect_error("--speculative needs greedy", ["generate", "-m", DEMO, "--ids", "
 t.expect_error("--speculative needs an MTP layer",
                ["generate", "-m", os.path.join(ROOT, "tests", "fixtures", "models", "tiny-fsf-f32"), "--ids", "5 6 7",
                 "--speculative", "--temperature", "0"], "MTP")
+# glint bench's speculative step: a line per draft count after each context's plain decode row
+rc, out, err = run("bench", "-m", DEMO, "--ctx", "16,40", "--speculative-num-steps", "3", "--decode-tokens", "2")
+lines = [l for l in out.splitlines() if "speculative step with" in l]
+report("bench --speculative-num-steps 3: the step with 1, 2 and 3 drafts per context",
+       rc == 0 and len(lines) == 6 and all("x a plain step" in l for l in lines), f"{rc} {err} {out!r}")
+t.expect_error("bench --speculative-num-steps needs an MTP layer",
+               ["bench", "-m", os.path.join(ROOT, "tests", "fixtures", "models", "tiny-fsf-f32"), "--ctx", "8",
+                "--speculative-num-steps", "2"], "no MTP layer", status=2)
+t.expect_error("bench --speculative-num-steps past 4", ["bench", "-m", DEMO, "--speculative-num-steps", "5"],
+               "1 to 4", status=2)
 rc, out, err = run("run", "-m", DEMO, "-p", "What does \"river\" mean?", "--temperature", "0", "-n", "48")
 report("glint run -p answers once and exits", rc == 0 and len(out.strip()) > 0, f"{rc} {err}")
 rc, out, err = run("perplexity", "-m", DEMO, "/dev/stdin", stdin=b"A river is a stream of water.")
