@@ -736,6 +736,11 @@ int cmd_bench(int argc, char **argv) {
         m = load_model("bench", &o, be);
         if (!m) return 1;
     }
+    if (o.spec_steps && !m->has_mtp) {
+        fprintf(stderr, "glint bench: --speculative-num-steps: this model has no MTP layer\n");
+        glint_model_free(m);
+        return 2;
+    }
     const glint_config *c = &m->cfg;
     double copy_bw = 0, read_bw = 0;
     if (be->measure_bandwidth(be, &copy_bw, &read_bw)) {
@@ -800,12 +805,7 @@ int cmd_bench(int argc, char **argv) {
                    kv_bytes_per_token(&full_cfg, (int)ctx) / 1e9);
         }
         glint_state_free(m, st);
-        if (!rc && o.spec_steps && !m->has_mtp) {
-            fprintf(stderr, "glint bench: --speculative-num-steps: this model has no MTP layer\n");
-            rc = 2;
-        } else if (!rc && o.spec_steps) {
-            rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt) ? 1 : 0;
-        }
+        if (!rc && o.spec_steps) rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt) ? 1 : 0;
     }
     if (!rc && o.prefill_list) rc = bench_prefill(m, &o, logits);
     free(logits);

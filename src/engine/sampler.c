@@ -151,9 +151,13 @@ void glint_apply_penalties(const glint_sampling_params *p, const int32_t *counts
 }
 
 int32_t glint_sampler_sample(glint_sampler *s, float *logits) {
+    glint_apply_penalties(&s->params, s->counts, logits, s->vocab);
+    return glint_sampler_choose(s, logits);
+}
+
+int32_t glint_sampler_choose(glint_sampler *s, const float *logits) {
     const glint_sampling_params *p = &s->params;
     const int V = s->vocab;
-    glint_apply_penalties(p, s->counts, logits, V);
     if (glint_sample_is_greedy(&p->rules)) {
         const int32_t chosen = glint_argmax(logits, V);
         glint_sampler_record(s, chosen);

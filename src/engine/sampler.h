@@ -34,6 +34,8 @@ void glint_sampler_free(glint_sampler *s);
 // Picks the next token from logits [vocab] (modified in place) and records it as generated: the
 // penalties, then common/sampling.h's draw with the next uniform number of the sampler's stream.
 int32_t glint_sampler_sample(glint_sampler *s, float *logits);
+// The same after the penalties: logits already hold them (and whatever else the caller applied).
+int32_t glint_sampler_choose(glint_sampler *s, const float *logits);
 // sglang's penalties (generated tokens only): logits[t] -= frequency · counts[t] + presence where
 // counts[t] > 0, then the repetition penalty (divides positive logits, multiplies negative ones).
 void glint_apply_penalties(const glint_sampling_params *p, const int32_t *counts, float *logits, int V);

@@ -409,12 +409,7 @@ static int sample_and_emit(glint_engine *e, sequence *s, float *logits, int32_t 
         else glint_sampler_record(s->sampler, chosen);
         return emit_token(e, s, chosen, out, 0);
     }
-    glint_sample_params rules;
-    if (edited && glint_sampler_draw_rules(s->sampler, &rules)) {
-        chosen = glint_sample_draw(&rules, logits, V, glint_sampler_peek(s->sampler, 0), s->sampler->scratch);
-        glint_sampler_take(s->sampler, chosen);
-        return emit_token(e, s, chosen, out, 0);
-    }
+    if (edited) return emit_token(e, s, glint_sampler_choose(s->sampler, logits), out, 0);
     if (r->logprobs) {  // log_softmax of the raw logits, before penalties and temperature
         float mx = logits[0];
         for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
@@ -715,24 +710,25 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
     int32_t next_ids[GLINT_DECODE_BATCH][R];
     glint_sample_params draw_rules[GLINT_DECODE_BATCH][R];
     double draw_uniforms[GLINT_DECODE_BATCH][R];
-    int n_edits[GLINT_DECODE_BATCH][R], edited[GLINT_DECODE_BATCH];
-    // the rows' logit edits (edited_ids_only), one buffer for the batch
+    int n_edits[GLINT_DECODE_BATCH][R], ids_only[GLINT_DECODE_BATCH], drawn[GLINT_DECODE_BATCH];
+    int edited[GLINT_DECODE_BATCH];
+    // How each sequence's tokens are chosen: ids_only, the argmax where the logits are; drawn, a draw
+    // there (the logits only the fallback for rows the backend declines); edited, either of them after
+    // the rows' logit edits, made there too (row j's as if the drafts before it were taken). The edits
+    // go into one buffer for the batch.
     size_t edit_cap = 0, edit_used = 0;
-    glint_sample_params unused;
-    for (int k = 0; k < n; k++)
-        if (!greedy_ids_only(batch[k]) && !drawn_ids_only(e, batch[k], &unused) && edited_ids_only(e, batch[k]))
-            edit_cap += (size_t)(1 + batch[k]->n_drafts) * row_edits_bound(e, batch[k]);
+    for (int k = 0; k < n; k++) {
+        ids_only[k] = greedy_ids_only(batch[k]);
+        drawn[k] = !ids_only[k] && drawn_ids_only(e, batch[k], &draw_rules[k][0]);
+        edited[k] = !ids_only[k] && !drawn[k] && edited_ids_only(e, batch[k]);
+        if (edited[k]) edit_cap += (size_t)(1 + batch[k]->n_drafts) * row_edits_bound(e, batch[k]);
+    }
     glint_logit_edit *edits = edit_cap ? malloc(sizeof(glint_logit_edit) * edit_cap) : NULL;
     for (int k = 0, row = 0; k < n; row += items[k].n_tokens, k++) {
         sequence *s = batch[k];
         const int rows = 1 + s->n_drafts;
         s->step_ids[0] = s->last_token;
-        int ids_only = greedy_ids_only(s);
-        // drawn: the logits are only the fallback for rows the backend declines
-        int drawn = !ids_only && drawn_ids_only(e, s, &draw_rules[k][0]);
-        // edited: the same after the rows' edits, made where the logits are (row j's as if the
-        // drafts before it were taken)
-        edited[k] = !ids_only && !drawn && edits && edited_ids_only(e, s);
+        edited[k] = edited[k] && edits;
         const size_t first_edit = edit_used;
         for (int j = 0; edited[k] && j < rows; j++) {
             n_edits[k][j] = row_edits(e, s, s->step_ids + 1, j, edits + edit_used);
@@ -740,23 +736,19 @@ static void decode_batch(glint_engine *e, sequence **batch, int n) {
             else edit_used += (size_t)n_edits[k][j];
         }
         if (edited[k]) {
-            drawn = glint_sampler_draw_rules(s->sampler, &draw_rules[k][0]);
-            ids_only = !drawn;
+            drawn[k] = glint_sampler_draw_rules(s->sampler, &draw_rules[k][0]);
+            ids_only[k] = !drawn[k];
         }
-        float *logits = ids_only ? NULL : e->logits + (size_t)row * V;
+        float *logits = ids_only[k] ? NULL : e->logits + (size_t)row * V;
         float *hidden = s->spec ? e->hidden + (size_t)row * D : NULL;
         items[k] = (glint_batch_item){s->st, s->step_ids, rows, logits, 1, hidden, NULL,
-                                      ids_only || drawn ? next_ids[k] : NULL, NULL, NULL, NULL, NULL};
-        if (drawn) {  // row j counts only when the rows before take the drafts: the j-th uniform ahead
+                                      ids_only[k] || drawn[k] ? next_ids[k] : NULL, NULL, NULL, NULL, NULL};
+        if (edited[k]) items[k].edits = edits + first_edit, items[k].n_edits = n_edits[k];
+        if (drawn[k]) {  // row j counts only when the rows before take the drafts: the j-th uniform ahead
             for (int j = 0; j < rows; j++)
                 draw_rules[k][j] = draw_rules[k][0], draw_uniforms[k][j] = glint_sampler_peek(s->sampler, j);
             items[k].sample = draw_rules[k], items[k].uniforms = draw_uniforms[k];
         }
-    }
-    for (size_t k = 0, at = 0; k < (size_t)n; k++) {  // (pointers once the buffer is filled)
-        if (!edited[k]) continue;
-        items[k].edits = edits + at, items[k].n_edits = n_edits[k];
-        for (int j = 0; j < items[k].n_tokens; j++) at += (size_t)n_edits[k][j];
     }
     const int failed = glint_forward_batch(e->m, items, n);
     free(edits);

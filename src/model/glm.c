@@ -1427,19 +1427,15 @@ static int finish_forward(glint_model *m, const glint_weight *norm, const glint_
         out += n;
         const int draws = items[i].sample && items[i].argmax;
         if (items[i].n_edits) {  // penalties, bias, held-back stop tokens: in place, before the choice
-            if (!items[i].argmax || !be->edit_logits || ranked || Vr != V) {
-                glint_set_error("logit edits need the argmax or a draw on a backend that edits logits, one rank");
+            int failed = !items[i].argmax || !be->edit_logits || ranked || Vr != V;
+            if (failed) glint_set_error("logit edits need the argmax or a draw on a backend that edits logits, one rank");
+            for (int j = 0, at = 0; j < n && !failed; at += items[i].n_edits[j], j++)
+                failed = be->edit_logits(be, dev_logits + (size_t)(out - n + j) * Vr, V, items[i].edits + at,
+                                         items[i].n_edits[j]) != 0;
+            if (failed) {
                 free(part);
                 be->free(be, dev_logits);
                 return -1;
-            }
-            for (int j = 0, at = 0; j < n; at += items[i].n_edits[j], j++) {
-                float *row = dev_logits + (size_t)(out - n + j) * Vr;
-                if (be->edit_logits(be, row, V, items[i].edits + at, items[i].n_edits[j])) {
-                    free(part);
-                    be->free(be, dev_logits);
-                    return -1;
-                }
             }
         }
         const int on_device = draws && be->sample && !ranked && Vr == V;
