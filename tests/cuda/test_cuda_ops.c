@@ -738,6 +738,15 @@ static void test_indexer(int quick) {
     test_indexer_case(3, long_pos, 4, 16, 64, 17001, 0, 0);
     test_indexer_case(3, long_pos, 4, 16, 64, 17001, 1, 0);
     test_indexer_case(3, long_pos, 4, 16, 64, 17001, 0, 256);
+    // GLM-5's indexer shape (32 heads of 128) takes the tensor-core scores (cuda_indexer.cu): one
+    // n-tile per warp for few keys; four per warp, blocks striding over the chunks, for many queries
+    const int32_t few_pos[] = {1500, 2099, 2099};
+    test_indexer_case(3, few_pos, 32, 128, 256, 2100, 0, 0);
+    test_indexer_case(3, few_pos, 32, 128, 256, 2100, 0, 48);
+    int32_t many_pos[24];
+    for (int s = 0; s < 24; s++) many_pos[s] = 600 + 100 * s + s % 7;  // up to 2923: 23 chunks of 128
+    test_indexer_case(24, many_pos, 32, 128, 512, 3000, 0, 0);
+    test_indexer_case(24, many_pos, 32, 128, 512, 3000, 1, 32);
     if (quick) return;
     const int32_t pos[] = {100, 2047, 2048, 2500, 4999};
     test_indexer_case(5, pos, 32, 128, 2048, 5000, 0, 0);

@@ -26,6 +26,10 @@ typedef struct {
     // Grow-only scratch buffers for the ops that need temporaries.
     void *scratch[GLINT_CUDA_STREAMS][16];  // per stream slot (ops on different streams run at once)
     size_t scratch_bytes[GLINT_CUDA_STREAMS][16];
+    // The multi-block top-k's states (SCR_TOPK) hold zeros between selections (its passes leave them
+    // so): zeroed once after each allocation instead of by a memset node before every selection,
+    // which broke the chain of launches (~14 us per layer at 128k on H200).
+    int topk_zeroed[GLINT_CUDA_STREAMS];
     // alloc/free go through a pool: the model allocates its activations on every forward, and
     // cudaMalloc/cudaFree (which synchronizes the device) there would cost more than small steps.
     struct pooled {
@@ -37,7 +41,7 @@ typedef struct {
 } cuda_backend;
 
 enum {
-    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX, SCR_SAMPLE, SCR_EDITS
+    SCR_IDS, SCR_SCORES, SCR_BW, SCR_ATTEND, SCR_TOPK, SCR_ARGMAX, SCR_SAMPLE, SCR_EDITS, SCR_TOPK_COUNTS
 };
 
 // The instance behind be. Its first call on a thread that never made a backend binds that thread
@@ -652,12 +656,6 @@ static void cuda_copy_rows(glint_backend *be, float *y, int y_stride, const floa
     cudaMemcpy2DAsync(y, (size_t)y_stride * sizeof(float), x, (size_t)x_stride * sizeof(float), (size_t)n * sizeof(float),
                       (size_t)T, cudaMemcpyDeviceToDevice, glint_cuda_stream());
     glint_cuda_check("copy_rows");
-}
-
-// Pool row of position p of batch sequence seq (backend.h, glint_cache_map).
-__device__ __forceinline__ size_t cache_row(const glint_cache_map &map, int seq, int p) {
-    return (size_t)map.page_table[(size_t)seq * map.pages_stride + p / map.page_size] * map.page_size +
-           p % map.page_size;
 }
 
 // pool row of (row_seq[t], pos[t]) <- x[t, 0..n); grid T.
@@ -1502,22 +1500,35 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         int tiles = n_tiles * n / (2 * cuda_of(be)->sms);
         tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
         dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
-        if (vec4)
-            launch_chained(indexer_scores_kernel<true>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool, pos,
-                *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
-        else
-            launch_chained(indexer_scores_kernel<false>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool,
-                pos, *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
+        // tensor cores where the shape is GLM-5's (cuda_indexer.cu), else the FP32 kernel
+        if (!glint_cuda_indexer_scores_tc(scores, max_visible, q, w, k_pool, pos, *map, s0, n, max_visible, n_heads,
+                                          head_dim, scale, weight_scale, cuda_of(be)->sms)) {
+            if (vec4)
+                launch_chained(indexer_scores_kernel<true>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool,
+                    pos, *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
+            else
+                launch_chained(indexer_scores_kernel<false>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool,
+                    pos, *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
+        }
         if (max_visible < TK_MULTI_MIN) {
             launch_chained(topk_kernel, n, TOPK_THREADS, 0, sel, n_sel, scores, max_visible, pos, *map, s0, topk);
             continue;
         }
         const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
-        topk_state *states = (topk_state *)scratch(
-            be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass + sizeof(int2) * (size_t)per_pass * blocks);
-        if (!states) return;
-        int2 *counts = (int2 *)(states + per_pass);
-        cudaMemsetAsync(states, 0, sizeof(topk_state) * (size_t)n, glint_cuda_stream());
+        const unsigned long long epoch = glint_cuda_dev().buffer_epoch;
+        topk_state *states = (topk_state *)scratch(be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass);
+        int2 *counts = (int2 *)scratch(be, SCR_TOPK_COUNTS, sizeof(int2) * (size_t)per_pass * blocks);
+        if (!states || !counts) return;
+        int &zeroed = cuda_of(be)->topk_zeroed[glint_cuda_stream_slot()];
+        if (glint_cuda_dev().buffer_epoch != epoch) zeroed = 0;  // (re)allocated
+        if (!zeroed) {  // all of it: rows past this call's per_pass may be used later without reallocating
+            cudaMemsetAsync(states, 0, cuda_of(be)->scratch_bytes[glint_cuda_stream_slot()][SCR_TOPK],
+                            glint_cuda_stream());
+            // A capture that (re)allocated is discarded (new epoch) and its ops run again: zero again then.
+            cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+            cudaStreamIsCapturing(glint_cuda_stream(), &capturing);
+            zeroed = capturing == cudaStreamCaptureStatusNone;
+        }
         const dim3 tk_grid((unsigned)blocks, (unsigned)n);
         for (int shift = 24; shift >= 0; shift -= 8)
             launch_chained(topk_hist_kernel, tk_grid, TK_THREADS, 0, states, scores, max_visible, pos, s0, topk, shift);
@@ -1525,7 +1536,7 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         launch_chained(topk_write_kernel, tk_grid, TK_THREADS, 0, sel, n_sel, states, counts, scores, max_visible, pos,
             *map, s0, topk);
     }
-    glint_cuda_check("indexer_select");
+    if (glint_cuda_check("indexer_select")) cuda_of(be)->topk_zeroed[glint_cuda_stream_slot()] = 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ __device__ __forceinline__ void chain_wait() {
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
+// Pool row of position p of batch sequence seq (backend.h, glint_cache_map).
+__device__ __forceinline__ size_t cache_row(const glint_cache_map &map, int seq, int p) {
+    return (size_t)map.page_table[(size_t)seq * map.pages_stride + p / map.page_size] * map.page_size +
+           p % map.page_size;
+}
 // Starts bringing the 128-byte line holding p into L2 (no register, no wait).
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
@@ -247,6 +252,12 @@ void glint_cuda_fail(void);
 int glint_cuda_grow(void **buf, size_t *have, size_t bytes, const char *what);
 // Nonzero when GLINT_CUDA_PROFILE is set (per-op timing, see cuda_backend.cu).
 int glint_cuda_profiling(void);
+// The indexer's scores [n, scores_stride] for queries s0 .. s0+n-1 on tensor cores (cuda_indexer.cu)
+// where the shape is GLM-5's (32 heads of 128) and GLINT_CUDA_INDEXER_TC is not 0; 0 (nothing
+// launched) otherwise.
+int glint_cuda_indexer_scores_tc(float *scores, int scores_stride, const float *q, const float *w,
+                                 const float *k_pool, const int32_t *pos, const glint_cache_map &map, int s0, int n,
+                                 int max_visible, int n_heads, int head_dim, float scale, float weight_scale, int sms);
 // With GLINT_CUDA_KERNEL_TRACE=FILE: starts recording every kernel into FILE (cuda_trace.cu); once.
 void glint_cuda_trace_start(void);
 
