@@ -77,6 +77,19 @@ enum { GEMV_LOADS = 8 };  // 16-byte weight loads in flight per lane (over the r
 // Loads per row and lane of one step of rows_dot when a warp streams NR rows.
 template <int NR> struct gemv_unroll { enum { U = GEMV_LOADS / NR > 0 ? GEMV_LOADS / NR : 1 }; };
 
+// A 16-byte weight chunk, read once: with past_l1, without a place in L1 (ld.global.nc.L1::no_allocate),
+// so that the streamed weights do not evict the x rows every warp reads again for each of its chunks
+// (L2 serves them otherwise; for BF16 rows and T tokens they are T times the weight bytes). A uniform
+// branch.
+__device__ __forceinline__ uint4 load_weight_chunk(const uint4 *p, bool past_l1) {
+    if (!past_l1) return __ldg(p);
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
 // acc[r][t] += row r's chunks [c_begin, c_end) · x row t (chunk c at lane c % 32), for NR weight rows
 // that share the x loads (a 16-byte chunk of NVFP4 needs 128 bytes of x: reading x once for several
 // rows is what lets the weight stream run at HBM speed). Per token the arithmetic is the same
@@ -84,7 +97,7 @@ template <int NR> struct gemv_unroll { enum { U = GEMV_LOADS / NR > 0 ? GEMV_LOA
 template <int F, int NR, int MAX_T, bool PERMUTED>
 __device__ __forceinline__ void rows_dot(const uint4 *const *rows, const void *const *scales, unsigned chunks_per_block,
                                          int64_t c_begin, int64_t c_end, int lane, const float *const *xr, int nt,
-                                         float (*acc)[MAX_T]) {
+                                         float (*acc)[MAX_T], bool past_l1 = false) {
     constexpr int E = vec_traits<F>::ELEMS, SUB = sub_traits<F>::N, U = gemv_unroll<NR>::U;
     for (int64_t c0 = c_begin + lane; c0 < c_end; c0 += 32 * U) {
         uint4 raw[U][NR];
@@ -92,7 +105,8 @@ __device__ __forceinline__ void rows_dot(const uint4 *const *rows, const void *c
         for (int u = 0; u < U; u++)
 #pragma unroll
             for (int r = 0; r < NR; r++)
-                raw[u][r] = c0 + 32 * u < c_end ? __ldg(rows[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+                raw[u][r] = c0 + 32 * u < c_end ? load_weight_chunk(rows[r] + c0 + 32 * u, past_l1)
+                                                : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c0 + 32 * u >= c_end) break;
@@ -173,7 +187,7 @@ template <int F, bool SWIGLU> struct gemv_group {
 template <int F, int MAX_T, bool PERMUTED, bool SWIGLU>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_vec_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W, int64_t w_row_step,
-                    int64_t x_step, int64_t y_step, int splits, dev_weight W2) {
+                    int64_t x_step, int64_t y_step, int splits, dev_weight W2, bool past_l1) {
     constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, SWIGLU>::R, NR = SWIGLU ? 2 * R : R;
     __shared__ float partial[GEMV_WARPS][NR][MAX_T];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -209,7 +223,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     for (int r = 0; r < NR; r++)
 #pragma unroll
         for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
-    rows_dot<F, NR, MAX_T, PERMUTED>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc);
+    rows_dot<F, NR, MAX_T, PERMUTED>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc, past_l1);
     y += blockIdx.y * y_step + (int64_t)t0 * y_stride;
     const float out_scale = F == VEC_NVFP4 ? W.global_scale : 1.0f;
     const float out_scale2 = F == VEC_NVFP4 ? W2.global_scale : 1.0f;
@@ -509,12 +523,19 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
         x = buf.permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
     }
     constexpr bool P = E >= 16;
+    // GLINT_CUDA_GEMV_PAST_L1: the weights past L1 for T > 1 (1, the default: an MTP verify step 2%
+    // shorter on H200), for every T (2: no change at T = 1) or never (0)
+    static const int past_l1_mode = [] {
+        const char *v = getenv("GLINT_CUDA_GEMV_PAST_L1");
+        return v && *v ? atoi(v) : 1;
+    }();
+    const bool past_l1 = past_l1_mode == 2 || (past_l1_mode == 1 && T > 1);
     if (T == 1)
         launch_chained(gemv_vec_kernel<F, 1, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W,
-            w_row_step, x_step, y_step, splits, W2);
+            w_row_step, x_step, y_step, splits, W2, past_l1);
     else
         launch_chained(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T,
-            W, w_row_step, x_step, y_step, splits, W2);
+            W, w_row_step, x_step, y_step, splits, W2, past_l1);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
