@@ -629,8 +629,12 @@ static int bench_prefill(glint_model *m, const model_options *o, float *logits) 
 // MTP layer on the row taken and, for k > 1, on k - 1 chained rows of its own (argmax and hidden
 // state each). The drafts are rejected (random weights draft nothing useful); what a step costs hardly
 // depends on how many are taken. Speculation with k drafts pays when a step takes more drafts on
-// average than its cost over a plain step's, minus 1. 0, or -1 with a message.
-static int bench_speculative(glint_model *m, int ctx, int max_steps, int n_steps, double plain_dt) {
+// average than its cost over a plain step's, minus 1. full_dt > 0 (a synthetic model with fewer
+// layers than full_layers; the plain step extrapolated to them): also the ratio for the full model,
+// taken as the verify forward's ratio to a plain step (the layers' share grows alike in both) plus
+// the MTP drafts' time once (one MTP layer whatever the depth). 0, or -1 with a message.
+static int bench_speculative(glint_model *m, int ctx, int max_steps, int n_steps, double plain_dt, double full_dt,
+                             int full_layers) {
     const size_t D = (size_t)m->cfg.hidden_size;
     const int page = 64, tokens = ctx + max_steps + 2;
     glint_kv_pool *pool = glint_kv_pool_new(m, (tokens + page - 1) / page, page, 1);
@@ -638,15 +642,17 @@ static int bench_speculative(glint_model *m, int ctx, int max_steps, int n_steps
     float *hidden = malloc(sizeof(float) * 2 * (size_t)(1 + max_steps) * D);
     int rc = !st || !hidden || glint_state_reserve(st, tokens) ? -1 : 0;
     for (int k = 1; k <= max_steps && !rc; k++) {
-        double t0 = 0;
+        double t0 = 0, verify_time = 0;  // (the forwards end when their token ids are on the host)
         for (int i = -1; i < n_steps && !rc; i++) {  // i = -1: a warm-up step
-            if (i == 0) t0 = glint_now_seconds();
+            if (i == 0) t0 = glint_now_seconds(), verify_time = 0;
             st->n_past = ctx, st->mtp_past = ctx;
             int32_t rows[1 + GLINT_MAX_DRAFTS] = {1, 2, 3, 4, 5}, chosen[1 + GLINT_MAX_DRAFTS];
             int32_t drafts[1 + GLINT_MAX_DRAFTS];
             glint_batch_item verify = {.st = st, .ids = rows, .n_tokens = 1 + k, .all_logits = 1, .hidden = hidden,
                                        .argmax = chosen};
+            const double verify_start = glint_now_seconds();
             if ((rc = glint_forward_batch(m, &verify, 1))) break;
+            verify_time += glint_now_seconds() - verify_start;
             st->n_past = ctx + 1;  // the drafts rejected
             drafts[0] = chosen[0];
             const float *h_in = hidden;  // row 0's, then each MTP step's (in the two halves by turns)
@@ -659,9 +665,15 @@ static int bench_speculative(glint_model *m, int ctx, int max_steps, int n_steps
             }
         }
         if (rc) break;
-        const double dt = (glint_now_seconds() - t0) / n_steps;
+        const double dt = (glint_now_seconds() - t0) / n_steps, verify_dt = verify_time / n_steps;
         printf("%8s %10s %12.2f   speculative step with %d draft%s: %.2fx a plain step (pays when it takes more "
-               "than %.2f drafts)\n", "", "", dt * 1e3, k, k > 1 ? "s" : "", dt / plain_dt, dt / plain_dt - 1.0);
+               "than %.2f drafts)", "", "", dt * 1e3, k, k > 1 ? "s" : "", dt / plain_dt, dt / plain_dt - 1.0);
+        if (full_dt > 0) {
+            const double full_ratio = (full_dt * verify_dt / plain_dt + (dt - verify_dt)) / full_dt;
+            printf("; %d layers: about %.2fx (verify %.2fx a plain step, drafts %.2f ms)", full_layers, full_ratio,
+                   verify_dt / plain_dt, (dt - verify_dt) * 1e3);
+        }
+        printf("\n");
     }
     if (rc) fprintf(stderr, "glint bench: speculative step: %s\n", hidden ? glint_last_error() : "out of memory");
     free(hidden);
@@ -798,14 +810,19 @@ int cmd_bench(int argc, char **argv) {
         double bytes = (double)card->bytes_per_token + kv_bytes_per_token(c, (int)ctx);
         printf("%8ld %10.2f %12.2f %12.3f %10.2f %9.1f%% %9.1f%%\n", ctx, 1.0 / dt, dt * 1e3, bytes / 1e9,
                bytes / dt / 1e9, 100.0 * bytes / dt / copy_bw, 100.0 * bytes / dt / read_bw);
+        double full_dt = 0;  // the step extrapolated to the full model's layers (synthetic models with fewer)
         if (o.synthetic && full_cfg.num_layers > c->num_layers) {
             const double full = full_model_bytes(card, &full_cfg) + kv_bytes_per_token(&full_cfg, (int)ctx);
+            full_dt = full / (bytes / dt);
             printf("%8s %10.2f %12.2f %12.3f   (%d layers at this GB/s; KV + indexer keys %.3f GB of it)\n", "",
                    bytes / dt / full, full / (bytes / dt) * 1e3, full / 1e9, full_cfg.num_layers,
                    kv_bytes_per_token(&full_cfg, (int)ctx) / 1e9);
         }
         glint_state_free(m, st);
-        if (!rc && o.spec_steps) rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt) ? 1 : 0;
+        if (!rc && o.spec_steps)
+            rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt, full_dt, full_cfg.num_layers)
+                     ? 1
+                     : 0;
     }
     if (!rc && o.prefill_list) rc = bench_prefill(m, &o, logits);
     free(logits);

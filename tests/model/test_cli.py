@@ -67,6 +67,23 @@ expect_error("bench: --layers with a checkpoint (was ignored)", ("bench", "-m", 
              "--layers is for --synthetic", status=2)
 expect_error("bench: a non-number context refused", ("bench", "-m", FSF, "--ctx", "8,abc"), "bad --ctx entry at 'abc'",
              status=2)
+# --- bench --synthetic with fewer layers than the model (GLM-5.1's layout, small widths): the plain row's
+# extrapolation to 78 layers, and the speculative step's ratio for them: the verify forward's ratio plus
+# the drafts once, so between the verify's ratio and the short model's step ratio
+small = {"n_routed_experts": 8, "vocab_size": 4096, "eos_token_id": 2, "pad_token_id": 0, "bos_token_id": 1,
+         "hidden_size": 512, "intermediate_size": 1024, "moe_intermediate_size": 256, "num_attention_heads": 4,
+         "q_lora_rank": 256, "kv_lora_rank": 128, "index_n_heads": 4}
+rc, out, err = run("bench", "--synthetic", "glm-5.1-bf16", "--layers", "1", "--json-model-override-args",
+                   json.dumps(small), "--ctx", "64", "--decode-tokens", "2", "--speculative-num-steps", "1",
+                   "--backend", "cpu")
+spec = [l for l in out.splitlines() if "speculative step with 1 draft" in l]
+ok = rc == 0 and "(78 layers at this GB/s" in out and len(spec) == 1 and "78 layers: about" in spec[0]
+if ok:
+    step = float(spec[0].split("draft: ")[1].split("x")[0])
+    full = float(spec[0].split("78 layers: about ")[1].split("x")[0])
+    verify = float(spec[0].split("(verify ")[1].split("x")[0])
+    ok = 0 < verify <= full <= step
+report("bench --synthetic --speculative-num-steps: the ratio extrapolated to 78 layers", ok, f"{rc} {out!r} {err!r}")
 # sampling with a seed is reproducible
 a = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
 b = run("generate", "-m", FSF, "--ids", prompt, "-n", "12", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7")
