@@ -64,8 +64,11 @@ static glint_weight make_synthetic(binder *b, const char *name, int64_t rows, in
         if (be->synthesize(be, &w, seed, lo, hi)) b->failed = 1;
         return w;
     }
-    glint_synthetic_block *blk = glint_malloc(sizeof *blk + bytes, name);
+    // its data is 64-byte aligned (the struct says so; malloc's 16 bytes broke that under UBSan)
+    const size_t total = (sizeof(glint_synthetic_block) + bytes + 63) / 64 * 64;
+    glint_synthetic_block *blk = aligned_alloc(64, total);
     if (!blk) {
+        glint_set_error("out of memory allocating %zu bytes for %s", total, name);
         b->failed = 1;
         return w;
     }
