@@ -748,7 +748,7 @@ static void test_indexer(int quick) {
     test_indexer_case(3, few_pos, 32, 128, 256, 2100, 0, 0);
     test_indexer_case(3, few_pos, 32, 128, 256, 2100, 0, 48);
     int32_t many_pos[24];
-    for (int s = 0; s < 24; s++) many_pos[s] = 600 + 100 * s + s % 7;  // up to 2923: 23 chunks of 128
+    for (int s = 0; s < 24; s++) many_pos[s] = 600 + 100 * s + s % 7;  // up to 2902: 23 chunks of 128
     test_indexer_case(24, many_pos, 32, 128, 512, 3000, 0, 0);
     test_indexer_case(24, many_pos, 32, 128, 512, 3000, 1, 32);
     if (quick) return;
@@ -761,6 +761,11 @@ static void test_indexer(int quick) {
     test_indexer_case(1, far, 32, 128, 2048, 70001, 1, 0);
     const int32_t far2[] = {30000, 70000};
     test_indexer_case(2, far2, 32, 128, 2048, 70001, 0, 4096);
+    // many queries past 16384 keys: the tensor-core scores' blocks stride over ~155 chunks on any
+    // card, and the multi-block top-k reuses its states row after row (one row needing no selection)
+    int32_t long_many[24];
+    for (int s = 0; s < 24; s++) long_many[s] = s == 5 ? 1000 : 17000 + 120 * s;
+    test_indexer_case(24, long_many, 32, 128, 2048, 19761, 0, 256);
 }
 
 // Absorbed MLA: q_lat, attention over selected keys, up-projection, for a kv_b in each format.
