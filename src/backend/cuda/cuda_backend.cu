@@ -244,8 +244,65 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
     }
 }
 
+// Small host -> device copies on the main stream (a decode step's positions, page tables and token
+// ids: three blocking cudaMemcpy calls of 7-13 us of host time each on H200, with the GPU idle
+// between steps) can instead be queued on the stream from pinned staging memory, the host going on
+// at once: GLINT_CUDA_ASYNC_UPLOAD=1. Off by default: written in session 11 after the device time
+// was spent, compiled but not yet run or timed on a GPU. The staging memory's two halves are used
+// in turn; before a half is reused the host waits for the event recorded after its last copies.
+enum { STAGE_BYTES = 1 << 20, STAGE_MAX_COPY = 64 << 10 };
+struct upload_stage {
+    unsigned char *host;  // pinned, STAGE_BYTES
+    size_t used;          // bytes taken in the current half
+    int half, broken;     // broken: staging could not be set up (copies stay blocking)
+    cudaEvent_t done[2];  // recorded on the main stream when the copies from that half are queued
+};
+static upload_stage upload_stages[GLINT_CUDA_MAX_DEVICES];
+
+// true when the copy was queued (host may be reused at once); false: the caller copies it itself.
+static bool upload_staged(void *dst, const void *host, size_t bytes) {
+    static const int on = glint_cuda_switch("GLINT_CUDA_ASYNC_UPLOAD", 0);
+    if (!on || bytes == 0 || bytes > STAGE_MAX_COPY || glint_cuda_stream_slot() != 0) return false;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;  // a captured copy would bake in the slot
+    if (cudaStreamIsCapturing(glint_cuda_stream(), &capturing) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    upload_stage &st = upload_stages[glint_cuda_device()];
+    if (capturing != cudaStreamCaptureStatusNone || st.broken) return false;
+    if (!st.host) {
+        if (cudaHostAlloc((void **)&st.host, STAGE_BYTES, cudaHostAllocDefault) != cudaSuccess ||
+            cudaEventCreateWithFlags(&st.done[0], cudaEventDisableTiming) != cudaSuccess ||
+            cudaEventCreateWithFlags(&st.done[1], cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError();
+            st.broken = 1;
+            return false;
+        }
+    }
+    const size_t half_bytes = STAGE_BYTES / 2;
+    size_t at = (st.used + 15) & ~(size_t)15;
+    if (at + bytes > half_bytes) {  // this half is full: mark its copies, take the other one once its own ran
+        if (cudaEventRecord(st.done[st.half], glint_cuda_stream()) != cudaSuccess ||
+            cudaEventSynchronize(st.done[st.half ^ 1]) != cudaSuccess) {  // (never recorded: returns at once)
+            cudaGetLastError();
+            st.broken = 1;
+            return false;
+        }
+        st.half ^= 1, at = 0;
+    }
+    unsigned char *slot = st.host + (size_t)st.half * half_bytes + at;
+    memcpy(slot, host, bytes);
+    if (cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, glint_cuda_stream()) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    st.used = at + bytes;
+    return true;
+}
+
 static void cuda_upload(glint_backend *be, void *dst, const void *host, size_t bytes) {
     (void)cuda_of(be);  // binds an unbound thread before the copy
+    if (upload_staged(dst, host, bytes)) return;
     if (cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess) glint_cuda_check("upload");
 }
 
@@ -404,7 +461,8 @@ static void cuda_embed(glint_backend *be, float *x, const glint_weight *table, c
     if (T <= 0) return;
     int32_t *dids = (int32_t *)scratch(be, SCR_IDS, sizeof(int32_t) * (size_t)T);
     if (!dids) return;
-    cudaMemcpy(dids, ids, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
+    if (!upload_staged(dids, ids, sizeof(int32_t) * (size_t)T))
+        cudaMemcpy(dids, ids, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
     const dim3 grid((unsigned)T, (unsigned)((table->cols + EMBED_THREADS - 1) / EMBED_THREADS));
     launch_chained(embed_kernel, grid, EMBED_THREADS, 0, x, dev_weight_of(table), dids, T);
     glint_cuda_check("embed");
