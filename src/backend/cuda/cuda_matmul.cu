@@ -512,7 +512,14 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     const unsigned token_chunks = (unsigned)((T + GEMV_MAX_T - 1) / GEMV_MAX_T);
     const dim3 grid(token_chunks * (unsigned)((W.rows + rows_per_block - 1) / rows_per_block),
                     (unsigned)batch);
-    if (E >= 16) {  // FP8 and NVFP4 chunks: reorder x first
+    // BF16 / F16 chunks (8 elements) put a warp's x loads 32 bytes apart per lane, twice the L1
+    // wavefronts of a contiguous run; for T > 1 those loads (T per weight chunk) may bound the GEMV
+    // (2 rows stream at ~60% of the 1-row rate on H200). GLINT_CUDA_GEMV_PERMUTE=1 reorders x for
+    // them too when T > 1 (one more launch; the same sums, so rows stay bitwise the row alone).
+    // Off by default: written in session 11 after the device time was spent, compiled only.
+    static const int permute_8 = glint_cuda_switch("GLINT_CUDA_GEMV_PERMUTE", 0);
+    const bool permute = E >= 16 || (E == 8 && T > 1 && permute_8);
+    if (permute) {  // FP8 and NVFP4 chunks (and the above): reorder x first
         const int64_t row_floats = (chunks + 31) / 32 * 32 * E;
         const size_t rows = (size_t)batch * T, bytes = rows * (size_t)row_floats * sizeof(float);
         auto &buf = buffers[glint_cuda_device()][glint_cuda_stream_slot()];
@@ -533,6 +540,9 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     if (T == 1)
         launch_chained(gemv_vec_kernel<F, 1, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W,
             w_row_step, x_step, y_step, splits, W2, past_l1);
+    else if (E == 8 && permute)
+        launch_chained(gemv_vec_kernel<F, GEMV_MAX_T, E == 8 || P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x,
+            x_stride, T, W, w_row_step, x_step, y_step, splits, W2, past_l1);
     else
         launch_chained(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T,
             W, w_row_step, x_step, y_step, splits, W2, past_l1);
