@@ -470,9 +470,10 @@ static void test_fused_ops(void) {
     // CPU's matmul, matmul, silu_mul, and each row of a batch bitwise the row alone
     // (T = 2, 3 and 5: the MTP verify rows and small batches)
     static const int swiglu_Ts[] = {2, 3, 5};
-    for (size_t fk = 0; fk < sizeof ALL_FORMATS / sizeof ALL_FORMATS[0] * 3; fk++) {
-        const size_t f = fk / 3;
-        const int I = 2048, D = 6144, T = swiglu_Ts[fk % 3];
+    const size_t n_Ts = sizeof swiglu_Ts / sizeof swiglu_Ts[0];
+    for (size_t fk = 0; fk < sizeof ALL_FORMATS / sizeof ALL_FORMATS[0] * n_Ts; fk++) {
+        const size_t f = fk / n_Ts;
+        const int I = 2048, D = 6144, T = swiglu_Ts[fk % n_Ts];
         const test_format *tf = &ALL_FORMATS[f];
         if (tf->f == GLINT_WFMT_GPTQ_INT4) continue;  // not covered: the op declines (tested below)
         test_weight g = make_weight(tf->f, tf->d, I, D, tf->block), u = make_weight(tf->f, tf->d, I, D, tf->block);
