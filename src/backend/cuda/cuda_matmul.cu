@@ -537,15 +537,22 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
         return v && *v ? atoi(v) : 1;
     }();
     const bool past_l1 = past_l1_mode == 2 || (past_l1_mode == 1 && T > 1);
-    if (T == 1)
-        launch_chained(gemv_vec_kernel<F, 1, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W,
-            w_row_step, x_step, y_step, splits, W2, past_l1);
-    else if (E == 8 && permute)
-        launch_chained(gemv_vec_kernel<F, GEMV_MAX_T, E == 8 || P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x,
-            x_stride, T, W, w_row_step, x_step, y_step, splits, W2, past_l1);
-    else
-        launch_chained(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU>, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T,
-            W, w_row_step, x_step, y_step, splits, W2, past_l1);
+    // GLINT_CUDA_GEMV_WIDTHS=1: 2 and 4 rows take kernels for 2 and 4 tokens instead of the 8-token
+    // one, whose accumulators for absent tokens cost registers (BF16: 110 against 64 for one token,
+    // 128 with spills for the SwiGLU pair against 79: half the resident blocks). Each token's sums are
+    // formed alike at every width. Off by default: in session 11 it was compared only across calls
+    // (1.69x a plain step for the verify with and without, within the calls' spread), not alternated.
+    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 0);
+    const int width = T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
+    auto run = [&](auto kernel) {
+        launch_chained(kernel, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step,
+            splits, W2, past_l1);
+    };
+    constexpr bool Q = E == 8 || P;  // the permuted layout where x may be reordered (E == 8: when T > 1 and asked)
+    if (width == 1) run(gemv_vec_kernel<F, 1, P, SWIGLU>);
+    else if (width == 2) permute ? run(gemv_vec_kernel<F, 2, Q, SWIGLU>) : run(gemv_vec_kernel<F, 2, P, SWIGLU>);
+    else if (width == 4) permute ? run(gemv_vec_kernel<F, 4, Q, SWIGLU>) : run(gemv_vec_kernel<F, 4, P, SWIGLU>);
+    else permute ? run(gemv_vec_kernel<F, GEMV_MAX_T, Q, SWIGLU>) : run(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU>);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
