@@ -294,7 +294,7 @@ static void test_matmul_prefill(int quick) {
 static void test_row_invariance(void) {
     printf("row invariance (bitwise, T <= 64)\n");
     const test_format *formats = ALL_FORMATS;
-    const int Ts[] = {1, 2, 3, 5, 16, 32, 64}, N = 136, K = 2048, maxT = 64;
+    const int Ts[] = {1, 2, 3, 4, 5, 16, 32, 64}, N = 136, K = 2048, maxT = 64;
     float *x = rand_floats((size_t)maxT * K, 1.0f);
     float *dx = to_device(x, sizeof(float) * maxT * K), *dy = to_device(NULL, sizeof(float) * maxT * N);
     for (size_t f = 0; f < N_FORMATS; f++) {
@@ -316,7 +316,7 @@ static void test_row_invariance(void) {
             free(got);
         }
         char what[128];
-        snprintf(what, sizeof what, "matmul %-9s [%d x %d] T in {1,2,3,5,16,32,64} = rows alone",
+        snprintf(what, sizeof what, "matmul %-9s [%d x %d] T in {1,2,3,4,5,16,32,64} = rows alone",
                  format_name(formats[f].f, formats[f].d), N, K);
         expect(ok, what);
         free(solo), free_host_weight(&w.host, 0);
@@ -468,8 +468,8 @@ static void test_fused_ops(void) {
     }
     // swiglu_matmul: the shared expert's / dense MLP's first half in one kernel, every format; against the
     // CPU's matmul, matmul, silu_mul, and each row of a batch bitwise the row alone
-    // (T = 2, 3 and 5: the MTP verify rows and small batches)
-    static const int swiglu_Ts[] = {2, 3, 5};
+    // (T = 2-5: the MTP verify rows and small batches)
+    static const int swiglu_Ts[] = {2, 3, 4, 5};
     const size_t n_Ts = sizeof swiglu_Ts / sizeof swiglu_Ts[0];
     for (size_t fk = 0; fk < sizeof ALL_FORMATS / sizeof ALL_FORMATS[0] * n_Ts; fk++) {
         const size_t f = fk / n_Ts;

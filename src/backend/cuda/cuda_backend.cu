@@ -269,7 +269,8 @@ static bool upload_staged(void *dst, const void *host, size_t bytes) {
         return false;
     }
     upload_stage &st = upload_stages[glint_cuda_device()];
-    if (capturing != cudaStreamCaptureStatusNone || st.broken) return false;
+    // A side line left but not yet joined may still read dst: only a blocking copy waits for it.
+    if (capturing != cudaStreamCaptureStatusNone || st.broken || glint_cuda_dev().pending_joins) return false;
     if (!st.host) {
         if (cudaHostAlloc((void **)&st.host, STAGE_BYTES, cudaHostAllocDefault) != cudaSuccess ||
             cudaEventCreateWithFlags(&st.done[0], cudaEventDisableTiming) != cudaSuccess ||
