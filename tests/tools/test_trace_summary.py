@@ -66,12 +66,13 @@ def main():
         failed_extra = []
     failed = [w for w in want if w not in text] + failed_extra
     # A step replayed in two pieces (graphs 21 then 22, 100 us apart), beside a graph replayed as often
-    # but later (not interleaved with them: left out).
+    # but later (not interleaved with them: left out); c_kern's name is nested (an anonymous namespace's
+    # kernel): its last part is shown.
     lines = []
     for rep in range(3):
         t = 1000 + 100 * rep
         lines += [row("_Z6a_kernv", 13, t, t + 10, 21, 1), row("_Z6b_kernv", 13, t + 10, t + 20, 21, 2),
-                  row("_Z6c_kernv", 13, t + 25, t + 40, 22, 3)]                 # idle 20-25
+                  row("_ZN12_GLOBAL__N_16c_kernEv", 13, t + 25, t + 40, 22, 3)]  # idle 20-25; nested name
         lines.append(row("_Z6d_kernv", 13, 9000 + 10 * rep, 9001 + 10 * rep, 23, 4))
     with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
         f.write(HEADER + "".join(lines))

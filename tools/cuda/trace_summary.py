@@ -22,11 +22,24 @@ from collections import defaultdict
 
 
 def base_name(mangled):
-    """gemv_vec_kernel from _Z15gemv_vec_kernelILi1E... (or the name as given when not mangled)."""
+    """gemv_vec_kernel from _Z15gemv_vec_kernelILi1E..., the last part of a nested name
+    (indexer_scores_tc_kernel from _ZN48_GLOBAL__N__..._cuda_indexer_cu_52b6c8e024indexer_scores_tc_kernelILi4E...,
+    a kernel in an anonymous namespace), or the name as given when not mangled."""
     m = re.match(r"_Z(\d+)", mangled)
     if m:
         n = int(m.group(1))
         return mangled[len(m.group(0)):len(m.group(0)) + n]
+    if mangled.startswith("_ZN"):
+        at, last = 3, None
+        while True:
+            m = re.match(r"\d+", mangled[at:])
+            if not m:
+                break
+            n = int(m.group(0))
+            last = mangled[at + len(m.group(0)):at + len(m.group(0)) + n]
+            at += len(m.group(0)) + n
+        if last:
+            return last
     return mangled.split("(")[0].split("<")[0].replace("void ", "").strip()
 
 
