@@ -1251,12 +1251,6 @@ __global__ void __launch_bounds__(IDX_THREADS)
     }
 }
 
-// Larger float -> larger unsigned key.
-__device__ __forceinline__ uint32_t order_key(float f) {
-    uint32_t b = __float_as_uint(f);
-    return b & 0x80000000u ? ~b : b | 0x80000000u;
-}
-
 enum { TOPK_THREADS = 1024 };
 
 // Exclusive prefix sum over the block (blockDim.x a multiple of 32); *total gets the sum.
@@ -1285,38 +1279,6 @@ __device__ int block_exclusive_scan(int v, int *total) {
     return (warp ? warp_prefix[warp - 1] : 0) + inclusive - v;
 }
 
-// Warp 0 of a block: the digit d (255 .. 0) where the count of keys with digit >= d first reaches
-// `remaining`, and the count of keys with digit > d (as a serial scan from 255 down would find;
-// digit 0 if none). Lane l holds digits 255-8l .. 248-8l; suffix sums by shuffles. GLOBAL: hist is
-// global memory written by other blocks (read through L2), else shared memory.
-template <bool GLOBAL>
-__device__ void radix_digit_warp(const int *hist, int remaining, int *digit_out, int *above_out) {
-    const int lane = threadIdx.x & 31;
-    int c[8], lane_total = 0;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const int *h = hist + 255 - 8 * lane - j;
-        c[j] = GLOBAL ? __ldcg(h) : *h;
-        lane_total += c[j];
-    }
-    int above = lane_total;  // inclusive prefix over lanes
-    for (int o = 1; o < 32; o <<= 1) {
-        const int v = __shfl_up_sync(0xffffffffu, above, o);
-        if (lane >= o) above += v;
-    }
-    above -= lane_total;  // digits above this lane's highest
-    int found = -1, found_above = 0, run = above;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        if (found < 0 && run + c[j] >= remaining) found = 255 - 8 * lane - j, found_above = run;
-        run += c[j];
-    }
-    const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
-    const int first = hit ? __ffs(hit) - 1 : 31;
-    int digit = __shfl_sync(0xffffffffu, found, first), dig_above = __shfl_sync(0xffffffffu, found_above, first);
-    if (!hit) digit = 0, dig_above = __shfl_sync(0xffffffffu, run - c[7], 31);
-    *digit_out = digit, *above_out = dig_above;
-}
 
 // One block per query (contexts below TK_MULTI_MIN = TOPK_THREADS·TOPK_PER_THREAD keys): thread t
 // holds the order keys of positions t·P .. t·P+P-1 (P = ceil(visible / TOPK_THREADS)) in registers,
@@ -1401,18 +1363,11 @@ __global__ void __launch_bounds__(TOPK_THREADS)
 // it, remaining)). Same result as topk_kernel: same set, ascending positions.
 enum { TK_THREADS = 256, TK_PER_THREAD = 4, TK_CHUNK = TK_THREADS * TK_PER_THREAD };
 enum { TK_MULTI_MIN = TOPK_THREADS * TOPK_PER_THREAD };  // topk_kernel holds up to this many keys
-struct topk_state {  // one per query of the pass, zeroed before the first histogram pass
-    uint32_t prefix;
-    int remaining, done, pad;
-    int hist[256];
-};
-
 __global__ void __launch_bounds__(TK_THREADS)
     topk_hist_kernel(topk_state *states, const float *scores, int scores_stride, const int32_t *pos, int s0, int topk,
                      int shift) {
     chain_wait();
     __shared__ int hist[256];
-    __shared__ int last;
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
     if (visible <= topk) return;  // whole query: every block leaves, the write pass copies all keys
     topk_state *st = states + row;
@@ -1431,25 +1386,7 @@ __global__ void __launch_bounds__(TK_THREADS)
         const unsigned peers = __match_any_sync(0xffffffffu, digit);
         if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
     }
-    __syncthreads();
-    if (hist[threadIdx.x]) atomicAdd(&st->hist[threadIdx.x], hist[threadIdx.x]);
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == (int)gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    if (threadIdx.x < 32) {
-        int digit, above;
-        radix_digit_warp<true>(st->hist, remaining, &digit, &above);
-        __syncwarp();
-        for (int i = threadIdx.x; i < 256; i += 32) st->hist[i] = 0;  // for the next pass
-        if (threadIdx.x == 0) {
-            st->prefix = prefix | ((uint32_t)digit << shift);
-            st->remaining = remaining - above;
-            st->done = 0;
-        }
-    }
+    topk_pass_finish(st, hist, (int)gridDim.x, prefix, remaining, shift);
 }
 
 // counts [rows][blocks][2]: keys above the threshold, keys equal to it; turned into exclusive
@@ -1559,9 +1496,37 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         int tiles = n_tiles * n / (2 * cuda_of(be)->sms);
         tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
         dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
+        // The multi-block selection (16k keys and more) needs its per-query states before the scores:
+        // the tensor-core scores can run its first histogram pass (GLINT_CUDA_TOPK_FUSED=1).
+        const bool multi = max_visible >= TK_MULTI_MIN;
+        const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
+        topk_state *states = NULL;
+        int2 *counts = NULL;
+        if (multi) {
+            const unsigned long long epoch = glint_cuda_dev().buffer_epoch;
+            states = (topk_state *)scratch(be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass);
+            counts = (int2 *)scratch(be, SCR_TOPK_COUNTS, sizeof(int2) * (size_t)per_pass * blocks);
+            if (!states || !counts) return;
+            int &zeroed = cuda_of(be)->topk_zeroed[glint_cuda_stream_slot()];
+            if (glint_cuda_dev().buffer_epoch != epoch) zeroed = 0;  // (re)allocated
+            if (!zeroed) {  // all of it: rows past this call's per_pass may be used later without reallocating
+                cudaMemsetAsync(states, 0, cuda_of(be)->scratch_bytes[glint_cuda_stream_slot()][SCR_TOPK],
+                                glint_cuda_stream());
+                // A capture that (re)allocated is discarded (new epoch) and its ops run again: zero again then.
+                cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+                cudaStreamIsCapturing(glint_cuda_stream(), &capturing);
+                zeroed = capturing == cudaStreamCaptureStatusNone;
+            }
+        }
+        // Off by default: written in session 11 after the device time was spent, compiled only.
+        static const int fuse_switch = glint_cuda_switch("GLINT_CUDA_TOPK_FUSED", 0);
+        topk_state *fused = multi && fuse_switch ? states : NULL;
         // tensor cores where the shape is GLM-5's (cuda_indexer.cu), else the FP32 kernel
-        if (!glint_cuda_indexer_scores_tc(scores, max_visible, q, w, k_pool, pos, *map, s0, n, max_visible, n_heads,
-                                          head_dim, scale, weight_scale, cuda_of(be)->sms)) {
+        const int on_tensor_cores = glint_cuda_indexer_scores_tc(scores, max_visible, q, w, k_pool, pos, *map, s0, n,
+                                                                 max_visible, n_heads, head_dim, scale, weight_scale,
+                                                                 cuda_of(be)->sms, fused, topk);
+        if (!on_tensor_cores) {
+            fused = NULL;
             if (vec4)
                 launch_chained(indexer_scores_kernel<true>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool,
                     pos, *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
@@ -1569,27 +1534,12 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
                 launch_chained(indexer_scores_kernel<false>, grid, IDX_THREADS, smem, scores, max_visible, q, w, k_pool,
                     pos, *map, s0, n_heads, head_dim, scale, weight_scale, tiles);
         }
-        if (max_visible < TK_MULTI_MIN) {
+        if (!multi) {
             launch_chained(topk_kernel, n, TOPK_THREADS, 0, sel, n_sel, scores, max_visible, pos, *map, s0, topk);
             continue;
         }
-        const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
-        const unsigned long long epoch = glint_cuda_dev().buffer_epoch;
-        topk_state *states = (topk_state *)scratch(be, SCR_TOPK, sizeof(topk_state) * (size_t)per_pass);
-        int2 *counts = (int2 *)scratch(be, SCR_TOPK_COUNTS, sizeof(int2) * (size_t)per_pass * blocks);
-        if (!states || !counts) return;
-        int &zeroed = cuda_of(be)->topk_zeroed[glint_cuda_stream_slot()];
-        if (glint_cuda_dev().buffer_epoch != epoch) zeroed = 0;  // (re)allocated
-        if (!zeroed) {  // all of it: rows past this call's per_pass may be used later without reallocating
-            cudaMemsetAsync(states, 0, cuda_of(be)->scratch_bytes[glint_cuda_stream_slot()][SCR_TOPK],
-                            glint_cuda_stream());
-            // A capture that (re)allocated is discarded (new epoch) and its ops run again: zero again then.
-            cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-            cudaStreamIsCapturing(glint_cuda_stream(), &capturing);
-            zeroed = capturing == cudaStreamCaptureStatusNone;
-        }
         const dim3 tk_grid((unsigned)blocks, (unsigned)n);
-        for (int shift = 24; shift >= 0; shift -= 8)
+        for (int shift = fused ? 16 : 24; shift >= 0; shift -= 8)
             launch_chained(topk_hist_kernel, tk_grid, TK_THREADS, 0, states, scores, max_visible, pos, s0, topk, shift);
         launch_chained(topk_count_kernel, tk_grid, TK_THREADS, 0, states, counts, scores, max_visible, pos, s0, topk);
         launch_chained(topk_write_kernel, tk_grid, TK_THREADS, 0, sel, n_sel, states, counts, scores, max_visible, pos,

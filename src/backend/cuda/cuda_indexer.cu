@@ -45,15 +45,23 @@ __device__ __forceinline__ int step_dim(int j, int tig) { return 16 * (j / 2) + 
 // grid (blocks of chunks, queries), ITC_WARPS warps. A chunk is ITC_WARPS·NT·8 keys, a warp's share
 // NT n-tiles of 8 keys; blocks stride over the chunks. AHEAD: 16-byte loads per lane in flight ahead
 // of the one being used (per n-tile). Shared: q as A fragments, hi and lo, [m-tile][step][lane].
-template <int NT, int AHEAD>
+// FUSED: the multi-block selection's first histogram pass (the top 8 bits of each score's order key)
+// is done here into states for the queries with more than topk keys, sparing its launch (a variant
+// of its own, so the plain kernel keeps its registers).
+template <int NT, int AHEAD, bool FUSED>
 __global__ void __launch_bounds__(ITC_WARPS * 32)
     indexer_scores_tc_kernel(float *scores, int scores_stride, const float *q, const float *w, const float *k_pool,
-                             const int32_t *pos, glint_cache_map map, int s0, float scale, float weight_scale) {
+                             const int32_t *pos, glint_cache_map map, int s0, float scale, float weight_scale,
+                             topk_state *states, int topk) {
     chain_wait();
     __shared__ float4 frag_hi[2][ITC_STEPS][32], frag_lo[2][ITC_STEPS][32];  // 32 KB
+    __shared__ int hist[256];  // with states: the block's counts of the scores' top 8 bits
     const int s = s0 + blockIdx.y, visible = pos[s] + 1, seq = map.row_seq[s];
     const int chunk_keys = ITC_WARPS * NT * 8;
     if ((int)blockIdx.x * chunk_keys >= visible) return;
+    const bool histogram = FUSED && visible > topk;  // the same for the whole block
+    if (histogram)
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;  // (the staging's barrier follows)
     const float *qs = q + (size_t)s * ITC_HEADS * ITC_DIM;
     for (int i = threadIdx.x; i < 2 * ITC_STEPS * 32; i += blockDim.x) {
         const int mt = i / (ITC_STEPS * 32), j = i / 32 % ITC_STEPS, l = i % 32;
@@ -137,28 +145,40 @@ __global__ void __launch_bounds__(ITC_WARPS * 32)
                 total += __shfl_xor_sync(0xffffffffu, total, 8);
                 total += __shfl_xor_sync(0xffffffffu, total, 16);
                 const int t = t0 + 8 * nt + 2 * tig + col;
-                if (g == 0 && t < visible) out[t] = total;
+                if (g == 0 && t < visible) {
+                    out[t] = total;
+                    if (histogram) atomicAdd(&hist[order_key(total) >> 24], 1);
+                }
             }
+    }
+    if (histogram) {  // the blocks that took part: those with a chunk below visible
+        const int blocks = min((int)gridDim.x, (visible + chunk_keys - 1) / chunk_keys);
+        topk_pass_finish(states + blockIdx.y, hist, blocks, 0u, topk, 24);
     }
 }
 
 template <int NT, int AHEAD>
 void launch_scores(float *scores, int scores_stride, const float *q, const float *w, const float *k_pool,
                    const int32_t *pos, const glint_cache_map &map, int s0, int n, int max_visible, int sms,
-                   float scale, float weight_scale) {
+                   float scale, float weight_scale, topk_state *states, int topk) {
     const int chunk_keys = ITC_WARPS * NT * 8, chunks = (max_visible + chunk_keys - 1) / chunk_keys;
     // about four blocks per SM over all queries; each block stages q once for all its chunks
     const int per_query = (4 * sms + n - 1) / n;
     const dim3 grid((unsigned)(chunks < per_query ? chunks : per_query), (unsigned)n);
-    launch_chained(indexer_scores_tc_kernel<NT, AHEAD>, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w, k_pool,
-        pos, map, s0, scale, weight_scale);
+    if (states)
+        launch_chained(indexer_scores_tc_kernel<NT, AHEAD, true>, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w,
+            k_pool, pos, map, s0, scale, weight_scale, states, topk);
+    else
+        launch_chained(indexer_scores_tc_kernel<NT, AHEAD, false>, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w,
+            k_pool, pos, map, s0, scale, weight_scale, states, topk);
 }
 
 }  // namespace
 
 int glint_cuda_indexer_scores_tc(float *scores, int scores_stride, const float *q, const float *w,
                                  const float *k_pool, const int32_t *pos, const glint_cache_map &map, int s0, int n,
-                                 int max_visible, int n_heads, int head_dim, float scale, float weight_scale, int sms) {
+                                 int max_visible, int n_heads, int head_dim, float scale, float weight_scale, int sms,
+                                 topk_state *states, int topk) {
     static const int enabled = glint_cuda_switch("GLINT_CUDA_INDEXER_TC", 1);
     if (!enabled || n_heads != ITC_HEADS || head_dim != ITC_DIM || (uintptr_t)k_pool % 16 != 0) return 0;
     // Short contexts: one n-tile per warp with all of its loads in flight at once (latency: the
@@ -166,9 +186,9 @@ int glint_cuda_indexer_scores_tc(float *scores, int scores_stride, const float *
     const int long_chunks = (max_visible + ITC_WARPS * 32 - 1) / (ITC_WARPS * 32);
     if ((long)long_chunks * n >= 2L * sms)
         launch_scores<4, 2>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-            weight_scale);
+            weight_scale, states, topk);
     else
         launch_scores<1, ITC_VECS>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-            weight_scale);
+            weight_scale, states, topk);
     return 1;
 }

@@ -252,12 +252,92 @@ void glint_cuda_fail(void);
 int glint_cuda_grow(void **buf, size_t *have, size_t bytes, const char *what);
 // Nonzero when GLINT_CUDA_PROFILE is set (per-op timing, see cuda_backend.cu).
 int glint_cuda_profiling(void);
+// DSA top-k pieces shared by the selection (cuda_backend.cu) and the tensor-core scores
+// (cuda_indexer.cu), which can run the multi-block selection's first histogram pass itself.
+// Larger float -> larger unsigned key.
+__device__ __forceinline__ uint32_t order_key(float f) {
+    uint32_t b = __float_as_uint(f);
+    return b & 0x80000000u ? ~b : b | 0x80000000u;
+}
+
+// Warp 0 of a block: the digit d (255 .. 0) where the count of keys with digit >= d first reaches
+// `remaining`, and the count of keys with digit > d (as a serial scan from 255 down would find;
+// digit 0 if none). Lane l holds digits 255-8l .. 248-8l; suffix sums by shuffles. GLOBAL: hist is
+// global memory written by other blocks (read through L2), else shared memory.
+template <bool GLOBAL>
+__device__ void radix_digit_warp(const int *hist, int remaining, int *digit_out, int *above_out) {
+    const int lane = threadIdx.x & 31;
+    int c[8], lane_total = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int *h = hist + 255 - 8 * lane - j;
+        c[j] = GLOBAL ? __ldcg(h) : *h;
+        lane_total += c[j];
+    }
+    int above = lane_total;  // inclusive prefix over lanes
+    for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, above, o);
+        if (lane >= o) above += v;
+    }
+    above -= lane_total;  // digits above this lane's highest
+    int found = -1, found_above = 0, run = above;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        if (found < 0 && run + c[j] >= remaining) found = 255 - 8 * lane - j, found_above = run;
+        run += c[j];
+    }
+    const unsigned hit = __ballot_sync(0xffffffffu, found >= 0);
+    const int first = hit ? __ffs(hit) - 1 : 31;
+    int digit = __shfl_sync(0xffffffffu, found, first), dig_above = __shfl_sync(0xffffffffu, found_above, first);
+    if (!hit) digit = 0, dig_above = __shfl_sync(0xffffffffu, run - c[7], 31);
+    *digit_out = digit, *above_out = dig_above;
+}
+
+// The multi-block selection's state of one query: zeroed when allocated; every selection leaves
+// hist and done zeroed again.
+struct topk_state {
+    uint32_t prefix;
+    int remaining, done, pad;
+    int hist[256];
+};
+
+// The end of a histogram pass of the multi-block selection, by every thread of one of the `blocks`
+// blocks of a query that take part: the block's digit counts (block_hist [256], shared memory) go
+// into the query's state; the last block to finish picks the digit (prefix and remaining for the
+// next pass) and zeroes the counts and `done` again.
+__device__ __forceinline__ void topk_pass_finish(topk_state *st, const int *block_hist, int blocks, uint32_t prefix,
+                                                 int remaining, int shift) {
+    __shared__ int last;
+    __syncthreads();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x)
+        if (block_hist[i]) atomicAdd(&st->hist[i], block_hist[i]);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == blocks - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x < 32) {
+        int digit, above;
+        radix_digit_warp<true>(st->hist, remaining, &digit, &above);
+        __syncwarp();
+        for (int i = threadIdx.x; i < 256; i += 32) st->hist[i] = 0;  // for the next pass
+        if (threadIdx.x == 0) {
+            st->prefix = prefix | ((uint32_t)digit << shift);
+            st->remaining = remaining - above;
+            st->done = 0;
+        }
+    }
+}
+
 // The indexer's scores [n, scores_stride] for queries s0 .. s0+n-1 on tensor cores (cuda_indexer.cu)
 // where the shape is GLM-5's (32 heads of 128) and GLINT_CUDA_INDEXER_TC is not 0; 0 (nothing
-// launched) otherwise.
+// launched) otherwise. states (optional, [n]): also the multi-block selection's first histogram
+// pass (top 8 bits) for the queries with more than topk keys.
 int glint_cuda_indexer_scores_tc(float *scores, int scores_stride, const float *q, const float *w,
                                  const float *k_pool, const int32_t *pos, const glint_cache_map &map, int s0, int n,
-                                 int max_visible, int n_heads, int head_dim, float scale, float weight_scale, int sms);
+                                 int max_visible, int n_heads, int head_dim, float scale, float weight_scale, int sms,
+                                 topk_state *states, int topk);
 // With GLINT_CUDA_KERNEL_TRACE=FILE: starts recording every kernel into FILE (cuda_trace.cu); once.
 void glint_cuda_trace_start(void);
 
