@@ -820,9 +820,8 @@ int cmd_bench(int argc, char **argv) {
         }
         glint_state_free(m, st);
         if (!rc && o.spec_steps)
-            rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt, full_dt, full_cfg.num_layers)
-                     ? 1
-                     : 0;
+            rc = bench_speculative(m, (int)ctx, (int)o.spec_steps, (int)o.n_decode, dt, full_dt,
+                                   full_cfg.num_layers) != 0;
     }
     if (!rc && o.prefill_list) rc = bench_prefill(m, &o, logits);
     free(logits);

@@ -109,20 +109,17 @@ static void count(glint_sampler *s, int32_t id) {
 
 void glint_sampler_record(glint_sampler *s, int32_t id) { count(s, id); }
 
-int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out) {
-    const glint_sampling_params *p = &s->params;
-    if (glint_sample_is_greedy(&p->rules) || has_penalties(p)) return 0;
-    *out = p->rules;
-    return 1;
-}
-
-int glint_sampler_has_penalties(const glint_sampler *s) { return has_penalties(&s->params); }
-
 int glint_sampler_draw_rules(const glint_sampler *s, glint_sample_params *out) {
     if (glint_sample_is_greedy(&s->params.rules)) return 0;
     *out = s->params.rules;
     return 1;
 }
+
+int glint_sampler_draw_params(const glint_sampler *s, glint_sample_params *out) {
+    return !has_penalties(&s->params) && glint_sampler_draw_rules(s, out);
+}
+
+int glint_sampler_has_penalties(const glint_sampler *s) { return has_penalties(&s->params); }
 
 int glint_sampler_penalty_edit(const glint_sampler *s, int32_t t, int extra, glint_logit_edit *e) {
     const glint_sampling_params *p = &s->params;

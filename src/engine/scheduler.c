@@ -980,6 +980,16 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
+// Everything glint_engine_new allocates (what it got so far), and e itself.
+static void engine_release(glint_engine *e) {
+    glint_kv_pool_free(e->m, e->pool);
+    free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
+    free(e->edit_slot), free(e->draft_hidden);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
 glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts) {
     glint_engine *e = glint_calloc(1, sizeof *e, "engine");
     if (!e) return NULL;
@@ -1007,17 +1017,11 @@ glint_engine *glint_engine_new(glint_model *m, const glint_engine_options *opts)
     e->stats.pages_total = e->opt.total_pages;
     if (!e->running || !e->retracted || !e->logits || !e->scratch || !e->edit_slot || !e->pool ||
         (e->opt.speculative && !e->hidden)) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->edit_slot);
-        free(e->draft_hidden);
-        glint_kv_pool_free(m, e->pool);
-        free(e);
+        engine_release(e);
         return NULL;
     }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
-        free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden), free(e->edit_slot);
-        free(e->draft_hidden);
-        glint_kv_pool_free(m, e->pool);
-        free(e);
+        engine_release(e);
         glint_set_error("cannot start the engine thread");
         return NULL;
     }
@@ -1054,12 +1058,7 @@ void glint_engine_free(glint_engine *e) {
     if (!e) return;
     glint_engine_shutdown(e);
     while (e->n_prefix) prefix_evict(e, e->n_prefix - 1);
-    glint_kv_pool_free(e->m, e->pool);
-    free(e->prefix), free(e->running), free(e->retracted), free(e->logits), free(e->scratch), free(e->hidden);
-    free(e->edit_slot), free(e->draft_hidden);
-    pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->cv);
-    free(e);
+    engine_release(e);
 }
 
 void glint_engine_get_stats(glint_engine *e, glint_engine_stats *s) {

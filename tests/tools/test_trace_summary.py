@@ -85,6 +85,23 @@ def main():
                if w not in out.stdout]
     if "d_kern" in out.stdout:
         failed.append("a graph not replayed in turn with the step was counted in it")
+    # --windows: the timeline cut after each long kernel (a verify forward of 600 us closed by a 300-us
+    # lm_head, then a draft of 120 us closed by a 100-us one, twice); the short kernels only in between
+    lines, t = [], 0
+    for rep in range(2):
+        lines += [row("_Z4kernv", 13, t + 10, t + 20, 0, 0), row("_Z7lm_headv", 13, t + 300, t + 600, 0, 0),
+                  row("_Z4kernv", 13, t + 610, t + 620, 0, 0), row("_Z7lm_headv", 13, t + 620, t + 720, 0, 0)]
+        t += 720
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+        f.write(HEADER + "".join(lines))
+    out = subprocess.run([sys.executable, SCRIPT, f.name, "--windows", "100", "--replays", "3"], capture_output=True,
+                         text=True)
+    os.unlink(f.name)
+    print(out.stdout, out.stderr)
+    want = ["     120.0  lm_head 100.0", "     600.0  lm_head 300.0"]
+    got = [l for l in out.stdout.splitlines() if "lm_head" in l]
+    if got != [want[0], want[1], want[0]]:
+        failed.append("--windows: %r, not the draft, verify, draft windows" % got)
     for w in failed:
         print("FAIL: missing %r" % w)
     if out.returncode or failed:

@@ -13,8 +13,10 @@ time), and per stream the time it had a kernel running. Between consecutive repl
 (one replay's start to the next's), and the kernels that ran outside any graph then. --timeline prints
 the last replay kernel by kernel (start offset, duration, stream); --host prints, from FILE.csv.host.csv
 (the same run's CUDA runtime calls on the host, copies and memsets), everything between the last two
-replays (offsets from the end of the first).
-usage: trace_summary.py FILE.csv [--replays N] [--timeline] [--host]"""
+replays (offsets from the end of the first). --windows US: the timeline cut after each kernel that ran
+US microseconds or longer (an lm_head GEMV ends every forward: a speculative step's verify forward and
+its MTP draft tell apart by their lm_heads' lengths), the last --replays N windows' lengths.
+usage: trace_summary.py FILE.csv [--replays N] [--timeline] [--host] [--windows US]"""
 import csv
 import re
 import sys
@@ -155,11 +157,23 @@ def host_between(path, t_from, t_to):
     return sorted(out)
 
 
+def windows(rows, min_ns):
+    """[(length ns, the closing kernel's row)]: from one kernel of at least min_ns's end to the next's."""
+    long_ones = [r for r in rows if r["end"] - r["start"] >= min_ns]
+    return [(b["end"] - a["end"], b) for a, b in zip(long_ones, long_ones[1:])]
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     n_last = int(sys.argv[sys.argv.index("--replays") + 1]) if "--replays" in sys.argv else 8
     rows = load(sys.argv[1])
+    if "--windows" in sys.argv:
+        min_us = float(sys.argv[sys.argv.index("--windows") + 1])
+        print("windows closed by a kernel of %.0f us or more: length (us), the closing kernel (us)" % min_us)
+        for length, r in windows(rows, min_us * 1e3)[-n_last:]:
+            print("%10.1f  %s %.1f" % (length / 1e3, r["name"], (r["end"] - r["start"]) / 1e3))
+        return
     graphs = replays_of(rows)
     if not graphs:
         sys.exit("no kernels from CUDA graphs in %s (was the step captured?)" % sys.argv[1])

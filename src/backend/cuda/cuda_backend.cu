@@ -462,8 +462,7 @@ static void cuda_embed(glint_backend *be, float *x, const glint_weight *table, c
     if (T <= 0) return;
     int32_t *dids = (int32_t *)scratch(be, SCR_IDS, sizeof(int32_t) * (size_t)T);
     if (!dids) return;
-    if (!upload_staged(dids, ids, sizeof(int32_t) * (size_t)T))
-        cudaMemcpy(dids, ids, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice);
+    cuda_upload(be, dids, ids, sizeof(int32_t) * (size_t)T);
     const dim3 grid((unsigned)T, (unsigned)((table->cols + EMBED_THREADS - 1) / EMBED_THREADS));
     launch_chained(embed_kernel, grid, EMBED_THREADS, 0, x, dev_weight_of(table), dids, T);
     glint_cuda_check("embed");

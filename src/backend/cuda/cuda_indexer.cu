@@ -165,12 +165,9 @@ void launch_scores(float *scores, int scores_stride, const float *q, const float
     // about four blocks per SM over all queries; each block stages q once for all its chunks
     const int per_query = (4 * sms + n - 1) / n;
     const dim3 grid((unsigned)(chunks < per_query ? chunks : per_query), (unsigned)n);
-    if (states)
-        launch_chained(indexer_scores_tc_kernel<NT, AHEAD, true>, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w,
-            k_pool, pos, map, s0, scale, weight_scale, states, topk);
-    else
-        launch_chained(indexer_scores_tc_kernel<NT, AHEAD, false>, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w,
-            k_pool, pos, map, s0, scale, weight_scale, states, topk);
+    auto kernel = states ? indexer_scores_tc_kernel<NT, AHEAD, true> : indexer_scores_tc_kernel<NT, AHEAD, false>;
+    launch_chained(kernel, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w, k_pool, pos, map, s0, scale,
+        weight_scale, states, topk);
 }
 
 }  // namespace
