@@ -58,13 +58,14 @@ if want ops; then
     # tolerance 1e-2); glint's own precise GEMM instead of cuBLAS (CUBLAS=0); the tensor-core MLA
     # attention (off by default: not faster yet, see bench/RESULTS.md); plain launches instead of chained
     # ones (PDL=0: what a card before sm_90 gets); the FP32 indexer scores for GLM-5's shape (INDEXER_TC=0);
-    # BF16 GEMVs of T > 1 rows on reordered x (GEMV_PERMUTE=1) and GEMVs sized to 2 and 4 rows
-    # (GEMV_WIDTHS=1), alone and together; small uploads queued from pinned memory (ASYNC_UPLOAD=1);
-    # the multi-block top-k's first pass in the tensor-core scores (TOPK_FUSED=1); these four off by
-    # default until timed. A setting of several switches joins them with '+'.
+    # BF16 GEMVs of T > 1 rows on reordered x (GEMV_PERMUTE=1, off by default: no gain), alone and with
+    # the 8-row kernel for every T > 1 (GEMV_WIDTHS=0; by default 2 and 4 rows have kernels of their own);
+    # small uploads as blocking copies (ASYNC_UPLOAD=0; by default queued from pinned memory); the
+    # multi-block top-k's first pass in a launch of its own (TOPK_FUSED=0; by default inside the
+    # tensor-core scores). A setting of several switches joins them with '+'.
     for setting in GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=1 GLINT_CUDA_PDL=0 \
-        GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=1 \
-        GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=1 GLINT_CUDA_ASYNC_UPLOAD=1 GLINT_CUDA_TOPK_FUSED=1; do
+        GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=0 \
+        GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=0 GLINT_CUDA_ASYNC_UPLOAD=0 GLINT_CUDA_TOPK_FUSED=0; do
         log="$OUT/ops_${setting//GLINT_CUDA_/}.log" && log=${log//=/_} && log=${log//+/_}  # ops_TC_0.log, ...
         env ${setting//+/ } "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops ($setting) ok: $(tail -1 "$log")" ||
             { status=1; note "ops ($setting) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }

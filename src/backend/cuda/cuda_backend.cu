@@ -247,8 +247,8 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
 // Small host -> device copies on the main stream (a decode step's positions, page tables and token
 // ids: three blocking cudaMemcpy calls of 7-13 us of host time each on H200, with the GPU idle
 // between steps) can instead be queued on the stream from pinned staging memory, the host going on
-// at once: GLINT_CUDA_ASYNC_UPLOAD=1. Off by default: written in session 11 after the device time
-// was spent, compiled but not yet run or timed on a GPU. The staging memory's two halves are used
+// at once (the default; GLINT_CUDA_ASYNC_UPLOAD=0: blocking copies). On H200 (session 12, alternated
+// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The staging memory's two halves are used
 // in turn; before a half is reused the host waits for the event recorded after its last copies.
 enum { STAGE_BYTES = 1 << 20, STAGE_MAX_COPY = 64 << 10 };
 struct upload_stage {
@@ -261,7 +261,7 @@ static upload_stage upload_stages[GLINT_CUDA_MAX_DEVICES];
 
 // true when the copy was queued (host may be reused at once); false: the caller copies it itself.
 static bool upload_staged(void *dst, const void *host, size_t bytes) {
-    static const int on = glint_cuda_switch("GLINT_CUDA_ASYNC_UPLOAD", 0);
+    static const int on = glint_cuda_switch("GLINT_CUDA_ASYNC_UPLOAD", 1);
     if (!on || bytes == 0 || bytes > STAGE_MAX_COPY || glint_cuda_stream_slot() != 0) return false;
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;  // a captured copy would bake in the slot
     if (cudaStreamIsCapturing(glint_cuda_stream(), &capturing) != cudaSuccess) {
@@ -1496,7 +1496,7 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
         tiles = tiles < 1 ? 1 : tiles > IDX_TILES ? IDX_TILES : tiles;
         dim3 grid((unsigned)((n_tiles + tiles - 1) / tiles), (unsigned)n);
         // The multi-block selection (16k keys and more) needs its per-query states before the scores:
-        // the tensor-core scores can run its first histogram pass (GLINT_CUDA_TOPK_FUSED=1).
+        // the tensor-core scores run its first histogram pass (GLINT_CUDA_TOPK_FUSED=0: a launch of its own).
         const bool multi = max_visible >= TK_MULTI_MIN;
         const int blocks = (max_visible + TK_CHUNK - 1) / TK_CHUNK;
         topk_state *states = NULL;
@@ -1517,8 +1517,8 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
                 zeroed = capturing == cudaStreamCaptureStatusNone;
             }
         }
-        // Off by default: written in session 11 after the device time was spent, compiled only.
-        static const int fuse_switch = glint_cuda_switch("GLINT_CUDA_TOPK_FUSED", 0);
+        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k 58.3, 58.0 -> 58.3, 58.5%.
+        static const int fuse_switch = glint_cuda_switch("GLINT_CUDA_TOPK_FUSED", 1);
         topk_state *fused = multi && fuse_switch ? states : NULL;
         // tensor cores where the shape is GLM-5's (cuda_indexer.cu), else the FP32 kernel
         const int on_tensor_cores = glint_cuda_indexer_scores_tc(scores, max_visible, q, w, k_pool, pos, *map, s0, n,

@@ -516,7 +516,8 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     // wavefronts of a contiguous run; for T > 1 those loads (T per weight chunk) may bound the GEMV
     // (2 rows stream at ~60% of the 1-row rate on H200). GLINT_CUDA_GEMV_PERMUTE=1 reorders x for
     // them too when T > 1 (one more launch; the same sums, so rows stay bitwise the row alone).
-    // Off by default: written in session 11 after the device time was spent, compiled only.
+    // Off by default: no gain seen on H200 (session 12, alternated: the 1-draft verify step 1.71x a
+    // plain step both ways, 2 drafts 2.35, 2.35x -> 2.32, 2.31x, within the spread).
     static const int permute_8 = glint_cuda_switch("GLINT_CUDA_GEMV_PERMUTE", 0);
     const bool permute = E >= 16 || (E == 8 && T > 1 && permute_8);
     if (permute) {  // FP8 and NVFP4 chunks (and the above): reorder x first
@@ -540,9 +541,9 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     // GLINT_CUDA_GEMV_WIDTHS=1: 2 and 4 rows take kernels for 2 and 4 tokens instead of the 8-token
     // one, whose accumulators for absent tokens cost registers (BF16: 110 against 64 for one token,
     // 128 with spills for the SwiGLU pair against 79: half the resident blocks). Each token's sums are
-    // formed alike at every width. Off by default: in session 11 it was compared only across calls
-    // (1.69x a plain step for the verify with and without, within the calls' spread), not alternated.
-    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 0);
+    // formed alike at every width. The default; on H200 (session 12, alternated in one call) the
+    // 1-draft speculative step went from 1.71, 1.71x a plain step to 1.59, 1.59x (=0: the 8-row kernel).
+    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 1);
     const int width = T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
     auto run = [&](auto kernel) {
         launch_chained(kernel, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step,
