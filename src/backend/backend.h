@@ -225,6 +225,12 @@ struct glint_backend {
     // anything when it does not cover the case (the model then calls those ops).
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
+    // Optional: y = x · W^T (as matmul) and then rope on y (row_stride y_stride; the other arguments as
+    // rope's), the same bits as the two ops in turn, one step shorter where they are chained. Returns 0
+    // without doing anything when it does not cover the case (the model then calls both).
+    int (*matmul_rope)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                       const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
+                       const int32_t *pos, const float *inv_freq, float attn_factor);
 
     // Tensor parallelism (optional: NULL means one rank only). tp_connect is called once by every rank
     // on its own thread, all at the same time, before any all_reduce_sum: this backend becomes rank

@@ -1148,6 +1148,20 @@ static void join(glint_backend *be) {
     if (be->join) be->join(be);
 }
 
+// y[T, n_heads · head_stride] = x · W^T, then RoPE on each head's dims [offset, offset + rope dim):
+// one backend op where the backend has it (backend.h: matmul_rope), else the two.
+static void matmul_rope(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                        const glint_weight *W, int n_heads, int head_stride, int offset, const glint_config *c,
+                        const int32_t *pos) {
+    const int rope_dim = c->qk_rope_head_dim;
+    if (be->matmul_rope && be->matmul_rope(be, y, y_stride, x, x_stride, T, W, n_heads, head_stride, offset, rope_dim,
+                                           pos, c->rope_inv_freq, c->rope_attention_factor))
+        return;
+    be->matmul(be, y, y_stride, x, x_stride, T, W);
+    be->rope(be, y, T, n_heads, head_stride, y_stride, offset, rope_dim, pos, c->rope_inv_freq,
+             c->rope_attention_factor);
+}
+
 // MLA with DSA selection (spec §2.3-2.6) of layer L, whose caches are the pool's layer l; leaves the
 // attention output in s->y (the caller adds it to s->x).
 static void attention(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, int T, scratch *s) {
@@ -1182,16 +1196,14 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     be->rmsnorm(be, s->qa, s->qa, Qr, T, Qr, &L->q_a_norm, c->rms_norm_eps);
     if (L->has_indexer) {  // its queries need the normalized q_a (forked from here), the selection the keys
         branch(be, 2);
-        be->matmul(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b);
-        be->rope(be, s->qi, T, Hi, Di, Hi * Di, 0, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+        matmul_rope(be, s->qi, Hi * Di, s->qa, Qr, T, &L->idx_wq_b, Hi, Di, 0, c, s->pos);
         if (key_line != 2) be->branch_wait(be, key_line);
         be->indexer_select(be, s->sel, s->n_sel, s->qi, s->iw, bc->index_k[l], T, s->pos, &bc->map, Hi, Di,
                            c->index_topk, 1.0f / sqrtf((float)Di), 1.0f / sqrtf((float)Hi));
         branch(be, 0);
     }
     // S layers reuse the selection left in s->sel by the last F layer (layer 0 is always F).
-    be->matmul(be, s->q, H * Dq, s->qa, Qr, T, &L->q_b);
-    be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
+    matmul_rope(be, s->q, H * Dq, s->qa, Qr, T, &L->q_b, H, Dq, Dn, c, s->pos);
     be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
     join(be);
     be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,

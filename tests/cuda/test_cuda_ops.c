@@ -1116,6 +1116,99 @@ static void test_branch_wait(void) {
     free(x), free(ref), free(got);
 }
 
+// matmul_rope (backend.h): the projections the model ropes right after (the DSA indexer's queries,
+// 32 heads of 128 roped at [0, 64); q_b, heads of 256 roped at [192, 256)) in one launch, bitwise the
+// GPU's matmul then rope, near the CPU's, and each row of a batch bitwise the row alone; declined
+// (nothing done) where it does not apply. GLINT_CUDA_MATMUL_ROPE=0: declined everywhere.
+static void test_matmul_rope(void) {
+    printf("matmul_rope\n");
+    if (!gpu->matmul_rope) {
+        printf("  not tested: the backend has it off (GLINT_CUDA_FUSED=0)\n");
+        return;
+    }
+    const char *mode = getenv("GLINT_CUDA_MATMUL_ROPE");
+    const int enabled = !(mode && !strcmp(mode, "0"));
+    const int rope_dim = 64, K = 2048;
+    float inv_freq[32];
+    for (int i = 0; i < 32; i++) inv_freq[i] = (float)pow(1e6, -2.0 * i / 64.0);
+    const int32_t pos[] = {0, 7, 1000, 50000, 202000, 3, 9, 4096};
+    int32_t *dpos = to_device(pos, sizeof pos);
+    static const int heads[][3] = {{32, 128, 0}, {16, 256, 192}};  // n_heads, head_stride, offset
+    static const int Ts[] = {1, 2, 3, 5, 8};
+    for (size_t f = 0; f < N_FORMATS; f++) {
+        const test_format *tf = &ALL_FORMATS[f];
+        const int covered = (tf->f == GLINT_WFMT_DENSE && tf->d == GLINT_DTYPE_BF16) || tf->f == GLINT_WFMT_NVFP4 ||
+                            tf->f == GLINT_WFMT_FP8_BLOCK;
+        for (int hc = 0; hc < 2; hc++) {
+            const int H = heads[hc][0], hs = heads[hc][1], offset = heads[hc][2], N = H * hs;
+            test_weight w = make_weight(tf->f, tf->d, N, K, tf->block);
+            for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+                const int T = Ts[ti];
+                if (!covered && T > 1) break;  // one declined call per format and shape
+                float *x = rand_floats((size_t)T * K, 1.0f), *ref = malloc(sizeof(float) * T * N);
+                float *dx = to_device(x, sizeof(float) * T * K), *dy = to_device(NULL, sizeof(float) * T * N);
+                float *dp = to_device(NULL, sizeof(float) * T * N);
+                poison(dy, (size_t)T * N);
+                const int handled = gpu->matmul_rope(gpu, dy, N, dx, K, T, &w.dev, H, hs, offset, rope_dim, dpos,
+                                                     inv_freq, 1.3f);
+                char what[128];
+                snprintf(what, sizeof what, "matmul_rope %s %dx%d at [%d, %d) T=%d: %s", format_name(tf->f, tf->d), H,
+                         hs, offset, offset + rope_dim, T, enabled && covered ? "taken" : "declined");
+                expect(handled == (enabled && covered), what);
+                if (handled) {
+                    cpu->matmul(cpu, ref, N, x, K, T, &w.host);
+                    cpu->rope(cpu, ref, T, H, hs, N, offset, rope_dim, pos, inv_freq, 1.3f);
+                    float *got = from_device(dy, (size_t)T * N);
+                    snprintf(what, sizeof what, "matmul_rope %s %dx%d T=%d vs the CPU", format_name(tf->f, tf->d), H,
+                             hs, T);
+                    check(what, got, ref, (size_t)T * N);
+                    poison(dp, (size_t)T * N);
+                    gpu->matmul(gpu, dp, N, dx, K, T, &w.dev);
+                    gpu->rope(gpu, dp, T, H, hs, N, offset, rope_dim, dpos, inv_freq, 1.3f);
+                    float *plain = from_device(dp, (size_t)T * N);
+                    snprintf(what, sizeof what, "matmul_rope %s T=%d bitwise = matmul, rope", format_name(tf->f, tf->d),
+                             T);
+                    expect(!memcmp(got, plain, sizeof(float) * T * N), what);
+                    int same = 1;
+                    for (int t = 0; t < T && T > 1; t++) {
+                        poison(dp, (size_t)N);
+                        gpu->matmul_rope(gpu, dp, N, dx + (size_t)t * K, K, 1, &w.dev, H, hs, offset, rope_dim,
+                                         dpos + t, inv_freq, 1.3f);
+                        float *alone = from_device(dp, (size_t)N);
+                        same &= !memcmp(alone, got + (size_t)t * N, sizeof(float) * N);
+                        free(alone);
+                    }
+                    snprintf(what, sizeof what, "matmul_rope %s T=%d: rows alone bitwise = batched",
+                             format_name(tf->f, tf->d), T);
+                    if (T > 1) expect(same, what);
+                    free(got), free(plain);
+                } else {  // nothing written
+                    float *got = from_device(dy, (size_t)T * N);
+                    int untouched = 1;
+                    for (size_t i = 0; i < (size_t)T * N; i++) untouched &= isnan(got[i]);
+                    expect(untouched, "matmul_rope declined: nothing written");
+                    free(got);
+                }
+                free(x), free(ref), gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dp);
+            }
+            free_host_weight(&w.host, 0);
+        }
+    }
+    {  // shapes it does not take: T > 64, heads that do not tile the rows, an odd offset
+        test_weight w = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 32 * 128, 256, 0);
+        float *dx = to_device(NULL, sizeof(float) * 65 * 256), *dy = to_device(NULL, sizeof(float) * 65 * 4096);
+        int32_t *dpos65 = to_device(NULL, sizeof(int32_t) * 65);
+        expect(!gpu->matmul_rope(gpu, dy, 4096, dx, 256, 65, &w.dev, 32, 128, 0, 64, dpos65, inv_freq, 1.0f),
+               "matmul_rope declines T > 64");
+        expect(!gpu->matmul_rope(gpu, dy, 4096, dx, 256, 1, &w.dev, 31, 128, 0, 64, dpos, inv_freq, 1.0f),
+               "matmul_rope declines heads that do not tile the rows");
+        expect(!gpu->matmul_rope(gpu, dy, 4096, dx, 256, 1, &w.dev, 32, 128, 1, 64, dpos, inv_freq, 1.0f),
+               "matmul_rope declines an odd offset");
+        gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dpos65), free_host_weight(&w.host, 0);
+    }
+    gpu->free(gpu, dpos);
+}
+
 int main(int argc, char **argv) {
     const int quick = argc > 1 && !strcmp(argv[1], "--quick");
     cpu = glint_backend_cpu(0);
@@ -1133,6 +1226,7 @@ int main(int argc, char **argv) {
     test_row_invariance();
     test_embed_norms();
     test_fused_ops();
+    test_matmul_rope();
     test_argmax();
     test_sample();
     test_edit_logits();

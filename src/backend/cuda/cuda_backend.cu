@@ -628,19 +628,9 @@ static void cuda_layernorm(glint_backend *be, float *y, const float *x, int stri
     glint_cuda_check("layernorm");
 }
 
-// inv_freq lives in host memory (the model config); it travels as a kernel argument.
-enum { ROPE_MAX_PAIRS = 256 };
-struct rope_freqs {
-    float inv_freq[ROPE_MAX_PAIRS];
-};
-
-// Rotates the pair p[0], p[1]; the fp32 angle exactly as the CPU reference (and transformers) forms it.
+// Rotates the pair p[0], p[1] in place (rope_rotate).
 __device__ __forceinline__ void rope_pair(float *p, float inv_freq, int32_t pos, float attn_factor) {
-    const float angle = inv_freq * (float)pos;
-    const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
-    const float a = p[0], b = p[1];
-    p[0] = a * c - b * s;
-    p[1] = b * c + a * s;
+    rope_rotate(p[0], p[1], inv_freq, pos, attn_factor);
 }
 
 __global__ void rope_kernel(float *x, int T, int n_heads, int head_stride, int row_stride, int offset, int pairs,
@@ -653,9 +643,9 @@ __global__ void rope_kernel(float *x, int T, int n_heads, int head_stride, int r
               attn_factor);
 }
 
-// The kernels' by-value frequency table of rope_dim / 2 pairs; 0, or -1 (error set, step failed) when
-// it does not fit.
-static int rope_table(rope_freqs *f, const float *inv_freq, int rope_dim) {
+// The kernels' by-value frequency table of rope_dim / 2 pairs (cuda_internal.cuh); 0, or -1 (error set,
+// step failed) when it does not fit.
+int rope_table(rope_freqs *f, const float *inv_freq, int rope_dim) {
     const int pairs = rope_dim / 2;
     if (pairs > ROPE_MAX_PAIRS) {
         glint_set_error("CUDA rope: rope_dim %d exceeds %d", rope_dim, 2 * ROPE_MAX_PAIRS);
@@ -2666,6 +2656,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
         be->add_rmsnorm = cuda_add_rmsnorm;
         be->norm_rope_cache = cuda_norm_rope_cache;
         be->swiglu_matmul = glint_cuda_swiglu_matmul;
+        be->matmul_rope = glint_cuda_matmul_rope;
     }
     if (cudaStreamCreate(&glint_cuda_devices[device].stream) != cudaSuccess) {
         glint_cuda_check("creating the stream");

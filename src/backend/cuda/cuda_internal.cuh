@@ -76,6 +76,25 @@ __device__ __forceinline__ size_t cache_row(const glint_cache_map &map, int seq,
     return (size_t)map.page_table[(size_t)seq * map.pages_stride + p / map.page_size] * map.page_size +
            p % map.page_size;
 }
+// RoPE (backend.h: rope): inv_freq lives in host memory (the model config) and travels as a kernel
+// argument, rope_dim / 2 pairs of it (rope_table, cuda_backend.cu, fills one; 0, or -1 with the error
+// set when it does not fit).
+enum { ROPE_MAX_PAIRS = 256 };
+struct rope_freqs {
+    float inv_freq[ROPE_MAX_PAIRS];
+};
+int rope_table(rope_freqs *f, const float *inv_freq, int rope_dim);
+// Rotates the pair (a, b) by the angle pos · inv_freq, cos and sin times attn_factor: the fp32 angle
+// exactly as the CPU reference (and transformers) forms it, the products and sums each rounded (no FMA
+// contraction), so every kernel that rotates (rope, norm_rope_cache, the GEMVs' rope epilogue) gives
+// the same bits.
+__device__ __forceinline__ void rope_rotate(float &a, float &b, float inv_freq, int32_t pos, float attn_factor) {
+    const float angle = inv_freq * (float)pos;
+    const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
+    const float x = a, y = b;
+    a = __fsub_rn(__fmul_rn(x, c), __fmul_rn(y, s));
+    b = __fadd_rn(__fmul_rn(y, c), __fmul_rn(x, s));
+}
 // Starts bringing the 128-byte line holding p into L2 (no register, no wait).
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
@@ -448,5 +467,8 @@ extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, con
                                   const glint_weight *W);
 extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                         const glint_weight *gate, const glint_weight *up);
+extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                      const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
+                                      const int32_t *pos, const float *inv_freq, float attn_factor);
 
 #endif

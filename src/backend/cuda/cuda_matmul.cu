@@ -176,6 +176,29 @@ template <int F, bool SWIGLU> struct gemv_group {
     enum { R = SWIGLU && vec_traits<F>::ELEMS >= 16 ? gemv_rows<F>::R / 2 : gemv_rows<F>::R };
 };
 
+// The rope epilogue of matmul_rope (backend.h): output rows h·head_stride + offset + 2i and the next
+// (i < pairs) of token t rotated by pos[t]·inv_freq[i] (rope_rotate, as the rope kernel does). Empty
+// when not asked, so the other GEMVs' launches carry nothing more.
+template <bool ROPE> struct gemv_rope {};
+template <> struct gemv_rope<true> {
+    rope_freqs f;
+    const int32_t *pos;
+    int head_stride, offset, pairs;
+    float attn_factor;
+};
+
+// Rotates the pairs among v (output rows n_first .. n_first + R - 1 of token t; n_first and R even, so
+// a pair never straddles two groups) that fall in a head's rope slice.
+template <int R>
+__device__ __forceinline__ void gemv_rope_rows(float (&v)[R], int64_t n_first, int t, const gemv_rope<true> &rp) {
+    static_assert(R % 2 == 0, "whole pairs per row group");
+#pragma unroll
+    for (int r = 0; r < R; r += 2) {
+        const int d = (int)((n_first + r) % rp.head_stride) - rp.offset;
+        if (d >= 0 && d < 2 * rp.pairs) rope_rotate(v[r], v[r + 1], rp.f.inv_freq[d / 2], rp.pos[t], rp.attn_factor);
+    }
+}
+
 // A block of GEMV_WARPS warps = (GEMV_WARPS / splits) row groups x `splits` warps per group; a group
 // owns R consecutive rows of W and its warps split their chunks into `splits` equal ranges (long rows
 // and small matrices get more, shorter work units, so the grid ends in a short last wave). Partial
@@ -183,12 +206,15 @@ template <int F, bool SWIGLU> struct gemv_group {
 // any T. Grid: (row blocks x token chunks of MAX_T, batch), the chunk index fastest, so the chunks of
 // a row block share its weight rows in L2.
 // SWIGLU: y[t, n] = silu(W[n] · x[t]) · (W2[n] · x[t]) (the gate and up rows of a group share the x
-// loads: a dense MLP's or shared expert's first half in one kernel).
-template <int F, int MAX_T, bool PERMUTED, bool SWIGLU>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
+// loads: a dense MLP's or shared expert's first half in one kernel). ROPE: the rows rotated before
+// they are written (gemv_rope; batch 1); the one-token BF16 kernel held to the plain one's 64 registers
+// (4 resident blocks, which its split was chosen for; the sin/cos argument reduction wants more).
+template <int F, int MAX_T, bool PERMUTED, bool SWIGLU, bool ROPE = false>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, ROPE && MAX_T == 1 && F == VEC_BF16 ? 4 : 1)
     gemv_vec_kernel(float *y, int y_stride, const float *x, int x_stride, int T, dev_weight W, int64_t w_row_step,
-                    int64_t x_step, int64_t y_step, int splits, dev_weight W2, bool past_l1) {
+                    int64_t x_step, int64_t y_step, int splits, dev_weight W2, bool past_l1, gemv_rope<ROPE> rope) {
     constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, SWIGLU>::R, NR = SWIGLU ? 2 * R : R;
+    static_assert(!(SWIGLU && ROPE), "a rope epilogue on plain projections only");
     __shared__ float partial[GEMV_WARPS][NR][MAX_T];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int groups = GEMV_WARPS / splits, split = warp % splits, group = warp / splits;
@@ -233,14 +259,28 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         return SWIGLU ? a / (1.0f + expf(-a)) * (b * out_scale2) : a;
     };
     if (splits == 1) {
-#pragma unroll
-        for (int r = 0; r < R; r++)
+        if constexpr (ROPE) {  // a token's R outputs together: the pairs to rotate are among them
 #pragma unroll
             for (int t = 0; t < MAX_T; t++) {
                 if (t >= nt) break;
-                const float a = warp_sum(acc[r][t]), b = SWIGLU ? warp_sum(acc[NR - R + r][t]) : 0.0f;
-                if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = out(a, b);
+                float v[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) v[r] = out(warp_sum(acc[r][t]), 0.0f);
+                gemv_rope_rows<R>(v, n0, t0 + t, rope);
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = v[r];
             }
+        } else {
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int t = 0; t < MAX_T; t++) {
+                    if (t >= nt) break;
+                    const float a = warp_sum(acc[r][t]), b = SWIGLU ? warp_sum(acc[NR - R + r][t]) : 0.0f;
+                    if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = out(a, b);
+                }
+        }
         return;
     }
 #pragma unroll
@@ -252,16 +292,35 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             if (lane == 0) partial[warp][r][t] = v;
         }
     __syncthreads();
-    for (int i = threadIdx.x; i < groups * R * MAX_T; i += blockDim.x) {
-        const int g = i / (R * MAX_T), r = i / MAX_T % R, t = i % MAX_T;
-        const int64_t n = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R + r;
-        if (t >= nt || n >= W.rows) continue;
-        float a = partial[g * splits][r][t], b = SWIGLU ? partial[g * splits][NR - R + r][t] : 0.0f;
-        for (int s = 1; s < splits; s++) {
-            a += partial[g * splits + s][r][t];
-            if (SWIGLU) b += partial[g * splits + s][NR - R + r][t];
+    if constexpr (ROPE) {  // a thread per (group, token): its R outputs, then the rotation
+        for (int i = threadIdx.x; i < groups * MAX_T; i += blockDim.x) {
+            const int g = i / MAX_T, t = i % MAX_T;
+            if (t >= nt) continue;
+            const int64_t n_first = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R;
+            float v[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float a = partial[g * splits][r][t];
+                for (int s = 1; s < splits; s++) a += partial[g * splits + s][r][t];
+                v[r] = out(a, 0.0f);
+            }
+            gemv_rope_rows<R>(v, n_first, t0 + t, rope);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                if (n_first + r < W.rows) y[(size_t)t * y_stride + n_first + r] = v[r];
         }
-        y[(size_t)t * y_stride + n] = out(a, b);
+    } else {
+        for (int i = threadIdx.x; i < groups * R * MAX_T; i += blockDim.x) {
+            const int g = i / (R * MAX_T), r = i / MAX_T % R, t = i % MAX_T;
+            const int64_t n = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R + r;
+            if (t >= nt || n >= W.rows) continue;
+            float a = partial[g * splits][r][t], b = SWIGLU ? partial[g * splits][NR - R + r][t] : 0.0f;
+            for (int s = 1; s < splits; s++) {
+                a += partial[g * splits + s][r][t];
+                if (SWIGLU) b += partial[g * splits + s][NR - R + r][t];
+            }
+            y[(size_t)t * y_stride + n] = out(a, b);
+        }
     }
 }
 
@@ -501,10 +560,12 @@ template <int F, bool SWIGLU> static int gemv_slots_per_sm() {
     return slots;
 }
 
-// W2: the up projection of a SWIGLU launch (same shape and format as W), else unused.
-template <int F, bool SWIGLU = false>
+// W2: the up projection of a SWIGLU launch (same shape and format as W), else unused; rope: the rope
+// epilogue of a ROPE launch (batch 1).
+template <int F, bool SWIGLU = false, bool ROPE = false>
 static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
-                       int64_t w_row_step, int64_t x_step, int64_t y_step, const dev_weight &W2 = dev_weight{}) {
+                       int64_t w_row_step, int64_t x_step, int64_t y_step, const dev_weight &W2 = dev_weight{},
+                       const gemv_rope<ROPE> &rope = gemv_rope<ROPE>{}) {
     constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, SWIGLU>::R;
     const int64_t chunks = W.cols / E;
     const int splits = gemv_splits(W.rows, chunks, R, SWIGLU ? 2 * R : R, batch, gemv_slots_per_sm<F, SWIGLU>());
@@ -547,13 +608,17 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
     const int width = T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
     auto run = [&](auto kernel) {
         launch_chained(kernel, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step,
-            splits, W2, past_l1);
+            splits, W2, past_l1, rope);
     };
     constexpr bool Q = E == 8 || P;  // the permuted layout where x may be reordered (E == 8: when T > 1 and asked)
-    if (width == 1) run(gemv_vec_kernel<F, 1, P, SWIGLU>);
-    else if (width == 2) permute ? run(gemv_vec_kernel<F, 2, Q, SWIGLU>) : run(gemv_vec_kernel<F, 2, P, SWIGLU>);
-    else if (width == 4) permute ? run(gemv_vec_kernel<F, 4, Q, SWIGLU>) : run(gemv_vec_kernel<F, 4, P, SWIGLU>);
-    else permute ? run(gemv_vec_kernel<F, GEMV_MAX_T, Q, SWIGLU>) : run(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU>);
+    if (width == 1) run(gemv_vec_kernel<F, 1, P, SWIGLU, ROPE>);
+    else if (width == 2)
+        permute ? run(gemv_vec_kernel<F, 2, Q, SWIGLU, ROPE>) : run(gemv_vec_kernel<F, 2, P, SWIGLU, ROPE>);
+    else if (width == 4)
+        permute ? run(gemv_vec_kernel<F, 4, Q, SWIGLU, ROPE>) : run(gemv_vec_kernel<F, 4, P, SWIGLU, ROPE>);
+    else
+        permute ? run(gemv_vec_kernel<F, GEMV_MAX_T, Q, SWIGLU, ROPE>)
+                : run(gemv_vec_kernel<F, GEMV_MAX_T, P, SWIGLU, ROPE>);
 }
 
 void glint_cuda_matmul_batched(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W,
@@ -619,6 +684,41 @@ extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_strid
     default: launch_vec<VEC_NVFP4, true>(y, y_stride, x, x_stride, T, G, 1, 0, 0, 0, U); break;
     }
     glint_cuda_check("swiglu_matmul");
+    return 1;
+}
+
+// y[T, N] = x · W^T and then RoPE on y's heads (backend.h: matmul_rope) in one launch for T <= 64: the
+// GEMV's row groups hold whole pairs (BF16, FP8-block and NVFP4 rows: 2 or 4 per group), so the
+// rotation happens before the write, saving the rope kernel's launch and its round trip on the
+// critical path (the DSA indexer's queries, then the scores; q_b, then the absorb). The same bits as
+// the matmul and rope ops in turn. 0 when the case is not covered and nothing was launched.
+extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
+                                      const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
+                                      const int32_t *pos, const float *inv_freq, float attn_factor) {
+    (void)be;
+    // GLINT_CUDA_MATMUL_ROPE=0: the matmul and rope kernels in turn
+    static const int on = glint_cuda_switch("GLINT_CUDA_MATMUL_ROPE", 1);
+    const dev_weight D = dev_weight_of(W);
+    const int vf = vec_format_of(D), pairs = rope_dim / 2;
+    if (!on || T <= 0 || T > GEMV_T_LIMIT || (vf != VEC_BF16 && vf != VEC_FP8_BLOCK && vf != VEC_NVFP4) ||
+        pairs <= 0 || pairs > ROPE_MAX_PAIRS || rope_dim % 2 || offset < 0 || offset % 2 || head_stride % 2 ||
+        offset + rope_dim > head_stride || n_heads <= 0 || (int64_t)n_heads * head_stride != D.rows ||
+        y_stride < D.rows)
+        return 0;
+    const size_t rb = row_bytes_of(D, vf);
+    if (rb % 16 || ((uintptr_t)D.data + (size_t)D.row0 * rb) % 16 || (uintptr_t)x % 16 || x_stride % 4) return 0;
+    gemv_rope<true> rope;
+    if (rope_table(&rope.f, inv_freq, rope_dim)) return 0;
+    rope.pos = pos, rope.head_stride = head_stride, rope.offset = offset, rope.pairs = pairs;
+    rope.attn_factor = attn_factor;
+    switch (vf) {
+    case VEC_BF16: launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
+    case VEC_FP8_BLOCK:
+        launch_vec<VEC_FP8_BLOCK, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
+        break;
+    default: launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
+    }
+    glint_cuda_check("matmul_rope");
     return 1;
 }
 
