@@ -1119,7 +1119,8 @@ static void test_branch_wait(void) {
 // matmul_rope (backend.h): the projections the model ropes right after (the DSA indexer's queries,
 // 32 heads of 128 roped at [0, 64); q_b, heads of 256 roped at [192, 256)) in one launch, bitwise the
 // GPU's matmul then rope, near the CPU's, and each row of a batch bitwise the row alone; declined
-// (nothing done) where it does not apply. GLINT_CUDA_MATMUL_ROPE=0: declined everywhere.
+// (nothing done) where it does not apply. Taken only with GLINT_CUDA_MATMUL_ROPE=1 (off by default):
+// declined everywhere otherwise.
 static void test_matmul_rope(void) {
     printf("matmul_rope\n");
     if (!gpu->matmul_rope) {
@@ -1127,7 +1128,7 @@ static void test_matmul_rope(void) {
         return;
     }
     const char *mode = getenv("GLINT_CUDA_MATMUL_ROPE");
-    const int enabled = !(mode && !strcmp(mode, "0"));
+    const int enabled = mode && strcmp(mode, "0") != 0;  // as glint_cuda_switch reads it
     const int rope_dim = 64, K = 2048;
     float inv_freq[32];
     for (int i = 0; i < 32; i++) inv_freq[i] = (float)pow(1e6, -2.0 * i / 64.0);

@@ -697,8 +697,10 @@ extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride,
                                       const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
                                       const int32_t *pos, const float *inv_freq, float attn_factor) {
     (void)be;
-    // GLINT_CUDA_MATMUL_ROPE=0: the matmul and rope kernels in turn
-    static const int on = glint_cuda_switch("GLINT_CUDA_MATMUL_ROPE", 1);
+    // GLINT_CUDA_MATMUL_ROPE=1 takes it. Off by default: the session-12 A/B on H200 (q_b and the indexer
+    // both fused) showed no gain, q_b's GEMV being slower with the epilogue; the model now fuses the
+    // indexer's queries only, which is not yet timed (the device time was spent).
+    static const int on = glint_cuda_switch("GLINT_CUDA_MATMUL_ROPE", 0);
     const dev_weight D = dev_weight_of(W);
     const int vf = vec_format_of(D), pairs = rope_dim / 2;
     if (!on || T <= 0 || T > GEMV_T_LIMIT || (vf != VEC_BF16 && vf != VEC_FP8_BLOCK && vf != VEC_NVFP4) ||
