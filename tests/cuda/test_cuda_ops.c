@@ -1119,8 +1119,10 @@ static void test_branch_wait(void) {
 // matmul_rope (backend.h): the projections the model ropes right after (the DSA indexer's queries,
 // 32 heads of 128 roped at [0, 64); q_b, heads of 256 roped at [192, 256)) in one launch, bitwise the
 // GPU's matmul then rope, near the CPU's, and each row of a batch bitwise the row alone; declined
-// (nothing done) where it does not apply. Taken only with GLINT_CUDA_MATMUL_ROPE=1 (off by default):
-// declined everywhere otherwise.
+// (nothing done) where it does not apply. Taken only with GLINT_CUDA_MATMUL_ROPE set to anything but 0
+// (off by default): declined everywhere otherwise. The shapes reach both of the GEMV's epilogues (q_b's
+// 16384 BF16 rows take one warp per row group on H200, the 4096-row ones two or more) and T = 17 and
+// 64 its later token chunks.
 static void test_matmul_rope(void) {
     printf("matmul_rope\n");
     if (!gpu->matmul_rope) {
@@ -1132,15 +1134,16 @@ static void test_matmul_rope(void) {
     const int rope_dim = 64, K = 2048;
     float inv_freq[32];
     for (int i = 0; i < 32; i++) inv_freq[i] = (float)pow(1e6, -2.0 * i / 64.0);
-    const int32_t pos[] = {0, 7, 1000, 50000, 202000, 3, 9, 4096};
+    int32_t pos[64] = {0, 7, 1000, 50000, 202000, 3, 9, 4096};
+    for (int i = 8; i < 64; i++) pos[i] = (int32_t)(((uint32_t)i * 2654435761u) % 202753u);
     int32_t *dpos = to_device(pos, sizeof pos);
-    static const int heads[][3] = {{32, 128, 0}, {16, 256, 192}};  // n_heads, head_stride, offset
-    static const int Ts[] = {1, 2, 3, 5, 8};
+    static const int heads[][3] = {{32, 128, 0}, {16, 256, 192}, {64, 256, 192}};  // n_heads, head_stride, offset
+    static const int Ts[] = {1, 2, 3, 5, 8, 17, 64};
     for (size_t f = 0; f < N_FORMATS; f++) {
         const test_format *tf = &ALL_FORMATS[f];
         const int covered = (tf->f == GLINT_WFMT_DENSE && tf->d == GLINT_DTYPE_BF16) || tf->f == GLINT_WFMT_NVFP4 ||
                             tf->f == GLINT_WFMT_FP8_BLOCK;
-        for (int hc = 0; hc < 2; hc++) {
+        for (int hc = 0; hc < 3; hc++) {
             const int H = heads[hc][0], hs = heads[hc][1], offset = heads[hc][2], N = H * hs;
             test_weight w = make_weight(tf->f, tf->d, N, K, tf->block);
             for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
@@ -1195,17 +1198,22 @@ static void test_matmul_rope(void) {
             free_host_weight(&w.host, 0);
         }
     }
-    {  // shapes it does not take: T > 64, heads that do not tile the rows, an odd offset
+    {  // shapes it does not take (nothing written): T > 64, heads that do not tile the rows, an odd offset
         test_weight w = make_weight(GLINT_WFMT_DENSE, GLINT_DTYPE_BF16, 32 * 128, 256, 0);
         float *dx = to_device(NULL, sizeof(float) * 65 * 256), *dy = to_device(NULL, sizeof(float) * 65 * 4096);
         int32_t *dpos65 = to_device(NULL, sizeof(int32_t) * 65);
-        expect(!gpu->matmul_rope(gpu, dy, 4096, dx, 256, 65, &w.dev, 32, 128, 0, 64, dpos65, inv_freq, 1.0f),
-               "matmul_rope declines T > 64");
-        expect(!gpu->matmul_rope(gpu, dy, 4096, dx, 256, 1, &w.dev, 31, 128, 0, 64, dpos, inv_freq, 1.0f),
-               "matmul_rope declines heads that do not tile the rows");
-        expect(!gpu->matmul_rope(gpu, dy, 4096, dx, 256, 1, &w.dev, 32, 128, 1, 64, dpos, inv_freq, 1.0f),
-               "matmul_rope declines an odd offset");
-        gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dpos65), free_host_weight(&w.host, 0);
+        poison(dy, (size_t)65 * 4096);
+        int declined = !gpu->matmul_rope(gpu, dy, 4096, dx, 256, 65, &w.dev, 32, 128, 0, 64, dpos65, inv_freq, 1.0f);
+        expect(declined, "matmul_rope declines T > 64");
+        declined = !gpu->matmul_rope(gpu, dy, 4096, dx, 256, 1, &w.dev, 31, 128, 0, 64, dpos, inv_freq, 1.0f);
+        expect(declined, "matmul_rope declines heads that do not tile the rows");
+        declined = !gpu->matmul_rope(gpu, dy, 4096, dx, 256, 1, &w.dev, 32, 128, 1, 64, dpos, inv_freq, 1.0f);
+        expect(declined, "matmul_rope declines an odd offset");
+        float *got = from_device(dy, (size_t)65 * 4096);
+        int untouched = 1;
+        for (size_t i = 0; i < (size_t)65 * 4096; i++) untouched &= isnan(got[i]);
+        expect(untouched, "matmul_rope declined shapes: nothing written");
+        free(got), gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dpos65), free_host_weight(&w.host, 0);
     }
     gpu->free(gpu, dpos);
 }

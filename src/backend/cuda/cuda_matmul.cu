@@ -561,7 +561,8 @@ template <int F, bool SWIGLU> static int gemv_slots_per_sm() {
 }
 
 // W2: the up projection of a SWIGLU launch (same shape and format as W), else unused; rope: the rope
-// epilogue of a ROPE launch (batch 1).
+// epilogue of a ROPE launch (batch 1). The split comes from the plain kernel's occupancy whatever ROPE
+// is, so a ROPE launch sums as the plain one does (matmul_rope's bits = matmul then rope).
 template <int F, bool SWIGLU = false, bool ROPE = false>
 static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int T, const dev_weight &W, int batch,
                        int64_t w_row_step, int64_t x_step, int64_t y_step, const dev_weight &W2 = dev_weight{},
@@ -599,11 +600,11 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
         return v && *v ? atoi(v) : 1;
     }();
     const bool past_l1 = past_l1_mode == 2 || (past_l1_mode == 1 && T > 1);
-    // GLINT_CUDA_GEMV_WIDTHS=1: 2 and 4 rows take kernels for 2 and 4 tokens instead of the 8-token
-    // one, whose accumulators for absent tokens cost registers (BF16: 110 against 64 for one token,
-    // 128 with spills for the SwiGLU pair against 79: half the resident blocks). Each token's sums are
-    // formed alike at every width. The default; on H200 (session 12, alternated in one call) the
-    // 1-draft speculative step went from 1.71, 1.71x a plain step to 1.59, 1.59x (=0: the 8-row kernel).
+    // 2 and 4 rows take kernels for 2 and 4 tokens rather than the 8-token one, whose accumulators
+    // for absent tokens cost registers (BF16: 110 against 64 for one token, 128 with spills for the
+    // SwiGLU pair against 79: half the resident blocks). Each token's sums are formed alike at every
+    // width. On H200 (session 12, alternated in one call) the 1-draft speculative step went from 1.71,
+    // 1.71x a plain step to 1.59, 1.59x. GLINT_CUDA_GEMV_WIDTHS=0: the 8-token kernel for every T > 1.
     static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 1);
     const int width = T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
     auto run = [&](auto kernel) {
@@ -690,9 +691,9 @@ extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_strid
 // y[T, N] = x · W^T and then RoPE on y's heads (backend.h: matmul_rope) in one launch for T <= 64: the
 // GEMV's row groups hold whole pairs (BF16, FP8-block and NVFP4 rows: 2 or 4 per group), so the
 // rotation happens before the write, saving the rope kernel's launch and its round trip on the
-// critical path (the DSA indexer's queries, then the scores: on H200 the scores now start ~2 us after
-// the GEMV instead of ~6). The same bits as the matmul and rope ops in turn. 0 when the case is not
-// covered and nothing was launched.
+// critical path (the DSA indexer's queries, then the scores: in a session-12 H200 trace with it on,
+// the scores started ~2 us after the GEMV instead of ~6). The same bits as the matmul and rope ops in
+// turn. 0 when the case is not covered and nothing was launched.
 extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                       const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
                                       const int32_t *pos, const float *inv_freq, float attn_factor) {
