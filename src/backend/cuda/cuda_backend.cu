@@ -248,8 +248,9 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
 // ids: three blocking cudaMemcpy calls of 7-13 us of host time each on H200, with the GPU idle
 // between steps) can instead be queued on the stream from pinned staging memory, the host going on
 // at once (the default; GLINT_CUDA_ASYNC_UPLOAD=0: blocking copies). On H200 (session 12, alternated
-// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The staging memory's two halves are used
-// in turn; before a half is reused the host waits for the event recorded after its last copies.
+// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The
+// staging memory's two halves are used in turn; before a half is reused the host waits for the event
+// recorded after its last copies.
 enum { STAGE_BYTES = 1 << 20, STAGE_MAX_COPY = 64 << 10 };
 struct upload_stage {
     unsigned char *host;  // pinned, STAGE_BYTES
@@ -1507,7 +1508,8 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
                 zeroed = capturing == cudaStreamCaptureStatusNone;
             }
         }
-        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k 58.3, 58.0 -> 58.3, 58.5%.
+        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k
+        // 58.3, 58.0 -> 58.3, 58.5%.
         static const int fuse_switch = glint_cuda_switch("GLINT_CUDA_TOPK_FUSED", 1);
         topk_state *fused = multi && fuse_switch ? states : NULL;
         // tensor cores where the shape is GLM-5's (cuda_indexer.cu), else the FP32 kernel
@@ -2401,8 +2403,16 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
                    C, Dr, scale, NULL, 0, 0, NULL);
 }
 
+// o[t, h, :Dv] = W_UV[h] · o_lat[t, h]: one batched matmul over the heads' row slices of kv_b.
 static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T, int H, int C, int Dn, int Dv,
-                          const glint_weight *kv_b);
+                          const glint_weight *kv_b) {
+    (void)be;
+    if (T <= 0) return;
+    dev_weight w = dev_weight_of(kv_b);
+    w.rows = Dv, w.row0 = Dn;
+    glint_cuda_matmul_batched(o, H * Dv, o_lat, H * C, T, w, H, Dn + Dv, C, Dv);
+    glint_cuda_check("mla_up_v");
+}
 
 // backend.h: mla_attend_up_v (GLINT_CUDA_ATTEND_UP_V=1): the attention and the value projection, the
 // decode path's chunk combine folded into the projection's prologue where it can be.
@@ -2414,17 +2424,6 @@ static int cuda_mla_attend_up_v(glint_backend *be, float *o, float *o_lat, const
                         T, H, C, Dr, scale, o, Dn, Dv, kv_b))
         cuda_mla_up_v(be, o, o_lat, T, H, C, Dn, Dv, kv_b);
     return 1;
-}
-
-// o[t, h, :Dv] = W_UV[h] · o_lat[t, h]: one batched matmul over the heads' row slices of kv_b.
-static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T, int H, int C, int Dn, int Dv,
-                          const glint_weight *kv_b) {
-    (void)be;
-    if (T <= 0) return;
-    dev_weight w = dev_weight_of(kv_b);
-    w.rows = Dv, w.row0 = Dn;
-    glint_cuda_matmul_batched(o, H * Dv, o_lat, H * C, T, w, H, Dn + Dv, C, Dv);
-    glint_cuda_check("mla_up_v");
 }
 
 // ---------------------------------------------------------------------------------------------

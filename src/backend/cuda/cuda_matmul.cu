@@ -574,6 +574,27 @@ template <int F, bool SWIGLU> static int gemv_slots_per_sm() {
     return slots;
 }
 
+// Whether T rows' GEMV loads its weights past L1. GLINT_CUDA_GEMV_PAST_L1: for T > 1 (1, the default: an
+// MTP verify step 2% shorter on H200), for every T (2: no change at T = 1) or never (0).
+static bool gemv_past_l1(int T) {
+    static const int mode = [] {
+        const char *v = getenv("GLINT_CUDA_GEMV_PAST_L1");
+        return v && *v ? atoi(v) : 1;
+    }();
+    return mode == 2 || (mode == 1 && T > 1);
+}
+
+// The token width (MAX_T) of T rows' GEMV kernel: 2 and 4 rows take kernels for 2 and 4 tokens rather
+// than the 8-token one, whose accumulators for absent tokens cost registers (BF16: 110 against 64 for
+// one token, 128 with spills for the SwiGLU pair against 79: half the resident blocks). Each token's
+// sums are formed alike at every width. On H200 (session 12, alternated in one call) the 1-draft
+// speculative step went from 1.71, 1.71x a plain step to 1.59, 1.59x. GLINT_CUDA_GEMV_WIDTHS=0: the
+// 8-token kernel for every T > 1.
+static int gemv_width(int T) {
+    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 1);
+    return T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
+}
+
 // W2: the up projection of a SWIGLU launch (same shape and format as W), else unused; rope: the rope
 // epilogue of a ROPE launch (batch 1). The split comes from the plain kernel's occupancy whatever ROPE
 // is, so a ROPE launch sums as the plain one does (matmul_rope's bits = matmul then rope).
@@ -607,20 +628,8 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
         x = buf.permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
     }
     constexpr bool P = E >= 16;
-    // GLINT_CUDA_GEMV_PAST_L1: the weights past L1 for T > 1 (1, the default: an MTP verify step 2%
-    // shorter on H200), for every T (2: no change at T = 1) or never (0)
-    static const int past_l1_mode = [] {
-        const char *v = getenv("GLINT_CUDA_GEMV_PAST_L1");
-        return v && *v ? atoi(v) : 1;
-    }();
-    const bool past_l1 = past_l1_mode == 2 || (past_l1_mode == 1 && T > 1);
-    // 2 and 4 rows take kernels for 2 and 4 tokens rather than the 8-token one, whose accumulators
-    // for absent tokens cost registers (BF16: 110 against 64 for one token, 128 with spills for the
-    // SwiGLU pair against 79: half the resident blocks). Each token's sums are formed alike at every
-    // width. On H200 (session 12, alternated in one call) the 1-draft speculative step went from 1.71,
-    // 1.71x a plain step to 1.59, 1.59x. GLINT_CUDA_GEMV_WIDTHS=0: the 8-token kernel for every T > 1.
-    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 1);
-    const int width = T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
+    const bool past_l1 = gemv_past_l1(T);
+    const int width = gemv_width(T);
     auto run = [&](auto kernel) {
         launch_chained(kernel, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step,
             splits, W2, past_l1, rope);
@@ -714,8 +723,8 @@ extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_strid
 // Dynamic shared memory: x [MAX_T][C], then per token (fold_floats(chunks) floats): the chunks' factors
 // a [chunks] and b [chunks] (b = -1: an empty chunk; a NaN b is applied, as the combine applies it),
 // the groups' a2, b2, max and sum [groups] each, S.
-static int fold_groups(int chunks) { return (chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP; }
-static int fold_floats(int chunks) { return 2 * chunks + 4 * fold_groups(chunks) + 1; }
+__host__ __device__ static int fold_groups(int chunks) { return (chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP; }
+__host__ __device__ static int fold_floats(int chunks) { return 2 * chunks + 4 * fold_groups(chunks) + 1; }
 
 template <int F, int MAX_T>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
@@ -726,8 +735,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     static_assert(E <= 8, "x read in its natural order");
     __shared__ float partial[GEMV_WARPS][R][MAX_T];
     extern __shared__ __align__(16) float combine_smem[];
-    const int C = (int)W.cols, groups_c = (chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
-    const int per_token = 2 * chunks + 4 * groups_c + 1;
+    const int C = (int)W.cols, groups_c = fold_groups(chunks), per_token = fold_floats(chunks);
     float *xs = combine_smem, *factors = combine_smem + MAX_T * C;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int groups = GEMV_WARPS / splits, split = warp % splits, group = warp / splits;
@@ -812,7 +820,7 @@ static int launch_combine_up_v(float *o, const float *partial_out, const float *
     const int splits = gemv_splits(W.rows, W.cols / E, R, R, H, gemv_slots_per_sm<F, false>());
     const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * R;
     const int64_t row_blocks = (W.rows + rows_per_block - 1) / rows_per_block;
-    const int width = T == 1 ? 1 : T == 2 ? 2 : T <= 4 ? 4 : GEMV_MAX_T;  // any width sums a row alike
+    const int width = gemv_width(T);  // the plain up_v's (any width sums a row alike)
     const unsigned token_chunks = (unsigned)((T + width - 1) / width);
     const int64_t fill = ((int64_t)sm_count() + (int64_t)H * token_chunks - 1) / ((int64_t)H * token_chunks);
     const int blocks_per_head = (int)(fill < 1 ? 1 : fill > row_blocks ? row_blocks : fill);
@@ -821,7 +829,7 @@ static int launch_combine_up_v(float *o, const float *partial_out, const float *
     const dim3 grid(token_chunks * (unsigned)blocks_per_head, (unsigned)H);
     auto run = [&](auto kernel) {
         launch_chained(kernel, grid, GEMV_WARPS * 32, smem, o, (int)(H * W.rows), partial_out, partial_stats, chunks, T,
-            H, W, w_row_step, W.rows, splits, row_blocks, blocks_per_head, T > 1);
+            H, W, w_row_step, W.rows, splits, row_blocks, blocks_per_head, gemv_past_l1(T));
     };
     if (width == 1) run(combine_up_v_kernel<F, 1>);
     else if (width == 2) run(combine_up_v_kernel<F, 2>);
@@ -880,11 +888,15 @@ extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride,
     rope.pos = pos, rope.head_stride = head_stride, rope.offset = offset, rope.pairs = pairs;
     rope.attn_factor = attn_factor;
     switch (vf) {
-    case VEC_BF16: launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
+    case VEC_BF16:
+        launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
+        break;
     case VEC_FP8_BLOCK:
         launch_vec<VEC_FP8_BLOCK, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
         break;
-    default: launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
+    default:
+        launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
+        break;
     }
     glint_cuda_check("matmul_rope");
     return 1;
