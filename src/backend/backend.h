@@ -225,13 +225,6 @@ struct glint_backend {
     // anything when it does not cover the case (the model then calls those ops).
     int (*swiglu_matmul)(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                          const glint_weight *gate, const glint_weight *up);
-    // Optional: mla_attend and then mla_up_v (o from the attention's output; o_lat may be left
-    // unwritten), the same bits as the two ops in turn. Returns 0 without doing anything when it does
-    // not cover the case (the model then calls both).
-    int (*mla_attend_up_v)(glint_backend *be, float *o, float *o_lat, const float *q_lat, const float *q,
-                           int q_head_stride, int pe_offset, const float *latent_cache, const float *kpe_cache,
-                           const int32_t *sel, const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr,
-                           float scale, int Dn, int Dv, const glint_weight *kv_b);
     // Optional: y = x · W^T (as matmul) and then rope on y (row_stride y_stride; the other arguments as
     // rope's), the same bits as the two ops in turn, one step shorter where they are chained. Returns 0
     // without doing anything when it does not cover the case (the model then calls both).

@@ -1209,13 +1209,9 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
     be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
     join(be);
-    if (!be->mla_attend_up_v ||
-        !be->mla_attend_up_v(be, s->o, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,
-                             c->index_topk, T, H, C, Dr, c->softmax_scale, Dn, Dv, &L->kv_b)) {
-        be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,
-                       c->index_topk, T, H, C, Dr, c->softmax_scale);
-        be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
-    }
+    be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,
+                   c->index_topk, T, H, C, Dr, c->softmax_scale);
+    be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
     be->matmul(be, s->y, D, s->o, H * Dv, T, &L->o_proj);
     if (m->tp_size > 1) be->all_reduce_sum(be, s->y, (size_t)T * D);  // the other ranks' heads
 }

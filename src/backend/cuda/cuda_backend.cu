@@ -248,9 +248,8 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
 // ids: three blocking cudaMemcpy calls of 7-13 us of host time each on H200, with the GPU idle
 // between steps) can instead be queued on the stream from pinned staging memory, the host going on
 // at once (the default; GLINT_CUDA_ASYNC_UPLOAD=0: blocking copies). On H200 (session 12, alternated
-// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The
-// staging memory's two halves are used in turn; before a half is reused the host waits for the event
-// recorded after its last copies.
+// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The staging memory's two halves are used
+// in turn; before a half is reused the host waits for the event recorded after its last copies.
 enum { STAGE_BYTES = 1 << 20, STAGE_MAX_COPY = 64 << 10 };
 struct upload_stage {
     unsigned char *host;  // pinned, STAGE_BYTES
@@ -1508,8 +1507,7 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
                 zeroed = capturing == cudaStreamCaptureStatusNone;
             }
         }
-        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k
-        // 58.3, 58.0 -> 58.3, 58.5%.
+        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k 58.3, 58.0 -> 58.3, 58.5%.
         static const int fuse_switch = glint_cuda_switch("GLINT_CUDA_TOPK_FUSED", 1);
         topk_state *fused = multi && fuse_switch ? states : NULL;
         // tensor cores where the shape is GLM-5's (cuda_indexer.cu), else the FP32 kernel
@@ -1691,17 +1689,32 @@ static void cuda_mla_absorb_q(glint_backend *be, float *q_lat, const float *q, i
     glint_cuda_check("mla_absorb_q");
 }
 
-enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4 };
+enum { ATTEND_HEADS = 8, ATTEND_KEYS = 16, ATTEND_THREADS = 256, ATTEND_MAX_COLS = 4, ATTEND_FOLD_GROUP = 16 };
 
 // Attention of a query over its selected keys, in an order that does not depend on the batch: the
 // selection is cut into chunks of a fixed number of keys (per shape: from H, sel_stride and the SM
 // count, never T); each chunk is an online softmax over its key tiles; the chunks' (max, sum,
-// output) are folded by attend_fold (cuda_internal.cuh) in chunk order within groups of
-// ATTEND_FOLD_GROUP chunks, and the groups in group order. Decode (few queries) runs a block per
-// chunk and folds in combine_attend_kernel (the groups in parallel), or with GLINT_CUDA_ATTEND_UP_V=1
-// in the value projection's prologue (cuda_matmul.cu: combine_up_v_kernel); otherwise a block folds
-// its chunks itself, with the same arithmetic, so a row's result is the same bits alone or in any
-// batch.
+// output) are folded by attend_fold in chunk order within groups of ATTEND_FOLD_GROUP chunks, and
+// the groups in group order. Decode (few queries) runs a block per chunk and folds in
+// combine_attend_kernel (the groups in parallel); otherwise a block folds its chunks itself, with
+// the same arithmetic, so a row's result is the same bits alone or in any batch.
+//
+// Folds chunk state (m_k, s_k) into the running (M, S): the factors for the running output (a) and
+// the chunk's (b). Returns false for an empty chunk (skipped). Rounded products and sums (no FMA
+// contraction) so the block and the combine kernel compute the same bits.
+__device__ __forceinline__ bool attend_fold(float &M, float &S, float m_k, float s_k, float &a, float &b) {
+    if (m_k == -INFINITY) return false;
+    const float m = fmaxf(M, m_k);
+    a = M == -INFINITY ? 0.0f : expf(M - m);
+    b = expf(m_k - m);
+    S = __fadd_rn(__fmul_rn(S, a), __fmul_rn(s_k, b));
+    M = m;
+    return true;
+}
+__device__ __forceinline__ float attend_fold_value(float acc, float a, float acc_k, float b) {
+    return __fadd_rn(__fmul_rn(acc, a), __fmul_rn(acc_k, b));
+}
+__device__ __forceinline__ float attend_normalize(float acc, float S) { return S > 0.0f ? __fdiv_rn(acc, S) : 0.0f; }
 
 // One output element of a chunk (acc) into its group with the factors (a, b), and at the group's end
 // the group into the fold with (a2, b2) (attend_fold_factors; b, b2 < 0: an empty chunk or group).
@@ -2308,18 +2321,14 @@ static int attend_tc_enabled(void) {
     return on;
 }
 
-// The MLA attention (backend.h: mla_attend); with o_up, the value projection o_up = W_UV · o_lat too
-// where the decode path's chunks can be folded in its prologue (glint_cuda_combine_up_v; o_lat is
-// then not written). Returns 1 when o_up was written.
-static int mla_attend_run(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
-                          int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
-                          const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale, float *o_up,
-                          int Dn, int Dv, const glint_weight *kv_b) {
-    if (T <= 0) return 0;
+static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
+                            int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
+                            const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
+    if (T <= 0) return;
     if (C > ATTEND_THREADS * ATTEND_MAX_COLS) {
         glint_set_error("CUDA mla_attend: kv_lora_rank %d exceeds %d", C, ATTEND_THREADS * ATTEND_MAX_COLS);
         glint_cuda_dev().op_failed = 1;
-        return 0;
+        return;
     }
     // Tensor cores where enabled and the shapes allow (attend_tc_kernel), else the FP32 kernel; the
     // choice depends on the shapes only, so a row takes the same kernel alone or batched.
@@ -2343,7 +2352,7 @@ static int mla_attend_run(glint_backend *be, float *o_lat, const float *q_lat, c
         (cudaFuncSetAttribute(variant[0], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
          cudaFuncSetAttribute(variant[1], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess)) {
         glint_cuda_check("mla_attend shared memory");
-        return 0;
+        return;
     }
     // Chunks per shape (never per T, see attend_fold): enough that one query's head groups x chunks
     // fill one wave of resident blocks (or as many as --triton-attention-num-kv-splits says), each
@@ -2369,7 +2378,7 @@ static int mla_attend_run(glint_backend *be, float *o_lat, const float *q_lat, c
     float *partial_out = NULL, *partial_stats = NULL;
     if (split) {
         partial_out = (float *)scratch(be, SCR_ATTEND, sizeof(float) * partial_floats);
-        if (!partial_out) return 0;
+        if (!partial_out) return;
         partial_stats = partial_out + stats_at;
     }
     // shared offsets are multiples of 8·C and 8·Dr floats, so only the caches' alignment matters
@@ -2380,11 +2389,6 @@ static int mla_attend_run(glint_backend *be, float *o_lat, const float *q_lat, c
     launch_chained(kernel, dim3((unsigned)T, (unsigned)groups, (unsigned)(split ? chunks : 1)), threads, smem, o_lat,
         q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, H, C, Dr, scale,
         keys_per_chunk, partial_out, partial_stats);
-    if (split && o_up &&
-        glint_cuda_combine_up_v(o_up, o_lat, partial_out, partial_stats, chunks, T, H, C, Dn, Dv, kv_b)) {
-        glint_cuda_check("mla_attend_up_v");
-        return 1;
-    }
     if (split) {
         const size_t groups = (size_t)(chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP;
         const int threads = groups * COMBINE_COLS < COMBINE_THREADS ? (int)groups * COMBINE_COLS : COMBINE_THREADS;
@@ -2393,14 +2397,6 @@ static int mla_attend_run(glint_backend *be, float *o_lat, const float *q_lat, c
             sizeof(float) * groups * (COMBINE_COLS + 2), o_lat, partial_out, partial_stats, chunks, C);
     }
     glint_cuda_check("mla_attend");
-    return 0;
-}
-
-static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat, const float *q, int q_head_stride,
-                            int pe_offset, const float *latent_cache, const float *kpe_cache, const int32_t *sel,
-                            const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr, float scale) {
-    mla_attend_run(be, o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride, T, H,
-                   C, Dr, scale, NULL, 0, 0, NULL);
 }
 
 // o[t, h, :Dv] = W_UV[h] · o_lat[t, h]: one batched matmul over the heads' row slices of kv_b.
@@ -2412,18 +2408,6 @@ static void cuda_mla_up_v(glint_backend *be, float *o, const float *o_lat, int T
     w.rows = Dv, w.row0 = Dn;
     glint_cuda_matmul_batched(o, H * Dv, o_lat, H * C, T, w, H, Dn + Dv, C, Dv);
     glint_cuda_check("mla_up_v");
-}
-
-// backend.h: mla_attend_up_v (GLINT_CUDA_ATTEND_UP_V=1): the attention and the value projection, the
-// decode path's chunk combine folded into the projection's prologue where it can be.
-static int cuda_mla_attend_up_v(glint_backend *be, float *o, float *o_lat, const float *q_lat, const float *q,
-                                int q_head_stride, int pe_offset, const float *latent_cache, const float *kpe_cache,
-                                const int32_t *sel, const int32_t *n_sel, int sel_stride, int T, int H, int C, int Dr,
-                                float scale, int Dn, int Dv, const glint_weight *kv_b) {
-    if (!mla_attend_run(be, o_lat, q_lat, q, q_head_stride, pe_offset, latent_cache, kpe_cache, sel, n_sel, sel_stride,
-                        T, H, C, Dr, scale, o, Dn, Dv, kv_b))
-        cuda_mla_up_v(be, o, o_lat, T, H, C, Dn, Dv, kv_b);
-    return 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2673,8 +2657,6 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
         be->norm_rope_cache = cuda_norm_rope_cache;
         be->swiglu_matmul = glint_cuda_swiglu_matmul;
         be->matmul_rope = glint_cuda_matmul_rope;
-        // Off by default: written in session 12 after the device time was spent, compiled only.
-        if (glint_cuda_switch("GLINT_CUDA_ATTEND_UP_V", 0)) be->mla_attend_up_v = cuda_mla_attend_up_v;
     }
     if (cudaStreamCreate(&glint_cuda_devices[device].stream) != cudaSuccess) {
         glint_cuda_check("creating the stream");

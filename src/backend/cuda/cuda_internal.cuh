@@ -95,24 +95,6 @@ __device__ __forceinline__ void rope_rotate(float &a, float &b, float inv_freq, 
     a = __fsub_rn(__fmul_rn(x, c), __fmul_rn(y, s));
     b = __fadd_rn(__fmul_rn(y, c), __fmul_rn(x, s));
 }
-// The MLA attention's chunk folds (cuda_backend.cu: attend_kernel, combine_attend_kernel; cuda_matmul.cu:
-// combine_up_v_kernel): chunk state (m_k, s_k) folded into the running (M, S), giving the factors for
-// the running output (a) and the chunk's (b); false for an empty chunk (skipped). Rounded products
-// and sums (no FMA contraction), so every kernel that folds computes the same bits.
-enum { ATTEND_FOLD_GROUP = 16 };  // chunks folded in order within a group, then the groups in order
-__device__ __forceinline__ bool attend_fold(float &M, float &S, float m_k, float s_k, float &a, float &b) {
-    if (m_k == -INFINITY) return false;
-    const float m = fmaxf(M, m_k);
-    a = M == -INFINITY ? 0.0f : expf(M - m);
-    b = expf(m_k - m);
-    S = __fadd_rn(__fmul_rn(S, a), __fmul_rn(s_k, b));
-    M = m;
-    return true;
-}
-__device__ __forceinline__ float attend_fold_value(float acc, float a, float acc_k, float b) {
-    return __fadd_rn(__fmul_rn(acc, a), __fmul_rn(acc_k, b));
-}
-__device__ __forceinline__ float attend_normalize(float acc, float S) { return S > 0.0f ? __fdiv_rn(acc, S) : 0.0f; }
 // Starts bringing the 128-byte line holding p into L2 (no register, no wait).
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
@@ -485,10 +467,6 @@ extern "C" void glint_cuda_matmul(glint_backend *be, float *y, int y_stride, con
                                   const glint_weight *W);
 extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                         const glint_weight *gate, const glint_weight *up);
-// The decode attention's chunks folded and multiplied by W_UV in one launch (cuda_matmul.cu); 0 when
-// not covered (nothing launched).
-int glint_cuda_combine_up_v(float *o, const float *o_lat, const float *partial_out, const float *partial_stats,
-                            int chunks, int T, int H, int C, int Dn, int Dv, const glint_weight *kv_b);
 extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
                                       const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
                                       const int32_t *pos, const float *inv_freq, float attn_factor);

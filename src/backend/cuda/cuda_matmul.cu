@@ -199,87 +199,6 @@ __device__ __forceinline__ void gemv_rope_rows(float (&v)[R], int64_t n_first, i
     }
 }
 
-// Writes a block's outputs from its warps' sums acc (rows_dot's): y at the block's first token (t0 of
-// the call), n0 this warp's group's first row, row_block the block's index among the row blocks, rows
-// W's row count, out_scale (out_scale2) W's (W2's) global scale. With splits > 1 the warps of a group
-// add their partial sums in split order through `partial`. The same arithmetic for every kernel that
-// calls it (gemv_vec_kernel, combine_up_v_kernel).
-template <int F, int MAX_T, bool SWIGLU, bool ROPE, int R, int NR>
-__device__ __forceinline__ void gemv_store(float (&acc)[NR][MAX_T], float (*partial)[NR][MAX_T], float *y, int y_stride,
-                                           int64_t row_block, int64_t n0, int t0, int nt, int splits, int64_t rows,
-                                           float out_scale, float out_scale2, const gemv_rope<ROPE> &rope) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, groups = GEMV_WARPS / splits;
-    // the output of row r of the group from its two (or one) sums
-    auto out = [&](float a, float b) {
-        a *= out_scale;
-        return SWIGLU ? a / (1.0f + expf(-a)) * (b * out_scale2) : a;
-    };
-    if (splits == 1) {
-        if constexpr (ROPE) {  // a token's R outputs together: the pairs to rotate are among them
-#pragma unroll
-            for (int t = 0; t < MAX_T; t++) {
-                if (t >= nt) break;
-                float v[R];
-#pragma unroll
-                for (int r = 0; r < R; r++) v[r] = out(warp_sum(acc[r][t]), 0.0f);
-                gemv_rope_rows<R>(v, n0, t0 + t, rope);
-#pragma unroll
-                for (int r = 0; r < R; r++)
-                    if (lane == 0 && n0 + r < rows) y[(size_t)t * y_stride + n0 + r] = v[r];
-            }
-        } else {
-#pragma unroll
-            for (int r = 0; r < R; r++)
-#pragma unroll
-                for (int t = 0; t < MAX_T; t++) {
-                    if (t >= nt) break;
-                    const float a = warp_sum(acc[r][t]), b = SWIGLU ? warp_sum(acc[NR - R + r][t]) : 0.0f;
-                    if (lane == 0 && n0 + r < rows) y[(size_t)t * y_stride + n0 + r] = out(a, b);
-                }
-        }
-        return;
-    }
-#pragma unroll
-    for (int r = 0; r < NR; r++)
-#pragma unroll
-        for (int t = 0; t < MAX_T; t++) {
-            if (t >= nt) break;
-            const float v = warp_sum(acc[r][t]);
-            if (lane == 0) partial[warp][r][t] = v;
-        }
-    __syncthreads();
-    if constexpr (ROPE) {  // a thread per (group, token): its R outputs, then the rotation
-        for (int i = threadIdx.x; i < groups * MAX_T; i += blockDim.x) {
-            const int g = i / MAX_T, t = i % MAX_T;
-            if (t >= nt) continue;
-            const int64_t n_first = (row_block * groups + g) * R;
-            float v[R];
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                float a = partial[g * splits][r][t];
-                for (int s = 1; s < splits; s++) a += partial[g * splits + s][r][t];
-                v[r] = out(a, 0.0f);
-            }
-            gemv_rope_rows<R>(v, n_first, t0 + t, rope);
-#pragma unroll
-            for (int r = 0; r < R; r++)
-                if (n_first + r < rows) y[(size_t)t * y_stride + n_first + r] = v[r];
-        }
-    } else {
-        for (int i = threadIdx.x; i < groups * R * MAX_T; i += blockDim.x) {
-            const int g = i / (R * MAX_T), r = i / MAX_T % R, t = i % MAX_T;
-            const int64_t n = (row_block * groups + g) * R + r;
-            if (t >= nt || n >= rows) continue;
-            float a = partial[g * splits][r][t], b = SWIGLU ? partial[g * splits][NR - R + r][t] : 0.0f;
-            for (int s = 1; s < splits; s++) {
-                a += partial[g * splits + s][r][t];
-                if (SWIGLU) b += partial[g * splits + s][NR - R + r][t];
-            }
-            y[(size_t)t * y_stride + n] = out(a, b);
-        }
-    }
-}
-
 // A block of GEMV_WARPS warps = (GEMV_WARPS / splits) row groups x `splits` warps per group; a group
 // owns R consecutive rows of W and its warps split their chunks into `splits` equal ranges (long rows
 // and small matrices get more, shorter work units, so the grid ends in a short last wave). Partial
@@ -333,9 +252,77 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
     rows_dot<F, NR, MAX_T, PERMUTED>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc, past_l1);
     y += blockIdx.y * y_step + (int64_t)t0 * y_stride;
-    gemv_store<F, MAX_T, SWIGLU, ROPE, R, NR>(acc, partial, y, y_stride, blockIdx.x / token_chunks, n0, t0, nt, splits,
-                                              W.rows, F == VEC_NVFP4 ? W.global_scale : 1.0f,
-                                              F == VEC_NVFP4 ? W2.global_scale : 1.0f, rope);
+    const float out_scale = F == VEC_NVFP4 ? W.global_scale : 1.0f;
+    const float out_scale2 = F == VEC_NVFP4 ? W2.global_scale : 1.0f;
+    // the output of row r of the group from its two (or one) sums
+    auto out = [&](float a, float b) {
+        a *= out_scale;
+        return SWIGLU ? a / (1.0f + expf(-a)) * (b * out_scale2) : a;
+    };
+    if (splits == 1) {
+        if constexpr (ROPE) {  // a token's R outputs together: the pairs to rotate are among them
+#pragma unroll
+            for (int t = 0; t < MAX_T; t++) {
+                if (t >= nt) break;
+                float v[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) v[r] = out(warp_sum(acc[r][t]), 0.0f);
+                gemv_rope_rows<R>(v, n0, t0 + t, rope);
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = v[r];
+            }
+        } else {
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int t = 0; t < MAX_T; t++) {
+                    if (t >= nt) break;
+                    const float a = warp_sum(acc[r][t]), b = SWIGLU ? warp_sum(acc[NR - R + r][t]) : 0.0f;
+                    if (lane == 0 && n0 + r < W.rows) y[(size_t)t * y_stride + n0 + r] = out(a, b);
+                }
+        }
+        return;
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int t = 0; t < MAX_T; t++) {
+            if (t >= nt) break;
+            const float v = warp_sum(acc[r][t]);
+            if (lane == 0) partial[warp][r][t] = v;
+        }
+    __syncthreads();
+    if constexpr (ROPE) {  // a thread per (group, token): its R outputs, then the rotation
+        for (int i = threadIdx.x; i < groups * MAX_T; i += blockDim.x) {
+            const int g = i / MAX_T, t = i % MAX_T;
+            if (t >= nt) continue;
+            const int64_t n_first = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R;
+            float v[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float a = partial[g * splits][r][t];
+                for (int s = 1; s < splits; s++) a += partial[g * splits + s][r][t];
+                v[r] = out(a, 0.0f);
+            }
+            gemv_rope_rows<R>(v, n_first, t0 + t, rope);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                if (n_first + r < W.rows) y[(size_t)t * y_stride + n_first + r] = v[r];
+        }
+    } else {
+        for (int i = threadIdx.x; i < groups * R * MAX_T; i += blockDim.x) {
+            const int g = i / (R * MAX_T), r = i / MAX_T % R, t = i % MAX_T;
+            const int64_t n = ((int64_t)(blockIdx.x / token_chunks) * groups + g) * R + r;
+            if (t >= nt || n >= W.rows) continue;
+            float a = partial[g * splits][r][t], b = SWIGLU ? partial[g * splits][NR - R + r][t] : 0.0f;
+            for (int s = 1; s < splits; s++) {
+                a += partial[g * splits + s][r][t];
+                if (SWIGLU) b += partial[g * splits + s][NR - R + r][t];
+            }
+            y[(size_t)t * y_stride + n] = out(a, b);
+        }
+    }
 }
 
 // Any format and alignment: one warp per row, one element per lane step.
@@ -574,27 +561,6 @@ template <int F, bool SWIGLU> static int gemv_slots_per_sm() {
     return slots;
 }
 
-// Whether T rows' GEMV loads its weights past L1. GLINT_CUDA_GEMV_PAST_L1: for T > 1 (1, the default: an
-// MTP verify step 2% shorter on H200), for every T (2: no change at T = 1) or never (0).
-static bool gemv_past_l1(int T) {
-    static const int mode = [] {
-        const char *v = getenv("GLINT_CUDA_GEMV_PAST_L1");
-        return v && *v ? atoi(v) : 1;
-    }();
-    return mode == 2 || (mode == 1 && T > 1);
-}
-
-// The token width (MAX_T) of T rows' GEMV kernel: 2 and 4 rows take kernels for 2 and 4 tokens rather
-// than the 8-token one, whose accumulators for absent tokens cost registers (BF16: 110 against 64 for
-// one token, 128 with spills for the SwiGLU pair against 79: half the resident blocks). Each token's
-// sums are formed alike at every width. On H200 (session 12, alternated in one call) the 1-draft
-// speculative step went from 1.71, 1.71x a plain step to 1.59, 1.59x. GLINT_CUDA_GEMV_WIDTHS=0: the
-// 8-token kernel for every T > 1.
-static int gemv_width(int T) {
-    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 1);
-    return T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
-}
-
 // W2: the up projection of a SWIGLU launch (same shape and format as W), else unused; rope: the rope
 // epilogue of a ROPE launch (batch 1). The split comes from the plain kernel's occupancy whatever ROPE
 // is, so a ROPE launch sums as the plain one does (matmul_rope's bits = matmul then rope).
@@ -628,8 +594,20 @@ static void launch_vec(float *y, int y_stride, const float *x, int x_stride, int
         x = buf.permuted_x, x_stride = (int)row_floats, x_step = (int64_t)T * row_floats;
     }
     constexpr bool P = E >= 16;
-    const bool past_l1 = gemv_past_l1(T);
-    const int width = gemv_width(T);
+    // GLINT_CUDA_GEMV_PAST_L1: the weights past L1 for T > 1 (1, the default: an MTP verify step 2%
+    // shorter on H200), for every T (2: no change at T = 1) or never (0)
+    static const int past_l1_mode = [] {
+        const char *v = getenv("GLINT_CUDA_GEMV_PAST_L1");
+        return v && *v ? atoi(v) : 1;
+    }();
+    const bool past_l1 = past_l1_mode == 2 || (past_l1_mode == 1 && T > 1);
+    // 2 and 4 rows take kernels for 2 and 4 tokens rather than the 8-token one, whose accumulators
+    // for absent tokens cost registers (BF16: 110 against 64 for one token, 128 with spills for the
+    // SwiGLU pair against 79: half the resident blocks). Each token's sums are formed alike at every
+    // width. On H200 (session 12, alternated in one call) the 1-draft speculative step went from 1.71,
+    // 1.71x a plain step to 1.59, 1.59x. GLINT_CUDA_GEMV_WIDTHS=0: the 8-token kernel for every T > 1.
+    static const int widths = glint_cuda_switch("GLINT_CUDA_GEMV_WIDTHS", 1);
+    const int width = T == 1 ? 1 : widths && T == 2 ? 2 : widths && T <= 4 ? 4 : GEMV_MAX_T;
     auto run = [&](auto kernel) {
         launch_chained(kernel, grid, GEMV_WARPS * 32, 0, y, y_stride, x, x_stride, T, W, w_row_step, x_step, y_step,
             splits, W2, past_l1, rope);
@@ -711,155 +689,6 @@ extern "C" int glint_cuda_swiglu_matmul(glint_backend *be, float *y, int y_strid
     return 1;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The decode attention's combine folded into the value projection (backend.h: mla_attend_up_v):
-// o[t, h, n] = W_UV[h][n] · o_lat[t, h], where each block folds o_lat[t, h] from the attention's key
-// chunks (partial_out [T·H][chunks][C], partial_stats (max, sum) pairs [T·H][chunks], cuda_backend.cu)
-// into shared memory with combine_attend_kernel's arithmetic, and sums each row as gemv_vec_kernel does
-// (the same split, lanes and store): the same bits as the combine and up_v launches in turn, one launch
-// and its round trip fewer between the attention and o_proj. A block: head blockIdx.y, token chunk
-// blockIdx.x % token_chunks, then the plain GEMV's row blocks blockIdx.x / token_chunks,
-// + blocks_per_head, ... in turn (the fold made once per block, not once per row block).
-// Dynamic shared memory: x [MAX_T][C], then per token (fold_floats(chunks) floats): the chunks' factors
-// a [chunks] and b [chunks] (b = -1: an empty chunk; a NaN b is applied, as the combine applies it),
-// the groups' a2, b2, max and sum [groups] each, S.
-__host__ __device__ static int fold_groups(int chunks) { return (chunks + ATTEND_FOLD_GROUP - 1) / ATTEND_FOLD_GROUP; }
-__host__ __device__ static int fold_floats(int chunks) { return 2 * chunks + 4 * fold_groups(chunks) + 1; }
-
-template <int F, int MAX_T>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
-    combine_up_v_kernel(float *y, int y_stride, const float *partial_out, const float *partial_stats, int chunks,
-                        int T, int H, dev_weight W, int64_t w_row_step, int64_t y_step, int splits,
-                        int64_t row_blocks, int blocks_per_head, bool past_l1) {
-    constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, false>::R;
-    static_assert(E <= 8, "x read in its natural order");
-    __shared__ float partial[GEMV_WARPS][R][MAX_T];
-    extern __shared__ __align__(16) float combine_smem[];
-    const int C = (int)W.cols, groups_c = fold_groups(chunks), per_token = fold_floats(chunks);
-    float *xs = combine_smem, *factors = combine_smem + MAX_T * C;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int groups = GEMV_WARPS / splits, split = warp % splits, group = warp / splits;
-    const unsigned token_chunks = (unsigned)(T + MAX_T - 1) / MAX_T;
-    const int t0 = (int)(blockIdx.x % token_chunks) * MAX_T, nt = min(MAX_T, T - t0), h = (int)blockIdx.y;
-    chain_wait();
-    // the chunks' factors within each group (a thread per token and group), in chunk order
-    for (int i = threadIdx.x; i < nt * groups_c; i += blockDim.x) {
-        const int t = i / groups_c, g = i % groups_c;
-        float *f = factors + t * per_token;
-        const float2 *st = (const float2 *)(partial_stats + 2 * ((size_t)(t0 + t) * H + h) * chunks);
-        float M = -INFINITY, S = 0.0f;
-        for (int k = g * ATTEND_FOLD_GROUP; k < min(chunks, (g + 1) * ATTEND_FOLD_GROUP); k++) {
-            float a = 1.0f, b = -1.0f;
-            attend_fold(M, S, st[k].x, st[k].y, a, b);
-            f[k] = a, f[chunks + k] = b;
-        }
-        f[2 * chunks + 2 * groups_c + g] = M, f[2 * chunks + 3 * groups_c + g] = S;
-    }
-    __syncthreads();
-    // the groups' factors and the total sum (a thread per token), in group order
-    for (int t = threadIdx.x; t < nt; t += blockDim.x) {
-        float *f = factors + t * per_token;
-        float M = -INFINITY, S = 0.0f;
-        for (int g = 0; g < groups_c; g++) {
-            float a = 1.0f, b = -1.0f;
-            attend_fold(M, S, f[2 * chunks + 2 * groups_c + g], f[2 * chunks + 3 * groups_c + g], a, b);
-            f[2 * chunks + g] = a, f[2 * chunks + groups_c + g] = b;
-        }
-        f[2 * chunks + 4 * groups_c] = S;
-    }
-    __syncthreads();
-    // x[t][c]: column c of token t folded (a thread per token and column)
-    for (int i = threadIdx.x; i < nt * C; i += blockDim.x) {
-        const int t = i / C, c = i % C;
-        const float *f = factors + t * per_token;
-        const float *column = partial_out + ((size_t)(t0 + t) * H + h) * chunks * C + c;
-        float acc = 0.0f;
-        for (int g = 0; g < groups_c; g++) {
-            float grp = 0.0f;
-            for (int k = g * ATTEND_FOLD_GROUP; k < min(chunks, (g + 1) * ATTEND_FOLD_GROUP); k++)
-                if (!(f[chunks + k] < 0.0f)) grp = attend_fold_value(grp, f[k], column[(size_t)k * C], f[chunks + k]);
-            if (!(f[2 * chunks + groups_c + g] < 0.0f))
-                acc = attend_fold_value(acc, f[2 * chunks + g], grp, f[2 * chunks + groups_c + g]);
-        }
-        xs[t * C + c] = attend_normalize(acc, f[2 * chunks + 4 * groups_c]);
-    }
-    __syncthreads();
-    const float *xr[MAX_T];
-#pragma unroll
-    for (int t = 0; t < MAX_T; t++) xr[t] = xs + (t < nt ? t : 0) * C;
-    y += blockIdx.y * y_step + (int64_t)t0 * y_stride;
-    const int64_t chunks_w = W.cols / E, per = (chunks_w + splits - 1) / splits;
-    const int64_t c_begin = split * per, c_end = min(chunks_w, c_begin + per);
-    for (int64_t rb = blockIdx.x / token_chunks; rb < row_blocks; rb += blocks_per_head) {
-        const int64_t n0 = (rb * groups + group) * R;
-        const uint4 *rows[R];
-        const void *scales[R];
-        unsigned chunks_per_block = 1;
-#pragma unroll
-        for (int r = 0; r < R; r++) {  // rows past the end re-read the last row; their sums are dropped
-            const int64_t s = W.row0 + (int64_t)blockIdx.y * w_row_step + min(n0 + r, W.rows - 1);
-            rows[r] = row_of<F>(W, s), scales[r] = scale_row_of<F>(W, s, &chunks_per_block);
-        }
-        float acc[R][MAX_T];
-#pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int t = 0; t < MAX_T; t++) acc[r][t] = 0.0f;
-        rows_dot<F, R, MAX_T, false>(rows, scales, chunks_per_block, c_begin, c_end, lane, xr, nt, acc, past_l1);
-        gemv_store<F, MAX_T, false, false, R, R>(acc, partial, y, y_stride, rb, n0, t0, nt, splits, W.rows, 1.0f, 1.0f,
-                                                 gemv_rope<false>{});
-        __syncthreads();  // partial is reused by the next row block
-    }
-}
-
-template <int F>
-static int launch_combine_up_v(float *o, const float *partial_out, const float *partial_stats, int chunks, int T,
-                               int H, const dev_weight &W, int64_t w_row_step) {
-    constexpr int E = vec_traits<F>::ELEMS, R = gemv_group<F, false>::R;
-    // the plain up_v's split (launch_vec: batch H), so each row is summed alike
-    const int splits = gemv_splits(W.rows, W.cols / E, R, R, H, gemv_slots_per_sm<F, false>());
-    const int64_t rows_per_block = (int64_t)(GEMV_WARPS / splits) * R;
-    const int64_t row_blocks = (W.rows + rows_per_block - 1) / rows_per_block;
-    const int width = gemv_width(T);  // the plain up_v's (any width sums a row alike)
-    const unsigned token_chunks = (unsigned)((T + width - 1) / width);
-    const int64_t fill = ((int64_t)sm_count() + (int64_t)H * token_chunks - 1) / ((int64_t)H * token_chunks);
-    const int blocks_per_head = (int)(fill < 1 ? 1 : fill > row_blocks ? row_blocks : fill);
-    const size_t smem = sizeof(float) * (size_t)width * ((size_t)W.cols + (size_t)fold_floats(chunks));
-    if (smem + sizeof(float) * GEMV_WARPS * R * width > 48 * 1024) return 0;  // with the static partial sums
-    const dim3 grid(token_chunks * (unsigned)blocks_per_head, (unsigned)H);
-    auto run = [&](auto kernel) {
-        launch_chained(kernel, grid, GEMV_WARPS * 32, smem, o, (int)(H * W.rows), partial_out, partial_stats, chunks, T,
-            H, W, w_row_step, W.rows, splits, row_blocks, blocks_per_head, gemv_past_l1(T));
-    };
-    if (width == 1) run(combine_up_v_kernel<F, 1>);
-    else if (width == 2) run(combine_up_v_kernel<F, 2>);
-    else if (width == 4) run(combine_up_v_kernel<F, 4>);
-    else run(combine_up_v_kernel<F, GEMV_MAX_T>);
-    return 1;
-}
-
-// o [T, H, Dv] = W_UV[h] · (the attention's chunks of query t, head h, folded) for the decode
-// attention's split path (cuda_backend.cu), kv_b dense F32 / BF16 / F16 with aligned rows; 0 when not
-// covered (nothing launched: the caller runs the combine and up_v kernels). o_lat: where the combine
-// would write, whose alignment decides the plain up_v's kernel (declined where that is not this one's).
-int glint_cuda_combine_up_v(float *o, const float *o_lat, const float *partial_out, const float *partial_stats,
-                            int chunks, int T, int H, int C, int Dn, int Dv, const glint_weight *kv_b) {
-    dev_weight W = dev_weight_of(kv_b);
-    W.rows = Dv, W.row0 = Dn;
-    const int vf = vec_format_of(W);
-    if (T <= 0 || T > GEMV_T_LIMIT || (vf != VEC_F32 && vf != VEC_BF16 && vf != VEC_F16) || W.cols != C || C % 4 ||
-        (uintptr_t)o_lat % 16)
-        return 0;
-    const int64_t w_row_step = Dn + Dv;
-    const size_t rb = row_bytes_of(W, vf);
-    if (rb % 16 || ((uintptr_t)W.data + (size_t)W.row0 * rb) % 16 || ((size_t)w_row_step * rb) % 16) return 0;
-    switch (vf) {
-    case VEC_F32: return launch_combine_up_v<VEC_F32>(o, partial_out, partial_stats, chunks, T, H, W, w_row_step);
-    case VEC_BF16: return launch_combine_up_v<VEC_BF16>(o, partial_out, partial_stats, chunks, T, H, W, w_row_step);
-    default: return launch_combine_up_v<VEC_F16>(o, partial_out, partial_stats, chunks, T, H, W, w_row_step);
-    }
-}
-
 // y[T, N] = x · W^T and then RoPE on y's heads (backend.h: matmul_rope) in one launch for T <= 64: the
 // GEMV's row groups hold whole pairs (BF16, FP8-block and NVFP4 rows: 2 or 4 per group), so the
 // rotation happens before the write, saving the rope kernel's launch and its round trip on the
@@ -870,10 +699,10 @@ extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride,
                                       const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
                                       const int32_t *pos, const float *inv_freq, float attn_factor) {
     (void)be;
-    // GLINT_CUDA_MATMUL_ROPE=1 takes it. Off by default: the session-12 A/B on H200 (q_b and the indexer
-    // both fused) showed no gain, q_b's GEMV being slower with the epilogue; the model now fuses the
-    // indexer's queries only, which is not yet timed (the device time was spent).
-    static const int on = glint_cuda_switch("GLINT_CUDA_MATMUL_ROPE", 0);
+    // GLINT_CUDA_MATMUL_ROPE=0 declines it. On by default since session 13: with the indexer's queries
+    // fused (the model's only use) decode gained ~1 point of the copy bandwidth at 256, 4k and 128k on
+    // H200 (bench/RESULTS.md); q_b fused as well had shown no gain in session 12.
+    static const int on = glint_cuda_switch("GLINT_CUDA_MATMUL_ROPE", 1);
     const dev_weight D = dev_weight_of(W);
     const int vf = vec_format_of(D), pairs = rope_dim / 2;
     if (!on || T <= 0 || T > GEMV_T_LIMIT || (vf != VEC_BF16 && vf != VEC_FP8_BLOCK && vf != VEC_NVFP4) ||
@@ -888,15 +717,11 @@ extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride,
     rope.pos = pos, rope.head_stride = head_stride, rope.offset = offset, rope.pairs = pairs;
     rope.attn_factor = attn_factor;
     switch (vf) {
-    case VEC_BF16:
-        launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
-        break;
+    case VEC_BF16: launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
     case VEC_FP8_BLOCK:
         launch_vec<VEC_FP8_BLOCK, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
         break;
-    default:
-        launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
-        break;
+    default: launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
     }
     glint_cuda_check("matmul_rope");
     return 1;
