@@ -1457,6 +1457,145 @@ __global__ void __launch_bounds__(TK_THREADS)
     if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = topk;
 }
 
+// Waits for the last of the `blocks` blocks of this query to arrive (block_hist: this block's counts
+// of the pass, added to st->hist first; NULL: a plain barrier); the last one picks the pass's digit
+// as topk_pass_finish does. A wait of more than ~4 s (blocks not resident after all) traps, so the
+// step fails with an error instead of hanging.
+__device__ void topk_pass_wait(topk_state *st, const int *block_hist, int blocks, uint32_t prefix, int remaining,
+                               int shift) {
+    __shared__ int last;
+    if (block_hist) topk_add_hist(st, block_hist);
+    else __syncthreads();  // (the counts written before: fenced by each thread below)
+    __threadfence();
+    int gen = 0;
+    if (threadIdx.x == 0) {
+        gen = *(volatile int *)&st->gen;  // before arriving: the last block bumps it only after everyone has
+        last = atomicAdd(&st->done, 1) == blocks - 1;
+    }
+    __syncthreads();
+    if (last) {
+        __threadfence();
+        if (block_hist && threadIdx.x < 32) {
+            topk_pick_digit(st, prefix, remaining, shift);
+            __threadfence();  // before the others are let go
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            st->done = 0;
+            __threadfence();
+            atomicAdd(&st->gen, 1);
+        }
+    } else if (threadIdx.x == 0) {
+        const long long start = clock64();
+        while (*(volatile int *)&st->gen == gen) {
+            __nanosleep(64);
+            if (clock64() - start > (1LL << 33)) __trap();
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// The multi-block selection's histogram passes, count and write in one launch (by default;
+// GLINT_CUDA_TOPK_RESIDENT=0: a launch per pass) when every block of the grid can be resident at
+// once (the host checks): each block keeps its TK_CHUNK order keys in registers (the scores are read
+// once), and where topk_hist_kernel's blocks would end and the next launch begin, they wait for the
+// pass's last block instead (topk_pass_wait); after the count one more wait, then each block sums
+// the counts of the blocks before it. Same arithmetic as the launches it replaces: same set, ascending
+// positions. first_shift: 24, or 16 when the scores did the first histogram pass.
+__global__ void __launch_bounds__(TK_THREADS)
+    topk_resident_kernel(int32_t *sel, int32_t *n_sel, topk_state *states, int2 *counts, const float *scores,
+                         int scores_stride, const int32_t *pos, glint_cache_map map, int s0, int topk, int first_shift) {
+    chain_wait();
+    __shared__ int hist[256];
+    const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1, seq = map.row_seq[s];
+    int32_t *out = sel + (size_t)s * topk;
+    const int t0 = blockIdx.x * TK_CHUNK, blocks = (int)gridDim.x;
+    if (visible <= topk) {  // every visible key is selected (the same for all the query's blocks)
+        for (int t = t0 + threadIdx.x; t < visible && t < t0 + TK_CHUNK; t += TK_THREADS)
+            out[t] = (int32_t)cache_row(map, seq, t);
+        if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = visible;
+        return;
+    }
+    topk_state *st = states + row;
+    const float *sc = scores + (size_t)row * scores_stride;
+    uint32_t key[TK_PER_THREAD];
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        key[i] = t < visible ? order_key(sc[t]) : 0u;
+    }
+    uint32_t prefix = first_shift == 24 ? 0u : __ldcg(&st->prefix);
+    int remaining = first_shift == 24 ? topk : __ldcg(&st->remaining);
+    for (int shift = first_shift; shift >= 0; shift -= 8) {
+        const uint32_t mask = shift == 24 ? 0u : 0xffffffffu << (shift + 8);
+        hist[threadIdx.x] = 0;  // TK_THREADS == 256
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < TK_PER_THREAD; i++) {
+            const int t = t0 + i * TK_THREADS + threadIdx.x;
+            const bool in = t < visible && (key[i] & mask) == prefix;
+            const uint32_t digit = in ? (key[i] >> shift) & 255u : 256u;
+            const unsigned peers = __match_any_sync(0xffffffffu, digit);
+            if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
+        }
+        topk_pass_wait(st, hist, blocks, prefix, remaining, shift);
+        prefix = __ldcg(&st->prefix), remaining = __ldcg(&st->remaining);
+    }
+    // count: this block's keys above the threshold and equal to it, published for the others
+    int gt = 0, eq = 0;
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        gt += t < visible && key[i] > prefix, eq += t < visible && key[i] == prefix;
+    }
+    int total_gt, total_eq;
+    block_exclusive_scan(gt, &total_gt);
+    block_exclusive_scan(eq, &total_eq);
+    int2 *mine = counts + (size_t)row * blocks;
+    if (threadIdx.x == 0) mine[blockIdx.x] = make_int2(total_gt, total_eq);
+    topk_pass_wait(st, NULL, blocks, 0u, 0, 0);
+    // write: the blocks before this one give its first slots
+    int base_gt = 0, base_eq = 0;
+    for (int b0 = 0; b0 < (int)blockIdx.x; b0 += TK_THREADS) {
+        const int b = b0 + threadIdx.x;
+        const int2 c = b < (int)blockIdx.x ? __ldcg(mine + b) : make_int2(0, 0);
+        int sum_gt, sum_eq;
+        block_exclusive_scan(c.x, &sum_gt);
+        block_exclusive_scan(c.y, &sum_eq);
+        base_gt += sum_gt, base_eq += sum_eq;
+    }
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        const int is_gt = t < visible && key[i] > prefix, is_eq = t < visible && key[i] == prefix;
+        int sum_gt, sum_eq;
+        const int gt_before = base_gt + block_exclusive_scan(is_gt, &sum_gt);
+        const int eq_before = base_eq + block_exclusive_scan(is_eq, &sum_eq);
+        if (is_gt || (is_eq && eq_before < remaining)) {
+            const int at = gt_before + min(eq_before, remaining);
+            if (at < topk) out[at] = (int32_t)cache_row(map, seq, t);
+        }
+        base_gt += sum_gt, base_eq += sum_eq;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = topk;
+}
+
+// Whether `blocks` blocks of topk_resident_kernel can all be resident on the calling thread's device
+// at once (GLINT_CUDA_TOPK_RESIDENT=0: never). On H200 (session 13, alternated in one call) it gave
+// 16k 56.2, 57.2 -> 57.4, 57.8% of copy; 64k 56.8, 57.5 -> 58.2, 57.7%; 128k 57.3, 58.0 -> 57.8, 58.1%.
+static bool topk_resident_fits(int blocks, int sms) {
+    static const int on = glint_cuda_switch("GLINT_CUDA_TOPK_RESIDENT", 1);
+    static int per_sm[GLINT_CUDA_MAX_DEVICES];
+    if (!on) return false;
+    int &n = per_sm[glint_cuda_device()];
+    if (!n && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, topk_resident_kernel, TK_THREADS, 0) != cudaSuccess) {
+        cudaGetLastError();
+        n = -1;
+    }
+    return n > 0 && (long)blocks <= (long)n * sms;
+}
+
 static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel, const float *q, const float *w,
                                 const float *k_pool, int T, const int32_t *pos, const glint_cache_map *map,
                                 int n_heads, int head_dim, int topk, float scale, float weight_scale) {
@@ -1528,6 +1667,11 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
             continue;
         }
         const dim3 tk_grid((unsigned)blocks, (unsigned)n);
+        if (topk_resident_fits(blocks * n, cuda_of(be)->sms)) {
+            launch_chained(topk_resident_kernel, tk_grid, TK_THREADS, 0, sel, n_sel, states, counts, scores,
+                max_visible, pos, *map, s0, topk, fused ? 16 : 24);
+            continue;
+        }
         for (int shift = fused ? 16 : 24; shift >= 0; shift -= 8)
             launch_chained(topk_hist_kernel, tk_grid, TK_THREADS, 0, states, scores, max_visible, pos, s0, topk, shift);
         launch_chained(topk_count_kernel, tk_grid, TK_THREADS, 0, states, counts, scores, max_visible, pos, s0, topk);

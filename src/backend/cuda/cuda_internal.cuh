@@ -313,12 +313,36 @@ __device__ void radix_digit_warp(const int *hist, int remaining, int *digit_out,
 }
 
 // The multi-block selection's state of one query: zeroed when allocated; every selection leaves
-// hist and done zeroed again.
+// hist and done zeroed again. gen: bumped by the last block of each pass of the one-launch selection
+// (topk_resident_kernel), which the other blocks of the query wait for.
 struct topk_state {
     uint32_t prefix;
-    int remaining, done, pad;
+    int remaining, done, gen;
     int hist[256];
 };
+
+// Every thread of the block: its digit counts (block_hist [256], shared memory) into the query's,
+// then fenced.
+__device__ __forceinline__ void topk_add_hist(topk_state *st, const int *block_hist) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x)
+        if (block_hist[i]) atomicAdd(&st->hist[i], block_hist[i]);
+    __threadfence();
+    __syncthreads();
+}
+
+// Warp 0 of a pass's last block: the digit into st->prefix and st->remaining, the counts zeroed for
+// the next pass.
+__device__ __forceinline__ void topk_pick_digit(topk_state *st, uint32_t prefix, int remaining, int shift) {
+    int digit, above;
+    radix_digit_warp<true>(st->hist, remaining, &digit, &above);
+    __syncwarp();
+    for (int i = threadIdx.x; i < 256; i += 32) st->hist[i] = 0;
+    if (threadIdx.x == 0) {
+        st->prefix = prefix | ((uint32_t)digit << shift);
+        st->remaining = remaining - above;
+    }
+}
 
 // The end of a histogram pass of the multi-block selection, by every thread of one of the `blocks`
 // blocks of a query that take part: the block's digit counts (block_hist [256], shared memory) go
@@ -327,25 +351,14 @@ struct topk_state {
 __device__ __forceinline__ void topk_pass_finish(topk_state *st, const int *block_hist, int blocks, uint32_t prefix,
                                                  int remaining, int shift) {
     __shared__ int last;
-    __syncthreads();
-    for (int i = threadIdx.x; i < 256; i += blockDim.x)
-        if (block_hist[i]) atomicAdd(&st->hist[i], block_hist[i]);
-    __threadfence();
-    __syncthreads();
+    topk_add_hist(st, block_hist);
     if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == blocks - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
     if (threadIdx.x < 32) {
-        int digit, above;
-        radix_digit_warp<true>(st->hist, remaining, &digit, &above);
-        __syncwarp();
-        for (int i = threadIdx.x; i < 256; i += 32) st->hist[i] = 0;  // for the next pass
-        if (threadIdx.x == 0) {
-            st->prefix = prefix | ((uint32_t)digit << shift);
-            st->remaining = remaining - above;
-            st->done = 0;
-        }
+        topk_pick_digit(st, prefix, remaining, shift);
+        if (threadIdx.x == 0) st->done = 0;
     }
 }
 
