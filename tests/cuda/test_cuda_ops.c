@@ -685,7 +685,7 @@ static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int top
         ref_sel[i] = ref_sel[i] >= 0 && ref_sel[i] < rows ? position_of_row[ref_sel[i]] : -1;
         sel[i] = sel[i] >= 0 && sel[i] < rows ? position_of_row[sel[i]] : -1;
     }
-    int ok = 1, loose = 0;
+    int ok = 1, loose = 0, ordered = 1;
     for (int s = 0; s < T && ok; s++) {
         if (n_sel[s] != ref_n[s]) {
             printf("    query %d: n_sel %d, CPU %d\n", s, n_sel[s], ref_n[s]);
@@ -694,10 +694,12 @@ static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int top
         }
         const int visible = pos[s] + 1;
         char *in_ref = calloc((size_t)visible, 1), *in_got = calloc((size_t)visible, 1);
-        for (int i = 0; i < n_sel[s]; i++) {
+        for (int i = 0, last = -1; i < n_sel[s]; i++) {
             int a = ref_sel[(size_t)s * topk + i], b = sel[(size_t)s * topk + i];
             if (a < 0 || a >= visible || b < 0 || b >= visible || in_got[b]) ok = 0;  // range, duplicates
             else in_ref[a] = 1, in_got[b] = 1;
+            if (b <= last) ordered = 0;  // every GPU selection writes ascending positions
+            last = b;
         }
         // exact scores for the boundary test
         double *score = malloc(sizeof(double) * visible), boundary = INFINITY, max_abs = 0;
@@ -725,6 +727,9 @@ static void test_indexer_case(int T, const int32_t *pos, int Hi, int Di, int top
              ctx, all_keys_equal ? " (all tied: lowest positions)" : "", page_size > 0 ? ", paged" : "",
              loose ? " (boundary ties)" : "");
     expect(ok, what);
+    snprintf(what, sizeof what, "indexer_select %d x %d top-%d, %d queries, ctx %d: ascending positions", Hi, Di, topk,
+             T, ctx);
+    expect(ordered, what);
     gpu->free(gpu, dq), gpu->free(gpu, dw), gpu->free(gpu, dk), gpu->free(gpu, dpos), gpu->free(gpu, dsel),
         gpu->free(gpu, dn), gpu->free(gpu, (void *)dmap.row_seq), gpu->free(gpu, (void *)dmap.page_table);
     free(q), free(w), free(k), free(ref_sel), free(sel);

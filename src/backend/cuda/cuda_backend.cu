@@ -1459,19 +1459,19 @@ __global__ void __launch_bounds__(TK_THREADS)
 
 // Waits for the last of the `blocks` blocks of this query to arrive (block_hist: this block's counts
 // of the pass, added to st->hist first; NULL: a plain barrier); the last one picks the pass's digit
-// as topk_pass_finish does. A wait of more than ~4 s (blocks not resident after all) traps, so the
-// step fails with an error instead of hanging.
+// as topk_pass_finish does. A wait of more than 20 s (blocks not resident after all, e.g. another
+// process holding the SMs) traps: a CUDA error that ends the process's use of the device, rather
+// than a hang.
+enum : unsigned long long { TOPK_WAIT_TIMEOUT_NS = 20000000000ull };
 __device__ void topk_pass_wait(topk_state *st, const int *block_hist, int blocks, uint32_t prefix, int remaining,
                                int shift) {
     __shared__ int last;
+    // read before arriving, fenced from the arrival: the last block bumps it only after everyone has
+    const int gen = threadIdx.x == 0 ? *(volatile int *)&st->gen : 0;
     if (block_hist) topk_add_hist(st, block_hist);
     else __syncthreads();  // (the counts written before: fenced by each thread below)
     __threadfence();
-    int gen = 0;
-    if (threadIdx.x == 0) {
-        gen = *(volatile int *)&st->gen;  // before arriving: the last block bumps it only after everyone has
-        last = atomicAdd(&st->done, 1) == blocks - 1;
-    }
+    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == blocks - 1;
     __syncthreads();
     if (last) {
         __threadfence();
@@ -1486,10 +1486,10 @@ __device__ void topk_pass_wait(topk_state *st, const int *block_hist, int blocks
             atomicAdd(&st->gen, 1);
         }
     } else if (threadIdx.x == 0) {
-        const long long start = clock64();
+        const unsigned long long start = global_now_ns();
         while (*(volatile int *)&st->gen == gen) {
             __nanosleep(64);
-            if (clock64() - start > (1LL << 33)) __trap();
+            if (global_now_ns() - start > TOPK_WAIT_TIMEOUT_NS) __trap();
         }
         __threadfence();
     }
@@ -1589,7 +1589,9 @@ static bool topk_resident_fits(int blocks, int sms) {
     static int per_sm[GLINT_CUDA_MAX_DEVICES];
     if (!on) return false;
     int &n = per_sm[glint_cuda_device()];
-    if (!n && cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, topk_resident_kernel, TK_THREADS, 0) != cudaSuccess) {
+    // (not while another error is pending: clearing the query's own error would clear that one too)
+    if (!n && cudaPeekAtLastError() == cudaSuccess &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, topk_resident_kernel, TK_THREADS, 0) != cudaSuccess) {
         cudaGetLastError();
         n = -1;
     }

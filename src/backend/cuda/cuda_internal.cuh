@@ -71,6 +71,12 @@ __device__ __forceinline__ void chain_wait() {
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
+// The GPU's global nanosecond timer (the same on every SM, unlike clock64), for waits with a timeout.
+__device__ __forceinline__ unsigned long long global_now_ns(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
 // Pool row of position p of batch sequence seq (backend.h, glint_cache_map).
 __device__ __forceinline__ size_t cache_row(const glint_cache_map &map, int seq, int p) {
     return (size_t)map.page_table[(size_t)seq * map.pages_stride + p / map.page_size] * map.page_size +

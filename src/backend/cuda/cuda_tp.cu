@@ -56,12 +56,6 @@ __device__ __forceinline__ void tp_store_release(unsigned long long *p, unsigned
     asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
-__device__ __forceinline__ unsigned long long tp_now_ns(void) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
 __device__ __forceinline__ float4 tp_add(float4 a, float4 b) {
     return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
 }
@@ -96,9 +90,9 @@ __global__ void __launch_bounds__(TP_THREADS) tp_all_reduce_kernel(float *x, int
         // 3. thread p waits for rank p (>=: a faster peer may have posted the next round already)
         if (threadIdx.x < N && (int)threadIdx.x != me) {
             const unsigned long long *flag = &a.flags[me][threadIdx.x * TP_MAX_BLOCKS + b];
-            const unsigned long long start = tp_now_ns();
+            const unsigned long long start = global_now_ns();
             while (tp_load_acquire(flag) < epoch)
-                if (tp_now_ns() - start > TP_TIMEOUT_NS) {
+                if (global_now_ns() - start > TP_TIMEOUT_NS) {
                     failed = 1;
                     *(volatile int *)a.broken = 1;
                     *(volatile int *)a.timed_out = 1 + (int)threadIdx.x;
