@@ -1421,6 +1421,36 @@ __global__ void __launch_bounds__(TK_THREADS)
     if (threadIdx.x == 0) st->done = 0;
 }
 
+// This thread's order keys of a block's chunk: positions t0 + i·TK_THREADS + thread (0 past visible).
+__device__ __forceinline__ void topk_load_keys(uint32_t (&key)[TK_PER_THREAD], const float *sc, int t0, int visible) {
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        key[i] = t < visible ? order_key(sc[t]) : 0u;
+    }
+}
+
+// The write pass of a block, every thread: the keys key[i] at positions t0 + i·TK_THREADS + thread
+// above the threshold, and those equal to it while fewer than `remaining` come before, into their
+// slots of out in ascending positions; base_gt / base_eq: the counts of the query's blocks before.
+__device__ __forceinline__ void topk_write_block(int32_t *out, const uint32_t (&key)[TK_PER_THREAD], int t0,
+                                                 int visible, uint32_t threshold, int remaining, int topk, int base_gt,
+                                                 int base_eq, const glint_cache_map &map, int seq) {
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        const int is_gt = t < visible && key[i] > threshold, is_eq = t < visible && key[i] == threshold;
+        int sum_gt, sum_eq;
+        const int gt_before = base_gt + block_exclusive_scan(is_gt, &sum_gt);
+        const int eq_before = base_eq + block_exclusive_scan(is_eq, &sum_eq);
+        if (is_gt || (is_eq && eq_before < remaining)) {
+            const int at = gt_before + min(eq_before, remaining);
+            if (at < topk) out[at] = (int32_t)cache_row(map, seq, t);
+        }
+        base_gt += sum_gt, base_eq += sum_eq;
+    }
+}
+
 __global__ void __launch_bounds__(TK_THREADS)
     topk_write_kernel(int32_t *sel, int32_t *n_sel, const topk_state *states, const int2 *counts, const float *scores,
                       int scores_stride, const int32_t *pos, glint_cache_map map, int s0, int topk) {
@@ -1439,21 +1469,9 @@ __global__ void __launch_bounds__(TK_THREADS)
     const int remaining = st->remaining;
     const int2 base = counts[(size_t)row * gridDim.x + blockIdx.x];
     const float *sc = scores + (size_t)row * scores_stride;
-    int base_gt = base.x, base_eq = base.y;
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        const uint32_t key = t < visible ? order_key(sc[t]) : 0u;
-        const int is_gt = t < visible && key > threshold, is_eq = t < visible && key == threshold;
-        int sum_gt, sum_eq;
-        const int gt_before = base_gt + block_exclusive_scan(is_gt, &sum_gt);
-        const int eq_before = base_eq + block_exclusive_scan(is_eq, &sum_eq);
-        if (is_gt || (is_eq && eq_before < remaining)) {
-            const int at = gt_before + min(eq_before, remaining);
-            if (at < topk) out[at] = (int32_t)cache_row(map, seq, t);
-        }
-        base_gt += sum_gt, base_eq += sum_eq;
-    }
+    uint32_t key[TK_PER_THREAD];
+    topk_load_keys(key, sc, t0, visible);
+    topk_write_block(out, key, t0, visible, threshold, remaining, topk, base.x, base.y, map, seq);
     if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = topk;
 }
 
@@ -1520,11 +1538,7 @@ __global__ void __launch_bounds__(TK_THREADS)
     topk_state *st = states + row;
     const float *sc = scores + (size_t)row * scores_stride;
     uint32_t key[TK_PER_THREAD];
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        key[i] = t < visible ? order_key(sc[t]) : 0u;
-    }
+    topk_load_keys(key, sc, t0, visible);
     uint32_t prefix = first_shift == 24 ? 0u : __ldcg(&st->prefix);
     int remaining = first_shift == 24 ? topk : __ldcg(&st->remaining);
     for (int shift = first_shift; shift >= 0; shift -= 8) {
@@ -1565,19 +1579,7 @@ __global__ void __launch_bounds__(TK_THREADS)
         block_exclusive_scan(c.y, &sum_eq);
         base_gt += sum_gt, base_eq += sum_eq;
     }
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        const int is_gt = t < visible && key[i] > prefix, is_eq = t < visible && key[i] == prefix;
-        int sum_gt, sum_eq;
-        const int gt_before = base_gt + block_exclusive_scan(is_gt, &sum_gt);
-        const int eq_before = base_eq + block_exclusive_scan(is_eq, &sum_eq);
-        if (is_gt || (is_eq && eq_before < remaining)) {
-            const int at = gt_before + min(eq_before, remaining);
-            if (at < topk) out[at] = (int32_t)cache_row(map, seq, t);
-        }
-        base_gt += sum_gt, base_eq += sum_eq;
-    }
+    topk_write_block(out, key, t0, visible, prefix, remaining, topk, base_gt, base_eq, map, seq);
     if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = topk;
 }
 
