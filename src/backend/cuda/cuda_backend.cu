@@ -248,8 +248,9 @@ static void cuda_download(glint_backend *be, float *host, const float *src, size
 // ids: three blocking cudaMemcpy calls of 7-13 us of host time each on H200, with the GPU idle
 // between steps) can instead be queued on the stream from pinned staging memory, the host going on
 // at once (the default; GLINT_CUDA_ASYNC_UPLOAD=0: blocking copies). On H200 (session 12, alternated
-// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The staging memory's two halves are used
-// in turn; before a half is reused the host waits for the event recorded after its last copies.
+// in one call) 61.2, 61.2 -> 61.8, 61.5% of copy at 256 and 59.2, 59.4 -> 59.8, 59.7% at 4k. The
+// staging memory's two halves are used in turn; before a half is reused the host waits for the event
+// recorded after its last copies.
 enum { STAGE_BYTES = 1 << 20, STAGE_MAX_COPY = 64 << 10 };
 struct upload_stage {
     unsigned char *host;  // pinned, STAGE_BYTES
@@ -628,19 +629,14 @@ static void cuda_layernorm(glint_backend *be, float *y, const float *x, int stri
     glint_cuda_check("layernorm");
 }
 
-// Rotates the pair p[0], p[1] in place (rope_rotate).
-__device__ __forceinline__ void rope_pair(float *p, float inv_freq, int32_t pos, float attn_factor) {
-    rope_rotate(p[0], p[1], inv_freq, pos, attn_factor);
-}
-
 __global__ void rope_kernel(float *x, int T, int n_heads, int head_stride, int row_stride, int offset, int pairs,
                             const int32_t *pos, rope_freqs f, float attn_factor) {
     chain_wait();
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)T * pairs * n_heads) return;
     const int h = (int)(i % n_heads), pair = (int)(i / n_heads % pairs), t = (int)(i / n_heads / pairs);
-    rope_pair(x + (size_t)t * row_stride + (size_t)h * head_stride + offset + 2 * pair, f.inv_freq[pair], pos[t],
-              attn_factor);
+    float *p = x + (size_t)t * row_stride + (size_t)h * head_stride + offset + 2 * pair;
+    rope_rotate(p[0], p[1], f.inv_freq[pair], pos[t], attn_factor);
 }
 
 // The kernels' by-value frequency table of rope_dim / 2 pairs (cuda_internal.cuh); 0, or -1 (error set,
@@ -801,7 +797,8 @@ __global__ void __launch_bounds__(ROW_THREADS)
     store_row(row_s, v, span);
     __syncthreads();
     for (int pair = threadIdx.x; pair < pairs; pair += blockDim.x)
-        rope_pair(row_s + rope_offset + 2 * pair, f.inv_freq[pair], pos[t], attn_factor);
+        rope_rotate(row_s[rope_offset + 2 * pair], row_s[rope_offset + 2 * pair + 1], f.inv_freq[pair], pos[t],
+                    attn_factor);
     __syncthreads();
     const size_t cache = cache_row(map, map.row_seq[t], pos[t]);
     for (int i = threadIdx.x; i < span; i += blockDim.x) xr[i] = row_s[i];
@@ -1268,7 +1265,6 @@ __device__ int block_exclusive_scan(int v, int *total) {
     return (warp ? warp_prefix[warp - 1] : 0) + inclusive - v;
 }
 
-
 // One block per query (contexts below TK_MULTI_MIN = TOPK_THREADS·TOPK_PER_THREAD keys): thread t
 // holds the order keys of positions t·P .. t·P+P-1 (P = ceil(visible / TOPK_THREADS)) in registers,
 // read once; radix select, 8 bits at a time from the top, finds the key of the topk-th entry; one
@@ -1352,6 +1348,56 @@ __global__ void __launch_bounds__(TOPK_THREADS)
 // it, remaining)). Same result as topk_kernel: same set, ascending positions.
 enum { TK_THREADS = 256, TK_PER_THREAD = 4, TK_CHUNK = TK_THREADS * TK_PER_THREAD };
 enum { TK_MULTI_MIN = TOPK_THREADS * TOPK_PER_THREAD };  // topk_kernel holds up to this many keys
+// This thread's order keys of a block's chunk: positions t0 + i·TK_THREADS + thread (0 past visible).
+__device__ __forceinline__ void topk_load_keys(uint32_t (&key)[TK_PER_THREAD], const float *sc, int t0, int visible) {
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        key[i] = t < visible ? order_key(sc[t]) : 0u;
+    }
+}
+
+// A histogram pass over a block's keys (topk_load_keys'): hist [256] (shared) gets the counts of
+// digit (key >> shift) & 255 among the keys whose bits above it are prefix's.
+__device__ __forceinline__ void topk_block_hist(int *hist, const uint32_t (&key)[TK_PER_THREAD], int t0, int visible,
+                                                uint32_t prefix, int shift) {
+    const uint32_t mask = shift == 24 ? 0u : 0xffffffffu << (shift + 8);
+    hist[threadIdx.x] = 0;  // TK_THREADS == 256
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        const bool in = t < visible && (key[i] & mask) == prefix;
+        const uint32_t digit = in ? (key[i] >> shift) & 255u : 256u;
+        // lanes with the same digit add once (equal scores would serialize on one counter)
+        const unsigned peers = __match_any_sync(0xffffffffu, digit);
+        if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
+    }
+}
+
+// The count pass over a block's keys, every thread: (keys above the threshold, keys equal to it).
+__device__ __forceinline__ int2 topk_block_counts(const uint32_t (&key)[TK_PER_THREAD], int t0, int visible,
+                                                  uint32_t threshold) {
+    int gt = 0, eq = 0;
+#pragma unroll
+    for (int i = 0; i < TK_PER_THREAD; i++) {
+        const int t = t0 + i * TK_THREADS + threadIdx.x;
+        gt += t < visible && key[i] > threshold, eq += t < visible && key[i] == threshold;
+    }
+    int total_gt, total_eq;
+    block_exclusive_scan(gt, &total_gt);
+    block_exclusive_scan(eq, &total_eq);
+    return make_int2(total_gt, total_eq);
+}
+
+// A query with no more visible keys than topk: each block writes its chunk's keys, all selected.
+__device__ __forceinline__ void topk_select_all(int32_t *out, int32_t *n_sel, int s, const glint_cache_map &map,
+                                                int seq, int t0, int visible) {
+    for (int t = t0 + threadIdx.x; t < visible && t < t0 + TK_CHUNK; t += TK_THREADS)
+        out[t] = (int32_t)cache_row(map, seq, t);
+    if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = visible;
+}
+
 __global__ void __launch_bounds__(TK_THREADS)
     topk_hist_kernel(topk_state *states, const float *scores, int scores_stride, const int32_t *pos, int s0, int topk,
                      int shift) {
@@ -1360,21 +1406,12 @@ __global__ void __launch_bounds__(TK_THREADS)
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
     if (visible <= topk) return;  // whole query: every block leaves, the write pass copies all keys
     topk_state *st = states + row;
-    const uint32_t prefix = shift == 24 ? 0u : st->prefix, mask = shift == 24 ? 0u : 0xffffffffu << (shift + 8);
+    const uint32_t prefix = shift == 24 ? 0u : st->prefix;
     const int remaining = shift == 24 ? topk : st->remaining;
-    hist[threadIdx.x] = 0;  // TK_THREADS == 256
-    __syncthreads();
-    const float *sc = scores + (size_t)row * scores_stride;
     const int t0 = blockIdx.x * TK_CHUNK;
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        const uint32_t key = t < visible ? order_key(sc[t]) : 0u;
-        const bool in = t < visible && (key & mask) == prefix;
-        const uint32_t digit = in ? (key >> shift) & 255u : 256u;
-        const unsigned peers = __match_any_sync(0xffffffffu, digit);
-        if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
-    }
+    uint32_t key[TK_PER_THREAD];
+    topk_load_keys(key, scores + (size_t)row * scores_stride, t0, visible);
+    topk_block_hist(hist, key, t0, visible, prefix, shift);
     topk_pass_finish(st, hist, (int)gridDim.x, prefix, remaining, shift);
 }
 
@@ -1388,21 +1425,12 @@ __global__ void __launch_bounds__(TK_THREADS)
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
     if (visible <= topk) return;
     topk_state *st = states + row;
-    const uint32_t threshold = st->prefix;
-    const float *sc = scores + (size_t)row * scores_stride;
     const int t0 = blockIdx.x * TK_CHUNK;
-    int gt = 0, eq = 0;
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        const uint32_t key = t < visible ? order_key(sc[t]) : 0u;
-        gt += t < visible && key > threshold, eq += t < visible && key == threshold;
-    }
-    int total_gt, total_eq;
-    block_exclusive_scan(gt, &total_gt);
-    block_exclusive_scan(eq, &total_eq);
+    uint32_t key[TK_PER_THREAD];
+    topk_load_keys(key, scores + (size_t)row * scores_stride, t0, visible);
+    const int2 totals = topk_block_counts(key, t0, visible, st->prefix);
     int2 *mine = counts + (size_t)row * gridDim.x;
-    if (threadIdx.x == 0) mine[blockIdx.x] = make_int2(total_gt, total_eq);
+    if (threadIdx.x == 0) mine[blockIdx.x] = totals;
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == (int)gridDim.x - 1;
@@ -1419,15 +1447,6 @@ __global__ void __launch_bounds__(TK_THREADS)
         base_gt += sum_gt, base_eq += sum_eq;
     }
     if (threadIdx.x == 0) st->done = 0;
-}
-
-// This thread's order keys of a block's chunk: positions t0 + i·TK_THREADS + thread (0 past visible).
-__device__ __forceinline__ void topk_load_keys(uint32_t (&key)[TK_PER_THREAD], const float *sc, int t0, int visible) {
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        key[i] = t < visible ? order_key(sc[t]) : 0u;
-    }
 }
 
 // The write pass of a block, every thread: the keys key[i] at positions t0 + i·TK_THREADS + thread
@@ -1459,9 +1478,7 @@ __global__ void __launch_bounds__(TK_THREADS)
     int32_t *out = sel + (size_t)s * topk;
     const int t0 = blockIdx.x * TK_CHUNK;
     if (visible <= topk) {  // every visible key is selected
-        for (int t = t0 + threadIdx.x; t < visible && t < t0 + TK_CHUNK; t += TK_THREADS)
-            out[t] = (int32_t)cache_row(map, seq, t);
-        if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = visible;
+        topk_select_all(out, n_sel, s, map, seq, t0, visible);
         return;
     }
     const topk_state *st = states + row;
@@ -1523,16 +1540,15 @@ __device__ void topk_pass_wait(topk_state *st, const int *block_hist, int blocks
 // positions. first_shift: 24, or 16 when the scores did the first histogram pass.
 __global__ void __launch_bounds__(TK_THREADS)
     topk_resident_kernel(int32_t *sel, int32_t *n_sel, topk_state *states, int2 *counts, const float *scores,
-                         int scores_stride, const int32_t *pos, glint_cache_map map, int s0, int topk, int first_shift) {
+                         int scores_stride, const int32_t *pos, glint_cache_map map, int s0, int topk,
+                         int first_shift) {
     chain_wait();
     __shared__ int hist[256];
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1, seq = map.row_seq[s];
     int32_t *out = sel + (size_t)s * topk;
     const int t0 = blockIdx.x * TK_CHUNK, blocks = (int)gridDim.x;
     if (visible <= topk) {  // every visible key is selected (the same for all the query's blocks)
-        for (int t = t0 + threadIdx.x; t < visible && t < t0 + TK_CHUNK; t += TK_THREADS)
-            out[t] = (int32_t)cache_row(map, seq, t);
-        if (blockIdx.x == 0 && threadIdx.x == 0) n_sel[s] = visible;
+        topk_select_all(out, n_sel, s, map, seq, t0, visible);
         return;
     }
     topk_state *st = states + row;
@@ -1542,32 +1558,14 @@ __global__ void __launch_bounds__(TK_THREADS)
     uint32_t prefix = first_shift == 24 ? 0u : __ldcg(&st->prefix);
     int remaining = first_shift == 24 ? topk : __ldcg(&st->remaining);
     for (int shift = first_shift; shift >= 0; shift -= 8) {
-        const uint32_t mask = shift == 24 ? 0u : 0xffffffffu << (shift + 8);
-        hist[threadIdx.x] = 0;  // TK_THREADS == 256
-        __syncthreads();
-#pragma unroll
-        for (int i = 0; i < TK_PER_THREAD; i++) {
-            const int t = t0 + i * TK_THREADS + threadIdx.x;
-            const bool in = t < visible && (key[i] & mask) == prefix;
-            const uint32_t digit = in ? (key[i] >> shift) & 255u : 256u;
-            const unsigned peers = __match_any_sync(0xffffffffu, digit);
-            if (in && (threadIdx.x & 31) == (unsigned)(__ffs(peers) - 1)) atomicAdd(&hist[digit], __popc(peers));
-        }
+        topk_block_hist(hist, key, t0, visible, prefix, shift);
         topk_pass_wait(st, hist, blocks, prefix, remaining, shift);
         prefix = __ldcg(&st->prefix), remaining = __ldcg(&st->remaining);
     }
     // count: this block's keys above the threshold and equal to it, published for the others
-    int gt = 0, eq = 0;
-#pragma unroll
-    for (int i = 0; i < TK_PER_THREAD; i++) {
-        const int t = t0 + i * TK_THREADS + threadIdx.x;
-        gt += t < visible && key[i] > prefix, eq += t < visible && key[i] == prefix;
-    }
-    int total_gt, total_eq;
-    block_exclusive_scan(gt, &total_gt);
-    block_exclusive_scan(eq, &total_eq);
+    const int2 totals = topk_block_counts(key, t0, visible, prefix);
     int2 *mine = counts + (size_t)row * blocks;
-    if (threadIdx.x == 0) mine[blockIdx.x] = make_int2(total_gt, total_eq);
+    if (threadIdx.x == 0) mine[blockIdx.x] = totals;
     topk_pass_wait(st, NULL, blocks, 0u, 0, 0);
     // write: the blocks before this one give its first slots
     int base_gt = 0, base_eq = 0;
@@ -1650,7 +1648,8 @@ static void cuda_indexer_select(glint_backend *be, int32_t *sel, int32_t *n_sel,
                 zeroed = capturing == cudaStreamCaptureStatusNone;
             }
         }
-        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k 58.3, 58.0 -> 58.3, 58.5%.
+        // On H200 (session 12, alternated in one call): 64k 56.5, 57.6 -> 57.8, 57.8% of copy; 128k 58.3,
+        // 58.0 -> 58.3, 58.5%.
         static const int fuse_switch = glint_cuda_switch("GLINT_CUDA_TOPK_FUSED", 1);
         topk_state *fused = multi && fuse_switch ? states : NULL;
         // tensor cores where the shape is GLM-5's (cuda_indexer.cu), else the FP32 kernel

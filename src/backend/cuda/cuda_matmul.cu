@@ -717,11 +717,15 @@ extern "C" int glint_cuda_matmul_rope(glint_backend *be, float *y, int y_stride,
     rope.pos = pos, rope.head_stride = head_stride, rope.offset = offset, rope.pairs = pairs;
     rope.attn_factor = attn_factor;
     switch (vf) {
-    case VEC_BF16: launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
+    case VEC_BF16:
+        launch_vec<VEC_BF16, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
+        break;
     case VEC_FP8_BLOCK:
         launch_vec<VEC_FP8_BLOCK, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
         break;
-    default: launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope); break;
+    default:
+        launch_vec<VEC_NVFP4, false, true>(y, y_stride, x, x_stride, T, D, 1, 0, 0, 0, dev_weight{}, rope);
+        break;
     }
     glint_cuda_check("matmul_rope");
     return 1;
