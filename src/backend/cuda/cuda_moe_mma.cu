@@ -8,7 +8,8 @@
 // significant bits, smallest 2^-15 · 2^-9 = 2^-24, the least f16 subnormal; largest 6·448·2^-14).
 // Activations are split x·s = hi + lo in f16 (s: a power of two per token row putting max|x·s| in
 // [2^13, 2^14), so nothing overflows; hi + lo keeps ~22 bits), two MMAs per weight fragment; the sums
-// are FP32 and the result is scaled by 2^14 · global scale / s.
+// are FP32 and the result is scaled by 2^14 · global scale / s. The group scale multiplies each code
+// before its MMA: the 4 lanes whose products an MMA sums hold different chunks, so different scales.
 //
 // Layout: a warp owns 16 weight rows (per matrix) and a range of K; lane (g = lane/4, t = lane%4) takes
 // UNROLL consecutive 16-byte chunks (32 codes each) of rows g and g+8 per step, the 4 lanes of a row
@@ -55,32 +56,37 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
 }
 
 // c[m] += rows {g, g+8} of matrix m · token g's x over chunks [c_begin, c_end) (32 codes each).
-// rows[m][h]: row g + 8h's codes; scales[m][h]: its E4M3 group scales; xh/xl: token g's split x
-// (NULL: no token in this column, zeros).
-template <int NW, int UNROLL>
-__device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW][2],
-                                               const uint16_t *const (&scales)[NW][2], int64_t c_begin,
-                                               int64_t c_end, const uint4 *xh, const uint4 *xl, float (&c)[NW][4]) {
+// rows[m]: row g's codes, scales[m]: its E4M3 group scales; row g+8's are row_step chunks further
+// (one offset for all matrices: they have the same rows; it saves registers); xh/xl: token g's split x
+// (NULL: no token in this column, zeros; not the first token's x again: those loads cost more than the
+// predicate).
+// TAIL: the lanes' chunk ranges may end inside a pass (chunks past c_end read as zeros); without it
+// every pass is whole and no weight load is predicated (with the one row pointer per matrix, a
+// gate/up pass's SASS went from 906 to 819 instructions, down's from 934 to 858).
+template <int NW, int UNROLL, bool TAIL>
+__device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], const uint16_t *const (&scales)[NW],
+                                               int row_step, int c_begin, int c_end, const uint4 *xh,
+                                               const uint4 *xl, float (&c)[NW][4]) {
     const int t = threadIdx.x & 3;
-    for (int64_t cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
+    for (int cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
         uint4 raw[UNROLL][NW][2];
         uint32_t sc[UNROLL][NW][2];
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
-            const int64_t ch = cb + UNROLL * t + u;
-            const bool ok = ch < c_end;
+            const int ch = cb + UNROLL * t + u;
+            const bool ok = !TAIL || ch < c_end;
 #pragma unroll
             for (int m = 0; m < NW; m++)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    raw[u][m][h] = ok ? __ldg(rows[m][h] + ch) : make_uint4(0, 0, 0, 0);
-                    sc[u][m][h] = ok ? __ldg(scales[m][h] + ch) : 0u;
+                    raw[u][m][h] = ok ? __ldg(rows[m] + (ch + h * row_step)) : make_uint4(0, 0, 0, 0);
+                    sc[u][m][h] = ok ? __ldg(scales[m] + (ch + h * row_step)) : 0u;
                 }
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
-            const int64_t ch = cb + UNROLL * t + u;
-            const bool ok = ch < c_end && xh;
+            const int ch = cb + UNROLL * t + u;
+            const bool ok = (!TAIL || ch < c_end) && xh;
             uint4 xhi[4], xlo[4];
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -155,21 +161,22 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     if (j >= *plan.n_active) return;
     const int e = plan.active[j], warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const dev_weight &A = tab[(GATE_UP ? 0 : 2) * E + e];
-    const int64_t n0 = (int64_t)blockIdx.x * MMA_ROWS, K = A.cols, chunks = K / 32;
-    const int64_t per = (chunks + SPLIT - 1) / SPLIT, c_begin = warp * per, c_end = min(chunks, c_begin + per);
-    const uint4 *rows[NW][2];
-    const uint16_t *scales[NW][2];
+    const int64_t n0 = (int64_t)blockIdx.x * MMA_ROWS, K = A.cols;
+    const int chunks = (int)(K / 32), per = (chunks + SPLIT - 1) / SPLIT, c_begin = warp * per,
+              c_end = min(chunks, c_begin + per);
+    const bool whole_passes = (c_end - c_begin) % (4 * UNROLL) == 0;  // warp-uniform
+    const uint4 *rows[NW];
+    const uint16_t *scales[NW];
     float gs[NW];
+    // rows past the end re-read the last row; their sums are dropped
+    const int64_t r_lo = min(n0 + g, A.rows - 1), r_hi = min(n0 + g + 8, A.rows - 1);
+    const int row_step = (int)(r_hi - r_lo) * chunks;  // chunks from row g to row g+8
 #pragma unroll
     for (int m = 0; m < NW; m++) {
         const dev_weight &W = m ? tab[E + e] : A;
         gs[m] = W.global_scale * 16384.0f;  // the f16 code placement's 2^-14
-#pragma unroll
-        for (int h = 0; h < 2; h++) {  // rows past the end re-read the last row; their sums are dropped
-            const int64_t r = W.row0 + min(n0 + g + 8 * h, W.rows - 1);
-            rows[m][h] = (const uint4 *)((const uint8_t *)W.data + r * (K / 2));
-            scales[m][h] = (const uint16_t *)((const uint8_t *)W.scales + r * (K / 16));
-        }
+        rows[m] = (const uint4 *)((const uint8_t *)W.data + (W.row0 + r_lo) * (K / 2));
+        scales[m] = (const uint16_t *)((const uint8_t *)W.scales + (W.row0 + r_lo) * (K / 16));
     }
     const int first = plan.offsets[e], count = plan.offsets[e + 1] - first;
     for (int p0 = 0; p0 < count; p0 += MMA_TOKENS) {
@@ -186,7 +193,10 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
         for (int m = 0; m < NW; m++)
 #pragma unroll
             for (int i = 0; i < 4; i++) c[m][i] = 0.0f;
-        nvfp4_mma_rows<NW, UNROLL>(rows, scales, c_begin, c_end, xh, xl, c);
+        if (whole_passes)
+            nvfp4_mma_rows<NW, UNROLL, false>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
+        else
+            nvfp4_mma_rows<NW, UNROLL, true>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
         if (reduce_split<NW, SPLIT>(c, part)) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
