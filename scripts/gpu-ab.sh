@@ -4,13 +4,19 @@
 # both see the same card, clocks and copy bandwidth.
 #   here:   scripts/gpu-base.sh BASE_COMMIT [PATCH...]   (makes .base_src and builds it here first;
 #           git-ignored: carry it to the GPU machine)
-#   there:  scripts/gpu-test.sh build && scripts/gpu-ab.sh .base_src [CTX]   (CTX default 256,4096,131072)
+#   there:  scripts/gpu-test.sh build && scripts/gpu-ab.sh .base_src [CTX [TREE...]]
+#           (CTX default 256,4096,131072)
+# More source trees (TREE..., e.g. `git archive` of other branches, carried like .base_src) are built
+# the same way and take their turns in each round (base, this, tree 1, tree 2, ...); with OPS=1 each
+# of them also runs the op tests (tests/cuda/test_cuda_ops) first, its last line printed.
 # The env variable switches of the CUDA backend (GLINT_CUDA_BRANCHES, GLINT_CUDA_ATTEND_TC, ...) are
 # compared the same way with one build: run `glint bench` with the switch 0 and 1 alternately.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-base=${1:?usage: scripts/gpu-ab.sh BASE_SOURCE_DIR [CTX]}
+base=${1:?usage: scripts/gpu-ab.sh BASE_SOURCE_DIR [CTX [TREE...]]}
 ctx=${2:-256,4096,131072}
+shift $(($# < 2 ? $# : 2))
+trees=("$@")
 OUT=${OUT:-/tmp/glint-gpu-out}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
@@ -23,12 +29,31 @@ if ! command -v pkg-config >/dev/null; then
     export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     extra+=(-DPKG_CONFIG_EXECUTABLE=/tmp/deps/usr/bin/pkgconf)
 fi
-if ! { cmake -S "$base" -B /tmp/glint-base -DCMAKE_BUILD_TYPE=Release -DGLINT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    "${extra[@]}" && cmake --build /tmp/glint-base -j16 --target glint; } >"$OUT/ab_build.log" 2>&1; then
-    tail -20 "$OUT/ab_build.log"
-    exit 1
-fi
-for b in /tmp/glint-base/glint "$BUILD/glint" /tmp/glint-base/glint "$BUILD/glint"; do
-    echo "## $b"
-    "$b" bench --synthetic glm-5.1-478b-nvfp4 --backend cuda --layers 12 --ctx "$ctx" 2>&1 | grep -v "^bench: making"
+# build_tree SRC DIR TARGET...: a Release CUDA build of SRC into DIR; its log's tail on failure.
+build_tree() {
+    local src=$1 dir=$2
+    shift 2
+    if ! { cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DGLINT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+        "${extra[@]}" && cmake --build "$dir" -j16 --target "$@"; } >>"$OUT/ab_build.log" 2>&1; then
+        tail -20 "$OUT/ab_build.log"
+        return 1
+    fi
+}
+build_tree "$base" /tmp/glint-base glint || exit 1
+binaries=(/tmp/glint-base/glint "$BUILD/glint")
+for i in "${!trees[@]}"; do
+    dir=/tmp/glint-tree$i
+    targets=(glint)
+    [[ ${OPS:-0} == 1 ]] && targets+=(test_cuda_ops)
+    build_tree "${trees[$i]}" "$dir" "${targets[@]}" || exit 1
+    if [[ ${OPS:-0} == 1 ]]; then
+        echo "## ops of ${trees[$i]}: $("$dir/tests/cuda/test_cuda_ops" 2>&1 | tail -1)"
+    fi
+    binaries+=("$dir/glint")
+done
+for round in 1 2; do
+    for b in "${binaries[@]}"; do
+        echo "## $b (round $round)"
+        "$b" bench --synthetic glm-5.1-478b-nvfp4 --backend cuda --layers 12 --ctx "$ctx" 2>&1 | grep -v "^bench: making"
+    done
 done | tee "$OUT/ab.txt"
