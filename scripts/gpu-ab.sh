@@ -6,7 +6,8 @@
 #           git-ignored: carry it to the GPU machine)
 #   there:  scripts/gpu-test.sh build && scripts/gpu-ab.sh .base_src [CTX [TREE...]]
 #           (CTX default 256,4096,131072)
-# More source trees (TREE..., e.g. `git archive` of other branches, carried like .base_src) are built
+# More source trees (TREE..., e.g. `git archive` of other branches into .ab_NAME, git-ignored,
+# carried like .base_src) are built
 # the same way and take their turns in each round (base, this, tree 1, tree 2, ...); with OPS=1 each
 # of them also runs the op tests (tests/cuda/test_cuda_ops) first, its last line printed.
 # The env variable switches of the CUDA backend (GLINT_CUDA_BRANCHES, GLINT_CUDA_ATTEND_TC, ...) are
