@@ -7,9 +7,9 @@
 #   there:  scripts/gpu-test.sh build && scripts/gpu-ab.sh .base_src [CTX [TREE...]]
 #           (CTX default 256,4096,131072)
 # More source trees (TREE..., e.g. `git archive` of other branches into .ab_NAME, git-ignored,
-# carried like .base_src) are built
-# the same way and take their turns in each round (base, this, tree 1, tree 2, ...); with OPS=1 each
-# of them also runs the op tests (tests/cuda/test_cuda_ops) first, its last line printed.
+# carried like .base_src) are built the same way, all at once (nvcc's longest files set the time, not
+# the cores), and take their turns in each round (base, this, tree 1, tree 2, ...); with OPS=1 each of
+# them also runs the op tests (tests/cuda/test_cuda_ops) first, its last line printed.
 # The env variable switches of the CUDA backend (GLINT_CUDA_BRANCHES, GLINT_CUDA_ATTEND_TC, ...) are
 # compared the same way with one build: run `glint bench` with the switch 0 and 1 alternately.
 set -uo pipefail
@@ -30,27 +30,36 @@ if ! command -v pkg-config >/dev/null; then
     export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     extra+=(-DPKG_CONFIG_EXECUTABLE=/tmp/deps/usr/bin/pkgconf)
 fi
-# build_tree SRC DIR TARGET...: a Release CUDA build of SRC into DIR; its log's tail on failure.
+# build_tree SRC DIR LOG TARGET...: a Release CUDA build of SRC into DIR, its output in LOG.
 build_tree() {
-    local src=$1 dir=$2
-    shift 2
-    if ! { cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DGLINT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-        "${extra[@]}" && cmake --build "$dir" -j16 --target "$@"; } >>"$OUT/ab_build.log" 2>&1; then
-        tail -20 "$OUT/ab_build.log"
-        return 1
-    fi
+    local src=$1 dir=$2 log=$3
+    shift 3
+    cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DGLINT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+        "${extra[@]}" >"$log" 2>&1 && cmake --build "$dir" -j16 --target "$@" >>"$log" 2>&1
 }
-build_tree "$base" /tmp/glint-base glint || exit 1
+dirs=(/tmp/glint-base) logs=("$OUT/ab_build.log") pids=()
+build_tree "$base" /tmp/glint-base "$OUT/ab_build.log" glint &
+pids+=($!)
+targets=(glint)
+[[ ${OPS:-0} == 1 ]] && targets+=(test_cuda_ops)
+for i in "${!trees[@]}"; do
+    dirs+=(/tmp/glint-tree$i) logs+=("$OUT/ab_build_tree$i.log")
+    build_tree "${trees[$i]}" /tmp/glint-tree$i "$OUT/ab_build_tree$i.log" "${targets[@]}" &
+    pids+=($!)
+done
+for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+        echo "gpu-ab.sh: the build of ${dirs[$i]} failed (${logs[$i]}):"
+        tail -20 "${logs[$i]}"
+        exit 1
+    fi
+done
 binaries=(/tmp/glint-base/glint "$BUILD/glint")
 for i in "${!trees[@]}"; do
-    dir=/tmp/glint-tree$i
-    targets=(glint)
-    [[ ${OPS:-0} == 1 ]] && targets+=(test_cuda_ops)
-    build_tree "${trees[$i]}" "$dir" "${targets[@]}" || exit 1
     if [[ ${OPS:-0} == 1 ]]; then
-        echo "## ops of ${trees[$i]}: $("$dir/tests/cuda/test_cuda_ops" 2>&1 | tail -1)"
+        echo "## ops of ${trees[$i]}: $(/tmp/glint-tree$i/tests/cuda/test_cuda_ops 2>&1 | tail -1)"
     fi
-    binaries+=("$dir/glint")
+    binaries+=(/tmp/glint-tree$i/glint)
 done
 for round in 1 2; do
     for b in "${binaries[@]}"; do
