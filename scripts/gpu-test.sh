@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend's tests and benchmarks on a machine with a GPU, in one command; logs go to $OUT.
 #   scripts/gpu-test.sh [build] [ops] [memcheck] [graphs] [tp] [tpmodel] [tpbench] [e2e] [long] [engine] [serve]
-#                       [modelopt] [bench] [trace]
+#                       [modelopt] [bench] [trace] [profile]
 #   (no argument: all). long: prompts of 200-700 tokens, CUDA vs CPU (tests/cuda/test_e2e_long.py);
 # graphs: decode with CUDA graphs bitwise equal to decode without (tests/cuda/test_cuda_graphs.c);
 # tp: the tensor-parallel all-reduce over up to 4 GPUs (tests/cuda/test_cuda_tp.c; one GPU: skipped);
@@ -11,7 +11,8 @@
 # plain decoding); serve: glint serve --backend cuda with the demo model (tests/cuda/test_serve_cuda.py);
 # trace (not in the default list): where a decode step's time goes in the replayed graphs, side streams
 # included, and what the host does between steps (GLINT_CUDA_KERNEL_TRACE: CUPTI's kernel and runtime
-# records; tools/cuda/trace_summary.py);
+# records; tools/cuda/trace_summary.py); profile (not in the default list either): Nsight Compute's
+# view of the hottest decode kernels (time, DRAM throughput, issue rate, occupancy, stall samples);
 # modelopt: tools/quant/crosscheck_modelopt.py against ModelOpt's NVFP4 quantizer
 # (carry .whl, where scripts/gpu-deps.sh download puts the nvidia-modelopt wheel).
 # The machine has the CUDA toolkit but no Debian -dev packages: .debs/ (scripts/gpu-deps.sh download,
@@ -182,6 +183,33 @@ if want trace; then
     python3 tools/cuda/trace_summary.py "$OUT/trace.csv" --timeline --host >"$OUT/trace.txt" 2>&1 &&
         note "trace: $(sed -n 2p "$OUT/trace.txt")" ||
         { status=1; note "trace FAILED"; tail -5 "$OUT/trace_bench.log" "$OUT/trace.txt"; }
+fi
+
+if want profile; then
+    # Nsight Compute on the decode's hottest kernels (not in the default list): each one's time, DRAM
+    # throughput, issue rate, eligible warps, occupancy and stall samples over a few launches, the NVFP4
+    # preset with 3 layers at PROFILE_CTX (4096), graphs off so each launch is its own. PROFILE_KERNELS
+    # (regexes of kernel names), PROFILE_SKIP and PROFILE_COUNT choose the launches.
+    stalls="long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle barrier not_selected selected"
+    stalls+=" lg_throttle dispatch_stall no_instructions branch_resolving"
+    metrics=smsp__pcsamp_sample_count
+    for st in $stalls; do metrics+=",smsp__pcsamp_warps_issue_stalled_$st"; done
+    for k in ${PROFILE_KERNELS:-gemv_vec moe_nvfp4_mma attend_kernel indexer_scores_tc}; do
+        log="$OUT/profile_${k//[^a-zA-Z0-9_]/_}.txt"
+        if GLINT_CUDA_GRAPHS=0 ncu --clock-control none -k "regex:$k" --launch-skip "${PROFILE_SKIP:-12}" \
+            --launch-count "${PROFILE_COUNT:-4}" --section SpeedOfLight --section LaunchStats --section Occupancy \
+            --section SchedulerStats --metrics "$metrics" "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 \
+            --backend cuda --layers 3 --ctx "${PROFILE_CTX:-4096}" --decode-tokens 3 >"$log" 2>&1; then
+            note "profile $k (ctx ${PROFILE_CTX:-4096}):"
+            grep -E "Stream [0-9]+, Device|Duration|DRAM Throughput|Issued Warp Per Scheduler|Eligible Warps Per \
+Scheduler|Achieved Occupancy|Registers Per Thread|stalled_|sample_count" "$log" |
+                sed -E 's/^ *void ([^(]*)\(.*\) (\([0-9, ]+\)x\([0-9, ]+\)).*/\1 \2/; s/ +/ /g' | tee -a "$OUT/summary.txt"
+        else
+            status=1
+            note "profile $k FAILED ($log)"
+            tail -5 "$log"
+        fi
+    done
 fi
 
 if want bench; then
