@@ -1421,7 +1421,6 @@ __global__ void __launch_bounds__(TK_THREADS)
     topk_count_kernel(topk_state *states, int2 *counts, const float *scores, int scores_stride, const int32_t *pos,
                       int s0, int topk) {
     chain_wait();
-    __shared__ int last;
     const int row = blockIdx.y, s = s0 + row, visible = pos[s] + 1;
     if (visible <= topk) return;
     topk_state *st = states + row;
@@ -1433,9 +1432,7 @@ __global__ void __launch_bounds__(TK_THREADS)
     if (threadIdx.x == 0) mine[blockIdx.x] = totals;
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == (int)gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
+    if (!topk_arrive(st, (int)gridDim.x)) return;
     __threadfence();
     int base_gt = 0, base_eq = 0;
     for (int b0 = 0; b0 < (int)gridDim.x; b0 += TK_THREADS) {
@@ -1500,15 +1497,12 @@ __global__ void __launch_bounds__(TK_THREADS)
 enum : unsigned long long { TOPK_WAIT_TIMEOUT_NS = 20000000000ull };
 __device__ void topk_pass_wait(topk_state *st, const int *block_hist, int blocks, uint32_t prefix, int remaining,
                                int shift) {
-    __shared__ int last;
     // read before arriving, fenced from the arrival: the last block bumps it only after everyone has
     const int gen = threadIdx.x == 0 ? *(volatile int *)&st->gen : 0;
     if (block_hist) topk_add_hist(st, block_hist);
     else __syncthreads();  // (the counts written before: fenced by each thread below)
     __threadfence();
-    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == blocks - 1;
-    __syncthreads();
-    if (last) {
+    if (topk_arrive(st, blocks)) {
         __threadfence();
         if (block_hist && threadIdx.x < 32) {
             topk_pick_digit(st, prefix, remaining, shift);

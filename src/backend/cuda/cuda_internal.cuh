@@ -327,6 +327,16 @@ struct topk_state {
     int hist[256];
 };
 
+// Every thread of one of the `blocks` blocks of a query: thread 0 counts the block's arrival in
+// st->done; true in the last block to arrive (after the block's barrier). What the block published
+// before must be fenced by the caller.
+__device__ __forceinline__ bool topk_arrive(topk_state *st, int blocks) {
+    __shared__ int last;
+    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == blocks - 1;
+    __syncthreads();
+    return last;
+}
+
 // Every thread of the block: its digit counts (block_hist [256], shared memory) into the query's,
 // then fenced.
 __device__ __forceinline__ void topk_add_hist(topk_state *st, const int *block_hist) {
@@ -356,11 +366,8 @@ __device__ __forceinline__ void topk_pick_digit(topk_state *st, uint32_t prefix,
 // next pass) and zeroes the counts and `done` again.
 __device__ __forceinline__ void topk_pass_finish(topk_state *st, const int *block_hist, int blocks, uint32_t prefix,
                                                  int remaining, int shift) {
-    __shared__ int last;
     topk_add_hist(st, block_hist);
-    if (threadIdx.x == 0) last = atomicAdd(&st->done, 1) == blocks - 1;
-    __syncthreads();
-    if (!last) return;
+    if (!topk_arrive(st, blocks)) return;
     __threadfence();
     if (threadIdx.x < 32) {
         topk_pick_digit(st, prefix, remaining, shift);
