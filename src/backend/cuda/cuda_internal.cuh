@@ -419,7 +419,7 @@ struct glint_moe_plan {
 
 // Token rows split for the tensor-core NVFP4 expert kernels (cuda_moe_mma.cu): x·scale = hi + lo in
 // f16, scale a power of two per row putting max|x·scale| in [2^13, 2^14) (so nothing overflows and
-// hi + lo keeps ~22 bits); hi, lo [rows][K] with each 8 elements in the order 0 4 1 5 2 6 3 7.
+// hi + lo keeps ~22 bits); hi, lo [rows][K] with each 8 elements in the order 0 2 1 3 4 6 5 7.
 struct glint_moe_split {
     __half *hi, *lo;
     float *scale;  // [rows]
@@ -455,7 +455,7 @@ __device__ __forceinline__ void moe_split_row(const glint_moe_split &s, int64_t 
         if (k >= K) break;
         const float xs = v[i] * sc;
         const __half xh = __float2half_rn(xs);
-        const int p = (k & ~7) | (k & 3) << 1 | (k >> 2 & 1);  // per 8: 0 4 1 5 2 6 3 7
+        const int p = (k & ~3) | (k & 1) << 1 | (k >> 1 & 1);  // per 8: 0 2 1 3 4 6 5 7 (bits 0 and 1 swapped)
         h[p] = xh, l[p] = __float2half_rn(xs - __half2float(xh));
     }
 }

@@ -13,10 +13,10 @@
 //
 // Layout: a warp owns 16 weight rows (per matrix) and a range of K; lane (g = lane/4, t = lane%4) takes
 // UNROLL consecutive 16-byte chunks (32 codes each) of rows g and g+8 per step, the 4 lanes of a row
-// covering 64·UNROLL contiguous bytes. A chunk feeds 8 k16 steps: step j = 2w + s takes the codes (2s,
-// 2s+4) and (2s+1, 2s+5) of its word w as the fragment's k = (2t, 2t+1) and (2t+8, 2t+9) (the dot product
+// covering 64·UNROLL contiguous bytes. A chunk feeds 8 k16 steps: step j = 2w + s takes the codes (4s,
+// 4s+2) and (4s+1, 4s+3) of its word w as the fragment's k = (2t, 2t+1) and (2t+8, 2t+9) (the dot product
 // does not care which k is which, as long as x is permuted alike: lane (g, t) reads token g's x at the
-// same chunk, stored with each 8 elements in the order 0 4 1 5 2 6 3 7). The C fragment holds (row g |
+// same chunk, stored with each 8 elements in the order 0 2 1 3 4 6 5 7). The C fragment holds (row g |
 // g+8, token 2t | 2t+1). Warps splitting K add their partial sums in shared memory in a fixed order, so
 // each (row, token) output is computed the same way whatever the number of tokens (the server's batched
 // rows match solo rows bitwise).
@@ -42,13 +42,19 @@ __device__ __forceinline__ void mma_f16(float *c, uint32_t a0, uint32_t a1, uint
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// Codes k and k+4 of a word (nibbles at bits 4k and 16 + 4k) as an f16 pair, each the E2M1 value times
-// 2^-14: the magnitude bits go to 9-11, the sign to 15; two shifts and a LOP3 (the usual byte-wise
-// pairing costs twice the integer instructions, and those are what limit this kernel).
-__device__ __forceinline__ uint32_t e2m1_pair(uint32_t q, int k) {
-    const uint32_t mag = k < 3 ? q << (9 - 4 * k) : q >> 3, sign = q << (12 - 4 * k);
-    return (mag & 0x0e000e00u) | (sign & 0x80008000u);
+// A word's 8 E2M1 codes (nibble k at bits 4k) as f16 high bytes, each the E2M1 value times 2^-14 once
+// in an f16's high byte (magnitude to byte bits 1-3, i.e. f16 bits 9-11; sign to byte bit 7): even codes
+// (byte b = code 2b; 4 instructions) and odd codes (byte b = code 2b+1; 3 instructions). One PRMT with
+// a zero register then makes each f16 pair: e2m1_pair_lo -> (bytes 0, 1), e2m1_pair_hi -> (bytes 2, 3).
+// (Shifting each pair out of the word separately costs 4 instructions a pair: LOP3 takes one constant.)
+__device__ __forceinline__ uint32_t e2m1_even_bytes(uint32_t q) {
+    return ((q << 4) & 0x80808080u) | ((q << 1) & 0x0e0e0e0eu);
 }
+__device__ __forceinline__ uint32_t e2m1_odd_bytes(uint32_t q) {
+    return (q & 0x80808080u) | ((q >> 3) & 0x0e0e0e0eu);
+}
+__device__ __forceinline__ uint32_t e2m1_pair_lo(uint32_t bytes) { return __byte_perm(bytes, 0u, 0x1404); }
+__device__ __forceinline__ uint32_t e2m1_pair_hi(uint32_t bytes) { return __byte_perm(bytes, 0u, 0x3424); }
 
 __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
     const __half2 r = __hmul2(*(const __half2 *)&a, *(const __half2 *)&b);
@@ -103,22 +109,28 @@ __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], c
                     sp[m][h] = (uint32_t)s2.x | (uint32_t)s2.y << 16;
                 }
 #pragma unroll
-            for (int j = 0; j < 8; j++) {  // k16 step j: word w = j/2 of the chunk, its pairs 2s and 2s+1
-                const int w = j / 2, s = j % 2;
+            for (int w = 0; w < 4; w++) {  // word w of the chunk: k16 steps 2w (s = 0) and 2w+1 (s = 1)
                 const uint32_t *xhw = (const uint32_t *)&xhi[w], *xlw = (const uint32_t *)&xlo[w];
-                const uint32_t bh0 = xhw[2 * s], bh1 = xhw[2 * s + 1], bl0 = xlw[2 * s], bl1 = xlw[2 * s + 1];
 #pragma unroll
                 for (int m = 0; m < NW; m++) {
-                    uint32_t a[2][2];  // [row g | g+8][k 2t.. | 2t+8..]
+                    uint32_t even[2], odd[2], scale[2];  // [row g | g+8]
 #pragma unroll
                     for (int h = 0; h < 2; h++) {
                         const uint32_t word = ((const uint32_t *)&raw[u][m][h])[w];
-                        const uint32_t scale = w < 2 ? (sp[m][h] & 0xffffu) * 0x10001u : (sp[m][h] >> 16) * 0x10001u;
-                        a[h][0] = hmul2_bits(e2m1_pair(word, 2 * s), scale);
-                        a[h][1] = hmul2_bits(e2m1_pair(word, 2 * s + 1), scale);
+                        even[h] = e2m1_even_bytes(word), odd[h] = e2m1_odd_bytes(word);
+                        scale[h] = w < 2 ? (sp[m][h] & 0xffffu) * 0x10001u : (sp[m][h] >> 16) * 0x10001u;
                     }
-                    mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
-                    mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+#pragma unroll
+                    for (int s = 0; s < 2; s++) {
+                        uint32_t a[2][2];  // [row g | g+8][k 2t.. | 2t+8..]: codes (4s, 4s+2) | (4s+1, 4s+3)
+#pragma unroll
+                        for (int h = 0; h < 2; h++) {
+                            a[h][0] = hmul2_bits(s ? e2m1_pair_hi(even[h]) : e2m1_pair_lo(even[h]), scale[h]);
+                            a[h][1] = hmul2_bits(s ? e2m1_pair_hi(odd[h]) : e2m1_pair_lo(odd[h]), scale[h]);
+                        }
+                        mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], xhw[2 * s], xhw[2 * s + 1]);
+                        mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], xlw[2 * s], xlw[2 * s + 1]);
+                    }
                 }
             }
         }
