@@ -87,6 +87,10 @@ fi
 if want graphs; then
     "$BUILD/tests/cuda/test_cuda_graphs" models/demo >"$OUT/graphs.log" 2>&1 && note "graphs ok: $(tail -1 "$OUT/graphs.log")" ||
         { status=1; note "graphs FAILED: $(tail -1 "$OUT/graphs.log")"; grep FAIL "$OUT/graphs.log" | head -20; }
+    # again with the L2 prefetches on (the demo's weights are smaller than 8 MiB: all of each prefetched)
+    GLINT_PREFETCH_MB=8,8 GLINT_PREFETCH_KEEP=1 "$BUILD/tests/cuda/test_cuda_graphs" models/demo >"$OUT/graphs_prefetch.log" 2>&1 &&
+        note "graphs with GLINT_PREFETCH_MB=8,8 ok: $(tail -1 "$OUT/graphs_prefetch.log")" ||
+        { status=1; note "graphs with GLINT_PREFETCH_MB=8,8 FAILED: $(tail -1 "$OUT/graphs_prefetch.log")"; grep FAIL "$OUT/graphs_prefetch.log" | head; }
 fi
 
 if want tp; then  # needs 2 GPUs or more; a stuck all-reduce gives up after 20 s, the timeout is for the rest
@@ -188,18 +192,19 @@ fi
 if want profile; then
     # Nsight Compute on the decode's hottest kernels (not in the default list): each one's time, DRAM
     # throughput, issue rate, eligible warps, occupancy and stall samples over a few launches, the NVFP4
-    # preset with 3 layers at PROFILE_CTX (4096), graphs off so each launch is its own. PROFILE_KERNELS
-    # (regexes of kernel names), PROFILE_SKIP and PROFILE_COUNT choose the launches.
+    # preset with 5 layers (3 dense, 2 MoE: 3 would have no experts) at PROFILE_CTX (4096), graphs off so
+    # each launch is its own. PROFILE_KERNELS (regexes of kernel names), PROFILE_SKIP and PROFILE_COUNT
+    # choose the launches (a kernel launched fewer times than the skip prints nothing).
     stalls="long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle barrier not_selected selected"
     stalls+=" lg_throttle dispatch_stall no_instructions branch_resolving"
     metrics=smsp__pcsamp_sample_count
     for st in $stalls; do metrics+=",smsp__pcsamp_warps_issue_stalled_$st"; done
     for k in ${PROFILE_KERNELS:-gemv_vec moe_nvfp4_mma attend_kernel indexer_scores_tc}; do
         log="$OUT/profile_${k//[^a-zA-Z0-9_]/_}.txt"
-        if GLINT_CUDA_GRAPHS=0 ncu --clock-control none -k "regex:$k" --launch-skip "${PROFILE_SKIP:-12}" \
+        if GLINT_CUDA_GRAPHS=0 ncu --clock-control none -k "regex:$k" --launch-skip "${PROFILE_SKIP:-6}" \
             --launch-count "${PROFILE_COUNT:-4}" --section SpeedOfLight --section LaunchStats --section Occupancy \
             --section SchedulerStats --metrics "$metrics" "$BUILD/glint" bench --synthetic glm-5.1-478b-nvfp4 \
-            --backend cuda --layers 3 --ctx "${PROFILE_CTX:-4096}" --decode-tokens 3 >"$log" 2>&1; then
+            --backend cuda --layers 5 --ctx "${PROFILE_CTX:-4096}" --decode-tokens 4 >"$log" 2>&1; then
             note "profile $k (ctx ${PROFILE_CTX:-4096}):"
             grep -E "Stream [0-9]+, Device|Duration|DRAM Throughput|Issued Warp Per Scheduler|Eligible Warps Per \
 Scheduler|Achieved Occupancy|Registers Per Thread|stalled_|sample_count" "$log" |

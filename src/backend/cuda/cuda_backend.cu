@@ -694,6 +694,43 @@ static void cuda_add(glint_backend *be, float *y, const float *x, size_t n) {
     glint_cuda_check("add");
 }
 
+// Prefetch into L2 (sm_90: cp.async.bulk.prefetch.L2, nothing is waited for): thread i issues pieces
+// i, i + blockDim.x, ... of PREFETCH_PIECE bytes (the last one shorter, a multiple of 16). keep: the
+// lines are marked evict_last, so the streaming weight reads between now and their use evict others
+// first. The successor may start at once; the wait comes last so this kernel does not end before its
+// predecessor (chain_wait's rule).
+enum { PREFETCH_PIECE = 64 << 10, PREFETCH_THREADS = 256 };
+__global__ void __launch_bounds__(PREFETCH_THREADS) l2_prefetch_kernel(const char *data, size_t bytes, int keep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    uint64_t policy = 0;
+    if (keep) asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+    for (size_t at = (size_t)threadIdx.x * PREFETCH_PIECE; at < bytes; at += (size_t)blockDim.x * PREFETCH_PIECE) {
+        const uint32_t n = (uint32_t)(bytes - at < PREFETCH_PIECE ? bytes - at : PREFETCH_PIECE);
+        if (keep)
+            asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;\n" ::"l"(data + at), "r"(n),
+                         "l"(policy)
+                         : "memory");
+        else
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(data + at), "r"(n) : "memory");
+    }
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#else
+    (void)data, (void)bytes, (void)keep;
+    chain_wait();
+#endif
+}
+
+static void cuda_prefetch(glint_backend *be, const void *data, size_t bytes) {
+    (void)be;
+    static const int keep = glint_cuda_switch("GLINT_PREFETCH_KEEP", 0);
+    const uintptr_t start = ((uintptr_t)data + 15) & ~(uintptr_t)15;  // the bulk copy's 16-byte alignment
+    const size_t skip = start - (uintptr_t)data;
+    if (!data || bytes <= skip + 16) return;
+    launch_chained(l2_prefetch_kernel, 1, PREFETCH_THREADS, 0, (const char *)start, (bytes - skip) & ~(size_t)15, keep);
+    glint_cuda_check("prefetch");
+}
+
 static void cuda_copy_rows(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T, int n) {
     (void)be;
     if (T <= 0 || n <= 0) return;
@@ -2793,6 +2830,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->argmax = cuda_argmax;
     be->sample = cuda_sample;
     be->edit_logits = cuda_edit_logits;
+    if (prop.major >= 9) be->prefetch = cuda_prefetch;  // the bulk prefetch is sm_90's
     if (glint_cuda_switch("GLINT_CUDA_FUSED", 1)) {  // 0: the model calls the plain ops instead
         be->add_rmsnorm = cuda_add_rmsnorm;
         be->norm_rope_cache = cuda_norm_rope_cache;
