@@ -2225,7 +2225,9 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 // Warps: scores, warp w takes keys 8(w & 1).. of the tile over the K quarter w >> 1 (the quarters'
 // partial sums meet in shared memory in quarter order); values, warp w owns latent columns
 // [w·C/8, (w+1)·C/8).
-// Shared: q hi, lo (bf16) [16][CD + 8]; keys (f32) [16][CD + 4] (first the query rows' staging); the
+// Key tiles are double-buffered: the next tile's rows load (cp.async) while the block works on this
+// one, so a chunk pays about one trip to memory rather than one per tile.
+// Shared: q hi, lo (bf16) [16][CD + 8]; keys (f32) [2][16][CD + 4] (first the query rows' staging); the
 // quarters' scores [4][16][17]; P hi, lo (bf16) [16][24]; per-head state [11][16]; the chunk's key
 // rows (int32) [keys_per_chunk]. CD = C + Dr.
 enum { TCA_HEADS = 16, TCA_KEYS = 16, TCA_THREADS = 256, TCA_MAX_NT = 8, TCA_PS = 24 };
@@ -2240,7 +2242,7 @@ __host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_
     L.qh = 0;
     L.ql = up16(L.qh + 2 * TCA_HEADS * (CD + 8));
     L.keys = up16(L.ql + 2 * TCA_HEADS * (CD + 8));
-    L.spart = up16(L.keys + 4 * TCA_KEYS * (CD + 4));
+    L.spart = up16(L.keys + 2 * 4 * TCA_KEYS * (CD + 4));
     L.ph = up16(L.spart + 4 * 4 * TCA_HEADS * 17);
     L.pl = up16(L.ph + 2 * TCA_HEADS * TCA_PS);
     L.stats = up16(L.pl + 2 * TCA_HEADS * TCA_PS);
@@ -2309,19 +2311,31 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
         for (int i = 0; i < 4; i++) acc[j][i] = 0.0f;
     cp_async_wait<0>();
     __syncthreads();  // the chunk's key rows
-    for (int i0 = begin; i0 < n; i0 += TCA_KEYS) {
+    // The tile at i0 into buffer buf: warp w loads key rows w and w + 8 (rows past the chunk's end
+    // zero-filled), one cp.async group.
+    auto load_tile = [&](int i0, int buf) {
+        float *kb = keys + buf * TCA_KEYS * KS;
         const int ni = min(TCA_KEYS, n - i0);
-        // the tile: warp w loads key rows w and w + 8 (rows past ni zero-filled)
         for (int key = warp; key < TCA_KEYS; key += TCA_THREADS / 32) {
             const bool ok = key < ni;
             const size_t row = ok ? (size_t)keys_s[i0 - begin + key] : 0;
             for (int c4 = lane; c4 < C / 4; c4 += 32)
-                cp_async16(smem_u32(keys + key * KS + 4 * c4), latent_cache + (ok ? row * C + 4 * c4 : 0), ok);
+                cp_async16(smem_u32(kb + key * KS + 4 * c4), latent_cache + (ok ? row * C + 4 * c4 : 0), ok);
             for (int d4 = lane; d4 < Dr / 4; d4 += 32)
-                cp_async16(smem_u32(keys + key * KS + C + 4 * d4), kpe_cache + (ok ? row * Dr + 4 * d4 : 0), ok);
+                cp_async16(smem_u32(kb + key * KS + C + 4 * d4), kpe_cache + (ok ? row * Dr + 4 * d4 : 0), ok);
         }
         cp_async_commit();
-        cp_async_wait<0>();
+    };
+    if (begin < n) load_tile(begin, 0);
+    for (int i0 = begin, buf = 0; i0 < n; i0 += TCA_KEYS, buf ^= 1) {
+        const int ni = min(TCA_KEYS, n - i0);
+        const float *kb = keys + buf * TCA_KEYS * KS;
+        if (i0 + TCA_KEYS < n) {  // the other buffer's tile was used before the last barrier
+            load_tile(i0 + TCA_KEYS, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
         {  // scores of keys key0..key0+7 over this warp's K quarter
             float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -2330,7 +2344,7 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
                 uint32_t ah[4], al[4];
                 ldmatrix_x4(smem_u32(qh + (lane & 15) * QS + k0 + (lane >> 4) * 8), ah[0], ah[1], ah[2], ah[3]);
                 ldmatrix_x4(smem_u32(ql + (lane & 15) * QS + k0 + (lane >> 4) * 8), al[0], al[1], al[2], al[3]);
-                const float *kr = keys + (key0 + g) * KS + k0 + 2 * t;
+                const float *kr = kb + (key0 + g) * KS + k0 + 2 * t;
                 const float2 x0 = *(const float2 *)kr, x1 = *(const float2 *)(kr + 8);
                 const uint32_t bh[2] = {pack_bf16(x0.x, x0.y), pack_bf16(x1.x, x1.y)};
                 const uint32_t bl[2] = {pack_bf16_residual(x0.x, x0.y, bh[0]), pack_bf16_residual(x1.x, x1.y, bh[1])};
@@ -2376,8 +2390,8 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
                 if (j >= NT) break;
                 const int col = warp * (C / 8) + 8 * j + g;
                 acc[j][0] *= r_lo, acc[j][1] *= r_lo, acc[j][2] *= r_hi, acc[j][3] *= r_hi;
-                const float v0 = keys[(2 * t) * KS + col], v1 = keys[(2 * t + 1) * KS + col];
-                const float v2 = keys[(2 * t + 8) * KS + col], v3 = keys[(2 * t + 9) * KS + col];
+                const float v0 = kb[(2 * t) * KS + col], v1 = kb[(2 * t + 1) * KS + col];
+                const float v2 = kb[(2 * t + 8) * KS + col], v3 = kb[(2 * t + 9) * KS + col];
                 const uint32_t bh[2] = {pack_bf16(v0, v1), pack_bf16(v2, v3)};
                 const uint32_t bl[2] = {pack_bf16_residual(v0, v1, bh[0]), pack_bf16_residual(v2, v3, bh[1])};
                 mma_bf16(acc[j], ah, bh);
