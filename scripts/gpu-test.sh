@@ -56,8 +56,8 @@ if want ops; then
     "$BUILD/tests/cuda/test_cuda_ops" >"$OUT/ops.log" 2>&1 && note "ops ok: $(tail -1 "$OUT/ops.log")" ||
         { status=1; note "ops FAILED: $(tail -1 "$OUT/ops.log")"; grep FAIL "$OUT/ops.log" | head -20; }
     # again with: the FP32 SIMT kernel for everything (TC=0); the fast BF16-activation GEMM (TC=bf16,
-    # tolerance 1e-2); glint's own precise GEMM instead of cuBLAS (CUBLAS=0); the tensor-core MLA
-    # attention (off by default: not faster yet, see bench/RESULTS.md); plain launches instead of chained
+    # tolerance 1e-2); glint's own precise GEMM instead of cuBLAS (CUBLAS=0); the FP32 MLA attention
+    # (ATTEND_TC=0; by default the tensor-core kernel where the shapes allow); plain launches instead of chained
     # ones (PDL=0: what a card before sm_90 gets); the FP32 indexer scores for GLM-5's shape (INDEXER_TC=0);
     # BF16 GEMVs of T > 1 rows on reordered x (GEMV_PERMUTE=1, off by default: no gain), alone and with
     # the 8-row kernel for every T > 1 (GEMV_WIDTHS=0; by default 2 and 4 rows have kernels of their own);
@@ -67,7 +67,7 @@ if want ops; then
     # their GEMV rotates them before the write); the multi-block top-k's passes in a launch each
     # (TOPK_RESIDENT=0; by default one launch of resident blocks, which TOPK_FUSED=0 runs from its first
     # pass). A setting of several switches joins them with '+'.
-    for setting in GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=1 GLINT_CUDA_PDL=0 \
+    for setting in GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=0 GLINT_CUDA_PDL=0 \
         GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=0 \
         GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=0 GLINT_CUDA_ASYNC_UPLOAD=0 GLINT_CUDA_TOPK_FUSED=0 \
         GLINT_CUDA_MATMUL_ROPE=0 GLINT_CUDA_TOPK_RESIDENT=0 GLINT_CUDA_TOPK_RESIDENT=0+GLINT_CUDA_TOPK_FUSED=0; do
@@ -87,10 +87,6 @@ fi
 if want graphs; then
     "$BUILD/tests/cuda/test_cuda_graphs" models/demo >"$OUT/graphs.log" 2>&1 && note "graphs ok: $(tail -1 "$OUT/graphs.log")" ||
         { status=1; note "graphs FAILED: $(tail -1 "$OUT/graphs.log")"; grep FAIL "$OUT/graphs.log" | head -20; }
-    # again with the L2 prefetches on (the demo's weights are smaller than 8 MiB: all of each prefetched)
-    GLINT_PREFETCH_MB=8,8 GLINT_PREFETCH_KEEP=1 "$BUILD/tests/cuda/test_cuda_graphs" models/demo >"$OUT/graphs_prefetch.log" 2>&1 &&
-        note "graphs with GLINT_PREFETCH_MB=8,8 ok: $(tail -1 "$OUT/graphs_prefetch.log")" ||
-        { status=1; note "graphs with GLINT_PREFETCH_MB=8,8 FAILED: $(tail -1 "$OUT/graphs_prefetch.log")"; grep FAIL "$OUT/graphs_prefetch.log" | head; }
 fi
 
 if want tp; then  # needs 2 GPUs or more; a stuck all-reduce gives up after 20 s, the timeout is for the rest
@@ -199,7 +195,7 @@ if want profile; then
     stalls+=" lg_throttle dispatch_stall no_instructions branch_resolving"
     metrics=smsp__pcsamp_sample_count
     for st in $stalls; do metrics+=",smsp__pcsamp_warps_issue_stalled_$st"; done
-    for k in ${PROFILE_KERNELS:-gemv_vec moe_nvfp4_mma attend_kernel indexer_scores_tc}; do
+    for k in ${PROFILE_KERNELS:-gemv_vec moe_nvfp4_mma attend_tc indexer_scores_tc}; do
         log="$OUT/profile_${k//[^a-zA-Z0-9_]/_}.txt"
         if GLINT_CUDA_GRAPHS=0 ncu --clock-control none -k "regex:$k" --launch-skip "${PROFILE_SKIP:-6}" \
             --launch-count "${PROFILE_COUNT:-4}" --section SpeedOfLight --section LaunchStats --section Occupancy \

@@ -232,11 +232,6 @@ struct glint_backend {
                        const glint_weight *W, int n_heads, int head_stride, int offset, int rope_dim,
                        const int32_t *pos, const float *inv_freq, float attn_factor);
 
-    // Optional (NULL: nothing): starts reading bytes of backend memory at data (weights no op writes)
-    // into the device's cache, without waiting for them, so that a later op reading them finds them
-    // there; issued where the memory would otherwise sit idle (e.g. during the attention).
-    void (*prefetch)(glint_backend *be, const void *data, size_t bytes);
-
     // Tensor parallelism (optional: NULL means one rank only). tp_connect is called once by every rank
     // on its own thread, all at the same time, before any all_reduce_sum: this backend becomes rank
     // `rank` of link->n_ranks. 0, or -1 with the error set; every rank passes the same waits on the link

@@ -474,16 +474,6 @@ uint64_t glint_weight_stored_bytes(const glint_weight *w) {
     }
 }
 
-uint64_t glint_weight_data_bytes(const glint_weight *w) {
-    const uint64_t N = (uint64_t)w->rows, K = (uint64_t)w->cols;
-    switch (w->format) {
-    case GLINT_WFMT_NVFP4:
-    case GLINT_WFMT_GPTQ_INT4: return N * K / 2;
-    case GLINT_WFMT_FP8_BLOCK: return N * K;
-    default: return N * K * glint_dtype_size(w->dtype);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Parts of a weight (tensor parallelism)
 

@@ -44,8 +44,6 @@ int glint_bind_quantized_linear(const glint_checkpoint *ckpt, const glint_quant_
 const char *glint_weight_format_name(const glint_weight *w);
 // Bytes a weight occupies as stored (codes + scales).
 uint64_t glint_weight_stored_bytes(const glint_weight *w);
-// Bytes of w->data alone (the codes, without scales or zeros).
-uint64_t glint_weight_data_bytes(const glint_weight *w);
 // w's rows [start, start + count) (axis 0) or columns (axis 1) as a weight of its own (tensor
 // parallelism). Row parts of BF16 / NVFP4 / FP8-block weights and column parts of GPTQ weights are
 // views into w's memory (*copy = NULL); the others are copied into *copy, which the caller frees once

@@ -1148,37 +1148,6 @@ static void join(glint_backend *be) {
     if (be->join) be->join(be);
 }
 
-// L2 prefetch of weights while the memory would otherwise be idle (backend.h: prefetch), off by default:
-// GLINT_PREFETCH_MB="A,B": A MiB of o_proj started beside the attention (whose few MB of keys leave the
-// bandwidth unused), and B MiB of the next layer's first weights (kv_a, the indexer's wk and head
-// weights, q_a, its wq_b, q_b, in their order of use) started with the routed experts.
-typedef struct {
-    size_t o_proj, next_layer;  // bytes
-} prefetch_plan;
-static prefetch_plan prefetch_setting(void) {
-    static prefetch_plan plan;
-    static _Atomic int read;  // tensor-parallel ranks may ask at once: they all parse the same string
-    if (!read) {
-        const char *v = getenv("GLINT_PREFETCH_MB");
-        double a = 0, b = 0;
-        if (v && *v && sscanf(v, "%lf,%lf", &a, &b) < 1)
-            fprintf(stderr, "glint: GLINT_PREFETCH_MB='%s' is not \"A,B\" (MiB); no prefetch\n", v);
-        plan.o_proj = a > 0 ? (size_t)(a * 1048576.0) : 0;
-        plan.next_layer = b > 0 ? (size_t)(b * 1048576.0) : 0;
-        read = 1;
-    }
-    return plan;
-}
-
-// Prefetches the start of w's codes, at most *budget bytes, taking them from *budget.
-static void prefetch_weight(glint_backend *be, const glint_weight *w, size_t *budget) {
-    if (!*budget || !w->data) return;
-    const uint64_t bytes = glint_weight_data_bytes(w);
-    const size_t n = bytes < *budget ? (size_t)bytes : *budget;
-    be->prefetch(be, w->data, n);
-    *budget -= n;
-}
-
 // y[T, n_heads · head_stride] = x · W^T, then RoPE on each head's dims [offset, offset + rope dim):
 // one backend op where the backend has it (backend.h: matmul_rope), else the two.
 static void matmul_rope(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T,
@@ -1240,12 +1209,6 @@ static void attention(glint_model *m, const batch_caches *bc, int l, const glm_l
     be->rope(be, s->q, T, H, Dq, H * Dq, Dn, Dr, s->pos, c->rope_inv_freq, c->rope_attention_factor);
     be->mla_absorb_q(be, s->q_lat, s->q, T, H, Dq, Dn, Dv, &L->kv_b);
     join(be);
-    size_t o_budget = prefetch_setting().o_proj;
-    if (o_budget && be->prefetch) {  // on a side line: the attention does not wait for its launch
-        branch(be, 1);
-        prefetch_weight(be, &L->o_proj, &o_budget);
-        branch(be, 0);
-    }
     be->mla_attend(be, s->o_lat, s->q_lat, s->q, Dq, Dn, bc->latent[l], bc->kpe[l], s->sel, s->n_sel,
                    c->index_topk, T, H, C, Dr, c->softmax_scale);
     be->mla_up_v(be, s->o, s->o_lat, T, H, C, Dn, Dv, &L->kv_b);
@@ -1263,7 +1226,7 @@ static int leaves_y2(const glint_model *m, const glm_layer *L) {
 // `prev` (the previous block, NULL for the first) is still in s->y (+ s->y2): it is added to s->x
 // together with this block's input norm. Leaves its own output there the same way.
 static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const glm_layer *L, const glm_layer *prev,
-                          const glm_layer *next, int T, scratch *s) {
+                          int T, scratch *s) {
     const glint_config *c = &m->cfg;
     glint_backend *be = m->be;
     const int D = c->hidden_size;
@@ -1281,15 +1244,6 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
         branch(be, 1);
         be->moe(be, s->y, s->xn, T, D, c->moe_intermediate_size, &L->router, &L->router_bias, &routing, &experts);
         branch(be, 0);
-        size_t budget = prefetch_setting().next_layer;
-        if (next && budget && be->prefetch) {
-            branch(be, 2);
-            const glint_weight *first_used[] = {&next->kv_a, &next->idx_wk, &next->idx_weights_proj,
-                                                &next->q_a, &next->idx_wq_b, &next->q_b};
-            for (size_t i = 0; i < sizeof first_used / sizeof *first_used; i++)
-                prefetch_weight(be, first_used[i], &budget);
-            branch(be, 0);
-        }
         if (c->n_shared_experts > 0) mlp(be, L, s->xn, T, D, s, s->y2);
         join(be);
         if (c->n_shared_experts > 0 && m->tp_size > 1) be->add(be, s->y, s->y2, (size_t)T * D);
@@ -1306,12 +1260,10 @@ static void decoder_layer(glint_model *m, const batch_caches *bc, int l, const g
 static void layer_range(glint_model *m, const batch_caches *bc, int T, scratch *s, int mtp_layer, int first, int end) {
     const glm_layer *last = NULL;
     if (mtp_layer >= 0) {
-        decoder_layer(m, bc, mtp_layer, &m->mtp, NULL, NULL, T, s);
+        decoder_layer(m, bc, mtp_layer, &m->mtp, NULL, T, s);
         last = &m->mtp;
     } else {
-        for (int l = first; l < end; l++)
-            decoder_layer(m, bc, l, &m->layers[l], l ? &m->layers[l - 1] : NULL,
-                          l + 1 < m->cfg.num_layers ? &m->layers[l + 1] : NULL, T, s);
+        for (int l = first; l < end; l++) decoder_layer(m, bc, l, &m->layers[l], l ? &m->layers[l - 1] : NULL, T, s);
         if (end == m->cfg.num_layers && end > first) last = &m->layers[end - 1];
     }
     if (last)

@@ -17,6 +17,7 @@
 typedef struct {
     glint_backend base;
     int device, sms;
+    size_t smem_per_block;  // the most shared memory a block may opt in to
     size_t attend_smem;   // the attention kernel's shared memory when attend_resident was measured
     int attend_resident;  // its blocks resident per SM
     int attend_tc;        // ... of the tensor-core kernel (else the FP32 one)
@@ -692,43 +693,6 @@ static void cuda_add(glint_backend *be, float *y, const float *x, size_t n) {
     if (!n) return;
     launch_chained(add_kernel, blocks_for(n, 256), 256, 0, y, x, n);
     glint_cuda_check("add");
-}
-
-// Prefetch into L2 (sm_90: cp.async.bulk.prefetch.L2, nothing is waited for): thread i issues pieces
-// i, i + blockDim.x, ... of PREFETCH_PIECE bytes (the last one shorter, a multiple of 16). keep: the
-// lines are marked evict_last, so the streaming weight reads between now and their use evict others
-// first. The successor may start at once; the wait comes last so this kernel does not end before its
-// predecessor (chain_wait's rule).
-enum { PREFETCH_PIECE = 64 << 10, PREFETCH_THREADS = 256 };
-__global__ void __launch_bounds__(PREFETCH_THREADS) l2_prefetch_kernel(const char *data, size_t bytes, int keep) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    uint64_t policy = 0;
-    if (keep) asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
-    for (size_t at = (size_t)threadIdx.x * PREFETCH_PIECE; at < bytes; at += (size_t)blockDim.x * PREFETCH_PIECE) {
-        const uint32_t n = (uint32_t)(bytes - at < PREFETCH_PIECE ? bytes - at : PREFETCH_PIECE);
-        if (keep)
-            asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;\n" ::"l"(data + at), "r"(n),
-                         "l"(policy)
-                         : "memory");
-        else
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(data + at), "r"(n) : "memory");
-    }
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#else
-    (void)data, (void)bytes, (void)keep;
-    chain_wait();
-#endif
-}
-
-static void cuda_prefetch(glint_backend *be, const void *data, size_t bytes) {
-    (void)be;
-    static const int keep = glint_cuda_switch("GLINT_PREFETCH_KEEP", 0);
-    const uintptr_t start = ((uintptr_t)data + 15) & ~(uintptr_t)15;  // the bulk copy's 16-byte alignment
-    const size_t skip = start - (uintptr_t)data;
-    if (!data || bytes <= skip + 16) return;
-    launch_chained(l2_prefetch_kernel, 1, PREFETCH_THREADS, 0, (const char *)start, (bytes - skip) & ~(size_t)15, keep);
-    glint_cuda_check("prefetch");
 }
 
 static void cuda_copy_rows(glint_backend *be, float *y, int y_stride, const float *x, int x_stride, int T, int n) {
@@ -2493,9 +2457,10 @@ __global__ void __launch_bounds__(COMBINE_THREADS)
     o_lat[row * C + c] = attend_normalize(acc, S);
 }
 
-// GLINT_CUDA_ATTEND_TC=1 takes attend_tc_kernel where the shapes allow. Off by default: on one H100
-// the kernel is faster (18 vs 24 us per GLM-5.1 layer at 4k) but its 16-head blocks cut the keys
-// into twice the chunks, and the combine's extra reads eat the gain (bench/RESULTS.md).
+// attend_tc_kernel is taken where the shapes allow (GLINT_CUDA_ATTEND_TC=0: the FP32 kernel). With its
+// key tiles double-buffered (session 15) its shared memory leaves one block per SM, so it gets the FP32
+// kernel's chunk count and partial-output size; 19.2 vs 24.4 us per GLM-5.1 layer at 4k on H200, +1.9
+// points of copy bandwidth at 4k and +0.8 at 128k (bench/RESULTS.md).
 // Both attention kernels take these arguments.
 typedef void (*attend_fn)(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                           const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
@@ -2509,7 +2474,7 @@ extern "C" void glint_cuda_set_attention_splits(int splits) {
 }
 
 static int attend_tc_enabled(void) {
-    static const int on = glint_cuda_switch("GLINT_CUDA_ATTEND_TC", 0);
+    static const int on = glint_cuda_switch("GLINT_CUDA_ATTEND_TC", 1);
     return on;
 }
 
@@ -2525,11 +2490,14 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     // Tensor cores where enabled and the shapes allow (attend_tc_kernel), else the FP32 kernel; the
     // choice depends on the shapes only, so a row takes the same kernel alone or batched.
     static_assert((int)TCA_KEYS == (int)ATTEND_KEYS, "both kernels cut chunks into 16-key tiles");
+    // (its double-buffered tiles take ~126 KB at GLM-5's shapes: more than cards of compute capability
+    // 8.6, 8.9 and 12.x give a block, which take the FP32 kernel)
+    const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;  // a chunk's key rows: at most all of them
     const bool tc = attend_tc_enabled() && C % 64 == 0 && C <= 64 * TCA_MAX_NT && Dr % 16 == 0 &&
                     q_head_stride % 2 == 0 && pe_offset % 2 == 0 && (uintptr_t)latent_cache % 16 == 0 &&
-                    (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)q % 8 == 0 && (uintptr_t)o_lat % 8 == 0;
+                    (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)q % 8 == 0 && (uintptr_t)o_lat % 8 == 0 &&
+                    tca_layout_of(C, Dr, tiles * TCA_KEYS).bytes <= cuda_of(be)->smem_per_block;
     const int heads = tc ? (int)TCA_HEADS : (int)ATTEND_HEADS;
-    const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;  // a chunk's key rows: at most all of them
     const size_t smem =
         tc ? tca_layout_of(C, Dr, tiles * TCA_KEYS).bytes
            : sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + 2 * ATTEND_KEYS * (C + Dr) +
@@ -2805,7 +2773,7 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, device);
     memset(&cb, 0, sizeof cb);
-    cb.device = device, cb.sms = prop.multiProcessorCount;
+    cb.device = device, cb.sms = prop.multiProcessorCount, cb.smem_per_block = prop.sharedMemPerBlockOptin;
     prop.name[sizeof prop.name - 1] = 0;
     snprintf(cb.description, sizeof cb.description, "%.200s, %d SMs, sm_%d%d, %.0f GiB", prop.name,
              prop.multiProcessorCount, prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0);
@@ -2844,7 +2812,6 @@ static glint_backend *cuda_make(cuda_backend &cb, int device) {
     be->argmax = cuda_argmax;
     be->sample = cuda_sample;
     be->edit_logits = cuda_edit_logits;
-    if (prop.major >= 9) be->prefetch = cuda_prefetch;  // the bulk prefetch is sm_90's
     if (glint_cuda_switch("GLINT_CUDA_FUSED", 1)) {  // 0: the model calls the plain ops instead
         be->add_rmsnorm = cuda_add_rmsnorm;
         be->norm_rope_cache = cuda_norm_rope_cache;

@@ -69,60 +69,25 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
 // TAIL: the lanes' chunk ranges may end inside a pass (chunks past c_end read as zeros); without it
 // every pass is whole and no weight load is predicated (with the one row pointer per matrix, a
 // gate/up pass's SASS went from 906 to 819 instructions, down's from 934 to 858).
-// One pass's weight codes and group scales per lane: UNROLL chunks of rows g and g+8 per matrix
-// (chunks past c_end, with TAIL, as zeros).
 template <int NW, int UNROLL, bool TAIL>
-__device__ __forceinline__ void nvfp4_pass_load(const uint4 *const (&rows)[NW], const uint16_t *const (&scales)[NW],
-                                                int row_step, int cb, int c_end, uint4 (&raw)[UNROLL][NW][2],
-                                                uint32_t (&sc)[UNROLL][NW][2]) {
-    const int t = threadIdx.x & 3;
-#pragma unroll
-    for (int u = 0; u < UNROLL; u++) {
-        const int ch = cb + UNROLL * t + u;
-        const bool ok = !TAIL || ch < c_end;
-#pragma unroll
-        for (int m = 0; m < NW; m++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                raw[u][m][h] = ok ? __ldg(rows[m] + (ch + h * row_step)) : make_uint4(0, 0, 0, 0);
-                sc[u][m][h] = ok ? __ldg(scales[m] + (ch + h * row_step)) : 0u;
-            }
-    }
-}
-
-// c[m] += rows {g, g+8} of matrix m · token g's x over chunks [c_begin, c_end) (32 codes each).
-// rows[m]: row g's codes, scales[m]: its E4M3 group scales; row g+8's are row_step chunks further
-// (one offset for all matrices: they have the same rows; it saves registers); xh/xl: token g's split x
-// (NULL: no token in this column, zeros; not the first token's x again: those loads cost more than the
-// predicate).
-// TAIL: the lanes' chunk ranges may end inside a pass (chunks past c_end read as zeros); without it
-// every pass is whole and no weight load is predicated (with the one row pointer per matrix, a
-// gate/up pass's SASS went from 906 to 819 instructions, down's from 934 to 858).
-// PIPE: the next pass's weights are loaded before this pass's products (twice the registers for
-// them, twice the loads in flight per warp).
-template <int NW, int UNROLL, bool TAIL, bool PIPE>
 __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], const uint16_t *const (&scales)[NW],
                                                int row_step, int c_begin, int c_end, const uint4 *xh,
                                                const uint4 *xl, float (&c)[NW][4]) {
     const int t = threadIdx.x & 3;
-    uint4 next_raw[UNROLL][NW][2];
-    uint32_t next_sc[UNROLL][NW][2];
-    if (PIPE && c_begin < c_end)
-        nvfp4_pass_load<NW, UNROLL, TAIL>(rows, scales, row_step, c_begin, c_end, next_raw, next_sc);
     for (int cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
         uint4 raw[UNROLL][NW][2];
         uint32_t sc[UNROLL][NW][2];
-        if (PIPE) {
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++)
+        for (int u = 0; u < UNROLL; u++) {
+            const int ch = cb + UNROLL * t + u;
+            const bool ok = !TAIL || ch < c_end;
 #pragma unroll
-                for (int m = 0; m < NW; m++)
+            for (int m = 0; m < NW; m++)
 #pragma unroll
-                    for (int h = 0; h < 2; h++) raw[u][m][h] = next_raw[u][m][h], sc[u][m][h] = next_sc[u][m][h];
-            if (cb + 4 * UNROLL < c_end)
-                nvfp4_pass_load<NW, UNROLL, TAIL>(rows, scales, row_step, cb + 4 * UNROLL, c_end, next_raw, next_sc);
-        } else {
-            nvfp4_pass_load<NW, UNROLL, TAIL>(rows, scales, row_step, cb, c_end, raw, sc);
+                for (int h = 0; h < 2; h++) {
+                    raw[u][m][h] = ok ? __ldg(rows[m] + (ch + h * row_step)) : make_uint4(0, 0, 0, 0);
+                    sc[u][m][h] = ok ? __ldg(scales[m] + (ch + h * row_step)) : 0u;
+                }
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
@@ -197,8 +162,8 @@ __device__ __forceinline__ bool reduce_split(float (&c)[NW][4], float (*part)[NW
 // GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) (FP32, [pairs][I]);
 // else out[row, n] = down_e[n] · h[row] ([pairs][D]). A block: SPLIT warps over K for 16 rows of one
 // active expert (blockIdx.y: the j-th expert that got tokens), tokens in passes of 8.
-template <bool GATE_UP, int SPLIT, bool PIPE>
-__global__ void __launch_bounds__(32 * SPLIT, (PIPE ? 12 : 16) / SPLIT)
+template <bool GATE_UP, int SPLIT>
+__global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     moe_nvfp4_mma_kernel(float *out, int64_t out_row, glint_moe_split x, const dev_weight *tab, int E,
                          glint_moe_plan plan) {
     chain_wait();
@@ -241,9 +206,9 @@ __global__ void __launch_bounds__(32 * SPLIT, (PIPE ? 12 : 16) / SPLIT)
 #pragma unroll
             for (int i = 0; i < 4; i++) c[m][i] = 0.0f;
         if (whole_passes)
-            nvfp4_mma_rows<NW, UNROLL, false, PIPE>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
+            nvfp4_mma_rows<NW, UNROLL, false>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
         else
-            nvfp4_mma_rows<NW, UNROLL, true, PIPE>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
+            nvfp4_mma_rows<NW, UNROLL, true>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
         if (reduce_split<NW, SPLIT>(c, part)) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -309,14 +274,12 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
     auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     const glint_moe_split xs = x_split ? *x_split : glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
     if (!x_split) launch_chained(mma_split_x_kernel, T, MOE_SPLIT_THREADS, 0, xs, x, D, D);
-    static const int pipe = glint_cuda_switch("GLINT_CUDA_MMA_PIPE", 0);  // an experiment, off by default
-    launch_chained(pipe ? moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT, true> : moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT, false>,
+    launch_chained(moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>,
         dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, buf.h, I, xs, tab, E,
         plan);
     const glint_moe_split hs = {buf.x, buf.x + (size_t)pairs * I, buf.scales};
     launch_chained(mma_split_x_kernel, pairs, MOE_SPLIT_THREADS, 0, hs, buf.h, I, I);
-    launch_chained(pipe ? moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT, true>
-                        : moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT, false>,
+    launch_chained(moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>,
         dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0, out, D, hs, tab, E,
         plan);
     return 1;
