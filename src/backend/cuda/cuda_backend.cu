@@ -2215,7 +2215,9 @@ __host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_
     return L;
 }
 
-template <bool SPLIT>
+// CHAINS: the scores' three products (hi·hi, hi·lo, lo·hi) add into three accumulators, summed at the
+// end, instead of one chain of 3 x steps dependent MMAs (an experiment, GLINT_CUDA_ATTEND_CHAINS=1).
+template <bool SPLIT, bool CHAINS>
 __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
     attend_tc_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                      const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
@@ -2302,7 +2304,8 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
         }
         __syncthreads();
         {  // scores of keys key0..key0+7 over this warp's K quarter
-            float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sc_hl[4] = {0.0f, 0.0f, 0.0f, 0.0f},
+                  sc_lh[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             for (int ks = k_begin; ks < k_end; ks++) {
                 const int k0 = 16 * ks;
                 uint32_t ah[4], al[4];
@@ -2313,9 +2316,12 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
                 const uint32_t bh[2] = {pack_bf16(x0.x, x0.y), pack_bf16(x1.x, x1.y)};
                 const uint32_t bl[2] = {pack_bf16_residual(x0.x, x0.y, bh[0]), pack_bf16_residual(x1.x, x1.y, bh[1])};
                 mma_bf16(sc, ah, bh);
-                mma_bf16(sc, ah, bl);
-                mma_bf16(sc, al, bh);
+                mma_bf16(CHAINS ? sc_hl : sc, ah, bl);
+                mma_bf16(CHAINS ? sc_lh : sc, al, bh);
             }
+            if (CHAINS)
+#pragma unroll
+                for (int i = 0; i < 4; i++) sc[i] += sc_hl[i] + sc_lh[i];
             float *sp = spart + kq * TCA_HEADS * 17;  // [row][key]
             sp[g * 17 + key0 + 2 * t] = sc[0], sp[g * 17 + key0 + 2 * t + 1] = sc[1];
             sp[(g + 8) * 17 + key0 + 2 * t] = sc[2], sp[(g + 8) * 17 + key0 + 2 * t + 1] = sc[3];
@@ -2505,8 +2511,10 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
                  sizeof(int32_t) * (size_t)tiles * ATTEND_KEYS;
     // The two variants of the kernel (tensor cores: a block per chunk / folding its chunks; FP32: 16-byte
     // / scalar loads); the first one's occupancy sets the chunks.
-    const attend_fn variant[2] = {tc ? attend_tc_kernel<true> : attend_kernel<true>,
-                                  tc ? attend_tc_kernel<false> : attend_kernel<false>};
+    static const int chains = glint_cuda_switch("GLINT_CUDA_ATTEND_CHAINS", 0);
+    const attend_fn variant[2] = {
+        tc ? (chains ? attend_tc_kernel<true, true> : attend_tc_kernel<true, false>) : attend_kernel<true>,
+        tc ? (chains ? attend_tc_kernel<false, true> : attend_tc_kernel<false, false>) : attend_kernel<false>};
     const int threads = tc ? (int)TCA_THREADS : (int)ATTEND_THREADS;
     if (smem > 48 * 1024 &&
         (cudaFuncSetAttribute(variant[0], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||

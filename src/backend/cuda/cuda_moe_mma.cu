@@ -22,6 +22,7 @@
 // rows match solo rows bitwise).
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
+#include <stdio.h>
 
 #include "backend/cuda/cuda_internal.cuh"
 
@@ -69,10 +70,19 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
 // TAIL: the lanes' chunk ranges may end inside a pass (chunks past c_end read as zeros); without it
 // every pass is whole and no weight load is predicated (with the one row pointer per matrix, a
 // gate/up pass's SASS went from 906 to 819 instructions, down's from 934 to 858).
-template <int NW, int UNROLL, bool TAIL>
+// CHAINS 2: the lo products add into accumulators of their own, added into c at the end (a pass's
+// MMAs otherwise all add into c[m]: one chain of 32 dependent MMAs for gate/up, 64 for down). Four
+// chains made the down kernel spill.
+template <int NW, int UNROLL, bool TAIL, int CHAINS>
 __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], const uint16_t *const (&scales)[NW],
                                                int row_step, int c_begin, int c_end, const uint4 *xh,
                                                const uint4 *xl, float (&c)[NW][4]) {
+    static_assert(CHAINS == 1 || CHAINS == 2, "one or two accumulator chains");
+    float c_lo[NW][4];
+#pragma unroll
+    for (int m = 0; m < NW; m++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) c_lo[m][i] = 0.0f;
     const int t = threadIdx.x & 3;
     for (int cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
         uint4 raw[UNROLL][NW][2];
@@ -129,11 +139,18 @@ __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], c
                             a[h][1] = hmul2_bits(s ? e2m1_pair_hi(odd[h]) : e2m1_pair_lo(odd[h]), scale[h]);
                         }
                         mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], xhw[2 * s], xhw[2 * s + 1]);
-                        mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], xlw[2 * s], xlw[2 * s + 1]);
+                        mma_f16(CHAINS == 2 ? c_lo[m] : c[m], a[0][0], a[1][0], a[0][1], a[1][1], xlw[2 * s],
+                                xlw[2 * s + 1]);
                     }
                 }
             }
         }
+    }
+    if (CHAINS == 2) {
+#pragma unroll
+        for (int m = 0; m < NW; m++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) c[m][i] += c_lo[m][i];
     }
 }
 
@@ -162,7 +179,7 @@ __device__ __forceinline__ bool reduce_split(float (&c)[NW][4], float (*part)[NW
 // GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) (FP32, [pairs][I]);
 // else out[row, n] = down_e[n] · h[row] ([pairs][D]). A block: SPLIT warps over K for 16 rows of one
 // active expert (blockIdx.y: the j-th expert that got tokens), tokens in passes of 8.
-template <bool GATE_UP, int SPLIT>
+template <bool GATE_UP, int SPLIT, int CHAINS>
 __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     moe_nvfp4_mma_kernel(float *out, int64_t out_row, glint_moe_split x, const dev_weight *tab, int E,
                          glint_moe_plan plan) {
@@ -206,9 +223,9 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
 #pragma unroll
             for (int i = 0; i < 4; i++) c[m][i] = 0.0f;
         if (whole_passes)
-            nvfp4_mma_rows<NW, UNROLL, false>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
+            nvfp4_mma_rows<NW, UNROLL, false, CHAINS>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
         else
-            nvfp4_mma_rows<NW, UNROLL, true>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
+            nvfp4_mma_rows<NW, UNROLL, true, CHAINS>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
         if (reduce_split<NW, SPLIT>(c, part)) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -266,6 +283,25 @@ glint_moe_split glint_cuda_moe_mma_split(int T, int D, int I, int top_k, bool nv
     return glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
 }
 
+// GLINT_CUDA_MMA_CHAINS="G,D": accumulator chains of the gate/up and down kernels, 1 or 2 each
+// (nvfp4_mma_rows' CHAINS; an experiment, 1,1 by default).
+struct mma_chains {
+    int gate_up, down;
+};
+static mma_chains mma_chains_setting(void) {
+    static const mma_chains setting = [] {
+        mma_chains c = {1, 1};
+        const char *v = getenv("GLINT_CUDA_MMA_CHAINS");
+        if (v && (sscanf(v, "%d,%d", &c.gate_up, &c.down) != 2 || (c.gate_up != 1 && c.gate_up != 2) ||
+                  (c.down != 1 && c.down != 2))) {
+            fprintf(stderr, "glint: GLINT_CUDA_MMA_CHAINS='%s' is not \"G,D\" with G and D 1 or 2; using 1,1\n", v);
+            c = {1, 1};
+        }
+        return c;
+    }();
+    return setting;
+}
+
 int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
                              const glint_moe_plan &plan, const glint_moe_split *x_split) {
     if (!mma_takes(D, I)) return 0;
@@ -274,12 +310,15 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
     auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     const glint_moe_split xs = x_split ? *x_split : glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
     if (!x_split) launch_chained(mma_split_x_kernel, T, MOE_SPLIT_THREADS, 0, xs, x, D, D);
-    launch_chained(moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT>,
+    const mma_chains chains = mma_chains_setting();
+    launch_chained(chains.gate_up == 2 ? moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT, 2>
+                                       : moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT, 1>,
         dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, buf.h, I, xs, tab, E,
         plan);
     const glint_moe_split hs = {buf.x, buf.x + (size_t)pairs * I, buf.scales};
     launch_chained(mma_split_x_kernel, pairs, MOE_SPLIT_THREADS, 0, hs, buf.h, I, I);
-    launch_chained(moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT>,
+    launch_chained(chains.down == 2 ? moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT, 2>
+                                    : moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT, 1>,
         dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0, out, D, hs, tab, E,
         plan);
     return 1;
