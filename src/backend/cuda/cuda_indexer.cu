@@ -10,6 +10,8 @@
 // q·k = q_hi·k_lo + q_lo·k_hi + q_hi·k_hi (q_lo·k_lo, ~2^-22 relative, dropped). The sums come out
 // in another order than the CPU's, so scores differ in the last bits: a key whose score ties the
 // top-k boundary that closely may be swapped (the op test allows exactly that).
+#include <stdio.h>
+
 #include "cuda_internal.cuh"
 
 namespace {
@@ -157,17 +159,51 @@ __global__ void __launch_bounds__(ITC_WARPS * 32)
     }
 }
 
+// Blocks of the kernel resident per SM (its registers and shared memory), measured once per variant.
+template <int NT, int AHEAD, bool FUSED>
+int resident_blocks() {
+    static int resident;  // 0: not measured yet (ranks' threads may measure at once: same answer)
+    int r = __atomic_load_n(&resident, __ATOMIC_RELAXED);
+    if (!r) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, indexer_scores_tc_kernel<NT, AHEAD, FUSED>,
+                                                          ITC_WARPS * 32, 0) != cudaSuccess || r < 1) {
+            cudaGetLastError();
+            r = 1;
+        }
+        __atomic_store_n(&resident, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 template <int NT, int AHEAD>
 void launch_scores(float *scores, int scores_stride, const float *q, const float *w, const float *k_pool,
                    const int32_t *pos, const glint_cache_map &map, int s0, int n, int max_visible, int sms,
                    float scale, float weight_scale, topk_state *states, int topk) {
     const int chunk_keys = ITC_WARPS * NT * 8, chunks = (max_visible + chunk_keys - 1) / chunk_keys;
-    // about four blocks per SM over all queries; each block stages q once for all its chunks
-    const int per_query = (4 * sms + n - 1) / n;
+    // one wave of resident blocks over all queries (four per SM for the default variants); each block
+    // stages q once for all its chunks
+    const int resident = states ? resident_blocks<NT, AHEAD, true>() : resident_blocks<NT, AHEAD, false>();
+    const int per_query = (resident * sms + n - 1) / n;
     const dim3 grid((unsigned)(chunks < per_query ? chunks : per_query), (unsigned)n);
     auto kernel = states ? indexer_scores_tc_kernel<NT, AHEAD, true> : indexer_scores_tc_kernel<NT, AHEAD, false>;
     launch_chained(kernel, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w, k_pool, pos, map, s0, scale,
         weight_scale, states, topk);
+}
+
+// GLINT_CUDA_INDEXER_LONG="NT,AHEAD": the long-context variant's n-tiles per warp and loads in flight
+// ahead, one of 4,2 (the default), 4,3, 4,4 and 2,8 (an experiment: more loads in flight per lane,
+// bench/RESULTS.md session 15). 0 for an unknown value (then the default, with a message).
+int long_variant() {
+    static const int variant = [] {
+        const char *v = getenv("GLINT_CUDA_INDEXER_LONG");
+        if (!v || !strcmp(v, "4,2")) return 42;
+        if (!strcmp(v, "4,3")) return 43;
+        if (!strcmp(v, "4,4")) return 44;
+        if (!strcmp(v, "2,8")) return 28;
+        fprintf(stderr, "glint: GLINT_CUDA_INDEXER_LONG='%s' is not one of 4,2 4,3 4,4 2,8; using 4,2\n", v);
+        return 42;
+    }();
+    return variant;
 }
 
 }  // namespace
@@ -181,10 +217,26 @@ int glint_cuda_indexer_scores_tc(float *scores, int scores_stride, const float *
     // Short contexts: one n-tile per warp with all of its loads in flight at once (latency: the
     // kernel starts beside q_b's GEMV); long ones: four n-tiles per warp, two loads ahead.
     const int long_chunks = (max_visible + ITC_WARPS * 32 - 1) / (ITC_WARPS * 32);
-    if ((long)long_chunks * n >= 2L * sms)
-        launch_scores<4, 2>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-            weight_scale, states, topk);
-    else
+    if ((long)long_chunks * n >= 2L * sms) {
+        switch (long_variant()) {
+        case 43:
+            launch_scores<4, 3>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
+                weight_scale, states, topk);
+            break;
+        case 44:
+            launch_scores<4, 4>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
+                weight_scale, states, topk);
+            break;
+        case 28:
+            launch_scores<2, 8>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
+                weight_scale, states, topk);
+            break;
+        default:
+            launch_scores<4, 2>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
+                weight_scale, states, topk);
+            break;
+        }
+    } else
         launch_scores<1, ITC_VECS>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
             weight_scale, states, topk);
     return 1;
