@@ -180,10 +180,10 @@ void launch_scores(float *scores, int scores_stride, const float *q, const float
                    const int32_t *pos, const glint_cache_map &map, int s0, int n, int max_visible, int sms,
                    float scale, float weight_scale, topk_state *states, int topk) {
     const int chunk_keys = ITC_WARPS * NT * 8, chunks = (max_visible + chunk_keys - 1) / chunk_keys;
-    // one wave of resident blocks over all queries (four per SM for the default variants); each block
-    // stages q once for all its chunks
-    const int resident = states ? resident_blocks<NT, AHEAD, true>() : resident_blocks<NT, AHEAD, false>();
-    const int per_query = (resident * sms + n - 1) / n;
+    // one wave of resident blocks over all queries, at most four per SM (what every variant had before
+    // the experimental ones, which may fit fewer); each block stages q once for all its chunks
+    const int fit = states ? resident_blocks<NT, AHEAD, true>() : resident_blocks<NT, AHEAD, false>();
+    const int per_query = ((fit < 4 ? fit : 4) * sms + n - 1) / n;
     const dim3 grid((unsigned)(chunks < per_query ? chunks : per_query), (unsigned)n);
     auto kernel = states ? indexer_scores_tc_kernel<NT, AHEAD, true> : indexer_scores_tc_kernel<NT, AHEAD, false>;
     launch_chained(kernel, grid, ITC_WARPS * 32, 0, scores, scores_stride, q, w, k_pool, pos, map, s0, scale,
