@@ -2216,7 +2216,8 @@ __host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_
 }
 
 // CHAINS: the scores' three products (hi·hi, hi·lo, lo·hi) add into three accumulators, summed at the
-// end, instead of one chain of 3 x steps dependent MMAs (an experiment, GLINT_CUDA_ATTEND_CHAINS=1).
+// end, instead of one chain of 3 x per_quarter dependent MMAs per warp (27 at GLM-5's shapes; an
+// experiment, GLINT_CUDA_ATTEND_CHAINS=1).
 template <bool SPLIT, bool CHAINS>
 __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
     attend_tc_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,

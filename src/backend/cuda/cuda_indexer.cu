@@ -159,7 +159,8 @@ __global__ void __launch_bounds__(ITC_WARPS * 32)
     }
 }
 
-// Blocks of the kernel resident per SM (its registers and shared memory), measured once per variant.
+// Blocks of the kernel resident per SM (its registers and shared memory), measured once per variant
+// on the first device that launches it (a process with cards of different kinds gets that one's).
 template <int NT, int AHEAD, bool FUSED>
 int resident_blocks() {
     static int resident;  // 0: not measured yet (ranks' threads may measure at once: same answer)
@@ -181,7 +182,8 @@ void launch_scores(float *scores, int scores_stride, const float *q, const float
                    float scale, float weight_scale, topk_state *states, int topk) {
     const int chunk_keys = ITC_WARPS * NT * 8, chunks = (max_visible + chunk_keys - 1) / chunk_keys;
     // one wave of resident blocks over all queries, at most four per SM (what every variant had before
-    // the experimental ones, which may fit fewer); each block stages q once for all its chunks
+    // session 15: the grid is unchanged on sm_80 / sm_90 cards; the experimental variants, and cards
+    // with less shared memory per SM, fit fewer); each block stages q once for all its chunks
     const int fit = states ? resident_blocks<NT, AHEAD, true>() : resident_blocks<NT, AHEAD, false>();
     const int per_query = ((fit < 4 ? fit : 4) * sms + n - 1) / n;
     const dim3 grid((unsigned)(chunks < per_query ? chunks : per_query), (unsigned)n);
@@ -192,7 +194,7 @@ void launch_scores(float *scores, int scores_stride, const float *q, const float
 
 // GLINT_CUDA_INDEXER_LONG="NT,AHEAD": the long-context variant's n-tiles per warp and loads in flight
 // ahead, one of 4,2 (the default), 4,3, 4,4 and 2,8 (an experiment: more loads in flight per lane,
-// bench/RESULTS.md session 15). 0 for an unknown value (then the default, with a message).
+// bench/RESULTS.md session 15); an unknown value gets the default, with a message.
 int long_variant() {
     static const int variant = [] {
         const char *v = getenv("GLINT_CUDA_INDEXER_LONG");
