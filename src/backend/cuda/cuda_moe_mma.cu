@@ -217,6 +217,17 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
             const int64_t xr = GATE_UP ? plan.pair_of_row[row] / plan.top_k : row;
             xh = (const uint4 *)(x.hi + xr * K), xl = (const uint4 *)(x.lo + xr * K);
         }
+        // the output scales of this lane's token columns 2t and 2t + 1 (warp 0 writes), loaded before the
+        // weights' passes so that their two dependent loads are not waited for after them
+        float inv[2] = {0.0f, 0.0f};
+        if (warp == 0)
+#pragma unroll
+            for (int k = 0; k < 2; k++) {
+                const int tok = 2 * t + k;
+                if (tok >= nt) continue;
+                const int row = first + p0 + tok;
+                inv[k] = 1.0f / x.scale[GATE_UP ? plan.pair_of_row[row] / plan.top_k : row];
+            }
         float c[NW][4];
 #pragma unroll
         for (int m = 0; m < NW; m++)
@@ -233,11 +244,9 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
                 const int64_t n = n0 + g + 8 * (i >> 1);
                 if (tok >= nt || n >= A.rows) continue;
                 const int row = first + p0 + tok;
-                const int64_t xr = GATE_UP ? plan.pair_of_row[row] / plan.top_k : row;
-                const float inv = 1.0f / x.scale[xr];
-                const float a = c[0][i] * gs[0] * inv;
+                const float a = c[0][i] * gs[0] * inv[i & 1];
                 if (GATE_UP) {
-                    const float b = c[NW - 1][i] * gs[NW - 1] * inv;
+                    const float b = c[NW - 1][i] * gs[NW - 1] * inv[i & 1];
                     out[(int64_t)row * out_row + n] = a / (1.0f + expf(-a)) * b;
                 } else {
                     out[(int64_t)row * out_row + n] = a;
