@@ -68,13 +68,14 @@ if want ops; then
     # (TOPK_RESIDENT=0; by default one launch of resident blocks, which TOPK_FUSED=0 runs from its first
     # pass); two accumulator chains in the NVFP4 expert kernels (MMA_CHAINS=2,2; an experiment, 1,1 by
     # default); three in the tensor-core attention's scores (ATTEND_CHAINS=1; an experiment, off by
-    # default); the indexer scores' long-context variant with more loads in flight (INDEXER_LONG=2,8 and
+    # default); four key tile buffers in that attention (ATTEND_BUFS=4; an experiment, 2 by default); the indexer scores' long-context variant with more loads in flight (INDEXER_LONG=2,8 and
     # 4,4; experiments, 4,2 by default). A setting of several switches joins them with '+'.
     for setting in GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=0 GLINT_CUDA_PDL=0 \
         GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=0 \
         GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=0 GLINT_CUDA_ASYNC_UPLOAD=0 GLINT_CUDA_TOPK_FUSED=0 \
         GLINT_CUDA_MATMUL_ROPE=0 GLINT_CUDA_TOPK_RESIDENT=0 GLINT_CUDA_TOPK_RESIDENT=0+GLINT_CUDA_TOPK_FUSED=0 \
-        GLINT_CUDA_MMA_CHAINS=2,2 GLINT_CUDA_ATTEND_CHAINS=1 GLINT_CUDA_INDEXER_LONG=2,8 GLINT_CUDA_INDEXER_LONG=4,4; do
+        GLINT_CUDA_MMA_CHAINS=2,2 GLINT_CUDA_ATTEND_CHAINS=1 GLINT_CUDA_ATTEND_BUFS=4 GLINT_CUDA_INDEXER_LONG=2,8 \
+        GLINT_CUDA_INDEXER_LONG=4,4; do
         log="$OUT/ops_${setting//GLINT_CUDA_/}.log" && log=${log//=/_} && log=${log//+/_} && log=${log//,/_}  # ops_TC_0.log, ...
         env ${setting//+/ } "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops ($setting) ok: $(tail -1 "$log")" ||
             { status=1; note "ops ($setting) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }

@@ -2189,9 +2189,9 @@ __global__ void __launch_bounds__(ATTEND_THREADS)
 // Warps: scores, warp w takes keys 8(w & 1).. of the tile over the K quarter w >> 1 (the quarters'
 // partial sums meet in shared memory in quarter order); values, warp w owns latent columns
 // [w·C/8, (w+1)·C/8).
-// Key tiles are double-buffered: the next tile's rows load (cp.async) while the block works on this
-// one, so a chunk pays about one trip to memory rather than one per tile.
-// Shared: q hi, lo (bf16) [16][CD + 8]; keys (f32) [2][16][CD + 4] (first the query rows' staging); the
+// Key tiles are multi-buffered (NBUF, 2 by default): the next NBUF - 1 tiles' rows load (cp.async)
+// while the block works on this one, so a chunk pays about one trip to memory rather than one per tile.
+// Shared: q hi, lo (bf16) [16][CD + 8]; keys (f32) [NBUF][16][CD + 4] (first the query rows' staging); the
 // quarters' scores [4][16][17]; P hi, lo (bf16) [16][24]; per-head state [11][16]; the chunk's key
 // rows (int32) [keys_per_chunk]. CD = C + Dr.
 enum { TCA_HEADS = 16, TCA_KEYS = 16, TCA_THREADS = 256, TCA_MAX_NT = 8, TCA_PS = 24 };
@@ -2199,14 +2199,14 @@ enum { TCA_HEADS = 16, TCA_KEYS = 16, TCA_THREADS = 256, TCA_MAX_NT = 8, TCA_PS 
 struct tca_layout {
     size_t qh, ql, keys, spart, ph, pl, stats, keys_s, bytes;
 };
-__host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_chunk) {
+__host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_chunk, int nbuf) {
     const size_t CD = (size_t)(C + Dr);
     auto up16 = [](size_t b) { return (b + 15) / 16 * 16; };
     tca_layout L;
     L.qh = 0;
     L.ql = up16(L.qh + 2 * TCA_HEADS * (CD + 8));
     L.keys = up16(L.ql + 2 * TCA_HEADS * (CD + 8));
-    L.spart = up16(L.keys + 2 * 4 * TCA_KEYS * (CD + 4));
+    L.spart = up16(L.keys + (size_t)nbuf * 4 * TCA_KEYS * (CD + 4));
     L.ph = up16(L.spart + 4 * 4 * TCA_HEADS * 17);
     L.pl = up16(L.ph + 2 * TCA_HEADS * TCA_PS);
     L.stats = up16(L.pl + 2 * TCA_HEADS * TCA_PS);
@@ -2217,8 +2217,9 @@ __host__ __device__ inline tca_layout tca_layout_of(int C, int Dr, int keys_per_
 
 // CHAINS: the scores' three products (hi·hi, hi·lo, lo·hi) add into three accumulators, summed at the
 // end, instead of one chain of 3 x per_quarter dependent MMAs per warp (27 at GLM-5's shapes; an
-// experiment, GLINT_CUDA_ATTEND_CHAINS=1).
-template <bool SPLIT, bool CHAINS>
+// experiment, GLINT_CUDA_ATTEND_CHAINS=1). NBUF: key tile buffers, 2 or 4 (4: a chunk of 4 tiles has
+// all its loads in flight at once; an experiment, GLINT_CUDA_ATTEND_BUFS=4).
+template <bool SPLIT, bool CHAINS, int NBUF>
 __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
     attend_tc_kernel(float *o_lat, const float *q_lat, const float *q, int q_head_stride, int pe_offset,
                      const float *latent_cache, const float *kpe_cache, const int32_t *sel, const int32_t *n_sel,
@@ -2226,7 +2227,8 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
                      float *partial_stats) {
     chain_wait();
     extern __shared__ __align__(16) unsigned char tca_smem[];
-    const tca_layout L = tca_layout_of(C, Dr, keys_per_chunk);
+    static_assert(NBUF == 2 || NBUF == 4, "2 or 4 key tile buffers");
+    const tca_layout L = tca_layout_of(C, Dr, keys_per_chunk, NBUF);
     const int CD = C + Dr, QS = CD + 8, KS = CD + 4;
     __nv_bfloat16 *qh = (__nv_bfloat16 *)(tca_smem + L.qh), *ql = (__nv_bfloat16 *)(tca_smem + L.ql);
     float *keys = (float *)(tca_smem + L.keys), *spart = (float *)(tca_smem + L.spart);
@@ -2293,16 +2295,21 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
         }
         cp_async_commit();
     };
-    if (begin < n) load_tile(begin, 0);
-    for (int i0 = begin, buf = 0; i0 < n; i0 += TCA_KEYS, buf ^= 1) {
-        const int ni = min(TCA_KEYS, n - i0);
+    // Tiles k = 0, 1, ... of the chunk in buffers k % NBUF, one cp.async group each; when tile k is used,
+    // the tiles up to k + NBUF - 1 (or the last) have been issued, so min(NBUF - 1, tiles after k) groups
+    // may still be in flight.
+    for (int b = 0; b < NBUF - 1 && begin + b * TCA_KEYS < n; b++) load_tile(begin + b * TCA_KEYS, b);
+    for (int i0 = begin, k = 0; i0 < n; i0 += TCA_KEYS, k++) {
+        const int ni = min(TCA_KEYS, n - i0), buf = k % NBUF;
         const float *kb = keys + buf * TCA_KEYS * KS;
-        if (i0 + TCA_KEYS < n) {  // the other buffer's tile was used before the last barrier
-            load_tile(i0 + TCA_KEYS, buf ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+        // the buffer of tile k + NBUF - 1 held tile k - 1, used before the last barrier
+        if (i0 + (NBUF - 1) * TCA_KEYS < n) load_tile(i0 + (NBUF - 1) * TCA_KEYS, (k + NBUF - 1) % NBUF);
+        const int after = (n - i0 - 1) / TCA_KEYS;  // tiles of the chunk after this one
+        const int in_flight = after < NBUF - 1 ? after : NBUF - 1;
+        if (in_flight >= 3) cp_async_wait<3>();
+        else if (in_flight == 2) cp_async_wait<2>();
+        else if (in_flight == 1) cp_async_wait<1>();
+        else cp_async_wait<0>();
         __syncthreads();
         {  // scores of keys key0..key0+7 over this warp's K quarter
             float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sc_hl[4] = {0.0f, 0.0f, 0.0f, 0.0f},
@@ -2500,22 +2507,28 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     // (its double-buffered tiles take ~126 KB at GLM-5's shapes: more than cards of compute capability
     // 8.6, 8.9 and 12.x give a block, which take the FP32 kernel)
     const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;  // a chunk's key rows: at most all of them
+    // GLINT_CUDA_ATTEND_BUFS=4: four key tile buffers where they fit (an experiment; 2 by default)
+    static const int want_bufs = getenv("GLINT_CUDA_ATTEND_BUFS") && !strcmp(getenv("GLINT_CUDA_ATTEND_BUFS"), "4") ? 4 : 2;
+    const size_t smem_limit = cuda_of(be)->smem_per_block;
+    const int bufs = want_bufs == 4 && tca_layout_of(C, Dr, tiles * TCA_KEYS, 4).bytes <= smem_limit ? 4 : 2;
     const bool tc = attend_tc_enabled() && C % 64 == 0 && C <= 64 * TCA_MAX_NT && Dr % 16 == 0 &&
                     q_head_stride % 2 == 0 && pe_offset % 2 == 0 && (uintptr_t)latent_cache % 16 == 0 &&
                     (uintptr_t)kpe_cache % 16 == 0 && (uintptr_t)q % 8 == 0 && (uintptr_t)o_lat % 8 == 0 &&
-                    tca_layout_of(C, Dr, tiles * TCA_KEYS).bytes <= cuda_of(be)->smem_per_block;
+                    tca_layout_of(C, Dr, tiles * TCA_KEYS, bufs).bytes <= smem_limit;
     const int heads = tc ? (int)TCA_HEADS : (int)ATTEND_HEADS;
     const size_t smem =
-        tc ? tca_layout_of(C, Dr, tiles * TCA_KEYS).bytes
+        tc ? tca_layout_of(C, Dr, tiles * TCA_KEYS, bufs).bytes
            : sizeof(float) * ((size_t)ATTEND_HEADS * C + ATTEND_HEADS * Dr + 2 * ATTEND_KEYS * (C + Dr) +
                               ATTEND_HEADS * ATTEND_KEYS + 11 * ATTEND_HEADS) +
                  sizeof(int32_t) * (size_t)tiles * ATTEND_KEYS;
     // The two variants of the kernel (tensor cores: a block per chunk / folding its chunks; FP32: 16-byte
     // / scalar loads); the first one's occupancy sets the chunks.
     static const int chains = glint_cuda_switch("GLINT_CUDA_ATTEND_CHAINS", 0);
-    const attend_fn variant[2] = {
-        tc ? (chains ? attend_tc_kernel<true, true> : attend_tc_kernel<true, false>) : attend_kernel<true>,
-        tc ? (chains ? attend_tc_kernel<false, true> : attend_tc_kernel<false, false>) : attend_kernel<false>};
+    const attend_fn tc_split = bufs == 4 ? (chains ? attend_tc_kernel<true, true, 4> : attend_tc_kernel<true, false, 4>)
+                                         : (chains ? attend_tc_kernel<true, true, 2> : attend_tc_kernel<true, false, 2>);
+    const attend_fn tc_whole = bufs == 4 ? (chains ? attend_tc_kernel<false, true, 4> : attend_tc_kernel<false, false, 4>)
+                                         : (chains ? attend_tc_kernel<false, true, 2> : attend_tc_kernel<false, false, 2>);
+    const attend_fn variant[2] = {tc ? tc_split : attend_kernel<true>, tc ? tc_whole : attend_kernel<false>};
     const int threads = tc ? (int)TCA_THREADS : (int)ATTEND_THREADS;
     if (smem > 48 * 1024 &&
         (cudaFuncSetAttribute(variant[0], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
