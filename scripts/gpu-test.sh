@@ -57,8 +57,9 @@ if want ops; then
         { status=1; note "ops FAILED: $(tail -1 "$OUT/ops.log")"; grep FAIL "$OUT/ops.log" | head -20; }
     # again with: the FP32 SIMT kernel for everything (TC=0); the fast BF16-activation GEMM (TC=bf16,
     # tolerance 1e-2); glint's own precise GEMM instead of cuBLAS (CUBLAS=0); the FP32 MLA attention
-    # (ATTEND_TC=0; by default the tensor-core kernel where the shapes allow); plain launches instead of chained
-    # ones (PDL=0: what a card before sm_90 gets); the FP32 indexer scores for GLM-5's shape (INDEXER_TC=0);
+    # (ATTEND_TC=0; by default the tensor-core kernel where the shapes allow); plain launches instead of
+    # chained ones (PDL=0: what a card before sm_90 gets); the FP32 indexer scores for GLM-5's shape
+    # (INDEXER_TC=0);
     # BF16 GEMVs of T > 1 rows on reordered x (GEMV_PERMUTE=1, off by default: no gain), alone and with
     # the 8-row kernel for every T > 1 (GEMV_WIDTHS=0; by default 2 and 4 rows have kernels of their own);
     # small uploads as blocking copies (ASYNC_UPLOAD=0; by default queued from pinned memory); the
@@ -66,16 +67,19 @@ if want ops; then
     # tensor-core scores); the indexer's queries roped by a launch of their own (MATMUL_ROPE=0; by default
     # their GEMV rotates them before the write); the multi-block top-k's passes in a launch each
     # (TOPK_RESIDENT=0; by default one launch of resident blocks, which TOPK_FUSED=0 runs from its first
-    # pass); two accumulator chains in the NVFP4 expert kernels (MMA_CHAINS=2,2; an experiment, 1,1 by
-    # default); three in the tensor-core attention's scores (ATTEND_CHAINS=1; an experiment, off by
-    # default); four key tile buffers in that attention (ATTEND_BUFS=4; an experiment, 2 by default); the indexer scores' long-context variant with more loads in flight (INDEXER_LONG=2,8 and
-    # 4,4; experiments, 4,2 by default). A setting of several switches joins them with '+'.
-    for setting in GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=0 GLINT_CUDA_PDL=0 \
-        GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=0 \
-        GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=0 GLINT_CUDA_ASYNC_UPLOAD=0 GLINT_CUDA_TOPK_FUSED=0 \
-        GLINT_CUDA_MATMUL_ROPE=0 GLINT_CUDA_TOPK_RESIDENT=0 GLINT_CUDA_TOPK_RESIDENT=0+GLINT_CUDA_TOPK_FUSED=0 \
-        GLINT_CUDA_MMA_CHAINS=2,2 GLINT_CUDA_ATTEND_CHAINS=1 GLINT_CUDA_ATTEND_BUFS=4 GLINT_CUDA_INDEXER_LONG=2,8 \
-        GLINT_CUDA_INDEXER_LONG=4,4; do
+    # pass). Experiments, off by default: two accumulator chains in the NVFP4 expert kernels
+    # (MMA_CHAINS=2,2; default 1,1), half the warps splitting K in them (MMA_SPLIT=2,1; default 4,2),
+    # three accumulators for the tensor-core attention's scores (ATTEND_CHAINS=1), four key tile buffers
+    # in it (ATTEND_BUFS=4; default 2), the indexer scores' long-context variant with more loads in
+    # flight (INDEXER_LONG=2,8 and 4,4; default 4,2). A setting of several switches joins them with '+'.
+    # OPS_MODES="SETTING ..." runs those instead of this list (e.g. only the experiments; ~30 s each).
+    all_modes="GLINT_CUDA_TC=0 GLINT_CUDA_TC=bf16 GLINT_CUDA_CUBLAS=0 GLINT_CUDA_ATTEND_TC=0 GLINT_CUDA_PDL=0
+        GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=0
+        GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=0 GLINT_CUDA_ASYNC_UPLOAD=0 GLINT_CUDA_TOPK_FUSED=0
+        GLINT_CUDA_MATMUL_ROPE=0 GLINT_CUDA_TOPK_RESIDENT=0 GLINT_CUDA_TOPK_RESIDENT=0+GLINT_CUDA_TOPK_FUSED=0
+        GLINT_CUDA_MMA_CHAINS=2,2 GLINT_CUDA_MMA_SPLIT=2,1 GLINT_CUDA_ATTEND_CHAINS=1 GLINT_CUDA_ATTEND_BUFS=4
+        GLINT_CUDA_INDEXER_LONG=2,8 GLINT_CUDA_INDEXER_LONG=4,4"
+    for setting in ${OPS_MODES-$all_modes}; do
         log="$OUT/ops_${setting//GLINT_CUDA_/}.log" && log=${log//=/_} && log=${log//+/_} && log=${log//,/_}  # ops_TC_0.log, ...
         env ${setting//+/ } "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops ($setting) ok: $(tail -1 "$log")" ||
             { status=1; note "ops ($setting) FAILED: $(tail -1 "$log")"; grep FAIL "$log" | head -20; }

@@ -157,23 +157,26 @@ __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], c
 // Sums the SPLIT warps' fragments of a block in warp order into warp 0's c (shared memory).
 template <int NW, int SPLIT>
 __device__ __forceinline__ bool reduce_split(float (&c)[NW][4], float (*part)[NW][4][32]) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (SPLIT == 1) return true;
+    if constexpr (SPLIT == 1) {
+        return true;
+    } else {
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
-    for (int m = 0; m < NW; m++)
+        for (int m = 0; m < NW; m++)
 #pragma unroll
-        for (int i = 0; i < 4; i++) part[warp][m][i][lane] = c[m][i];
-    __syncthreads();
-    if (warp) return false;
+            for (int i = 0; i < 4; i++) part[warp][m][i][lane] = c[m][i];
+        __syncthreads();
+        if (warp) return false;
 #pragma unroll
-    for (int m = 0; m < NW; m++)
+        for (int m = 0; m < NW; m++)
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float v = part[0][m][i][lane];
-            for (int w = 1; w < SPLIT; w++) v += part[w][m][i][lane];
-            c[m][i] = v;
-        }
-    return true;
+            for (int i = 0; i < 4; i++) {
+                float v = part[0][m][i][lane];
+                for (int w = 1; w < SPLIT; w++) v += part[w][m][i][lane];
+                c[m][i] = v;
+            }
+        return true;
+    }
 }
 
 // GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) (FP32, [pairs][I]);
@@ -292,23 +295,41 @@ glint_moe_split glint_cuda_moe_mma_split(int T, int D, int I, int top_k, bool nv
     return glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
 }
 
-// GLINT_CUDA_MMA_CHAINS="G,D": accumulator chains of the gate/up and down kernels, 1 or 2 each
-// (nvfp4_mma_rows' CHAINS; an experiment, 1,1 by default).
-struct mma_chains {
-    int gate_up, down;
+// Experiments, the defaults when unset: GLINT_CUDA_MMA_CHAINS="G,D", accumulator chains of the gate/up
+// and down kernels (nvfp4_mma_rows' CHAINS), 1 or 2 each (default 1,1); GLINT_CUDA_MMA_SPLIT="G,D",
+// warps splitting K per block (fewer: more passes per warp, half the warps), gate/up 4 or 2, down 2 or
+// 1 (default 4,2). Down with split 1 and 2 chains spills 8 bytes (128 registers).
+struct mma_setting {
+    int gu_chains, down_chains, gu_split, down_split;
 };
-static mma_chains mma_chains_setting(void) {
-    static const mma_chains setting = [] {
-        mma_chains c = {1, 1};
-        const char *v = getenv("GLINT_CUDA_MMA_CHAINS");
-        if (v && (sscanf(v, "%d,%d", &c.gate_up, &c.down) != 2 || (c.gate_up != 1 && c.gate_up != 2) ||
-                  (c.down != 1 && c.down != 2))) {
-            fprintf(stderr, "glint: GLINT_CUDA_MMA_CHAINS='%s' is not \"G,D\" with G and D 1 or 2; using 1,1\n", v);
-            c = {1, 1};
-        }
-        return c;
+// "A,B" from the environment variable name into *a, *b when both are among the allowed pairs' values.
+static void read_pair(const char *name, int *a, int *b, int a1, int a2, int b1, int b2) {
+    const char *v = getenv(name);
+    int x, y;
+    if (!v) return;
+    if (sscanf(v, "%d,%d", &x, &y) == 2 && (x == a1 || x == a2) && (y == b1 || y == b2)) {
+        *a = x, *b = y;
+        return;
+    }
+    fprintf(stderr, "glint: %s='%s' is not \"G,D\" with G %d or %d and D %d or %d; using %d,%d\n", name, v, a1, a2,
+            b1, b2, *a, *b);
+}
+static mma_setting mma_setting_now(void) {
+    static const mma_setting setting = [] {
+        mma_setting st = {1, 1, MMA_GU_SPLIT, MMA_DOWN_SPLIT};
+        read_pair("GLINT_CUDA_MMA_CHAINS", &st.gu_chains, &st.down_chains, 1, 2, 1, 2);
+        read_pair("GLINT_CUDA_MMA_SPLIT", &st.gu_split, &st.down_split, MMA_GU_SPLIT, 2, MMA_DOWN_SPLIT, 1);
+        return st;
     }();
     return setting;
+}
+
+template <bool GATE_UP, int SPLIT>
+static void launch_mma(int chains, int n_rows, int slots, float *out, int64_t out_row, const glint_moe_split &x,
+                       const dev_weight *tab, int E, const glint_moe_plan &plan) {
+    launch_chained(chains == 2 ? moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 2> : moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 1>,
+        dim3((unsigned)((n_rows + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * SPLIT, 0, out, out_row, x, tab, E,
+        plan);
 }
 
 int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
@@ -319,16 +340,16 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
     auto &buf = mma_buffers[glint_cuda_device()][glint_cuda_stream_slot()];
     const glint_moe_split xs = x_split ? *x_split : glint_moe_split{buf.x, buf.x + (size_t)T * D, buf.scales};
     if (!x_split) launch_chained(mma_split_x_kernel, T, MOE_SPLIT_THREADS, 0, xs, x, D, D);
-    const mma_chains chains = mma_chains_setting();
-    launch_chained(chains.gate_up == 2 ? moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT, 2>
-                                       : moe_nvfp4_mma_kernel<true, MMA_GU_SPLIT, 1>,
-        dim3((unsigned)((I + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_GU_SPLIT, 0, buf.h, I, xs, tab, E,
-        plan);
+    const mma_setting st = mma_setting_now();
+    if (st.gu_split == MMA_GU_SPLIT)
+        launch_mma<true, MMA_GU_SPLIT>(st.gu_chains, I, slots, buf.h, I, xs, tab, E, plan);
+    else
+        launch_mma<true, 2>(st.gu_chains, I, slots, buf.h, I, xs, tab, E, plan);
     const glint_moe_split hs = {buf.x, buf.x + (size_t)pairs * I, buf.scales};
     launch_chained(mma_split_x_kernel, pairs, MOE_SPLIT_THREADS, 0, hs, buf.h, I, I);
-    launch_chained(chains.down == 2 ? moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT, 2>
-                                    : moe_nvfp4_mma_kernel<false, MMA_DOWN_SPLIT, 1>,
-        dim3((unsigned)((D + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * MMA_DOWN_SPLIT, 0, out, D, hs, tab, E,
-        plan);
+    if (st.down_split == MMA_DOWN_SPLIT)
+        launch_mma<false, MMA_DOWN_SPLIT>(st.down_chains, D, slots, out, D, hs, tab, E, plan);
+    else
+        launch_mma<false, 1>(st.down_chains, D, slots, out, D, hs, tab, E, plan);
     return 1;
 }
