@@ -2487,6 +2487,13 @@ extern "C" void glint_cuda_set_attention_splits(int splits) {
     attention_splits = splits > 0 && splits <= GLINT_MAX_ATTENTION_SPLITS ? splits : 0;
 }
 
+// attend_tc_kernel<SPLIT, ...> for the experiments' settings (GLINT_CUDA_ATTEND_CHAINS, _BUFS)
+template <bool SPLIT>
+static attend_fn attend_tc_variant(bool chains, int bufs) {
+    if (bufs == 4) return chains ? attend_tc_kernel<SPLIT, true, 4> : attend_tc_kernel<SPLIT, false, 4>;
+    return chains ? attend_tc_kernel<SPLIT, true, 2> : attend_tc_kernel<SPLIT, false, 2>;
+}
+
 static int attend_tc_enabled(void) {
     static const int on = glint_cuda_switch("GLINT_CUDA_ATTEND_TC", 1);
     return on;
@@ -2508,7 +2515,10 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     // 8.6, 8.9 and 12.x give a block, which take the FP32 kernel)
     const int tiles = (sel_stride + ATTEND_KEYS - 1) / ATTEND_KEYS;  // a chunk's key rows: at most all of them
     // GLINT_CUDA_ATTEND_BUFS=4: four key tile buffers where they fit (an experiment; 2 by default)
-    static const int want_bufs = getenv("GLINT_CUDA_ATTEND_BUFS") && !strcmp(getenv("GLINT_CUDA_ATTEND_BUFS"), "4") ? 4 : 2;
+    static const int want_bufs = [] {
+        const char *v = getenv("GLINT_CUDA_ATTEND_BUFS");
+        return v && !strcmp(v, "4") ? 4 : 2;
+    }();
     const size_t smem_limit = cuda_of(be)->smem_per_block;
     const int bufs = want_bufs == 4 && tca_layout_of(C, Dr, tiles * TCA_KEYS, 4).bytes <= smem_limit ? 4 : 2;
     const bool tc = attend_tc_enabled() && C % 64 == 0 && C <= 64 * TCA_MAX_NT && Dr % 16 == 0 &&
@@ -2524,11 +2534,8 @@ static void cuda_mla_attend(glint_backend *be, float *o_lat, const float *q_lat,
     // The two variants of the kernel (tensor cores: a block per chunk / folding its chunks; FP32: 16-byte
     // / scalar loads); the first one's occupancy sets the chunks.
     static const int chains = glint_cuda_switch("GLINT_CUDA_ATTEND_CHAINS", 0);
-    const attend_fn tc_split = bufs == 4 ? (chains ? attend_tc_kernel<true, true, 4> : attend_tc_kernel<true, false, 4>)
-                                         : (chains ? attend_tc_kernel<true, true, 2> : attend_tc_kernel<true, false, 2>);
-    const attend_fn tc_whole = bufs == 4 ? (chains ? attend_tc_kernel<false, true, 4> : attend_tc_kernel<false, false, 4>)
-                                         : (chains ? attend_tc_kernel<false, true, 2> : attend_tc_kernel<false, false, 2>);
-    const attend_fn variant[2] = {tc ? tc_split : attend_kernel<true>, tc ? tc_whole : attend_kernel<false>};
+    const attend_fn variant[2] = {tc ? attend_tc_variant<true>(chains, bufs) : attend_kernel<true>,
+                                  tc ? attend_tc_variant<false>(chains, bufs) : attend_kernel<false>};
     const int threads = tc ? (int)TCA_THREADS : (int)ATTEND_THREADS;
     if (smem > 48 * 1024 &&
         (cudaFuncSetAttribute(variant[0], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
