@@ -69,6 +69,7 @@ if want ops; then
     # (TOPK_RESIDENT=0; by default one launch of resident blocks, which TOPK_FUSED=0 runs from its first
     # pass). Experiments, off by default: two accumulator chains in the NVFP4 expert kernels
     # (MMA_CHAINS=2,2; default 1,1), half the warps splitting K in them (MMA_SPLIT=2,1; default 4,2),
+    # their weights through a ring in shared memory (MMA_STAGED=1),
     # three accumulators for the tensor-core attention's scores (ATTEND_CHAINS=1), four key tile buffers
     # in it (ATTEND_BUFS=4; default 2), the indexer scores' long-context variant with more loads in
     # flight (INDEXER_LONG=2,8 and 4,4; default 4,2). A setting of several switches joins them with '+'.
@@ -77,8 +78,8 @@ if want ops; then
         GLINT_CUDA_INDEXER_TC=0 GLINT_CUDA_GEMV_PERMUTE=1 GLINT_CUDA_GEMV_WIDTHS=0
         GLINT_CUDA_GEMV_PERMUTE=1+GLINT_CUDA_GEMV_WIDTHS=0 GLINT_CUDA_ASYNC_UPLOAD=0 GLINT_CUDA_TOPK_FUSED=0
         GLINT_CUDA_MATMUL_ROPE=0 GLINT_CUDA_TOPK_RESIDENT=0 GLINT_CUDA_TOPK_RESIDENT=0+GLINT_CUDA_TOPK_FUSED=0
-        GLINT_CUDA_MMA_CHAINS=2,2 GLINT_CUDA_MMA_SPLIT=2,1 GLINT_CUDA_ATTEND_CHAINS=1 GLINT_CUDA_ATTEND_BUFS=4
-        GLINT_CUDA_INDEXER_LONG=2,8 GLINT_CUDA_INDEXER_LONG=4,4"
+        GLINT_CUDA_MMA_CHAINS=2,2 GLINT_CUDA_MMA_SPLIT=2,1 GLINT_CUDA_MMA_STAGED=1 GLINT_CUDA_ATTEND_CHAINS=1
+        GLINT_CUDA_ATTEND_BUFS=4 GLINT_CUDA_INDEXER_LONG=2,8 GLINT_CUDA_INDEXER_LONG=4,4"
     for setting in ${OPS_MODES-$all_modes}; do
         log="$OUT/ops_${setting//GLINT_CUDA_/}.log" && log=${log//=/_} && log=${log//+/_} && log=${log//,/_}  # ops_TC_0.log, ...
         env ${setting//+/ } "$BUILD/tests/cuda/test_cuda_ops" >"$log" 2>&1 && note "ops ($setting) ok: $(tail -1 "$log")" ||

@@ -62,6 +62,69 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
     return *(const uint32_t *)&r;
 }
 
+// One pass of nvfp4_mma_rows (chunks cb + UNROLL·t + u of rows g and g+8, their codes in raw and
+// group scales in sc): the products into c[m] (hi) and c_lo[m] (lo, with CHAINS 2; else c[m]).
+template <int NW, int UNROLL, bool TAIL, int CHAINS>
+__device__ __forceinline__ void nvfp4_mma_pass(const uint4 (&raw)[UNROLL][NW][2], const uint32_t (&sc)[UNROLL][NW][2],
+                                               int cb, int c_end, const uint4 *xh, const uint4 *xl, float (&c)[NW][4],
+                                               float (&c_lo)[NW][4]) {
+    const int t = threadIdx.x & 3;
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+        const int ch = cb + UNROLL * t + u;
+        const bool ok = (!TAIL || ch < c_end) && xh;
+        uint4 xhi[4], xlo[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            xhi[i] = ok ? __ldg(xh + ch * 4 + i) : make_uint4(0, 0, 0, 0);
+            xlo[i] = ok ? __ldg(xl + ch * 4 + i) : make_uint4(0, 0, 0, 0);
+        }
+        // group scales of rows g, g+8 per matrix as f16 pairs: (group 0, group 1)
+        uint32_t sp[NW][2];
+#pragma unroll
+        for (int m = 0; m < NW; m++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const __half2_raw s2 = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sc[u][m][h], __NV_E4M3);
+                sp[m][h] = (uint32_t)s2.x | (uint32_t)s2.y << 16;
+            }
+#pragma unroll
+        for (int w = 0; w < 4; w++) {  // word w of the chunk: k16 steps 2w (s = 0) and 2w+1 (s = 1)
+            const uint32_t *xhw = (const uint32_t *)&xhi[w], *xlw = (const uint32_t *)&xlo[w];
+#pragma unroll
+            for (int m = 0; m < NW; m++) {
+                uint32_t even[2], odd[2], scale[2];  // [row g | g+8]
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint32_t word = ((const uint32_t *)&raw[u][m][h])[w];
+                    even[h] = e2m1_even_bytes(word), odd[h] = e2m1_odd_bytes(word);
+                    scale[h] = w < 2 ? (sp[m][h] & 0xffffu) * 0x10001u : (sp[m][h] >> 16) * 0x10001u;
+                }
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    uint32_t a[2][2];  // [row g | g+8][k 2t.. | 2t+8..]: codes (4s, 4s+2) | (4s+1, 4s+3)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        a[h][0] = hmul2_bits(s ? e2m1_pair_hi(even[h]) : e2m1_pair_lo(even[h]), scale[h]);
+                        a[h][1] = hmul2_bits(s ? e2m1_pair_hi(odd[h]) : e2m1_pair_lo(odd[h]), scale[h]);
+                    }
+                    mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], xhw[2 * s], xhw[2 * s + 1]);
+                    mma_f16(CHAINS == 2 ? c_lo[m] : c[m], a[0][0], a[1][0], a[0][1], a[1][1], xlw[2 * s],
+                            xlw[2 * s + 1]);
+                }
+            }
+        }
+    }
+}
+
+// A warp's ring of two passes' weights in shared memory (nvfp4_mma_rows with STAGED), each lane's
+// pieces its own: codes [u][m][h][lane] (16 bytes), group scales [m][h][lane] (UNROLL · 2 bytes).
+template <int NW, int UNROLL>
+struct nvfp4_stage {
+    uint4 raw[UNROLL][NW][2][32];
+    uint32_t sc[NW][2][32][UNROLL / 2];
+};
+
 // c[m] += rows {g, g+8} of matrix m · token g's x over chunks [c_begin, c_end) (32 codes each).
 // rows[m]: row g's codes, scales[m]: its E4M3 group scales; row g+8's are row_step chunks further
 // (one offset for all matrices: they have the same rows; it saves registers); xh/xl: token g's split x
@@ -73,77 +136,83 @@ __device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
 // CHAINS 2: the lo products add into accumulators of their own, added into c at the end (a pass's
 // MMAs otherwise all add into c[m]: one chain of 32 dependent MMAs for gate/up, 64 for down). Four
 // chains made the down kernel spill.
+// ring (whole passes only; NULL: plain loads): the next pass's weights go global -> shared by
+// cp.async while this pass is computed, two passes in flight per warp without their registers
+// (an experiment, GLINT_CUDA_MMA_STAGED=1). Each lane reads back only what it copied itself, so
+// the wait needs no barrier; in-order issue has a pass's shared reads consumed before its slot is
+// refilled two passes later.
 template <int NW, int UNROLL, bool TAIL, int CHAINS>
 __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], const uint16_t *const (&scales)[NW],
                                                int row_step, int c_begin, int c_end, const uint4 *xh,
-                                               const uint4 *xl, float (&c)[NW][4]) {
+                                               const uint4 *xl, float (&c)[NW][4],
+                                               nvfp4_stage<NW, UNROLL> *ring = nullptr) {
     static_assert(CHAINS == 1 || CHAINS == 2, "one or two accumulator chains");
     float c_lo[NW][4];
 #pragma unroll
     for (int m = 0; m < NW; m++)
 #pragma unroll
         for (int i = 0; i < 4; i++) c_lo[m][i] = 0.0f;
-    const int t = threadIdx.x & 3;
-    for (int cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
-        uint4 raw[UNROLL][NW][2];
-        uint32_t sc[UNROLL][NW][2];
+    const int t = threadIdx.x & 3, lane = threadIdx.x & 31;
+    if (!TAIL && ring) {
+        // pass at chunk cb into ring slot `slot`, one cp.async group
+        auto issue = [&](int cb, int slot) {
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            const int ch = cb + UNROLL * t + u;
-            const bool ok = !TAIL || ch < c_end;
+            for (int u = 0; u < UNROLL; u++)
+#pragma unroll
+                for (int m = 0; m < NW; m++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+                        cp_async16(smem_u32(&ring[slot].raw[u][m][h][lane]),
+                                   rows[m] + (cb + UNROLL * t + u + h * row_step), true);
 #pragma unroll
             for (int m = 0; m < NW; m++)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    raw[u][m][h] = ok ? __ldg(rows[m] + (ch + h * row_step)) : make_uint4(0, 0, 0, 0);
-                    sc[u][m][h] = ok ? __ldg(scales[m] + (ch + h * row_step)) : 0u;
+                    const uint16_t *src = scales[m] + (cb + UNROLL * t + h * row_step);
+                    if (UNROLL == 2) cp_async4(smem_u32(ring[slot].sc[m][h][lane]), src, true);
+                    else cp_async8(smem_u32(ring[slot].sc[m][h][lane]), src, true);
                 }
+            cp_async_commit();
+        };
+        if (c_begin < c_end) issue(c_begin, 0);
+        for (int cb = c_begin, k = 0; cb < c_end; cb += 4 * UNROLL, k++) {
+            asm volatile("" ::: "memory");  // the last pass's shared reads stay before this refill
+            if (cb + 4 * UNROLL < c_end) issue(cb + 4 * UNROLL, (k + 1) & 1);
+            else cp_async_commit();  // an empty group: the wait below counts the same every pass
+            cp_async_wait<1>();
+            const nvfp4_stage<NW, UNROLL> &st = ring[k & 1];
+            uint4 raw[UNROLL][NW][2];
+            uint32_t sc[UNROLL][NW][2];
+#pragma unroll
+            for (int m = 0; m < NW; m++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+#pragma unroll
+                    for (int u = 0; u < UNROLL; u++) {
+                        raw[u][m][h] = st.raw[u][m][h][lane];
+                        sc[u][m][h] = st.sc[m][h][lane][u / 2] >> (16 * (u % 2)) & 0xffffu;
+                    }
+                }
+            nvfp4_mma_pass<NW, UNROLL, TAIL, CHAINS>(raw, sc, cb, c_end, xh, xl, c, c_lo);
         }
+        cp_async_wait<0>();
+    } else {
+        for (int cb = c_begin; cb < c_end; cb += 4 * UNROLL) {
+            uint4 raw[UNROLL][NW][2];
+            uint32_t sc[UNROLL][NW][2];
 #pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            const int ch = cb + UNROLL * t + u;
-            const bool ok = (!TAIL || ch < c_end) && xh;
-            uint4 xhi[4], xlo[4];
+            for (int u = 0; u < UNROLL; u++) {
+                const int ch = cb + UNROLL * t + u;
+                const bool ok = !TAIL || ch < c_end;
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                xhi[i] = ok ? __ldg(xh + ch * 4 + i) : make_uint4(0, 0, 0, 0);
-                xlo[i] = ok ? __ldg(xl + ch * 4 + i) : make_uint4(0, 0, 0, 0);
-            }
-            // group scales of rows g, g+8 per matrix as f16 pairs: (group 0, group 1)
-            uint32_t sp[NW][2];
-#pragma unroll
-            for (int m = 0; m < NW; m++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const __half2_raw s2 = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)sc[u][m][h], __NV_E4M3);
-                    sp[m][h] = (uint32_t)s2.x | (uint32_t)s2.y << 16;
-                }
-#pragma unroll
-            for (int w = 0; w < 4; w++) {  // word w of the chunk: k16 steps 2w (s = 0) and 2w+1 (s = 1)
-                const uint32_t *xhw = (const uint32_t *)&xhi[w], *xlw = (const uint32_t *)&xlo[w];
-#pragma unroll
-                for (int m = 0; m < NW; m++) {
-                    uint32_t even[2], odd[2], scale[2];  // [row g | g+8]
+                for (int m = 0; m < NW; m++)
 #pragma unroll
                     for (int h = 0; h < 2; h++) {
-                        const uint32_t word = ((const uint32_t *)&raw[u][m][h])[w];
-                        even[h] = e2m1_even_bytes(word), odd[h] = e2m1_odd_bytes(word);
-                        scale[h] = w < 2 ? (sp[m][h] & 0xffffu) * 0x10001u : (sp[m][h] >> 16) * 0x10001u;
+                        raw[u][m][h] = ok ? __ldg(rows[m] + (ch + h * row_step)) : make_uint4(0, 0, 0, 0);
+                        sc[u][m][h] = ok ? __ldg(scales[m] + (ch + h * row_step)) : 0u;
                     }
-#pragma unroll
-                    for (int s = 0; s < 2; s++) {
-                        uint32_t a[2][2];  // [row g | g+8][k 2t.. | 2t+8..]: codes (4s, 4s+2) | (4s+1, 4s+3)
-#pragma unroll
-                        for (int h = 0; h < 2; h++) {
-                            a[h][0] = hmul2_bits(s ? e2m1_pair_hi(even[h]) : e2m1_pair_lo(even[h]), scale[h]);
-                            a[h][1] = hmul2_bits(s ? e2m1_pair_hi(odd[h]) : e2m1_pair_lo(odd[h]), scale[h]);
-                        }
-                        mma_f16(c[m], a[0][0], a[1][0], a[0][1], a[1][1], xhw[2 * s], xhw[2 * s + 1]);
-                        mma_f16(CHAINS == 2 ? c_lo[m] : c[m], a[0][0], a[1][0], a[0][1], a[1][1], xlw[2 * s],
-                                xlw[2 * s + 1]);
-                    }
-                }
             }
+            nvfp4_mma_pass<NW, UNROLL, TAIL, CHAINS>(raw, sc, cb, c_end, xh, xl, c, c_lo);
         }
     }
     if (CHAINS == 2) {
@@ -181,14 +250,18 @@ __device__ __forceinline__ bool reduce_split(float (&c)[NW][4], float (*part)[NW
 
 // GATE_UP: h[row, n] = silu(gate_e[n] · x[token(row)]) · (up_e[n] · x[token(row)]) (FP32, [pairs][I]);
 // else out[row, n] = down_e[n] · h[row] ([pairs][D]). A block: SPLIT warps over K for 16 rows of one
-// active expert (blockIdx.y: the j-th expert that got tokens), tokens in passes of 8.
-template <bool GATE_UP, int SPLIT, int CHAINS>
+// active expert (blockIdx.y: the j-th expert that got tokens), tokens in passes of 8. STAGED: each
+// warp streams its weights through a ring in shared memory (nvfp4_mma_rows) where they are aligned
+// for it (4.5 KB per warp and pass).
+template <bool GATE_UP, int SPLIT, int CHAINS, bool STAGED>
 __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
     moe_nvfp4_mma_kernel(float *out, int64_t out_row, glint_moe_split x, const dev_weight *tab, int E,
                          glint_moe_plan plan) {
     chain_wait();
     constexpr int NW = GATE_UP ? 2 : 1, UNROLL = GATE_UP ? 2 : 4;
     __shared__ float part[SPLIT][NW][4][32];
+    // the STAGED ring: two passes per warp (16 bytes without it, which the compiler drops)
+    __shared__ __align__(16) unsigned char ring_mem[STAGED ? SPLIT * 2 * sizeof(nvfp4_stage<NW, UNROLL>) : 16];
     const int j = blockIdx.y;
     if (j >= *plan.n_active) return;
     const int e = plan.active[j], warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -210,6 +283,13 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
         rows[m] = (const uint4 *)((const uint8_t *)W.data + (W.row0 + r_lo) * (K / 2));
         scales[m] = (const uint16_t *)((const uint8_t *)W.scales + (W.row0 + r_lo) * (K / 16));
     }
+    // the ring's scale copies (UNROLL · 2 bytes) need that alignment, rows g and g+8 alike, in every lane
+    // (the MMAs need the whole warp on one path; a last row tile's clamped rows differ per lane)
+    bool ring_aligned = STAGED && row_step % UNROLL == 0;
+#pragma unroll
+    for (int m = 0; m < NW; m++) ring_aligned = ring_aligned && (uintptr_t)scales[m] % (2 * UNROLL) == 0;
+    if (STAGED) ring_aligned = __all_sync(0xffffffffu, ring_aligned);
+    nvfp4_stage<NW, UNROLL> *const ring = ring_aligned ? (nvfp4_stage<NW, UNROLL> *)ring_mem + 2 * warp : nullptr;
     const int first = plan.offsets[e], count = plan.offsets[e + 1] - first;
     for (int p0 = 0; p0 < count; p0 += MMA_TOKENS) {
         const int nt = min(MMA_TOKENS, count - p0);
@@ -237,7 +317,7 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
 #pragma unroll
             for (int i = 0; i < 4; i++) c[m][i] = 0.0f;
         if (whole_passes)
-            nvfp4_mma_rows<NW, UNROLL, false, CHAINS>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
+            nvfp4_mma_rows<NW, UNROLL, false, CHAINS>(rows, scales, row_step, c_begin, c_end, xh, xl, c, ring);
         else
             nvfp4_mma_rows<NW, UNROLL, true, CHAINS>(rows, scales, row_step, c_begin, c_end, xh, xl, c);
         if (reduce_split<NW, SPLIT>(c, part)) {
@@ -298,9 +378,10 @@ glint_moe_split glint_cuda_moe_mma_split(int T, int D, int I, int top_k, bool nv
 // Experiments, the defaults when unset: GLINT_CUDA_MMA_CHAINS="G,D", accumulator chains of the gate/up
 // and down kernels (nvfp4_mma_rows' CHAINS), 1 or 2 each (default 1,1); GLINT_CUDA_MMA_SPLIT="G,D",
 // warps splitting K per block (fewer: more passes per warp, half the warps), gate/up 4 or 2, down 2 or
-// 1 (default 4,2). Down with split 1 and 2 chains spills 8 bytes (128 registers).
+// 1 (default 4,2). Down with split 1 and 2 chains spills 8 bytes (128 registers). GLINT_CUDA_MMA_STAGED=1:
+// the weights through a ring in shared memory (the kernel's STAGED; default off).
 struct mma_setting {
-    int gu_chains, down_chains, gu_split, down_split;
+    int gu_chains, down_chains, gu_split, down_split, staged;
 };
 // "A,B" from the environment variable name into *a, *b when both are among the allowed pairs' values.
 static void read_pair(const char *name, int *a, int *b, int a1, int a2, int b1, int b2) {
@@ -316,7 +397,7 @@ static void read_pair(const char *name, int *a, int *b, int a1, int a2, int b1, 
 }
 static mma_setting mma_setting_now(void) {
     static const mma_setting setting = [] {
-        mma_setting st = {1, 1, MMA_GU_SPLIT, MMA_DOWN_SPLIT};
+        mma_setting st = {1, 1, MMA_GU_SPLIT, MMA_DOWN_SPLIT, glint_cuda_switch("GLINT_CUDA_MMA_STAGED", 0)};
         read_pair("GLINT_CUDA_MMA_CHAINS", &st.gu_chains, &st.down_chains, 1, 2, 1, 2);
         read_pair("GLINT_CUDA_MMA_SPLIT", &st.gu_split, &st.down_split, MMA_GU_SPLIT, 2, MMA_DOWN_SPLIT, 1);
         return st;
@@ -325,11 +406,14 @@ static mma_setting mma_setting_now(void) {
 }
 
 template <bool GATE_UP, int SPLIT>
-static void launch_mma(int chains, int n_rows, int slots, float *out, int64_t out_row, const glint_moe_split &x,
-                       const dev_weight *tab, int E, const glint_moe_plan &plan) {
-    launch_chained(chains == 2 ? moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 2> : moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 1>,
-        dim3((unsigned)((n_rows + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * SPLIT, 0, out, out_row, x, tab, E,
-        plan);
+static void launch_mma(int chains, bool staged, int n_rows, int slots, float *out, int64_t out_row,
+                       const glint_moe_split &x, const dev_weight *tab, int E, const glint_moe_plan &plan) {
+    auto kernel = staged ? (chains == 2 ? moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 2, true>
+                                        : moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 1, true>)
+                         : (chains == 2 ? moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 2, false>
+                                        : moe_nvfp4_mma_kernel<GATE_UP, SPLIT, 1, false>);
+    launch_chained(kernel, dim3((unsigned)((n_rows + MMA_ROWS - 1) / MMA_ROWS), (unsigned)slots), 32 * SPLIT, 0, out,
+        out_row, x, tab, E, plan);
 }
 
 int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, const dev_weight *tab, int E, int slots,
@@ -342,14 +426,14 @@ int glint_cuda_moe_nvfp4_mma(float *out, const float *x, int T, int D, int I, co
     if (!x_split) launch_chained(mma_split_x_kernel, T, MOE_SPLIT_THREADS, 0, xs, x, D, D);
     const mma_setting st = mma_setting_now();
     if (st.gu_split == MMA_GU_SPLIT)
-        launch_mma<true, MMA_GU_SPLIT>(st.gu_chains, I, slots, buf.h, I, xs, tab, E, plan);
+        launch_mma<true, MMA_GU_SPLIT>(st.gu_chains, st.staged, I, slots, buf.h, I, xs, tab, E, plan);
     else
-        launch_mma<true, 2>(st.gu_chains, I, slots, buf.h, I, xs, tab, E, plan);
+        launch_mma<true, 2>(st.gu_chains, st.staged, I, slots, buf.h, I, xs, tab, E, plan);
     const glint_moe_split hs = {buf.x, buf.x + (size_t)pairs * I, buf.scales};
     launch_chained(mma_split_x_kernel, pairs, MOE_SPLIT_THREADS, 0, hs, buf.h, I, I);
     if (st.down_split == MMA_DOWN_SPLIT)
-        launch_mma<false, MMA_DOWN_SPLIT>(st.down_chains, D, slots, out, D, hs, tab, E, plan);
+        launch_mma<false, MMA_DOWN_SPLIT>(st.down_chains, st.staged, D, slots, out, D, hs, tab, E, plan);
     else
-        launch_mma<false, 1>(st.down_chains, D, slots, out, D, hs, tab, E, plan);
+        launch_mma<false, 1>(st.down_chains, st.staged, D, slots, out, D, hs, tab, E, plan);
     return 1;
 }
