@@ -156,6 +156,7 @@ __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], c
     if (!TAIL && ring) {
         // pass at chunk cb into ring slot `slot`, one cp.async group
         auto issue = [&](int cb, int slot) {
+            asm volatile("" ::: "memory");  // shared reads before the refill stay before it
 #pragma unroll
             for (int u = 0; u < UNROLL; u++)
 #pragma unroll
@@ -176,10 +177,10 @@ __device__ __forceinline__ void nvfp4_mma_rows(const uint4 *const (&rows)[NW], c
         };
         if (c_begin < c_end) issue(c_begin, 0);
         for (int cb = c_begin, k = 0; cb < c_end; cb += 4 * UNROLL, k++) {
-            asm volatile("" ::: "memory");  // the last pass's shared reads stay before this refill
             if (cb + 4 * UNROLL < c_end) issue(cb + 4 * UNROLL, (k + 1) & 1);
             else cp_async_commit();  // an empty group: the wait below counts the same every pass
             cp_async_wait<1>();
+            asm volatile("" ::: "memory");  // the reads below stay after the wait
             const nvfp4_stage<NW, UNROLL> &st = ring[k & 1];
             uint4 raw[UNROLL][NW][2];
             uint32_t sc[UNROLL][NW][2];
@@ -283,9 +284,10 @@ __global__ void __launch_bounds__(32 * SPLIT, 16 / SPLIT)
         rows[m] = (const uint4 *)((const uint8_t *)W.data + (W.row0 + r_lo) * (K / 2));
         scales[m] = (const uint16_t *)((const uint8_t *)W.scales + (W.row0 + r_lo) * (K / 16));
     }
-    // the ring's scale copies (UNROLL · 2 bytes) need that alignment, rows g and g+8 alike, in every lane
-    // (the MMAs need the whole warp on one path; a last row tile's clamped rows differ per lane)
-    bool ring_aligned = STAGED && row_step % UNROLL == 0;
+    // the ring's scale copies (UNROLL · 2 bytes) need that alignment: the rows' bases, the step to row g+8
+    // and the warp's first chunk, in every lane (the MMAs need the whole warp on one path; a last row
+    // tile's clamped rows differ per lane)
+    bool ring_aligned = STAGED && row_step % UNROLL == 0 && c_begin % UNROLL == 0;
 #pragma unroll
     for (int m = 0; m < NW; m++) ring_aligned = ring_aligned && (uintptr_t)scales[m] % (2 * UNROLL) == 0;
     if (STAGED) ring_aligned = __all_sync(0xffffffffu, ring_aligned);
