@@ -380,8 +380,8 @@ glint_moe_split glint_cuda_moe_mma_split(int T, int D, int I, int top_k, bool nv
 // Experiments, the defaults when unset: GLINT_CUDA_MMA_CHAINS="G,D", accumulator chains of the gate/up
 // and down kernels (nvfp4_mma_rows' CHAINS), 1 or 2 each (default 1,1); GLINT_CUDA_MMA_SPLIT="G,D",
 // warps splitting K per block (fewer: more passes per warp, half the warps), gate/up 4 or 2, down 2 or
-// 1 (default 4,2). Down with split 1 and 2 chains spills 8 bytes (128 registers). GLINT_CUDA_MMA_STAGED=1:
-// the weights through a ring in shared memory (the kernel's STAGED; default off).
+// 1 (default 4,2). GLINT_CUDA_MMA_STAGED=1: the weights through a ring in shared memory (the kernel's
+// STAGED; default off). Two chains spill a few bytes with split 1 (down) and with STAGED (128 registers).
 struct mma_setting {
     int gu_chains, down_chains, gu_split, down_split, staged;
 };
