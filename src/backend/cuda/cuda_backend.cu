@@ -2305,11 +2305,7 @@ __global__ void __launch_bounds__(TCA_THREADS, SPLIT ? 2 : 1)
         // the buffer of tile k + NBUF - 1 held tile k - 1, used before the last barrier
         if (i0 + (NBUF - 1) * TCA_KEYS < n) load_tile(i0 + (NBUF - 1) * TCA_KEYS, (k + NBUF - 1) % NBUF);
         const int after = (n - i0 - 1) / TCA_KEYS;  // tiles of the chunk after this one
-        const int in_flight = after < NBUF - 1 ? after : NBUF - 1;
-        if (in_flight >= 3) cp_async_wait<3>();
-        else if (in_flight == 2) cp_async_wait<2>();
-        else if (in_flight == 1) cp_async_wait<1>();
-        else cp_async_wait<0>();
+        cp_async_wait_pending(after < NBUF - 1 ? after : NBUF - 1);
         __syncthreads();
         {  // scores of keys key0..key0+7 over this warp's K quarter
             float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sc_hl[4] = {0.0f, 0.0f, 0.0f, 0.0f},

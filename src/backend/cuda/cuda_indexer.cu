@@ -192,18 +192,21 @@ void launch_scores(float *scores, int scores_stride, const float *q, const float
         weight_scale, states, topk);
 }
 
+typedef void (*scores_launcher)(float *, int, const float *, const float *, const float *, const int32_t *,
+                                const glint_cache_map &, int, int, int, int, float, float, topk_state *, int);
+
 // GLINT_CUDA_INDEXER_LONG="NT,AHEAD": the long-context variant's n-tiles per warp and loads in flight
 // ahead, one of 4,2 (the default), 4,3, 4,4 and 2,8 (an experiment: more loads in flight per lane,
 // bench/RESULTS.md session 15); an unknown value gets the default, with a message.
-int long_variant() {
-    static const int variant = [] {
+scores_launcher long_variant() {
+    static const scores_launcher variant = [] {
         const char *v = getenv("GLINT_CUDA_INDEXER_LONG");
-        if (!v || !strcmp(v, "4,2")) return 42;
-        if (!strcmp(v, "4,3")) return 43;
-        if (!strcmp(v, "4,4")) return 44;
-        if (!strcmp(v, "2,8")) return 28;
+        if (!v || !strcmp(v, "4,2")) return launch_scores<4, 2>;
+        if (!strcmp(v, "4,3")) return launch_scores<4, 3>;
+        if (!strcmp(v, "4,4")) return launch_scores<4, 4>;
+        if (!strcmp(v, "2,8")) return launch_scores<2, 8>;
         fprintf(stderr, "glint: GLINT_CUDA_INDEXER_LONG='%s' is not one of 4,2 4,3 4,4 2,8; using 4,2\n", v);
-        return 42;
+        return launch_scores<4, 2>;
     }();
     return variant;
 }
@@ -219,27 +222,7 @@ int glint_cuda_indexer_scores_tc(float *scores, int scores_stride, const float *
     // Short contexts: one n-tile per warp with all of its loads in flight at once (latency: the
     // kernel starts beside q_b's GEMV); long ones: four n-tiles per warp, two loads ahead.
     const int long_chunks = (max_visible + ITC_WARPS * 32 - 1) / (ITC_WARPS * 32);
-    if ((long)long_chunks * n >= 2L * sms) {
-        switch (long_variant()) {
-        case 43:
-            launch_scores<4, 3>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-                weight_scale, states, topk);
-            break;
-        case 44:
-            launch_scores<4, 4>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-                weight_scale, states, topk);
-            break;
-        case 28:
-            launch_scores<2, 8>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-                weight_scale, states, topk);
-            break;
-        default:
-            launch_scores<4, 2>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-                weight_scale, states, topk);
-            break;
-        }
-    } else
-        launch_scores<1, ITC_VECS>(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale,
-            weight_scale, states, topk);
+    const scores_launcher launch = (long)long_chunks * n >= 2L * sms ? long_variant() : launch_scores<1, ITC_VECS>;
+    launch(scores, scores_stride, q, w, k_pool, pos, map, s0, n, max_visible, sms, scale, weight_scale, states, topk);
     return 1;
 }

@@ -120,6 +120,13 @@ __device__ __forceinline__ void cp_async8(uint32_t dst, const void *src, bool va
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// The same with the count of groups left in flight known only at run time (0 to 3; more wait as for 3).
+__device__ __forceinline__ void cp_async_wait_pending(int pending) {
+    if (pending >= 3) cp_async_wait<3>();
+    else if (pending == 2) cp_async_wait<2>();
+    else if (pending == 1) cp_async_wait<1>();
+    else cp_async_wait<0>();
+}
 
 // Tensor-core fragments (sm_80+): ldmatrix, mma.sync m16n8k16 BF16 -> FP32, BF16 pairs.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
